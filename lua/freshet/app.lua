@@ -1,0 +1,169 @@
+-- freshet.app: builds the app object that an app file returns. Every key is checked here, so a
+-- typo is reported at the line of the app file that made it.
+local M = {}
+
+local App = {}
+App.__index = App
+
+-- Checks raise a marked table; the public entry points re-raise it as a string at the level of
+-- the app file's own line, however deep the check was.
+local Failure = {}
+local function fail(msg)
+  error(setmetatable({ msg = msg }, Failure))
+end
+
+local function rethrow(err, prefix)
+  if getmetatable(err) == Failure then
+    error(prefix .. err.msg, 3)
+  end
+  error(err, 0)
+end
+
+local function check_type(where, value, expected)
+  if type(value) ~= expected then
+    fail(("%s must be a %s, got %s"):format(where, expected, type(value)))
+  end
+end
+
+local function check_int(where, value, min)
+  check_type(where, value, "number")
+  if value ~= math.floor(value) or value < min then
+    fail(("%s must be an integer >= %d, got %s"):format(where, min, tostring(value)))
+  end
+end
+
+local function check_positive(where, value)
+  check_type(where, value, "number")
+  if not (value > 0) then
+    fail(("%s must be a number > 0, got %s"):format(where, tostring(value)))
+  end
+end
+
+local function check_keys(where, t, allowed)
+  for k in pairs(t) do
+    if type(k) ~= "string" or not allowed[k] then
+      fail(("%s: unknown key '%s'"):format(where, tostring(k)))
+    end
+  end
+end
+
+local checks = {}
+
+function checks.listen(v)
+  check_type("listen", v, "string")
+  if not (v:match("^[^:]+:%d+$") or v:match("^%[[%x:]+%]:%d+$")) then
+    fail(("listen must be \"host:port\", got %q"):format(v))
+  end
+end
+
+function checks.heartbeat(v) check_positive("heartbeat", v) end
+function checks.retry(v) check_int("retry", v, 0) end
+function checks.budget(v) check_int("budget", v, 1000) end
+function checks.jit(v) check_type("jit", v, "boolean") end
+
+function checks.replay(v)
+  check_type("replay", v, "table")
+  check_keys("replay", v, { events = true, seconds = true })
+  if v.events ~= nil then check_int("replay.events", v.events, 0) end
+  if v.seconds ~= nil then
+    check_type("replay.seconds", v.seconds, "number")
+    if v.seconds < 0 then fail("replay.seconds must be >= 0") end
+  end
+end
+
+function checks.broker(v)
+  check_type("broker", v, "string")
+  if v ~= "memory" then
+    fail(("broker %q is not available in this build (use \"memory\")"):format(v))
+  end
+end
+
+function checks.tiers(v)
+  check_type("tiers", v, "table")
+  for name, t in pairs(v) do
+    if type(name) ~= "string" then fail("tiers: tier names must be strings") end
+    local where = "tiers." .. name
+    check_type(where, t, "table")
+    check_keys(where, t, { rate = true, burst = true, queue = true })
+    if t.rate ~= nil then check_positive(where .. ".rate", t.rate) end
+    if t.burst ~= nil then check_positive(where .. ".burst", t.burst) end
+    if t.queue ~= nil then check_int(where .. ".queue", t.queue, 1) end
+  end
+end
+
+function checks.cors(v)
+  if v == "*" then return end
+  check_type("cors", v, "table")
+  for i, origin in ipairs(v) do
+    check_type(("cors[%d]"):format(i), origin, "string")
+  end
+  for k in pairs(v) do
+    if type(k) ~= "number" then fail(("cors: unknown key '%s' (a list of origins)"):format(tostring(k))) end
+  end
+end
+
+function checks.limits(v)
+  check_type("limits", v, "table")
+  check_keys("limits", v, { body = true, headers = true })
+  if v.body ~= nil then check_int("limits.body", v.body, 0) end
+  if v.headers ~= nil then check_int("limits.headers", v.headers, 1024) end
+end
+
+--- Builds an app from its settings; see docs/LUA_API.md for every key.
+function M.new(opts)
+  if opts == nil then opts = {} end
+  local ok, err = pcall(function()
+    if type(opts) ~= "table" then
+      fail("settings must be a table, got " .. type(opts))
+    end
+    for k, v in pairs(opts) do
+      local check = type(k) == "string" and checks[k]
+      if not check then
+        fail(("unknown key '%s'"):format(tostring(k)))
+      end
+      check(v)
+    end
+  end)
+  if not ok then rethrow(err, "freshet.app: ") end
+  local app = setmetatable({ kind = "freshet.app", config = opts, routes = {} }, App)
+  return app
+end
+
+-- Raises at level 3: the app file line that called app:stream / app:publish / app:static.
+local function add_route(self, kind, pattern, target, what)
+  if getmetatable(self) ~= App then
+    error(("app:%s: call it with ':' (app:%s(pattern, %s))"):format(kind, kind, what), 3)
+  end
+  if type(pattern) ~= "string" or pattern:sub(1, 1) ~= "/" then
+    error(("app:%s: pattern must be a string starting with '/', got %s"):format(kind, tostring(pattern)), 3)
+  end
+  if type(target) ~= "string" or target == "" then
+    error(("app:%s: %s must be a non-empty string, got %s"):format(kind, what, type(target)), 3)
+  end
+  local info = debug.getinfo(3, "Sl")
+  self.routes[#self.routes + 1] = {
+    kind = kind, pattern = pattern, target = target,
+    source = info and info.short_src or "?", line = info and info.currentline or 0,
+  }
+  return self
+end
+
+--- A streaming route: SSE on GET, served by the hooks of `script`.
+-- (Each method keeps its own frame, no tail call, so add_route can name the app file's line.)
+function App:stream(pattern, script)
+  local app = add_route(self, "stream", pattern, script, "script")
+  return app
+end
+--- A publish route: POST bodies handed to the `publish` hook of `script`.
+function App:publish(pattern, script)
+  local app = add_route(self, "publish", pattern, script, "script")
+  return app
+end
+--- Static files under `dir` (relative to the app file), for example pages.
+function App:static(prefix, dir)
+  local app = add_route(self, "static", prefix, dir, "dir")
+  return app
+end
+
+M.App = App
+return M

@@ -1,0 +1,78 @@
+-- The freshet module that route scripts and app files require. Its C half ("freshet.core")
+-- is provided by the server binary; outside it, only freshet.app works.
+local app = require "freshet.app"
+
+local has_core, core = pcall(require, "freshet.core")
+if not has_core then core = nil end
+
+local M = { app = app.new, version = core and core.version or "outside-server" }
+
+local function need_core(name)
+  if not core then
+    error(("freshet.%s is only available inside the freshet server"):format(name), 3)
+  end
+end
+
+local function arg_error(fn, n, name, expected, got)
+  error(("freshet.%s: bad argument #%d '%s' (%s expected, got %s)"):format(fn, n, name, expected, got), 3)
+end
+
+local priorities = { critical = true, normal = true, telemetry = true }
+
+--- Publishes `data` (string, or table sent as JSON) on `topic`; returns the event id.
+function M.publish(topic, data, opts)
+  need_core("publish")
+  if type(topic) ~= "string" then arg_error("publish", 1, "topic", "string", type(topic)) end
+  local json = false
+  if type(data) == "table" then
+    data = core.encode(data)
+    json = true
+  elseif type(data) ~= "string" then
+    arg_error("publish", 2, "data", "string or table", type(data))
+  end
+  local event, priority
+  if opts ~= nil then
+    if type(opts) ~= "table" then arg_error("publish", 3, "opts", "table", type(opts)) end
+    for k in pairs(opts) do
+      if k ~= "event" and k ~= "priority" then
+        error(("freshet.publish: unknown option '%s' (event, priority)"):format(tostring(k)), 2)
+      end
+    end
+    event, priority = opts.event, opts.priority
+    if event ~= nil and type(event) ~= "string" then arg_error("publish", 3, "opts.event", "string", type(event)) end
+    if priority ~= nil and not priorities[priority] then
+      error(("freshet.publish: opts.priority must be critical, normal or telemetry, got %s"):format(tostring(priority)), 2)
+    end
+  end
+  local id, err = core.publish(topic, data, event, priority or "normal", json)
+  if not id then error("freshet.publish: " .. err, 2) end
+  return id
+end
+
+--- Calls fn every `ms` milliseconds; returns a timer with :cancel().
+function M.every(ms, fn)
+  need_core("every")
+  return core.timer("every", ms, fn)
+end
+
+--- Calls fn once after `ms` milliseconds; returns a timer with :cancel().
+function M.after(ms, fn)
+  need_core("after")
+  return core.timer("after", ms, fn)
+end
+
+--- Logs a line at level debug, info, warn or error; the other arguments are joined by spaces.
+function M.log(level, ...)
+  need_core("log")
+  return core.log(level, ...)
+end
+
+--- Milliseconds since the epoch.
+function M.now()
+  need_core("now")
+  return core.now()
+end
+
+if core then M.shared = core.shared end
+
+return M

@@ -1,0 +1,16 @@
+-- The minimal app that benchmarks and checks use, in the URL shape of nchan's usual set-up:
+--   GET  /sub/{topic}     streams one topic (/sub/a,b,c streams several)
+--   POST /pub/{topic}     publishes the body as is; X-Event names it, X-Priority ranks it
+local freshet = require "freshet"
+
+local app = freshet.app {
+  listen = "127.0.0.1:3000",
+  heartbeat = 15,
+  retry = 3000,
+  replay = { events = 1000, seconds = 300 },
+  broker = os.getenv("FRESHET_BROKER") or "memory",
+  limits = { body = 1048576 },
+}
+app:stream("/sub/:topics", "routes/sub.lua")
+app:publish("/pub/:topic", "routes/pub.lua")
+return app

@@ -1,0 +1,47 @@
+/* The app's settings, read from the table `freshet.app{...}` built (and validated key by key)
+ * in lua/freshet/app.lua. */
+#ifndef FR_CONFIG_H
+#define FR_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    char *name;     /* owned */
+    double rate;    /* tokens per second */
+    double burst;   /* bucket size */
+    size_t queue;   /* out-queue bound, events */
+} fr_tier_t;
+
+typedef struct {
+    char host[256];
+    int port;
+    uint64_t heartbeat_ms;
+    uint64_t retry_ms;
+    size_t replay_events;
+    uint64_t replay_ms;
+    char *broker;         /* owned */
+    fr_tier_t *tiers;     /* owned array */
+    size_t ntiers;
+    char **cors;          /* owned array of allowed origins; "*" allows any */
+    size_t ncors;
+    size_t max_body;
+    size_t max_headers;
+    uint64_t budget;      /* Lua instructions per hook call */
+    int jit;
+    size_t queue_default; /* out-queue bound for streams without a tier */
+} fr_config_t;
+
+void fr_config_defaults(fr_config_t *cfg);
+void fr_config_free(fr_config_t *cfg);
+/* Deep copy: dst owns its own strings and arrays. */
+void fr_config_copy(fr_config_t *dst, const fr_config_t *src);
+
+/* Parses "host:port" (IPv4 or [IPv6]:port); returns 0 or -1. */
+int fr_config_parse_listen(const char *s, char *host, size_t hostlen, int *port);
+
+const fr_tier_t *fr_config_tier(const fr_config_t *cfg, const char *name);
+/* 1 when `origin` may receive CORS headers. */
+int fr_config_cors_allows(const fr_config_t *cfg, const char *origin);
+
+#endif

@@ -1,0 +1,270 @@
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dispatch.h"
+#include "log.h"
+#include "server.h"
+#include "stream.h"
+#include "util.h"
+
+typedef struct {
+    uv_write_t req;
+    fr_conn_t *conn;
+    char *buf; /* owned */
+} write_req_t;
+
+static llhttp_settings_t parser_settings;
+static int settings_ready;
+
+static fr_conn_t *conn_of(llhttp_t *p) {
+    return p->data;
+}
+
+/* Request line and headers together must fit in limits.headers. */
+static int over_header_limit(fr_conn_t *c, size_t more) {
+    c->req.header_bytes += more;
+    if (c->req.header_bytes > c->worker->config->max_headers) {
+        c->err_status = 431;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_message_begin(llhttp_t *p) {
+    fr_request_reset(&conn_of(p)->req);
+    return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len) {
+    fr_conn_t *c = conn_of(p);
+    if (over_header_limit(c, len))
+        return -1;
+    fr_request_append_url(&c->req, at, len);
+    return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len) {
+    fr_conn_t *c = conn_of(p);
+    if (over_header_limit(c, len))
+        return -1;
+    fr_request_append_field(&c->req, at, len);
+    return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len) {
+    fr_conn_t *c = conn_of(p);
+    if (over_header_limit(c, len))
+        return -1;
+    fr_request_append_value(&c->req, at, len);
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p) {
+    fr_conn_t *c = conn_of(p);
+    snprintf(c->req.method, sizeof c->req.method, "%s", llhttp_method_name(p->method));
+    c->req.http_major = p->http_major;
+    c->req.http_minor = p->http_minor;
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->worker->config->max_body) {
+        c->err_status = 413;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+    fr_conn_t *c = conn_of(p);
+    if (c->req.body_len + len > c->worker->config->max_body) {
+        c->err_status = 413;
+        return -1;
+    }
+    fr_request_append_body(&c->req, at, len);
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+    fr_conn_t *c = conn_of(p);
+    c->req.keep_alive = llhttp_should_keep_alive(p);
+    if (!c->req.url)
+        fr_request_append_url(&c->req, "", 0);
+    c->worker->requests++;
+    fr_dispatch(c);
+    /* A stream owns the connection from here, and a closing connection reads no more:
+     * either way, stop parsing what else the client sent. */
+    if (c->stream || c->closing || c->close_after_write)
+        return HPE_PAUSED;
+    return 0;
+}
+
+static void settings_init(void) {
+    llhttp_settings_init(&parser_settings);
+    parser_settings.on_message_begin = on_message_begin;
+    parser_settings.on_url = on_url;
+    parser_settings.on_header_field = on_header_field;
+    parser_settings.on_header_value = on_header_value;
+    parser_settings.on_headers_complete = on_headers_complete;
+    parser_settings.on_body = on_body;
+    parser_settings.on_message_complete = on_message_complete;
+    settings_ready = 1;
+}
+
+static void on_closed(uv_handle_t *h) {
+    fr_conn_t *c = FR_CONTAINER_OF((uv_tcp_t *)h, fr_conn_t, tcp);
+    fr_worker_t *w = c->worker;
+    if (c->stream)
+        fr_stream_free(c->stream);
+    fr_request_reset(&c->req);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->nconns--;
+    free(c);
+}
+
+void fr_conn_close(fr_conn_t *c) {
+    if (c->closing)
+        return;
+    c->closing = 1;
+    if (c->stream)
+        fr_stream_detach(c->stream);
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    (void)suggested;
+    fr_conn_t *c = FR_CONTAINER_OF((uv_tcp_t *)h, fr_conn_t, tcp);
+    buf->base = c->worker->read_buf;
+    buf->len = sizeof c->worker->read_buf;
+}
+
+static void respond_parse_error(fr_conn_t *c, llhttp_errno_t err) {
+    int status = c->err_status ? c->err_status : 400;
+    const char *msg;
+    char detail[160];
+    if (status == 431) {
+        msg = "request line and headers are larger than the limit";
+    } else if (status == 413) {
+        msg = "request body is larger than the limit";
+    } else {
+        snprintf(detail, sizeof detail, "malformed HTTP request: %s",
+                 llhttp_get_error_reason(&c->parser) ? llhttp_get_error_reason(&c->parser)
+                                                      : llhttp_errno_name(err));
+        msg = detail;
+    }
+    c->req.keep_alive = 0;
+    fr_conn_respond_error(c, status, msg);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    fr_conn_t *c = FR_CONTAINER_OF((uv_tcp_t *)s, fr_conn_t, tcp);
+    if (nread < 0) {
+        fr_conn_close(c);
+        return;
+    }
+    if (nread == 0 || c->closing)
+        return;
+    /* A stream reads only to notice the client leaving; what it sends is ignored. */
+    if (c->stream || c->close_after_write)
+        return;
+    llhttp_errno_t err = llhttp_execute(&c->parser, buf->base, (size_t)nread);
+    if (err == HPE_OK || err == HPE_PAUSED)
+        return;
+    respond_parse_error(c, err);
+}
+
+void fr_conn_accept(fr_worker_t *w, uv_stream_t *listener) {
+    if (!settings_ready)
+        settings_init();
+    fr_conn_t *c = fr_calloc(1, sizeof *c);
+    c->worker = w;
+    uv_tcp_init(w->loop, &c->tcp);
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        free(c);
+        return;
+    }
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    uv_tcp_nodelay(&c->tcp, 1);
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    strcpy(c->remote, "unknown");
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            uv_ip4_name((struct sockaddr_in *)&ss, c->remote, sizeof c->remote);
+        else if (ss.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&ss, c->remote, sizeof c->remote);
+    }
+    llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
+    c->parser.data = c;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static void on_write_done(uv_write_t *req, int status) {
+    write_req_t *wr = (write_req_t *)req;
+    fr_conn_t *c = wr->conn;
+    free(wr->buf);
+    free(wr);
+    c->pending_writes--;
+    if (status < 0) {
+        fr_conn_close(c);
+        return;
+    }
+    if (c->close_after_write && c->pending_writes == 0)
+        fr_conn_close(c);
+}
+
+void fr_conn_write(fr_conn_t *c, char *buf, size_t len) {
+    if (c->closing) {
+        free(buf);
+        return;
+    }
+    write_req_t *wr = fr_malloc(sizeof *wr);
+    wr->conn = c;
+    wr->buf = buf;
+    uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+    c->pending_writes++;
+    if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_write_done) != 0) {
+        c->pending_writes--;
+        free(buf);
+        free(wr);
+        fr_conn_close(c);
+    }
+}
+
+const char *fr_conn_cors_headers(fr_conn_t *c, char *buf, size_t len) {
+    const char *origin = fr_request_header(&c->req, "origin");
+    buf[0] = '\0';
+    if (origin && fr_config_cors_allows(c->worker->config, origin) &&
+        strpbrk(origin, "\r\n") == NULL)
+        snprintf(buf, len, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", origin);
+    return buf;
+}
+
+void fr_conn_respond(fr_conn_t *c, int status, const char *content_type, const char *extra_headers,
+                     const char *body, size_t body_len) {
+    char cors[512], headers[2048];
+    fr_conn_cors_headers(c, cors, sizeof cors);
+    snprintf(headers, sizeof headers, "%s%s", cors, extra_headers ? extra_headers : "");
+    int keep = c->req.keep_alive && !c->worker->stopping;
+    size_t len;
+    char *resp = fr_http_response(status, content_type, headers, body, body_len, keep, &len);
+    if (!keep)
+        c->close_after_write = 1;
+    fr_conn_write(c, resp, len);
+}
+
+void fr_conn_respond_error(fr_conn_t *c, int status, const char *msg) {
+    size_t len;
+    char *body = fr_http_error_body(msg, &len);
+    fr_conn_respond(c, status, "application/json", NULL, body, len);
+    free(body);
+}

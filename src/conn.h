@@ -1,0 +1,48 @@
+/* A client connection: reads and parses requests with llhttp, writes responses, and, once a
+ * stream route accepts it, carries a stream. Never freed inside its own callbacks: closing
+ * marks it and libuv's close callback frees it. */
+#ifndef FR_CONN_H
+#define FR_CONN_H
+
+#include <llhttp.h>
+#include <uv.h>
+
+#include "http.h"
+
+struct fr_worker_s;
+struct fr_stream_s;
+
+typedef struct fr_conn_s {
+    uv_tcp_t tcp;
+    struct fr_worker_s *worker;  /* borrowed */
+    llhttp_t parser;
+    fr_request_t req;
+    struct fr_stream_s *stream;  /* owned; set once the connection streams */
+    char remote[64];             /* peer address, no port */
+    int err_status;              /* set by a callback that rejects the request (413, 431) */
+    int closing;
+    int close_after_write;       /* the response said Connection: close */
+    unsigned pending_writes;
+    struct fr_conn_s *prev, *next; /* the worker's list of connections */
+} fr_conn_t;
+
+/* Accepts a pending connection from the listener. */
+void fr_conn_accept(struct fr_worker_s *w, uv_stream_t *listener);
+
+/* Queues bytes on the socket; takes ownership of buf (freed when written). */
+void fr_conn_write(fr_conn_t *c, char *buf, size_t len);
+
+/* Sends a complete response (adds CORS headers for allowed origins). After it the connection
+ * stays open for the next request when the client keeps it alive, else it closes. */
+void fr_conn_respond(fr_conn_t *c, int status, const char *content_type, const char *extra_headers,
+                     const char *body, size_t body_len);
+/* Sends {"error": msg} with the status. */
+void fr_conn_respond_error(fr_conn_t *c, int status, const char *msg);
+
+/* Closes now (pending writes are cancelled). Safe to call twice. */
+void fr_conn_close(fr_conn_t *c);
+
+/* "Access-Control-Allow-Origin: …\r\nVary: Origin\r\n" for an allowed Origin, else "". */
+const char *fr_conn_cors_headers(fr_conn_t *c, char *buf, size_t len);
+
+#endif

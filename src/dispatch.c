@@ -1,0 +1,272 @@
+#include "dispatch.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "log.h"
+#include "server.h"
+#include "stream.h"
+#include "url.h"
+#include "util.h"
+
+/* ---- the `req` table -------------------------------------------------------------------- */
+
+static void on_query_pair(void *ctx, const char *k, size_t kl, const char *v, size_t vl) {
+    lua_State *L = ctx;
+    /* The first occurrence of a repeated key wins, as most frameworks do. */
+    lua_pushlstring(L, k, kl);
+    lua_rawget(L, -2);
+    int seen = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (seen)
+        return;
+    lua_pushlstring(L, k, kl);
+    lua_pushlstring(L, v, vl);
+    lua_rawset(L, -3);
+}
+
+/* Pushes {method, path, params, query, headers, remote} and returns a registry ref, or
+ * LUA_NOREF when the query is malformed. */
+static int push_request(fr_conn_t *c, lua_State *L, const char *path, fr_param_t *params,
+                        size_t nparams, const char *query, size_t qlen) {
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, c->req.method);
+    lua_setfield(L, -2, "method");
+    lua_pushstring(L, path);
+    lua_setfield(L, -2, "path");
+    lua_pushstring(L, c->remote);
+    lua_setfield(L, -2, "remote");
+    lua_createtable(L, 0, (int)nparams);
+    for (size_t i = 0; i < nparams; i++) {
+        lua_pushstring(L, params[i].value);
+        lua_setfield(L, -2, params[i].name);
+    }
+    lua_setfield(L, -2, "params");
+    lua_newtable(L);
+    if (query && fr_url_each_query(query, qlen, on_query_pair, L) < 0) {
+        lua_pop(L, 2);
+        return LUA_NOREF;
+    }
+    lua_setfield(L, -2, "query");
+    lua_createtable(L, 0, (int)c->req.nheaders);
+    for (size_t i = 0; i < c->req.nheaders; i++) {
+        fr_header_t *h = &c->req.headers[i];
+        if (!h->name)
+            continue;
+        lua_getfield(L, -1, h->name);
+        if (lua_isstring(L, -1)) {
+            /* Repeated headers are joined with ", " (RFC 9110 field combination). */
+            lua_pushliteral(L, ", ");
+            lua_pushstring(L, h->value);
+            lua_concat(L, 3);
+        } else {
+            lua_pop(L, 1);
+            lua_pushstring(L, h->value);
+        }
+        lua_setfield(L, -2, h->name);
+    }
+    lua_setfield(L, -2, "headers");
+    return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+int fr_dispatch_auth(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_ref,
+                     int *who_ref) {
+    lua_State *L = vm->L;
+    if (!fr_vm_push_hook(vm, route, FR_HOOK_AUTH)) {
+        lua_newtable(L);
+        *who_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        return 0;
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, req_ref);
+    if (fr_vm_call(vm, route, "auth", 1, 3) != 0) {
+        fr_conn_respond_error(c, 500, "internal error");
+        return -1;
+    }
+    if (lua_istable(L, -3)) {
+        lua_pop(L, 2);
+        *who_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        return 0;
+    }
+    if (lua_toboolean(L, -3)) {
+        fr_error("route %s: auth must return an identity table, or nil, status, message; got %s",
+                 route->pattern.source, luaL_typename(L, -3));
+        lua_pop(L, 3);
+        fr_conn_respond_error(c, 500, "internal error");
+        return -1;
+    }
+    int status = lua_isnumber(L, -2) ? (int)lua_tointeger(L, -2) : 403;
+    if (status < 400 || status > 599)
+        status = 403;
+    const char *msg = lua_isstring(L, -1) ? lua_tostring(L, -1) : "not allowed";
+    fr_conn_respond_error(c, status, msg);
+    lua_pop(L, 3);
+    return -1;
+}
+
+/* ---- /health and preflight --------------------------------------------------------------- */
+
+static void respond_health(fr_conn_t *c) {
+    fr_worker_t *w = c->worker;
+    char body[256];
+    int n = snprintf(body, sizeof body,
+                     "{\"status\":\"ok\",\"connections\":%zu,\"streams\":%zu,\"topics\":%zu,"
+                     "\"published\":%llu,\"uptime\":%llu}",
+                     w->nconns, w->nstreams, w->hub.ntopics,
+                     (unsigned long long)w->hub.published,
+                     (unsigned long long)((fr_mono_ms() - w->started_ms) / 1000));
+    fr_conn_respond(c, 200, "application/json", "Cache-Control: no-cache\r\n", body, (size_t)n);
+}
+
+static void respond_preflight(fr_conn_t *c, const char *allow) {
+    char headers[512];
+    snprintf(headers, sizeof headers,
+             "Allow: %s\r\n"
+             "Access-Control-Allow-Methods: %s\r\n"
+             "Access-Control-Allow-Headers: Last-Event-ID, Content-Type, Authorization, "
+             "X-Event, X-Priority\r\n"
+             "Access-Control-Max-Age: 600\r\n",
+             allow, allow);
+    fr_conn_respond(c, 204, NULL, headers, NULL, 0);
+}
+
+static const char *route_methods(const fr_route_t *r) {
+    switch (r->kind) {
+    case FR_ROUTE_STREAM: return "GET, OPTIONS";
+    case FR_ROUTE_PUBLISH: return "POST, OPTIONS";
+    default: return "GET, HEAD, OPTIONS";
+    }
+}
+
+static int route_accepts(const fr_route_t *r, const char *method) {
+    switch (r->kind) {
+    case FR_ROUTE_STREAM: return strcmp(method, "GET") == 0;
+    case FR_ROUTE_PUBLISH: return strcmp(method, "POST") == 0;
+    default: return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    }
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------ */
+
+void fr_dispatch(fr_conn_t *c) {
+    fr_worker_t *w = c->worker;
+    fr_vm_t *vm = w->vm;
+    size_t path_len, qlen;
+    const char *query;
+    if (c->req.url[0] != '/') {
+        fr_conn_respond_error(c, 400, "request target must be an absolute path");
+        return;
+    }
+    fr_url_split(c->req.url, c->req.url_len, &path_len, &query, &qlen);
+    const char *raw_path = c->req.url;
+
+    if (path_len == 7 && memcmp(raw_path, "/health", 7) == 0) {
+        if (strcmp(c->req.method, "GET") == 0 || strcmp(c->req.method, "HEAD") == 0)
+            respond_health(c);
+        else
+            fr_conn_respond(c, 405, "application/json", "Allow: GET, HEAD\r\n",
+                            "{\"error\":\"/health answers GET\"}", 30);
+        return;
+    }
+    if (w->stopping) {
+        fr_conn_respond(c, 503, "application/json", "Retry-After: 1\r\n",
+                        "{\"error\":\"shutting down\"}", 25);
+        return;
+    }
+
+    /* Stream and publish routes first, in the order the app declared them; then the static
+     * route with the longest matching prefix. A path that matches only with another method
+     * answers 405 with the methods it does take. */
+    fr_param_t params[FR_MAX_PARAMS];
+    size_t nparams = 0;
+    const fr_route_t *match = NULL, *path_match = NULL;
+    char allow[64] = "";
+    for (size_t i = 0; i < vm->nroutes && !match; i++) {
+        const fr_route_t *r = &vm->routes[i];
+        if (r->kind == FR_ROUTE_STATIC)
+            continue;
+        int m = fr_pattern_match(&r->pattern, raw_path, path_len, params, &nparams);
+        if (m < 0) {
+            fr_conn_respond_error(c, 400, "invalid percent-encoding in the path");
+            return;
+        }
+        if (m == 0)
+            continue;
+        if (route_accepts(r, c->req.method) || strcmp(c->req.method, "OPTIONS") == 0) {
+            match = r;
+            break;
+        }
+        if (!path_match) {
+            path_match = r;
+            snprintf(allow, sizeof allow, "%s", route_methods(r));
+        } else if (r->kind != path_match->kind) {
+            snprintf(allow, sizeof allow, "GET, POST, OPTIONS");
+        }
+        fr_params_free(params, nparams);
+        nparams = 0;
+    }
+    if (!match && !path_match) {
+        size_t best = 0;
+        for (size_t i = 0; i < vm->nroutes; i++) {
+            const fr_route_t *r = &vm->routes[i];
+            if (r->kind != FR_ROUTE_STATIC || !r->path)
+                continue;
+            size_t pl = strlen(r->prefix);
+            if (path_len >= pl && memcmp(raw_path, r->prefix, pl) == 0 &&
+                (path_len == pl || raw_path[pl] == '/') && (!match || pl > best)) {
+                match = r;
+                best = pl;
+            }
+        }
+        if (match && !route_accepts(match, c->req.method) && strcmp(c->req.method, "OPTIONS") != 0) {
+            path_match = match;
+            match = NULL;
+            snprintf(allow, sizeof allow, "%s", route_methods(path_match));
+        }
+    }
+    if (!match) {
+        if (path_match) {
+            char h[96];
+            snprintf(h, sizeof h, "Allow: %s\r\n", allow);
+            char msg[128];
+            snprintf(msg, sizeof msg, "{\"error\":\"method %s is not allowed here\"}", c->req.method);
+            fr_conn_respond(c, 405, "application/json", h, msg, strlen(msg));
+        } else {
+            fr_conn_respond_error(c, 404, "no route for this path");
+        }
+        return;
+    }
+    if (strcmp(c->req.method, "OPTIONS") == 0) {
+        fr_params_free(params, nparams);
+        respond_preflight(c, route_methods(match));
+        return;
+    }
+    if (match->kind == FR_ROUTE_STATIC) {
+        size_t pl = strlen(match->prefix);
+        fr_static_serve(c, match, raw_path + pl, path_len - pl);
+        return;
+    }
+
+    char *path = fr_malloc(path_len + 1);
+    if (fr_url_decode(raw_path, path_len, path, 0) < 0) {
+        free(path);
+        fr_params_free(params, nparams);
+        fr_conn_respond_error(c, 400, "invalid percent-encoding in the path");
+        return;
+    }
+    lua_State *L = vm->L;
+    int req_ref = push_request(c, L, path, params, nparams, query, qlen);
+    free(path);
+    fr_params_free(params, nparams);
+    if (req_ref == LUA_NOREF) {
+        fr_conn_respond_error(c, 400, "invalid percent-encoding in the query string");
+        return;
+    }
+    if (match->kind == FR_ROUTE_STREAM)
+        fr_stream_open(c, vm, match, req_ref);
+    else
+        fr_publish_handle(c, vm, match, req_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, req_ref);
+}

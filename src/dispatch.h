@@ -1,0 +1,25 @@
+/* Request dispatch: /health, CORS preflight, route matching, and the hooks every route shares
+ * (building `req`, running `auth`). */
+#ifndef FR_DISPATCH_H
+#define FR_DISPATCH_H
+
+#include "vm.h"
+
+struct fr_conn_s;
+
+/* Answers (or starts streaming) the request just parsed on c. */
+void fr_dispatch(struct fr_conn_s *c);
+
+/* Runs the route's auth hook with the request table. Returns 0 with a registry ref to the
+ * identity table in *who_ref, or -1 after answering the request (rejection or Lua error). */
+int fr_dispatch_auth(struct fr_conn_s *c, fr_vm_t *vm, const fr_route_t *route, int req_ref,
+                     int *who_ref);
+
+/* Handles a POST on a publish route. */
+void fr_publish_handle(struct fr_conn_s *c, fr_vm_t *vm, const fr_route_t *route, int req_ref);
+
+/* Serves a file under a static route's directory. */
+void fr_static_serve(struct fr_conn_s *c, const fr_route_t *route, const char *path,
+                     size_t path_len);
+
+#endif

@@ -1,0 +1,47 @@
+/* HTTP requests as parsed from llhttp callbacks, and response building. */
+#ifndef FR_HTTP_H
+#define FR_HTTP_H
+
+#include <stddef.h>
+
+typedef struct {
+    char *name;  /* owned, lower-case */
+    char *value; /* owned */
+} fr_header_t;
+
+typedef struct {
+    char method[16];
+    char *url;           /* owned, NUL-terminated */
+    size_t url_len;
+    fr_header_t *headers; /* owned array */
+    size_t nheaders, cap_headers;
+    char *body;          /* owned, NUL-terminated */
+    size_t body_len;
+    int http_major, http_minor;
+    int keep_alive;
+    size_t header_bytes; /* request line and headers so far, for the size limit */
+    int in_value;        /* llhttp hands names and values over in pieces */
+} fr_request_t;
+
+void fr_request_reset(fr_request_t *req);
+void fr_request_append_url(fr_request_t *req, const char *at, size_t len);
+void fr_request_append_field(fr_request_t *req, const char *at, size_t len);
+void fr_request_append_value(fr_request_t *req, const char *at, size_t len);
+void fr_request_append_body(fr_request_t *req, const char *at, size_t len);
+/* The value of a header (name in lower case), or NULL. */
+const char *fr_request_header(const fr_request_t *req, const char *name);
+
+const char *fr_http_status_text(int status);
+
+/* Builds a complete response with Content-Length. extra_headers holds whole "Name: v\r\n"
+ * lines or is NULL. Returns a malloc'd buffer (the caller owns it) and its length. */
+char *fr_http_response(int status, const char *content_type, const char *extra_headers,
+                       const char *body, size_t body_len, int keep_alive, size_t *out_len);
+
+/* Writes {"error":"<msg>"} with JSON escaping into a malloc'd string. */
+char *fr_http_error_body(const char *msg, size_t *len);
+
+/* Appends s as a JSON string literal (with quotes) to a growing buffer. */
+void fr_json_append_string(char **buf, size_t *len, size_t *cap, const char *s);
+
+#endif

@@ -1,0 +1,17 @@
+/* The C half of the Lua API, required as "freshet.core" by lua/freshet/init.lua: publish,
+ * timers, log, now, JSON encode, and the shared dictionary. */
+#ifndef FR_LUA_API_H
+#define FR_LUA_API_H
+
+#include <lua.h>
+
+struct fr_vm_s;
+
+int fr_lua_open_core(lua_State *L);
+/* Binds L to its VM (stored in the registry), so API functions find their worker. */
+void fr_lua_set_vm(lua_State *L, struct fr_vm_s *vm);
+struct fr_vm_s *fr_lua_get_vm(lua_State *L);
+/* Stops and frees every timer of the VM. */
+void fr_lua_stop_timers(struct fr_vm_s *vm);
+
+#endif

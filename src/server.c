@@ -1,0 +1,237 @@
+#include "server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "conn.h"
+#include "log.h"
+#include "shared_dict.h"
+#include "stream.h"
+#include "util.h"
+
+#define FR_DRAIN_MS 5000
+
+int fr_worker_publish(fr_worker_t *w, const char *topic, const char *name, const char *data,
+                      size_t len, fr_priority_t prio, int json, fr_id_t *id, const char **err) {
+    if (!w->hub.buckets) {
+        *err = "cannot publish while the app file is loading (publish from a hook or a timer)";
+        return -1;
+    }
+    return fr_hub_publish(&w->hub, topic, name, data, len, prio, json, id, err);
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+    fr_worker_t *w = listener->data;
+    if (status < 0) {
+        fr_warn("accept failed: %s", uv_strerror(status));
+        return;
+    }
+    fr_conn_accept(w, listener);
+}
+
+static void on_flush(uv_prepare_t *h) {
+    fr_stream_flush_pending(h->data);
+}
+
+static void on_heartbeat_tick(uv_timer_t *h) {
+    fr_stream_heartbeat_due(h->data);
+}
+
+static void on_sweep(uv_timer_t *h) {
+    fr_worker_t *w = h->data;
+    fr_hub_sweep(&w->hub);
+}
+
+static void worker_reload(fr_worker_t *w) {
+    fr_errors_t errs = {0};
+    fr_vm_t *vm = fr_vm_new(w->app_path, w, &errs);
+    if (!vm) {
+        w->reload_failures++;
+        for (size_t i = 0; i < errs.n; i++)
+            fr_error("reload failed, keeping the old scripts: %s", errs.items[i]);
+        fr_errors_free(&errs);
+        return;
+    }
+    fr_vm_retire(w->vm);
+    fr_vm_release(w->vm);
+    w->vm = vm;
+    w->reloads++;
+    fr_info("reloaded %s (%zu routes); listen, replay and limits keep their start values",
+            w->app_path, vm->nroutes);
+}
+
+static void on_close_noop(uv_handle_t *h) {
+    (void)h;
+}
+
+static void on_drain_deadline(uv_timer_t *h) {
+    fr_worker_t *w = h->data;
+    for (fr_conn_t *c = w->conns; c; c = c->next)
+        fr_conn_close(c);
+    uv_close((uv_handle_t *)h, on_close_noop);
+}
+
+static uv_timer_t drain_timer;
+
+/* Stops accepting, tells every stream when to come back (with jitter, so clients do not
+ * return all at once), and lets the loop end once every connection is gone. */
+static void worker_stop(fr_worker_t *w, const char *why) {
+    if (w->stopping)
+        return;
+    w->stopping = 1;
+    fr_info("%s: draining %zu streams and %zu connections", why, w->nstreams, w->nconns);
+    uv_close((uv_handle_t *)&w->listener, NULL);
+    uv_timer_stop(&w->heartbeat_timer);
+    uv_close((uv_handle_t *)&w->heartbeat_timer, NULL);
+    uv_close((uv_handle_t *)&w->sweep_timer, NULL);
+    uv_close((uv_handle_t *)&w->sig_hup, NULL);
+    uv_close((uv_handle_t *)&w->sig_term, NULL);
+    uv_close((uv_handle_t *)&w->sig_int, NULL);
+    fr_vm_retire(w->vm);
+    uint64_t retry = w->config->retry_ms;
+    for (fr_conn_t *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->stream)
+            fr_stream_end(c->stream, retry + (uint64_t)(rand() % (int)(retry + 1)));
+        else if (!c->pending_writes)
+            fr_conn_close(c);
+    }
+    fr_stream_flush_pending(w);
+    uv_close((uv_handle_t *)&w->flush, NULL);
+    uv_timer_init(w->loop, &drain_timer);
+    drain_timer.data = w;
+    uv_timer_start(&drain_timer, on_drain_deadline, FR_DRAIN_MS, 0);
+    uv_unref((uv_handle_t *)&drain_timer);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+    fr_worker_t *w = h->data;
+    if (signum == SIGHUP)
+        worker_reload(w);
+    else
+        worker_stop(w, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* Raises the soft descriptor limit to the hard one: every stream is a descriptor. */
+static void raise_nofile(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t soft = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        rl.rlim_cur = soft;
+    fr_info("open files: soft limit %llu (was %llu), hard limit %llu",
+            (unsigned long long)rl.rlim_cur, (unsigned long long)soft,
+            (unsigned long long)rl.rlim_max);
+}
+
+static int worker_listen(fr_worker_t *w) {
+    struct sockaddr_storage addr;
+    int rc = uv_ip4_addr(w->config->host, w->config->port, (struct sockaddr_in *)&addr);
+    if (rc != 0)
+        rc = uv_ip6_addr(w->config->host, w->config->port, (struct sockaddr_in6 *)&addr);
+    if (rc != 0) {
+        fr_error("listen: '%s' is not an IP address", w->config->host);
+        return -1;
+    }
+    uv_tcp_init(w->loop, &w->listener);
+    w->listener.data = w;
+    rc = uv_tcp_bind(&w->listener, (struct sockaddr *)&addr, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&w->listener, 4096, on_connection);
+    if (rc != 0) {
+        fr_error("listen on %s:%d: %s", w->config->host, w->config->port, uv_strerror(rc));
+        uv_close((uv_handle_t *)&w->listener, NULL);
+        return -1;
+    }
+    fr_info("listening on http://%s:%d", w->config->host, w->config->port);
+    return 0;
+}
+
+int fr_server_run(const char *app_path, const char *listen_override) {
+    static fr_worker_t worker;
+    fr_worker_t *w = &worker;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    w->loop = &loop;
+    w->app_path = fr_strdup(app_path);
+    w->started_ms = fr_mono_ms();
+    signal(SIGPIPE, SIG_IGN);
+    srand((unsigned)fr_now_ms());
+
+    fr_errors_t errs = {0};
+    w->vm = fr_vm_new(app_path, w, &errs);
+    if (!w->vm) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s\n", errs.items[i]);
+        fr_errors_free(&errs);
+        uv_run(&loop, UV_RUN_NOWAIT);
+        uv_loop_close(&loop);
+        free(w->app_path);
+        return 1;
+    }
+    fr_config_copy(&w->start_config, &w->vm->config);
+    w->config = &w->start_config;
+    if (listen_override &&
+        fr_config_parse_listen(listen_override, w->config->host, sizeof w->config->host,
+                               &w->config->port) < 0) {
+        fprintf(stderr, "freshet: --listen wants HOST:PORT, got '%s'\n", listen_override);
+        w->exit_code = 2;
+        goto done;
+    }
+    w->retry_frame_len = (size_t)snprintf(w->retry_frame, sizeof w->retry_frame, "retry: %llu\n\n",
+                                          (unsigned long long)w->config->retry_ms);
+    fr_hub_init(&w->hub, w->config->replay_events, w->config->replay_ms, fr_now_ms());
+    raise_nofile();
+    if (worker_listen(w) < 0) {
+        w->exit_code = 1;
+        goto done;
+    }
+
+    uv_prepare_init(&loop, &w->flush);
+    w->flush.data = w;
+    uv_prepare_start(&w->flush, on_flush);
+    uint64_t tick = w->config->heartbeat_ms / 4;
+    tick = tick < 50 ? 50 : tick > 1000 ? 1000 : tick;
+    uv_timer_init(&loop, &w->heartbeat_timer);
+    w->heartbeat_timer.data = w;
+    uv_timer_start(&w->heartbeat_timer, on_heartbeat_tick, tick, tick);
+    uv_timer_init(&loop, &w->sweep_timer);
+    w->sweep_timer.data = w;
+    uv_timer_start(&w->sweep_timer, on_sweep, 1000, 1000);
+    uv_signal_t *sigs[] = {&w->sig_hup, &w->sig_term, &w->sig_int};
+    int signums[] = {SIGHUP, SIGTERM, SIGINT};
+    for (int i = 0; i < 3; i++) {
+        uv_signal_init(&loop, sigs[i]);
+        sigs[i]->data = w;
+        uv_signal_start(sigs[i], on_signal, signums[i]);
+    }
+
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (w->stopping && !uv_is_closing((uv_handle_t *)&drain_timer))
+        uv_close((uv_handle_t *)&drain_timer, NULL);
+    fr_info("stopped");
+done:
+    fr_vm_retire(w->vm);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    fr_vm_release(w->vm);
+    if (w->hub.buckets)
+        fr_hub_close(&w->hub);
+    fr_config_free(&w->start_config);
+    free(w->app_path);
+    if (!w->stopping && w->exit_code == 0)
+        w->exit_code = 1;
+    int rc = uv_loop_close(&loop);
+    if (rc != 0) {
+        fr_error("event loop closed with handles still open: %s", uv_strerror(rc));
+        if (w->exit_code == 0)
+            w->exit_code = 1;
+    }
+    fr_shared_shutdown();
+    return w->exit_code;
+}

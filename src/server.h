@@ -1,0 +1,55 @@
+/* A worker: one libuv loop, one Lua VM, one hub, the listener and every connection on it.
+ * (One worker for now; the struct is what each thread will own when there are several.) */
+#ifndef FR_SERVER_H
+#define FR_SERVER_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "hub.h"
+#include "vm.h"
+
+struct fr_conn_s;
+struct fr_stream_s;
+
+typedef struct fr_worker_s {
+    uv_loop_t *loop;          /* borrowed */
+    fr_config_t *config;      /* borrowed from the first VM's settings copy below */
+    fr_config_t start_config; /* owned: settings in force since start (listen, replay, …) */
+    fr_vm_t *vm;              /* current VM, one reference */
+    fr_hub_t hub;
+    char *app_path;           /* owned */
+
+    uv_tcp_t listener;
+    uv_timer_t heartbeat_timer; /* one timer for every stream's heartbeat */
+    uv_timer_t sweep_timer;     /* replay window expiry */
+    uv_prepare_t flush;         /* writes out what this iteration queued, once per stream */
+    uv_signal_t sig_hup, sig_term, sig_int;
+
+    struct fr_conn_s *conns;  /* every open connection (intrusive list) */
+    size_t nconns;
+    size_t nstreams;
+    /* Streams ordered by last write, oldest first: a heartbeat tick only visits those due. */
+    struct fr_stream_s *idle_head, *idle_tail;
+    /* Streams with queued output not yet handed to libuv. */
+    struct fr_stream_s *pending_head;
+
+    char retry_frame[48];     /* "retry: <ms>\n\n" */
+    size_t retry_frame_len;
+    uint64_t started_ms;      /* monotonic */
+    char read_buf[65536];     /* every read on this loop lands here and is parsed at once */
+    int stopping;
+    int exit_code;
+
+    unsigned long requests, reloads, reload_failures;
+} fr_worker_t;
+
+/* Loads the app, listens and runs until SIGTERM/SIGINT. Returns the process exit code. */
+int fr_server_run(const char *app_path, const char *listen_override);
+
+/* Publishes through the worker's broker (the hub for now). */
+int fr_worker_publish(fr_worker_t *w, const char *topic, const char *name, const char *data,
+                      size_t len, fr_priority_t prio, int json, fr_id_t *id, const char **err);
+
+#endif

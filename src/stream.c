@@ -1,0 +1,547 @@
+#include "stream.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conn.h"
+#include "dispatch.h"
+#include "log.h"
+#include "server.h"
+#include "util.h"
+
+#define FR_MAX_TOPICS 64
+#define FR_WRITE_BATCH 64
+#define FR_LAG_RETRY_MS 5000
+
+static const char heartbeat_frame[] = ":\n\n";
+
+/* ---- idle (heartbeat) and pending (flush) lists ---------------------------------------- */
+
+static void idle_unlink(fr_worker_t *w, fr_stream_t *s) {
+    if (s->idle_prev)
+        s->idle_prev->idle_next = s->idle_next;
+    else if (w->idle_head == s)
+        w->idle_head = s->idle_next;
+    if (s->idle_next)
+        s->idle_next->idle_prev = s->idle_prev;
+    else if (w->idle_tail == s)
+        w->idle_tail = s->idle_prev;
+    s->idle_prev = s->idle_next = NULL;
+}
+
+/* Moves the stream to the tail: the list stays ordered by last write. */
+static void idle_touch(fr_stream_t *s) {
+    fr_worker_t *w = s->worker;
+    idle_unlink(w, s);
+    s->last_write_ms = fr_mono_ms();
+    s->idle_prev = w->idle_tail;
+    if (w->idle_tail)
+        w->idle_tail->idle_next = s;
+    else
+        w->idle_head = s;
+    w->idle_tail = s;
+}
+
+static void pending_unlink(fr_worker_t *w, fr_stream_t *s) {
+    if (!s->pending)
+        return;
+    if (s->pend_prev)
+        s->pend_prev->pend_next = s->pend_next;
+    else
+        w->pending_head = s->pend_next;
+    if (s->pend_next)
+        s->pend_next->pend_prev = s->pend_prev;
+    s->pend_prev = s->pend_next = NULL;
+    s->pending = 0;
+}
+
+static void pending_mark(fr_stream_t *s) {
+    fr_worker_t *w = s->worker;
+    if (s->pending || s->detached)
+        return;
+    s->pending = 1;
+    s->pend_prev = NULL;
+    s->pend_next = w->pending_head;
+    if (w->pending_head)
+        w->pending_head->pend_prev = s;
+    w->pending_head = s;
+}
+
+/* ---- the out-queue ---------------------------------------------------------------------- */
+
+static void item_release(fr_item_t *it) {
+    if (it->kind == FR_ITEM_EVENT)
+        fr_event_release(it->ev);
+    if (it->kind != FR_ITEM_STATIC)
+        free(it->bytes);
+}
+
+static void queue_push(fr_stream_t *s, fr_item_t it) {
+    if (s->q_len == s->q_cap) {
+        size_t cap = s->q_cap ? s->q_cap * 2 : 8;
+        fr_item_t *q = fr_malloc(cap * sizeof *q);
+        for (size_t i = 0; i < s->q_len; i++)
+            q[i] = s->q[(s->q_head + i) % s->q_cap];
+        free(s->q);
+        s->q = q;
+        s->q_cap = cap;
+        s->q_head = 0;
+    }
+    s->q[(s->q_head + s->q_len) % s->q_cap] = it;
+    s->q_len++;
+    idle_touch(s);
+    pending_mark(s);
+}
+
+static void queue_static(fr_stream_t *s, const char *bytes, size_t len) {
+    fr_item_t it = {FR_ITEM_STATIC, NULL, (char *)bytes, len};
+    queue_push(s, it);
+}
+
+static void queue_owned(fr_stream_t *s, char *bytes, size_t len) {
+    fr_item_t it = {FR_ITEM_OWNED, NULL, bytes, len};
+    queue_push(s, it);
+}
+
+/* "id: <pos1>,<pos2>,…\n" for a stream that follows several topics. */
+static char *positions_line(fr_stream_t *s, size_t *len) {
+    size_t cap = 5 + s->ntopics * FR_ID_MAX_LEN;
+    char *buf = fr_malloc(cap);
+    size_t n = 0;
+    memcpy(buf, "id: ", 4);
+    n = 4;
+    for (size_t i = 0; i < s->ntopics; i++) {
+        if (i)
+            buf[n++] = ',';
+        n += fr_id_format(s->pos[i], buf + n);
+    }
+    buf[n++] = '\n';
+    *len = n;
+    return buf;
+}
+
+/* Offers one event (live or replayed) of topic `index` to the stream. */
+static void stream_offer(fr_stream_t *s, size_t index, fr_event_t *ev) {
+    if (s->detached || s->ending)
+        return;
+    s->pos[index] = ev->id;
+    if (fr_vm_push_hook(s->vm, s->route, FR_HOOK_FILTER)) {
+        lua_State *L = s->vm->L;
+        fr_vm_push_event(s->vm, ev);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, s->who_ref);
+        if (fr_vm_call(s->vm, s->route, "filter", 2, 1) != 0) {
+            /* Headers are out: the stream ends cleanly and the client resumes. */
+            fr_stream_end(s, s->worker->config->retry_ms);
+            return;
+        }
+        int keep = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        if (!keep) {
+            s->filtered++;
+            return;
+        }
+    }
+    if (s->q_len >= s->q_limit) {
+        fr_warn("stream from %s is %zu events behind: closing it with retry: %d so it resumes "
+                "from replay", s->conn->remote, s->q_len, FR_LAG_RETRY_MS);
+        fr_stream_end(s, FR_LAG_RETRY_MS);
+        return;
+    }
+    fr_item_t it = {FR_ITEM_EVENT, ev, NULL, 0};
+    if (s->ntopics > 1)
+        it.bytes = positions_line(s, &it.len);
+    fr_event_retain(ev);
+    s->delivered++;
+    queue_push(s, it);
+}
+
+static void on_deliver(fr_sub_t *sub, fr_event_t *ev) {
+    stream_offer(sub->owner, sub->index, ev);
+}
+
+static void on_replay(void *ctx, size_t index, fr_event_t *ev) {
+    stream_offer(ctx, index, ev);
+}
+
+/* ---- writing ----------------------------------------------------------------------------- */
+
+typedef struct {
+    uv_write_t req;
+    fr_stream_t *stream;
+    size_t nitems;
+    char head[24];       /* chunk size line */
+    fr_item_t items[];   /* each holds what its bytes point into until the write is done */
+} batch_t;
+
+static const char chunk_end[] = "\r\n";
+static const char body_end[] = "0\r\n\r\n";
+
+static void stream_write(fr_stream_t *s);
+
+static void on_batch_written(uv_write_t *req, int status) {
+    batch_t *b = (batch_t *)req;
+    fr_stream_t *s = b->stream;
+    for (size_t i = 0; i < b->nitems; i++)
+        item_release(&b->items[i]);
+    free(b);
+    s->writing = 0;
+    if (status < 0 || s->detached) {
+        fr_conn_close(s->conn);
+        return;
+    }
+    if (s->q_len > 0 || s->ending)
+        stream_write(s);
+}
+
+static void stream_write(fr_stream_t *s) {
+    if (s->writing || s->detached)
+        return;
+    if (s->q_len == 0 && !s->ending)
+        return;
+    if (s->q_len == 0 && s->ending && s->ending == 2) {
+        fr_conn_close(s->conn);
+        return;
+    }
+    size_t n = s->q_len < FR_WRITE_BATCH ? s->q_len : FR_WRITE_BATCH;
+    batch_t *b = fr_malloc(sizeof *b + n * sizeof(fr_item_t));
+    b->stream = s;
+    b->nitems = n;
+    uv_buf_t bufs[2 * FR_WRITE_BATCH + 3];
+    size_t nb = 1, total = 0;
+    for (size_t i = 0; i < n; i++) {
+        fr_item_t *it = &s->q[(s->q_head + i) % s->q_cap];
+        b->items[i] = *it;
+        if (it->kind == FR_ITEM_EVENT) {
+            if (it->bytes) {
+                bufs[nb++] = uv_buf_init(it->bytes, (unsigned)it->len);
+                bufs[nb++] = uv_buf_init(it->ev->frame + it->ev->body_off,
+                                         (unsigned)(it->ev->frame_len - it->ev->body_off));
+                total += it->len + it->ev->frame_len - it->ev->body_off;
+            } else {
+                bufs[nb++] = uv_buf_init(it->ev->frame, (unsigned)it->ev->frame_len);
+                total += it->ev->frame_len;
+            }
+        } else {
+            bufs[nb++] = uv_buf_init(it->bytes, (unsigned)it->len);
+            total += it->len;
+        }
+    }
+    s->q_head = s->q_cap ? (s->q_head + n) % s->q_cap : 0;
+    s->q_len -= n;
+    size_t first = 0;
+    if (s->chunked && total > 0) {
+        int hl = snprintf(b->head, sizeof b->head, "%zx\r\n", total);
+        bufs[0] = uv_buf_init(b->head, (unsigned)hl);
+        bufs[nb++] = uv_buf_init((char *)chunk_end, 2);
+    } else {
+        first = 1;
+    }
+    if (s->ending && s->q_len == 0) {
+        /* The last batch of an ending stream: close the body, then the connection. */
+        if (s->chunked)
+            bufs[nb++] = uv_buf_init((char *)body_end, sizeof body_end - 1);
+        s->ending = 2;
+    }
+    if (nb - first == 0) {
+        free(b);
+        fr_conn_close(s->conn);
+        return;
+    }
+    s->writing = 1;
+    if (uv_write(&b->req, (uv_stream_t *)&s->conn->tcp, bufs + first, (unsigned)(nb - first),
+                 on_batch_written) != 0) {
+        s->writing = 0;
+        for (size_t i = 0; i < b->nitems; i++)
+            item_release(&b->items[i]);
+        free(b);
+        fr_conn_close(s->conn);
+    }
+}
+
+void fr_stream_flush_pending(fr_worker_t *w) {
+    while (w->pending_head) {
+        fr_stream_t *s = w->pending_head;
+        pending_unlink(w, s);
+        stream_write(s);
+    }
+}
+
+void fr_stream_heartbeat_due(fr_worker_t *w) {
+    uint64_t now = fr_mono_ms();
+    uint64_t hb = w->config->heartbeat_ms;
+    while (w->idle_head && now - w->idle_head->last_write_ms >= hb) {
+        fr_stream_t *s = w->idle_head;
+        if (s->ending || s->detached) {
+            idle_unlink(w, s);
+            continue;
+        }
+        queue_static(s, heartbeat_frame, sizeof heartbeat_frame - 1);
+    }
+}
+
+void fr_stream_end(fr_stream_t *s, uint64_t retry_ms) {
+    if (s->ending || s->detached)
+        return;
+    if (retry_ms) {
+        char buf[48];
+        int n = snprintf(buf, sizeof buf, "retry: %llu\n\n", (unsigned long long)retry_ms);
+        queue_owned(s, fr_strndup(buf, (size_t)n), (size_t)n);
+    }
+    s->ending = 1;
+    idle_unlink(s->worker, s);
+    pending_mark(s);
+}
+
+/* ---- opening ---------------------------------------------------------------------------- */
+
+/* Accept: text/event-stream, text/(any), (any)/(any), or no Accept header. */
+static int accepts_sse(const char *accept) {
+    const char *p = accept;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *start = p;
+        while (*p && *p != ',' && *p != ';' && *p != ' ' && *p != '\t')
+            p++;
+        size_t n = (size_t)(p - start);
+        if ((n == 17 && strncasecmp(start, "text/event-stream", 17) == 0) ||
+            (n == 6 && strncasecmp(start, "text/*", 6) == 0) || (n == 3 && strncmp(start, "*/*", 3) == 0))
+            return 1;
+        while (*p && *p != ',')
+            p++;
+    }
+    return 0;
+}
+
+static fr_stream_t *stream_new(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route) {
+    fr_stream_t *s = fr_calloc(1, sizeof *s);
+    s->conn = c;
+    s->worker = c->worker;
+    s->vm = vm;
+    fr_vm_retain(vm);
+    s->route = route;
+    s->who_ref = LUA_NOREF;
+    s->q_limit = c->worker->config->queue_default;
+    s->chunked = c->req.http_major == 1 && c->req.http_minor >= 1;
+    return s;
+}
+
+void fr_stream_detach(fr_stream_t *s) {
+    if (s->detached)
+        return;
+    s->detached = 1;
+    idle_unlink(s->worker, s);
+    pending_unlink(s->worker, s);
+}
+
+void fr_stream_free(fr_stream_t *s) {
+    fr_stream_detach(s);
+    fr_worker_t *w = s->worker;
+    for (size_t i = 0; i < s->ntopics; i++) {
+        if (s->subs)
+            fr_hub_unsubscribe(&w->hub, &s->subs[i]);
+        free(s->topics[i]);
+    }
+    if (s->subs)
+        w->nstreams--;
+    for (size_t i = 0; i < s->q_len; i++)
+        item_release(&s->q[(s->q_head + i) % s->q_cap]);
+    free(s->q);
+    free(s->topics);
+    free(s->subs);
+    free(s->pos);
+    free(s->tier);
+    luaL_unref(s->vm->L, LUA_REGISTRYINDEX, s->who_ref);
+    fr_vm_release(s->vm);
+    free(s);
+}
+
+/* Reads the topics hook's answer (on the stack top) into the stream. Returns 0 or -1 after
+ * logging what was wrong with it. */
+static int stream_take_topics(fr_stream_t *s, lua_State *L) {
+    if (!lua_istable(L, -1)) {
+        fr_error("route %s: topics hook must return a list of topic names, got %s",
+                 s->route->pattern.source, luaL_typename(L, -1));
+        return -1;
+    }
+    size_t n = lua_objlen(L, -1);
+    if (n == 0 || n > FR_MAX_TOPICS) {
+        fr_error("route %s: topics hook must return between 1 and %d topics, got %zu",
+                 s->route->pattern.source, FR_MAX_TOPICS, n);
+        return -1;
+    }
+    s->topics = fr_calloc(n, sizeof *s->topics);
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, -1, (int)i + 1);
+        size_t len;
+        const char *t = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+        const char *err = NULL;
+        if (!t)
+            err = "not a string";
+        else if (fr_event_validate(t, NULL, "", 0, &err) == 0) {
+            for (size_t k = 0; k < s->ntopics; k++) {
+                if (strcmp(s->topics[k], t) == 0)
+                    err = "listed twice";
+            }
+        }
+        if (err) {
+            fr_error("route %s: topics hook: topic %zu is invalid: %s", s->route->pattern.source,
+                     i + 1, err);
+            lua_pop(L, 1);
+            return -1;
+        }
+        s->topics[s->ntopics++] = fr_strdup(t);
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+/* The Last-Event-ID header, else the lastEventId query parameter (EventSource polyfills and
+ * clients that cannot set headers), else NULL. */
+static const char *stream_last_id(fr_conn_t *c, lua_State *L, int req_ref) {
+    const char *h = fr_request_header(&c->req, "last-event-id");
+    if (h && *h)
+        return h;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, req_ref);
+    lua_getfield(L, -1, "query");
+    lua_getfield(L, -1, "lastEventId");
+    const char *q = lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
+    /* The string stays alive: the request table holds it until the request is done. */
+    lua_pop(L, 3);
+    return q && *q ? q : NULL;
+}
+
+static void stream_send_headers(fr_conn_t *c, int chunked) {
+    char cors[512], head[1024];
+    fr_conn_cors_headers(c, cors, sizeof cors);
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 200 OK\r\n"
+                     "Content-Type: text/event-stream; charset=utf-8\r\n"
+                     "Cache-Control: no-cache\r\n"
+                     "Connection: %s\r\n"
+                     "X-Accel-Buffering: no\r\n"
+                     "%s%s\r\n",
+                     chunked ? "keep-alive" : "close",
+                     chunked ? "Transfer-Encoding: chunked\r\n" : "", cors);
+    fr_conn_write(c, fr_strndup(head, (size_t)n), (size_t)n);
+}
+
+void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_ref) {
+    fr_worker_t *w = c->worker;
+    lua_State *L = vm->L;
+    const char *accept = fr_request_header(&c->req, "accept");
+    if (accept && !accepts_sse(accept)) {
+        fr_conn_respond_error(c, 406, "this route streams text/event-stream; send Accept: "
+                                      "text/event-stream (or */*)");
+        return;
+    }
+    fr_stream_t *s = stream_new(c, vm, route);
+    if (fr_dispatch_auth(c, vm, route, req_ref, &s->who_ref) < 0)
+        goto fail;
+
+    fr_vm_push_hook(vm, route, FR_HOOK_TOPICS);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, req_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->who_ref);
+    if (fr_vm_call(vm, route, "topics", 2, 1) != 0)
+        goto fail_500;
+    int bad = stream_take_topics(s, L);
+    lua_pop(L, 1);
+    if (bad)
+        goto fail_500;
+
+    if (fr_vm_push_hook(vm, route, FR_HOOK_TIER)) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, req_ref);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, s->who_ref);
+        if (fr_vm_call(vm, route, "tier", 2, 1) != 0)
+            goto fail_500;
+        if (lua_isstring(L, -1)) {
+            const fr_tier_t *tier = fr_config_tier(w->config, lua_tostring(L, -1));
+            if (!tier) {
+                fr_error("route %s: tier hook returned unknown tier '%s'", route->pattern.source,
+                         lua_tostring(L, -1));
+                lua_pop(L, 1);
+                goto fail_500;
+            }
+            s->tier = fr_strdup(tier->name);
+            s->q_limit = tier->queue;
+        } else if (!lua_isnil(L, -1)) {
+            fr_error("route %s: tier hook must return a tier name or nil, got %s",
+                     route->pattern.source, luaL_typename(L, -1));
+            lua_pop(L, 1);
+            goto fail_500;
+        }
+        lua_pop(L, 1);
+    }
+
+    s->pos = fr_calloc(s->ntopics, sizeof *s->pos);
+    const char *last = stream_last_id(c, L, req_ref);
+    int resume = last != NULL, stale = 0;
+    if (resume) {
+        int n = fr_id_parse_list(last, strlen(last), s->pos, s->ntopics);
+        if (n < 0 || (size_t)n != s->ntopics) {
+            char msg[160];
+            if (n < 0)
+                snprintf(msg, sizeof msg, "malformed Last-Event-ID: expected <ms>-<seq>%s",
+                         s->ntopics > 1 ? " for each topic, comma-separated" : "");
+            else
+                snprintf(msg, sizeof msg, "Last-Event-ID holds %d ids but this stream follows %zu topics",
+                         n, s->ntopics);
+            fr_conn_respond_error(c, 400, msg);
+            goto fail;
+        }
+        for (size_t i = 0; i < s->ntopics; i++) {
+            fr_resume_t r = fr_hub_check_resume(&w->hub, s->topics[i], s->pos[i]);
+            if (r == FR_RESUME_INVALID) {
+                fr_conn_respond_error(c, 400, "Last-Event-ID was never issued by this stream");
+                goto fail;
+            }
+            stale |= r == FR_RESUME_STALE;
+        }
+        if (stale && !route->on_gap_reset) {
+            fr_conn_respond_error(c, 416, "Last-Event-ID is older than the replay window: "
+                                          "reload the state and reconnect without it");
+            goto fail;
+        }
+    }
+
+    /* From here the stream is on: headers, retry, replay, subscribe — all in this loop
+     * iteration, so no event can fall between replay and live delivery. */
+    c->stream = s;
+    w->nstreams++;
+    stream_send_headers(c, s->chunked);
+    queue_static(s, w->retry_frame, w->retry_frame_len);
+    if (stale) {
+        for (size_t i = 0; i < s->ntopics; i++)
+            s->pos[i] = fr_hub_position(&w->hub, s->topics[i]);
+        size_t idlen;
+        char *idline = positions_line(s, &idlen);
+        static const char reset_body[] =
+            "event: reset\ndata: {\"reason\":\"Last-Event-ID is older than the replay window\"}\n\n";
+        size_t len = idlen + sizeof reset_body - 1;
+        char *frame = fr_malloc(len);
+        memcpy(frame, idline, idlen);
+        memcpy(frame + idlen, reset_body, sizeof reset_body - 1);
+        free(idline);
+        queue_owned(s, frame, len);
+    } else if (resume) {
+        fr_hub_replay(&w->hub, (const char *const *)s->topics, s->pos, s->ntopics, on_replay, s);
+    } else {
+        for (size_t i = 0; i < s->ntopics; i++)
+            s->pos[i] = fr_hub_position(&w->hub, s->topics[i]);
+    }
+    s->subs = fr_calloc(s->ntopics, sizeof *s->subs);
+    for (size_t i = 0; i < s->ntopics; i++) {
+        s->subs[i].deliver = on_deliver;
+        s->subs[i].owner = s;
+        s->subs[i].index = i;
+        fr_hub_subscribe(&w->hub, &s->subs[i], s->topics[i]);
+    }
+    return;
+fail_500:
+    fr_conn_respond_error(c, 500, "internal error");
+fail:
+    fr_stream_free(s);
+}

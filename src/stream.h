@@ -1,0 +1,74 @@
+/* An SSE stream on a connection: its topics and positions, the out-queue of event references,
+ * batched writes and heartbeats.
+ *
+ *   hub publish ──deliver──► filter? ──► out-queue [ev ev ev …] ──flush (once per loop
+ *   iteration)──► one chunk, one uv_write ──write done──► release refs
+ *
+ * Each item holds one event reference until its write completes. A queue that reaches its
+ * bound means the client stopped reading: the stream ends with "retry:" and the client comes
+ * back through Last-Event-ID and replay instead of holding memory here. */
+#ifndef FR_STREAM_H
+#define FR_STREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "event.h"
+#include "hub.h"
+#include "vm.h"
+
+struct fr_conn_s;
+struct fr_worker_s;
+
+typedef enum { FR_ITEM_EVENT, FR_ITEM_OWNED, FR_ITEM_STATIC } fr_item_kind_t;
+
+typedef struct {
+    fr_item_kind_t kind;
+    fr_event_t *ev;   /* FR_ITEM_EVENT: one reference */
+    char *bytes;      /* EVENT: own id line or NULL; OWNED: owned bytes; STATIC: borrowed */
+    size_t len;
+} fr_item_t;
+
+typedef struct fr_stream_s {
+    struct fr_conn_s *conn;      /* the connection that owns this stream */
+    struct fr_worker_s *worker;
+    fr_vm_t *vm;                 /* one reference: who_ref and the filter live in it */
+    const fr_route_t *route;     /* borrowed from vm */
+    int who_ref;                 /* identity table from auth */
+    char *tier;                  /* owned tier name, or NULL */
+    size_t ntopics;
+    char **topics;               /* owned names */
+    fr_sub_t *subs;              /* owned, one per topic */
+    fr_id_t *pos;                /* owned: last id seen per topic (the resume point) */
+    int chunked;                 /* HTTP/1.1: chunked framing; HTTP/1.0: raw until close */
+
+    fr_item_t *q;                /* owned ring of queued items */
+    size_t q_cap, q_head, q_len;
+    size_t q_limit;              /* the bound from the tier */
+    int writing;                 /* a write is in flight */
+    int ending;                  /* no more items; close once the queue drains */
+    int detached;                /* the connection is closing: deliver nothing */
+
+    uint64_t last_write_ms;      /* monotonic, last time something was queued */
+    struct fr_stream_s *idle_prev, *idle_next;
+    struct fr_stream_s *pend_prev, *pend_next;
+    int pending;
+    unsigned long delivered, filtered;
+} fr_stream_t;
+
+/* Handles a GET on a stream route: hooks, Last-Event-ID, headers, replay, subscribe. Answers
+ * the error itself when the stream cannot start. params are consumed. */
+void fr_stream_open(struct fr_conn_s *c, fr_vm_t *vm, const fr_route_t *route, int req_ref);
+
+/* Stops deliveries (the connection is closing); fr_stream_free follows in the close callback. */
+void fr_stream_detach(fr_stream_t *s);
+void fr_stream_free(fr_stream_t *s);
+
+/* Writes out every stream with queued output (called once per loop iteration). */
+void fr_stream_flush_pending(struct fr_worker_s *w);
+/* Queues a heartbeat on every stream idle for the heartbeat interval. */
+void fr_stream_heartbeat_due(struct fr_worker_s *w);
+/* Ends a stream cleanly: optional "retry: <ms>" (0 = none), then the end of the body. */
+void fr_stream_end(fr_stream_t *s, uint64_t retry_ms);
+
+#endif

@@ -1,0 +1,30 @@
+/* Small helpers every module uses: fatal out-of-memory, clocks, string duplication. */
+#ifndef FR_UTIL_H
+#define FR_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Allocation failure is fatal: a streaming server that limps on without memory loses events
+ * silently. These abort with file and line. */
+#define fr_malloc(n) fr_xmalloc((n), __FILE__, __LINE__)
+#define fr_calloc(n, s) fr_xcalloc((n), (s), __FILE__, __LINE__)
+#define fr_realloc(p, n) fr_xrealloc((p), (n), __FILE__, __LINE__)
+#define fr_strdup(s) fr_xstrdup((s), __FILE__, __LINE__)
+#define fr_strndup(s, n) fr_xstrndup((s), (n), __FILE__, __LINE__)
+
+void *fr_xmalloc(size_t n, const char *file, int line);
+void *fr_xcalloc(size_t n, size_t size, const char *file, int line);
+void *fr_xrealloc(void *p, size_t n, const char *file, int line);
+char *fr_xstrndup(const char *s, size_t n, const char *file, int line);
+char *fr_xstrdup(const char *s, const char *file, int line);
+
+/* Wall-clock milliseconds since the epoch (event ids, published_at). */
+uint64_t fr_now_ms(void);
+/* Monotonic milliseconds (timeouts, heartbeats, uptime). */
+uint64_t fr_mono_ms(void);
+
+#define FR_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define FR_CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr) - offsetof(type, field)))
+
+#endif
