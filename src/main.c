@@ -37,8 +37,8 @@ static int check_app(const char *app) {
         fr_shared_shutdown();
         return 1;
     }
-    printf("%s: ok, listen %s:%d, %zu routes\n", app, vm->config.host, vm->config.port,
-           vm->nroutes);
+    fprintf(stderr, "%s: ok, listen %s:%d, %zu routes\n", app, vm->config.host, vm->config.port,
+            vm->nroutes);
     for (size_t i = 0; i < vm->nroutes; i++) {
         const fr_route_t *r = &vm->routes[i];
         printf("%-8s %-32s %s\n", route_kind(r->kind),

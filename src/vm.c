@@ -74,6 +74,28 @@ static int on_error(lua_State *L) {
     return 1;
 }
 
+/* Splits "file:line: rest" into its parts; returns rest, or NULL when msg has no location. */
+static const char *split_location(const char *msg, char *src, size_t srclen, int *line) {
+    for (const char *p = strchr(msg, ':'); p; p = strchr(p + 1, ':')) {
+        const char *d = p + 1;
+        int n = 0, digits = 0;
+        while (*d >= '0' && *d <= '9' && digits < 9) {
+            n = n * 10 + (*d++ - '0');
+            digits++;
+        }
+        if (digits == 0 || d[0] != ':' || d[1] != ' ')
+            continue;
+        size_t len = (size_t)(p - msg);
+        if (len == 0 || len >= srclen)
+            return NULL;
+        memcpy(src, msg, len);
+        src[len] = '\0';
+        *line = n;
+        return d + 2;
+    }
+    return NULL;
+}
+
 int fr_vm_call(fr_vm_t *vm, const fr_route_t *route, const char *what, int nargs, int nresults) {
     lua_State *L = vm->L;
     int base = lua_gettop(L) - nargs;
@@ -92,20 +114,26 @@ int fr_vm_call(fr_vm_t *vm, const fr_route_t *route, const char *what, int nargs
     const char *msg = lua_tostring(L, -1);
     if (!msg)
         msg = "(no message)";
+    /* Lua starts messages with "file:line: " at the level the raiser chose (error(msg, 2)
+     * blames the caller); that beats the innermost frame, which may be a library helper. */
     const char *src = where.src[0] ? where.src : (route ? route->script : vm->app_path);
-    /* Lua prefixes "file:line: " itself; the log line already says where. */
-    char prefix[300];
-    int plen = snprintf(prefix, sizeof prefix, "%s:%d: ", src, where.line);
-    if (plen > 0 && strncmp(msg, prefix, (size_t)plen) == 0)
-        msg += plen;
+    int line = where.line;
+    char msg_src[256];
+    int msg_line;
+    const char *rest = split_location(msg, msg_src, sizeof msg_src, &msg_line);
+    if (rest) {
+        src = msg_src;
+        line = msg_line;
+        msg = rest;
+    }
     vm->lua_errors++;
     if (vm->collecting) {
-        snprintf(vm->last_error, sizeof vm->last_error, "%s:%d: %s", src, where.line, msg);
+        snprintf(vm->last_error, sizeof vm->last_error, "%s:%d: %s", src, line, msg);
     } else if (route && route->kind != FR_ROUTE_STATIC)
-        fr_error("lua error in %s:%d (%s) route %s: %s", src, where.line, what,
-                 route->pattern.source, msg);
+        fr_error("lua error in %s:%d (%s) route %s: %s", src, line, what, route->pattern.source,
+                 msg);
     else
-        fr_error("lua error in %s:%d (%s): %s", src, where.line, what, msg);
+        fr_error("lua error in %s:%d (%s): %s", src, line, what, msg);
     lua_pop(L, 1);
     return -1;
 }
