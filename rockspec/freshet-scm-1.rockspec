@@ -1,0 +1,43 @@
+-- LuaRocks spec for the Lua half of freshet: the modules under lua/freshet/.
+--
+-- The server binary embeds these same files, so this rock is for running tooling outside
+-- the server: checking an app file's settings, or testing route scripts with plain LuaJIT.
+-- Inside a plain Lua, `require "freshet.app"` and `freshet.app{...}` work; functions that
+-- need the server (freshet.publish, timers, freshet.shared, ...) raise a clear error.
+--
+-- From the repository root:
+--   luarocks --lua-version=5.1 make --tree /tmp/fr-tree rockspec/freshet-scm-1.rockspec
+--
+-- Every file in lua/freshet/ must be listed in build.modules;
+-- tests/integration/15_rockspec.sh fails when one is missing.
+rockspec_format = "3.0"
+package = "freshet"
+version = "scm-1"
+
+source = {
+  -- A local placeholder: the rock is built from a checkout with `luarocks make`.
+  url = "git+file:///path/to/freshet",
+  branch = "main",
+}
+
+description = {
+  summary = "Lua side of freshet, a Server-Sent Events server scripted in Lua",
+  detailed = [[
+freshet serves Server-Sent Events from a C core and lets small Lua scripts decide who may
+connect, which topics each connection follows and which events it sees. This rock holds the
+Lua modules (freshet, freshet.app) that app files and route scripts require.
+]],
+  labels = { "sse", "server-sent-events", "streaming", "luajit" },
+}
+
+dependencies = {
+  "lua >= 5.1",
+}
+
+build = {
+  type = "builtin",
+  modules = {
+    ["freshet"] = "lua/freshet/init.lua",
+    ["freshet.app"] = "lua/freshet/app.lua",
+  },
+}
