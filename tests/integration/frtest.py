@@ -1,0 +1,1052 @@
+"""Helpers for freshet's integration tests: run the real binary and talk to it over raw sockets.
+
+Standard library only. A test is a plain script:
+
+    import frtest as ft
+
+    def run():
+        with ft.subtest("health answers"):
+            ...
+            ft.check(cond, "what went wrong", context)
+
+    ft.main(run)
+
+`check` raises `Failure`; `subtest` records a failure and lets the script go on with the next
+subtest; `main` prints a summary, stops leftover servers, removes temp dirs and exits non-zero
+when anything failed.
+"""
+
+import codecs
+import contextlib
+import ctypes
+import dataclasses
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.environ.get("FRESHET_ROOT") or os.path.dirname(os.path.dirname(HERE))
+BIN = os.environ.get("FRESHET_BIN") or os.path.join(ROOT, "build", "freshet")
+SANITIZED = os.environ.get("FRESHET_SANITIZED", "0") == "1"
+HOST = "127.0.0.1"
+BENCH_APP = os.path.join(ROOT, "scripts", "bench", "app.lua")
+CHAT_APP = os.path.join(ROOT, "scripts", "examples", "chat", "app.lua")
+
+ID_RE = re.compile(r"^[0-9]+-[0-9]+$")
+
+
+# ----------------------------------------------------------------------------------------------
+# Failures and reporting
+
+
+class Failure(AssertionError):
+    """A check that did not hold."""
+
+
+class Deadline(BaseException):
+    """The script ran past its time limit (BaseException so no subtest swallows it)."""
+
+
+_failures = []
+_live_servers = []
+_cleanups = []
+
+
+def _show(value, limit=3000):
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) > limit:
+        text = text[:limit] + f"... ({len(text) - limit} more chars)"
+    return text
+
+
+def check(cond, msg, context=None):
+    if not cond:
+        if context is not None:
+            msg = f"{msg}\n    context: {_show(context)}"
+        raise Failure(msg)
+
+
+def check_eq(actual, expected, msg):
+    if actual != expected:
+        raise Failure(f"{msg}\n    expected: {_show(expected)}\n    actual:   {_show(actual)}")
+
+
+def fail(msg, context=None):
+    check(False, msg, context)
+
+
+def _indent(text, prefix="    "):
+    return "\n".join(prefix + line for line in text.splitlines())
+
+
+def _record(name, text):
+    _failures.append(name)
+    print(f"[ FAIL ] {name}\n{_indent(text)}", flush=True)
+    for srv in list(_live_servers):
+        print(f"    --- server log ({srv.describe()}), last lines ---", flush=True)
+        print(_indent(srv.log_tail(40), "    | "), flush=True)
+
+
+@contextlib.contextmanager
+def subtest(name):
+    print(f"[ RUN  ] {name}", flush=True)
+    started = time.monotonic()
+    try:
+        yield
+    except Failure as exc:
+        _record(name, str(exc))
+    except Exception:  # a broken helper or an unexpected socket error is a failure too
+        _record(name, traceback.format_exc())
+    else:
+        print(f"[  OK  ] {name} ({time.monotonic() - started:.2f}s)", flush=True)
+
+
+def main(fn, limit=60):
+    """Runs fn() with a hard time limit and exits 0 only if nothing failed."""
+    name = os.path.basename(sys.argv[0])
+
+    def on_alarm(signum, frame):
+        raise Deadline(f"{name} exceeded its {limit}s limit")
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(limit)
+    started = time.monotonic()
+    try:
+        fn()
+    except Failure as exc:
+        _record(name, str(exc))
+    except Deadline as exc:
+        _record(name, f"{exc}\n{traceback.format_exc()}")
+    except Exception:
+        _record(name, traceback.format_exc())
+    finally:
+        signal.alarm(0)
+        for srv in list(_live_servers):
+            srv.kill()
+        for cleanup in reversed(_cleanups):
+            cleanup()
+    took = time.monotonic() - started
+    if _failures:
+        print(f"{name}: {len(_failures)} failed ({took:.1f}s): {', '.join(_failures)}", flush=True)
+        sys.exit(1)
+    print(f"{name}: all passed ({took:.1f}s)", flush=True)
+    sys.exit(0)
+
+
+def require_file(path, what):
+    check(os.path.isfile(path), f"{what} not found at {path}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Ports and app directories
+
+
+def _ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+            return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def free_port():
+    """A port nobody listens on, chosen below the ephemeral range so that client sockets of
+    other tests running in parallel cannot be holding it."""
+    lo, _ = _ephemeral_range()
+    low, high = (10000, lo) if lo > 12000 else (1024, 65535)
+    for _ in range(200):
+        port = random.randrange(low, high)
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((HOST, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    s = socket.socket()
+    s.bind((HOST, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def tempdir(prefix="freshet-it-"):
+    path = tempfile.mkdtemp(prefix=prefix)
+    _cleanups.append(lambda: shutil.rmtree(path, ignore_errors=True))
+    return path
+
+
+def lua(text):
+    """Dedents a script written inline; the first line of the result is line 1 of the file."""
+    return textwrap.dedent(text).lstrip("\n")
+
+
+class AppDir:
+    """A temp dir holding app.lua and its route scripts, written from strings."""
+
+    def __init__(self, files):
+        self.path = tempdir("freshet-app-")
+        self.write(files)
+
+    def write(self, files):
+        for rel, content in files.items():
+            full = os.path.join(self.path, rel)
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            data = content if isinstance(content, bytes) else lua(content).encode()
+            with open(full + ".tmp", "wb") as f:
+                f.write(data)
+            os.replace(full + ".tmp", full)
+
+    def file(self, rel):
+        return os.path.join(self.path, rel)
+
+    @property
+    def app(self):
+        return self.file("app.lua")
+
+
+# A bench-shaped app (GET /sub/a,b streams, POST /pub/t publishes the body as is) whose app
+# settings a test can change. Routes are in the route table in this order.
+SUB_ROUTE = """
+    local route = {}
+    function route.topics(req, who)
+      local list = {}
+      for name in req.params.topics:gmatch("[^,]+") do list[#list + 1] = name end
+      return list
+    end
+    return route
+"""
+
+PUB_ROUTE = """
+    local route = {}
+    function route.publish(req, body, who)
+      return { topic = req.params.topic, data = body,
+               event = req.headers["x-event"], priority = req.headers["x-priority"] }
+    end
+    return route
+"""
+
+
+def pubsub_app(settings="", routes="", files=None):
+    """settings: Lua table fields for freshet.app{}; routes: extra app:... lines."""
+    app = (
+        'local freshet = require "freshet"\n'
+        "local app = freshet.app {\n"
+        + lua(settings)
+        + "}\n"
+        'app:stream("/sub/:topics", "routes/sub.lua")\n'
+        'app:publish("/pub/:topic", "routes/pub.lua")\n'
+        + lua(routes)
+        + "return app\n"
+    )
+    all_files = {"app.lua": app.encode(), "routes/sub.lua": SUB_ROUTE, "routes/pub.lua": PUB_ROUTE}
+    all_files.update(files or {})
+    return AppDir(all_files)
+
+
+# ----------------------------------------------------------------------------------------------
+# The server process
+
+
+def _die_with_parent():
+    # If the test script is killed (ctest timeout), the server must not outlive it.
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def run_cli(args, timeout=15, env=None):
+    """Runs the binary to completion (for --check, --version...): CompletedProcess, text."""
+    try:
+        return subprocess.run([BIN, *args], stdin=subprocess.DEVNULL, capture_output=True,
+                              timeout=timeout, env=env, preexec_fn=_die_with_parent)
+    except subprocess.TimeoutExpired as exc:
+        fail(f"`freshet {' '.join(args)}` did not finish within {timeout}s",
+             {"stdout": exc.stdout, "stderr": exc.stderr})
+
+
+class Server:
+    """One freshet process listening on a free port; a context manager that stops it and
+    checks it exited 0."""
+
+    def __init__(self, app, args=(), env=None, port=None, ready_timeout=10):
+        self.app = app.app if isinstance(app, AppDir) else app
+        self.args = list(args)
+        self.env = env
+        self.fixed_port = port
+        self.ready_timeout = ready_timeout
+        self.proc = None
+        self.port = None
+        self.log_path = None
+        self._log_file = None
+        self.returncode = None
+
+    # -- lifecycle
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.stop()
+            return False
+        if self in _live_servers:  # the log is gone once main() cleans up
+            print(f"    --- server log ({self.describe()}) when the test failed ---", flush=True)
+            print(_indent(self.log_tail(40), "    | "), flush=True)
+        try:
+            self.stop()
+        except Failure as stop_failure:
+            _record("server shutdown", str(stop_failure))
+        return False
+
+    def start(self):
+        check(os.path.isfile(BIN) and os.access(BIN, os.X_OK), f"freshet binary not found: {BIN}")
+        logdir = tempdir("freshet-log-")
+        for attempt in range(4):
+            self.port = self.fixed_port or free_port()
+            self.log_path = os.path.join(logdir, f"server-{attempt}.log")
+            self._log_file = open(self.log_path, "wb")
+            cmd = [BIN, self.app, "--listen", f"{HOST}:{self.port}", *self.args]
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log_file,
+                                         stderr=self._log_file, cwd=logdir, env=self.env,
+                                         preexec_fn=_die_with_parent)
+            self.returncode = None
+            _live_servers.append(self)
+            if self._wait_ready():
+                return self
+            log = self.log()
+            exited = self.proc.poll() is not None
+            self.kill()
+            if exited and not self.fixed_port and "in use" in log.lower():
+                continue  # lost a race for the port with another test; take another
+            state = f"exited with code {self.proc.returncode}" if exited else \
+                f"did not answer GET /health within {self.ready_timeout}s"
+            fail(f"server {state}: {' '.join(cmd)}\n    log:\n{_indent(log, '    | ')}")
+        fail("could not find a free port for the server")
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                resp = request(self.port, "GET", "/health", timeout=1)
+                if resp.status == 200:
+                    return self.proc.poll() is None
+            except (OSError, Failure):
+                pass
+            time.sleep(0.05)
+        return False
+
+    def send_signal(self, sig):
+        check(self.proc is not None and self.proc.poll() is None,
+              f"server is not running (exit code {self.proc and self.proc.poll()})", self.log_tail())
+        os.kill(self.proc.pid, sig)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=10, expect_code=0):
+        """Sends sig, waits for the exit and checks the exit code (a leak under the sanitizer
+        makes it 23)."""
+        if self.proc is None or self not in _live_servers:
+            return self.returncode
+        crashed_before = self.proc.poll() is not None
+        if not crashed_before:
+            os.kill(self.proc.pid, sig)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            fail(f"server did not exit within {timeout}s of {signal.Signals(sig).name}; killed it",
+                 self.log_tail(60))
+        self._forget()
+        self.returncode = rc
+        if crashed_before:
+            fail(f"server had already exited (code {rc}) before it was asked to stop",
+                 self.log_tail(60))
+        if rc != expect_code:
+            why = {23: " (the sanitizer found leaks or errors)"}.get(rc, "")
+            if rc < 0:
+                why = f" (killed by {signal.Signals(-rc).name})"
+            fail(f"server exited with code {rc}{why}, expected {expect_code} after "
+                 f"{signal.Signals(sig).name}\n    log:\n{_indent(self.log_tail(80), '    | ')}")
+        return rc
+
+    def wait_exit(self, timeout=10):
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        self._forget()
+        self.returncode = rc
+        return rc
+
+    def kill(self):
+        """Last resort for a server a failed test left behind."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        self._forget()
+
+    def _forget(self):
+        if self in _live_servers:
+            _live_servers.remove(self)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    # -- observation
+
+    def describe(self):
+        pid = self.proc.pid if self.proc else "-"
+        return f"pid {pid}, port {self.port}, app {self.app}"
+
+    def log(self):
+        if not self.log_path:
+            return ""
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def log_tail(self, n=40):
+        lines = self.log().splitlines()
+        return "\n".join(lines[-n:]) if lines else "(empty)"
+
+    def wait_log(self, pattern, timeout=5, start=0):
+        """Waits until the log (from offset start) matches a regex; returns the match."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.log(), start)
+            if m:
+                return m
+            if time.monotonic() > deadline:
+                fail(f"server log has no line matching /{pattern}/ after {timeout}s",
+                     self.log_tail(40))
+            time.sleep(0.05)
+
+    def log_size(self):
+        return len(self.log())
+
+    def rss_kb(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        fail("no VmRSS in /proc/PID/status")
+
+    def health(self):
+        resp = request(self.port, "GET", "/health")
+        check_eq(resp.status, 200, "GET /health status")
+        return resp.json()
+
+    def wait_streams(self, n, timeout=10):
+        """Waits until /health reports n open streams."""
+        deadline = time.monotonic() + timeout
+        while True:
+            h = self.health()
+            if h.get("streams") == n:
+                return h
+            if time.monotonic() > deadline:
+                fail(f"/health never reported streams == {n} within {timeout}s", h)
+            time.sleep(0.05)
+
+    # -- shortcuts
+
+    def get(self, path, headers=None, **kw):
+        return request(self.port, "GET", path, headers=headers, **kw)
+
+    def post(self, path, body=b"", headers=None, **kw):
+        return request(self.port, "POST", path, headers=headers, body=body, **kw)
+
+    def publish(self, path, data, headers=None, **kw):
+        return publish(self.port, path, data, headers=headers, **kw)
+
+    def stream(self, path, **kw):
+        return open_stream(self.port, path, **kw)
+
+
+# ----------------------------------------------------------------------------------------------
+# Raw HTTP
+
+
+@dataclasses.dataclass
+class Response:
+    version: str
+    status: int
+    reason: str
+    headers: list  # [(name, value)] in order, names as sent
+    body: bytes = b""
+    head: bytes = b""
+
+    def header(self, name, default=None):
+        name = name.lower()
+        found = [v for k, v in self.headers if k.lower() == name]
+        return found[-1] if found else default
+
+    def header_all(self, name):
+        name = name.lower()
+        return [v for k, v in self.headers if k.lower() == name]
+
+    @property
+    def text(self):
+        return self.body.decode("utf-8", "replace")
+
+    def json(self):
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            fail(f"response body is not JSON (status {self.status})", self.summary())
+
+    def summary(self):
+        return f"{self.head.decode('latin-1')}{_show(self.text, 1500)}"
+
+    def check_error(self, status, what):
+        """Every error is JSON {"error": "..."} with Content-Type application/json."""
+        check_eq(self.status, status, f"{what}: status", )
+        ctype = (self.header("content-type") or "").split(";")[0].strip().lower()
+        check_eq(ctype, "application/json", f"{what}: Content-Type of the {status} response")
+        body = self.json()
+        check(isinstance(body, dict) and isinstance(body.get("error"), str) and body["error"],
+              f'{what}: body is not {{"error": "<message>"}}', self.summary())
+        return body["error"]
+
+
+def _header_items(headers):
+    if headers is None:
+        return []
+    if isinstance(headers, dict):
+        return list(headers.items())
+    return list(headers)
+
+
+def _enc(value):
+    return value if isinstance(value, bytes) else str(value).encode("utf-8")
+
+
+def build_request(method, path, headers=None, body=None, port=None):
+    """Request bytes. Host is added unless given; a header whose value is None is left out;
+    Content-Length is added for a body unless Content-Length or Transfer-Encoding is given."""
+    items = _header_items(headers)
+    names = {k.lower() for k, _ in items}
+    if "host" not in names:
+        items.insert(0, ("Host", f"{HOST}:{port}" if port else HOST))
+    if body is not None and "content-length" not in names and "transfer-encoding" not in names:
+        items.append(("Content-Length", str(len(_enc(body)))))
+    out = [_enc(method) + b" " + _enc(path) + b" HTTP/1.1\r\n"]
+    for k, v in items:
+        if v is not None:
+            out.append(_enc(k) + b": " + _enc(v) + b"\r\n")
+    out.append(b"\r\n")
+    if body is not None:
+        out.append(_enc(body))
+    return b"".join(out)
+
+
+class Conn:
+    """One client connection with a read buffer; keeps alive across requests."""
+
+    def __init__(self, port, timeout=5, sock=None):
+        self.port = port
+        self.timeout = timeout
+        self.sock = sock or socket.create_connection((HOST, port), timeout=timeout)
+        self.sock.settimeout(timeout)
+        self.buf = b""
+        self.eof = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def request(self, method, path, headers=None, body=None):
+        self.send(build_request(method, path, headers, body, self.port))
+        return self.read_response(method)
+
+    def _recv(self, timeout=None):
+        self.sock.settimeout(self.timeout if timeout is None else timeout)
+        try:
+            data = self.sock.recv(65536)
+        except socket.timeout:
+            fail(f"no data from the server within {self.sock.gettimeout()}s",
+                 {"buffered": self.buf[:2000]})
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self.eof = True
+        return data
+
+    def _fill(self):
+        data = self._recv()
+        if not data:
+            fail("connection closed by the server in the middle of a response",
+                 {"buffered": self.buf[:2000]})
+        self.buf += data
+
+    def read_until(self, delim, limit=1 << 20):
+        while delim not in self.buf:
+            check(len(self.buf) < limit, f"no {delim!r} within {limit} bytes", self.buf[:2000])
+            self._fill()
+        i = self.buf.index(delim) + len(delim)
+        out, self.buf = self.buf[:i], self.buf[i:]
+        return out
+
+    def read_exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def read_head(self):
+        """Reads the status line and headers: a Response without a body."""
+        head = self.read_until(b"\r\n\r\n", limit=256 * 1024)
+        lines = head[:-4].split(b"\r\n")
+        m = re.match(rb"^(HTTP/\d\.\d) (\d{3})(?: (.*))?$", lines[0])
+        check(m is not None, "malformed status line", lines[0])
+        headers = []
+        for line in lines[1:]:
+            name, sep, value = line.partition(b":")
+            check(sep == b":", "malformed response header line", line)
+            headers.append((name.decode("latin-1"), value.strip().decode("latin-1")))
+        return Response(m.group(1).decode(), int(m.group(2)),
+                        (m.group(3) or b"").decode("latin-1"), headers, b"", head)
+
+    def read_body(self, resp, method="GET"):
+        if method == "HEAD" or resp.status < 200 or resp.status in (204, 304):
+            return b""
+        te = (resp.header("transfer-encoding") or "").lower()
+        if "chunked" in te:
+            dec = ChunkedDecoder()
+            out = [dec.feed(self.buf)]
+            self.buf = b""
+            while not dec.done:
+                data = self._recv()
+                if not data:
+                    fail("connection closed before the last chunk", b"".join(out)[:2000])
+                out.append(dec.feed(data))
+            self.buf = dec.rest()
+            return b"".join(out)
+        length = resp.header("content-length")
+        if length is not None:
+            check(length.isdigit(), "bad Content-Length in response", length)
+            return self.read_exact(int(length))
+        while True:  # delimited by close
+            data = self._recv()
+            if not data:
+                out, self.buf = self.buf, b""
+                return out
+            self.buf += data
+
+    def read_response(self, method="GET"):
+        resp = self.read_head()
+        resp.body = self.read_body(resp, method)
+        return resp
+
+    def closed_by_peer(self, timeout=3):
+        """True if the server closes the connection (EOF or reset) within timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                return False
+            except (ConnectionResetError, BrokenPipeError):
+                return True
+            if not data:
+                return True
+            self.buf += data
+        return False
+
+
+def request(port, method, path, headers=None, body=None, timeout=5, close=True):
+    """One request on a fresh connection; returns the whole Response."""
+    items = _header_items(headers)
+    if close and "connection" not in {k.lower() for k, _ in items}:
+        items.append(("Connection", "close"))
+    with Conn(port, timeout=timeout) as c:
+        return c.request(method, path, items, body)
+
+
+def publish_raw(port, path, data, headers=None, timeout=5):
+    return request(port, "POST", path, headers=headers, body=data, timeout=timeout)
+
+
+def publish(port, path, data, headers=None, timeout=5):
+    """POSTs and returns the id; fails unless the answer is 201 {"id": "<ms>-<seq>"}."""
+    resp = publish_raw(port, path, data, headers, timeout)
+    check_eq(resp.status, 201, f"POST {path} status ({resp.text[:300]})")
+    body = resp.json()
+    check(isinstance(body, dict) and isinstance(body.get("id"), str) and ID_RE.match(body["id"]),
+          f'POST {path}: body is not {{"id": "<ms>-<seq>"}}', resp.summary())
+    return body["id"]
+
+
+def parse_id(text):
+    """'<ms>-<seq>' -> (ms, seq)."""
+    check(isinstance(text, str) and ID_RE.match(text), "not an id of the form <ms>-<seq>", text)
+    ms, seq = text.split("-")
+    return int(ms), int(seq)
+
+
+# ----------------------------------------------------------------------------------------------
+# Chunked transfer coding and Server-Sent Events
+
+
+class ChunkedDecoder:
+    """Incremental decoder for Transfer-Encoding: chunked."""
+
+    def __init__(self):
+        self.buf = b""
+        self.state = "size"
+        self.remaining = 0
+        self.done = False
+        self.sizes = []
+
+    def rest(self):
+        out, self.buf = self.buf, b""
+        return out
+
+    def feed(self, data):
+        self.buf += data
+        out = []
+        while not self.done:
+            if self.state == "size":
+                i = self.buf.find(b"\r\n")
+                if i < 0:
+                    check(len(self.buf) < 1024, "chunk size line too long", self.buf[:200])
+                    break
+                line, self.buf = self.buf[:i], self.buf[i + 2:]
+                token = line.split(b";")[0].strip()
+                check(re.fullmatch(rb"[0-9a-fA-F]+", token) is not None, "bad chunk size line", line)
+                size = int(token, 16)
+                self.sizes.append(size)
+                if size == 0:
+                    self.state = "trailer"
+                else:
+                    self.remaining = size
+                    self.state = "data"
+            elif self.state == "data":
+                take = min(self.remaining, len(self.buf))
+                if take == 0:
+                    break
+                out.append(self.buf[:take])
+                self.buf = self.buf[take:]
+                self.remaining -= take
+                if self.remaining == 0:
+                    self.state = "crlf"
+            elif self.state == "crlf":
+                if len(self.buf) < 2:
+                    break
+                check(self.buf[:2] == b"\r\n", "chunk data not followed by CRLF", self.buf[:200])
+                self.buf = self.buf[2:]
+                self.state = "size"
+            elif self.state == "trailer":
+                i = self.buf.find(b"\r\n")
+                if i < 0:
+                    break
+                line, self.buf = self.buf[:i], self.buf[i + 2:]
+                if line == b"":
+                    self.done = True
+        return b"".join(out)
+
+
+@dataclasses.dataclass
+class Event:
+    type: str
+    data: str
+    id: object  # the id field of this event's block, None if it had none
+    last_event_id: str
+    t: float
+
+
+@dataclasses.dataclass
+class Comment:
+    text: str
+    t: float
+
+
+@dataclasses.dataclass
+class Retry:
+    ms: int
+    t: float
+
+
+_EOL = re.compile(r"\r\n|\r|\n")
+_DIGITS = re.compile(r"[0-9]+")
+
+
+class SSEParser:
+    """The event-stream interpretation of the WHATWG HTML spec (server-sent events §9.2.6):
+    UTF-8 decoding, BOM, CR/LF/CRLF line ends, fields id/event/data/retry, comments,
+    dispatch on a blank line and only when the data buffer is not empty."""
+
+    def __init__(self):
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._text = ""
+        self._started = False
+        self._data = []
+        self._type = ""
+        self._id_field = None
+        self.last_event_id = ""
+        self.retry = None
+        self.items = []
+
+    def feed(self, data, t=None, final=False):
+        t = time.monotonic() if t is None else t
+        text = self._decoder.decode(data, final)
+        if not self._started and text:
+            self._started = True
+            if text.startswith("\ufeff"):
+                text = text[1:]
+        self._text += text
+        s, pos = self._text, 0
+        while True:
+            m = _EOL.search(s, pos)
+            if not m:
+                break
+            if m.group() == "\r" and m.end() == len(s) and not final:
+                break  # may be the first half of a CRLF
+            self._line(s[pos:m.start()], t)
+            pos = m.end()
+        self._text = s[pos:]
+
+    def _line(self, line, t):
+        if line == "":
+            self._dispatch(t)
+            return
+        if line.startswith(":"):
+            self.items.append(Comment(line[1:], t))
+            return
+        name, sep, value = line.partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if name == "event":
+            self._type = value
+        elif name == "data":
+            self._data.append(value)
+        elif name == "id":
+            if "\0" not in value:
+                self.last_event_id = value
+                self._id_field = value
+        elif name == "retry":
+            if _DIGITS.fullmatch(value):
+                self.retry = int(value)
+                self.items.append(Retry(int(value), t))
+
+    def _dispatch(self, t):
+        if self._data:
+            self.items.append(Event(self._type or "message", "\n".join(self._data),
+                                    self._id_field, self.last_event_id, t))
+        self._data = []
+        self._type = ""
+        self._id_field = None
+
+
+class SSEStream:
+    """A GET on a stream route over a raw socket. If the answer is 200 the body is decoded
+    (chunked, then SSE) as it arrives; `raw` holds the decoded body bytes seen so far."""
+
+    def __init__(self, port, path, headers=None, accept="text/event-stream", last_event_id=None,
+                 timeout=5):
+        self.port = port
+        self.path = path
+        items = []
+        if accept is not None:
+            items.append(("Accept", accept))
+        if last_event_id is not None:
+            items.append(("Last-Event-ID", last_event_id))
+        items += _header_items(headers)
+        self.conn = Conn(port, timeout=timeout)
+        self.conn.send(build_request("GET", path, items, None, port))
+        self.response = self.conn.read_head()
+        self.status = self.response.status
+        self.raw = b""
+        self.parser = SSEParser()
+        self._next = 0
+        self.closed = False
+        self.ended = False  # saw the last chunk or EOF
+        self.chunked = "chunked" in (self.response.header("transfer-encoding") or "").lower()
+        if self.status != 200:
+            self.response.body = self.conn.read_body(self.response)
+            self.ended = True
+            return
+        self.started = time.monotonic()
+        self._decoder = ChunkedDecoder() if self.chunked else None
+        leftover, self.conn.buf = self.conn.buf, b""
+        if leftover:
+            self._consume(leftover)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            self.conn.close()
+
+    def reset(self):
+        """Closes with a TCP reset instead of a FIN, as a client that vanishes does."""
+        if not self.closed:
+            try:
+                self.conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+            except OSError:
+                pass
+            self.close()
+
+    @property
+    def items(self):
+        return self.parser.items
+
+    def events(self):
+        return [i for i in self.parser.items if isinstance(i, Event)]
+
+    def comments(self):
+        return [i for i in self.parser.items if isinstance(i, Comment)]
+
+    def retries(self):
+        return [i for i in self.parser.items if isinstance(i, Retry)]
+
+    def _consume(self, data, t=None):
+        t = time.monotonic() if t is None else t
+        if self._decoder is not None:
+            payload = self._decoder.feed(data)
+            if self._decoder.done:
+                self.ended = True
+        else:
+            payload = data
+        self.raw += payload
+        self.parser.feed(payload, t)
+
+    def pump(self, timeout):
+        """Reads what arrives within timeout; False if nothing did."""
+        if self.ended:
+            return False
+        self.conn.sock.settimeout(max(0.001, timeout))
+        try:
+            data = self.conn.sock.recv(65536)
+        except socket.timeout:
+            return False
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self.ended = True
+            self.parser.feed(b"", final=True)
+            return False
+        self._consume(data)
+        return True
+
+    def next_item(self, timeout=5):
+        deadline = time.monotonic() + timeout
+        while self._next >= len(self.parser.items):
+            left = deadline - time.monotonic()
+            if self.ended:
+                fail(f"stream {self.path} ended while waiting for more", self.raw[-1500:])
+            if left <= 0:
+                fail(f"nothing more arrived on {self.path} within {timeout}s", self.raw[-1500:])
+            self.pump(left)
+        item = self.parser.items[self._next]
+        self._next += 1
+        return item
+
+    def next_event(self, timeout=5):
+        """The next dispatched event (comments and retry frames are skipped, still recorded)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            item = self.next_item(max(0.0, deadline - time.monotonic()))
+            if isinstance(item, Event):
+                return item
+
+    def take(self, n, timeout=5):
+        deadline = time.monotonic() + timeout
+        out = []
+        while len(out) < n:
+            try:
+                out.append(self.next_event(max(0.0, deadline - time.monotonic())))
+            except Failure as exc:
+                fail(f"got {len(out)} of {n} events on {self.path}: {exc}",
+                     [(e.id, e.type, e.data) for e in out])
+        return out
+
+    def wait_retry(self, timeout=5):
+        """Waits for the first `retry:` frame; returns its value."""
+        deadline = time.monotonic() + timeout
+        while self.parser.retry is None:
+            left = deadline - time.monotonic()
+            check(left > 0 and not self.ended, f"no retry frame on {self.path}", self.raw[:500])
+            self.pump(left)
+        return self.parser.retry
+
+    def drain(self, duration):
+        """Reads for duration seconds; returns the items that arrived."""
+        first = len(self.parser.items)
+        deadline = time.monotonic() + duration
+        while not self.ended:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.pump(left)
+        self._next = len(self.parser.items)
+        return self.parser.items[first:]
+
+    def expect_no_event(self, duration):
+        got = [i for i in self.drain(duration) if isinstance(i, Event)]
+        check(not got, f"unexpected event(s) on {self.path}", got)
+
+    def wait_end(self, timeout=5):
+        deadline = time.monotonic() + timeout
+        while not self.ended:
+            left = deadline - time.monotonic()
+            check(left > 0, f"stream {self.path} was not closed within {timeout}s", self.raw[-500:])
+            self.pump(left)
+
+
+def open_stream(port, path, expect=200, **kw):
+    """Opens a stream; fails unless the status is `expect`; waits for the retry frame if 200."""
+    s = SSEStream(port, path, **kw)
+    if s.status != expect:
+        s.close()
+        fail(f"GET {path}: expected status {expect}, got {s.status}", s.response.summary())
+    if expect == 200:
+        s.wait_retry()
+    return s
+
+
+def raise_nofile():
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
