@@ -16,7 +16,14 @@ void fr_config_defaults(fr_config_t *cfg) {
     cfg->max_body = 65536;
     cfg->max_headers = 16384;
     cfg->budget = 1000000;
-    cfg->queue_default = 1024;
+    cfg->default_tier.name = NULL;
+    cfg->default_tier.queue = 256;
+    cfg->default_tier.bytes = 1u << 20;
+    cfg->default_tier.lag = 1000;
+    cfg->header_timeout_ms = 10000;
+    cfg->idle_timeout_ms = 60000;
+    cfg->drain_ms = 5000;
+    cfg->log_level = -1;
 }
 
 void fr_config_free(fr_config_t *cfg) {

@@ -7,10 +7,12 @@
 #include <stdint.h>
 
 typedef struct {
-    char *name;     /* owned */
-    double rate;    /* tokens per second */
+    char *name;     /* owned; "" for the built-in default of streams without a tier */
+    double rate;    /* tokens per second; 0 = no rate limit */
     double burst;   /* bucket size */
-    size_t queue;   /* out-queue bound, events */
+    size_t queue;   /* out-queue high-water mark (events): past it, low priorities drop */
+    size_t bytes;   /* out-queue byte budget, counting what the socket still holds */
+    size_t lag;     /* events behind (queued + dropped) before the stream is closed */
 } fr_tier_t;
 
 typedef struct {
@@ -29,7 +31,12 @@ typedef struct {
     size_t max_headers;
     uint64_t budget;      /* Lua instructions per hook call */
     int jit;
-    size_t queue_default; /* out-queue bound for streams without a tier */
+    fr_tier_t default_tier; /* budgets for streams whose route names no tier */
+    uint64_t header_timeout_ms; /* a request must be complete within this (else 408) */
+    uint64_t idle_timeout_ms;   /* keep-alive connections idle this long are closed */
+    uint64_t drain_ms;          /* SIGTERM spreads stream closes over this window */
+    int log_json;               /* log lines as JSON objects */
+    int log_level;              /* -1: as the command line says */
 } fr_config_t;
 
 void fr_config_defaults(fr_config_t *cfg);

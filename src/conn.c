@@ -34,8 +34,57 @@ static int over_header_limit(fr_conn_t *c, size_t more) {
     return 0;
 }
 
+/* ---- deadline lists ---- */
+
+static void wait_leave(fr_conn_t *c) {
+    fr_worker_t *w = c->worker;
+    int l = c->wait;
+    if (l == FR_WAIT_NONE)
+        return;
+    if (c->wprev)
+        c->wprev->wnext = c->wnext;
+    else
+        w->wait_head[l] = c->wnext;
+    if (c->wnext)
+        c->wnext->wprev = c->wprev;
+    else
+        w->wait_tail[l] = c->wprev;
+    c->wprev = c->wnext = NULL;
+    c->wait = FR_WAIT_NONE;
+}
+
+static void wait_enter(fr_conn_t *c, int l) {
+    fr_worker_t *w = c->worker;
+    wait_leave(c);
+    c->wait = l;
+    c->since = fr_mono_ms();
+    c->wprev = w->wait_tail[l];
+    if (w->wait_tail[l])
+        w->wait_tail[l]->wnext = c;
+    else
+        w->wait_head[l] = c;
+    w->wait_tail[l] = c;
+}
+
+void fr_conn_expire(fr_worker_t *w) {
+    uint64_t now = fr_mono_ms();
+    fr_conn_t *c;
+    while ((c = w->wait_head[FR_WAIT_READING]) && now - c->since >= w->config->header_timeout_ms) {
+        wait_leave(c);
+        c->req.keep_alive = 0;
+        fr_conn_respond_error(c, 408, "the request did not arrive in time");
+    }
+    while ((c = w->wait_head[FR_WAIT_IDLE]) && now - c->since >= w->config->idle_timeout_ms) {
+        wait_leave(c);
+        fr_conn_close(c);
+    }
+}
+
 static int on_message_begin(llhttp_t *p) {
-    fr_request_reset(&conn_of(p)->req);
+    fr_conn_t *c = conn_of(p);
+    fr_request_reset(&c->req);
+    if (c->wait != FR_WAIT_READING)
+        wait_enter(c, FR_WAIT_READING);
     return 0;
 }
 
@@ -91,7 +140,10 @@ static int on_message_complete(llhttp_t *p) {
     if (!c->req.url)
         fr_request_append_url(&c->req, "", 0);
     c->worker->requests++;
+    wait_leave(c);
     fr_dispatch(c);
+    if (!c->stream && !c->closing && !c->close_after_write)
+        wait_enter(c, FR_WAIT_IDLE);
     /* A stream owns the connection from here, and a closing connection reads no more:
      * either way, stop parsing what else the client sent. */
     if (c->stream || c->closing || c->close_after_write)
@@ -131,6 +183,7 @@ void fr_conn_close(fr_conn_t *c) {
     if (c->closing)
         return;
     c->closing = 1;
+    wait_leave(c);
     if (c->stream)
         fr_stream_detach(c->stream);
     uv_close((uv_handle_t *)&c->tcp, on_closed);
@@ -158,6 +211,7 @@ static void respond_parse_error(fr_conn_t *c, llhttp_errno_t err) {
         msg = detail;
     }
     c->req.keep_alive = 0;
+    wait_leave(c);
     fr_conn_respond_error(c, status, msg);
 }
 
@@ -205,6 +259,7 @@ void fr_conn_accept(fr_worker_t *w, uv_stream_t *listener) {
     }
     llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
     c->parser.data = c;
+    wait_enter(c, FR_WAIT_READING);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 

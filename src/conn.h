@@ -5,6 +5,7 @@
 #define FR_CONN_H
 
 #include <llhttp.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "http.h"
@@ -24,7 +25,18 @@ typedef struct fr_conn_s {
     int close_after_write;       /* the response said Connection: close */
     unsigned pending_writes;
     struct fr_conn_s *prev, *next; /* the worker's list of connections */
+    /* Deadline lists: a request being read (headers must complete in time) or a keep-alive
+     * connection waiting for its next request. Each list is ordered by `since`, so one timer
+     * tick only looks at the heads. */
+    int wait;                      /* FR_WAIT_NONE, FR_WAIT_READING or FR_WAIT_IDLE */
+    uint64_t since;                /* monotonic ms when it entered that list */
+    struct fr_conn_s *wprev, *wnext;
 } fr_conn_t;
+
+enum { FR_WAIT_NONE = 0, FR_WAIT_READING = 1, FR_WAIT_IDLE = 2 };
+
+/* Closes connections whose request or keep-alive idle time ran out (408 for the former). */
+void fr_conn_expire(struct fr_worker_s *w);
 
 /* Accepts a pending connection from the listener. */
 void fr_conn_accept(struct fr_worker_s *w, uv_stream_t *listener);

@@ -106,6 +106,57 @@ int fr_dispatch_auth(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req
     return -1;
 }
 
+const char *fr_dispatch_client_id(fr_conn_t *c, fr_vm_t *vm, int who_ref, char *buf,
+                                  size_t len) {
+    lua_State *L = vm->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, who_ref);
+    lua_getfield(L, -1, "id");
+    if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)
+        snprintf(buf, len, "id:%s", lua_tostring(L, -1));
+    else
+        snprintf(buf, len, "addr:%s", c->remote);
+    lua_pop(L, 2);
+    return buf;
+}
+
+int fr_dispatch_tier(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_ref,
+                     int who_ref, const fr_tier_t **tier) {
+    lua_State *L = vm->L;
+    *tier = NULL;
+    if (!fr_vm_push_hook(vm, route, FR_HOOK_TIER))
+        return 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, req_ref);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, who_ref);
+    if (fr_vm_call(vm, route, "tier", 2, 1) != 0)
+        goto fail;
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        *tier = fr_config_tier(c->worker->config, lua_tostring(L, -1));
+        if (!*tier) {
+            fr_error("route %s: tier hook returned unknown tier '%s'", route->pattern.source,
+                     lua_tostring(L, -1));
+            lua_pop(L, 1);
+            goto fail;
+        }
+    } else if (!lua_isnil(L, -1)) {
+        fr_error("route %s: tier hook must return a tier name or nil, got %s",
+                 route->pattern.source, luaL_typename(L, -1));
+        lua_pop(L, 1);
+        goto fail;
+    }
+    lua_pop(L, 1);
+    return 0;
+fail:
+    fr_conn_respond_error(c, 500, "internal error");
+    return -1;
+}
+
+void fr_dispatch_too_many(fr_conn_t *c, unsigned retry_after, const char *what) {
+    char headers[64], msg[128];
+    snprintf(headers, sizeof headers, "Retry-After: %u\r\n", retry_after);
+    snprintf(msg, sizeof msg, "{\"error\":\"too many %s: retry in %u s\"}", what, retry_after);
+    fr_conn_respond(c, 429, "application/json", headers, msg, strlen(msg));
+}
+
 /* ---- /health and preflight --------------------------------------------------------------- */
 
 static void respond_health(fr_conn_t *c) {

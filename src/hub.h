@@ -34,6 +34,7 @@ struct fr_topic_s {
     fr_sub_t *subs;      /* intrusive list of subscriptions */
     size_t nsubs;
     uint64_t published;  /* events published since the topic was created */
+    uint64_t dropped;    /* deliveries dropped by slow streams */
     int delivering;      /* set while a publish walks subs: the topic must not be freed */
     fr_topic_t *hnext;   /* hash chain */
 };

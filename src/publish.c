@@ -164,6 +164,23 @@ void fr_publish_handle(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int r
         }
         status = read_item(vm, route, idx, &items[i], &msg);
     }
+    const fr_tier_t *tier = NULL;
+    if (!status && fr_dispatch_tier(c, vm, route, req_ref, who_ref, &tier) < 0)
+        status = -1;
+    if (!status && tier) {
+        /* Critical events bypass the publish bucket: alerts must get through a flood. */
+        double cost = 0;
+        for (size_t i = 0; i < n; i++)
+            cost += items[i].prio != FR_PRIO_CRITICAL;
+        char client[300];
+        unsigned retry_after;
+        fr_dispatch_client_id(c, vm, who_ref, client, sizeof client);
+        if (cost > 0 && fr_ratelimit_take(&c->worker->limits, FR_RL_PUBLISH, tier, client, cost,
+                                          fr_mono_ms(), &retry_after) < 0) {
+            fr_dispatch_too_many(c, retry_after, "publishes");
+            status = -1;
+        }
+    }
     for (size_t i = 0; i < n && !status; i++) {
         if (fr_worker_publish(c->worker, items[i].topic, items[i].name, items[i].data,
                               items[i].data_len, items[i].prio, items[i].json, &ids[i], &msg) < 0)
@@ -171,9 +188,9 @@ void fr_publish_handle(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int r
     }
     if (status == 500)
         fr_conn_respond_error(c, 500, "internal error");
-    else if (status)
+    else if (status > 0)
         fr_conn_respond_error(c, status, msg);
-    else
+    else if (status == 0)
         respond_ids(c, ids, n, many);
     free(items);
     free(ids);

@@ -1,5 +1,6 @@
 #include "server.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,13 +25,34 @@ int fr_worker_publish(fr_worker_t *w, const char *topic, const char *name, const
     return fr_hub_publish(&w->hub, topic, name, data, len, prio, json, id, err);
 }
 
+size_t fr_worker_fds_used(const fr_worker_t *w) {
+    return w->fd_base + w->nconns;
+}
+
+int fr_worker_fds_full(const fr_worker_t *w) {
+    return fr_worker_fds_used(w) * 10 >= w->fd_limit * 9;
+}
+
 static void on_connection(uv_stream_t *listener, int status) {
     fr_worker_t *w = listener->data;
     if (status < 0) {
-        fr_warn("accept failed: %s", uv_strerror(status));
+        /* Out of descriptors: libuv sheds the pending connection itself; log once a second
+         * at most, since this can repeat for every connection attempt. */
+        uint64_t now = fr_mono_ms();
+        if (now - w->accept_error_logged_ms >= 1000) {
+            fr_warn("accept failed: %s (%zu descriptors in use, limit %zu)", uv_strerror(status),
+                    fr_worker_fds_used(w), w->fd_limit);
+            w->accept_error_logged_ms = now;
+        }
         return;
     }
     fr_conn_accept(w, listener);
+    size_t used = fr_worker_fds_used(w);
+    if (!w->fd_warned && used * 10 >= w->fd_limit * 8) {
+        w->fd_warned = 1;
+        fr_warn("descriptors: %zu of %zu in use (80%%); at 90%% new streams get 503", used,
+                w->fd_limit);
+    }
 }
 
 static void on_flush(uv_prepare_t *h) {
@@ -38,12 +60,17 @@ static void on_flush(uv_prepare_t *h) {
 }
 
 static void on_heartbeat_tick(uv_timer_t *h) {
-    fr_stream_heartbeat_due(h->data);
+    fr_worker_t *w = h->data;
+    fr_stream_heartbeat_due(w);
+    fr_conn_expire(w);
+    if (w->fd_warned && fr_worker_fds_used(w) * 4 < w->fd_limit * 3)
+        w->fd_warned = 0;
 }
 
 static void on_sweep(uv_timer_t *h) {
     fr_worker_t *w = h->data;
     fr_hub_sweep(&w->hub);
+    fr_ratelimit_sweep(&w->limits, fr_mono_ms());
 }
 
 static void worker_reload(fr_worker_t *w) {
@@ -116,11 +143,12 @@ static void on_signal(uv_signal_t *h, int signum) {
         worker_stop(w, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
-/* Raises the soft descriptor limit to the hard one: every stream is a descriptor. */
-static void raise_nofile(void) {
+/* Raises the soft descriptor limit to the hard one: every stream is a descriptor. Returns the
+ * limit in force. */
+static size_t raise_nofile(void) {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return;
+        return 1024;
     rlim_t soft = rl.rlim_cur;
     rl.rlim_cur = rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
@@ -128,6 +156,18 @@ static void raise_nofile(void) {
     fr_info("open files: soft limit %llu (was %llu), hard limit %llu",
             (unsigned long long)rl.rlim_cur, (unsigned long long)soft,
             (unsigned long long)rl.rlim_max);
+    return (size_t)rl.rlim_cur;
+}
+
+static size_t count_open_fds(void) {
+    size_t n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return 16;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n > 0 ? n - 1 : 0; /* the directory stream itself */
 }
 
 static int worker_listen(fr_worker_t *w) {
@@ -187,16 +227,20 @@ int fr_server_run(const char *app_path, const char *listen_override) {
     w->retry_frame_len = (size_t)snprintf(w->retry_frame, sizeof w->retry_frame, "retry: %llu\n\n",
                                           (unsigned long long)w->config->retry_ms);
     fr_hub_init(&w->hub, w->config->replay_events, w->config->replay_ms, fr_now_ms());
-    raise_nofile();
+    fr_ratelimit_init(&w->limits);
+    w->fd_limit = raise_nofile();
     if (worker_listen(w) < 0) {
         w->exit_code = 1;
         goto done;
     }
+    w->fd_base = count_open_fds();
 
     uv_prepare_init(&loop, &w->flush);
     w->flush.data = w;
     uv_prepare_start(&w->flush, on_flush);
     uint64_t tick = w->config->heartbeat_ms / 4;
+    if (tick > w->config->header_timeout_ms / 4)
+        tick = w->config->header_timeout_ms / 4;
     tick = tick < 50 ? 50 : tick > 1000 ? 1000 : tick;
     uv_timer_init(&loop, &w->heartbeat_timer);
     w->heartbeat_timer.data = w;
@@ -222,6 +266,8 @@ done:
     fr_vm_release(w->vm);
     if (w->hub.buckets)
         fr_hub_close(&w->hub);
+    if (w->limits.buckets)
+        fr_ratelimit_close(&w->limits);
     fr_config_free(&w->start_config);
     free(w->app_path);
     if (!w->stopping && w->exit_code == 0)

@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "hub.h"
+#include "ratelimit.h"
 #include "vm.h"
 
 struct fr_conn_s;
@@ -19,6 +20,7 @@ typedef struct fr_worker_s {
     fr_config_t start_config; /* owned: settings in force since start (listen, replay, …) */
     fr_vm_t *vm;              /* current VM, one reference */
     fr_hub_t hub;
+    fr_ratelimit_t limits;    /* token buckets of every client on this worker */
     char *app_path;           /* owned */
 
     uv_tcp_t listener;
@@ -29,6 +31,11 @@ typedef struct fr_worker_s {
 
     struct fr_conn_s *conns;  /* every open connection (intrusive list) */
     size_t nconns;
+    struct fr_conn_s *wait_head[3], *wait_tail[3]; /* deadline lists, see conn.h */
+    size_t fd_base;           /* descriptors open before the first connection */
+    size_t fd_limit;          /* the soft RLIMIT_NOFILE in force */
+    int fd_warned;            /* the 80% warning was logged and use has not dropped since */
+    uint64_t accept_error_logged_ms;
     size_t nstreams;
     /* Streams ordered by last write, oldest first: a heartbeat tick only visits those due. */
     struct fr_stream_s *idle_head, *idle_tail;
@@ -47,6 +54,11 @@ typedef struct fr_worker_s {
 
 /* Loads the app, listens and runs until SIGTERM/SIGINT. Returns the process exit code. */
 int fr_server_run(const char *app_path, const char *listen_override);
+
+/* Descriptors in use: what was open at start plus one per connection. */
+size_t fr_worker_fds_used(const fr_worker_t *w);
+/* 1 once use is at 90% of the limit: new streams are refused with 503. */
+int fr_worker_fds_full(const fr_worker_t *w);
 
 /* Publishes through the worker's broker (the hub for now). */
 int fr_worker_publish(fr_worker_t *w, const char *topic, const char *name, const char *data,

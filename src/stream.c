@@ -72,11 +72,25 @@ static void pending_mark(fr_stream_t *s) {
 
 /* ---- the out-queue ---------------------------------------------------------------------- */
 
+static size_t item_size(const fr_item_t *it) {
+    if (it->kind != FR_ITEM_EVENT)
+        return it->len;
+    if (!it->ev)
+        return 0;
+    return it->bytes ? it->len + it->ev->frame_len - it->ev->body_off : it->ev->frame_len;
+}
+
 static void item_release(fr_item_t *it) {
-    if (it->kind == FR_ITEM_EVENT)
+    if (it->kind == FR_ITEM_EVENT && it->ev)
         fr_event_release(it->ev);
     if (it->kind != FR_ITEM_STATIC)
         free(it->bytes);
+    it->ev = NULL;
+    it->bytes = NULL;
+}
+
+static fr_item_t *queue_at(fr_stream_t *s, size_t i) {
+    return &s->q[(s->q_head + i) % s->q_cap];
 }
 
 static void queue_push(fr_stream_t *s, fr_item_t it) {
@@ -84,25 +98,40 @@ static void queue_push(fr_stream_t *s, fr_item_t it) {
         size_t cap = s->q_cap ? s->q_cap * 2 : 8;
         fr_item_t *q = fr_malloc(cap * sizeof *q);
         for (size_t i = 0; i < s->q_len; i++)
-            q[i] = s->q[(s->q_head + i) % s->q_cap];
+            q[i] = *queue_at(s, i);
         free(s->q);
         s->q = q;
         s->q_cap = cap;
         s->q_head = 0;
     }
+    it.seq = s->q_seq++;
+    if (it.kind == FR_ITEM_EVENT) {
+        s->q_live++;
+        s->live_by_prio[it.ev->priority]++;
+        s->last_seq[it.topic] = it.seq;
+    }
+    s->q_bytes += item_size(&it);
     s->q[(s->q_head + s->q_len) % s->q_cap] = it;
     s->q_len++;
     idle_touch(s);
     pending_mark(s);
 }
 
+/* Removes a queued event, leaving an empty slot the writer skips. */
+static void queue_drop(fr_stream_t *s, fr_item_t *it) {
+    s->q_bytes -= item_size(it);
+    s->q_live--;
+    s->live_by_prio[it->ev->priority]--;
+    item_release(it);
+}
+
 static void queue_static(fr_stream_t *s, const char *bytes, size_t len) {
-    fr_item_t it = {FR_ITEM_STATIC, NULL, (char *)bytes, len};
+    fr_item_t it = {FR_ITEM_STATIC, NULL, (char *)bytes, len, 0, 0};
     queue_push(s, it);
 }
 
 static void queue_owned(fr_stream_t *s, char *bytes, size_t len) {
-    fr_item_t it = {FR_ITEM_OWNED, NULL, bytes, len};
+    fr_item_t it = {FR_ITEM_OWNED, NULL, bytes, len, 0, 0};
     queue_push(s, it);
 }
 
@@ -123,6 +152,45 @@ static char *positions_line(fr_stream_t *s, size_t *len) {
     return buf;
 }
 
+/* Over budget: as many events queued as the tier allows, or more bytes waiting (queued here
+ * plus what the socket still holds) than its byte budget. */
+static int over_budget(fr_stream_t *s, size_t incoming) {
+    size_t held = uv_stream_get_write_queue_size((uv_stream_t *)&s->conn->tcp);
+    return s->q_live >= s->budget->queue || s->q_bytes + held + incoming > s->budget->bytes;
+}
+
+/* The oldest queued event of a priority, or NULL. */
+static fr_item_t *queue_oldest(fr_stream_t *s, fr_priority_t prio) {
+    if (s->live_by_prio[prio] == 0)
+        return NULL;
+    for (size_t i = 0; i < s->q_len; i++) {
+        fr_item_t *it = queue_at(s, i);
+        if (it->kind == FR_ITEM_EVENT && it->ev && it->ev->priority == prio)
+            return it;
+    }
+    return NULL;
+}
+
+static void count_drop(fr_stream_t *s, size_t topic, fr_priority_t prio) {
+    s->dropped[prio]++;
+    s->unreported++;
+    s->streak++;
+    if (s->subs && s->subs[topic].topic)
+        s->subs[topic].topic->dropped++;
+}
+
+/* Ends a stream that cannot keep up: what is queued is discarded (the client gets it again
+ * from replay, resuming from the last id it did receive) and it is told to come back later. */
+static void stream_evict(fr_stream_t *s, const char *reason) {
+    for (size_t i = 0; i < s->q_len; i++) {
+        fr_item_t *it = queue_at(s, i);
+        if (it->kind == FR_ITEM_EVENT && it->ev)
+            queue_drop(s, it);
+    }
+    s->end_reason = reason;
+    fr_stream_end(s, FR_LAG_RETRY_MS);
+}
+
 /* Offers one event (live or replayed) of topic `index` to the stream. */
 static void stream_offer(fr_stream_t *s, size_t index, fr_event_t *ev) {
     if (s->detached || s->ending)
@@ -134,6 +202,7 @@ static void stream_offer(fr_stream_t *s, size_t index, fr_event_t *ev) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, s->who_ref);
         if (fr_vm_call(s->vm, s->route, "filter", 2, 1) != 0) {
             /* Headers are out: the stream ends cleanly and the client resumes. */
+            s->end_reason = "error";
             fr_stream_end(s, s->worker->config->retry_ms);
             return;
         }
@@ -144,18 +213,53 @@ static void stream_offer(fr_stream_t *s, size_t index, fr_event_t *ev) {
             return;
         }
     }
-    if (s->q_len >= s->q_limit) {
-        fr_warn("stream from %s is %zu events behind: closing it with retry: %d so it resumes "
-                "from replay", s->conn->remote, s->q_len, FR_LAG_RETRY_MS);
-        fr_stream_end(s, FR_LAG_RETRY_MS);
-        return;
-    }
-    fr_item_t it = {FR_ITEM_EVENT, ev, NULL, 0};
+    fr_item_t it = {FR_ITEM_EVENT, ev, NULL, 0, 0, (uint32_t)index};
     if (s->ntopics > 1)
         it.bytes = positions_line(s, &it.len);
+    size_t size = item_size(&it);
+
+    /* Conflation: an unsent older event of this topic is superseded by this one. */
+    uint64_t last = s->last_seq[index];
+    if (s->slow[index] == FR_SLOW_CONFLATE && last >= s->q_seq - s->q_len && last > 0) {
+        fr_item_t *old = queue_at(s, (size_t)(last - (s->q_seq - s->q_len)));
+        if (old->kind == FR_ITEM_EVENT && old->ev && old->topic == index) {
+            queue_drop(s, old);
+            s->conflated++;
+        }
+    }
+    if (over_budget(s, size)) {
+        if (s->slow[index] == FR_SLOW_DISCONNECT) {
+            free(it.bytes);
+            stream_evict(s, "slow");
+            return;
+        }
+        fr_item_t *victim = NULL;
+        if (ev->priority != FR_PRIO_TELEMETRY)
+            victim = queue_oldest(s, FR_PRIO_TELEMETRY);
+        if (!victim && ev->priority == FR_PRIO_CRITICAL)
+            victim = queue_oldest(s, FR_PRIO_NORMAL);
+        if (victim) {
+            count_drop(s, victim->topic, victim->ev->priority);
+            queue_drop(s, victim);
+        } else if (ev->priority != FR_PRIO_CRITICAL) {
+            count_drop(s, index, ev->priority);
+            free(it.bytes);
+            if (s->q_live + s->streak > s->budget->lag)
+                stream_evict(s, "lag");
+            return;
+        } else {
+            /* A critical event is never dropped silently: the client resumes and gets it
+             * from replay. */
+            free(it.bytes);
+            stream_evict(s, "drop");
+            return;
+        }
+    }
     fr_event_retain(ev);
     s->delivered++;
     queue_push(s, it);
+    if (s->q_live + s->streak > s->budget->lag)
+        stream_evict(s, "lag");
 }
 
 static void on_deliver(fr_sub_t *sub, fr_event_t *ev) {
@@ -172,6 +276,7 @@ typedef struct {
     uv_write_t req;
     fr_stream_t *stream;
     size_t nitems;
+    char *notice;        /* owned: the in-band report of dropped events, or NULL */
     char head[24];       /* chunk size line */
     fr_item_t items[];   /* each holds what its bytes point into until the write is done */
 } batch_t;
@@ -181,19 +286,41 @@ static const char body_end[] = "0\r\n\r\n";
 
 static void stream_write(fr_stream_t *s);
 
+static void batch_free(batch_t *b) {
+    for (size_t i = 0; i < b->nitems; i++)
+        item_release(&b->items[i]);
+    free(b->notice);
+    free(b);
+}
+
 static void on_batch_written(uv_write_t *req, int status) {
     batch_t *b = (batch_t *)req;
     fr_stream_t *s = b->stream;
-    for (size_t i = 0; i < b->nitems; i++)
-        item_release(&b->items[i]);
-    free(b);
+    batch_free(b);
     s->writing = 0;
     if (status < 0 || s->detached) {
+        if (!s->end_reason)
+            s->end_reason = "client";
         fr_conn_close(s->conn);
         return;
     }
+    if (s->q_live == 0)
+        s->streak = 0;
     if (s->q_len > 0 || s->ending)
         stream_write(s);
+}
+
+/* "event: dropped" with counts: EventSource clients see it as a named event and learn that
+ * they have a gap; it carries no id, so their Last-Event-ID is unchanged. */
+static char *drop_notice(fr_stream_t *s, size_t *len) {
+    char buf[160];
+    int n = snprintf(buf, sizeof buf,
+                     "event: dropped\ndata: {\"dropped\":%lu,\"total\":{\"telemetry\":%lu,"
+                     "\"normal\":%lu}}\n\n",
+                     s->unreported, s->dropped[FR_PRIO_TELEMETRY], s->dropped[FR_PRIO_NORMAL]);
+    s->unreported = 0;
+    *len = (size_t)n;
+    return fr_strndup(buf, (size_t)n);
 }
 
 static void stream_write(fr_stream_t *s) {
@@ -201,7 +328,7 @@ static void stream_write(fr_stream_t *s) {
         return;
     if (s->q_len == 0 && !s->ending)
         return;
-    if (s->q_len == 0 && s->ending && s->ending == 2) {
+    if (s->q_len == 0 && s->ending == 2) {
         fr_conn_close(s->conn);
         return;
     }
@@ -209,24 +336,35 @@ static void stream_write(fr_stream_t *s) {
     batch_t *b = fr_malloc(sizeof *b + n * sizeof(fr_item_t));
     b->stream = s;
     b->nitems = n;
-    uv_buf_t bufs[2 * FR_WRITE_BATCH + 3];
+    b->notice = NULL;
+    uv_buf_t bufs[2 * FR_WRITE_BATCH + 4];
     size_t nb = 1, total = 0;
+    if (s->unreported) {
+        size_t len;
+        b->notice = drop_notice(s, &len);
+        bufs[nb++] = uv_buf_init(b->notice, (unsigned)len);
+        total += len;
+    }
     for (size_t i = 0; i < n; i++) {
-        fr_item_t *it = &s->q[(s->q_head + i) % s->q_cap];
+        fr_item_t *it = queue_at(s, i);
         b->items[i] = *it;
-        if (it->kind == FR_ITEM_EVENT) {
-            if (it->bytes) {
-                bufs[nb++] = uv_buf_init(it->bytes, (unsigned)it->len);
-                bufs[nb++] = uv_buf_init(it->ev->frame + it->ev->body_off,
-                                         (unsigned)(it->ev->frame_len - it->ev->body_off));
-                total += it->len + it->ev->frame_len - it->ev->body_off;
-            } else {
-                bufs[nb++] = uv_buf_init(it->ev->frame, (unsigned)it->ev->frame_len);
-                total += it->ev->frame_len;
-            }
-        } else {
+        size_t size = item_size(it);
+        s->q_bytes -= size;
+        total += size;
+        if (it->kind != FR_ITEM_EVENT) {
             bufs[nb++] = uv_buf_init(it->bytes, (unsigned)it->len);
-            total += it->len;
+            continue;
+        }
+        if (!it->ev)
+            continue; /* dropped while queued */
+        s->q_live--;
+        s->live_by_prio[it->ev->priority]--;
+        if (it->bytes) {
+            bufs[nb++] = uv_buf_init(it->bytes, (unsigned)it->len);
+            bufs[nb++] = uv_buf_init(it->ev->frame + it->ev->body_off,
+                                     (unsigned)(it->ev->frame_len - it->ev->body_off));
+        } else {
+            bufs[nb++] = uv_buf_init(it->ev->frame, (unsigned)it->ev->frame_len);
         }
     }
     s->q_head = s->q_cap ? (s->q_head + n) % s->q_cap : 0;
@@ -246,17 +384,16 @@ static void stream_write(fr_stream_t *s) {
         s->ending = 2;
     }
     if (nb - first == 0) {
-        free(b);
-        fr_conn_close(s->conn);
+        batch_free(b);
+        if (s->ending == 2)
+            fr_conn_close(s->conn);
         return;
     }
     s->writing = 1;
     if (uv_write(&b->req, (uv_stream_t *)&s->conn->tcp, bufs + first, (unsigned)(nb - first),
                  on_batch_written) != 0) {
         s->writing = 0;
-        for (size_t i = 0; i < b->nitems; i++)
-            item_release(&b->items[i]);
-        free(b);
+        batch_free(b);
         fr_conn_close(s->conn);
     }
 }
@@ -274,8 +411,11 @@ void fr_stream_heartbeat_due(fr_worker_t *w) {
     uint64_t hb = w->config->heartbeat_ms;
     while (w->idle_head && now - w->idle_head->last_write_ms >= hb) {
         fr_stream_t *s = w->idle_head;
-        if (s->ending || s->detached) {
+        if (s->ending) {
+            /* An ending stream whose last bytes have not left within a heartbeat interval
+             * belongs to a client that stopped reading: let it go. */
             idle_unlink(w, s);
+            fr_conn_close(s->conn);
             continue;
         }
         queue_static(s, heartbeat_frame, sizeof heartbeat_frame - 1);
@@ -291,7 +431,7 @@ void fr_stream_end(fr_stream_t *s, uint64_t retry_ms) {
         queue_owned(s, fr_strndup(buf, (size_t)n), (size_t)n);
     }
     s->ending = 1;
-    idle_unlink(s->worker, s);
+    idle_touch(s);
     pending_mark(s);
 }
 
@@ -324,7 +464,8 @@ static fr_stream_t *stream_new(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *rout
     fr_vm_retain(vm);
     s->route = route;
     s->who_ref = LUA_NOREF;
-    s->q_limit = c->worker->config->queue_default;
+    s->budget = &c->worker->config->default_tier;
+    s->q_seq = 1;
     s->chunked = c->req.http_major == 1 && c->req.http_minor >= 1;
     return s;
 }
@@ -348,8 +489,10 @@ void fr_stream_free(fr_stream_t *s) {
     if (s->subs)
         w->nstreams--;
     for (size_t i = 0; i < s->q_len; i++)
-        item_release(&s->q[(s->q_head + i) % s->q_cap]);
+        item_release(queue_at(s, i));
     free(s->q);
+    free(s->slow);
+    free(s->last_seq);
     free(s->topics);
     free(s->subs);
     free(s->pos);
@@ -438,6 +581,11 @@ void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_
                                       "text/event-stream (or */*)");
         return;
     }
+    if (fr_worker_fds_full(w)) {
+        fr_conn_respond(c, 503, "application/json", "Retry-After: 5\r\n",
+                        "{\"error\":\"the server is at its connection limit\"}", 49);
+        return;
+    }
     fr_stream_t *s = stream_new(c, vm, route);
     if (fr_dispatch_auth(c, vm, route, req_ref, &s->who_ref) < 0)
         goto fail;
@@ -452,31 +600,47 @@ void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_
     if (bad)
         goto fail_500;
 
-    if (fr_vm_push_hook(vm, route, FR_HOOK_TIER)) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, req_ref);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, s->who_ref);
-        if (fr_vm_call(vm, route, "tier", 2, 1) != 0)
-            goto fail_500;
-        if (lua_isstring(L, -1)) {
-            const fr_tier_t *tier = fr_config_tier(w->config, lua_tostring(L, -1));
-            if (!tier) {
-                fr_error("route %s: tier hook returned unknown tier '%s'", route->pattern.source,
-                         lua_tostring(L, -1));
-                lua_pop(L, 1);
-                goto fail_500;
-            }
-            s->tier = fr_strdup(tier->name);
-            s->q_limit = tier->queue;
-        } else if (!lua_isnil(L, -1)) {
-            fr_error("route %s: tier hook must return a tier name or nil, got %s",
-                     route->pattern.source, luaL_typename(L, -1));
-            lua_pop(L, 1);
-            goto fail_500;
+    const fr_tier_t *tier;
+    if (fr_dispatch_tier(c, vm, route, req_ref, s->who_ref, &tier) < 0)
+        goto fail;
+    if (tier) {
+        s->tier = fr_strdup(tier->name);
+        s->budget = tier;
+        char client[300];
+        unsigned retry_after;
+        fr_dispatch_client_id(c, vm, s->who_ref, client, sizeof client);
+        if (fr_ratelimit_take(&w->limits, FR_RL_CONNECT, tier, client, 1, fr_mono_ms(),
+                              &retry_after) < 0) {
+            fr_dispatch_too_many(c, retry_after, "new streams");
+            goto fail;
         }
-        lua_pop(L, 1);
     }
 
     s->pos = fr_calloc(s->ntopics, sizeof *s->pos);
+    s->last_seq = fr_calloc(s->ntopics, sizeof *s->last_seq);
+    s->slow = fr_calloc(s->ntopics, sizeof *s->slow);
+    for (size_t i = 0; i < s->ntopics; i++) {
+        s->slow[i] = (uint8_t)route->slow;
+        if (route->slow_ref == LUA_NOREF)
+            continue;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, route->slow_ref);
+        lua_pushstring(L, s->topics[i]);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, s->who_ref);
+        if (fr_vm_call(vm, route, "on_slow", 2, 1) != 0)
+            goto fail_500;
+        fr_slow_t slow;
+        if (!lua_isnil(L, -1)) {
+            if (lua_type(L, -1) != LUA_TSTRING || fr_slow_parse(lua_tostring(L, -1), &slow) < 0) {
+                fr_error("route %s: on_slow must return drop, conflate or disconnect, got %s",
+                         route->pattern.source, lua_tostring(L, -1) ? lua_tostring(L, -1)
+                                                                      : luaL_typename(L, -1));
+                lua_pop(L, 1);
+                goto fail_500;
+            }
+            s->slow[i] = (uint8_t)slow;
+        }
+        lua_pop(L, 1);
+    }
     const char *last = stream_last_id(c, L, req_ref);
     int resume = last != NULL, stale = 0;
     if (resume) {

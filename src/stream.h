@@ -24,9 +24,11 @@ typedef enum { FR_ITEM_EVENT, FR_ITEM_OWNED, FR_ITEM_STATIC } fr_item_kind_t;
 
 typedef struct {
     fr_item_kind_t kind;
-    fr_event_t *ev;   /* FR_ITEM_EVENT: one reference */
+    fr_event_t *ev;   /* FR_ITEM_EVENT: one reference (NULL once dropped from the queue) */
     char *bytes;      /* EVENT: own id line or NULL; OWNED: owned bytes; STATIC: borrowed */
     size_t len;
+    uint64_t seq;     /* position in the stream's queue since it opened */
+    uint32_t topic;   /* EVENT: index of its topic */
 } fr_item_t;
 
 typedef struct fr_stream_s {
@@ -43,8 +45,18 @@ typedef struct fr_stream_s {
     int chunked;                 /* HTTP/1.1: chunked framing; HTTP/1.0: raw until close */
 
     fr_item_t *q;                /* owned ring of queued items */
-    size_t q_cap, q_head, q_len;
-    size_t q_limit;              /* the bound from the tier */
+    size_t q_cap, q_head, q_len; /* q_len counts dropped slots until they are passed */
+    uint64_t q_seq;              /* seq of the next item pushed */
+    size_t q_live;               /* events queued and still to be sent */
+    size_t q_bytes;              /* bytes of the queued items */
+    size_t live_by_prio[3];      /* queued events per fr_priority_t */
+    const fr_tier_t *budget;     /* queue, bytes and lag bounds (borrowed from the config) */
+    uint8_t *slow;               /* owned: fr_slow_t per topic */
+    uint64_t *last_seq;          /* owned: per topic, seq of its newest queued event (0: none) */
+    unsigned long dropped[3];    /* events dropped per priority, since the stream opened */
+    unsigned long unreported;    /* drops the client has not been told about yet */
+    size_t streak;               /* events dropped since the queue was last empty */
+    const char *end_reason;      /* why the stream is ending (static string) */
     int writing;                 /* a write is in flight */
     int ending;                  /* no more items; close once the queue drains */
     int detached;                /* the connection is closing: deliver nothing */
@@ -53,7 +65,7 @@ typedef struct fr_stream_s {
     struct fr_stream_s *idle_prev, *idle_next;
     struct fr_stream_s *pend_prev, *pend_next;
     int pending;
-    unsigned long delivered, filtered;
+    unsigned long delivered, filtered, conflated;
 } fr_stream_t;
 
 /* Handles a GET on a stream route: hooks, Last-Event-ID, headers, replay, subscribe. Answers

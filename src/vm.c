@@ -261,6 +261,25 @@ static int vm_read_config(fr_vm_t *vm, int t, fr_errors_t *errs) {
         c->max_headers = field_num(L, -1, "headers", c->max_headers, 1.0);
     }
     lua_pop(L, 1);
+    lua_getfield(L, t, "timeouts");
+    if (lua_istable(L, -1)) {
+        c->header_timeout_ms = field_num(L, -1, "headers", c->header_timeout_ms, 1000.0);
+        c->idle_timeout_ms = field_num(L, -1, "idle", c->idle_timeout_ms, 1000.0);
+    }
+    lua_pop(L, 1);
+    c->drain_ms = field_num(L, t, "drain", c->drain_ms, 1000.0);
+    lua_getfield(L, t, "log");
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "format");
+        c->log_json = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "json") == 0;
+        lua_pop(L, 1);
+        lua_getfield(L, -1, "level");
+        fr_log_level_t level;
+        if (lua_isstring(L, -1) && fr_log_parse_level(lua_tostring(L, -1), &level) == 0)
+            c->log_level = (int)level;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
     lua_getfield(L, t, "broker");
     c->broker = fr_strdup(lua_isstring(L, -1) ? lua_tostring(L, -1) : "memory");
     lua_pop(L, 1);
@@ -287,7 +306,9 @@ static int vm_read_config(fr_vm_t *vm, int t, fr_errors_t *errs) {
             tier->name = fr_strdup(lua_tostring(L, -2));
             tier->rate = (double)field_num(L, -1, "rate", 0, 1.0);
             tier->burst = (double)field_num(L, -1, "burst", 0, 1.0);
-            tier->queue = field_num(L, -1, "queue", c->queue_default, 1.0);
+            tier->queue = field_num(L, -1, "queue", c->default_tier.queue, 1.0);
+            tier->bytes = field_num(L, -1, "bytes", c->default_tier.bytes, 1.0);
+            tier->lag = field_num(L, -1, "lag", c->default_tier.lag, 1.0);
             lua_pop(L, 1);
         }
     }
@@ -304,7 +325,19 @@ static char *resolve_path(const char *dir, const char *rel) {
     return p;
 }
 
-static const char *const stream_keys[] = {"auth", "topics", "tier", "filter", "on_gap", NULL};
+static const char *const stream_keys[] = {"auth",   "topics",  "tier", "filter",
+                                           "on_gap", "on_slow", NULL};
+
+int fr_slow_parse(const char *s, fr_slow_t *out) {
+    static const char *const names[] = {"drop", "conflate", "disconnect"};
+    for (int i = 0; i < 3; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *out = (fr_slow_t)i;
+            return 0;
+        }
+    }
+    return -1;
+}
 static const char *const publish_keys[] = {"auth", "publish", "tier", "body", NULL};
 
 static int key_allowed(const char *const *keys, const char *k) {
@@ -376,6 +409,21 @@ static int vm_load_route(fr_vm_t *vm, fr_route_t *r, const char *where, fr_error
         }
     }
     lua_pop(L, 1);
+    lua_getfield(L, -1, "on_slow");
+    if (lua_isfunction(L, -1)) {
+        r->slow_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        lua_pushnil(L);
+    } else if (!lua_isnil(L, -1)) {
+        fr_slow_t slow;
+        if (lua_type(L, -1) != LUA_TSTRING || fr_slow_parse(lua_tostring(L, -1), &slow) < 0) {
+            fr_errors_add(errs, "%s:1: on_slow must be \"drop\", \"conflate\", \"disconnect\" "
+                                "or a function(topic, who) returning one of them", r->path);
+            ok = -1;
+        } else {
+            r->slow = (int)slow;
+        }
+    }
+    lua_pop(L, 1);
     lua_getfield(L, -1, "body");
     if (!lua_isnil(L, -1)) {
         const char *b = lua_tostring(L, -1);
@@ -420,6 +468,7 @@ static int vm_read_routes(fr_vm_t *vm, int app, fr_errors_t *errs) {
         fr_route_t *r = &vm->routes[vm->nroutes++];
         for (int h = 0; h < FR_HOOK_COUNT; h++)
             r->hooks[h] = LUA_NOREF;
+        r->slow_ref = LUA_NOREF;
         r->script = fr_strdup(target);
         const char *perr;
         if (strcmp(kind, "static") == 0) {

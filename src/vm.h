@@ -27,6 +27,16 @@ typedef enum {
     FR_HOOK_COUNT
 } fr_hook_t;
 
+/* What a stream does with a topic's events once its out-queue is past its budget. */
+typedef enum {
+    FR_SLOW_DROP = 0,     /* drop telemetry, then normal; critical never silently */
+    FR_SLOW_CONFLATE = 1, /* keep only the newest unsent event of the topic */
+    FR_SLOW_DISCONNECT = 2 /* end the stream with retry: so it resumes from replay */
+} fr_slow_t;
+
+/* "drop" | "conflate" | "disconnect" → 0 and *out; else -1. */
+int fr_slow_parse(const char *s, fr_slow_t *out);
+
 typedef struct {
     fr_route_kind_t kind;
     fr_pattern_t pattern;      /* stream and publish routes */
@@ -35,6 +45,8 @@ typedef struct {
     char *path;                /* owned: resolved path of the script, or real path of the dir */
     int hooks[FR_HOOK_COUNT];  /* registry refs, LUA_NOREF when the script has no such hook */
     int on_gap_reset;          /* stale Last-Event-ID → `reset` event instead of 416 */
+    int slow;                  /* fr_slow_t for every topic, unless slow_ref decides per topic */
+    int slow_ref;              /* on_slow(topic, who) → policy name; LUA_NOREF when a string */
     int body_json;             /* publish bodies are decoded as JSON before the hook */
 } fr_route_t;
 

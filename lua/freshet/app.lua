@@ -84,10 +84,15 @@ function checks.tiers(v)
     if type(name) ~= "string" then fail("tiers: tier names must be strings") end
     local where = "tiers." .. name
     check_type(where, t, "table")
-    check_keys(where, t, { rate = true, burst = true, queue = true })
+    check_keys(where, t, { rate = true, burst = true, queue = true, bytes = true, lag = true })
     if t.rate ~= nil then check_positive(where .. ".rate", t.rate) end
     if t.burst ~= nil then check_positive(where .. ".burst", t.burst) end
     if t.queue ~= nil then check_int(where .. ".queue", t.queue, 1) end
+    if t.bytes ~= nil then check_int(where .. ".bytes", t.bytes, 1024) end
+    if t.lag ~= nil then check_int(where .. ".lag", t.lag, 1) end
+    if (t.rate == nil) ~= (t.burst == nil) then
+      fail(where .. ": rate and burst go together (tokens per second, bucket size)")
+    end
   end
 end
 
@@ -99,6 +104,30 @@ function checks.cors(v)
   end
   for k in pairs(v) do
     if type(k) ~= "number" then fail(("cors: unknown key '%s' (a list of origins)"):format(tostring(k))) end
+  end
+end
+
+function checks.timeouts(v)
+  check_type("timeouts", v, "table")
+  check_keys("timeouts", v, { headers = true, idle = true })
+  if v.headers ~= nil then check_positive("timeouts.headers", v.headers) end
+  if v.idle ~= nil then check_positive("timeouts.idle", v.idle) end
+end
+
+function checks.drain(v)
+  check_type("drain", v, "number")
+  if v < 0 then fail("drain must be >= 0 seconds") end
+end
+
+local log_levels = { debug = true, info = true, warn = true, error = true }
+function checks.log(v)
+  check_type("log", v, "table")
+  check_keys("log", v, { level = true, format = true })
+  if v.level ~= nil and not log_levels[v.level] then
+    fail("log.level must be debug, info, warn or error, got " .. tostring(v.level))
+  end
+  if v.format ~= nil and v.format ~= "text" and v.format ~= "json" then
+    fail("log.format must be \"text\" or \"json\", got " .. tostring(v.format))
   end
 end
 
