@@ -1,0 +1,506 @@
+/* The hub: per-topic ids, delivery, resume checks, replay merging, forgetting topics. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fr_test.h"
+#include "hub.h"
+#include "util.h"
+
+/* A start far in the future pins every id to that millisecond, so ids depend only on the
+ * sequence and the tests do not depend on how fast the machine is. */
+static uint64_t future_start(void) {
+    return fr_now_ms() + 3600u * 1000u;
+}
+
+static fr_id_t pub(fr_hub_t *hub, const char *topic, const char *data) {
+    fr_id_t id = {0, 0};
+    const char *err = NULL;
+    int rc = fr_hub_publish(hub, topic, NULL, data, strlen(data), FR_PRIO_NORMAL, 0, &id, &err);
+    if (rc != 0)
+        printf("    publish on %s failed: %s\n", topic, err ? err : "(no message)");
+    return id;
+}
+
+/* Waits (spinning, at most a millisecond or two) until the wall clock passes ms, so the next
+ * id starts a new millisecond and leaves a gap of unissued ids behind it. */
+static void spin_past(uint64_t ms) {
+    while (fr_now_ms() <= ms) {
+    }
+}
+
+/* ---- subscribers that record what they get ---- */
+
+typedef struct {
+    fr_sub_t sub;
+    fr_event_t *got[64];
+    size_t n;
+    fr_hub_t *hub;
+    int unsubscribe_on_first; /* the callback detaches itself, as a lagging stream does */
+} recorder_t;
+
+static void record(fr_sub_t *sub, fr_event_t *ev) {
+    recorder_t *r = sub->owner;
+    if (r->n < 64) {
+        fr_event_retain(ev);
+        r->got[r->n++] = ev;
+    }
+    if (r->unsubscribe_on_first)
+        fr_hub_unsubscribe(r->hub, sub);
+}
+
+static void recorder_init(recorder_t *r, fr_hub_t *hub) {
+    memset(r, 0, sizeof *r);
+    r->hub = hub;
+    r->sub.deliver = record;
+    r->sub.owner = r;
+}
+
+static void recorder_free(recorder_t *r) {
+    for (size_t i = 0; i < r->n; i++)
+        fr_event_release(r->got[i]);
+    r->n = 0;
+}
+
+static void test_ids_increase_within_a_millisecond(void) {
+    fr_hub_t hub;
+    uint64_t start = future_start();
+    fr_hub_init(&hub, 100, 0, start);
+    fr_id_t prev = fr_hub_position(&hub, "t");
+    CHECK_EQ_UINT(prev.ms, start);
+    CHECK_EQ_UINT(prev.seq, 0);
+    for (int i = 0; i < 50; i++) {
+        fr_id_t id = pub(&hub, "t", "x");
+        if (!CHECK_EQ_INT(fr_id_cmp(id, prev), 1))
+            printf("    publish %d\n", i);
+        prev = id;
+    }
+    /* All in the pinned millisecond, numbered 1..50. */
+    CHECK_EQ_UINT(prev.ms, start);
+    CHECK_EQ_UINT(prev.seq, 50);
+    fr_id_t pos = fr_hub_position(&hub, "t");
+    CHECK_EQ_INT(fr_id_cmp(pos, prev), 0);
+    CHECK_EQ_UINT(hub.published, 50);
+    fr_hub_close(&hub);
+
+    /* With the real clock: consecutive publishes are usually in one millisecond. */
+    fr_hub_init(&hub, 100, 0, fr_now_ms());
+    prev = fr_hub_position(&hub, "t");
+    for (int i = 0; i < 200; i++) {
+        fr_id_t id = pub(&hub, "t", "x");
+        if (!CHECK_EQ_INT(fr_id_cmp(id, prev), 1))
+            printf("    publish %d\n", i);
+        prev = id;
+    }
+    fr_hub_close(&hub);
+}
+
+static void test_topics_have_their_own_sequence(void) {
+    fr_hub_t hub;
+    uint64_t start = future_start();
+    fr_hub_init(&hub, 100, 0, start);
+    fr_id_t a1 = pub(&hub, "a", "1");
+    fr_id_t b1 = pub(&hub, "b", "1");
+    fr_id_t a2 = pub(&hub, "a", "2");
+    CHECK_EQ_UINT(a1.seq, 1);
+    CHECK_EQ_UINT(b1.seq, 1);
+    CHECK_EQ_UINT(a2.seq, 2);
+    CHECK_EQ_UINT(hub.ntopics, 2);
+    fr_topic_t *t = fr_hub_find(&hub, "a");
+    REQUIRE(t != NULL);
+    CHECK_EQ_UINT(t->ring.count, 2);
+    CHECK_EQ_UINT(t->published, 2);
+    CHECK(fr_hub_find(&hub, "c") == NULL);
+    fr_hub_close(&hub);
+}
+
+static void test_deliver_in_order_and_unsubscribe(void) {
+    fr_hub_t hub;
+    fr_hub_init(&hub, 100, 0, future_start());
+    recorder_t r1, r2;
+    recorder_init(&r1, &hub);
+    recorder_init(&r2, &hub);
+    fr_hub_subscribe(&hub, &r1.sub, "room");
+    fr_hub_subscribe(&hub, &r2.sub, "room");
+    CHECK(r1.sub.topic != NULL);
+    CHECK(r1.sub.topic == fr_hub_find(&hub, "room"));
+
+    fr_id_t ids[3];
+    ids[0] = pub(&hub, "room", "one");
+    ids[1] = pub(&hub, "room", "two");
+    pub(&hub, "other", "not for them");
+    ids[2] = pub(&hub, "room", "three");
+    static const char *const want[] = {"one", "two", "three"};
+    recorder_t *rs[] = {&r1, &r2};
+    for (int k = 0; k < 2; k++) {
+        REQUIRE(rs[k]->n == 3);
+        for (size_t i = 0; i < 3; i++) {
+            CHECK_EQ_STR(rs[k]->got[i]->data, want[i]);
+            CHECK_EQ_INT(fr_id_cmp(rs[k]->got[i]->id, ids[i]), 0);
+            CHECK_EQ_STR(rs[k]->got[i]->topic, "room");
+        }
+    }
+
+    fr_hub_unsubscribe(&hub, &r1.sub);
+    CHECK(r1.sub.topic == NULL);
+    pub(&hub, "room", "four");
+    CHECK_EQ_UINT(r1.n, 3);
+    CHECK_EQ_UINT(r2.n, 4);
+    CHECK_EQ_STR(r2.got[3]->data, "four");
+    /* Unsubscribing twice is harmless. */
+    fr_hub_unsubscribe(&hub, &r1.sub);
+
+    fr_hub_unsubscribe(&hub, &r2.sub);
+    pub(&hub, "room", "five");
+    CHECK_EQ_UINT(r2.n, 4);
+    recorder_free(&r1);
+    recorder_free(&r2);
+    fr_hub_close(&hub);
+}
+
+static void test_deliver_may_unsubscribe_itself(void) {
+    fr_hub_t hub;
+    fr_hub_init(&hub, 0, 0, future_start());
+    recorder_t a, b, c;
+    recorder_init(&a, &hub);
+    recorder_init(&b, &hub);
+    recorder_init(&c, &hub);
+    b.unsubscribe_on_first = 1;
+    fr_hub_subscribe(&hub, &a.sub, "t");
+    fr_hub_subscribe(&hub, &b.sub, "t");
+    fr_hub_subscribe(&hub, &c.sub, "t");
+    pub(&hub, "t", "1");
+    CHECK_EQ_UINT(a.n, 1);
+    CHECK_EQ_UINT(b.n, 1);
+    CHECK_EQ_UINT(c.n, 1);
+    pub(&hub, "t", "2");
+    CHECK_EQ_UINT(a.n, 2);
+    CHECK_EQ_UINT(b.n, 1);
+    CHECK_EQ_UINT(c.n, 2);
+    /* The last subscriber leaving from inside delivery, with replay off: the topic outlives the
+     * walk over its subscribers and is forgotten afterwards. */
+    fr_hub_unsubscribe(&hub, &a.sub);
+    c.unsubscribe_on_first = 1;
+    pub(&hub, "t", "3");
+    CHECK_EQ_UINT(c.n, 3);
+    CHECK(fr_hub_find(&hub, "t") == NULL);
+    CHECK_EQ_UINT(hub.ntopics, 0);
+    recorder_free(&a);
+    recorder_free(&b);
+    recorder_free(&c);
+    fr_hub_close(&hub);
+}
+
+static void test_resume_ok(void) {
+    fr_hub_t hub;
+    uint64_t start = future_start();
+    fr_hub_init(&hub, 100, 0, start);
+
+    /* A topic nobody has used: its position is a valid place to resume from. */
+    fr_id_t fresh = fr_hub_position(&hub, "fresh");
+    CHECK_EQ_INT(fr_hub_check_resume(&hub, "fresh", fresh), FR_RESUME_OK);
+
+    fr_id_t before = fr_hub_position(&hub, "t");
+    fr_id_t e1 = pub(&hub, "t", "1");
+    fr_id_t e2 = pub(&hub, "t", "2");
+    fr_id_t e3 = pub(&hub, "t", "3");
+    CHECK_EQ_INT(fr_hub_check_resume(&hub, "t", before), FR_RESUME_OK);
+    CHECK_EQ_INT(fr_hub_check_resume(&hub, "t", e1), FR_RESUME_OK);
+    CHECK_EQ_INT(fr_hub_check_resume(&hub, "t", e2), FR_RESUME_OK);
+    CHECK_EQ_INT(fr_hub_check_resume(&hub, "t", e3), FR_RESUME_OK); /* the last id */
+    fr_hub_close(&hub);
+}
+
+static void test_resume_invalid(void) {
+    fr_hub_t hub;
+    fr_hub_init(&hub, 100, 0, fr_now_ms());
+    fr_id_t e1 = pub(&hub, "t", "1");
+    spin_past(e1.ms);
+    fr_id_t e2 = pub(&hub, "t", "2");
+    REQUIRE(e2.ms > e1.ms);
+
+    /* Ahead of the last id. */
+    CHECK_EQ_INT(fr_hub_check_resume(&hub, "t", (fr_id_t){e2.ms, e2.seq + 1}), FR_RESUME_INVALID);
+    CHECK_EQ_INT(fr_hub_check_resume(&hub, "t", (fr_id_t){e2.ms + 1, 0}), FR_RESUME_INVALID);
+    /* Between two real ids, never issued. */
+    CHECK_EQ_INT(fr_hub_check_resume(&hub, "t", (fr_id_t){e1.ms, e1.seq + 1}), FR_RESUME_INVALID);
+    /* A topic that does not exist cannot have issued anything past the hub's floor. */
+    fr_id_t pos = fr_hub_position(&hub, "nothing");
+    CHECK_EQ_INT(fr_hub_check_resume(&hub, "nothing", (fr_id_t){pos.ms, pos.seq + 1}),
+                 FR_RESUME_INVALID);
+    CHECK_EQ_INT(fr_hub_check_resume(&hub, "nothing", (fr_id_t){pos.ms + 10, 0}),
+                 FR_RESUME_INVALID);
+    /* The real ones still resume. */
+    CHECK_EQ_INT(fr_hub_check_resume(&hub, "t", e1), FR_RESUME_OK);
+    CHECK_EQ_INT(fr_hub_check_resume(&hub, "t", e2), FR_RESUME_OK);
+    fr_hub_close(&hub);
+}
+
+static void test_resume_stale_after_eviction(void) {
+    fr_hub_t hub;
+    fr_hub_init(&hub, 3, 0, future_start());
+    fr_id_t before = fr_hub_position(&hub, "t");
+    fr_id_t e[5];
+    for (int i = 0; i < 5; i++)
+        e[i] = pub(&hub, "t", "x");
+    /* The ring holds e3..e5; e1 and e2 are gone. */
+    fr_topic_t *t = fr_hub_find(&hub, "t");
+    REQUIRE(t != NULL);
+    CHECK_EQ_UINT(t->ring.count, 3);
+    CHECK_EQ_INT(fr_hub_check_resume(&hub, "t", e[0]), FR_RESUME_STALE); /* e2 was lost */
+    CHECK_EQ_INT(fr_hub_check_resume(&hub, "t", before), FR_RESUME_STALE);
+    CHECK_EQ_INT(fr_hub_check_resume(&hub, "t", e[1]), FR_RESUME_OK); /* everything after e2 held */
+    CHECK_EQ_INT(fr_hub_check_resume(&hub, "t", e[2]), FR_RESUME_OK);
+    CHECK_EQ_INT(fr_hub_check_resume(&hub, "t", e[4]), FR_RESUME_OK);
+    fr_hub_close(&hub);
+}
+
+static void test_resume_stale_before_start(void) {
+    uint64_t start = 1700000000000ull;
+    fr_hub_t hub;
+    fr_hub_init(&hub, 100, 0, start);
+    /* An id from before this process started, on a topic never seen. */
+    CHECK_EQ_INT(fr_hub_check_resume(&hub, "t", (fr_id_t){start - 1, 5}), FR_RESUME_STALE);
+    CHECK_EQ_INT(fr_hub_check_resume(&hub, "t", (fr_id_t){1, 0}), FR_RESUME_STALE);
+    /* The start itself is the position of a fresh topic. */
+    CHECK_EQ_INT(fr_hub_check_resume(&hub, "t", (fr_id_t){start, 0}), FR_RESUME_OK);
+    /* And on a topic that has events now. */
+    pub(&hub, "t", "x");
+    CHECK_EQ_INT(fr_hub_check_resume(&hub, "t", (fr_id_t){start - 1, 5}), FR_RESUME_STALE);
+    CHECK_EQ_INT(fr_hub_check_resume(&hub, "t", (fr_id_t){start, 0}), FR_RESUME_OK);
+    fr_hub_close(&hub);
+}
+
+/* ---- replay ---- */
+
+typedef struct {
+    size_t n;
+    size_t index[32];
+    fr_id_t id[32];
+    char data[32][16];
+} replay_log_t;
+
+static void on_replay(void *ctx, size_t index, fr_event_t *ev) {
+    replay_log_t *log = ctx;
+    if (log->n >= 32)
+        return;
+    log->index[log->n] = index;
+    log->id[log->n] = ev->id;
+    snprintf(log->data[log->n], sizeof log->data[0], "%s", ev->data);
+    log->n++;
+}
+
+static void test_replay_merges_topics(void) {
+    fr_hub_t hub;
+    fr_hub_init(&hub, 100, 0, future_start());
+    /* Interleave: a1 b1 b2 a2 a3 b3; within one millisecond each topic counts its own seq. */
+    fr_id_t a1 = pub(&hub, "a", "a1");
+    fr_id_t b1 = pub(&hub, "b", "b1");
+    pub(&hub, "b", "b2");
+    pub(&hub, "a", "a2");
+    pub(&hub, "a", "a3");
+    pub(&hub, "b", "b3");
+
+    const char *topics[] = {"a", "b"};
+    replay_log_t log;
+
+    /* From each topic's start: all six, in id order (a-n and b-n share id n). */
+    memset(&log, 0, sizeof log);
+    fr_id_t from_start[] = {fr_hub_find(&hub, "a")->born, fr_hub_find(&hub, "b")->born};
+    fr_hub_replay(&hub, topics, from_start, 2, on_replay, &log);
+    REQUIRE(log.n == 6);
+    for (size_t i = 1; i < log.n; i++)
+        CHECK(fr_id_cmp(log.id[i - 1], log.id[i]) <= 0);
+    /* Per-topic order is exact. */
+    const char *a_seen[3], *b_seen[3];
+    size_t na = 0, nb = 0;
+    for (size_t i = 0; i < log.n; i++) {
+        if (log.index[i] == 0 && na < 3)
+            a_seen[na++] = log.data[i];
+        else if (log.index[i] == 1 && nb < 3)
+            b_seen[nb++] = log.data[i];
+    }
+    REQUIRE(na == 3 && nb == 3);
+    CHECK_EQ_STR(a_seen[0], "a1");
+    CHECK_EQ_STR(a_seen[1], "a2");
+    CHECK_EQ_STR(a_seen[2], "a3");
+    CHECK_EQ_STR(b_seen[0], "b1");
+    CHECK_EQ_STR(b_seen[1], "b2");
+    CHECK_EQ_STR(b_seen[2], "b3");
+
+    /* After a1 and b1: exactly a2 a3 b2 b3. */
+    memset(&log, 0, sizeof log);
+    fr_id_t after[] = {a1, b1};
+    fr_hub_replay(&hub, topics, after, 2, on_replay, &log);
+    REQUIRE(log.n == 4);
+    /* a2 and b2 share an id, as do a3 and b3: the tie order is free, the id order is not. */
+    for (size_t i = 1; i < log.n; i++)
+        CHECK(fr_id_cmp(log.id[i - 1], log.id[i]) <= 0);
+    int saw[4] = {0};
+    for (size_t i = 0; i < 4; i++) {
+        if (strcmp(log.data[i], "a2") == 0)
+            saw[0]++;
+        if (strcmp(log.data[i], "a3") == 0)
+            saw[1]++;
+        if (strcmp(log.data[i], "b2") == 0)
+            saw[2]++;
+        if (strcmp(log.data[i], "b3") == 0)
+            saw[3]++;
+    }
+    CHECK(saw[0] == 1 && saw[1] == 1 && saw[2] == 1 && saw[3] == 1);
+    fr_hub_close(&hub);
+}
+
+static void test_replay_merges_by_id(void) {
+    /* Distinct milliseconds make the merge order fully determined. */
+    fr_hub_t hub;
+    fr_hub_init(&hub, 100, 0, fr_now_ms());
+    const char *order[] = {"a", "b", "b", "a", "c", "a", "b"};
+    const char *names[] = {"x0", "x1", "x2", "x3", "x4", "x5", "x6"};
+    fr_id_t ids[7];
+    for (size_t i = 0; i < 7; i++) {
+        ids[i] = pub(&hub, order[i], names[i]);
+        spin_past(ids[i].ms);
+    }
+    const char *topics[] = {"a", "b", "c"};
+    replay_log_t log;
+
+    memset(&log, 0, sizeof log);
+    fr_id_t after[] = {ids[0], ids[1], ids[4]};
+    fr_hub_replay(&hub, topics, after, 3, on_replay, &log);
+    /* a after x0 → x3 x5; b after x1 → x2 x6; c after x4 → none. Merged: x2 x3 x5 x6. */
+    REQUIRE(log.n == 4);
+    CHECK_EQ_STR(log.data[0], "x2");
+    CHECK_EQ_STR(log.data[1], "x3");
+    CHECK_EQ_STR(log.data[2], "x5");
+    CHECK_EQ_STR(log.data[3], "x6");
+    CHECK_EQ_UINT(log.index[0], 1);
+    CHECK_EQ_UINT(log.index[1], 0);
+    CHECK_EQ_UINT(log.index[2], 0);
+    CHECK_EQ_UINT(log.index[3], 1);
+
+    /* A topic that does not exist contributes nothing; n = 0 calls nothing. */
+    memset(&log, 0, sizeof log);
+    const char *missing[] = {"zzz"};
+    fr_id_t zero[] = {{0, 0}};
+    fr_hub_replay(&hub, missing, zero, 1, on_replay, &log);
+    CHECK_EQ_UINT(log.n, 0);
+    fr_hub_replay(&hub, NULL, NULL, 0, on_replay, &log);
+    CHECK_EQ_UINT(log.n, 0);
+    fr_hub_close(&hub);
+}
+
+static void test_forget_and_recreate(void) {
+    fr_hub_t hub;
+    fr_hub_init(&hub, 100, 0, future_start());
+    recorder_t r;
+    recorder_init(&r, &hub);
+    fr_hub_subscribe(&hub, &r.sub, "t");
+    CHECK_EQ_UINT(hub.ntopics, 1);
+    fr_hub_unsubscribe(&hub, &r.sub);
+    /* No subscribers, nothing to replay: gone. */
+    CHECK_EQ_UINT(hub.ntopics, 0);
+    CHECK(fr_hub_find(&hub, "t") == NULL);
+    fr_hub_close(&hub);
+
+    /* With replay off, a topic with no subscribers is forgotten right after each publish. */
+    fr_hub_init(&hub, 0, 0, future_start());
+    fr_id_t first = pub(&hub, "t", "1");
+    CHECK_EQ_UINT(hub.ntopics, 0);
+    CHECK(fr_hub_find(&hub, "t") == NULL);
+    /* Its last id stays a valid resume point: nothing after it was lost. */
+    CHECK_EQ_INT(fr_hub_check_resume(&hub, "t", first), FR_RESUME_OK);
+    fr_id_t prev = first;
+    for (int i = 0; i < 5; i++) {
+        fr_id_t id = pub(&hub, "t", "again");
+        if (!CHECK_EQ_INT(fr_id_cmp(id, prev), 1))
+            printf("    recreated topic reissued %llu-%llu after %llu-%llu\n",
+                   (unsigned long long)id.ms, (unsigned long long)id.seq,
+                   (unsigned long long)prev.ms, (unsigned long long)prev.seq);
+        prev = id;
+    }
+    /* A new topic also starts above every forgotten id. */
+    fr_id_t other = pub(&hub, "u", "x");
+    CHECK_EQ_INT(fr_id_cmp(other, prev), 1);
+    fr_hub_close(&hub);
+
+    /* A topic with events held is kept while nobody listens. */
+    fr_hub_init(&hub, 10, 0, future_start());
+    recorder_init(&r, &hub);
+    fr_hub_subscribe(&hub, &r.sub, "kept");
+    pub(&hub, "kept", "x");
+    fr_hub_unsubscribe(&hub, &r.sub);
+    CHECK_EQ_UINT(hub.ntopics, 1);
+    CHECK(fr_hub_find(&hub, "kept") != NULL);
+    fr_hub_sweep(&hub); /* no time window: nothing expires */
+    CHECK_EQ_UINT(hub.ntopics, 1);
+    recorder_free(&r);
+    fr_hub_close(&hub);
+}
+
+static void test_many_topics(void) {
+    /* More topics than the initial bucket count: every one is still found. */
+    fr_hub_t hub;
+    fr_hub_init(&hub, 4, 0, future_start());
+    char name[32];
+    for (int i = 0; i < 300; i++) {
+        snprintf(name, sizeof name, "topic-%d", i);
+        pub(&hub, name, "x");
+    }
+    CHECK_EQ_UINT(hub.ntopics, 300);
+    int found = 0;
+    for (int i = 0; i < 300; i++) {
+        snprintf(name, sizeof name, "topic-%d", i);
+        fr_topic_t *t = fr_hub_find(&hub, name);
+        found += t != NULL && strcmp(t->name, name) == 0 && t->ring.count == 1;
+    }
+    CHECK_EQ_INT(found, 300);
+    fr_hub_close(&hub);
+}
+
+static void test_publish_rejects(void) {
+    fr_hub_t hub;
+    fr_hub_init(&hub, 100, 0, future_start());
+    recorder_t r;
+    recorder_init(&r, &hub);
+    fr_hub_subscribe(&hub, &r.sub, "t");
+    fr_id_t pos = fr_hub_position(&hub, "t");
+
+    fr_id_t id = {123, 456};
+    const char *err = NULL;
+    CHECK_EQ_INT(fr_hub_publish(&hub, "t", NULL, "bad\xff", 4, FR_PRIO_NORMAL, 0, &id, &err), -1);
+    CHECK(err != NULL);
+    CHECK_CONTAINS(err, "UTF-8");
+    err = NULL;
+    CHECK_EQ_INT(fr_hub_publish(&hub, "t", "a\nb", "ok", 2, FR_PRIO_NORMAL, 0, &id, &err), -1);
+    CHECK(err != NULL);
+    err = NULL;
+    CHECK_EQ_INT(fr_hub_publish(&hub, "x\ry", NULL, "ok", 2, FR_PRIO_NORMAL, 0, &id, &err), -1);
+    CHECK(err != NULL);
+    /* Nothing was published anywhere, and no topic was created for the bad name. */
+    CHECK_EQ_UINT(r.n, 0);
+    CHECK_EQ_UINT(hub.published, 0);
+    CHECK_EQ_UINT(hub.ntopics, 1);
+    CHECK_EQ_UINT(fr_hub_find(&hub, "t")->ring.count, 0);
+    CHECK_EQ_INT(fr_id_cmp(fr_hub_position(&hub, "t"), pos), 0);
+    fr_hub_unsubscribe(&hub, &r.sub);
+    fr_hub_close(&hub);
+}
+
+int main(int argc, char **argv) {
+    FR_TEST_BEGIN(argc, argv);
+    FR_RUN(test_ids_increase_within_a_millisecond);
+    FR_RUN(test_topics_have_their_own_sequence);
+    FR_RUN(test_deliver_in_order_and_unsubscribe);
+    FR_RUN(test_deliver_may_unsubscribe_itself);
+    FR_RUN(test_resume_ok);
+    FR_RUN(test_resume_invalid);
+    FR_RUN(test_resume_stale_after_eviction);
+    FR_RUN(test_resume_stale_before_start);
+    FR_RUN(test_replay_merges_topics);
+    FR_RUN(test_replay_merges_by_id);
+    FR_RUN(test_forget_and_recreate);
+    FR_RUN(test_many_topics);
+    FR_RUN(test_publish_rejects);
+    return FR_TEST_END();
+}
