@@ -104,6 +104,28 @@ def run():
         ft.check(re.search(r"app\.lua:4: ", p.stderr.decode()) is not None,
                  "stderr does not say 'app.lua:4: <message>'", out(p))
 
+    with ft.subtest("--check with a route script failing at load time prints file:line, exit 1"):
+        files = dict(GOOD_APP)
+        files["routes/post.lua"] = """
+            local route = {}
+            error("refusing to load")
+            return route
+        """
+        app = ft.AppDir(files)
+        p = ft.run_cli(["--check", app.app])
+        ft.check_eq(p.returncode, 1, f"exit code ({out(p)})")
+        ft.check(re.search(r"post\.lua:2: .*refusing to load", p.stderr.decode()) is not None,
+                 "stderr does not say 'post.lua:2: ... refusing to load'", out(p))
+
+    with ft.subtest("--check on a stream route without its required topics hook exits 1"):
+        files = dict(GOOD_APP)
+        files["routes/room.lua"] = "local route = {}\nreturn route\n"
+        app = ft.AppDir(files)
+        p = ft.run_cli(["--check", app.app])
+        ft.check_eq(p.returncode, 1, f"exit code ({out(p)})")
+        ft.check(re.search(r"room\.lua:\d+: .*topics", p.stderr.decode()) is not None,
+                 "stderr does not name room.lua and the missing topics hook", out(p))
+
     with ft.subtest("a missing app file exits 2 naming the file"):
         missing = os.path.join(ft.tempdir(), "nowhere", "app.lua")
         for args in ([missing], ["--check", missing]):
@@ -130,6 +152,19 @@ def run():
         ft.check(p.returncode not in (0, None), f"serving a bad app must fail ({out(p)})")
         ft.check("unknown key 'heartbaet'" in p.stderr.decode(),
                  "serving a bad app: stderr does not name the key", out(p))
+
+    with ft.subtest("an unknown key in a nested app setting is named"):
+        app = ft.AppDir({
+            "app.lua": """
+                local freshet = require "freshet"
+                local app = freshet.app { replay = { evnets = 3 } }
+                return app
+            """,
+        })
+        p = ft.run_cli(["--check", app.app])
+        ft.check_eq(p.returncode, 1, f"exit code of --check ({out(p)})")
+        ft.check(re.search(r"app\.lua:2: .*unknown key 'evnets'", p.stderr.decode()) is not None,
+                 "stderr lacks \"app.lua:2: ... unknown key 'evnets'\"", out(p))
 
     with ft.subtest("serving logs 'listening on' in the log format; SIGINT exits 0"):
         app = ft.AppDir(GOOD_APP)

@@ -117,9 +117,44 @@ def run():
                     ft.check((resp.header("connection") or "").lower() != "close",
                              "server asked to close a keep-alive connection", resp.summary())
 
+        with ft.subtest("a request arriving a byte at a time"):
+            with ft.Conn(port) as c:
+                raw = ft.build_request("POST", "/pub/slow", {"X-Event": "slow"}, b"bytewise", port)
+                for i in range(len(raw)):
+                    c.send(raw[i:i + 1])
+                    time.sleep(0.001)
+                r = c.read_response()
+                ft.check_eq(r.status, 201, f"status ({r.summary()})")
+
+        with ft.subtest("pipelined requests get their responses in order"):
+            with ft.Conn(port) as c:
+                c.send(ft.build_request("GET", "/health", None, None, port)
+                       + ft.build_request("POST", "/pub/pipe", None, b"two", port)
+                       + ft.build_request("GET", "/no/such", None, None, port)
+                       + ft.build_request("POST", "/pub/pipe", None, b"four", port))
+                got = [c.read_response().status for _ in range(4)]
+                ft.check_eq(got, [200, 201, 404, 201], "statuses of 4 pipelined requests")
+
+        with ft.subtest("Connection: close is honoured"):
+            with ft.Conn(port) as c:
+                r = c.request("GET", "/health", headers={"Connection": "close"})
+                ft.check_eq(r.status, 200, "status")
+                ft.check(c.closed_by_peer(3), "connection still open after 'Connection: close'")
+
         with ft.subtest("the server still serves after all of the above"):
             time.sleep(0.05)
             ft.check_eq(srv.get("/health").json().get("status"), "ok", "health after the tests")
+
+    with ft.Server(ft.pubsub_app(settings='cors = "*",')) as srv:
+        with ft.subtest('cors = "*": any Origin is allowed'):
+            for origin in ("https://one.example", "http://localhost:8080"):
+                r = srv.post("/pub/t", b"x", headers={"Origin": origin})
+                ft.check_eq(r.status, 201, "publish status")
+                ft.check(r.header("access-control-allow-origin") in (origin, "*"),
+                         f"Access-Control-Allow-Origin for {origin}", r.summary())
+                r = ft.request(srv.port, "OPTIONS", "/sub/t", headers={
+                    "Origin": origin, "Access-Control-Request-Method": "GET"})
+                ft.check_eq(r.status, 204, f"preflight for {origin} ({r.summary()})")
 
 
 ft.main(run, limit=50)

@@ -77,6 +77,23 @@ def bench_cases(srv):
                      s.raw[:400])
             ft.check(b"\r" not in s.raw, "no CR may reach the stream body", s.raw[:400])
 
+    with ft.subtest("a 300 KB event and a burst of 500 events arrive intact and in order"):
+        big = "".join(chr(0x41 + i % 26) for i in range(300 * 1024))
+        with ft.open_stream(port, "/sub/big") as s:
+            eid = srv.publish("/pub/big", big)
+            e = s.next_event(timeout=10)
+            ft.check_eq((e.id, len(e.data)), (eid, len(big)), "id and size of the big event")
+            ft.check(e.data == big, "the big event's data differs from what was published")
+            with ft.Conn(port) as c:  # one keep-alive connection keeps the burst quick
+                ids = []
+                for i in range(500):
+                    r = c.request("POST", "/pub/big", body=f"burst {i}")
+                    ft.check_eq(r.status, 201, f"publish {i}")
+                    ids.append(r.json()["id"])
+            got = s.take(500, timeout=15)
+            ft.check_eq([(e.id, e.data) for e in got], [(ids[i], f"burst {i}") for i in range(500)],
+                        "the burst, in order")
+
     with ft.subtest("Accept: application/json -> 406; absent, */*, text/* -> stream"):
         s = ft.SSEStream(port, "/sub/acc", accept="application/json")
         s.response.check_error(406, "Accept: application/json")
@@ -119,6 +136,18 @@ def heartbeat_cases():
                 s.next_event()
                 s.drain(2.6)
                 ft.check(len(s.comments()) >= 1, "no heartbeat within 2.6 s after an event", s.raw)
+
+        with ft.subtest("no heartbeat on a stream that is not idle"):
+            with ft.open_stream(srv.port, "/sub/flowing") as s:
+                until = time.monotonic() + 2.4
+                sent = 0
+                while time.monotonic() < until:
+                    srv.publish("/pub/flowing", f"tick {sent}")
+                    sent += 1
+                    s.drain(0.3)
+                ft.check_eq(len(s.events()), sent, "events received")
+                ft.check(not s.comments(), "heartbeats sent although events kept the stream busy",
+                         s.raw[-300:])
 
         with ft.subtest("SIGTERM: each open stream gets a retry frame, is closed, exit 0"):
             streams = [ft.open_stream(srv.port, f"/sub/bye{i}") for i in range(3)]

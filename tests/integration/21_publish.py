@@ -1,6 +1,7 @@
 """Publish routes: 201 with the id(s), validation of data, event names, JSON bodies, priority."""
 
 import json
+import time
 
 import frtest as ft
 
@@ -39,6 +40,9 @@ def bench_cases(srv):
             ft.check(set(body) == {"id"} and ft.ID_RE.match(str(body["id"])),
                      'body is not {"id": "<ms>-<seq>"}', r.summary())
             accepted.append((body["id"], "hello", "message"))
+            ms, _ = ft.parse_id(body["id"])
+            ft.check(abs(ms - time.time() * 1000) < 10000, "the id's <ms> is not the wall clock",
+                     (body["id"], time.time()))
 
         with ft.subtest("invalid UTF-8 data -> 400"):
             for bad in (b"\xff\xfe", b"ok then \xc3\x28", b"\xed\xa0\x80 surrogate",

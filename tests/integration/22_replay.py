@@ -176,6 +176,9 @@ def bad_ids(srv):
         for bad in ("abc", "123", "1-", "-1", "1-2-3", "1-x", "x-1", "1_2", "0x10-1"):
             expect_resume_error(port, "/sub/mal", bad, 400, "malformed id")
         expect_resume_error(port, "/sub/mal", "abc", 400, "malformed id", via="query")
+        one = srv.publish("/pub/mal2", "y")
+        for bad in (one, f"{one},{one},{one}", f"{one},", f",{one}"):
+            expect_resume_error(port, "/sub/mal,mal2", bad, 400, "id count not matching 2 topics")
 
     with ft.subtest("ids ahead of the topic / never issued -> 400"):
         last = srv.publish("/pub/ahead", "x")

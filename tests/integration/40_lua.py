@@ -12,6 +12,8 @@ FILES = {
         local freshet = require "freshet"
         local app = freshet.app { budget = 1000000 }
         local n = 0
+        local doomed = freshet.every(50, function() freshet.publish("cancelled", "fired") end)
+        doomed:cancel()
         freshet.every(100, function()
           n = n + 1
           freshet.publish("ticks", tostring(n), { event = "tick" })
@@ -25,6 +27,7 @@ FILES = {
         app:publish("/dm/send", "routes/dmsend.lua")
         app:publish("/shared/:op/:key", "routes/shared.lua")
         app:publish("/echo/:a/:b", "routes/echo.lua")
+        app:publish("/later", "routes/later.lua")
         return app
     """,
     "routes/sub.lua": ft.SUB_ROUTE,
@@ -60,7 +63,10 @@ FILES = {
           end
           return { id = "ok" }
         end
-        function route.topics(req, who) return { "spin" } end
+        function route.topics(req, who)
+          if req.query.fail == "topics" then error("no topics for you") end
+          return { "spin" }
+        end
         return route
     """,
     "routes/guarded.lua": """
@@ -82,7 +88,16 @@ FILES = {
         end
         function route.topics(req, who) return { "dm" } end
         function route.filter(event, who)
-          if type(event.data) ~= "table" then return true end
+          if who.id == "carol" then
+            -- sees only events whose table has the documented fields
+            return event.topic == "dm" and type(event.id) == "string"
+              and event.id:match("^%d+%-%d+$") ~= nil and type(event.published_at) == "number"
+              and (event.priority == "normal" or event.priority == "telemetry")
+          end
+          if who.id == "ann" and (event.event == "secret" or event.priority == "telemetry") then
+            return false
+          end
+          if type(event.data) ~= "table" then return event.data ~= "hide-me" end
           return event.data.to == nil or event.data.to == who.id
         end
         return route
@@ -101,6 +116,12 @@ FILES = {
           if op == "set" then
             shared:set(key, body, tonumber(req.query.ttl))
             result = "ok"
+          elseif op == "setnum" then
+            shared:set(key, tonumber(body))
+            result = "ok"
+          elseif op == "setbool" then
+            shared:set(key, body == "true")
+            result = "ok"
           elseif op == "get" then
             result = shared:get(key)
           elseif op == "incr" then
@@ -109,7 +130,8 @@ FILES = {
             shared:delete(key)
             result = "deleted"
           end
-          return { topic = "shared", data = op .. " " .. key .. " = " .. tostring(result) }
+          return { topic = "shared",
+                   data = op .. " " .. key .. " = " .. type(result) .. ":" .. tostring(result) }
         end
         return route
     """,
@@ -118,11 +140,21 @@ FILES = {
         local route = {}
         function route.publish(req, body, who)
           freshet.log("warn", "echo hook", req.params.a, 42)
+          freshet.log("info", "echo info", req.params.b)
           return { topic = "echo", data = {
             method = req.method, path = req.path, params = req.params, query = req.query,
             header = req.headers["x-test"], remote = req.remote, body = body,
             now_ok = math.abs(freshet.now() - os.time() * 1000) < 5000,
           } }
+        end
+        return route
+    """,
+    "routes/later.lua": """
+        local freshet = require "freshet"
+        local route = {}
+        function route.publish(req, body, who)
+          freshet.after(150, function() freshet.publish("later", body) end)
+          return { topic = "later-ack", data = "scheduled" }
         end
         return route
     """,
@@ -165,6 +197,14 @@ def run():
                 with ft.open_stream(port, "/spin") as ok:
                     ft.check(ok.status == 200, "the same route without the loop streams")
 
+        with ft.subtest("an error in the topics hook -> 500 with (topics) in the log"):
+            mark = srv.log_size()
+            s = ft.SSEStream(port, "/spin?fail=topics")
+            s.close()
+            s.response.check_error(500, "topics hook raising")
+            srv.wait_log(r"lua error in \S*routes/spin\.lua:\d+ \(topics\) route /spin: "
+                         r".*no topics for you", start=mark)
+
         with ft.subtest("auth rejecting -> its status and message"):
             s = ft.SSEStream(port, "/guarded")
             s.close()
@@ -178,13 +218,23 @@ def run():
         with ft.subtest("filter hides events from one user"):
             ann = ft.open_stream(port, "/dm?user=ann")
             bob = ft.open_stream(port, "/dm?user=bob")
+            carol = ft.open_stream(port, "/dm?user=carol")
             msgs = [{"to": "bob", "text": "psst"}, {"text": "all"}, {"to": "ann", "text": "hi ann"}]
-            ids = [srv.publish("/dm/send", json.dumps(m)) for m in msgs]
-            for stream, want in ((ann, [1, 2]), (bob, [0, 1])):
-                got = stream.take(len(want))
-                ft.check_eq([(e.id, json.loads(e.data)) for e in got],
-                            [(ids[i], msgs[i]) for i in want], f"events seen by {stream.path}")
-                stream.expect_no_event(0.3)
+            sent = [(srv.publish("/dm/send", json.dumps(m)), m) for m in msgs]
+            for data, headers in (("hide-me", {}), ("secret stuff", {"X-Event": "secret"}),
+                                  ("noise", {"X-Priority": "telemetry"}), ("plain", {})):
+                sent.append((srv.publish("/pub/dm", data, headers=headers), data))
+
+            def seen(stream):
+                return [(e.id, json.loads(e.data) if e.data.startswith("{") else e.data)
+                        for e in stream.take(len(want))]
+
+            for stream, want in ((ann, [1, 2, 6]), (bob, [0, 1, 4, 5, 6]),
+                                 (carol, [0, 1, 2, 3, 4, 5, 6])):
+                what = (f"events seen by {stream.path} (carol's filter passes only events with "
+                        "topic, id, published_at and priority as documented)")
+                ft.check_eq(seen(stream), [sent[i] for i in want], what)
+                stream.expect_no_event(0.2)
                 stream.close()
 
         with ft.subtest("the req table: method, path, params, query, headers, remote"):
@@ -213,22 +263,47 @@ def run():
         with ft.subtest("freshet.shared set/get/incr/delete across requests"):
             with ft.open_stream(port, "/sub/shared") as s:
                 steps = [
-                    ("set/k", b"hello", "set k = ok"),
-                    ("get/k", b"", "get k = hello"),
-                    ("incr/c", b"", "incr c = 1"),
-                    ("incr/c", b"5", "incr c = 6"),
-                    ("get/c", b"", "get c = 6"),
-                    ("delete/k", b"", "delete k = deleted"),
-                    ("get/k", b"", "get k = nil"),
-                    ("set/t?ttl=1", b"short", "set t = ok"),
-                    ("get/t", b"", "get t = short"),
+                    ("set/k", b"hello", "set k = string:ok"),
+                    ("get/k", b"", "get k = string:hello"),
+                    ("incr/c", b"", "incr c = number:1"),
+                    ("incr/c", b"5", "incr c = number:6"),
+                    ("get/c", b"", "get c = number:6"),
+                    ("setnum/f", b"2.5", "setnum f = string:ok"),
+                    ("get/f", b"", "get f = number:2.5"),
+                    ("setbool/b", b"true", "setbool b = string:ok"),
+                    ("get/b", b"", "get b = boolean:true"),
+                    ("delete/k", b"", "delete k = string:deleted"),
+                    ("get/k", b"", "get k = nil:nil"),
+                    ("set/t?ttl=1", b"short", "set t = string:ok"),
+                    ("get/t", b"", "get t = string:short"),
                 ]
                 for path, body, want in steps:
                     srv.publish(f"/shared/{path}", body)
                     ft.check_eq(s.next_event().data, want, f"result of POST /shared/{path}")
                 time.sleep(1.3)
                 srv.publish("/shared/get/t", b"")
-                ft.check_eq(s.next_event().data, "get t = nil", "value after its 1 s ttl")
+                ft.check_eq(s.next_event().data, "get t = nil:nil", "value after its 1 s ttl")
 
+        with ft.subtest("freshet.after from a hook fires once; a cancelled timer never fires"):
+            with ft.open_stream(port, "/sub/later") as later, \
+                    ft.open_stream(port, "/sub/cancelled") as cancelled:
+                started = time.monotonic()
+                srv.publish("/later", "delayed")
+                e = later.next_event(timeout=3)
+                took = e.t - started
+                ft.check_eq(e.data, "delayed", "data published by the timer")
+                ft.check(took >= 0.1, f"freshet.after(150) fired after {took:.3f}s")
+                later.expect_no_event(0.4)
+                ft.check(not cancelled.events(), "a cancelled freshet.every timer fired",
+                         cancelled.events())
+
+    with ft.Server(app, args=["--log-level", "warn"]) as srv:
+        with ft.subtest("--log-level warn drops info lines, keeps warn lines"):
+            srv.publish("/echo/p1/p2", "x")
+            srv.wait_log(r"echo hook p1 42")
+            time.sleep(0.1)
+            log = srv.log()
+            ft.check("echo info" not in log, "an info line was logged at --log-level warn", log)
+            ft.check("listening on" not in log, "an info line was logged at --log-level warn", log)
 
 ft.main(run, limit=55)
