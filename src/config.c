@@ -56,9 +56,16 @@ int fr_config_parse_listen(const char *s, char *host, size_t hostlen, int *port)
     }
     if (hl == 0 || hl >= hostlen)
         return -1;
-    char *endp;
-    long p = strtol(colon + 1, &endp, 10);
-    if (*endp || colon[1] == '\0' || p < 0 || p > 65535)
+    long p = 0;
+    const char *d = colon + 1;
+    if (*d == '\0')
+        return -1;
+    for (; *d; d++) {
+        if (*d < '0' || *d > '9' || p > 65535)
+            return -1;
+        p = p * 10 + (*d - '0');
+    }
+    if (p > 65535)
         return -1;
     memcpy(host, h, hl);
     host[hl] = '\0';

@@ -72,10 +72,14 @@ void fr_conn_expire(fr_worker_t *w) {
     while ((c = w->wait_head[FR_WAIT_READING]) && now - c->since >= w->config->header_timeout_ms) {
         wait_leave(c);
         c->req.keep_alive = 0;
+        c->close_reason = "timeout";
+        w->metrics.timeouts++;
         fr_conn_respond_error(c, 408, "the request did not arrive in time");
     }
     while ((c = w->wait_head[FR_WAIT_IDLE]) && now - c->since >= w->config->idle_timeout_ms) {
         wait_leave(c);
+        c->close_reason = "idle";
+        w->metrics.idle_closed++;
         fr_conn_close(c);
     }
 }
@@ -163,9 +167,28 @@ static void settings_init(void) {
     settings_ready = 1;
 }
 
+static void log_closed(fr_conn_t *c) {
+    char f[512];
+    uint64_t ms = fr_mono_ms() - c->opened_ms;
+    fr_stream_t *s = c->stream;
+    const char *reason = s && s->end_reason ? s->end_reason : c->close_reason ? c->close_reason : "client";
+    if (s)
+        snprintf(f, sizeof f,
+                 "\"event\":\"CLOSED\",\"conn\":%llu,\"reason\":\"%s\",\"duration_ms\":%llu,"
+                 "\"events\":%lu,\"bytes\":%lu,\"dropped\":%lu",
+                 (unsigned long long)c->id, reason, (unsigned long long)ms, s->sent, s->bytes,
+                 s->dropped[0] + s->dropped[1] + s->dropped[2]);
+    else
+        snprintf(f, sizeof f,
+                 "\"event\":\"CLOSED\",\"conn\":%llu,\"reason\":\"%s\",\"duration_ms\":%llu",
+                 (unsigned long long)c->id, reason, (unsigned long long)ms);
+    fr_log_fields(FR_LOG_INFO, f);
+}
+
 static void on_closed(uv_handle_t *h) {
     fr_conn_t *c = FR_CONTAINER_OF((uv_tcp_t *)h, fr_conn_t, tcp);
     fr_worker_t *w = c->worker;
+    log_closed(c);
     if (c->stream)
         fr_stream_free(c->stream);
     fr_request_reset(&c->req);
@@ -211,6 +234,7 @@ static void respond_parse_error(fr_conn_t *c, llhttp_errno_t err) {
         msg = detail;
     }
     c->req.keep_alive = 0;
+    c->close_reason = "error";
     wait_leave(c);
     fr_conn_respond_error(c, status, msg);
 }
@@ -257,6 +281,13 @@ void fr_conn_accept(fr_worker_t *w, uv_stream_t *listener) {
         else if (ss.ss_family == AF_INET6)
             uv_ip6_name((struct sockaddr_in6 *)&ss, c->remote, sizeof c->remote);
     }
+    c->id = ++w->next_conn_id;
+    c->opened_ms = fr_mono_ms();
+    w->metrics.connections++;
+    char f[160];
+    snprintf(f, sizeof f, "\"event\":\"CONNECTING\",\"conn\":%llu,\"remote\":\"%s\"",
+             (unsigned long long)c->id, c->remote);
+    fr_log_fields(FR_LOG_INFO, f);
     llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
     c->parser.data = c;
     wait_enter(c, FR_WAIT_READING);

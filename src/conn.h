@@ -22,6 +22,9 @@ typedef struct fr_conn_s {
     char remote[64];             /* peer address, no port */
     int err_status;              /* set by a callback that rejects the request (413, 431) */
     int closing;
+    uint64_t id;                 /* for log lines: unique per worker */
+    uint64_t opened_ms;          /* monotonic */
+    const char *close_reason;    /* static string for the CLOSED log line */
     int close_after_write;       /* the response said Connection: close */
     unsigned pending_writes;
     struct fr_conn_s *prev, *next; /* the worker's list of connections */

@@ -7,6 +7,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "metrics.h"
 #include "server.h"
 #include "stream.h"
 #include "url.h"
@@ -221,9 +222,9 @@ void fr_dispatch(fr_conn_t *c) {
                             "{\"error\":\"/health answers GET\"}", 30);
         return;
     }
-    if (w->stopping) {
-        fr_conn_respond(c, 503, "application/json", "Retry-After: 1\r\n",
-                        "{\"error\":\"shutting down\"}", 25);
+    if (path_len == 8 && memcmp(raw_path, "/metrics", 8) == 0 &&
+        (strcmp(c->req.method, "GET") == 0 || strcmp(c->req.method, "HEAD") == 0)) {
+        fr_metrics_respond(c);
         return;
     }
 
@@ -315,7 +316,10 @@ void fr_dispatch(fr_conn_t *c) {
         fr_conn_respond_error(c, 400, "invalid percent-encoding in the query string");
         return;
     }
-    if (match->kind == FR_ROUTE_STREAM)
+    if (match->kind == FR_ROUTE_STREAM && w->stopping)
+        fr_conn_respond(c, 503, "application/json", "Retry-After: 1\r\n",
+                        "{\"error\":\"shutting down\"}", 25);
+    else if (match->kind == FR_ROUTE_STREAM)
         fr_stream_open(c, vm, match, req_ref);
     else
         fr_publish_handle(c, vm, match, req_ref);

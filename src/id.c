@@ -63,6 +63,9 @@ fr_id_t fr_id_next(fr_id_t last, uint64_t now_ms) {
     if (now_ms > last.ms) {
         id.ms = now_ms;
         id.seq = 0;
+    } else if (last.seq == UINT64_MAX) {
+        id.ms = last.ms + 1;
+        id.seq = 0;
     } else {
         id.ms = last.ms;
         id.seq = last.seq + 1;

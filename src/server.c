@@ -22,7 +22,10 @@ int fr_worker_publish(fr_worker_t *w, const char *topic, const char *name, const
         *err = "cannot publish while the app file is loading (publish from a hook or a timer)";
         return -1;
     }
-    return fr_hub_publish(&w->hub, topic, name, data, len, prio, json, id, err);
+    if (fr_hub_publish(&w->hub, topic, name, data, len, prio, json, id, err) < 0)
+        return -1;
+    w->metrics.published[prio]++;
+    return 0;
 }
 
 size_t fr_worker_fds_used(const fr_worker_t *w) {
@@ -228,6 +231,11 @@ int fr_server_run(const char *app_path, const char *listen_override) {
                                           (unsigned long long)w->config->retry_ms);
     fr_hub_init(&w->hub, w->config->replay_events, w->config->replay_ms, fr_now_ms());
     fr_ratelimit_init(&w->limits);
+    w->tier_rejected = fr_calloc(w->config->ntiers + 1, sizeof *w->tier_rejected);
+    fr_log_set_json(w->config->log_json);
+    if (w->config->log_level >= 0)
+        fr_log_set_level((fr_log_level_t)w->config->log_level);
+    fr_log_start();
     w->fd_limit = raise_nofile();
     if (worker_listen(w) < 0) {
         w->exit_code = 1;
@@ -269,6 +277,7 @@ done:
     if (w->limits.buckets)
         fr_ratelimit_close(&w->limits);
     fr_config_free(&w->start_config);
+    free(w->tier_rejected);
     free(w->app_path);
     if (!w->stopping && w->exit_code == 0)
         w->exit_code = 1;
@@ -279,5 +288,6 @@ done:
             w->exit_code = 1;
     }
     fr_shared_shutdown();
+    fr_log_stop();
     return w->exit_code;
 }

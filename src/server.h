@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "hub.h"
+#include "metrics.h"
 #include "ratelimit.h"
 #include "vm.h"
 
@@ -50,6 +51,9 @@ typedef struct fr_worker_s {
     int exit_code;
 
     unsigned long requests, reloads, reload_failures;
+    fr_metrics_t metrics;
+    unsigned long *tier_rejected; /* owned: 429s per tier, indexed like config->tiers */
+    uint64_t next_conn_id;
 } fr_worker_t;
 
 /* Loads the app, listens and runs until SIGTERM/SIGINT. Returns the process exit code. */

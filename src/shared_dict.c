@@ -20,6 +20,7 @@ struct fr_shared_s {
     size_t nbuckets;
     size_t count;
     size_t max_entries;
+    uint64_t purged_at; /* last full scan for expired entries */
 };
 
 static fr_shared_t *global_dict;
@@ -96,6 +97,30 @@ static entry_t *find(fr_shared_t *d, const char *key, size_t klen, uint64_t now)
     return NULL;
 }
 
+/* Frees every expired entry. Runs only when the dictionary is full (and at most once per
+ * millisecond), so short-lived keys never fill it for good. Caller holds the mutex. */
+static int room_for_one(fr_shared_t *d, uint64_t now) {
+    if (d->count < d->max_entries)
+        return 1;
+    if (d->purged_at == now && now != 0)
+        return 0;
+    d->purged_at = now;
+    for (size_t i = 0; i < d->nbuckets; i++) {
+        entry_t **pp = &d->buckets[i];
+        while (*pp) {
+            entry_t *e = *pp;
+            if (e->expires && e->expires <= now) {
+                *pp = e->next;
+                entry_free(e);
+                d->count--;
+            } else {
+                pp = &e->next;
+            }
+        }
+    }
+    return d->count < d->max_entries;
+}
+
 static void rehash(fr_shared_t *d) {
     size_t n = d->nbuckets * 2;
     entry_t **b = fr_calloc(n, sizeof *b);
@@ -150,7 +175,7 @@ int fr_shared_set(fr_shared_t *d, const char *key, size_t klen, const fr_sv_t *v
     entry_t *e = find(d, key, klen, now);
     int rc = 0;
     if (!e) {
-        if (d->count >= d->max_entries) {
+        if (!room_for_one(d, now)) {
             rc = -1;
             goto out;
         }
@@ -175,7 +200,7 @@ int fr_shared_incr(fr_shared_t *d, const char *key, size_t klen, double delta, i
             rc = -1;
             goto out;
         }
-        if (d->count >= d->max_entries) {
+        if (!room_for_one(d, now)) {
             rc = -3;
             goto out;
         }

@@ -173,6 +173,7 @@ static fr_item_t *queue_oldest(fr_stream_t *s, fr_priority_t prio) {
 
 static void count_drop(fr_stream_t *s, size_t topic, fr_priority_t prio) {
     s->dropped[prio]++;
+    s->worker->metrics.dropped[prio]++;
     s->unreported++;
     s->streak++;
     if (s->subs && s->subs[topic].topic)
@@ -188,6 +189,17 @@ static void stream_evict(fr_stream_t *s, const char *reason) {
             queue_drop(s, it);
     }
     s->end_reason = reason;
+    fr_metrics_t *m = &s->worker->metrics;
+    if (strcmp(reason, "lag") == 0)
+        m->evicted_lag++;
+    else if (strcmp(reason, "drop") == 0)
+        m->evicted_drop++;
+    else
+        m->evicted_slow++;
+    fr_warn("stream %llu from %s cannot keep up (%s): %zu queued, %zu dropped in a row; "
+            "closing it with retry: %d so it resumes from replay",
+            (unsigned long long)s->conn->id, s->conn->remote, reason, s->q_live, s->streak,
+            FR_LAG_RETRY_MS);
     fr_stream_end(s, FR_LAG_RETRY_MS);
 }
 
@@ -225,6 +237,7 @@ static void stream_offer(fr_stream_t *s, size_t index, fr_event_t *ev) {
         if (old->kind == FR_ITEM_EVENT && old->ev && old->topic == index) {
             queue_drop(s, old);
             s->conflated++;
+            s->worker->metrics.conflated++;
         }
     }
     if (over_budget(s, size)) {
@@ -267,7 +280,10 @@ static void on_deliver(fr_sub_t *sub, fr_event_t *ev) {
 }
 
 static void on_replay(void *ctx, size_t index, fr_event_t *ev) {
-    stream_offer(ctx, index, ev);
+    fr_stream_t *s = ctx;
+    s->worker->metrics.replayed++;
+    s->replayed++;
+    stream_offer(s, index, ev);
 }
 
 /* ---- writing ----------------------------------------------------------------------------- */
@@ -359,6 +375,8 @@ static void stream_write(fr_stream_t *s) {
             continue; /* dropped while queued */
         s->q_live--;
         s->live_by_prio[it->ev->priority]--;
+        s->sent++;
+        s->worker->metrics.delivered++;
         if (it->bytes) {
             bufs[nb++] = uv_buf_init(it->bytes, (unsigned)it->len);
             bufs[nb++] = uv_buf_init(it->ev->frame + it->ev->body_off,
@@ -369,6 +387,8 @@ static void stream_write(fr_stream_t *s) {
     }
     s->q_head = s->q_cap ? (s->q_head + n) % s->q_cap : 0;
     s->q_len -= n;
+    s->bytes += total;
+    s->worker->metrics.bytes_written += total;
     size_t first = 0;
     if (s->chunked && total > 0) {
         int hl = snprintf(b->head, sizeof b->head, "%zx\r\n", total);
@@ -419,6 +439,7 @@ void fr_stream_heartbeat_due(fr_worker_t *w) {
             continue;
         }
         queue_static(s, heartbeat_frame, sizeof heartbeat_frame - 1);
+        w->metrics.heartbeats++;
     }
 }
 
@@ -572,6 +593,31 @@ static void stream_send_headers(fr_conn_t *c, int chunked) {
     fr_conn_write(c, fr_strndup(head, (size_t)n), (size_t)n);
 }
 
+static void stream_log_start(fr_stream_t *s, int resume, int stale) {
+    char f[512], tier[96] = "null";
+    if (s->tier)
+        snprintf(tier, sizeof tier, "\"%s\"", s->tier);
+    uint64_t id = s->conn->id;
+    if (resume) {
+        snprintf(f, sizeof f,
+                 "\"event\":\"RECONNECTING\",\"conn\":%llu,\"replayed\":%lu,\"reset\":%s",
+                 (unsigned long long)id, s->replayed, stale ? "true" : "false");
+        fr_log_fields(FR_LOG_INFO, f);
+    }
+    char route[200];
+    size_t n = 0;
+    for (const char *p = s->route->pattern.source; *p && n + 3 < sizeof route; p++) {
+        if (*p == '"' || *p == '\\')
+            route[n++] = '\\';
+        route[n++] = *p;
+    }
+    route[n] = '\0';
+    snprintf(f, sizeof f,
+             "\"event\":\"ACTIVE\",\"conn\":%llu,\"route\":\"%s\",\"topics\":%zu,\"tier\":%s",
+             (unsigned long long)id, route, s->ntopics, tier);
+    fr_log_fields(FR_LOG_INFO, f);
+}
+
 void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_ref) {
     fr_worker_t *w = c->worker;
     lua_State *L = vm->L;
@@ -582,6 +628,7 @@ void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_
         return;
     }
     if (fr_worker_fds_full(w)) {
+        w->metrics.refused_fds++;
         fr_conn_respond(c, 503, "application/json", "Retry-After: 5\r\n",
                         "{\"error\":\"the server is at its connection limit\"}", 49);
         return;
@@ -611,6 +658,7 @@ void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_
         fr_dispatch_client_id(c, vm, s->who_ref, client, sizeof client);
         if (fr_ratelimit_take(&w->limits, FR_RL_CONNECT, tier, client, 1, fr_mono_ms(),
                               &retry_after) < 0) {
+            w->tier_rejected[tier - w->config->tiers]++;
             fr_dispatch_too_many(c, retry_after, "new streams");
             goto fail;
         }
@@ -659,12 +707,15 @@ void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_
         for (size_t i = 0; i < s->ntopics; i++) {
             fr_resume_t r = fr_hub_check_resume(&w->hub, s->topics[i], s->pos[i]);
             if (r == FR_RESUME_INVALID) {
+                w->metrics.resume_invalid++;
                 fr_conn_respond_error(c, 400, "Last-Event-ID was never issued by this stream");
                 goto fail;
             }
             stale |= r == FR_RESUME_STALE;
         }
+        w->metrics.resumes++;
         if (stale && !route->on_gap_reset) {
+            w->metrics.resume_stale++;
             fr_conn_respond_error(c, 416, "Last-Event-ID is older than the replay window: "
                                           "reload the state and reconnect without it");
             goto fail;
@@ -677,7 +728,9 @@ void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_
     w->nstreams++;
     stream_send_headers(c, s->chunked);
     queue_static(s, w->retry_frame, w->retry_frame_len);
+    w->metrics.streams++;
     if (stale) {
+        w->metrics.resume_reset++;
         for (size_t i = 0; i < s->ntopics; i++)
             s->pos[i] = fr_hub_position(&w->hub, s->topics[i]);
         size_t idlen;
@@ -703,6 +756,7 @@ void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_
         s->subs[i].index = i;
         fr_hub_subscribe(&w->hub, &s->subs[i], s->topics[i]);
     }
+    stream_log_start(s, resume, stale);
     return;
 fail_500:
     fr_conn_respond_error(c, 500, "internal error");

@@ -66,6 +66,7 @@ typedef struct fr_stream_s {
     struct fr_stream_s *pend_prev, *pend_next;
     int pending;
     unsigned long delivered, filtered, conflated;
+    unsigned long sent, bytes, replayed;   /* events and bytes handed to the socket */
 } fr_stream_t;
 
 /* Handles a GET on a stream route: hooks, Last-Event-ID, headers, replay, subscribe. Answers

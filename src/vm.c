@@ -13,6 +13,7 @@
 
 #include "embedded.h"
 #include "lua_api.h"
+#include "server.h"
 #include "log.h"
 #include "util.h"
 
@@ -127,6 +128,8 @@ int fr_vm_call(fr_vm_t *vm, const fr_route_t *route, const char *what, int nargs
         msg = rest;
     }
     vm->lua_errors++;
+    if (vm->worker)
+        vm->worker->metrics.lua_errors++;
     if (vm->collecting) {
         snprintf(vm->last_error, sizeof vm->last_error, "%s:%d: %s", src, line, msg);
     } else if (route && route->kind != FR_ROUTE_STATIC)
@@ -231,6 +234,13 @@ static uint64_t field_num(lua_State *L, int t, const char *k, uint64_t def, doub
     return v;
 }
 
+static double field_double(lua_State *L, int t, const char *k, double def) {
+    lua_getfield(L, t, k);
+    double v = lua_isnumber(L, -1) ? (double)lua_tonumber(L, -1) : def;
+    lua_pop(L, 1);
+    return v;
+}
+
 /* Reads the settings table (already checked key by key in lua/freshet/app.lua). */
 static int vm_read_config(fr_vm_t *vm, int t, fr_errors_t *errs) {
     lua_State *L = vm->L;
@@ -304,8 +314,8 @@ static int vm_read_config(fr_vm_t *vm, int t, fr_errors_t *errs) {
             c->tiers = fr_realloc(c->tiers, (c->ntiers + 1) * sizeof *c->tiers);
             fr_tier_t *tier = &c->tiers[c->ntiers++];
             tier->name = fr_strdup(lua_tostring(L, -2));
-            tier->rate = (double)field_num(L, -1, "rate", 0, 1.0);
-            tier->burst = (double)field_num(L, -1, "burst", 0, 1.0);
+            tier->rate = field_double(L, -1, "rate", 0);
+            tier->burst = field_double(L, -1, "burst", 0);
             tier->queue = field_num(L, -1, "queue", c->default_tier.queue, 1.0);
             tier->bytes = field_num(L, -1, "bytes", c->default_tier.bytes, 1.0);
             tier->lag = field_num(L, -1, "lag", c->default_tier.lag, 1.0);
@@ -556,10 +566,12 @@ fr_vm_t *fr_vm_new(const char *app_path, struct fr_worker_s *worker, fr_errors_t
         goto fail;
     }
     int app = lua_gettop(L);
-    lua_getfield(L, app, "kind");
-    int is_app = lua_istable(L, app) && lua_isstring(L, -1) &&
-                 strcmp(lua_tostring(L, -1), "freshet.app") == 0;
-    lua_pop(L, 1);
+    int is_app = 0;
+    if (lua_istable(L, app)) {
+        lua_getfield(L, app, "kind");
+        is_app = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "freshet.app") == 0;
+        lua_pop(L, 1);
+    }
     if (!is_app) {
         fr_errors_add(errs, "%s: the app file must return the app (return freshet.app{...})",
                       app_path);

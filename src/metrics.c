@@ -1,0 +1,211 @@
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+#include "server.h"
+#include "stream.h"
+#include "util.h"
+
+typedef struct {
+    char *buf; /* owned */
+    size_t len, cap;
+} out_t;
+
+static void put(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(out_t *o, const char *fmt, ...) {
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+        va_end(ap);
+        if (n >= 0 && (size_t)n < o->cap - o->len) {
+            o->len += (size_t)n;
+            return;
+        }
+        o->cap = o->cap * 2 + (size_t)(n > 0 ? n : 0);
+        o->buf = fr_realloc(o->buf, o->cap);
+    }
+}
+
+static void header(out_t *o, const char *name, const char *type, const char *help) {
+    put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void counter(out_t *o, const char *name, const char *help, unsigned long v) {
+    header(o, name, "counter", help);
+    put(o, "%s %lu\n", name, v);
+}
+
+static void gauge(out_t *o, const char *name, const char *help, double v) {
+    header(o, name, "gauge", help);
+    put(o, "%s %.17g\n", name, v);
+}
+
+/* Label values are route patterns and tier names: escape what the text format reserves. */
+static const char *label(const char *s, char *buf, size_t cap) {
+    size_t n = 0;
+    for (; *s && n + 3 < cap; s++) {
+        if (*s == '\\' || *s == '"') {
+            buf[n++] = '\\';
+            buf[n++] = *s;
+        } else if (*s == '\n') {
+            buf[n++] = '\\';
+            buf[n++] = 'n';
+        } else {
+            buf[n++] = *s;
+        }
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+static const double depth_bounds[] = {0, 1, 4, 16, 64, 256, 1024, 4096};
+#define NBOUNDS (sizeof depth_bounds / sizeof depth_bounds[0])
+
+typedef struct {
+    unsigned long counts[NBOUNDS];
+    unsigned long total;
+    double sum;
+} hist_t;
+
+static void hist_add(hist_t *h, double v) {
+    for (size_t i = 0; i < NBOUNDS; i++) {
+        if (v <= depth_bounds[i])
+            h->counts[i]++;
+    }
+    h->total++;
+    h->sum += v;
+}
+
+static void hist_put(out_t *o, const char *name, const char *help, const hist_t *h) {
+    header(o, name, "histogram", help);
+    for (size_t i = 0; i < NBOUNDS; i++)
+        put(o, "%s_bucket{le=\"%g\"} %lu\n", name, depth_bounds[i], h->counts[i]);
+    put(o, "%s_bucket{le=\"+Inf\"} %lu\n%s_sum %.17g\n%s_count %lu\n", name, h->total, name,
+        h->sum, name, h->total);
+}
+
+typedef struct {
+    const char *route;
+    const char *state;
+    unsigned long n;
+} conn_group_t;
+
+static long rss_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, rss = 0;
+    if (!f)
+        return 0;
+    if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+        rss = 0;
+    fclose(f);
+    return rss * sysconf(_SC_PAGESIZE);
+}
+
+void fr_metrics_respond(fr_conn_t *c) {
+    fr_worker_t *w = c->worker;
+    fr_metrics_t *m = &w->metrics;
+    out_t o = {fr_malloc(16384), 0, 16384};
+    char lb[256], lb2[128];
+
+    /* Connections by route, transport and state, from the live list. */
+    conn_group_t groups[64];
+    size_t ng = 0;
+    hist_t depth = {{0}, 0, 0}, lag = {{0}, 0, 0};
+    for (fr_conn_t *k = w->conns; k; k = k->next) {
+        const char *route = "", *state;
+        if (k->stream) {
+            route = k->stream->route->pattern.source;
+            state = k->stream->ending ? "closing" : "active";
+            hist_add(&depth, (double)k->stream->q_live);
+            hist_add(&lag, (double)(k->stream->q_live + k->stream->streak));
+        } else {
+            state = k->wait == FR_WAIT_IDLE ? "idle" : "reading";
+        }
+        size_t g = 0;
+        while (g < ng && !(groups[g].route == route && strcmp(groups[g].state, state) == 0))
+            g++;
+        if (g == ng && ng < FR_ARRAY_LEN(groups)) {
+            groups[ng].route = route;
+            groups[ng].state = state;
+            groups[ng++].n = 0;
+        }
+        if (g < ng)
+            groups[g].n++;
+    }
+    header(&o, "freshet_connections", "gauge", "Open connections by route, transport and state.");
+    for (size_t g = 0; g < ng; g++)
+        put(&o, "freshet_connections{route=\"%s\",transport=\"%s\",state=\"%s\"} %lu\n",
+            label(groups[g].route, lb, sizeof lb), groups[g].route[0] ? "sse" : "http",
+            groups[g].state, groups[g].n);
+    if (ng == 0)
+        put(&o, "freshet_connections{route=\"\",transport=\"http\",state=\"reading\"} 0\n");
+    counter(&o, "freshet_connections_accepted_total", "Connections accepted since start.",
+            m->connections);
+    counter(&o, "freshet_streams_started_total", "Streams started since start.", m->streams);
+
+    header(&o, "freshet_events_published_total", "counter", "Events published, by priority.");
+    header(&o, "freshet_events_dropped_total", "counter",
+           "Deliveries dropped by slow streams, by priority and reason.");
+    const char *prio[] = {"telemetry", "normal", "critical"};
+    for (int p = 0; p < 3; p++)
+        put(&o, "freshet_events_published_total{priority=\"%s\"} %lu\n", prio[p], m->published[p]);
+    for (int p = 0; p < 3; p++)
+        put(&o, "freshet_events_dropped_total{priority=\"%s\",reason=\"queue\"} %lu\n", prio[p],
+            m->dropped[p]);
+    put(&o, "freshet_events_dropped_total{priority=\"any\",reason=\"conflated\"} %lu\n",
+        m->conflated);
+    counter(&o, "freshet_events_delivered_total", "Events written to streams.", m->delivered);
+    counter(&o, "freshet_events_replayed_total", "Events sent from replay on resume.", m->replayed);
+    header(&o, "freshet_streams_evicted_total", "counter",
+           "Streams ended because they could not keep up, by reason.");
+    put(&o, "freshet_streams_evicted_total{reason=\"lag\"} %lu\n", m->evicted_lag);
+    put(&o, "freshet_streams_evicted_total{reason=\"drop\"} %lu\n", m->evicted_drop);
+    put(&o, "freshet_streams_evicted_total{reason=\"slow\"} %lu\n", m->evicted_slow);
+    header(&o, "freshet_resumes_total", "counter",
+           "Streams that arrived with a Last-Event-ID, by outcome.");
+    put(&o, "freshet_resumes_total{outcome=\"replayed\"} %lu\n",
+        m->resumes - m->resume_stale - m->resume_reset);
+    put(&o, "freshet_resumes_total{outcome=\"stale_416\"} %lu\n", m->resume_stale);
+    put(&o, "freshet_resumes_total{outcome=\"reset\"} %lu\n", m->resume_reset);
+    put(&o, "freshet_resumes_total{outcome=\"invalid_400\"} %lu\n", m->resume_invalid);
+    hist_put(&o, "freshet_stream_queue_depth", "Events queued per open stream.", &depth);
+    hist_put(&o, "freshet_stream_lag_events", "Events behind (queued plus dropped in a row) per open stream.", &lag);
+    counter(&o, "freshet_stream_bytes_written_total", "Stream bytes handed to sockets.",
+            m->bytes_written);
+    counter(&o, "freshet_heartbeats_total", "Heartbeat comments sent.", m->heartbeats);
+    counter(&o, "freshet_lua_errors_total", "Errors raised by route scripts and timers.",
+            m->lua_errors);
+    counter(&o, "freshet_reloads_total", "Successful script reloads.", w->reloads);
+    counter(&o, "freshet_reload_failures_total", "Reloads refused because a script failed to load.",
+            w->reload_failures);
+    header(&o, "freshet_rate_limited_total", "counter", "Requests answered 429, by tier.");
+    for (size_t t = 0; t < w->config->ntiers; t++)
+        put(&o, "freshet_rate_limited_total{tier=\"%s\"} %lu\n",
+            label(w->config->tiers[t].name, lb2, sizeof lb2), w->tier_rejected[t]);
+    if (w->config->ntiers == 0)
+        put(&o, "freshet_rate_limited_total{tier=\"\"} 0\n");
+    counter(&o, "freshet_streams_refused_fd_total", "New streams refused at 90% of descriptors.",
+            m->refused_fds);
+    counter(&o, "freshet_request_timeouts_total", "Requests answered 408.", m->timeouts);
+    counter(&o, "freshet_idle_closed_total", "Keep-alive connections closed while idle.",
+            m->idle_closed);
+    counter(&o, "freshet_log_lines_dropped_total", "Log lines dropped because stderr was slow.",
+            fr_log_dropped());
+    gauge(&o, "freshet_topics", "Topics held in memory.", (double)w->hub.ntopics);
+    gauge(&o, "freshet_open_fds", "Descriptors in use.", (double)fr_worker_fds_used(w));
+    gauge(&o, "freshet_max_fds", "The descriptor limit in force.", (double)w->fd_limit);
+    gauge(&o, "freshet_resident_memory_bytes", "Resident set size of the process.",
+          (double)rss_bytes());
+    gauge(&o, "freshet_uptime_seconds", "Seconds since start.",
+          (double)(fr_mono_ms() - w->started_ms) / 1000.0);
+    fr_conn_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8",
+                    "Cache-Control: no-cache\r\n", o.buf, o.len);
+    free(o.buf);
+}
