@@ -174,9 +174,20 @@ def run():
                  is not None, "log line is not '<ISO8601 UTC> <level> <message>'", line)
         srv.stop(sig=signal.SIGINT)
 
-    with ft.subtest("SIGTERM exits 0"):
-        srv = ft.Server(ft.AppDir(GOOD_APP)).start()
+    with ft.subtest("every log line is '<ISO8601 UTC time> <level> <message>'"):
+        srv = ft.Server(ft.AppDir(GOOD_APP), args=["--log-level", "debug"]).start()
+        with ft.open_stream(srv.port, "/rooms/r/events") as s:
+            srv.post("/rooms/r/messages", b"hello")
+            s.next_event()
+        srv.get("/no/such/page")
+        srv.get("/")
         srv.stop(sig=signal.SIGTERM)
+        log = srv.log()
+        # a sanitizer report, if any, is not a log line
+        lines = log.split("\n=================")[0].splitlines()
+        rx = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z (debug|info|warn|error) \S")
+        bad = [line for line in lines if line.strip() and not rx.match(line)]
+        ft.check(not bad, f"{len(bad)} of {len(lines)} log lines are not in the log format", bad[:8])
 
 
 ft.main(run, limit=60)
