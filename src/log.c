@@ -165,8 +165,11 @@ void fr_log_fields(fr_log_level_t level, const char *fields) {
         return;
     char line[4096], ts[40];
     format_time(ts, sizeof ts);
-    int n = snprintf(line, sizeof line - 1, "{\"ts\":\"%s\",\"level\":\"%s\",%s}\n", ts,
-                     level_names[level], fields);
+    /* In the text format the object is the message, so every line keeps one shape. */
+    int n = log_json ? snprintf(line, sizeof line - 1, "{\"ts\":\"%s\",\"level\":\"%s\",%s}\n",
+                                ts, level_names[level], fields)
+                     : snprintf(line, sizeof line - 1, "%s %s {%s}\n", ts, level_names[level],
+                                fields);
     size_t len = n < 0 ? 0 : (size_t)n >= sizeof line - 1 ? sizeof line - 2 : (size_t)n;
     if (len && line[len - 1] != '\n')
         line[len++] = '\n';

@@ -16,8 +16,8 @@ int fr_log_parse_level(const char *name, fr_log_level_t *out);
 int fr_log_enabled(fr_log_level_t level);
 void fr_log(fr_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* A structured line: `fields` is the inside of a JSON object ("\"event\":\"ACTIVE\",…"),
- * written as {"ts":…,"level":…,<fields>} whatever the format. */
+/* A structured line: `fields` is the inside of a JSON object ("\"event\":\"ACTIVE\",…").
+ * JSON format: {"ts":…,"level":…,<fields>}; text format: "<time> <level> {<fields>}". */
 void fr_log_fields(fr_log_level_t level, const char *fields);
 
 /* Starts the writer thread; fr_log_stop flushes what is buffered and joins it. */

@@ -14,8 +14,6 @@
 #include "stream.h"
 #include "util.h"
 
-#define FR_DRAIN_MS 5000
-
 int fr_worker_publish(fr_worker_t *w, const char *topic, const char *name, const char *data,
                       size_t len, fr_priority_t prio, int json, fr_id_t *id, const char **err) {
     if (!w->hub.buckets) {
@@ -94,48 +92,76 @@ static void worker_reload(fr_worker_t *w) {
             w->app_path, vm->nroutes);
 }
 
-static void on_close_noop(uv_handle_t *h) {
-    (void)h;
-}
-
-static void on_drain_deadline(uv_timer_t *h) {
-    fr_worker_t *w = h->data;
-    for (fr_conn_t *c = w->conns; c; c = c->next)
-        fr_conn_close(c);
-    uv_close((uv_handle_t *)h, on_close_noop);
-}
-
 static uv_timer_t drain_timer;
+static uint64_t drain_started;
 
-/* Stops accepting, tells every stream when to come back (with jitter, so clients do not
- * return all at once), and lets the loop end once every connection is gone. */
+/* Everything is gone or the window is over: close what is left, so the loop can end. */
+static void worker_finish(fr_worker_t *w) {
+    for (fr_conn_t *c = w->conns; c; c = c->next) {
+        if (!c->close_reason)
+            c->close_reason = "shutdown";
+        fr_conn_close(c);
+    }
+    if (!uv_is_closing((uv_handle_t *)&drain_timer))
+        uv_close((uv_handle_t *)&drain_timer, NULL);
+    if (!uv_is_closing((uv_handle_t *)&w->flush))
+        uv_close((uv_handle_t *)&w->flush, NULL);
+    if (!uv_is_closing((uv_handle_t *)&w->sig_term)) {
+        uv_close((uv_handle_t *)&w->sig_term, NULL);
+        uv_close((uv_handle_t *)&w->sig_int, NULL);
+    }
+}
+
+/* Each stream ends at its own moment in the drain window, with a retry: that adds jitter, so
+ * clients do not all come back in the same instant. */
+static void on_drain_tick(uv_timer_t *h) {
+    fr_worker_t *w = h->data;
+    uint64_t elapsed = fr_mono_ms() - drain_started;
+    uint64_t window = w->config->drain_ms;
+    uint64_t retry = w->config->retry_ms;
+    for (fr_conn_t *c = w->conns; c; c = c->next) {
+        fr_stream_t *s = c->stream;
+        if (!s || s->ending || s->drain_at > elapsed)
+            continue;
+        s->end_reason = "shutdown";
+        fr_stream_end(s, retry + (uint64_t)(rand() % (int)(retry / 2 + 1)));
+    }
+    if (w->nconns == 0 || elapsed >= window + 2000)
+        worker_finish(w);
+}
+
+/* Stops accepting and drains: idle connections close now, streams over the drain window,
+ * requests already being read may finish. */
 static void worker_stop(fr_worker_t *w, const char *why) {
-    if (w->stopping)
+    if (w->stopping) {
+        fr_info("%s again: closing %zu connections now", why, w->nconns);
+        worker_finish(w);
         return;
+    }
     w->stopping = 1;
-    fr_info("%s: draining %zu streams and %zu connections", why, w->nstreams, w->nconns);
+    fr_info("%s: draining %zu streams and %zu connections over %llu ms", why, w->nstreams,
+            w->nconns, (unsigned long long)w->config->drain_ms);
     uv_close((uv_handle_t *)&w->listener, NULL);
-    uv_timer_stop(&w->heartbeat_timer);
     uv_close((uv_handle_t *)&w->heartbeat_timer, NULL);
     uv_close((uv_handle_t *)&w->sweep_timer, NULL);
     uv_close((uv_handle_t *)&w->sig_hup, NULL);
-    uv_close((uv_handle_t *)&w->sig_term, NULL);
-    uv_close((uv_handle_t *)&w->sig_int, NULL);
     fr_vm_retire(w->vm);
-    uint64_t retry = w->config->retry_ms;
+    uint64_t window = w->config->drain_ms;
     for (fr_conn_t *c = w->conns, *next; c; c = next) {
         next = c->next;
-        if (c->stream)
-            fr_stream_end(c->stream, retry + (uint64_t)(rand() % (int)(retry + 1)));
-        else if (!c->pending_writes)
+        if (c->stream) {
+            c->stream->drain_at = window ? (uint64_t)rand() % (window * 4 / 5 + 1) : 0;
+        } else if (c->wait == FR_WAIT_IDLE && !c->pending_writes) {
+            c->close_reason = "shutdown";
             fr_conn_close(c);
+        }
     }
-    fr_stream_flush_pending(w);
-    uv_close((uv_handle_t *)&w->flush, NULL);
+    drain_started = fr_mono_ms();
     uv_timer_init(w->loop, &drain_timer);
     drain_timer.data = w;
-    uv_timer_start(&drain_timer, on_drain_deadline, FR_DRAIN_MS, 0);
-    uv_unref((uv_handle_t *)&drain_timer);
+    on_drain_tick(&drain_timer);
+    if (!uv_is_closing((uv_handle_t *)&drain_timer))
+        uv_timer_start(&drain_timer, on_drain_tick, 20, 20);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -265,8 +291,6 @@ int fr_server_run(const char *app_path, const char *listen_override) {
     }
 
     uv_run(&loop, UV_RUN_DEFAULT);
-    if (w->stopping && !uv_is_closing((uv_handle_t *)&drain_timer))
-        uv_close((uv_handle_t *)&drain_timer, NULL);
     fr_info("stopped");
 done:
     fr_vm_retire(w->vm);

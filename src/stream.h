@@ -62,6 +62,7 @@ typedef struct fr_stream_s {
     int detached;                /* the connection is closing: deliver nothing */
 
     uint64_t last_write_ms;      /* monotonic, last time something was queued */
+    uint64_t drain_at;           /* ms into the drain window when this stream ends */
     struct fr_stream_s *idle_prev, *idle_next;
     struct fr_stream_s *pend_prev, *pend_next;
     int pending;
