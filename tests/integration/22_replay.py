@@ -74,7 +74,10 @@ def resume_under_publishing(srv):
                 while len(received) < cut:
                     received.append(stream.next_event(timeout=5))
                 # half the disconnects are a FIN, half a reset; publishes land in between
-                stream.reset() if k % 2 else stream.close()
+                if k % 2:
+                    stream.reset()
+                else:
+                    stream.close()
                 time.sleep(0.02)
                 stream = resume_ok(port, "/sub/flow", received[-1].id,
                                    "header" if k % 2 == 0 else "query")

@@ -165,8 +165,9 @@ def broadcast(srv):
 
 
 def cycles(srv, n, batch_no):
-    """n stream connect/disconnect cycles, BATCH at a time; every other batch gets an event
-    before it goes, and every other batch leaves with a reset instead of a FIN."""
+    """n stream connect/disconnect cycles, BATCH at a time. Batches alternate between getting
+    an event before they go or not, and pairs of batches between leaving with a FIN or a reset,
+    so every combination of the two is exercised."""
     for _ in range(n // BATCH):
         swarm = Swarm(srv.port, "/sub/churn")
         clients = swarm.open(BATCH, timeout=20)
@@ -174,7 +175,7 @@ def cycles(srv, n, batch_no):
             srv.publish("/pub/churn", f"batch {batch_no}")
             swarm.pump_until(lambda: all(any(isinstance(i, ft.Event) for i in c.parser.items)
                                          for c in clients), 10, "event to a batch")
-        swarm.close_all(reset=batch_no % 4 == 1)
+        swarm.close_all(reset=(batch_no // 2) % 2 == 1)
         batch_no += 1
     srv.wait_streams(0, timeout=15)
     return batch_no
