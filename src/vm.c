@@ -13,13 +13,12 @@
 
 #include "embedded.h"
 #include "lua_api.h"
+#include "lua_modules.h"
 #include "server.h"
 #include "log.h"
 #include "util.h"
 
 const char *const fr_hook_names[FR_HOOK_COUNT] = {"auth", "topics", "tier", "filter", "publish"};
-
-int luaopen_cjson(lua_State *L);
 
 void fr_errors_add(fr_errors_t *e, const char *fmt, ...) {
     char buf[1024];
@@ -197,10 +196,10 @@ static void vm_preload(fr_vm_t *vm) {
     lua_State *L = vm->L;
     lua_getglobal(L, "package");
     lua_getfield(L, -1, "preload");
-    lua_pushcfunction(L, luaopen_cjson);
-    lua_setfield(L, -2, "cjson");
-    lua_pushcfunction(L, fr_lua_open_core);
-    lua_setfield(L, -2, "freshet.core");
+    for (const fr_lua_module_t *m = fr_lua_modules; m->name; m++) {
+        lua_pushcfunction(L, m->open);
+        lua_setfield(L, -2, m->name);
+    }
     for (const fr_embedded_t *m = fr_embedded_lua; m->module; m++) {
         if (luaL_loadbuffer(L, m->code, m->len, m->chunkname) != 0) {
             /* The embedded modules are tested; a failure here is a build defect. */

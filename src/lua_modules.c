@@ -1,0 +1,13 @@
+#include "lua_modules.h"
+
+#include <stddef.h>
+
+#include "lua_api.h"
+
+int luaopen_cjson(lua_State *L);
+
+const fr_lua_module_t fr_lua_modules[] = {
+    {"cjson", luaopen_cjson},
+    {"freshet.core", fr_lua_open_core},
+    {NULL, NULL},
+};
