@@ -121,6 +121,14 @@
       note('Some messages may have been missed while you were away.');
     });
 
+    // Sent when this connection read too slowly and the server skipped events to keep up.
+    es.addEventListener('dropped', function (e) {
+      var n = 0;
+      try { n = JSON.parse(e.data).dropped; } catch (err) { /* keep 0 */ }
+      note(n === 1 ? 'One message was skipped: the connection was too slow.'
+                   : (n || 'Some') + ' messages were skipped: the connection was too slow.');
+    });
+
     textEl.focus();
   }
 
