@@ -35,6 +35,7 @@ typedef struct {
     uint64_t header_timeout_ms; /* a request must be complete within this (else 408) */
     uint64_t idle_timeout_ms;   /* keep-alive connections idle this long are closed */
     uint64_t drain_ms;          /* SIGTERM spreads stream closes over this window */
+    uint64_t poll_timeout_ms;   /* a long-poll with nothing to send answers 204 after this */
     int log_json;               /* log lines as JSON objects */
     int log_level;              /* -1: as the command line says */
 } fr_config_t;

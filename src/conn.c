@@ -36,6 +36,8 @@ static int over_header_limit(fr_conn_t *c, size_t more) {
 
 /* ---- deadline lists ---- */
 
+static void wait_enter(fr_conn_t *c, int l);
+
 static void wait_leave(fr_conn_t *c) {
     fr_worker_t *w = c->worker;
     int l = c->wait;
@@ -51,6 +53,13 @@ static void wait_leave(fr_conn_t *c) {
         w->wait_tail[l] = c->wprev;
     c->wprev = c->wnext = NULL;
     c->wait = FR_WAIT_NONE;
+}
+
+void fr_conn_wait(fr_conn_t *c, int l) {
+    if (l == FR_WAIT_NONE)
+        wait_leave(c);
+    else
+        wait_enter(c, l);
 }
 
 static void wait_enter(fr_conn_t *c, int l) {
@@ -75,6 +84,10 @@ void fr_conn_expire(fr_worker_t *w) {
         c->close_reason = "timeout";
         w->metrics.timeouts++;
         fr_conn_respond_error(c, 408, "the request did not arrive in time");
+    }
+    while ((c = w->wait_head[FR_WAIT_POLL]) && now - c->since >= w->config->poll_timeout_ms) {
+        wait_leave(c);
+        fr_stream_poll_timeout(c->stream);
     }
     while ((c = w->wait_head[FR_WAIT_IDLE]) && now - c->since >= w->config->idle_timeout_ms) {
         wait_leave(c);
@@ -200,6 +213,20 @@ static void on_closed(uv_handle_t *h) {
         c->next->prev = c->prev;
     w->nconns--;
     free(c);
+}
+
+void fr_conn_end_poll(fr_conn_t *c) {
+    fr_stream_t *s = c->stream;
+    int keep = c->req.keep_alive && !c->worker->stopping;
+    if (!keep) {
+        fr_conn_close(c);
+        return;
+    }
+    c->stream = NULL;
+    fr_stream_detach(s);
+    fr_stream_free(s);
+    llhttp_resume(&c->parser);
+    wait_enter(c, FR_WAIT_IDLE);
 }
 
 void fr_conn_close(fr_conn_t *c) {

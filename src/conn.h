@@ -36,7 +36,14 @@ typedef struct fr_conn_s {
     struct fr_conn_s *wprev, *wnext;
 } fr_conn_t;
 
-enum { FR_WAIT_NONE = 0, FR_WAIT_READING = 1, FR_WAIT_IDLE = 2 };
+enum { FR_WAIT_NONE = 0, FR_WAIT_READING = 1, FR_WAIT_IDLE = 2, FR_WAIT_POLL = 3 };
+
+/* Puts the connection on a deadline list (see fr_conn_t.wait). */
+void fr_conn_wait(fr_conn_t *c, int list);
+
+/* A long-poll has been answered: the connection goes back to reading requests (keep-alive) or
+ * closes. Frees the stream. */
+void fr_conn_end_poll(fr_conn_t *c);
 
 /* Closes connections whose request or keep-alive idle time ran out (408 for the former). */
 void fr_conn_expire(struct fr_worker_s *w);

@@ -32,7 +32,7 @@ typedef struct fr_worker_s {
 
     struct fr_conn_s *conns;  /* every open connection (intrusive list) */
     size_t nconns;
-    struct fr_conn_s *wait_head[3], *wait_tail[3]; /* deadline lists, see conn.h */
+    struct fr_conn_s *wait_head[4], *wait_tail[4]; /* deadline lists, see conn.h */
     size_t fd_base;           /* descriptors open before the first connection */
     size_t fd_limit;          /* the soft RLIMIT_NOFILE in force */
     int fd_warned;            /* the 80% warning was logged and use has not dropped since */

@@ -32,9 +32,12 @@ static void idle_unlink(fr_worker_t *w, fr_stream_t *s) {
     s->idle_prev = s->idle_next = NULL;
 }
 
-/* Moves the stream to the tail: the list stays ordered by last write. */
+/* Moves the stream to the tail: the list stays ordered by last write. A long-poll gets no
+ * heartbeats: its deadline is on the connection's poll list. */
 static void idle_touch(fr_stream_t *s) {
     fr_worker_t *w = s->worker;
+    if (s->poll)
+        return;
     idle_unlink(w, s);
     s->last_write_ms = fr_mono_ms();
     s->idle_prev = w->idle_tail;
@@ -207,6 +210,10 @@ static void stream_evict(fr_stream_t *s, const char *reason) {
 static void stream_offer(fr_stream_t *s, size_t index, fr_event_t *ev) {
     if (s->detached || s->ending)
         return;
+    /* A long-poll answer carries at most a queue's worth; the client asks again from the last
+     * id it got. */
+    if (s->poll && s->q_live >= s->budget->queue)
+        return;
     s->pos[index] = ev->id;
     if (fr_vm_push_hook(s->vm, s->route, FR_HOOK_FILTER)) {
         lua_State *L = s->vm->L;
@@ -293,6 +300,7 @@ typedef struct {
     fr_stream_t *stream;
     size_t nitems;
     char *notice;        /* owned: the in-band report of dropped events, or NULL */
+    char *response_head; /* owned: status line and headers of a long-poll answer, or NULL */
     char head[24];       /* chunk size line */
     fr_item_t items[];   /* each holds what its bytes point into until the write is done */
 } batch_t;
@@ -306,6 +314,7 @@ static void batch_free(batch_t *b) {
     for (size_t i = 0; i < b->nitems; i++)
         item_release(&b->items[i]);
     free(b->notice);
+    free(b->response_head);
     free(b);
 }
 
@@ -339,9 +348,100 @@ static char *drop_notice(fr_stream_t *s, size_t *len) {
     return fr_strndup(buf, (size_t)n);
 }
 
+static void on_poll_written(uv_write_t *req, int status) {
+    batch_t *b = (batch_t *)req;
+    fr_stream_t *s = b->stream;
+    batch_free(b);
+    s->writing = 0;
+    if (status < 0 || s->detached) {
+        fr_conn_close(s->conn);
+        return;
+    }
+    fr_conn_end_poll(s->conn);
+}
+
+/* Answers a long-poll with everything queued, as one response with a length. */
+static void poll_respond(fr_stream_t *s, int status) {
+    fr_conn_t *c = s->conn;
+    size_t n = s->q_len;
+    batch_t *b = fr_malloc(sizeof *b + n * sizeof(fr_item_t));
+    b->stream = s;
+    b->nitems = n;
+    b->notice = NULL;
+    b->response_head = NULL;
+    uv_buf_t *bufs = fr_malloc((2 * n + 3) * sizeof *bufs);
+    size_t nb = 1, total = 0;
+    if (s->unreported) {
+        size_t len;
+        b->notice = drop_notice(s, &len);
+        bufs[nb++] = uv_buf_init(b->notice, (unsigned)len);
+        total += len;
+    }
+    for (size_t i = 0; i < n; i++) {
+        fr_item_t *it = queue_at(s, i);
+        b->items[i] = *it;
+        if (it->kind != FR_ITEM_EVENT) {
+            bufs[nb++] = uv_buf_init(it->bytes, (unsigned)it->len);
+            total += it->len;
+            continue;
+        }
+        if (!it->ev)
+            continue;
+        s->sent++;
+        s->worker->metrics.delivered++;
+        if (it->bytes) {
+            bufs[nb++] = uv_buf_init(it->bytes, (unsigned)it->len);
+            bufs[nb++] = uv_buf_init(it->ev->frame + it->ev->body_off,
+                                     (unsigned)(it->ev->frame_len - it->ev->body_off));
+        } else {
+            bufs[nb++] = uv_buf_init(it->ev->frame, (unsigned)it->ev->frame_len);
+        }
+        total += item_size(it);
+    }
+    s->q_len = s->q_live = s->q_bytes = 0;
+    memset(s->live_by_prio, 0, sizeof s->live_by_prio);
+    s->bytes += total;
+    s->worker->metrics.bytes_written += total;
+    s->ending = 2;
+    char cors[512];
+    fr_conn_cors_headers(c, cors, sizeof cors);
+    int keep = c->req.keep_alive && !s->worker->stopping;
+    char *head = fr_malloc(1024);
+    int hl = snprintf(head, 1024,
+                      "HTTP/1.1 %d %s\r\n"
+                      "%s"
+                      "Cache-Control: no-cache\r\n"
+                      "Content-Length: %zu\r\n"
+                      "Connection: %s\r\n"
+                      "%s\r\n",
+                      status, fr_http_status_text(status),
+                      status == 200 ? "Content-Type: text/event-stream; charset=utf-8\r\n" : "",
+                      total, keep ? "keep-alive" : "close", cors);
+    b->response_head = head;
+    bufs[0] = uv_buf_init(head, (unsigned)hl);
+    s->writing = 1;
+    fr_conn_wait(c, FR_WAIT_NONE);
+    if (uv_write(&b->req, (uv_stream_t *)&c->tcp, bufs, (unsigned)nb, on_poll_written) != 0) {
+        s->writing = 0;
+        batch_free(b);
+        fr_conn_close(c);
+    }
+    free(bufs);
+}
+
+void fr_stream_poll_timeout(fr_stream_t *s) {
+    if (s && s->poll && !s->writing && s->ending != 2)
+        poll_respond(s, s->q_len ? 200 : 204);
+}
+
 static void stream_write(fr_stream_t *s) {
     if (s->writing || s->detached)
         return;
+    if (s->poll) {
+        if (s->q_len > 0 && s->ending != 2)
+            poll_respond(s, 200);
+        return;
+    }
     if (s->q_len == 0 && !s->ending)
         return;
     if (s->q_len == 0 && s->ending == 2) {
@@ -353,6 +453,7 @@ static void stream_write(fr_stream_t *s) {
     b->stream = s;
     b->nitems = n;
     b->notice = NULL;
+    b->response_head = NULL;
     uv_buf_t bufs[2 * FR_WRITE_BATCH + 4];
     size_t nb = 1, total = 0;
     if (s->unreported) {
@@ -621,8 +722,13 @@ static void stream_log_start(fr_stream_t *s, int resume, int stale) {
 void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_ref) {
     fr_worker_t *w = c->worker;
     lua_State *L = vm->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, req_ref);
+    lua_getfield(L, -1, "query");
+    lua_getfield(L, -1, "transport");
+    int poll = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "poll") == 0;
+    lua_pop(L, 3);
     const char *accept = fr_request_header(&c->req, "accept");
-    if (accept && !accepts_sse(accept)) {
+    if (!poll && accept && !accepts_sse(accept)) {
         fr_conn_respond_error(c, 406, "this route streams text/event-stream; send Accept: "
                                       "text/event-stream (or */*)");
         return;
@@ -634,6 +740,7 @@ void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_
         return;
     }
     fr_stream_t *s = stream_new(c, vm, route);
+    s->poll = poll;
     if (fr_dispatch_auth(c, vm, route, req_ref, &s->who_ref) < 0)
         goto fail;
 
@@ -726,8 +833,12 @@ void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_
      * iteration, so no event can fall between replay and live delivery. */
     c->stream = s;
     w->nstreams++;
-    stream_send_headers(c, s->chunked);
-    queue_static(s, w->retry_frame, w->retry_frame_len);
+    if (poll) {
+        fr_conn_wait(c, FR_WAIT_POLL);
+    } else {
+        stream_send_headers(c, s->chunked);
+        queue_static(s, w->retry_frame, w->retry_frame_len);
+    }
     w->metrics.streams++;
     if (stale) {
         w->metrics.resume_reset++;

@@ -43,6 +43,7 @@ typedef struct fr_stream_s {
     fr_sub_t *subs;              /* owned, one per topic */
     fr_id_t *pos;                /* owned: last id seen per topic (the resume point) */
     int chunked;                 /* HTTP/1.1: chunked framing; HTTP/1.0: raw until close */
+    int poll;                    /* long-poll: one response with what is there, then done */
 
     fr_item_t *q;                /* owned ring of queued items */
     size_t q_cap, q_head, q_len; /* q_len counts dropped slots until they are passed */
@@ -82,6 +83,8 @@ void fr_stream_free(fr_stream_t *s);
 void fr_stream_flush_pending(struct fr_worker_s *w);
 /* Queues a heartbeat on every stream idle for the heartbeat interval. */
 void fr_stream_heartbeat_due(struct fr_worker_s *w);
+/* A long-poll waited its whole timeout with nothing to send: answers 204. */
+void fr_stream_poll_timeout(fr_stream_t *s);
 /* Ends a stream cleanly: optional "retry: <ms>" (0 = none), then the end of the body. */
 void fr_stream_end(fr_stream_t *s, uint64_t retry_ms);
 

@@ -277,6 +277,7 @@ static int vm_read_config(fr_vm_t *vm, int t, fr_errors_t *errs) {
     }
     lua_pop(L, 1);
     c->drain_ms = field_num(L, t, "drain", c->drain_ms, 1000.0);
+    c->poll_timeout_ms = field_num(L, t, "poll_timeout", c->poll_timeout_ms, 1000.0);
     lua_getfield(L, t, "log");
     if (lua_istable(L, -1)) {
         lua_getfield(L, -1, "format");

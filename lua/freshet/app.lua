@@ -114,6 +114,8 @@ function checks.timeouts(v)
   if v.idle ~= nil then check_positive("timeouts.idle", v.idle) end
 end
 
+function checks.poll_timeout(v) check_positive("poll_timeout", v) end
+
 function checks.drain(v)
   check_type("drain", v, "number")
   if v < 0 then fail("drain must be >= 0 seconds") end
