@@ -54,8 +54,8 @@ static int fail(fr_ws_parser_t *p, uint16_t code, const char *reason, fr_ws_msg_
 }
 
 /* Checks the first two header bytes and works out how many header bytes follow. Returns NULL,
- * or why the frame breaks the protocol. Checked here, before the length and mask arrive, so a
- * bad frame is refused as early as possible. */
+ * or why the frame breaks the protocol. What these bytes alone decide is checked here, before
+ * the length and mask arrive, so a bad frame is refused as early as possible. */
 static const char *frame_start(fr_ws_parser_t *p) {
     uint8_t b0 = p->_hdr[0], b1 = p->_hdr[1];
     unsigned len7 = b1 & 0x7F;
@@ -83,10 +83,6 @@ static const char *frame_start(fr_ws_parser_t *p) {
     case FR_WS_OP_PONG:
         if (!p->_fin)
             return "fragmented control frame";
-        if (len7 > 125)
-            return "control frame over 125 bytes";
-        if (p->_op == FR_WS_OP_CLOSE && len7 == 1)
-            return "close frame with a 1-byte payload";
         break;
     default:
         return "reserved opcode";
@@ -109,8 +105,14 @@ static int frame_ready(fr_ws_parser_t *p, fr_ws_msg_t *msg) {
             return fail(p, FR_WS_CLOSE_PROTOCOL, "64-bit length with the top bit set", msg);
     }
     /* Longer encodings than needed are allowed: RFC 6455 asks for the minimal one, but a
-     * sender that pads its length field harms no one. */
-    if (!(p->_op & 8)) {
+     * sender that pads its length field harms no one. So the limits on control frames apply to
+     * the length, not to the 7-bit field. */
+    if (p->_op & 8) {
+        if (n > 125)
+            return fail(p, FR_WS_CLOSE_PROTOCOL, "control frame over 125 bytes", msg);
+        if (p->_op == FR_WS_OP_CLOSE && n == 1)
+            return fail(p, FR_WS_CLOSE_PROTOCOL, "close frame with a 1-byte payload", msg);
+    } else {
         /* Refused from the header alone, before any of the payload is buffered. */
         if (n > p->max_size - p->_buf_len)
             return fail(p, FR_WS_CLOSE_TOO_BIG, "message too big", msg);

@@ -14,14 +14,26 @@
 
 #define FR_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-enum { FR_WS_OP_CONT = 0, FR_WS_OP_TEXT = 1, FR_WS_OP_BINARY = 2,
-       FR_WS_OP_CLOSE = 8, FR_WS_OP_PING = 9, FR_WS_OP_PONG = 10 };
+enum {
+    FR_WS_OP_CONT = 0,
+    FR_WS_OP_TEXT = 1,
+    FR_WS_OP_BINARY = 2,
+    FR_WS_OP_CLOSE = 8,
+    FR_WS_OP_PING = 9,
+    FR_WS_OP_PONG = 10
+};
 
 enum {
-    FR_WS_CLOSE_NORMAL = 1000, FR_WS_CLOSE_GOING_AWAY = 1001, FR_WS_CLOSE_PROTOCOL = 1002,
-    FR_WS_CLOSE_UNSUPPORTED = 1003, FR_WS_CLOSE_NO_STATUS = 1005, /* reported, never sent */
-    FR_WS_CLOSE_INVALID = 1007, FR_WS_CLOSE_POLICY = 1008, FR_WS_CLOSE_TOO_BIG = 1009,
-    FR_WS_CLOSE_INTERNAL = 1011, FR_WS_CLOSE_TRY_AGAIN = 1013,
+    FR_WS_CLOSE_NORMAL = 1000,
+    FR_WS_CLOSE_GOING_AWAY = 1001,
+    FR_WS_CLOSE_PROTOCOL = 1002,
+    FR_WS_CLOSE_UNSUPPORTED = 1003,
+    FR_WS_CLOSE_NO_STATUS = 1005, /* reported, never sent */
+    FR_WS_CLOSE_INVALID = 1007,
+    FR_WS_CLOSE_POLICY = 1008,
+    FR_WS_CLOSE_TOO_BIG = 1009,
+    FR_WS_CLOSE_INTERNAL = 1011,
+    FR_WS_CLOSE_TRY_AGAIN = 1013,
 };
 
 /* fr_ws_parse results. */
@@ -30,8 +42,8 @@ enum {
 #define FR_WS_ERROR (-1)
 
 typedef struct {
-    int opcode;          /* FR_WS_OP_TEXT, _BINARY, _PING, _PONG or _CLOSE; 0 on error */
-    const char *data;    /* payload, NUL-terminated (never NULL); borrowed until the next call */
+    int opcode;       /* FR_WS_OP_TEXT, _BINARY, _PING, _PONG or _CLOSE; 0 on error */
+    const char *data; /* payload, NUL-terminated (never NULL); borrowed until the next call */
     size_t len;
     uint16_t close_code; /* close: the peer's code, 1005 when it sent none; error: code to send */
     const char *reason;  /* close: the peer's reason, inside data; error: static ASCII text */
@@ -41,17 +53,17 @@ typedef struct {
 typedef struct {
     size_t max_size; /* largest data message accepted, summed over its fragments */
     /* Private. */
-    int _state, _fin, _op;     /* the frame being read */
-    uint8_t _hdr[14];          /* its header, up to 2 + 8 length bytes + 4 mask bytes */
+    int _state, _fin, _op; /* the frame being read */
+    uint8_t _hdr[14];      /* its header, up to 2 + 8 length bytes + 4 mask bytes */
     size_t _hdr_have, _hdr_need;
     uint64_t _frame_len, _frame_pos;
-    int _msg_op;               /* opcode of the open data message, 0 when none */
-    char *_buf;                /* owned: the data message reassembled from its fragments */
+    int _msg_op; /* opcode of the open data message, 0 when none */
+    char *_buf;  /* owned: the data message reassembled from its fragments */
     size_t _buf_len, _buf_cap;
-    char _ctrl[126];           /* the control frame's payload and a NUL */
+    char _ctrl[126];                    /* the control frame's payload and a NUL */
     int _utf8_need, _utf8_lo, _utf8_hi; /* where a text message's UTF-8 check stands */
-    int _delivered;            /* a data message was returned: reset it on the next call */
-    uint16_t _err_code;        /* non-zero once an error was returned: errors are final */
+    int _delivered;                     /* a data message was returned: reset it on the next call */
+    uint16_t _err_code;                 /* non-zero once an error was returned: errors are final */
     const char *_err_reason;
 } fr_ws_parser_t;
 
@@ -60,9 +72,11 @@ void fr_ws_parser_init(fr_ws_parser_t *p, size_t max_size);
 void fr_ws_parser_close(fr_ws_parser_t *p);
 
 /* Reads frames from data[0..len) and sets *consumed to the bytes used. FR_WS_MESSAGE: *msg
- * holds one message; call again with the bytes that remain. FR_WS_NEED_MORE: every byte was
- * used and kept. FR_WS_ERROR: msg->close_code is 1002 (protocol), 1007 (text or close reason
- * not UTF-8) or 1009 (over max_size), msg->reason says why; every later call fails the same. */
+ * holds one message; call again with the bytes that remain. Pings, pongs and closes come back
+ * as they arrive, even between the fragments of a data message. FR_WS_NEED_MORE: every byte
+ * was used and kept. FR_WS_ERROR: msg->close_code is 1002 (protocol), 1007 (text or close
+ * reason not UTF-8) or 1009 (over max_size), msg->reason says why; every later call fails the
+ * same. After a close the peer may send nothing more (§5.5.1), so the caller stops reading. */
 int fr_ws_parse(fr_ws_parser_t *p, const char *data, size_t len, size_t *consumed,
                 fr_ws_msg_t *msg);
 
