@@ -212,7 +212,18 @@ static void on_closed(uv_handle_t *h) {
     if (c->next)
         c->next->prev = c->prev;
     w->nconns--;
-    free(c);
+    c->closed = 1;
+    if (c->holds == 0)
+        free(c);
+}
+
+void fr_conn_hold(fr_conn_t *c) {
+    c->holds++;
+}
+
+void fr_conn_release(fr_conn_t *c) {
+    if (--c->holds == 0 && c->closed)
+        free(c);
 }
 
 void fr_conn_end_poll(fr_conn_t *c) {

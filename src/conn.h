@@ -22,6 +22,8 @@ typedef struct fr_conn_s {
     char remote[64];             /* peer address, no port */
     int err_status;              /* set by a callback that rejects the request (413, 431) */
     int closing;
+    int closed;                  /* libuv has closed the socket; memory waits for holds */
+    unsigned holds;              /* pending broker replies that will come back to this */
     uint64_t id;                 /* for log lines: unique per worker */
     uint64_t opened_ms;          /* monotonic */
     const char *close_reason;    /* static string for the CLOSED log line */
@@ -60,6 +62,11 @@ void fr_conn_respond(fr_conn_t *c, int status, const char *content_type, const c
                      const char *body, size_t body_len);
 /* Sends {"error": msg} with the status. */
 void fr_conn_respond_error(fr_conn_t *c, int status, const char *msg);
+
+/* A broker reply will come back to this connection: keep its memory until fr_conn_release,
+ * even if the socket closes meanwhile (then c->closing is set and the reply is dropped). */
+void fr_conn_hold(fr_conn_t *c);
+void fr_conn_release(fr_conn_t *c);
 
 /* Closes now (pending writes are cancelled). Safe to call twice. */
 void fr_conn_close(fr_conn_t *c);

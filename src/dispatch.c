@@ -162,11 +162,14 @@ void fr_dispatch_too_many(fr_conn_t *c, unsigned retry_after, const char *what) 
 
 static void respond_health(fr_conn_t *c) {
     fr_worker_t *w = c->worker;
-    char body[256];
+    char body[320];
+    int ok = fr_worker_broker_ok(w);
     int n = snprintf(body, sizeof body,
-                     "{\"status\":\"ok\",\"connections\":%zu,\"streams\":%zu,\"topics\":%zu,"
+                     "{\"status\":\"%s\",\"broker\":{\"kind\":\"%s\",\"status\":\"%s\"},"
+                     "\"connections\":%zu,\"streams\":%zu,\"topics\":%zu,"
                      "\"published\":%llu,\"uptime\":%llu}",
-                     w->nconns, w->nstreams, w->hub.ntopics,
+                     ok ? "ok" : "degraded", w->broker_remote ? "redis" : "memory",
+                     ok ? "ok" : "unavailable", w->nconns, w->nstreams, w->hub.ntopics,
                      (unsigned long long)w->hub.published,
                      (unsigned long long)((fr_mono_ms() - w->started_ms) / 1000));
     fr_conn_respond(c, 200, "application/json", "Cache-Control: no-cache\r\n", body, (size_t)n);

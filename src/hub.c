@@ -199,7 +199,30 @@ void fr_hub_subscribe(fr_hub_t *hub, fr_sub_t *sub, const char *name) {
     if (t->subs)
         t->subs->prev = sub;
     t->subs = sub;
-    t->nsubs++;
+    if (t->nsubs++ == 0 && hub->on_follow)
+        hub->on_follow(hub->follow_ctx, t->name, 1);
+}
+
+void fr_hub_deliver(fr_hub_t *hub, fr_event_t *ev) {
+    fr_topic_t *t = fr_hub_find(hub, ev->topic);
+    if (!t || fr_id_cmp(ev->id, t->last) <= 0)
+        return;
+    t->last = ev->id;
+    t->published++;
+    hub->published++;
+    t->delivering = 1;
+    for (fr_sub_t *s = t->subs, *next; s; s = next) {
+        next = s->next;
+        s->deliver(s, ev);
+    }
+    t->delivering = 0;
+    hub_maybe_forget(hub, t);
+}
+
+void fr_hub_note_position(fr_hub_t *hub, const char *topic, fr_id_t id) {
+    fr_topic_t *t = fr_hub_find(hub, topic);
+    if (t && fr_id_cmp(id, t->last) > 0)
+        t->last = id;
 }
 
 void fr_hub_unsubscribe(fr_hub_t *hub, fr_sub_t *sub) {
@@ -214,7 +237,8 @@ void fr_hub_unsubscribe(fr_hub_t *hub, fr_sub_t *sub) {
         sub->next->prev = sub->prev;
     sub->topic = NULL;
     sub->prev = sub->next = NULL;
-    t->nsubs--;
+    if (--t->nsubs == 0 && hub->on_follow)
+        hub->on_follow(hub->follow_ctx, t->name, 0);
     hub_maybe_forget(hub, t);
 }
 

@@ -39,8 +39,14 @@ struct fr_topic_s {
     fr_topic_t *hnext;   /* hash chain */
 };
 
+/* Told when a topic gains its first local subscriber (follow = 1) or loses its last (0): a
+ * broker that spans nodes subscribes this node to the topic only while someone follows it. */
+typedef void (*fr_follow_cb)(void *ctx, const char *topic, int follow);
+
 typedef struct {
     fr_topic_t **buckets; /* owned; topics are owned through their chains */
+    fr_follow_cb on_follow;
+    void *follow_ctx;
     size_t nbuckets;
     size_t ntopics;
     size_t replay_events;
@@ -83,6 +89,14 @@ void fr_hub_replay(fr_hub_t *hub, const char *const *topics, const fr_id_t *afte
 void fr_hub_subscribe(fr_hub_t *hub, fr_sub_t *sub, const char *topic);
 /* Detaches; a topic with no subscribers and nothing to replay is forgotten. */
 void fr_hub_unsubscribe(fr_hub_t *hub, fr_sub_t *sub);
+
+/* Delivers an event that another node published (through the broker) to this node's
+ * subscribers of its topic. Events at or below the topic's last delivered id are skipped, so
+ * a broker may hand over the same event twice (live and refill) without a duplicate. */
+void fr_hub_deliver(fr_hub_t *hub, fr_event_t *ev);
+
+/* Raises the topic's last delivered id (a joining stream saw the broker's position). */
+void fr_hub_note_position(fr_hub_t *hub, const char *topic, fr_id_t id);
 
 /* Drops events older than the time window and forgets idle empty topics. */
 void fr_hub_sweep(fr_hub_t *hub);

@@ -43,7 +43,29 @@ fr_vm_t *fr_lua_get_vm(lua_State *L) {
 
 /* ---- publish / encode ----------------------------------------------------------------- */
 
-/* core.publish(topic, data, event|nil, priority, json) → id | nil, err */
+typedef struct {
+    int done, async, status;
+    fr_id_t id;
+    char err[200];
+    char *topic; /* owned, for the log line of a failure reported later */
+} lua_pub_t;
+
+static void on_lua_published(void *ctx, int status, fr_id_t id, const char *err) {
+    lua_pub_t *p = ctx;
+    if (p->async) {
+        if (status < 0)
+            fr_error("freshet.publish to '%s' failed: %s", p->topic, err);
+        free(p->topic);
+        free(p);
+        return;
+    }
+    p->done = 1;
+    p->status = status;
+    p->id = id;
+    snprintf(p->err, sizeof p->err, "%s", err ? err : "");
+}
+
+/* core.publish(topic, data, event|nil, priority, json) → id | true (stored later) | nil, err */
 static int l_core_publish(lua_State *L) {
     const char *topic = luaL_checkstring(L, 1);
     size_t len;
@@ -57,9 +79,22 @@ static int l_core_publish(lua_State *L) {
     fr_vm_t *vm = fr_lua_get_vm(L);
     if (!vm->worker)
         return luaL_error(L, "freshet.publish: not available while only checking the app");
-    fr_id_t id;
-    const char *err;
-    if (fr_worker_publish(vm->worker, topic, name, data, len, prio, json, &id, &err) < 0) {
+    lua_pub_t *p = fr_calloc(1, sizeof *p);
+    p->topic = fr_strdup(topic);
+    fr_worker_publish(vm->worker, topic, name, data, len, prio, json, on_lua_published, p);
+    if (!p->done) {
+        /* The broker answers later: the script gets true now; a failure is logged. */
+        p->async = 1;
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    int rc = p->status;
+    fr_id_t id = p->id;
+    char err[256];
+    snprintf(err, sizeof err, "%s", p->err);
+    free(p->topic);
+    free(p);
+    if (rc < 0) {
         lua_pushnil(L);
         lua_pushstring(L, err);
         return 2;

@@ -90,6 +90,55 @@ static void respond_ids(fr_conn_t *c, fr_id_t *ids, size_t n, int many) {
     free(body);
 }
 
+typedef struct batch_s batch_t;
+
+typedef struct {
+    batch_t *batch;
+    size_t index;
+} item_ref_t;
+
+/* Events of one request on their way to the broker. */
+struct batch_s {
+    fr_conn_t *conn;    /* held until the last answer */
+    fr_id_t *ids;       /* owned */
+    item_ref_t *refs;   /* owned: the context of each event's callback */
+    size_t n, pending;
+    int many;
+    int status;         /* worst outcome so far: 0, -1 (unavailable), -2 (invalid) */
+    char err[200];
+};
+
+static void batch_done(batch_t *b) {
+    if (--b->pending > 0)
+        return;
+    fr_conn_t *c = b->conn;
+    if (!c->closing) {
+        if (b->status == -1)
+            fr_conn_respond(c, 503, "application/json", "Retry-After: 2\r\n",
+                            "{\"error\":\"the broker is unavailable\"}", 37);
+        else if (b->status < 0)
+            fr_conn_respond_error(c, 400, b->err);
+        else
+            respond_ids(c, b->ids, b->n, b->many);
+    }
+    fr_conn_release(c);
+    free(b->ids);
+    free(b->refs);
+    free(b);
+}
+
+static void on_item_published(void *ctx, int status, fr_id_t id, const char *err) {
+    item_ref_t *ref = ctx;
+    batch_t *b = ref->batch;
+    if (status == 0) {
+        b->ids[ref->index] = id;
+    } else if (b->status == 0 || status == -1) {
+        b->status = status;
+        snprintf(b->err, sizeof b->err, "%s", err ? err : "not published");
+    }
+    batch_done(b);
+}
+
 void fr_publish_handle(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_ref) {
     lua_State *L = vm->L;
     int base = lua_gettop(L);
@@ -182,17 +231,35 @@ void fr_publish_handle(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int r
             status = -1;
         }
     }
-    for (size_t i = 0; i < n && !status; i++) {
-        if (fr_worker_publish(c->worker, items[i].topic, items[i].name, items[i].data,
-                              items[i].data_len, items[i].prio, items[i].json, &ids[i], &msg) < 0)
-            status = 400;
+    if (!status && !fr_worker_broker_ok(c->worker)) {
+        fr_conn_respond(c, 503, "application/json", "Retry-After: 2\r\n",
+                        "{\"error\":\"the broker is unavailable: nothing was published\"}", 60);
+        status = -1;
     }
     if (status == 500)
         fr_conn_respond_error(c, 500, "internal error");
     else if (status > 0)
         fr_conn_respond_error(c, status, msg);
-    else if (status == 0)
-        respond_ids(c, ids, n, many);
+    if (status == 0) {
+        /* The answer waits for the broker to store every event (at once for memory). */
+        batch_t *b = fr_calloc(1, sizeof *b);
+        b->conn = c;
+        b->ids = ids;
+        b->n = b->pending = n;
+        b->many = many;
+        b->refs = fr_calloc(n, sizeof *b->refs);
+        fr_conn_hold(c);
+        b->pending++; /* the loop's own reference, so a synchronous broker cannot finish early */
+        for (size_t i = 0; i < n; i++) {
+            b->refs[i].batch = b;
+            b->refs[i].index = i;
+            fr_worker_publish(c->worker, items[i].topic, items[i].name, items[i].data,
+                              items[i].data_len, items[i].prio, items[i].json, on_item_published,
+                              &b->refs[i]);
+        }
+        batch_done(b);
+        ids = NULL;
+    }
     free(items);
     free(ids);
 out:

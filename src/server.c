@@ -8,22 +8,67 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "broker_redis.h"
 #include "conn.h"
 #include "log.h"
 #include "shared_dict.h"
 #include "stream.h"
 #include "util.h"
 
-int fr_worker_publish(fr_worker_t *w, const char *topic, const char *name, const char *data,
-                      size_t len, fr_priority_t prio, int json, fr_id_t *id, const char **err) {
+typedef struct {
+    fr_worker_t *w;
+    fr_priority_t prio;
+    fr_published_cb cb;
+    void *ctx;
+} redis_pub_t;
+
+static void on_redis_published(void *ctx, int status, fr_id_t id, const char *err) {
+    redis_pub_t *p = ctx;
+    if (status == 0)
+        p->w->metrics.published[p->prio]++;
+    p->cb(p->ctx, status == -2 ? -2 : status, id, err);
+    free(p);
+}
+
+void fr_worker_publish(fr_worker_t *w, const char *topic, const char *name, const char *data,
+                       size_t len, fr_priority_t prio, int json, fr_published_cb cb, void *ctx) {
+    fr_id_t id = {0, 0};
+    const char *err;
     if (!w->hub.buckets) {
-        *err = "cannot publish while the app file is loading (publish from a hook or a timer)";
-        return -1;
+        cb(ctx, -2, id, "cannot publish while the app file is loading (publish from a hook or a "
+                        "timer)");
+        return;
     }
-    if (fr_hub_publish(&w->hub, topic, name, data, len, prio, json, id, err) < 0)
-        return -1;
+    if (fr_event_validate(topic, name, data, len, &err) < 0) {
+        cb(ctx, -2, id, err);
+        return;
+    }
+    if (w->broker_remote) {
+        if (!w->redis) {
+            cb(ctx, -1, id, "the broker is unavailable");
+            return;
+        }
+        redis_pub_t *p = fr_malloc(sizeof *p);
+        *p = (redis_pub_t){w, prio, cb, ctx};
+        if (fr_redis_publish(w->redis, topic, name, data, len, prio, json, on_redis_published,
+                             p) < 0) {
+            free(p);
+            cb(ctx, -1, id, "the broker is unavailable");
+        }
+        return;
+    }
+    if (fr_hub_publish(&w->hub, topic, name, data, len, prio, json, &id, &err) < 0) {
+        cb(ctx, -2, id, err);
+        return;
+    }
     w->metrics.published[prio]++;
-    return 0;
+    cb(ctx, 0, id, NULL);
+}
+
+int fr_worker_broker_ok(const fr_worker_t *w) {
+    if (!w->broker_remote)
+        return 1;
+    return w->redis && fr_redis_ready(w->redis) && fr_redis_subscribed(w->redis);
 }
 
 size_t fr_worker_fds_used(const fr_worker_t *w) {
@@ -104,6 +149,8 @@ static void worker_finish(fr_worker_t *w) {
     }
     if (!uv_is_closing((uv_handle_t *)&drain_timer))
         uv_close((uv_handle_t *)&drain_timer, NULL);
+    fr_redis_free(w->redis);
+    w->redis = NULL;
     if (!uv_is_closing((uv_handle_t *)&w->flush))
         uv_close((uv_handle_t *)&w->flush, NULL);
     if (!uv_is_closing((uv_handle_t *)&w->sig_term)) {
@@ -255,7 +302,21 @@ int fr_server_run(const char *app_path, const char *listen_override) {
     }
     w->retry_frame_len = (size_t)snprintf(w->retry_frame, sizeof w->retry_frame, "retry: %llu\n\n",
                                           (unsigned long long)w->config->retry_ms);
-    fr_hub_init(&w->hub, w->config->replay_events, w->config->replay_ms, fr_now_ms());
+    int memory = strcmp(w->config->broker, "memory") == 0;
+    /* With Redis, ids come from Redis: the hub only fans out, from any id up. */
+    fr_hub_init(&w->hub, w->config->replay_events, w->config->replay_ms, memory ? fr_now_ms() : 0);
+    if (!memory) {
+        char err[256];
+        w->redis = fr_redis_new(w, w->config->broker, err, sizeof err);
+        if (!w->redis) {
+            fprintf(stderr, "freshet: %s\n", err);
+            w->exit_code = 2;
+            goto done;
+        }
+        w->broker_remote = 1;
+        w->hub.on_follow = fr_redis_on_follow;
+        w->hub.follow_ctx = w->redis;
+    }
     fr_ratelimit_init(&w->limits);
     w->tier_rejected = fr_calloc(w->config->ntiers + 1, sizeof *w->tier_rejected);
     fr_log_set_json(w->config->log_json);
@@ -294,7 +355,9 @@ int fr_server_run(const char *app_path, const char *listen_override) {
     fr_info("stopped");
 done:
     fr_vm_retire(w->vm);
-    uv_run(&loop, UV_RUN_NOWAIT);
+    fr_redis_free(w->redis);
+    w->redis = NULL;
+    uv_run(&loop, UV_RUN_DEFAULT);
     fr_vm_release(w->vm);
     if (w->hub.buckets)
         fr_hub_close(&w->hub);

@@ -22,6 +22,8 @@ typedef struct fr_worker_s {
     fr_vm_t *vm;              /* current VM, one reference */
     fr_hub_t hub;
     fr_ratelimit_t limits;    /* token buckets of every client on this worker */
+    struct fr_redis_s *redis; /* the Redis broker, or NULL for the in-memory one */
+    int broker_remote;        /* the app asked for Redis (redis may be gone while stopping) */
     char *app_path;           /* owned */
 
     uv_tcp_t listener;
@@ -64,8 +66,16 @@ size_t fr_worker_fds_used(const fr_worker_t *w);
 /* 1 once use is at 90% of the limit: new streams are refused with 503. */
 int fr_worker_fds_full(const fr_worker_t *w);
 
-/* Publishes through the worker's broker (the hub for now). */
-int fr_worker_publish(fr_worker_t *w, const char *topic, const char *name, const char *data,
-                      size_t len, fr_priority_t prio, int json, fr_id_t *id, const char **err);
+/* Told when the broker has stored an event: status 0 with its id; -1 when the broker is
+ * unreachable (answer 503); -2 when the event is invalid (400), with a message. */
+typedef void (*fr_published_cb)(void *ctx, int status, fr_id_t id, const char *err);
+
+/* Publishes through the worker's broker. The memory broker calls cb before returning; the
+ * Redis broker calls it when Redis answers (or at once when it is unreachable). */
+void fr_worker_publish(fr_worker_t *w, const char *topic, const char *name, const char *data,
+                       size_t len, fr_priority_t prio, int json, fr_published_cb cb, void *ctx);
+
+/* 1 when the broker can take publishes (always for memory). */
+int fr_worker_broker_ok(const fr_worker_t *w);
 
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "broker_redis.h"
 #include "conn.h"
 #include "dispatch.h"
 #include "log.h"
@@ -209,6 +210,16 @@ static void stream_evict(fr_stream_t *s, const char *reason) {
 /* Offers one event (live or replayed) of topic `index` to the stream. */
 static void stream_offer(fr_stream_t *s, size_t index, fr_event_t *ev) {
     if (s->detached || s->ending)
+        return;
+    if (s->joining) {
+        s->held = fr_realloc(s->held, (s->nheld + 1) * sizeof *s->held);
+        fr_item_t it = {FR_ITEM_EVENT, ev, NULL, 0, 0, (uint32_t)index};
+        fr_event_retain(ev);
+        s->held[s->nheld++] = it;
+        return;
+    }
+    /* A broker may hand over an event twice (replay and live); ids say which was seen. */
+    if (fr_id_cmp(ev->id, s->pos[index]) <= 0)
         return;
     /* A long-poll answer carries at most a queue's worth; the client asks again from the last
      * id it got. */
@@ -615,6 +626,9 @@ void fr_stream_free(fr_stream_t *s) {
     free(s->q);
     free(s->slow);
     free(s->last_seq);
+    for (size_t i = 0; i < s->nheld; i++)
+        fr_event_release(s->held[i].ev);
+    free(s->held);
     free(s->topics);
     free(s->subs);
     free(s->pos);
@@ -719,6 +733,151 @@ static void stream_log_start(fr_stream_t *s, int resume, int stale) {
     fr_log_fields(FR_LOG_INFO, f);
 }
 
+/* Headers (or, for a long-poll, its deadline) and the retry frame. */
+static void stream_begin(fr_stream_t *s, int poll, int stale) {
+    fr_worker_t *w = s->worker;
+    if (poll) {
+        fr_conn_wait(s->conn, FR_WAIT_POLL);
+    } else {
+        stream_send_headers(s->conn, s->chunked);
+        queue_static(s, w->retry_frame, w->retry_frame_len);
+    }
+    w->metrics.streams++;
+    if (stale)
+        w->metrics.resume_reset++;
+}
+
+/* The `reset` event: the client's id is too old, it should reload its state; the id line
+ * carries the current positions so its next resume starts from now. */
+static void stream_queue_reset(fr_stream_t *s) {
+    size_t idlen;
+    char *idline = positions_line(s, &idlen);
+    static const char reset_body[] =
+        "event: reset\ndata: {\"reason\":\"Last-Event-ID is older than the replay window\"}\n\n";
+    size_t len = idlen + sizeof reset_body - 1;
+    char *frame = fr_malloc(len);
+    memcpy(frame, idline, idlen);
+    memcpy(frame + idlen, reset_body, sizeof reset_body - 1);
+    free(idline);
+    queue_owned(s, frame, len);
+}
+
+static void stream_subscribe(fr_stream_t *s) {
+    s->subs = fr_calloc(s->ntopics, sizeof *s->subs);
+    for (size_t i = 0; i < s->ntopics; i++) {
+        s->subs[i].deliver = on_deliver;
+        s->subs[i].owner = s;
+        s->subs[i].index = i;
+        fr_hub_subscribe(&s->worker->hub, &s->subs[i], s->topics[i]);
+    }
+}
+
+/* ---- joining through a broker that spans nodes -------------------------------------------- */
+
+static void join_refuse(fr_conn_t *c, int status, const char *msg) {
+    c->req.keep_alive = 0;
+    if (status == 503)
+        fr_conn_respond(c, 503, "application/json", "Retry-After: 2\r\n",
+                        "{\"error\":\"the broker is unavailable\"}", 37);
+    else
+        fr_conn_respond_error(c, status, msg);
+}
+
+typedef struct {
+    fr_event_t *ev;
+    size_t topic;
+} replay_item_t;
+
+static int replay_cmp(const void *a, const void *b) {
+    return fr_id_cmp(((const replay_item_t *)a)->ev->id, ((const replay_item_t *)b)->ev->id);
+}
+
+static void on_joined(void *ctx, fr_join_t *res) {
+    fr_conn_t *c = ctx;
+    fr_stream_t *s = c->stream;
+    if (c->closing || !s || res->ntopics != (s ? s->ntopics : 0)) {
+        if (!c->closing && s)
+            join_refuse(c, 503, NULL);
+        goto out;
+    }
+    fr_worker_t *w = s->worker;
+    int stale = 0;
+    for (size_t i = 0; i < res->ntopics && !res->error; i++) {
+        if (res->topics[i].status == FR_JOIN_INVALID) {
+            w->metrics.resume_invalid++;
+            join_refuse(c, 400, "Last-Event-ID was never issued by this stream");
+            goto out;
+        }
+        stale |= res->topics[i].status == FR_JOIN_STALE;
+    }
+    if (res->error) {
+        join_refuse(c, 503, NULL);
+        goto out;
+    }
+    if (s->resume) {
+        w->metrics.resumes++;
+        if (stale && !s->route->on_gap_reset) {
+            w->metrics.resume_stale++;
+            join_refuse(c, 416, "Last-Event-ID is older than the replay window: reload the state "
+                                "and reconnect without it");
+            goto out;
+        }
+    }
+    s->joining = 0;
+    stream_begin(s, s->poll, stale);
+    for (size_t i = 0; i < s->ntopics; i++)
+        fr_hub_note_position(&w->hub, s->topics[i], res->topics[i].last);
+    if (stale || !s->resume) {
+        for (size_t i = 0; i < s->ntopics; i++)
+            s->pos[i] = res->topics[i].last;
+        if (stale)
+            stream_queue_reset(s);
+    } else {
+        size_t total = 0;
+        for (size_t i = 0; i < res->ntopics; i++)
+            total += res->topics[i].nevents;
+        replay_item_t *items = fr_malloc((total ? total : 1) * sizeof *items);
+        size_t k = 0;
+        for (size_t i = 0; i < res->ntopics; i++) {
+            for (size_t e = 0; e < res->topics[i].nevents; e++) {
+                items[k].ev = res->topics[i].events[e];
+                items[k++].topic = i;
+            }
+        }
+        qsort(items, total, sizeof *items, replay_cmp);
+        for (size_t i = 0; i < total; i++)
+            on_replay(s, items[i].topic, items[i].ev);
+        free(items);
+    }
+    /* Live events that arrived while the replay was read: the ones it already covered are
+     * skipped by id. */
+    for (size_t i = 0; i < s->nheld; i++) {
+        stream_offer(s, s->held[i].topic, s->held[i].ev);
+        fr_event_release(s->held[i].ev);
+    }
+    s->nheld = 0;
+    stream_log_start(s, s->resume, stale);
+out:
+    fr_join_free(res);
+    fr_conn_release(c);
+}
+
+static void stream_join(fr_conn_t *c, fr_stream_t *s, int poll) {
+    fr_worker_t *w = c->worker;
+    s->poll = poll;
+    s->joining = 1;
+    c->stream = s;
+    w->nstreams++;
+    stream_subscribe(s);
+    size_t max = w->config->replay_events ? w->config->replay_events : 1;
+    fr_conn_hold(c);
+    if (fr_redis_join(w->redis, s->topics, s->resume ? s->pos : NULL, s->ntopics, max, on_joined,
+                      c) < 0) {
+        fr_conn_release(c);
+        join_refuse(c, 503, NULL);
+    }
+}
+
 void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_ref) {
     fr_worker_t *w = c->worker;
     lua_State *L = vm->L;
@@ -811,6 +970,13 @@ void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_
             fr_conn_respond_error(c, 400, msg);
             goto fail;
         }
+    }
+    s->resume = resume;
+    if (w->redis) {
+        stream_join(c, s, poll);
+        return;
+    }
+    if (resume) {
         for (size_t i = 0; i < s->ntopics; i++) {
             fr_resume_t r = fr_hub_check_resume(&w->hub, s->topics[i], s->pos[i]);
             if (r == FR_RESUME_INVALID) {
@@ -833,40 +999,18 @@ void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_
      * iteration, so no event can fall between replay and live delivery. */
     c->stream = s;
     w->nstreams++;
-    if (poll) {
-        fr_conn_wait(c, FR_WAIT_POLL);
-    } else {
-        stream_send_headers(c, s->chunked);
-        queue_static(s, w->retry_frame, w->retry_frame_len);
-    }
-    w->metrics.streams++;
+    stream_begin(s, poll, stale);
     if (stale) {
-        w->metrics.resume_reset++;
         for (size_t i = 0; i < s->ntopics; i++)
             s->pos[i] = fr_hub_position(&w->hub, s->topics[i]);
-        size_t idlen;
-        char *idline = positions_line(s, &idlen);
-        static const char reset_body[] =
-            "event: reset\ndata: {\"reason\":\"Last-Event-ID is older than the replay window\"}\n\n";
-        size_t len = idlen + sizeof reset_body - 1;
-        char *frame = fr_malloc(len);
-        memcpy(frame, idline, idlen);
-        memcpy(frame + idlen, reset_body, sizeof reset_body - 1);
-        free(idline);
-        queue_owned(s, frame, len);
+        stream_queue_reset(s);
     } else if (resume) {
         fr_hub_replay(&w->hub, (const char *const *)s->topics, s->pos, s->ntopics, on_replay, s);
     } else {
         for (size_t i = 0; i < s->ntopics; i++)
             s->pos[i] = fr_hub_position(&w->hub, s->topics[i]);
     }
-    s->subs = fr_calloc(s->ntopics, sizeof *s->subs);
-    for (size_t i = 0; i < s->ntopics; i++) {
-        s->subs[i].deliver = on_deliver;
-        s->subs[i].owner = s;
-        s->subs[i].index = i;
-        fr_hub_subscribe(&w->hub, &s->subs[i], s->topics[i]);
-    }
+    stream_subscribe(s);
     stream_log_start(s, resume, stale);
     return;
 fail_500:

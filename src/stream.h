@@ -44,6 +44,10 @@ typedef struct fr_stream_s {
     fr_id_t *pos;                /* owned: last id seen per topic (the resume point) */
     int chunked;                 /* HTTP/1.1: chunked framing; HTTP/1.0: raw until close */
     int poll;                    /* long-poll: one response with what is there, then done */
+    int joining;                 /* waiting for the broker's replay: live events are held */
+    int resume;                  /* arrived with a Last-Event-ID */
+    fr_item_t *held;             /* owned: live events (ev, topic) that arrived while joining */
+    size_t nheld;
 
     fr_item_t *q;                /* owned ring of queued items */
     size_t q_cap, q_head, q_len; /* q_len counts dropped slots until they are passed */

@@ -73,8 +73,8 @@ end
 
 function checks.broker(v)
   check_type("broker", v, "string")
-  if v ~= "memory" then
-    fail(("broker %q is not available in this build (use \"memory\")"):format(v))
+  if v ~= "memory" and not v:match("^redis://") and not v:match("^unix:///") then
+    fail(("broker must be \"memory\", \"redis://[user:password@]host:port[/db]\" or \"unix:///path\", got %q"):format(v))
   end
 end
 
