@@ -16,6 +16,9 @@
 #define PING_EVERY_MS 1000
 #define PING_DEAD_MS 3000
 #define UNFOLLOW_AFTER_MS 5000
+/* hiredis' libuv adapter drops poll errors, so a refused connect is never reported: each
+ * attempt gets a deadline of its own. */
+#define CONNECT_TIMEOUT_MS 1000
 
 struct join_s;
 
@@ -52,6 +55,7 @@ struct fr_redis_s {
     int db;
     redisAsyncContext *cmd, *sub;
     int cmd_ready, sub_ready;
+    int cmd_connecting, sub_connecting; /* an attempt is under way; its timer is its deadline */
     unsigned cmd_attempt, sub_attempt;
     uv_timer_t cmd_retry, sub_retry, tick;
     int ping_pending;
@@ -479,13 +483,27 @@ static unsigned backoff_ms(unsigned attempt) {
 }
 
 static void on_sub_retry(uv_timer_t *t) {
-    sub_connect(t->data);
+    fr_redis_t *r = t->data;
+    if (r->sub_connecting) {
+        r->sub_connecting = 0;
+        redisAsyncContext *ac = r->sub;
+        r->sub = NULL;
+        if (ac) {
+            ac->data = NULL;
+            redisAsyncFree(ac);
+        }
+        uv_timer_start(&r->sub_retry, on_sub_retry, backoff_ms(r->sub_attempt++), 0);
+        return;
+    }
+    sub_connect(r);
 }
 
 static void on_sub_connected(const redisAsyncContext *ac, int status) {
     fr_redis_t *r = ac->data;
     if (!r || r->closing)
         return;
+    r->sub_connecting = 0;
+    uv_timer_stop(&r->sub_retry);
     if (status != REDIS_OK) {
         r->sub = NULL;
         uv_timer_start(&r->sub_retry, on_sub_retry, backoff_ms(r->sub_attempt++), 0);
@@ -565,12 +583,26 @@ static void sub_connect(fr_redis_t *r) {
     }
     redisAsyncSetConnectCallback(r->sub, on_sub_connected);
     redisAsyncSetDisconnectCallback(r->sub, on_sub_disconnected);
+    r->sub_connecting = 1;
+    uv_timer_start(&r->sub_retry, on_sub_retry, CONNECT_TIMEOUT_MS, 0);
 }
 
 /* ---- the command connection --------------------------------------------------------------- */
 
 static void on_cmd_retry(uv_timer_t *t) {
-    cmd_connect(t->data);
+    fr_redis_t *r = t->data;
+    if (r->cmd_connecting) {
+        r->cmd_connecting = 0;
+        redisAsyncContext *ac = r->cmd;
+        r->cmd = NULL;
+        if (ac) {
+            ac->data = NULL;
+            redisAsyncFree(ac);
+        }
+        uv_timer_start(&r->cmd_retry, on_cmd_retry, backoff_ms(r->cmd_attempt++), 0);
+        return;
+    }
+    cmd_connect(r);
 }
 
 static void on_library_loaded(redisAsyncContext *ac, void *reply, void *priv) {
@@ -594,6 +626,8 @@ static void on_cmd_connected(const redisAsyncContext *ac, int status) {
     fr_redis_t *r = ac->data;
     if (!r || r->closing)
         return;
+    r->cmd_connecting = 0;
+    uv_timer_stop(&r->cmd_retry);
     if (status != REDIS_OK) {
         r->cmd = NULL;
         if (r->cmd_attempt == 0)
@@ -635,6 +669,8 @@ static void cmd_connect(fr_redis_t *r) {
     }
     redisAsyncSetConnectCallback(r->cmd, on_cmd_connected);
     redisAsyncSetDisconnectCallback(r->cmd, on_cmd_disconnected);
+    r->cmd_connecting = 1;
+    uv_timer_start(&r->cmd_retry, on_cmd_retry, CONNECT_TIMEOUT_MS, 0);
 }
 
 static void on_pong(redisAsyncContext *ac, void *reply, void *priv) {
