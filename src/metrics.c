@@ -151,11 +151,11 @@ void fr_metrics_respond(fr_conn_t *c) {
     counter(&o, "freshet_streams_started_total", "Streams started since start.", m->streams);
 
     header(&o, "freshet_events_published_total", "counter", "Events published, by priority.");
-    header(&o, "freshet_events_dropped_total", "counter",
-           "Deliveries dropped by slow streams, by priority and reason.");
     const char *prio[] = {"telemetry", "normal", "critical"};
     for (int p = 0; p < 3; p++)
         put(&o, "freshet_events_published_total{priority=\"%s\"} %lu\n", prio[p], m->published[p]);
+    header(&o, "freshet_events_dropped_total", "counter",
+           "Deliveries dropped by slow streams, by priority and reason.");
     for (int p = 0; p < 3; p++)
         put(&o, "freshet_events_dropped_total{priority=\"%s\",reason=\"queue\"} %lu\n", prio[p],
             m->dropped[p]);

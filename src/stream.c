@@ -121,6 +121,42 @@ static void queue_push(fr_stream_t *s, fr_item_t it) {
     pending_mark(s);
 }
 
+/* The queued item with this seq, or NULL (items are in seq order: binary search). */
+static fr_item_t *queue_find(fr_stream_t *s, uint64_t seq) {
+    size_t lo = 0, hi = s->q_len;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        uint64_t m = queue_at(s, mid)->seq;
+        if (m == seq)
+            return queue_at(s, mid);
+        if (m < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* Drops the empty slots that dropped and conflated events leave, once they outnumber the
+ * live items: a reader that is stuck must not grow the queue with holes. */
+static void queue_compact(fr_stream_t *s) {
+    size_t holes = 0;
+    for (size_t i = 0; i < s->q_len; i++) {
+        const fr_item_t *it = queue_at(s, i);
+        holes += it->kind == FR_ITEM_EVENT && !it->ev;
+    }
+    if (holes < 64 || holes < s->q_len / 2)
+        return;
+    size_t k = 0;
+    for (size_t i = 0; i < s->q_len; i++) {
+        fr_item_t it = *queue_at(s, i);
+        if (it.kind == FR_ITEM_EVENT && !it.ev)
+            continue;
+        *queue_at(s, k++) = it;
+    }
+    s->q_len = k;
+}
+
 /* Removes a queued event, leaving an empty slot the writer skips. */
 static void queue_drop(fr_stream_t *s, fr_item_t *it) {
     s->q_bytes -= item_size(it);
@@ -249,14 +285,28 @@ static void stream_offer(fr_stream_t *s, size_t index, fr_event_t *ev) {
     size_t size = item_size(&it);
 
     /* Conflation: an unsent older event of this topic is superseded by this one. */
-    uint64_t last = s->last_seq[index];
-    if (s->slow[index] == FR_SLOW_CONFLATE && last >= s->q_seq - s->q_len && last > 0) {
-        fr_item_t *old = queue_at(s, (size_t)(last - (s->q_seq - s->q_len)));
-        if (old->kind == FR_ITEM_EVENT && old->ev && old->topic == index) {
-            queue_drop(s, old);
-            s->conflated++;
-            s->worker->metrics.conflated++;
+    fr_item_t *old = s->slow[index] == FR_SLOW_CONFLATE ? queue_find(s, s->last_seq[index]) : NULL;
+    if (old && old->kind == FR_ITEM_EVENT && old->ev && old->topic == index) {
+        s->conflated++;
+        s->worker->metrics.conflated++;
+        if (old == queue_at(s, s->q_len - 1)) {
+            /* The newest item: replace it where it stands, so a single topic never grows the
+             * queue however fast it is published. */
+            s->q_bytes -= item_size(old);
+            s->q_bytes += size;
+            s->live_by_prio[old->ev->priority]--;
+            s->live_by_prio[ev->priority]++;
+            item_release(old);
+            fr_event_retain(ev);
+            old->ev = ev;
+            old->bytes = it.bytes;
+            old->len = it.len;
+            s->delivered++;
+            pending_mark(s);
+            return;
         }
+        queue_drop(s, old);
+        queue_compact(s);
     }
     if (over_budget(s, size)) {
         if (s->slow[index] == FR_SLOW_DISCONNECT) {
@@ -294,7 +344,51 @@ static void stream_offer(fr_stream_t *s, size_t index, fr_event_t *ev) {
 }
 
 static void on_deliver(fr_sub_t *sub, fr_event_t *ev) {
-    stream_offer(sub->owner, sub->index, ev);
+    fr_stream_t *s = sub->owner;
+    /* A replaying stream reads live events from the ring too, in their turn. */
+    if (s->replaying)
+        return;
+    stream_offer(s, sub->index, ev);
+}
+
+static void on_replay(void *ctx, size_t index, fr_event_t *ev);
+
+/* Replay from the memory broker's rings, paced by the out-queue: a resume with thousands of
+ * events to catch up on sends them as the client reads, within its budget, instead of
+ * queueing them all at once (which would evict the stream it is trying to restore). Live
+ * events go to the ring first, so the cursor (pos) simply reads on until it reaches the end,
+ * and from then on the stream takes live deliveries. */
+static void stream_replay_fill(fr_stream_t *s) {
+    fr_hub_t *hub = &s->worker->hub;
+    size_t room = s->budget->queue / 2 ? s->budget->queue / 2 : 1;
+    while (s->replaying && !s->ending && !s->detached && s->q_live < room &&
+           !over_budget(s, 0)) {
+        fr_event_t *next = NULL;
+        size_t index = 0;
+        for (size_t i = 0; i < s->ntopics; i++) {
+            fr_topic_t *t = fr_hub_find(hub, s->topics[i]);
+            if (!t)
+                continue;
+            if (t->ring.has_evicted && fr_id_cmp(t->ring.evicted_upto, s->pos[i]) > 0) {
+                /* The ring moved past this reader while it caught up. */
+                stream_evict(s, "lag");
+                return;
+            }
+            size_t k = fr_ring_after(&t->ring, s->pos[i]);
+            if (k >= t->ring.count)
+                continue;
+            fr_event_t *ev = fr_ring_at(&t->ring, k);
+            if (!next || fr_id_cmp(ev->id, next->id) < 0) {
+                next = ev;
+                index = i;
+            }
+        }
+        if (!next) {
+            s->replaying = 0;
+            return;
+        }
+        on_replay(s, index, next);
+    }
 }
 
 static void on_replay(void *ctx, size_t index, fr_event_t *ev) {
@@ -342,6 +436,8 @@ static void on_batch_written(uv_write_t *req, int status) {
     }
     if (s->q_live == 0)
         s->streak = 0;
+    if (s->replaying)
+        stream_replay_fill(s);
     if (s->q_len > 0 || s->ending)
         stream_write(s);
 }
@@ -459,6 +555,13 @@ static void stream_write(fr_stream_t *s) {
         fr_conn_close(s->conn);
         return;
     }
+    /* Empty slots at the front (dropped or conflated events) are passed over first. */
+    while (s->q_len > 0 && queue_at(s, 0)->kind == FR_ITEM_EVENT && !queue_at(s, 0)->ev) {
+        s->q_head = (s->q_head + 1) % s->q_cap;
+        s->q_len--;
+    }
+    if (s->q_len == 0 && !s->ending && !s->unreported)
+        return;
     size_t n = s->q_len < FR_WRITE_BATCH ? s->q_len : FR_WRITE_BATCH;
     batch_t *b = fr_malloc(sizeof *b + n * sizeof(fr_item_t));
     b->stream = s;
@@ -1005,7 +1108,8 @@ void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_
             s->pos[i] = fr_hub_position(&w->hub, s->topics[i]);
         stream_queue_reset(s);
     } else if (resume) {
-        fr_hub_replay(&w->hub, (const char *const *)s->topics, s->pos, s->ntopics, on_replay, s);
+        s->replaying = 1;
+        stream_replay_fill(s);
     } else {
         for (size_t i = 0; i < s->ntopics; i++)
             s->pos[i] = fr_hub_position(&w->hub, s->topics[i]);

@@ -46,6 +46,7 @@ typedef struct fr_stream_s {
     int poll;                    /* long-poll: one response with what is there, then done */
     int joining;                 /* waiting for the broker's replay: live events are held */
     int resume;                  /* arrived with a Last-Event-ID */
+    int replaying;               /* catching up from the rings, paced by the queue */
     fr_item_t *held;             /* owned: live events (ev, topic) that arrived while joining */
     size_t nheld;
 
