@@ -283,8 +283,11 @@ class Server:
     """One freshet process listening on a free port; a context manager that stops it and
     checks it exited 0."""
 
-    def __init__(self, app, args=(), env=None, port=None, ready_timeout=10):
+    def __init__(self, app, args=(), env=None, port=None, ready_timeout=10, wrapper=()):
         self.app = app.app if isinstance(app, AppDir) else app
+        # wrapper: a command the binary runs under that execs it (same PID), e.g.
+        # ["prlimit", "--nofile=200:200"].
+        self.wrapper = list(wrapper)
         self.args = list(args)
         self.env = env
         self.fixed_port = port
@@ -320,7 +323,7 @@ class Server:
             self.port = self.fixed_port or free_port()
             self.log_path = os.path.join(logdir, f"server-{attempt}.log")
             self._log_file = open(self.log_path, "wb")
-            cmd = [BIN, self.app, "--listen", f"{HOST}:{self.port}", *self.args]
+            cmd = [*self.wrapper, BIN, self.app, "--listen", f"{HOST}:{self.port}", *self.args]
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log_file,
                                          stderr=self._log_file, cwd=logdir, env=self.env,
                                          preexec_fn=_die_with_parent)
@@ -451,6 +454,22 @@ class Server:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
         fail("no VmRSS in /proc/PID/status")
+
+    def fd_count(self):
+        """Descriptors the server process has open (from /proc/PID/fd)."""
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def cpu_seconds(self):
+        """User + system CPU time the server has used so far."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def metrics(self):
+        """GET /metrics, parsed (see parse_metrics); fails unless the answer is 200."""
+        resp = request(self.port, "GET", "/metrics")
+        check_eq(resp.status, 200, f"GET /metrics status ({resp.text[:300]})")
+        return parse_metrics(resp.text)
 
     def health(self):
         resp = request(self.port, "GET", "/health")
@@ -876,7 +895,7 @@ class SSEStream:
     (chunked, then SSE) as it arrives; `raw` holds the decoded body bytes seen so far."""
 
     def __init__(self, port, path, headers=None, accept="text/event-stream", last_event_id=None,
-                 timeout=5):
+                 timeout=5, sock=None):
         self.port = port
         self.path = path
         items = []
@@ -885,7 +904,8 @@ class SSEStream:
         if last_event_id is not None:
             items.append(("Last-Event-ID", last_event_id))
         items += _header_items(headers)
-        self.conn = Conn(port, timeout=timeout)
+        # sock: an already connected socket (e.g. one with a small receive buffer).
+        self.conn = Conn(port, timeout=timeout, sock=sock)
         self.conn.send(build_request("GET", path, items, None, port))
         self.response = self.conn.read_head()
         self.status = self.response.status
@@ -1050,3 +1070,274 @@ def raise_nofile():
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
+
+
+# ----------------------------------------------------------------------------------------------
+# Flow control, metrics and state logs
+
+
+def small_rcvbuf_socket(port, rcvbuf=4096, timeout=5):
+    """A connected socket whose receive buffer was made small before connecting (so the TCP
+    window stays small): a client that stops reading fills up after a few KB."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(timeout)
+    sock.connect((HOST, port))
+    return sock
+
+
+class Publisher:
+    """Publishes over one keep-alive connection, pipelining up to `window` requests at a time
+    so the server sees them at full speed."""
+
+    def __init__(self, port, timeout=10):
+        self.port = port
+        self.conn = Conn(port, timeout=timeout)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        self.conn.close()
+
+    def publish_many(self, items, window=64):
+        """items: (path, body, headers) tuples. Returns the responses, in order."""
+        out = []
+        for i in range(0, len(items), window):
+            chunk = items[i:i + window]
+            self.conn.send(b"".join(build_request("POST", path, headers, body, self.port)
+                                    for path, body, headers in chunk))
+            for _ in chunk:
+                out.append(self.conn.read_response("POST"))
+        return out
+
+    def publish_ids(self, items, window=64):
+        """Like publish_many, but fails unless every answer is 201 {"id"}; returns the ids."""
+        ids = []
+        for resp in self.publish_many(items, window):
+            check_eq(resp.status, 201, f"pipelined publish status ({resp.text[:300]})")
+            ids.append(resp.json()["id"])
+        return ids
+
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\S+)?$')
+_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*,?')
+
+
+def parse_metrics(text):
+    """Prometheus text format samples -> {(name, ((label, value), ...sorted)): float}. Only
+    enough to read values back; promtool is what validates the format."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        check(m is not None, "unparseable metrics line", line)
+        labels = []
+        rest = m.group(3) or ""
+        pos = 0
+        while pos < len(rest):
+            lm = _LABEL.match(rest, pos)
+            check(lm is not None and lm.end() > pos, "unparseable labels", line)
+            value = re.sub(r"\\(.)", lambda x: "\n" if x.group(1) == "n" else x.group(1), lm.group(2))
+            labels.append((lm.group(1), value))
+            pos = lm.end()
+        out[(m.group(1), tuple(sorted(labels)))] = float(m.group(4))
+    return out
+
+
+def metric(samples, name, **labels):
+    """The value of one sample; fails if it is not there."""
+    key = (name, tuple(sorted(labels.items())))
+    if key not in samples:
+        near = sorted({k for k in samples if k[0] == name})
+        fail(f"/metrics has no sample {name}{labels}", near or "(no sample of that name)")
+    return samples[key]
+
+
+_TEXT_LOG = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (debug|info|warn|error) (.*)$")
+
+
+def state_log_entries(log_text, json_format=False):
+    """The connection state lines (objects with an "event" field) of a server log, in order.
+    Text format: `<time> <level> {<json>}`; JSON format: one object per line with ts and level.
+    Each entry is the decoded object (plus "ts" and "level" in the text format)."""
+    out = []
+    for line in log_text.splitlines():
+        if json_format:
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+        else:
+            m = _TEXT_LOG.match(line)
+            if not m or not m.group(3).startswith("{"):
+                continue
+            try:
+                obj = json.loads(m.group(3))
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                obj = dict(obj, ts=m.group(1), level=m.group(2))
+        if isinstance(obj, dict) and "event" in obj:
+            out.append(obj)
+    return out
+
+
+class StreamSwarm:
+    """Many streams over non-blocking sockets in one selector; each client decodes its body
+    (chunked, then SSE) as it arrives and records when its body ended or the socket closed."""
+
+    class Client:
+        def __init__(self, sock):
+            self.sock = sock
+            self.head = b""
+            self.status = None
+            self.headers = b""
+            self.decoder = ChunkedDecoder()
+            self.parser = SSEParser()
+            self.sent = False
+            self.error = None
+            self.body_end_t = None   # when the chunked terminator arrived
+            self.eof_t = None        # when the server closed the socket (EOF or reset)
+
+        @property
+        def ready(self):
+            return self.status == 200 and self.parser.retry is not None
+
+        @property
+        def done(self):
+            return self.eof_t is not None or self.error is not None
+
+        def feed(self, data, t):
+            if self.status is None:
+                self.head += data
+                end = self.head.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                self.headers, data = self.head[:end], self.head[end + 4:]
+                status_line = self.headers.split(b"\r\n")[0]
+                parts = status_line.split(b" ")
+                self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else -1
+                if self.status != 200:
+                    self.error = f"status line {status_line!r}"
+                    return
+            if self.decoder.done:
+                return
+            self.parser.feed(self.decoder.feed(data), t)
+            if self.decoder.done and self.body_end_t is None:
+                self.body_end_t = t
+
+    def __init__(self, port, path):
+        import selectors
+        self.port = port
+        self.request = build_request("GET", path, {"Accept": "text/event-stream"}, None, port)
+        self.sel = selectors.DefaultSelector()
+        self._sel_mod = selectors
+        self.clients = []
+
+    def _new(self):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        s.connect_ex((HOST, self.port))
+        c = StreamSwarm.Client(s)
+        self.clients.append(c)
+        self.sel.register(s, self._sel_mod.EVENT_WRITE, c)
+        return c
+
+    def _forget(self, c):
+        try:
+            self.sel.unregister(c.sock)
+        except (KeyError, ValueError):
+            pass
+
+    def step(self, timeout):
+        for key, mask in self.sel.select(timeout):
+            c = key.data
+            t = time.monotonic()
+            if mask & self._sel_mod.EVENT_WRITE and not c.sent:
+                err = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    c.error = f"connect failed: {os.strerror(err)}"
+                    self._forget(c)
+                    continue
+                c.sock.send(self.request)  # a few hundred bytes: fits the empty send buffer
+                c.sent = True
+                self.sel.modify(c.sock, self._sel_mod.EVENT_READ, c)
+            elif mask & self._sel_mod.EVENT_READ:
+                try:
+                    data = c.sock.recv(65536)
+                except BlockingIOError:
+                    continue
+                except ConnectionResetError:
+                    data = b""
+                if not data:
+                    c.eof_t = t
+                    self._forget(c)
+                    continue
+                try:
+                    c.feed(data, t)
+                except Failure as exc:
+                    c.error = str(exc)
+                if c.error:
+                    self._forget(c)
+
+    def open(self, n, timeout=30, in_flight=100):
+        """Opens n more streams (at most in_flight handshakes at once); waits for their retry
+        frames; fails if any is refused."""
+        start = len(self.clients)
+        deadline = time.monotonic() + timeout
+        while True:
+            mine = self.clients[start:]
+            bad = [c for c in mine if c.error or c.eof_t]
+            check(not bad, f"{len(bad)} of {len(mine)} streams failed while opening",
+                  [c.error or "closed" for c in bad[:5]])
+            ready = sum(1 for c in mine if c.ready)
+            if ready == n:
+                return mine
+            pending = len(mine) - ready
+            while len(mine) < n and pending < in_flight:
+                mine.append(self._new())
+                pending += 1
+            check(time.monotonic() < deadline, f"only {ready} of {n} streams open after {timeout}s")
+            self.step(0.05)
+
+    def pump_until(self, pred, timeout, what):
+        deadline = time.monotonic() + timeout
+        while not pred():
+            check(time.monotonic() < deadline, f"{what}: not done after {timeout}s")
+            self.step(0.05)
+
+    def close_all(self):
+        for c in self.clients:
+            self._forget(c)
+            try:
+                c.sock.close()
+            except OSError:
+                pass
+        self.clients = []
+        self.sel.close()
+
+
+def fill_until_stalled(srv, path, size=32768, headers=None, limit=2000):
+    """Publishes events of about `size` bytes to `path`, one at a time, until the server stops
+    handing stream bytes to sockets (freshet_stream_bytes_written_total unchanged over three
+    publishes in a row): a stream whose client is not reading then has full TCP buffers, whatever
+    the host's buffer sizes. Meant for a server with that one stream. Returns the ids."""
+    ids = []
+    last = None
+    same = 0
+    with Publisher(srv.port) as pub:
+        for n in range(limit):
+            body = f"fill {n} " + "#" * size
+            ids += pub.publish_ids([(path, body, headers or {})])
+            written = metric(srv.metrics(), "freshet_stream_bytes_written_total")
+            same = same + 1 if written == last else 0
+            last = written
+            if same >= 3:
+                return ids
+    fail(f"the stream's socket never filled after {limit} events of {size} bytes")
