@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "dispatch.h"
 #include "log.h"
@@ -137,6 +138,13 @@ static int on_headers_complete(llhttp_t *p) {
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->worker->config->max_body) {
         c->err_status = 413;
         return -1;
+    }
+    /* A client that asks before sending its body (curl does for large POSTs) is told to go
+     * on, rather than left to wait out its own timeout. */
+    const char *expect = fr_request_header(&c->req, "expect");
+    if (expect && strcasecmp(expect, "100-continue") == 0 && c->req.http_minor >= 1) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        fr_conn_write(c, fr_strndup(cont, sizeof cont - 1), sizeof cont - 1);
     }
     return 0;
 }

@@ -570,13 +570,27 @@ static void stream_write(fr_stream_t *s) {
     b->response_head = NULL;
     uv_buf_t bufs[2 * FR_WRITE_BATCH + 4];
     size_t nb = 1, total = 0;
-    if (s->unreported) {
-        size_t len;
-        b->notice = drop_notice(s, &len);
-        bufs[nb++] = uv_buf_init(b->notice, (unsigned)len);
-        total += len;
+    /* The drop report goes right before the first event of the batch (after the opening
+     * retry: frame of a resumed stream), or first when the batch carries no event (before a
+     * closing retry:). */
+    size_t notice_at = SIZE_MAX;
+    for (size_t i = 0; i < n && s->unreported; i++) {
+        if (queue_at(s, i)->kind == FR_ITEM_EVENT && queue_at(s, i)->ev) {
+            notice_at = i;
+            break;
+        }
     }
-    for (size_t i = 0; i < n; i++) {
+    if (s->unreported && notice_at == SIZE_MAX)
+        notice_at = 0;
+    for (size_t i = 0; i <= n; i++) {
+        if (i == notice_at) {
+            size_t len;
+            b->notice = drop_notice(s, &len);
+            bufs[nb++] = uv_buf_init(b->notice, (unsigned)len);
+            total += len;
+        }
+        if (i == n)
+            break;
         fr_item_t *it = queue_at(s, i);
         b->items[i] = *it;
         size_t size = item_size(it);
