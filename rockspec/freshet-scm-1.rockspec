@@ -1,9 +1,16 @@
 -- LuaRocks spec for the Lua half of freshet: the modules under lua/freshet/.
 --
 -- The server binary embeds these same files, so this rock is for running tooling outside
--- the server: checking an app file's settings, or testing route scripts with plain LuaJIT.
--- Inside a plain Lua, `require "freshet.app"` and `freshet.app{...}` work; functions that
--- need the server (freshet.publish, timers, freshet.shared, ...) raise a clear error.
+-- the server: checking an app file's settings, or testing route scripts with plain Lua 5.1 or
+-- LuaJIT and busted through freshet.test, the route-test harness (it stands in for the server,
+-- so freshet.publish, timers and freshet.shared work inside it). Without the harness,
+-- `require "freshet.app"` and `freshet.app{...}` work; functions that need the server raise a
+-- clear error.
+--
+-- freshet.jwt needs the C module freshet.crypto, which is built into the server and is not
+-- part of this rock: outside the server, build src/lua_crypto.c as freshet/crypto.so (see
+-- docs/LUA_API.md, "Outside the server"). freshet.request and freshet.test need only cjson
+-- (Debian: lua-cjson), which the server also has built in.
 --
 -- From the repository root:
 --   luarocks --lua-version=5.1 make --tree /tmp/fr-tree rockspec/freshet-scm-1.rockspec
@@ -25,7 +32,8 @@ description = {
   detailed = [[
 freshet serves Server-Sent Events from a C core and lets small Lua scripts decide who may
 connect, which topics each connection follows and which events it sees. This rock holds the
-Lua modules (freshet, freshet.app) that app files and route scripts require.
+Lua modules that app files and route scripts require (freshet, freshet.app, freshet.jwt,
+freshet.request) and freshet.test, a harness that runs route scripts under busted.
 ]],
   labels = { "sse", "server-sent-events", "streaming", "luajit" },
 }
@@ -39,5 +47,8 @@ build = {
   modules = {
     ["freshet"] = "lua/freshet/init.lua",
     ["freshet.app"] = "lua/freshet/app.lua",
+    ["freshet.jwt"] = "lua/freshet/jwt.lua",
+    ["freshet.request"] = "lua/freshet/request.lua",
+    ["freshet.test"] = "lua/freshet/test.lua",
   },
 }

@@ -3,11 +3,13 @@
 #include <stddef.h>
 
 #include "lua_api.h"
+#include "lua_crypto.h"
 
 int luaopen_cjson(lua_State *L);
 
 const fr_lua_module_t fr_lua_modules[] = {
     {"cjson", luaopen_cjson},
     {"freshet.core", fr_lua_open_core},
+    {"freshet.crypto", luaopen_freshet_crypto},
     {NULL, NULL},
 };

@@ -1,5 +1,7 @@
 -- The freshet module that route scripts and app files require. Its C half ("freshet.core")
--- is provided by the server binary; outside it, only freshet.app works.
+-- is provided by the server binary; outside it, freshet.app and the library modules
+-- (freshet.request; freshet.jwt with freshet.crypto built) work, and freshet.test supplies a
+-- stand-in core for testing route scripts.
 local app = require "freshet.app"
 
 local has_core, core = pcall(require, "freshet.core")
@@ -74,5 +76,18 @@ function M.now()
 end
 
 if core then M.shared = core.shared end
+
+-- Library modules load on first use: an app that never touches them pays nothing for them,
+-- and freshet.request stays usable in a plain Lua that lacks the C module freshet.jwt needs.
+local library = { jwt = "freshet.jwt", request = "freshet.request" }
+setmetatable(M, {
+  __index = function(t, key)
+    local name = library[key]
+    if not name then return nil end
+    local mod = require(name)
+    rawset(t, key, mod)
+    return mod
+  end,
+})
 
 return M

@@ -1,0 +1,1143 @@
+-- freshet.test: runs route scripts outside the server, for unit tests with busted.
+--
+--   local t = require "freshet.test"
+--   local srv = t.server { app = "app.lua" }            -- a fake server with the app's routes
+--   local room = srv:route("/rooms/:room/events")
+--   local who = assert(room:auth(room:request { path = "/rooms/lobby/events?user=ann" }))
+--   assert.same({ "room:lobby" }, room:topics(room:request { path = "/rooms/lobby/events" }, who))
+--
+-- A fake server stands in for the C core: route scripts that `require "freshet"` get the real
+-- lua/freshet/init.lua, bound to a fake "freshet.core" that records what the script does.
+-- freshet.publish records events (srv.published) and hands them to streams opened with
+-- route:open; freshet.every / freshet.after record timers that srv:advance(ms) fires;
+-- freshet.log records lines (srv.logs); freshet.now reads a clock the test sets; freshet.shared
+-- is an in-memory dictionary with the server's rules. Each fake server has its own module
+-- table for what its scripts require, as each server VM does.
+--
+-- Two ways to drive a route:
+--   route:auth(req), :topics(req, who), :tier(req, who), :filter(event, who),
+--   :publish(req, body, who), :message(conn, msg, who)
+--       call one hook and return what it returns. An error in the hook propagates to the test.
+--       A return value the server could not use (a string from auth, an empty topic list)
+--       raises the error the server would log.
+--   route:open(req) and route:post(req, body)
+--       run the hooks in the server's order and answer as the server would: a response table
+--       with the status, and for a stream the events its filter let through.
+local cjson = require "cjson"
+local request = require "freshet.request"
+
+local unpack = unpack or table.unpack
+
+local M = {}
+
+local START = 1700000000000 -- the fake clock's default start, ms since the epoch
+
+local function pack(...) return { n = select("#", ...), ... } end
+
+local function fail(fn, msg, level)
+  error(("freshet.test.%s: %s"):format(fn, msg), (level or 1) + 2)
+end
+
+local function arg_error(fn, n, name, expected, got)
+  error(("freshet.test.%s: bad argument #%d '%s' (%s expected, got %s)"):format(
+    fn, n, name, expected, got), 3)
+end
+
+local function check_keys(fn, spec, allowed)
+  for k in pairs(spec) do
+    if not allowed[k] then
+      local names = {}
+      for a in pairs(allowed) do names[#names + 1] = a end
+      table.sort(names)
+      error(("freshet.test.%s: unknown key '%s' (%s)"):format(
+        fn, tostring(k), table.concat(names, ", ")), 3)
+    end
+  end
+end
+
+local function copy(t)
+  local out = {}
+  for k, v in pairs(t) do out[k] = v end
+  return out
+end
+
+-- ---- the server's rules for events (src/event.c) ------------------------------------------
+
+-- Well-formed UTF-8 as the Unicode standard's table 3-7 has it: no overlongs, no surrogates,
+-- nothing past U+10FFFF.
+local function utf8_valid(s)
+  if not s:find("[\128-\255]") then return true end
+  local i, n = 1, #s
+  while i <= n do
+    local c = s:byte(i)
+    if c < 0x80 then
+      i = i + 1
+    elseif c >= 0xC2 and c <= 0xDF then
+      local c2 = s:byte(i + 1)
+      if not c2 or c2 < 0x80 or c2 > 0xBF then return false end
+      i = i + 2
+    elseif c >= 0xE0 and c <= 0xEF then
+      local c2, c3 = s:byte(i + 1, i + 2)
+      local lo, hi = 0x80, 0xBF
+      if c == 0xE0 then lo = 0xA0 elseif c == 0xED then hi = 0x9F end
+      if not c3 or c2 < lo or c2 > hi or c3 < 0x80 or c3 > 0xBF then return false end
+      i = i + 3
+    elseif c >= 0xF0 and c <= 0xF4 then
+      local c2, c3, c4 = s:byte(i + 1, i + 3)
+      local lo, hi = 0x80, 0xBF
+      if c == 0xF0 then lo = 0x90 elseif c == 0xF4 then hi = 0x8F end
+      if not c4 or c2 < lo or c2 > hi or c3 < 0x80 or c3 > 0xBF or c4 < 0x80 or c4 > 0xBF then
+        return false
+      end
+      i = i + 4
+    else
+      return false
+    end
+  end
+  return true
+end
+
+local function field_ok(s) return not s:find("[\r\n%z]") end
+
+-- nil when the event may be published, else the server's reason.
+local function event_problem(topic, name, data)
+  if type(topic) ~= "string" or topic == "" then return "topic must be a non-empty string" end
+  if not field_ok(topic) or not utf8_valid(topic) then
+    return "topic must be UTF-8 without CR, LF or NUL"
+  end
+  if name and (not field_ok(name) or not utf8_valid(name)) then
+    return "event name must be UTF-8 without CR, LF or NUL"
+  end
+  if not utf8_valid(data) then return "data must be valid UTF-8" end
+  return nil
+end
+
+local priorities = { critical = true, normal = true, telemetry = true }
+
+-- ---- the fake freshet.shared -------------------------------------------------------------
+
+local Shared = {}
+Shared.__index = Shared
+
+local function shared_self(self, fn, key)
+  if getmetatable(self) ~= Shared then
+    error(("freshet.shared:%s: call it with ':' (freshet.shared:%s(key, ...))"):format(fn, fn), 3)
+  end
+  if type(key) ~= "string" then
+    error(("freshet.shared:%s: bad argument #1 'key' (string expected, got %s)"):format(fn, type(key)), 3)
+  end
+end
+
+local function shared_ttl(fn, ttl)
+  if ttl == nil then return nil end
+  if type(ttl) ~= "number" or ttl < 0 then
+    error(("freshet.shared:%s: bad argument 'ttl' (seconds >= 0 expected, got %s)"):format(fn, type(ttl)), 3)
+  end
+  return ttl > 0 and ttl * 1000 or nil
+end
+
+-- The live entry for key, dropping it when its time is up.
+local function shared_entry(self, key)
+  local e = self._entries[key]
+  if e and e.expires and self._srv.clock >= e.expires then
+    self._entries[key] = nil
+    return nil
+  end
+  return e
+end
+
+function Shared:get(key)
+  shared_self(self, "get", key)
+  local e = shared_entry(self, key)
+  return e and e.value
+end
+
+function Shared:set(key, value, ttl)
+  shared_self(self, "set", key)
+  local ms = shared_ttl("set", ttl)
+  local tv = type(value)
+  if value == nil then
+    self._entries[key] = nil
+    return true
+  end
+  if tv ~= "string" and tv ~= "number" and tv ~= "boolean" then
+    error(("freshet.shared:set: bad argument #2 'value' (string, number or boolean expected, got %s)"):format(tv), 2)
+  end
+  self._entries[key] = { value = value, expires = ms and self._srv.clock + ms }
+  return true
+end
+
+function Shared:incr(key, n, init, ttl)
+  shared_self(self, "incr", key)
+  if n ~= nil and type(n) ~= "number" then
+    error(("freshet.shared:incr: bad argument #2 'n' (number expected, got %s)"):format(type(n)), 2)
+  end
+  if init ~= nil and type(init) ~= "number" then
+    error(("freshet.shared:incr: bad argument #3 'init' (number expected, got %s)"):format(type(init)), 2)
+  end
+  local ms = shared_ttl("incr", ttl)
+  local e = shared_entry(self, key)
+  if not e then
+    if init == nil then return nil, "not found" end
+    e = { value = init, expires = ms and self._srv.clock + ms }
+    self._entries[key] = e
+  elseif type(e.value) ~= "number" then
+    return nil, "not a number"
+  end
+  e.value = e.value + (n or 1)
+  return e.value
+end
+
+function Shared:delete(key)
+  shared_self(self, "delete", key)
+  local existed = shared_entry(self, key) ~= nil
+  self._entries[key] = nil
+  return existed
+end
+
+-- ---- timers ------------------------------------------------------------------------------
+
+local Timer = {}
+Timer.__index = Timer
+
+--- Stops the timer, as in the server.
+function Timer:cancel()
+  self.active = false
+end
+
+--- Runs the timer's function now (whether or not it is due), inside its fake server; an
+--- `after` timer is then done. Errors propagate to the test.
+function Timer:fire()
+  if self.kind == "after" then self.active = false end
+  self.fired = self.fired + 1
+  return self._srv:_call(self.fn)
+end
+
+-- ---- the fake freshet.core ---------------------------------------------------------------
+
+local function ours(src)
+  return src:find("freshet/init%.lua$") or src:find("freshet/test%.lua$")
+end
+
+-- The error level, seen from the function that calls this, of the first Lua code outside
+-- init.lua and this file: the script line to blame. Counted, not fixed, because init.lua
+-- reaches core through tail calls, which Lua 5.1 and LuaJIT record differently.
+local function script_level()
+  local level = 3
+  while true do
+    local info = debug.getinfo(level, "S")
+    if not info then return 1 end
+    if info.what ~= "C" and info.what ~= "tail" and not ours(info.short_src) then
+      return level - 1
+    end
+    level = level + 1
+  end
+end
+
+local function new_core(srv)
+  local core = { version = "test" }
+
+  function core.publish(topic, data, name, priority, json)
+    -- The server has no topics yet while scripts load; a publish there is a script bug.
+    if srv._loading then
+      return nil, "cannot publish while the app file is loading (publish from a hook or a timer)"
+    end
+    if name == "" then name = nil end
+    local problem = event_problem(topic, name, data)
+    if problem then return nil, problem end
+    if not priorities[priority] then
+      error("freshet.publish: priority must be critical, normal or telemetry", 2)
+    end
+    return srv:_publish(topic, data, name, priority, json)
+  end
+
+  function core.encode(t)
+    local ok, text = pcall(cjson.encode, t)
+    if not ok then error("data cannot be sent as JSON: " .. tostring(text), 2) end
+    return text
+  end
+
+  function core.timer(kind, ms, fn)
+    local every = kind == "every"
+    if type(ms) ~= "number" or ms < (every and 1 or 0) or ms > 86400000 * 365 then
+      error(("freshet.%s: bad argument #1 'ms' (a number of milliseconds %s, got %s)"):format(
+        kind, every and ">= 1" or ">= 0", tostring(ms)), script_level())
+    end
+    if type(fn) ~= "function" then
+      error(("freshet.%s: bad argument #2 'fn' (function expected, got %s)"):format(kind, type(fn)),
+        script_level())
+    end
+    ms = math.floor(ms)
+    local timer = setmetatable({
+      kind = kind, ms = ms, fn = fn, due = srv.clock + ms, active = true, fired = 0, _srv = srv,
+    }, Timer)
+    srv.timers[#srv.timers + 1] = timer
+    return timer
+  end
+
+  local levels = { debug = true, info = true, warn = true, error = true }
+  function core.log(level, ...)
+    if not levels[level] then
+      error(("freshet.log: bad argument #1 'level' (debug, info, warn or error, got '%s')"):format(
+        tostring(level)), script_level())
+    end
+    local parts = {}
+    for i = 1, select("#", ...) do parts[i] = tostring((select(i, ...))) end
+    local info = debug.getinfo(script_level(), "Sl")
+    srv.logs[#srv.logs + 1] = {
+      level = level,
+      message = table.concat(parts, " "),
+      where = info and info.currentline > 0 and (info.short_src .. ":" .. info.currentline) or nil,
+    }
+  end
+
+  function core.now() return srv.clock end
+
+  core.shared = srv.shared
+  return core
+end
+
+-- A fresh instance of lua/freshet/init.lua bound to core. It is loaded through the ordinary
+-- package searchers (or the server's preload), with core standing in for "freshet.core".
+local function load_freshet(core)
+  local saved_core, saved = package.loaded["freshet.core"], package.loaded["freshet"]
+  package.loaded["freshet.core"] = core
+  package.loaded["freshet"] = nil
+  local ok, mod = pcall(require, "freshet")
+  package.loaded["freshet.core"] = saved_core
+  package.loaded["freshet"] = saved
+  if not ok then error(mod, 0) end
+  return mod
+end
+
+-- ---- paths -------------------------------------------------------------------------------
+
+local function dirname(path)
+  local dir = path:match("^(.*)/[^/]*$")
+  if dir == nil then return "." end
+  if dir == "" then return "/" end
+  return dir
+end
+
+local function join(dir, path)
+  if path:sub(1, 1) == "/" or dir == "." then return path end
+  return dir .. "/" .. path
+end
+
+local function exists(path)
+  local f = io.open(path, "r")
+  if f then f:close() end
+  return f ~= nil
+end
+
+-- The directory the server would put on package.path for a script: the app file's. Without
+-- an app, the nearest of the script's directory and its two parents that holds an app.lua
+-- (routes usually sit in routes/ beside it), else the script's own directory.
+local function guess_app_dir(script)
+  local dir = dirname(script)
+  for _, d in ipairs({ dir, dir .. "/..", dir .. "/../.." }) do
+    if exists(d .. "/app.lua") then return d end
+  end
+  return dir
+end
+
+-- ---- patterns ----------------------------------------------------------------------------
+
+-- params for path under pattern ("/rooms/:room/events"), or nil when it does not match.
+local function match_pattern(pattern, path)
+  local ps, xs = {}, {}
+  for seg in (pattern .. "/"):gmatch("([^/]*)/") do ps[#ps + 1] = seg end
+  for seg in (path .. "/"):gmatch("([^/]*)/") do xs[#xs + 1] = seg end
+  if #ps ~= #xs then return nil end
+  local params = {}
+  for i, seg in ipairs(ps) do
+    local name = seg:match("^:([%a_][%w_]*)$")
+    if name then
+      if xs[i] == "" then return nil end
+      local value = request.unescape(xs[i], { plus = false })
+      if not value then return nil end
+      params[name] = value
+    elseif seg ~= xs[i] then
+      return nil
+    end
+  end
+  return params
+end
+
+-- ---- requests, identities, events, connections -------------------------------------------
+
+local request_keys = {
+  method = true, path = true, params = true, query = true, headers = true, remote = true,
+  cookies = true,
+}
+
+--- Builds a req table as the server hands it to hooks:
+---   t.request { path = "/rooms/lobby/events?user=ann", headers = { Authorization = "..." } }
+--- method (default "GET"), path (default "/"; a query string in it fills query), params
+--- (default {}), query (a table, or a query string to decode), headers (names are lower-cased),
+--- cookies (a table of name → value, sent as a Cookie header), remote (default "127.0.0.1").
+function M.request(spec)
+  if spec == nil then spec = {} end
+  if type(spec) ~= "table" then arg_error("request", 1, "spec", "table", type(spec)) end
+  check_keys("request", spec, request_keys)
+  local path, qs = spec.path or "/", nil
+  if type(path) ~= "string" or path:sub(1, 1) ~= "/" then
+    fail("request", "path must be a string starting with '/', got " .. tostring(path))
+  end
+  local q = path:find("?", 1, true)
+  if q then path, qs = path:sub(1, q - 1), path:sub(q + 1) end
+  local decoded = request.unescape(path, { plus = false })
+  if not decoded then fail("request", "path has an invalid percent-escape: " .. path) end
+  local query = spec.query
+  if query == nil and qs then query = qs end
+  if type(query) == "string" then
+    local parsed, err = request.parse_query(query)
+    if not parsed then fail("request", err) end
+    query = parsed
+  elseif query == nil then
+    query = {}
+  elseif type(query) == "table" then
+    query = copy(query)
+  else
+    fail("request", "query must be a table or a query string, got " .. type(query))
+  end
+  local headers = {}
+  for name, value in pairs(spec.headers or {}) do
+    if type(name) ~= "string" or type(value) ~= "string" then
+      fail("request", ("headers must map names to strings, got %s = %s"):format(
+        tostring(name), type(value)))
+    end
+    local lname = name:lower()
+    -- The server joins a repeated header's values with ", ".
+    headers[lname] = headers[lname] and headers[lname] .. ", " .. value or value
+  end
+  if spec.cookies then
+    local names = {}
+    for name in pairs(spec.cookies) do names[#names + 1] = name end
+    table.sort(names)
+    local parts = {}
+    for _, name in ipairs(names) do parts[#parts + 1] = name .. "=" .. tostring(spec.cookies[name]) end
+    local cookie = table.concat(parts, "; ")
+    headers.cookie = headers.cookie and headers.cookie .. "; " .. cookie or cookie
+  end
+  return {
+    method = spec.method or "GET",
+    path = decoded,
+    params = spec.params and copy(spec.params) or {},
+    query = query,
+    headers = headers,
+    remote = spec.remote or "127.0.0.1",
+  }
+end
+
+--- An identity table, as auth would return it: t.who { id = "ann", plan = "pro" }.
+function M.who(fields)
+  if fields == nil then return {} end
+  if type(fields) ~= "table" then arg_error("who", 1, "fields", "table", type(fields)) end
+  return copy(fields)
+end
+
+local event_keys = {
+  topic = true, data = true, event = true, priority = true, id = true, published_at = true,
+}
+
+--- An event table as filter receives it. data may be a string, or a table: then it goes
+--- through JSON and back, as a published table does (so cjson.null and string keys show).
+--- Defaults: topic "test", data "", priority "normal", published_at the fake clock's start,
+--- id "<published_at>-0". Raises for an event the server would refuse to publish.
+function M.event(spec)
+  if spec == nil then spec = {} end
+  if type(spec) ~= "table" then arg_error("event", 1, "spec", "table", type(spec)) end
+  check_keys("event", spec, event_keys)
+  local data = spec.data == nil and "" or spec.data
+  local text
+  if type(data) == "table" then
+    local ok, encoded = pcall(cjson.encode, data)
+    if not ok then fail("event", "data cannot be sent as JSON: " .. tostring(encoded)) end
+    text, data = encoded, cjson.decode(encoded)
+  elseif type(data) == "string" then
+    text = data
+  else
+    fail("event", "data must be a string or a table, got " .. type(data))
+  end
+  local topic = spec.topic or "test"
+  if spec.event ~= nil and type(spec.event) ~= "string" then
+    fail("event", "event must be a string, got " .. type(spec.event))
+  end
+  local problem = event_problem(topic, spec.event, text)
+  if problem then fail("event", problem) end
+  local priority = spec.priority or "normal"
+  if not priorities[priority] then
+    fail("event", "priority must be critical, normal or telemetry, got " .. tostring(priority))
+  end
+  local at = spec.published_at or START
+  return {
+    topic = topic,
+    id = spec.id or ("%d-0"):format(at),
+    event = spec.event,
+    data = data,
+    priority = priority,
+    published_at = at,
+  }
+end
+
+local Conn = {}
+Conn.__index = Conn
+
+--- Records a message the hook sends back on the connection.
+function Conn:send(data) self.sent[#self.sent + 1] = data end
+--- Records that the hook closed the connection.
+function Conn:close(code, reason) self.closed = { code = code, reason = reason } end
+
+--- A stand-in for the WebSocket connection given to a message hook: it records what the
+--- hook does with it (conn.sent, conn.closed). Fields in spec are copied onto it.
+function M.conn(spec)
+  if spec ~= nil and type(spec) ~= "table" then arg_error("conn", 1, "spec", "table", type(spec)) end
+  local c = setmetatable({ sent = {}, closed = nil }, Conn)
+  for k, v in pairs(spec or {}) do c[k] = v end
+  return c
+end
+
+-- ---- the fake server ---------------------------------------------------------------------
+
+local Server = {}
+Server.__index = Server
+
+local Route = {}
+Route.__index = Route
+
+local Stream = {}
+Stream.__index = Stream
+
+local server_keys = { now = true, tiers = true, app = true, dir = true }
+
+--- A fake server. opts (all optional):
+---   now    the clock's start in ms since the epoch (default 1700000000000)
+---   app    an app file: it is run, its tiers are taken, and every stream and publish route
+---          is loaded (srv:route(pattern) returns one)
+---   dir    the directory put on package.path for scripts (default: the app file's)
+---   tiers  the tier names tier hooks may return (a list, or the app's tiers table); without
+---          it or an app, any name is accepted
+function M.server(opts)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then arg_error("server", 1, "opts", "table", type(opts)) end
+  check_keys("server", opts, server_keys)
+  if opts.now ~= nil and type(opts.now) ~= "number" then
+    fail("server", "opts.now must be a number of ms since the epoch, got " .. type(opts.now))
+  end
+  local srv = setmetatable({
+    clock = opts.now or START,
+    published = {}, -- every event published, in order (event tables, plus raw and json)
+    logs = {},      -- { level, message, where } for each freshet.log line
+    timers = {},    -- every timer created
+    errors = {},    -- Lua errors the server would have logged (from route:open/post, filters)
+    streams = {},   -- streams opened with route:open and not closed
+    routes = {},    -- by pattern, when loaded from an app
+    modules = {},   -- what this server's scripts required, kept apart from other servers
+    depth = 0,
+    dir = opts.dir,
+    _last = {},     -- per topic: { ms, seq } of the last id
+  }, Server)
+  srv.shared = setmetatable({ _entries = {}, _srv = srv }, Shared)
+  srv.core = new_core(srv)
+  srv.freshet = load_freshet(srv.core)
+  if opts.tiers then srv:_set_tiers(opts.tiers) end
+  if opts.app then srv:_load_app(opts.app) end
+  return srv
+end
+
+--- Loads one route script into a fresh fake server and returns the route; the server is
+--- route.server. opts as for srv:load, plus now and tiers as for t.server.
+function M.load(path, opts)
+  if type(path) ~= "string" then arg_error("load", 1, "path", "string", type(path)) end
+  if opts ~= nil and type(opts) ~= "table" then arg_error("load", 2, "opts", "table", type(opts)) end
+  opts = opts or {}
+  local srv = M.server { now = opts.now, tiers = opts.tiers, dir = opts.dir }
+  local rest = {}
+  for k, v in pairs(opts) do
+    if k ~= "now" and k ~= "tiers" then rest[k] = v end
+  end
+  return srv:load(path, rest)
+end
+
+function Server:_set_tiers(tiers)
+  if type(tiers) ~= "table" then fail("server", "tiers must be a list of names or a table of tiers") end
+  self.tiers = {}
+  if #tiers > 0 then
+    for _, name in ipairs(tiers) do self.tiers[name] = true end
+  else
+    for name in pairs(tiers) do self.tiers[name] = true end
+  end
+end
+
+-- Runs fn(...) the way the server runs Lua: with this server's freshet module and its own
+-- required modules in package.loaded, and the app directory on package.path. Nested calls
+-- (a hook that publishes to a stream whose filter runs) share one set-up.
+function Server:_call(fn, ...)
+  if self.depth > 0 then return fn(...) end
+  local loaded = package.loaded
+  local before, saved = {}, {}
+  for name in pairs(loaded) do before[name] = true end
+  for name, mod in pairs(self.modules) do
+    saved[name] = loaded[name]
+    loaded[name] = mod
+  end
+  local saved_freshet, saved_core, saved_path = loaded["freshet"], loaded["freshet.core"], package.path
+  loaded["freshet"], loaded["freshet.core"] = self.freshet, self.core
+  if self.dir then
+    package.path = self.dir .. "/?.lua;" .. self.dir .. "/?/init.lua;" .. package.path
+  end
+  self.depth = 1
+  local res = pack(pcall(fn, ...))
+  self.depth = 0
+  package.path = saved_path
+  loaded["freshet"], loaded["freshet.core"] = saved_freshet, saved_core
+  local mine = {}
+  for name, mod in pairs(loaded) do
+    if (self.modules[name] ~= nil or not before[name]) and name ~= "freshet"
+        and name ~= "freshet.core" then
+      mine[name] = mod
+    end
+  end
+  for name, mod in pairs(mine) do
+    self.modules[name] = mod
+    loaded[name] = saved[name]
+  end
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2, res.n)
+end
+
+-- Runs an app file or a route script's top level, where the server cannot publish yet.
+function Server:_run_loading(chunk)
+  local was = self._loading
+  self._loading = true
+  local res = pack(pcall(self._call, self, chunk))
+  self._loading = was
+  if not res[1] then error(res[2], 0) end
+  return unpack(res, 2, res.n)
+end
+
+function Server:_next_id(topic)
+  local last = self._last[topic]
+  local ms = math.floor(self.clock)
+  local seq = 0
+  if last and ms <= last[1] then ms, seq = last[1], last[2] + 1 end
+  self._last[topic] = { ms, seq }
+  return ("%d-%d"):format(ms, seq)
+end
+
+-- Records an event (already checked) and offers it to every open stream on its topic.
+function Server:_publish(topic, text, name, priority, json)
+  local id = self:_next_id(topic)
+  local record = {
+    topic = topic, id = id, event = name, priority = priority, published_at = self.clock,
+    data = json and cjson.decode(text) or text, raw = text, json = json and true or false,
+  }
+  self.published[#self.published + 1] = record
+  local event = {
+    topic = topic, id = id, event = name, priority = priority, published_at = self.clock,
+    data = record.data,
+  }
+  for _, s in ipairs(self:_streams_for(topic)) do s:_offer(event) end
+  return id
+end
+
+function Server:_streams_for(topic)
+  local out = {}
+  for _, s in ipairs(self.streams) do
+    for _, t in ipairs(s.topics) do
+      if t == topic then out[#out + 1] = s break end
+    end
+  end
+  return out
+end
+
+--- Publishes as a script would with freshet.publish (returns the id); open streams on the
+--- topic are offered the event.
+function Server:publish(topic, data, opts)
+  return self:_call(self.freshet.publish, topic, data, opts)
+end
+
+--- The fake clock, in ms since the epoch.
+function Server:now() return self.clock end
+
+--- Sets the clock (ms since the epoch). It may go back; ids stay increasing, as in the server.
+function Server:set_now(ms)
+  if type(ms) ~= "number" then arg_error("set_now", 1, "ms", "number", type(ms)) end
+  self.clock = ms
+end
+
+--- Moves the clock forward by ms, firing each timer that falls due, in order of due time (an
+--- `every` timer as often as it falls due); the clock reads each timer's due time while it
+--- runs. Returns the number of timer calls.
+function Server:advance(ms)
+  if type(ms) ~= "number" or ms < 0 then arg_error("advance", 1, "ms", "number >= 0", type(ms)) end
+  local target = self.clock + ms
+  local calls = 0
+  while true do
+    local next_timer
+    for _, timer in ipairs(self.timers) do
+      if timer.active and timer.due <= target and (not next_timer or timer.due < next_timer.due) then
+        next_timer = timer
+      end
+    end
+    if not next_timer then break end
+    if next_timer.due > self.clock then self.clock = next_timer.due end
+    if next_timer.kind == "every" then next_timer.due = next_timer.due + next_timer.ms end
+    next_timer:fire()
+    calls = calls + 1
+  end
+  self.clock = target
+  return calls
+end
+
+--- The timers that have not been cancelled or run out.
+function Server:active_timers()
+  local out = {}
+  for _, timer in ipairs(self.timers) do
+    if timer.active then out[#out + 1] = timer end
+  end
+  return out
+end
+
+--- True when a line was logged whose message matches the Lua pattern (at level, if given).
+function Server:logged(pattern, level)
+  for _, line in ipairs(self.logs) do
+    if (level == nil or line.level == level) and line.message:find(pattern) then return true end
+  end
+  return false
+end
+
+--- The route loaded from the app for pattern (raises when there is none).
+function Server:route(pattern)
+  local r = self.routes[pattern]
+  if not r then
+    local known = {}
+    for p in pairs(self.routes) do known[#known + 1] = p end
+    table.sort(known)
+    fail("route", ("no route '%s' (the app has: %s)"):format(tostring(pattern),
+      #known > 0 and table.concat(known, ", ") or "none"), 1)
+  end
+  return r
+end
+
+function Server:_load_app(path)
+  self.dir = self.dir or dirname(path)
+  local chunk, err = loadfile(path)
+  if not chunk then error(err, 0) end
+  local app = self:_run_loading(chunk)
+  if type(app) ~= "table" or app.kind ~= "freshet.app" then
+    error(path .. ": the app file must return the app (return freshet.app{...})", 0)
+  end
+  if app.config.tiers and not self.tiers then self:_set_tiers(app.config.tiers) end
+  self.app = app
+  for _, r in ipairs(app.routes) do
+    if r.kind == "stream" or r.kind == "publish" then
+      self.routes[r.pattern] = self:load(join(dirname(path), r.target), {
+        kind = r.kind, pattern = r.pattern,
+      })
+    end
+  end
+end
+
+-- The fields a route script may hold, as the server checks them (src/vm.c). Stream routes
+-- may also hold `message`, the hook for messages a WebSocket client sends.
+local route_fields = {
+  stream = { auth = true, topics = true, tier = true, filter = true, on_gap = true,
+             on_slow = true, message = true },
+  publish = { auth = true, publish = true, tier = true, body = true },
+}
+local hook_names = { "auth", "topics", "tier", "filter", "publish", "message" }
+local slow_policies = { drop = true, conflate = true, disconnect = true }
+
+local load_keys = { kind = true, pattern = true, dir = true }
+
+--- Loads a route script into this server. path is relative to the current directory.
+--- opts: kind ("stream" or "publish"; default: "publish" when the script has a publish hook),
+--- pattern (the route's pattern, for route:request and error messages), dir (as for
+--- t.server, when the server has none yet). Raises the errors the server reports at load.
+function Server:load(path, opts)
+  if type(path) ~= "string" then arg_error("load", 1, "path", "string", type(path)) end
+  if opts ~= nil and type(opts) ~= "table" then arg_error("load", 2, "opts", "table", type(opts)) end
+  opts = opts or {}
+  check_keys("load", opts, load_keys)
+  self.dir = self.dir or opts.dir or guess_app_dir(path)
+  local chunk, err = loadfile(path)
+  if not chunk then error(err, 0) end
+  -- Globals the script sets land in its own table, so tests cannot leak into each other
+  -- and route:globals() can list them.
+  local env = setmetatable({}, { __index = _G })
+  setfenv(chunk, env)
+  local hooks = self:_run_loading(chunk)
+  if type(hooks) ~= "table" then
+    error(("%s:1: a route script must return a table of hooks, got %s"):format(path, type(hooks)), 0)
+  end
+  local kind = opts.kind or (hooks.publish ~= nil and "publish" or "stream")
+  local allowed = route_fields[kind]
+  if not allowed then fail("load", "opts.kind must be \"stream\" or \"publish\", got " .. tostring(kind)) end
+  local problems = {}
+  local function problem(fmt, ...) problems[#problems + 1] = path .. ":1: " .. fmt:format(...) end
+  for k in pairs(hooks) do
+    if type(k) ~= "string" or not allowed[k] then
+      problem("unknown field '%s' in a %s route script", tostring(k), kind)
+    end
+  end
+  for _, name in ipairs(hook_names) do
+    local v = hooks[name]
+    if allowed[name] and v ~= nil and type(v) ~= "function" then
+      problem("hook '%s' must be a function, got %s", name, type(v))
+    end
+  end
+  if hooks.on_gap ~= nil and hooks.on_gap ~= "reset" and hooks.on_gap ~= "416" then
+    problem("on_gap must be \"reset\" or \"416\"")
+  end
+  local slow = hooks.on_slow
+  if slow ~= nil and type(slow) ~= "function" and not slow_policies[slow] then
+    problem("on_slow must be \"drop\", \"conflate\", \"disconnect\" or a function(topic, who) returning one of them")
+  end
+  if hooks.body ~= nil and hooks.body ~= "json" and hooks.body ~= "raw" then
+    problem("body must be \"json\" or \"raw\"")
+  end
+  if kind == "stream" and type(hooks.topics) ~= "function" then
+    problem("a stream route needs a topics(req, who) hook")
+  end
+  if kind == "publish" and type(hooks.publish) ~= "function" then
+    problem("a publish route needs a publish(req, body, who) hook")
+  end
+  if #problems > 0 then error(table.concat(problems, "\n"), 0) end
+  return setmetatable({
+    server = self, freshet = self.freshet, hooks = hooks, path = path, kind = kind,
+    pattern = opts.pattern, _env = env,
+  }, Route)
+end
+
+-- ---- routes ------------------------------------------------------------------------------
+
+function Route:_name() return self.pattern or self.path end
+
+-- Raises the error the server would log for a hook's unusable answer.
+function Route:_mistake(msg)
+  error(("route %s: %s"):format(self:_name(), msg), 3)
+end
+
+local function check_req(fn, req)
+  if type(req) ~= "table" then
+    error(("freshet.test: route:%s: bad argument #1 'req' (table expected, got %s; build one with t.request)"):format(
+      fn, type(req)), 3)
+  end
+end
+
+--- A req for this route: as t.request, with method defaulting to the route's (GET for a
+--- stream, POST for a publish route) and params taken from the path when the route has a
+--- pattern and spec gives none.
+function Route:request(spec)
+  if spec == nil then spec = {} end
+  if type(spec) ~= "table" then arg_error("request", 1, "spec", "table", type(spec)) end
+  spec = copy(spec)
+  spec.method = spec.method or (self.kind == "publish" and "POST" or "GET")
+  local req = M.request(spec)
+  if spec.params == nil and self.pattern then
+    local raw = (spec.path or "/"):gsub("%?.*$", "")
+    local params = match_pattern(self.pattern, raw)
+    if not params then
+      fail("request", ("path %s does not match the route's pattern %s"):format(raw, self.pattern), 1)
+    end
+    req.params = params
+  end
+  return req
+end
+
+--- Names of the globals the script has set (at load or in hooks), sorted.
+function Route:globals()
+  local names = {}
+  for k in pairs(self._env) do names[#names + 1] = tostring(k) end
+  table.sort(names)
+  return names
+end
+
+--- Calls auth(req). Without an auth hook, returns {} (the server lets everyone in).
+function Route:auth(req)
+  check_req("auth", req)
+  if not self.hooks.auth then return {} end
+  local r = pack(self.server:_call(self.hooks.auth, req))
+  if r[1] and type(r[1]) ~= "table" then
+    self:_mistake("auth must return an identity table, or nil, status, message; got " .. type(r[1]))
+  end
+  return unpack(r, 1, r.n)
+end
+
+-- Checks a topics answer as the server does; returns nil or what is wrong.
+local function topics_problem(list)
+  if type(list) ~= "table" then return "topics hook must return a list of topic names, got " .. type(list) end
+  local n = #list
+  if n == 0 or n > 64 then return ("topics hook must return between 1 and 64 topics, got %d"):format(n) end
+  local seen = {}
+  for i = 1, n do
+    local topic = list[i]
+    local err
+    if type(topic) ~= "string" then
+      err = "not a string"
+    else
+      err = event_problem(topic, nil, "")
+      if not err and seen[topic] then err = "listed twice" end
+      seen[topic] = true
+    end
+    if err then return ("topics hook: topic %d is invalid: %s"):format(i, err) end
+  end
+  return nil
+end
+
+--- Calls topics(req, who) (who defaults to {}) and returns the list.
+function Route:topics(req, who)
+  check_req("topics", req)
+  if not self.hooks.topics then fail("topics", "the route has no topics hook", 1) end
+  local list = self.server:_call(self.hooks.topics, req, who or {})
+  local problem = topics_problem(list)
+  if problem then self:_mistake(problem) end
+  return list
+end
+
+-- Checks a tier answer; returns nil or what is wrong.
+function Route:_tier_problem(name)
+  if name == nil then return nil end
+  if type(name) ~= "string" then return "tier hook must return a tier name or nil, got " .. type(name) end
+  local tiers = self.server.tiers
+  if tiers and not tiers[name] then return ("tier hook returned unknown tier '%s'"):format(name) end
+  return nil
+end
+
+--- Calls tier(req, who); nil without a tier hook.
+function Route:tier(req, who)
+  check_req("tier", req)
+  if not self.hooks.tier then return nil end
+  local name = self.server:_call(self.hooks.tier, req, who or {})
+  local problem = self:_tier_problem(name)
+  if problem then self:_mistake(problem) end
+  return name
+end
+
+--- Calls filter(event, who) and returns its answer; true without a filter hook (every event
+--- is sent).
+function Route:filter(event, who)
+  if type(event) ~= "table" then arg_error("filter", 1, "event", "table (see t.event)", type(event)) end
+  if not self.hooks.filter then return true end
+  return self.server:_call(self.hooks.filter, event, who or {})
+end
+
+--- Calls publish(req, body, who). A string body is decoded first when the script has
+--- body = "json", as the server does (a body that is not JSON raises here; route:post
+--- answers 400 instead); a table body is passed as is.
+function Route:publish(req, body, who)
+  check_req("publish", req)
+  if not self.hooks.publish then fail("publish", "the route has no publish hook", 1) end
+  if body == nil then body = "" end
+  if self.hooks.body == "json" and type(body) == "string" then
+    local value, err = request.json(body)
+    if value == nil then fail("publish", "the route takes JSON bodies and this one is not: " .. err, 1) end
+    body = value
+  end
+  local r = pack(self.server:_call(self.hooks.publish, req, body, who or {}))
+  if r[1] and type(r[1]) ~= "table" then
+    self:_mistake("publish must return an event table, a list of them, or nil, status, message; got "
+      .. type(r[1]))
+  end
+  return unpack(r, 1, r.n)
+end
+
+--- Calls message(conn, msg, who), the hook for a message a WebSocket client sent; conn is
+--- from t.conn.
+function Route:message(conn, msg, who)
+  if not self.hooks.message then fail("message", "the route has no message hook", 1) end
+  return self.server:_call(self.hooks.message, conn, msg, who or {})
+end
+
+-- ---- the server's request flow ----------------------------------------------------------
+
+-- Runs a hook as the server does: an error is logged and becomes a 500.
+function Route:_guard(what, fn, ...)
+  local r = pack(pcall(fn, ...))
+  if r[1] then return true, unpack(r, 2, r.n) end
+  local msg = tostring(r[2])
+  self.server.errors[#self.server.errors + 1] = {
+    hook = what, route = self:_name(), message = msg,
+  }
+  return false, msg
+end
+
+local function internal(reason) return { status = 500, error = "internal error", reason = reason } end
+
+-- What auth's refusal answers: status 400..599 (else 403), default message "not allowed".
+local function refusal(status, msg, default_status, default_msg)
+  status = type(status) == "number" and math.floor(status) or default_status
+  if status < 400 or status > 599 then status = default_status end
+  return { status = status, error = type(msg) == "string" and msg or default_msg }
+end
+
+local function run_auth(route, req)
+  local ok, who, status, msg = route:_guard("auth", Route.auth, route, req)
+  if not ok then return nil, internal(who) end
+  if type(who) ~= "table" then return nil, refusal(status, msg, 403, "not allowed") end
+  return who
+end
+
+--- Runs a stream request through the server's steps — auth, topics, tier, on_slow — and
+--- returns the response: { status = 200, who, topics, tier, slow = { topic = policy },
+--- events = {} } for an open stream, or { status, error } when refused (a Lua error or an
+--- unusable answer gives { status = 500, error = "internal error", reason = ... }).
+--- From then on every event published on its topics (srv:publish, route:post, a script's
+--- freshet.publish, timers) is offered to filter; those it keeps are appended to events.
+--- stream:close() ends it. A filter error ends the stream (closed, error), as in the server.
+function Route:open(req)
+  check_req("open", req)
+  if self.kind ~= "stream" then fail("open", "route:open is for stream routes; use route:post", 1) end
+  local who, refused = run_auth(self, req)
+  if not who then return refused end
+  local ok, topics = self:_guard("topics", Route.topics, self, req, who)
+  if not ok then return internal(topics) end
+  local tier
+  ok, tier = self:_guard("tier", Route.tier, self, req, who)
+  if not ok then return internal(tier) end
+  local slow = {}
+  for _, topic in ipairs(topics) do
+    local policy = self.hooks.on_slow or "drop"
+    if type(policy) == "function" then
+      local answered
+      ok, answered = self:_guard("on_slow", self.server._call, self.server, policy, topic, who)
+      if not ok then return internal(answered) end
+      if answered ~= nil and not slow_policies[answered] then
+        local reason = ("route %s: on_slow must return \"drop\", \"conflate\" or \"disconnect\", got %s"):format(
+          self:_name(), tostring(answered))
+        self.server.errors[#self.server.errors + 1] = { hook = "on_slow", route = self:_name(), message = reason }
+        return internal(reason)
+      end
+      policy = answered or "drop"
+    end
+    slow[topic] = policy
+  end
+  local stream = setmetatable({
+    status = 200, who = who, topics = copy(topics), tier = tier, slow = slow, events = {},
+    closed = false, route = self, req = req,
+  }, Stream)
+  local streams = self.server.streams
+  streams[#streams + 1] = stream
+  return stream
+end
+
+function Stream:_offer(event)
+  if self.closed then return end
+  local ok, keep = self.route:_guard("filter", Route.filter, self.route, event, self.who)
+  if not ok then
+    self:close()
+    self.error = keep
+    return
+  end
+  if keep then self.events[#self.events + 1] = event end
+end
+
+--- Ends the stream: it is offered no more events.
+function Stream:close()
+  self.closed = true
+  local streams = self.route.server.streams
+  for i = #streams, 1, -1 do
+    if streams[i] == self then table.remove(streams, i) end
+  end
+end
+
+-- Reads one event description as src/publish.c does: nil, status, message when it cannot be
+-- published (400 for the client's fault, 500 for the script's).
+local function read_item(route, item)
+  if type(item.topic) ~= "string" then
+    return nil, 500, ("route %s: publish hook: topic must be a string, got %s"):format(route:_name(), type(item.topic))
+  end
+  local name = item.event
+  if name ~= nil and type(name) ~= "string" then
+    return nil, 500, ("route %s: publish hook: event must be a string, got %s"):format(route:_name(), type(name))
+  end
+  if name == "" then name = nil end
+  local priority = item.priority
+  if priority ~= nil and not priorities[priority] then
+    return nil, 400, "priority must be critical, normal or telemetry"
+  end
+  local data, json = item.data, false
+  if type(data) == "table" then
+    local ok, text = pcall(cjson.encode, data)
+    if not ok then
+      return nil, 500, ("route %s: publish hook: data cannot be sent as JSON: %s"):format(route:_name(), tostring(text))
+    end
+    data, json = text, true
+  elseif type(data) ~= "string" then
+    return nil, 500, ("route %s: publish hook: data must be a string or a table, got %s"):format(route:_name(), type(data))
+  end
+  local problem = event_problem(item.topic, name, data)
+  if problem then return nil, 400, problem end
+  return { topic = item.topic, event = name, priority = priority or "normal", data = data, json = json }
+end
+
+--- Runs a POST through the server's steps — auth, body decoding, publish, the event checks,
+--- tier — and publishes the events. Returns { status = 201, id = "<id>" } (or ids = { ... }
+--- when the hook returned a list), with events = the published event tables; or
+--- { status, error } as the client would see it (500s also carry reason). body is a string
+--- (default ""); for a body = "json" route it may also be a table, taken as already decoded.
+function Route:post(req, body)
+  check_req("post", req)
+  if self.kind ~= "publish" then fail("post", "route:post is for publish routes; use route:open", 1) end
+  if body == nil then body = "" end
+  local who, refused = run_auth(self, req)
+  if not who then return refused end
+  if self.hooks.body == "json" and type(body) == "string" then
+    if body == "" then return { status = 400, error = "invalid JSON body: the body is empty" } end
+    local ok, value = pcall(cjson.decode, body)
+    if not ok then return { status = 400, error = "invalid JSON body: " .. tostring(value) } end
+    body = value
+  end
+  local srv = self.server
+  local ok, result, status, msg = self:_guard("publish", srv._call, srv, self.hooks.publish, req, body, who)
+  if not ok then return internal(result) end
+  if type(result) ~= "table" then
+    if result then
+      local reason = ("route %s: publish must return an event table, a list of them, or nil, status, message; got %s"):format(
+        self:_name(), type(result))
+      srv.errors[#srv.errors + 1] = { hook = "publish", route = self:_name(), message = reason }
+      return internal(reason)
+    end
+    return refusal(status, msg, 400, "not published")
+  end
+  local many = result.topic == nil
+  local list = many and result or { result }
+  if #list == 0 or #list > 256 then
+    local reason = ("route %s: publish returned %d events (1 to 256 allowed)"):format(self:_name(), #list)
+    srv.errors[#srv.errors + 1] = { hook = "publish", route = self:_name(), message = reason }
+    return internal(reason)
+  end
+  -- Every event is checked before any is published: all or none.
+  local items = {}
+  for i, item in ipairs(list) do
+    if type(item) ~= "table" then
+      local reason = ("route %s: publish: item %d is a %s, not a table"):format(self:_name(), i, type(item))
+      srv.errors[#srv.errors + 1] = { hook = "publish", route = self:_name(), message = reason }
+      return internal(reason)
+    end
+    local it, code, why = read_item(self, item)
+    if not it then
+      if code == 500 then
+        srv.errors[#srv.errors + 1] = { hook = "publish", route = self:_name(), message = why }
+        return internal(why)
+      end
+      return { status = code, error = why }
+    end
+    items[i] = it
+  end
+  local tier_ok, tier = self:_guard("tier", Route.tier, self, req, who)
+  if not tier_ok then return internal(tier) end
+  local ids, events = {}, {}
+  for i, it in ipairs(items) do
+    ids[i] = srv:_call(srv._publish, srv, it.topic, it.data, it.event, it.priority, it.json)
+    events[i] = srv.published[#srv.published]
+  end
+  local res = { status = 201, events = events }
+  if many then res.ids = ids else res.id = ids[1] end
+  return res
+end
+
+M.Server, M.Route, M.Stream = Server, Route, Stream
+return M
