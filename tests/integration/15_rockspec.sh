@@ -2,7 +2,8 @@
 # Checks rockspec/freshet-scm-1.rockspec against lua/freshet/, installs the modules with LuaRocks
 # into a throw-away tree, checks that every one landed there, and loads freshet.app from that
 # tree with a plain luajit to build an app object. Nothing outside the temp dirs is touched:
-# HOME points into the temp dir, so LuaRocks neither reads nor writes the user's config.
+# LuaRocks builds in a copy of the sources, and HOME points into the temp dir, so it neither
+# reads nor writes the user's config.
 set -euo pipefail
 
 root="${FRESHET_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
@@ -59,8 +60,13 @@ LUA
 )" || fail "$rockspec does not match lua/freshet/:
 $out"
 
-# 2. Install. `luarocks make` works from the directory holding the sources.
-if ! (cd "$root" && HOME="$tmp/home" luarocks --lua-version=5.1 make --tree "$tree" "$rockspec") \
+# 2. Install. `luarocks make` builds in the directory holding the sources and leaves its object
+#    files there, so it runs on a copy of the files the rockspec names (lua/, src/), not in the
+#    checkout itself.
+mkdir -p "$tmp/checkout"
+cp -R "$root/rockspec" "$root/lua" "$tmp/checkout/"
+[ -d "$root/src" ] && cp -R "$root/src" "$tmp/checkout/"
+if ! (cd "$tmp/checkout" && HOME="$tmp/home" luarocks --lua-version=5.1 make --tree "$tree" "$rockspec") \
         >"$tmp/make.log" 2>&1; then
     cat "$tmp/make.log" >&2
     fail "luarocks make $rockspec did not succeed (output above)"
