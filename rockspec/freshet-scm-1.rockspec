@@ -33,7 +33,8 @@ description = {
 freshet serves Server-Sent Events from a C core and lets small Lua scripts decide who may
 connect, which topics each connection follows and which events it sees. This rock holds the
 Lua modules that app files and route scripts require (freshet, freshet.app, freshet.jwt,
-freshet.request) and freshet.test, a harness that runs route scripts under busted.
+freshet.request) and freshet.test, a harness that runs route scripts under busted (with
+freshet.fakecore, its stand-in for the server's C half).
 ]],
   labels = { "sse", "server-sent-events", "streaming", "luajit" },
 }
@@ -47,6 +48,7 @@ build = {
   modules = {
     ["freshet"] = "lua/freshet/init.lua",
     ["freshet.app"] = "lua/freshet/app.lua",
+    ["freshet.fakecore"] = "lua/freshet/fakecore.lua",
     ["freshet.jwt"] = "lua/freshet/jwt.lua",
     ["freshet.request"] = "lua/freshet/request.lua",
     ["freshet.test"] = "lua/freshet/test.lua",

@@ -59,7 +59,7 @@ if ! (cd "$tmp/checkout" && HOME="$tmp/home" luarocks --lua-version=5.1 make --t
     fail "luarocks make did not succeed (output above)"
 fi
 share="$tree/share/lua/5.1"
-for mod in init app jwt request test; do
+for mod in init app fakecore jwt request test; do
     [ -f "$share/freshet/$mod.lua" ] || fail "the rock did not install freshet/$mod.lua"
 done
 where="$(cd "$root" && LUA_PATH="$share/?.lua;$share/?/init.lua;;" \
