@@ -249,19 +249,11 @@ function M.event(spec)
   }
 end
 
-local Conn = {}
-Conn.__index = Conn
-
---- Records a message the hook sends back on the connection.
-function Conn:send(data) self.sent[#self.sent + 1] = data end
---- Records that the hook closed the connection.
-function Conn:close(code, reason) self.closed = { code = code, reason = reason } end
-
---- A stand-in for the WebSocket connection given to a message hook: it records what the
---- hook does with it (conn.sent, conn.closed). Fields in spec are copied onto it.
+--- The conn table a message hook receives for a WebSocket connection: { id, remote, topics }.
+--- Defaults: id 1, remote "127.0.0.1", topics {}; other fields in spec are copied too.
 function M.conn(spec)
   if spec ~= nil and type(spec) ~= "table" then arg_error("conn", 1, "spec", "table", type(spec)) end
-  local c = setmetatable({ sent = {}, closed = nil }, Conn)
+  local c = { id = 1, remote = "127.0.0.1", topics = {} }
   for k, v in pairs(spec or {}) do c[k] = v end
   return c
 end
@@ -712,11 +704,26 @@ function Route:publish(req, body, who)
   return unpack(r, 1, r.n)
 end
 
---- Calls message(conn, msg, who), the hook for a message a WebSocket client sent; conn is
---- from t.conn.
+--- Calls message(conn, msg, who), the hook for a message a WebSocket client sent, and returns
+--- its reply (a table is sent back as JSON, a string as it is). conn is from t.conn; msg is a
+--- table, or JSON text that is decoded as the server does.
 function Route:message(conn, msg, who)
   if not self.hooks.message then fail("message", "the route has no message hook", 1) end
-  return self.server:_call(self.hooks.message, conn, msg, who or {})
+  if type(conn) ~= "table" then arg_error("message", 1, "conn", "table (see t.conn)", type(conn)) end
+  -- The server decodes each text frame and hands the hook only JSON objects.
+  if type(msg) == "string" then
+    local ok, value = pcall(cjson.decode, msg)
+    if not ok or type(value) ~= "table" then fail("message", "messages are JSON objects", 1) end
+    msg = value
+  elseif type(msg) ~= "table" then
+    arg_error("message", 2, "msg", "table or JSON text", type(msg))
+  end
+  local reply = self.server:_call(self.hooks.message, conn, msg, who or {})
+  if type(reply) == "table" then
+    local ok, err = pcall(cjson.encode, reply)
+    if not ok then self:_mistake("message hook returned what JSON cannot hold: " .. tostring(err)) end
+  end
+  return reply
 end
 
 -- ---- the server's request flow ----------------------------------------------------------

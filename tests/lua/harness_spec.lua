@@ -63,17 +63,14 @@ describe("freshet.test", function()
         "freshet.test.event: priority must be critical, normal or telemetry, got urgent")
     end)
 
-    it("copies identities and records what a hook does with a connection", function()
+    it("copies identities and builds the conn a message hook gets", function()
       local fields = { id = "ann" }
       local who = t.who(fields)
       assert.same(fields, who)
       assert.not_equal(fields, who)
-      local conn = t.conn { id = 7 }
-      conn:send("hi")
-      conn:close(1000, "done")
-      assert.same({ "hi" }, conn.sent)
-      assert.same({ code = 1000, reason = "done" }, conn.closed)
-      assert.equal(7, conn.id)
+      assert.same({ id = 1, remote = "127.0.0.1", topics = {} }, t.conn())
+      assert.same({ id = 7, remote = "10.0.0.1", topics = { "a" } },
+        t.conn { id = 7, remote = "10.0.0.1", topics = { "a" } })
     end)
   end)
 
@@ -171,14 +168,18 @@ describe("freshet.test", function()
       assert.has_error(function() feed:filter(t.event { topic = "user:ann", data = "boom" }, {}) end)
     end)
 
-    it("calls message with a connection", function()
+    it("calls message with a connection and returns the reply", function()
       local route = srv:load(FIX .. "/mistakes.lua")
-      local conn = t.conn()
-      local id = route:message(conn, "bye", {})
-      assert.same({ "echo: bye" }, conn.sent)
-      assert.same({ code = 1000, reason = "bye" }, conn.closed)
-      assert.equal("1700000000000-0", id)
-      assert.equal("bye", srv.published[1].data)
+      local conn = t.conn { remote = "10.0.0.1" }
+      assert.same({ type = "sent", id = "1700000000000-0", from = "10.0.0.1" },
+        route:message(conn, '{"type":"say","text":"hi"}', {}))
+      assert.same({ type = "sent", id = "1700000000000-1", from = "10.0.0.1" },
+        route:message(conn, { type = "say", text = "again" }, {}))
+      assert.equal("hi", srv.published[1].data)
+      assert.has_error(function() route:message(conn, "42", {}) end,
+        "freshet.test.message: messages are JSON objects")
+      assert.has_error(function() route:message(conn, { type = "bad" }, {}) end,
+        "route " .. FIX .. "/mistakes.lua: message hook returned what JSON cannot hold: Cannot serialise function: type not supported")
     end)
 
     it("raises for answers the server could not use", function()
