@@ -1,0 +1,96 @@
+"""freshet-bench against a real freshet: every published event reaches every subscriber once and
+in order, the JSON report is complete and consistent, and hosts outside 127.0.0.0/8 are refused."""
+
+import json
+import os
+import subprocess
+
+import frtest as ft
+
+BENCH = os.environ.get("FRESHET_BENCH_BIN") or os.path.join(os.path.dirname(ft.BIN),
+                                                             "freshet-bench")
+
+
+def bench(port, *args, timeout=60):
+    """Runs freshet-bench to completion; returns (exit code, parsed JSON or None, stderr)."""
+    ft.check(os.path.isfile(BENCH) and os.access(BENCH, os.X_OK),
+             f"freshet-bench not found at {BENCH} (set FRESHET_BENCH_BIN)")
+    cmd = [BENCH, "-h", ft.HOST, "-p", str(port), "--json", "-q", *map(str, args)]
+    try:
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        ft.fail(f"freshet-bench did not finish within {timeout}s: {' '.join(cmd)}",
+                {"stdout": exc.stdout, "stderr": exc.stderr})
+    report = None
+    if proc.stdout.strip():
+        try:
+            report = json.loads(proc.stdout)
+        except ValueError:
+            ft.fail("freshet-bench --json printed something that is not JSON", proc.stdout)
+    return proc.returncode, report, proc.stderr
+
+
+def check_clean(r, what):
+    for field in ("gaps", "duplicates", "out_of_order", "errors", "missing"):
+        ft.check_eq(r[field], 0, f"{what}: {field}")
+    ft.check(r["first_error"] is None, f"{what}: an error was recorded", r["first_error"])
+
+
+def run():
+    with ft.Server(ft.BENCH_APP, ["--log-level", "warn"]) as srv:
+        pid = srv.proc.pid
+
+        with ft.subtest("200 subscribers, 50 msg/s for 3 s: every event delivered once, in order"):
+            code, r, err = bench(srv.port, "-c", 200, "-t", 1, "-r", 50, "-d", 3, "--warmup", 1,
+                                 "-s", 200, "--server-pid", pid)
+            ft.check_eq(code, 0, f"exit code (stderr: {err})")
+            ft.check(r is not None, "no JSON report", err)
+            ft.check_eq(r["subscribers"], 200, "subscribers")
+            ft.check_eq(r["connected"], 200, "connected")
+            # 50/s for 3 s on a fixed timetable: 150 measured events, give or take the one the
+            # timer's edge decides.
+            ft.check(148 <= r["published"] <= 151, "published", r["published"])
+            ft.check_eq(r["expected"], 200 * r["published"], "expected = subscribers x published")
+            ft.check_eq(r["delivered"], 200 * r["published"], "delivered = subscribers x published")
+            check_clean(r, "run")
+            lat = r["latency_ms"]
+            for q in ("p50", "p90", "p99", "p999", "max"):
+                ft.check(isinstance(lat.get(q), (int, float)) and lat[q] > 0,
+                         f"latency {q} present and positive", lat)
+            ft.check(lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p999"] <= lat["max"],
+                     "latency percentiles are ordered", lat)
+            for q in ("p50", "p99", "max"):
+                ft.check(r["connect_ms"][q] > 0, f"connect_ms {q}", r["connect_ms"])
+            ft.check(r["deliveries_per_s"] > 0.8 * 200 * 50, "deliveries_per_s near 10,000/s",
+                     r["deliveries_per_s"])
+            s = r["server"]
+            ft.check(s is not None and s["pid"] == pid, "server figures for --server-pid", s)
+            ft.check(s["rss_kb_start"] > 0 and s["rss_kb_end"] > 0, "server RSS", s)
+            ft.check(s["cpu_pct"] >= 0, "server CPU %", s)
+
+        with ft.subtest("2 processes, 4 topics, pipelined: counts add up across processes"):
+            code, r, err = bench(srv.port, "-c", 120, "-t", 4, "-r", 200, "-d", 2, "--warmup",
+                                 0.5, "--procs", 2, "--pipeline", 4, "--prefix", "bt",
+                                 "--sources", "127.0.0.1-127.0.0.3")
+            ft.check_eq(code, 0, f"exit code (stderr: {err})")
+            ft.check_eq(r["procs"], 2, "procs")
+            ft.check_eq(r["connected"], 120, "connected")
+            # Event g goes to topic g % 4; 30 subscribers read each topic.
+            g0, g1 = r["warmup_published"], r["warmup_published"] + r["published"]
+            per_topic = [sum(1 for g in range(g0, g1) if g % 4 == k) for k in range(4)]
+            ft.check_eq(r["expected"], 30 * sum(per_topic), "expected over the topics")
+            ft.check_eq(r["delivered"], r["expected"], "delivered")
+            check_clean(r, "run")
+
+        with ft.subtest("hosts outside 127.0.0.0/8 are refused before any connection"):
+            for host in ("10.0.0.1", "example.com"):
+                proc = subprocess.run([BENCH, "-h", host, "-p", str(srv.port), "-d", "1"],
+                                      capture_output=True, text=True, timeout=10)
+                ft.check_eq(proc.returncode, 2, f"exit code for -h {host}")
+                ft.check("127.0.0.0/8" in proc.stderr, f"error names the allowed range ({host})",
+                         proc.stderr)
+                ft.check_eq(proc.stdout, "", f"no report for -h {host}")
+
+
+ft.main(run, limit=110)

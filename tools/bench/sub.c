@@ -1,0 +1,372 @@
+/* Subscriber connections: connect, read, check, measure; see sub.h. */
+#include "sub.h"
+
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "payload.h"
+
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
+enum {
+    SUB_IDLE,       /* not started */
+    SUB_CONNECTING, /* connect or request under way, stream not started yet */
+    SUB_STREAMING,  /* the stream started */
+    SUB_CLOSING,    /* uv_close called */
+    SUB_CLOSED,     /* no handle (never opened, or closed) */
+};
+
+static void start_more(fr_subs_t *g);
+static void on_event(void *ud, const char *event, size_t elen, const char *data, size_t dlen);
+static void on_comment(void *ud);
+static void on_retry(void *ud);
+
+static const fr_sse_hooks_t hooks = {on_event, on_comment, on_retry};
+
+static void handle_closed(fr_subs_t *g) {
+    if (--g->_open == 0 && g->_closing) {
+        free(g->_subs);
+        g->_subs = NULL;
+        if (g->_on_closed)
+            g->_on_closed(g);
+    }
+}
+
+static void on_sub_close(uv_handle_t *h) {
+    fr_sub_t *sub = FR_CONTAINER_OF(h, fr_sub_t, tcp);
+    sub->state = SUB_CLOSED;
+    handle_closed(sub->group);
+}
+
+static void on_timer_close(uv_handle_t *h) {
+    handle_closed(h->data);
+}
+
+static void close_sub(fr_sub_t *sub) {
+    if (sub->state == SUB_CLOSING || sub->state == SUB_CLOSED || sub->state == SUB_IDLE)
+        return;
+    sub->state = SUB_CLOSING;
+    uv_close((uv_handle_t *)&sub->tcp, on_sub_close);
+}
+
+static void on_notify(uv_timer_t *t) {
+    fr_subs_t *g = t->data;
+    if (g->_on_connected && !g->_closing)
+        g->_on_connected(g);
+}
+
+static void maybe_connected(fr_subs_t *g) {
+    if (g->connect_over || g->_settled < g->_count)
+        return;
+    g->connect_over = 1;
+    uv_timer_stop(&g->_phase_timer);
+    /* From a fresh stack: the owner may start the publisher or write to a pipe. */
+    uv_timer_start(&g->_notify, on_notify, 0, 0);
+}
+
+/* A stream left the connect phase, ready or not: make room for the next connect. */
+static void settle(fr_subs_t *g) {
+    g->_connecting--;
+    g->_settled++;
+    if (!g->_in_start)
+        start_more(g);
+    maybe_connected(g);
+}
+
+/* The stream failed or ended. Before it started this is a failed connect; afterwards a
+ * disconnect, which the run reports as an error (events after it are lost). */
+static void lost(fr_sub_t *sub, const char *why) {
+    fr_subs_t *g = sub->group;
+    if (sub->state == SUB_CONNECTING) {
+        g->c.connect_failed++;
+        fr_counters_error(&g->c, "subscriber %u: %s", g->_first + (uint32_t)(sub - g->_subs), why);
+        close_sub(sub);
+        settle(g);
+    } else if (sub->state == SUB_STREAMING) {
+        if (!g->_closing) {
+            g->c.disconnects++;
+            fr_counters_error(&g->c, "subscriber %u: %s", g->_first + (uint32_t)(sub - g->_subs),
+                              why);
+        }
+        close_sub(sub);
+    }
+}
+
+static void become_ready(fr_sub_t *sub) {
+    fr_subs_t *g = sub->group;
+    if (sub->state != SUB_CONNECTING)
+        return;
+    sub->state = SUB_STREAMING;
+    sub->was_ready = 1;
+    g->c.ready++;
+    fr_hist_record(&g->connect, fr_now_mono() - sub->started);
+    settle(g);
+}
+
+static void on_retry(void *ud) {
+    become_ready(ud);
+}
+
+static void on_comment(void *ud) {
+    fr_sub_t *sub = ud;
+    sub->group->c.heartbeats++;
+    become_ready(sub); /* for servers that open a stream with a comment, not retry: */
+}
+
+/* One event: check its order on the stream's topic, then measure it. A duplicate is not a
+ * delivery; an out-of-order event is (it arrived, late), and the gap it left was counted. */
+static void on_event(void *ud, const char *event, size_t elen, const char *data, size_t dlen) {
+    fr_sub_t *sub = ud;
+    fr_subs_t *g = sub->group;
+    become_ready(sub);
+    if (elen == 7 && memcmp(event, "dropped", 7) == 0) {
+        g->c.dropped_notices++;
+        return;
+    }
+    fr_payload_t p;
+    if (fr_payload_parse(data, dlen, &p) != 0) {
+        g->c.other_events++;
+        return;
+    }
+    if (p.topic != sub->topic) {
+        g->c.wrong_topic++;
+        fr_counters_error(&g->c, "an event of topic %u arrived on a stream of topic %u", p.topic,
+                          sub->topic);
+        return;
+    }
+    if (p.seq == sub->next_seq) {
+        sub->next_seq++;
+    } else if (p.seq > sub->next_seq) {
+        g->c.gaps += p.seq - sub->next_seq;
+        sub->next_seq = p.seq + 1;
+    } else if (p.seq + 1 == sub->next_seq) {
+        g->c.duplicates++;
+        return;
+    } else {
+        g->c.out_of_order++;
+    }
+    uint64_t lat = g->_now_rt > p.t ? g->_now_rt - p.t : 0;
+    if (lat > g->c.interval_lat_max)
+        g->c.interval_lat_max = lat;
+    if (p.warmup) {
+        g->c.warmup_delivered++;
+        return;
+    }
+    g->c.delivered++;
+    g->c.last_delivery_rt = g->_now_rt;
+    fr_hist_record(&g->latency, lat);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+    fr_sub_t *sub = FR_CONTAINER_OF(h, fr_sub_t, tcp);
+    *buf = uv_buf_init(sub->group->_rbuf, sizeof sub->group->_rbuf);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+    fr_sub_t *sub = FR_CONTAINER_OF(stream, fr_sub_t, tcp);
+    fr_subs_t *g = sub->group;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        lost(sub, nread == UV_EOF ? "the server closed the connection" : uv_strerror((int)nread));
+        return;
+    }
+    g->c.bytes += (uint64_t)nread;
+    g->c.reads++;
+    g->_now_rt = fr_now_rt();
+    int rc = fr_sse_reader_feed(&sub->reader, buf->base, (size_t)nread, &hooks, sub);
+    if (rc == FR_SSE_OK)
+        return;
+    char why[64];
+    if (rc == FR_SSE_ESTATUS) {
+        g->c.http_errors++;
+        snprintf(why, sizeof why, "answered HTTP %u instead of a stream", sub->reader.status);
+    } else if (rc == FR_SSE_EPROTO) {
+        g->c.parse_errors++;
+        snprintf(why, sizeof why, "malformed HTTP response or chunk framing");
+    } else {
+        snprintf(why, sizeof why, "the server ended the stream");
+    }
+    lost(sub, why);
+}
+
+typedef struct late_write_s {
+    uv_write_t req;
+    char buf[];
+} late_write_t;
+
+static void on_late_write(uv_write_t *req, int status) {
+    free(FR_CONTAINER_OF(req, late_write_t, req));
+}
+
+/* Sends the stream request. A fresh socket's send buffer is empty, so uv_try_write takes it
+ * whole and no write request is kept per connection; the copy below is for the odd case. */
+static int send_request(fr_sub_t *sub) {
+    fr_subs_t *g = sub->group;
+    const fr_opts_t *o = g->_opts;
+    char req[512];
+    int n = snprintf(req, sizeof req,
+                     "GET %s%s%u HTTP/1.1\r\nHost: %s:%u\r\nAccept: text/event-stream\r\n"
+                     "Cache-Control: no-cache\r\n\r\n",
+                     o->sub_path, o->prefix, sub->topic, o->host, ntohs(o->server.sin_port));
+    uv_buf_t b = uv_buf_init(req, (unsigned)n);
+    int rc = uv_try_write((uv_stream_t *)&sub->tcp, &b, 1);
+    if (rc == n)
+        return 0;
+    if (rc < 0 && rc != UV_EAGAIN)
+        return rc;
+    size_t done = rc > 0 ? (size_t)rc : 0;
+    late_write_t *w = fr_malloc(sizeof *w + (size_t)n - done);
+    memcpy(w->buf, req + done, (size_t)n - done);
+    b = uv_buf_init(w->buf, (unsigned)((size_t)n - done));
+    rc = uv_write(&w->req, (uv_stream_t *)&sub->tcp, &b, 1, on_late_write);
+    if (rc < 0)
+        free(w);
+    return rc;
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+    fr_sub_t *sub = FR_CONTAINER_OF(req, fr_sub_t, connect);
+    if (status == UV_ECANCELED || sub->state != SUB_CONNECTING)
+        return;
+    char why[96];
+    if (status < 0) {
+        snprintf(why, sizeof why, "connect: %s", uv_strerror(status));
+        lost(sub, why);
+        return;
+    }
+    int rc = send_request(sub);
+    if (rc == 0)
+        rc = uv_read_start((uv_stream_t *)&sub->tcp, on_alloc, on_read);
+    if (rc < 0) {
+        snprintf(why, sizeof why, "request: %s", uv_strerror(rc));
+        lost(sub, why);
+    }
+}
+
+/* Opens connection i. Binding a source address first spreads the connections over several
+ * 127.0.0.x, each with its own ephemeral port range; IP_BIND_ADDRESS_NO_PORT leaves the port
+ * choice to connect(), so a bound socket does not reserve a port for every destination. */
+static void start_one(fr_subs_t *g, uint32_t i) {
+    fr_sub_t *sub = &g->_subs[i];
+    const fr_opts_t *o = g->_opts;
+    uint32_t j = g->_first + i;
+    char why[96];
+    sub->group = g;
+    sub->topic = j % o->topics;
+    fr_sse_reader_init(&sub->reader);
+    g->_connecting++;
+    int rc = uv_tcp_init_ex(g->_loop, &sub->tcp, AF_INET);
+    if (rc < 0) { /* no handle was opened, so there is none to close */
+        g->c.connect_failed++;
+        fr_counters_error(&g->c, "subscriber %u: socket: %s", j, uv_strerror(rc));
+        sub->state = SUB_CLOSED;
+        settle(g);
+        return;
+    }
+    g->_open++;
+    sub->state = SUB_CONNECTING;
+    if (o->src_count) {
+        uv_os_fd_t fd;
+        int one = 1;
+        if (uv_fileno((uv_handle_t *)&sub->tcp, &fd) == 0)
+            (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        struct sockaddr_in src;
+        memset(&src, 0, sizeof src);
+        src.sin_family = AF_INET;
+        src.sin_addr.s_addr = htonl(o->src_first + j % o->src_count);
+        rc = uv_tcp_bind(&sub->tcp, (const struct sockaddr *)&src, 0);
+        if (rc < 0) {
+            snprintf(why, sizeof why, "bind: %s", uv_strerror(rc));
+            lost(sub, why);
+            return;
+        }
+    }
+    sub->started = fr_now_mono();
+    rc = uv_tcp_connect(&sub->connect, &sub->tcp, (const struct sockaddr *)&o->server, on_connect);
+    if (rc < 0) {
+        snprintf(why, sizeof why, "connect: %s", uv_strerror(rc));
+        lost(sub, why);
+    }
+}
+
+static void start_more(fr_subs_t *g) {
+    if (g->_closing || g->connect_over)
+        return;
+    g->_in_start = 1;
+    while (g->_next < g->_count && g->_connecting < g->_opts->connect_burst)
+        start_one(g, g->_next++);
+    g->_in_start = 0;
+    maybe_connected(g);
+}
+
+/* --connect-timeout passed: whatever has not started by now counts as failed. */
+static void on_phase_timeout(uv_timer_t *t) {
+    fr_subs_t *g = t->data;
+    uint32_t never = g->_count - g->_next;
+    g->_next = g->_count; /* settle() below must not start anything new */
+    for (uint32_t i = 0; i < g->_count; i++) {
+        if (g->_subs[i].state == SUB_CONNECTING)
+            lost(&g->_subs[i], "no stream within --connect-timeout");
+    }
+    g->c.connect_failed += never;
+    if (never)
+        fr_counters_error(&g->c, "%u subscribers were never started within --connect-timeout",
+                          never);
+    g->_settled = g->_count;
+    maybe_connected(g);
+}
+
+void fr_subs_init(fr_subs_t *g, uv_loop_t *loop, const fr_opts_t *opts, uint32_t first,
+                  uint32_t count) {
+    memset(g, 0, sizeof *g);
+    g->_loop = loop;
+    g->_opts = opts;
+    g->_first = first;
+    g->_count = count;
+    g->_subs = fr_calloc(count, sizeof *g->_subs);
+    g->c.conns = count;
+    uv_timer_init(loop, &g->_phase_timer);
+    uv_timer_init(loop, &g->_notify);
+    g->_phase_timer.data = g;
+    g->_notify.data = g;
+    g->_open = 2;
+}
+
+void fr_subs_start(fr_subs_t *g, fr_subs_cb on_connected) {
+    g->_on_connected = on_connected;
+    uv_timer_start(&g->_phase_timer, on_phase_timeout,
+                   (uint64_t)(g->_opts->connect_timeout * 1000.0), 0);
+    start_more(g);
+}
+
+/* Events of topic k among global indices [0, n): round-robin puts index i on topic i % M. */
+static uint64_t topic_share(uint64_t n, uint32_t k, uint32_t m) {
+    return n / m + (k < n % m ? 1 : 0);
+}
+
+void fr_subs_set_window(fr_subs_t *g, uint64_t g0, uint64_t g1) {
+    uint32_t m = g->_opts->topics;
+    g->c.windows = 1;
+    for (uint32_t i = 0; i < g->_count; i++) {
+        const fr_sub_t *sub = &g->_subs[i];
+        if (sub->was_ready)
+            g->c.expected += topic_share(g1, sub->topic, m) - topic_share(g0, sub->topic, m);
+    }
+}
+
+void fr_subs_close(fr_subs_t *g, fr_subs_cb on_closed) {
+    if (g->_closing)
+        return;
+    g->_closing = 1;
+    g->_on_closed = on_closed;
+    for (uint32_t i = 0; i < g->_count; i++)
+        close_sub(&g->_subs[i]);
+    uv_close((uv_handle_t *)&g->_phase_timer, on_timer_close);
+    uv_close((uv_handle_t *)&g->_notify, on_timer_close);
+}

@@ -1,0 +1,79 @@
+/* A group of subscriber connections driven by one libuv loop: connect (paced, from spread
+ * source addresses), read the SSE stream, check every delivery's order and measure its
+ * latency. A process runs one group; with --procs each child runs one share.
+ *
+ * Nothing is allocated per event: a read lands in the group's one read buffer (reads are
+ * handled one at a time), the connection's embedded reader keeps the parsing state, and
+ * latencies go into the group's histogram. */
+#ifndef FR_SUB_H
+#define FR_SUB_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "bench.h"
+#include "hist.h"
+#include "sse_reader.h"
+
+typedef struct fr_subs_s fr_subs_t;
+typedef void (*fr_subs_cb)(fr_subs_t *subs);
+
+typedef struct fr_sub_s {
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    fr_subs_t *group;
+    uint64_t started;  /* monotonic ns when the connect began */
+    uint64_t next_seq; /* the sequence number this stream expects next on its topic */
+    uint32_t topic;    /* topic index */
+    uint8_t state;     /* SUB_* in sub.c */
+    uint8_t was_ready; /* the stream started, so it counts towards `expected` */
+    fr_sse_reader_t reader;
+} fr_sub_t;
+
+struct fr_subs_s {
+    /* read-only for the owner */
+    fr_counters_t c;   /* the owner may reset c.interval_lat_max after reading it */
+    fr_hist_t latency; /* measured deliveries: receive time - scheduled time */
+    fr_hist_t connect; /* connect start until the stream's first frame */
+    int connect_over;  /* every stream is ready or has failed (or the phase timed out) */
+    void *data;        /* the owner's */
+
+    /* private */
+    uv_loop_t *_loop;
+    const fr_opts_t *_opts;
+    fr_sub_t *_subs;
+    uint32_t _first; /* global index of _subs[0]: decides topic and source address */
+    uint32_t _count;
+    uint32_t _next;       /* next local index to connect */
+    uint32_t _connecting; /* connects started and not yet ready or failed */
+    uint32_t _settled;    /* ready or failed */
+    uint32_t _open;       /* handles (connections and timers) not yet closed */
+    int _in_start;        /* inside start_more: failures must not recurse into it */
+    int _closing;
+    uv_timer_t _phase_timer; /* ends the connect phase after --connect-timeout */
+    uv_timer_t _notify;      /* reports the end of the connect phase from a fresh stack */
+    uint64_t _now_rt;        /* realtime at the current read, shared by all its events */
+    fr_subs_cb _on_connected;
+    fr_subs_cb _on_closed;
+    char _rbuf[65536];
+};
+
+/* Prepares `count` subscribers with global indices first .. first+count-1 (subscriber j reads
+ * topic j % topics and binds source address j % sources). `opts` is borrowed for the group's
+ * lifetime. */
+void fr_subs_init(fr_subs_t *g, uv_loop_t *loop, const fr_opts_t *opts, uint32_t first,
+                  uint32_t count);
+
+/* Starts connecting, at most --connect-burst at a time. `on_connected` is called once, from the
+ * loop, when every stream is ready or has failed, or when --connect-timeout passed (streams
+ * still connecting are then closed and count as failed). */
+void fr_subs_start(fr_subs_t *g, fr_subs_cb on_connected);
+
+/* The publisher sent events [g0, g1) after warmup, round-robin over the topics: adds to
+ * c.expected what each stream that became ready should receive. */
+void fr_subs_set_window(fr_subs_t *g, uint64_t g0, uint64_t g1);
+
+/* Closes every connection and timer; `on_closed` is called when the last handle is closed. */
+void fr_subs_close(fr_subs_t *g, fr_subs_cb on_closed);
+
+#endif
