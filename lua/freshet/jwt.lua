@@ -117,8 +117,10 @@ function M.verify(token, secret, opts)
   if not is_number(leeway) or leeway < 0 then
     error("freshet.jwt.verify: opts.leeway must be a number of seconds >= 0, got " .. tostring(leeway), 2)
   end
-  if not is_number(now) then
-    error("freshet.jwt.verify: opts.now must be a number of seconds, got " .. tostring(now), 2)
+  -- Past 1e11 (the year 5138) it is surely freshet.now(), which counts milliseconds.
+  if not is_number(now) or now > 1e11 then
+    error("freshet.jwt.verify: opts.now must be a number of seconds since the epoch "
+      .. "(freshet.now() gives milliseconds), got " .. tostring(now), 2)
   end
   local auds = opts.aud ~= nil and string_set("verify", "aud", opts.aud) or nil
   local issuers = opts.iss ~= nil and string_set("verify", "iss", opts.iss) or nil

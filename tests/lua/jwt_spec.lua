@@ -217,6 +217,8 @@ describe("freshet.jwt", function()
         "freshet.jwt.verify: unknown option 'audience' (leeway, now, aud, iss, require)")
       assert.has_error(function() jwt.verify("a.b.c", SECRET, { leeway = -1 }) end,
         "freshet.jwt.verify: opts.leeway must be a number of seconds >= 0, got -1")
+      assert.has_error(function() jwt.verify("a.b.c", SECRET, { now = 1700000000000 }) end,
+        "freshet.jwt.verify: opts.now must be a number of seconds since the epoch (freshet.now() gives milliseconds), got 1700000000000")
       assert.has_error(function() jwt.verify("a.b.c", SECRET, { aud = {} }) end,
         "freshet.jwt.verify: opts.aud must be a string or a non-empty list of strings, got table")
     end)
