@@ -1,5 +1,7 @@
 # Writes a C file holding every lua/freshet/*.lua as a byte array, keyed by module name.
 file(GLOB files RELATIVE ${LUA_DIR} ${LUA_DIR}/freshet/*.lua)
+# The route-test harness runs outside the server (busted); server VMs need not carry it.
+list(REMOVE_ITEM files freshet/test.lua freshet/fakecore.lua)
 list(SORT files)
 set(body "/* Generated from lua/freshet by cmake/embed_lua.cmake. */\n#include <stddef.h>\n#include \"embedded.h\"\n")
 set(table "const fr_embedded_t fr_embedded_lua[] = {\n")

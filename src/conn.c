@@ -11,6 +11,7 @@
 #include "server.h"
 #include "stream.h"
 #include "util.h"
+#include "ws_stream.h"
 
 typedef struct {
     uv_write_t req;
@@ -293,11 +294,24 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     if (nread == 0 || c->closing)
         return;
-    /* A stream reads only to notice the client leaving; what it sends is ignored. */
-    if (c->stream || c->close_after_write)
+    /* An SSE stream reads only to notice the client leaving; a WebSocket reads frames. */
+    if (c->stream) {
+        if (c->stream->ws)
+            fr_ws_on_read(c->stream, buf->base, (size_t)nread);
+        return;
+    }
+    if (c->close_after_write)
         return;
     llhttp_errno_t err = llhttp_execute(&c->parser, buf->base, (size_t)nread);
-    if (err == HPE_OK || err == HPE_PAUSED)
+    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+        /* Frames a WebSocket client sent right behind its handshake are already here. */
+        const char *at = llhttp_get_error_pos(&c->parser);
+        const char *end = buf->base + nread;
+        if (c->stream && c->stream->ws && !c->stream->joining && at && at >= buf->base && at < end)
+            fr_ws_on_read(c->stream, at, (size_t)(end - at));
+        return;
+    }
+    if (err == HPE_OK)
         return;
     respond_parse_error(c, err);
 }

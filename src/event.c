@@ -71,6 +71,7 @@ void fr_event_release(fr_event_t *ev) {
     free(ev->name);
     free(ev->data);
     free(ev->frame);
+    free(ev->ws_frame);
     free(ev);
 }
 

@@ -36,6 +36,8 @@ typedef struct fr_event_s {
     char *frame;    /* owned SSE bytes, see the picture above */
     size_t frame_len;
     size_t body_off; /* where the frame's body starts, after its id line */
+    char *ws_frame;  /* owned: WebSocket envelope frame, built on first use (atomically) */
+    size_t ws_len;
 } fr_event_t;
 
 /* Validates and builds an event; returns NULL and sets *err (a static message) when topic or

@@ -8,6 +8,8 @@
 
 #include "broker_redis.h"
 #include "conn.h"
+#include "ws.h"
+#include "ws_stream.h"
 #include "dispatch.h"
 #include "log.h"
 #include "server.h"
@@ -76,12 +78,35 @@ static void pending_mark(fr_stream_t *s) {
 
 /* ---- the out-queue ---------------------------------------------------------------------- */
 
+/* Bytes an item puts on the wire. A WebSocket event item is its whole frame: its own bytes
+ * (a stream of several topics) or the event's cached envelope. */
 static size_t item_size(const fr_item_t *it) {
     if (it->kind != FR_ITEM_EVENT)
         return it->len;
     if (!it->ev)
         return 0;
+    if (it->ws)
+        return it->bytes ? it->len : it->ev->ws_len;
     return it->bytes ? it->len + it->ev->frame_len - it->ev->body_off : it->ev->frame_len;
+}
+
+/* Appends an event item's buffers to bufs; returns how many. */
+static size_t item_bufs(const fr_item_t *it, uv_buf_t *bufs) {
+    if (it->ws) {
+        if (it->bytes)
+            bufs[0] = uv_buf_init(it->bytes, (unsigned)it->len);
+        else
+            bufs[0] = uv_buf_init(it->ev->ws_frame, (unsigned)it->ev->ws_len);
+        return 1;
+    }
+    if (it->bytes) {
+        bufs[0] = uv_buf_init(it->bytes, (unsigned)it->len);
+        bufs[1] = uv_buf_init(it->ev->frame + it->ev->body_off,
+                              (unsigned)(it->ev->frame_len - it->ev->body_off));
+        return 2;
+    }
+    bufs[0] = uv_buf_init(it->ev->frame, (unsigned)it->ev->frame_len);
+    return 1;
 }
 
 static void item_release(fr_item_t *it) {
@@ -166,12 +191,12 @@ static void queue_drop(fr_stream_t *s, fr_item_t *it) {
 }
 
 static void queue_static(fr_stream_t *s, const char *bytes, size_t len) {
-    fr_item_t it = {FR_ITEM_STATIC, NULL, (char *)bytes, len, 0, 0};
+    fr_item_t it = {FR_ITEM_STATIC, NULL, (char *)bytes, len, 0, 0, 0};
     queue_push(s, it);
 }
 
 static void queue_owned(fr_stream_t *s, char *bytes, size_t len) {
-    fr_item_t it = {FR_ITEM_OWNED, NULL, bytes, len, 0, 0};
+    fr_item_t it = {FR_ITEM_OWNED, NULL, bytes, len, 0, 0, 0};
     queue_push(s, it);
 }
 
@@ -190,6 +215,15 @@ static char *positions_line(fr_stream_t *s, size_t *len) {
     buf[n++] = '\n';
     *len = n;
     return buf;
+}
+
+/* The positions alone ("<id>,<id>"), as a WebSocket envelope carries them. Caller frees. */
+static char *positions_string(fr_stream_t *s) {
+    size_t len;
+    char *line = positions_line(s, &len);
+    char *out = fr_strndup(line + 4, len - 5);
+    free(line);
+    return out;
 }
 
 /* Over budget: as many events queued as the tier allows, or more bytes waiting (queued here
@@ -249,7 +283,7 @@ static void stream_offer(fr_stream_t *s, size_t index, fr_event_t *ev) {
         return;
     if (s->joining) {
         s->held = fr_realloc(s->held, (s->nheld + 1) * sizeof *s->held);
-        fr_item_t it = {FR_ITEM_EVENT, ev, NULL, 0, 0, (uint32_t)index};
+        fr_item_t it = {FR_ITEM_EVENT, ev, NULL, 0, 0, (uint32_t)index, (uint8_t)s->ws};
         fr_event_retain(ev);
         s->held[s->nheld++] = it;
         return;
@@ -279,9 +313,17 @@ static void stream_offer(fr_stream_t *s, size_t index, fr_event_t *ev) {
             return;
         }
     }
-    fr_item_t it = {FR_ITEM_EVENT, ev, NULL, 0, 0, (uint32_t)index};
-    if (s->ntopics > 1)
+    fr_item_t it = {FR_ITEM_EVENT, ev, NULL, 0, 0, (uint32_t)index, (uint8_t)s->ws};
+    if (s->ws && s->ntopics > 1) {
+        char *ids = positions_string(s);
+        it.bytes = fr_ws_event_frame_with_id(ev, ids, &it.len);
+        free(ids);
+    } else if (s->ws) {
+        size_t ignored;
+        fr_ws_event_frame(ev, &ignored); /* built once, shared by every WebSocket stream */
+    } else if (s->ntopics > 1) {
         it.bytes = positions_line(s, &it.len);
+    }
     size_t size = item_size(&it);
 
     /* Conflation: an unsent older event of this topic is superseded by this one. */
@@ -446,10 +488,19 @@ static void on_batch_written(uv_write_t *req, int status) {
  * they have a gap; it carries no id, so their Last-Event-ID is unchanged. */
 static char *drop_notice(fr_stream_t *s, size_t *len) {
     char buf[160];
-    int n = snprintf(buf, sizeof buf,
-                     "event: dropped\ndata: {\"dropped\":%lu,\"total\":{\"telemetry\":%lu,"
-                     "\"normal\":%lu}}\n\n",
+    int n;
+    if (s->ws) {
+        n = snprintf(buf, sizeof buf,
+                     "{\"v\":1,\"type\":\"dropped\",\"dropped\":%lu,\"total\":{\"telemetry\":%lu,"
+                     "\"normal\":%lu}}",
                      s->unreported, s->dropped[FR_PRIO_TELEMETRY], s->dropped[FR_PRIO_NORMAL]);
+        s->unreported = 0;
+        return fr_ws_text_frame(buf, (size_t)n, len);
+    }
+    n = snprintf(buf, sizeof buf,
+                 "event: dropped\ndata: {\"dropped\":%lu,\"total\":{\"telemetry\":%lu,"
+                 "\"normal\":%lu}}\n\n",
+                 s->unreported, s->dropped[FR_PRIO_TELEMETRY], s->dropped[FR_PRIO_NORMAL]);
     s->unreported = 0;
     *len = (size_t)n;
     return fr_strndup(buf, (size_t)n);
@@ -496,13 +547,7 @@ static void poll_respond(fr_stream_t *s, int status) {
             continue;
         s->sent++;
         s->worker->metrics.delivered++;
-        if (it->bytes) {
-            bufs[nb++] = uv_buf_init(it->bytes, (unsigned)it->len);
-            bufs[nb++] = uv_buf_init(it->ev->frame + it->ev->body_off,
-                                     (unsigned)(it->ev->frame_len - it->ev->body_off));
-        } else {
-            bufs[nb++] = uv_buf_init(it->ev->frame, (unsigned)it->ev->frame_len);
-        }
+        nb += item_bufs(it, bufs + nb);
         total += item_size(it);
     }
     s->q_len = s->q_live = s->q_bytes = 0;
@@ -606,13 +651,7 @@ static void stream_write(fr_stream_t *s) {
         s->live_by_prio[it->ev->priority]--;
         s->sent++;
         s->worker->metrics.delivered++;
-        if (it->bytes) {
-            bufs[nb++] = uv_buf_init(it->bytes, (unsigned)it->len);
-            bufs[nb++] = uv_buf_init(it->ev->frame + it->ev->body_off,
-                                     (unsigned)(it->ev->frame_len - it->ev->body_off));
-        } else {
-            bufs[nb++] = uv_buf_init(it->ev->frame, (unsigned)it->ev->frame_len);
-        }
+        nb += item_bufs(it, bufs + nb);
     }
     s->q_head = s->q_cap ? (s->q_head + n) % s->q_cap : 0;
     s->q_len -= n;
@@ -667,7 +706,17 @@ void fr_stream_heartbeat_due(fr_worker_t *w) {
             fr_conn_close(s->conn);
             continue;
         }
-        queue_static(s, heartbeat_frame, sizeof heartbeat_frame - 1);
+        if (s->ws) {
+            if (s->ws_ping_pending) {
+                /* No pong for a whole heartbeat interval: the peer is gone. */
+                fr_stream_close_ws(s, FR_WS_CLOSE_GOING_AWAY, "no pong", "timeout");
+                continue;
+            }
+            s->ws_ping_pending = 1;
+            queue_static(s, fr_ws_ping_frame, sizeof fr_ws_ping_frame);
+        } else {
+            queue_static(s, heartbeat_frame, sizeof heartbeat_frame - 1);
+        }
         w->metrics.heartbeats++;
     }
 }
@@ -675,11 +724,46 @@ void fr_stream_heartbeat_due(fr_worker_t *w) {
 void fr_stream_end(fr_stream_t *s, uint64_t retry_ms) {
     if (s->ending || s->detached)
         return;
+    if (s->ws) {
+        const char *text;
+        uint16_t code = fr_ws_close_code(s->end_reason, &text);
+        fr_stream_close_ws(s, code, text, s->end_reason ? s->end_reason : "shutdown");
+        return;
+    }
     if (retry_ms) {
         char buf[48];
         int n = snprintf(buf, sizeof buf, "retry: %llu\n\n", (unsigned long long)retry_ms);
         queue_owned(s, fr_strndup(buf, (size_t)n), (size_t)n);
     }
+    s->ending = 1;
+    idle_touch(s);
+    pending_mark(s);
+}
+
+void fr_stream_send(fr_stream_t *s, char *bytes, size_t len) {
+    if (s->ending || s->detached) {
+        free(bytes);
+        return;
+    }
+    queue_owned(s, bytes, len);
+}
+
+void fr_stream_close_ws(fr_stream_t *s, uint16_t code, const char *reason, const char *why) {
+    if (s->ending || s->detached)
+        return;
+    size_t len;
+    char *f;
+    if (code == 0) {
+        f = fr_malloc(2);
+        f[0] = (char)0x88;
+        f[1] = 0;
+        len = 2;
+    } else {
+        f = fr_ws_close_frame(code, reason, &len);
+    }
+    if (!s->end_reason)
+        s->end_reason = why;
+    queue_owned(s, f, len);
     s->ending = 1;
     idle_touch(s);
     pending_mark(s);
@@ -714,6 +798,7 @@ static fr_stream_t *stream_new(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *rout
     fr_vm_retain(vm);
     s->route = route;
     s->who_ref = LUA_NOREF;
+    s->req_ref = LUA_NOREF;
     s->budget = &c->worker->config->default_tier;
     s->q_seq = 1;
     s->chunked = c->req.http_major == 1 && c->req.http_minor >= 1;
@@ -751,6 +836,11 @@ void fr_stream_free(fr_stream_t *s) {
     free(s->pos);
     free(s->tier);
     luaL_unref(s->vm->L, LUA_REGISTRYINDEX, s->who_ref);
+    luaL_unref(s->vm->L, LUA_REGISTRYINDEX, s->req_ref);
+    if (s->wsp) {
+        fr_ws_parser_close(s->wsp);
+        free(s->wsp);
+    }
     fr_vm_release(s->vm);
     free(s);
 }
@@ -850,11 +940,20 @@ static void stream_log_start(fr_stream_t *s, int resume, int stale) {
     fr_log_fields(FR_LOG_INFO, f);
 }
 
+/* A stream that is on reads no more requests: what the request held (URL, headers, body) is
+ * freed, so an idle stream costs little. A long-poll keeps it for its answer's headers. */
+static void stream_shed_request(fr_stream_t *s) {
+    if (!s->poll)
+        fr_request_reset(&s->conn->req);
+}
+
 /* Headers (or, for a long-poll, its deadline) and the retry frame. */
 static void stream_begin(fr_stream_t *s, int poll, int stale) {
     fr_worker_t *w = s->worker;
     if (poll) {
         fr_conn_wait(s->conn, FR_WAIT_POLL);
+    } else if (s->ws) {
+        fr_ws_send_handshake(s->conn, s->ws_accept, s->ws_proto);
     } else {
         stream_send_headers(s->conn, s->chunked);
         queue_static(s, w->retry_frame, w->retry_frame_len);
@@ -867,6 +966,18 @@ static void stream_begin(fr_stream_t *s, int poll, int stale) {
 /* The `reset` event: the client's id is too old, it should reload its state; the id line
  * carries the current positions so its next resume starts from now. */
 static void stream_queue_reset(fr_stream_t *s) {
+    if (s->ws) {
+        char *ids = positions_string(s);
+        char *json = fr_malloc(strlen(ids) + 128);
+        int n = sprintf(json, "{\"v\":1,\"type\":\"reset\",\"id\":\"%s\",\"reason\":\"the last "
+                              "id is older than the replay window\"}", ids);
+        size_t len;
+        char *f = fr_ws_text_frame(json, (size_t)n, &len);
+        free(json);
+        free(ids);
+        queue_owned(s, f, len);
+        return;
+    }
     size_t idlen;
     char *idline = positions_line(s, &idlen);
     static const char reset_body[] =
@@ -974,6 +1085,7 @@ static void on_joined(void *ctx, fr_join_t *res) {
     }
     s->nheld = 0;
     stream_log_start(s, s->resume, stale);
+    stream_shed_request(s);
 out:
     fr_join_free(res);
     fr_conn_release(c);
@@ -1003,8 +1115,13 @@ void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_
     lua_getfield(L, -1, "transport");
     int poll = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "poll") == 0;
     lua_pop(L, 3);
+    int ws = !poll && fr_ws_wants_upgrade(c);
+    char ws_accept[29];
+    int ws_proto = 0;
+    if (ws && fr_ws_check_handshake(c, ws_accept, &ws_proto) < 0)
+        return;
     const char *accept = fr_request_header(&c->req, "accept");
-    if (!poll && accept && !accepts_sse(accept)) {
+    if (!poll && !ws && accept && !accepts_sse(accept)) {
         fr_conn_respond_error(c, 406, "this route streams text/event-stream; send Accept: "
                                       "text/event-stream (or */*)");
         return;
@@ -1017,6 +1134,16 @@ void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_
     }
     fr_stream_t *s = stream_new(c, vm, route);
     s->poll = poll;
+    if (ws) {
+        s->ws = 1;
+        s->chunked = 0;
+        memcpy(s->ws_accept, ws_accept, sizeof ws_accept);
+        s->ws_proto = ws_proto;
+        s->wsp = fr_malloc(sizeof *s->wsp);
+        fr_ws_parser_init(s->wsp, w->config->max_body);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, req_ref);
+        s->req_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
     if (fr_dispatch_auth(c, vm, route, req_ref, &s->who_ref) < 0)
         goto fail;
 
@@ -1130,9 +1257,140 @@ void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_
     }
     stream_subscribe(s);
     stream_log_start(s, resume, stale);
+    stream_shed_request(s);
     return;
 fail_500:
     fr_conn_respond_error(c, 500, "internal error");
 fail:
     fr_stream_free(s);
+}
+
+/* ---- changing a live stream (WebSocket subscribe / unsubscribe / resume) ------------------- */
+
+const char *fr_stream_set_topics(fr_stream_t *s, lua_State *L) {
+    fr_worker_t *w = s->worker;
+    if (!lua_istable(L, -1)) {
+        fr_error("route %s: topics hook must return a list of topic names, got %s",
+                 s->route->pattern.source, luaL_typename(L, -1));
+        return "internal error";
+    }
+    size_t n = lua_objlen(L, -1);
+    if (n == 0 || n > FR_MAX_TOPICS)
+        return "a stream follows between 1 and 64 topics";
+    char **topics = fr_calloc(n, sizeof *topics);
+    size_t m = 0;
+    const char *err = NULL;
+    for (size_t i = 0; i < n && !err; i++) {
+        lua_rawgeti(L, -1, (int)i + 1);
+        const char *t = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        const char *verr;
+        if (!t || fr_event_validate(t, NULL, "", 0, &verr) < 0)
+            err = "the topics hook returned an invalid topic";
+        for (size_t k = 0; k < m && !err; k++) {
+            if (strcmp(topics[k], t) == 0)
+                err = "the topics hook listed a topic twice";
+        }
+        if (!err)
+            topics[m++] = fr_strdup(t);
+        lua_pop(L, 1);
+    }
+    if (err) {
+        for (size_t i = 0; i < m; i++)
+            free(topics[i]);
+        free(topics);
+        return err;
+    }
+    /* Carry over what is known of kept topics; a new one starts from its current position. */
+    fr_id_t *pos = fr_calloc(m, sizeof *pos);
+    uint8_t *slow = fr_calloc(m, sizeof *slow);
+    uint64_t *last_seq = fr_calloc(m, sizeof *last_seq);
+    size_t *map = fr_calloc(s->ntopics ? s->ntopics : 1, sizeof *map);
+    for (size_t j = 0; j < s->ntopics; j++)
+        map[j] = SIZE_MAX;
+    for (size_t i = 0; i < m; i++) {
+        slow[i] = (uint8_t)s->route->slow;
+        pos[i] = fr_hub_position(&w->hub, topics[i]);
+        if (w->broker_remote && fr_id_cmp(pos[i], (fr_id_t){0, 0}) == 0)
+            pos[i] = (fr_id_t){fr_now_ms(), 0};
+        for (size_t j = 0; j < s->ntopics; j++) {
+            if (strcmp(s->topics[j], topics[i]) == 0) {
+                pos[i] = s->pos[j];
+                slow[i] = s->slow[j];
+                last_seq[i] = s->last_seq[j];
+                map[j] = i;
+            }
+        }
+    }
+    /* Queued events of dropped topics go; the others follow their topic's new index. */
+    for (size_t k = 0; k < s->q_len; k++) {
+        fr_item_t *it = queue_at(s, k);
+        if (it->kind != FR_ITEM_EVENT || !it->ev)
+            continue;
+        if (map[it->topic] == SIZE_MAX)
+            queue_drop(s, it);
+        else
+            it->topic = (uint32_t)map[it->topic];
+    }
+    for (size_t k = 0; k < s->nheld; k++) {
+        if (map[s->held[k].topic] == SIZE_MAX) {
+            fr_event_release(s->held[k].ev);
+            s->held[k--] = s->held[--s->nheld];
+        } else {
+            s->held[k].topic = (uint32_t)map[s->held[k].topic];
+        }
+    }
+    free(map);
+    for (size_t j = 0; j < s->ntopics; j++) {
+        if (s->subs)
+            fr_hub_unsubscribe(&w->hub, &s->subs[j]);
+        free(s->topics[j]);
+    }
+    free(s->subs);
+    free(s->topics);
+    free(s->pos);
+    free(s->slow);
+    free(s->last_seq);
+    s->topics = topics;
+    s->ntopics = m;
+    s->pos = pos;
+    s->slow = slow;
+    s->last_seq = last_seq;
+    stream_subscribe(s);
+    return NULL;
+}
+
+const char *fr_stream_resume_from(fr_stream_t *s, const char *ids) {
+    fr_worker_t *w = s->worker;
+    if (w->broker_remote)
+        return "resuming on an open connection needs the memory broker: reconnect with "
+               "?lastEventId=<id>";
+    fr_id_t *after = fr_calloc(s->ntopics, sizeof *after);
+    int n = fr_id_parse_list(ids, strlen(ids), after, s->ntopics);
+    if (n < 0 || (size_t)n != s->ntopics) {
+        free(after);
+        return "resume takes an id per topic, comma-separated, as the envelopes carry them";
+    }
+    int stale = 0;
+    for (size_t i = 0; i < s->ntopics; i++) {
+        fr_resume_t r = fr_hub_check_resume(&w->hub, s->topics[i], after[i]);
+        if (r == FR_RESUME_INVALID) {
+            free(after);
+            return "that id was never issued by this stream";
+        }
+        stale |= r == FR_RESUME_STALE;
+    }
+    w->metrics.resumes++;
+    if (stale) {
+        free(after);
+        w->metrics.resume_reset++;
+        for (size_t i = 0; i < s->ntopics; i++)
+            s->pos[i] = fr_hub_position(&w->hub, s->topics[i]);
+        stream_queue_reset(s);
+        return NULL;
+    }
+    memcpy(s->pos, after, s->ntopics * sizeof *after);
+    free(after);
+    s->replaying = 1;
+    stream_replay_fill(s);
+    return NULL;
 }

@@ -17,6 +17,8 @@
 #include "hub.h"
 #include "vm.h"
 
+struct fr_ws_parser_s;
+
 struct fr_conn_s;
 struct fr_worker_s;
 
@@ -29,6 +31,7 @@ typedef struct {
     size_t len;
     uint64_t seq;     /* position in the stream's queue since it opened */
     uint32_t topic;   /* EVENT: index of its topic */
+    uint8_t ws;       /* EVENT: WebSocket framing (bytes, when set, is the whole frame) */
 } fr_item_t;
 
 typedef struct fr_stream_s {
@@ -47,6 +50,12 @@ typedef struct fr_stream_s {
     int joining;                 /* waiting for the broker's replay: live events are held */
     int resume;                  /* arrived with a Last-Event-ID */
     int replaying;               /* catching up from the rings, paced by the queue */
+    int ws;                      /* WebSocket transport (else SSE) */
+    struct fr_ws_parser_s *wsp;  /* owned: the WebSocket frame parser */
+    int ws_ping_pending;         /* a ping went out and no pong came back yet */
+    int req_ref;                 /* the request table, kept for hooks a WebSocket calls later */
+    char ws_accept[29];          /* the handshake's accept key, until the 101 goes out */
+    int ws_proto;                /* the client offered the freshet.v1 subprotocol */
     fr_item_t *held;             /* owned: live events (ev, topic) that arrived while joining */
     size_t nheld;
 
@@ -88,6 +97,16 @@ void fr_stream_free(fr_stream_t *s);
 void fr_stream_flush_pending(struct fr_worker_s *w);
 /* Queues a heartbeat on every stream idle for the heartbeat interval. */
 void fr_stream_heartbeat_due(struct fr_worker_s *w);
+/* For transports: queues bytes (takes ownership) to go out in order with the events. */
+void fr_stream_send(fr_stream_t *s, char *bytes, size_t len);
+/* Ends a WebSocket stream with a close frame (code 0: empty close payload). */
+void fr_stream_close_ws(fr_stream_t *s, uint16_t code, const char *reason, const char *why);
+/* Replaces the stream's topics with the list on the top of L's stack (from the topics hook).
+ * Returns NULL, or a message for the client. */
+const char *fr_stream_set_topics(fr_stream_t *s, lua_State *L);
+/* Replays from `ids` (a Last-Event-ID) on an open stream. Returns NULL, or a message. */
+const char *fr_stream_resume_from(fr_stream_t *s, const char *ids);
+
 /* A long-poll waited its whole timeout with nothing to send: answers 204. */
 void fr_stream_poll_timeout(fr_stream_t *s);
 /* Ends a stream cleanly: optional "retry: <ms>" (0 = none), then the end of the body. */

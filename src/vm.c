@@ -18,7 +18,8 @@
 #include "log.h"
 #include "util.h"
 
-const char *const fr_hook_names[FR_HOOK_COUNT] = {"auth", "topics", "tier", "filter", "publish"};
+const char *const fr_hook_names[FR_HOOK_COUNT] = {"auth",   "topics",  "tier",
+                                                  "filter", "publish", "message"};
 
 void fr_errors_add(fr_errors_t *e, const char *fmt, ...) {
     char buf[1024];
@@ -335,8 +336,8 @@ static char *resolve_path(const char *dir, const char *rel) {
     return p;
 }
 
-static const char *const stream_keys[] = {"auth",   "topics",  "tier", "filter",
-                                           "on_gap", "on_slow", NULL};
+static const char *const stream_keys[] = {"auth",   "topics",  "tier",    "filter",
+                                           "on_gap", "on_slow", "message", NULL};
 
 int fr_slow_parse(const char *s, fr_slow_t *out) {
     static const char *const names[] = {"drop", "conflate", "disconnect"};

@@ -24,6 +24,7 @@ typedef enum {
     FR_HOOK_TIER,
     FR_HOOK_FILTER,
     FR_HOOK_PUBLISH,
+    FR_HOOK_MESSAGE,
     FR_HOOK_COUNT
 } fr_hook_t;
 

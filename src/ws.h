@@ -50,7 +50,7 @@ typedef struct {
     size_t reason_len;
 } fr_ws_msg_t;
 
-typedef struct {
+typedef struct fr_ws_parser_s {
     size_t max_size; /* largest data message accepted, summed over its fragments */
     /* Private. */
     int _state, _fin, _op; /* the frame being read */
