@@ -13,6 +13,10 @@
 #include "url.h"
 #include "util.h"
 
+/* The browser client (client/freshet.js), embedded at build time. */
+extern const char fr_client_js[];
+extern const size_t fr_client_js_len;
+
 /* ---- the `req` table -------------------------------------------------------------------- */
 
 static void on_query_pair(void *ctx, const char *k, size_t kl, const char *v, size_t vl) {
@@ -223,6 +227,13 @@ void fr_dispatch(fr_conn_t *c) {
         else
             fr_conn_respond(c, 405, "application/json", "Allow: GET, HEAD\r\n",
                             "{\"error\":\"/health answers GET\"}", 30);
+        return;
+    }
+    static const char client_path[] = "/_freshet/freshet.js";
+    if (path_len == sizeof client_path - 1 && memcmp(raw_path, client_path, path_len) == 0 &&
+        (strcmp(c->req.method, "GET") == 0 || strcmp(c->req.method, "HEAD") == 0)) {
+        fr_conn_respond(c, 200, "text/javascript; charset=utf-8", "Cache-Control: no-cache\r\n",
+                        fr_client_js, strcmp(c->req.method, "HEAD") == 0 ? 0 : fr_client_js_len);
         return;
     }
     if (path_len == 8 && memcmp(raw_path, "/metrics", 8) == 0 &&
