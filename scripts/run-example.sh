@@ -8,4 +8,17 @@ if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then name="$1"; shift; fi
 app="$root/scripts/examples/$name/app.lua"
 [ -f "$app" ] || { echo "run-example: no example named '$name' (scripts/examples/*/app.lua)" >&2; exit 2; }
 "$root/scripts/setup.sh" "$root/build"
+
+listen="127.0.0.1:3000"
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+    [ "${args[$i]}" = "--listen" ] && [ $((i + 1)) -lt ${#args[@]} ] && listen="${args[$((i + 1))]}"
+done
+example_lines="$root/scripts/examples/$name/try.txt"
+echo
+echo "freshet: starting the $name example on http://$listen/ (Ctrl-C stops it)"
+if [ -f "$example_lines" ]; then
+    sed "s|127.0.0.1:3000|$listen|g" "$example_lines"
+fi
+echo
 exec "$root/build/freshet" "$app" "$@"
