@@ -15,6 +15,7 @@ void fr_config_defaults(fr_config_t *cfg) {
     cfg->replay_ms = 300000;
     cfg->max_body = 65536;
     cfg->max_headers = 16384;
+    cfg->streams_at = 0.9;
     cfg->budget = 1000000;
     cfg->default_tier.name = NULL;
     cfg->default_tier.queue = 256;

@@ -29,6 +29,7 @@ typedef struct {
     size_t ncors;
     size_t max_body;
     size_t max_headers;
+    double streams_at;    /* fraction of the descriptor limit past which new streams get 503 */
     uint64_t budget;      /* Lua instructions per hook call */
     int jit;
     fr_tier_t default_tier; /* budgets for streams whose route names no tier */

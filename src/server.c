@@ -76,7 +76,7 @@ size_t fr_worker_fds_used(const fr_worker_t *w) {
 }
 
 int fr_worker_fds_full(const fr_worker_t *w) {
-    return fr_worker_fds_used(w) * 10 >= w->fd_limit * 9;
+    return (double)fr_worker_fds_used(w) >= (double)w->fd_limit * w->config->streams_at;
 }
 
 static void on_connection(uv_stream_t *listener, int status) {
@@ -96,8 +96,8 @@ static void on_connection(uv_stream_t *listener, int status) {
     size_t used = fr_worker_fds_used(w);
     if (!w->fd_warned && used * 10 >= w->fd_limit * 8) {
         w->fd_warned = 1;
-        fr_warn("descriptors: %zu of %zu in use (80%%); at 90%% new streams get 503", used,
-                w->fd_limit);
+        fr_warn("descriptors: %zu of %zu in use (80%%); at %.0f%% new streams get 503", used,
+                w->fd_limit, w->config->streams_at * 100);
     }
 }
 

@@ -269,6 +269,7 @@ static int vm_read_config(fr_vm_t *vm, int t, fr_errors_t *errs) {
     if (lua_istable(L, -1)) {
         c->max_body = field_num(L, -1, "body", c->max_body, 1.0);
         c->max_headers = field_num(L, -1, "headers", c->max_headers, 1.0);
+        c->streams_at = field_double(L, -1, "streams_at", c->streams_at);
     }
     lua_pop(L, 1);
     lua_getfield(L, t, "timeouts");

@@ -135,7 +135,13 @@ end
 
 function checks.limits(v)
   check_type("limits", v, "table")
-  check_keys("limits", v, { body = true, headers = true })
+  check_keys("limits", v, { body = true, headers = true, streams_at = true })
+  if v.streams_at ~= nil then
+    check_type("limits.streams_at", v.streams_at, "number")
+    if v.streams_at <= 0 or v.streams_at > 1 then
+      fail("limits.streams_at must be a fraction of the descriptor limit in (0, 1], got " .. tostring(v.streams_at))
+    end
+  end
   if v.body ~= nil then check_int("limits.body", v.body, 0) end
   if v.headers ~= nil then check_int("limits.headers", v.headers, 1024) end
 end
