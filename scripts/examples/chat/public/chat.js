@@ -1,5 +1,5 @@
-// The chat page: one EventSource per room for what others say, fetch() to speak.
-// No libraries; runs in any browser that has EventSource and fetch.
+// The chat page: the freshet client (served by the server at /_freshet/freshet.js) follows the
+// room, fetch() speaks. No other libraries.
 (function () {
   'use strict';
 
@@ -9,9 +9,9 @@
   var stateEl = $('state'), logEl = $('log'), errorEl = $('error');
   var nameEl = $('name'), roomEl = $('room'), textEl = $('text');
 
-  var source = null;   // the open EventSource, if any
+  var stream = null;   // the freshet client connection, if any
   var me = '', room = '';
-  var everOpen = false;
+  var everActive = false;
 
   // A name or room is 1..32 of [A-Za-z0-9_.-] and not dots only (the server's rule too).
   function validName(s) { return NAME.test(s) && /[^.]/.test(s); }
@@ -56,26 +56,14 @@
     append(li);
   }
 
-  // When EventSource gives up (a 4xx answer instead of a stream), it does not say why.
-  // Ask again with fetch to read the server's {"error": "..."} body, then hang up.
-  function explainRefusal(url) {
-    var ctl = window.AbortController ? new AbortController() : null;
-    fetch(url, { headers: { Accept: 'text/event-stream' }, signal: ctl && ctl.signal })
-      .then(function (res) {
-        if (res.ok) { if (ctl) ctl.abort(); return; }
-        return res.json().catch(function () { return {}; }).then(function (body) {
-          showError('The server refused the stream (' + res.status + '): ' +
-                    (body.error || res.statusText));
-        });
-      })
-      .catch(function () { showError('The server cannot be reached. Join again to retry.'); });
-  }
+  var LABELS = { connecting: 'connecting…', active: 'open', reconnecting: 'reconnecting…',
+                 closed: 'closed' };
 
   function join(name, roomName) {
-    if (source) source.close();
+    if (stream) stream.close();
     me = name;
     room = roomName;
-    everOpen = false;
+    everActive = false;
     logEl.textContent = '';
     showError('');
     $('title').textContent = '#' + room + ' — you are ' + me;
@@ -85,50 +73,45 @@
     } catch (e) { /* private mode: not remembering is fine */ }
 
     var url = '/rooms/' + encodeURIComponent(room) + '/events?user=' + encodeURIComponent(me);
-    var es = new EventSource(url);
-    source = es;
-    setState('connecting');
-
-    es.onopen = function () {
-      if (es !== source) return;
-      if (everOpen) note('Reconnected.');
-      everOpen = true;
-      setState('open');
-      showError('');
-    };
-
-    // The browser retries by itself (after the server's "retry:" delay) and sends
-    // Last-Event-ID, so the server replays whatever was published in between.
-    es.onerror = function () {
-      if (es !== source) return;
-      if (es.readyState === EventSource.CONNECTING) {
-        setState('reconnecting', 'reconnecting…');
-      } else {
-        setState('closed');
-        explainRefusal(url);
+    // The client reconnects with backoff and sends the id of the last message it showed, so the
+    // server replays whatever was published in between; where Server-Sent Events do not get
+    // through (a proxy that breaks or buffers them) it falls back to long-polling.
+    var s = stream = freshet.connect(url, {
+      onState: function (state, info) {
+        if (s !== stream) return;
+        var label = LABELS[state] || state;
+        if (state === 'active' && info.transport === 'poll') label = 'open (long-polling)';
+        if (state === 'reconnecting' && info.delay > 0) {
+          label = 'reconnecting in ' + Math.max(1, Math.round(info.delay / 1000)) + ' s…';
+        }
+        setState(state, label);
+        if (state === 'active') {
+          if (everActive) note('Reconnected.');
+          everActive = true;
+          showError('');
+        } else if (state === 'closed' && info.status) {
+          // A refusal (bad name, …): the server's {"error": …} says why.
+          showError('The server refused the stream (' + info.status + '): ' + (info.error || ''));
+        }
+      },
+      onEvent: function (ev) {
+        if (s !== stream || ev.event !== 'message' || !ev.data || typeof ev.data !== 'object') return;
+        showMessage(ev.data);
+      },
+      onGap: function (info) {
+        if (s !== stream) return;
+        if (info.type === 'reset') {
+          // The last id seen is too old to replay (or the server restarted and forgot it):
+          // what came in between cannot be shown.
+          note('Some messages may have been missed while you were away.');
+        } else if (info.type === 'dropped') {
+          // This connection read too slowly and the server skipped events to keep up.
+          var n = info.dropped;
+          note(n === 1 ? 'One message was skipped: the connection was too slow.'
+                       : (n || 'Some') + ' messages were skipped: the connection was too slow.');
+        }
       }
-    };
-
-    es.addEventListener('message', function (e) {
-      var msg;
-      try { msg = JSON.parse(e.data); } catch (err) { return; }
-      showMessage(msg);
     });
-
-    // Sent instead of a replay when the last id seen is too old to replay (or the server
-    // restarted and forgot it): what came in between cannot be shown.
-    es.addEventListener('reset', function () {
-      note('Some messages may have been missed while you were away.');
-    });
-
-    // Sent when this connection read too slowly and the server skipped events to keep up.
-    es.addEventListener('dropped', function (e) {
-      var n = 0;
-      try { n = JSON.parse(e.data).dropped; } catch (err) { /* keep 0 */ }
-      note(n === 1 ? 'One message was skipped: the connection was too slow.'
-                   : (n || 'Some') + ' messages were skipped: the connection was too slow.');
-    });
-
     textEl.focus();
   }
 
