@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "server.h"
+#include "stream.h"
 #include "util.h"
 
 #define RETRY_BASE_MS 100
@@ -355,40 +356,75 @@ int fr_redis_join(fr_redis_t *r, char *const *topics, const fr_id_t *after, size
 
 /* ---- the subscriber connection ------------------------------------------------------------ */
 
+typedef struct {
+    fr_redis_t *r;
+    char *topic;    /* owned */
+    int from_start; /* second attempt, from the start of the Stream */
+} refill_t;
+
+static void refill_from(fr_redis_t *r, const char *topic, const char *after, int from_start);
+
+/* Ends every local stream of a topic whose events were lost while the subscription was down:
+ * their clients come back with Last-Event-ID and learn of the gap (416 or reset). */
+static void end_streams_of(fr_redis_t *r, const char *topic) {
+    fr_topic_t *t = fr_hub_find(&r->w->hub, topic);
+    for (fr_sub_t *s = t ? t->subs : NULL, *next; s; s = next) {
+        next = s->next;
+        fr_stream_t *st = s->owner;
+        if (!st->end_reason)
+            st->end_reason = "lag";
+        fr_stream_end(st, 5000);
+    }
+}
+
 /* After a reconnect: deliver what the Stream holds beyond what this node delivered. */
 static void on_refill(void *ctx, fr_join_t *res) {
-    fr_redis_t *r = ctx;
-    if (!res->error && !r->closing) {
-        for (size_t i = 0; i < res->ntopics; i++) {
-            fr_join_topic_t *t = &res->topics[i];
-            for (size_t k = 0; k < t->nevents; k++)
-                fr_hub_deliver(&r->w->hub, t->events[k]);
-            if (t->status != FR_JOIN_OK)
-                fr_warn("redis: events were trimmed while the subscription was down; streams "
-                        "will resume through their Last-Event-ID");
+    refill_t *rf = ctx;
+    fr_redis_t *r = rf->r;
+    if (!res->error && !r->closing && res->ntopics == 1) {
+        fr_join_topic_t *t = &res->topics[0];
+        for (size_t k = 0; k < t->nevents; k++)
+            fr_hub_deliver(&r->w->hub, t->events[k]);
+        if (t->status != FR_JOIN_OK && !rf->from_start) {
+            /* Redis no longer knows this node's last id: it came back without it (then all it
+             * holds is new here) or trimmed past it. Read from its start to tell which. */
+            refill_from(r, rf->topic, "0-0", 1);
+        } else if (t->status != FR_JOIN_OK) {
+            fr_warn("redis: events of '%s' were trimmed while this node's subscription was "
+                    "down; its streams end and resume through Last-Event-ID", rf->topic);
+            end_streams_of(r, rf->topic);
         }
     }
     fr_join_free(res);
+    free(rf->topic);
+    free(rf);
+}
+
+static void refill_from(fr_redis_t *r, const char *topic, const char *after, int from_start) {
+    refill_t *rf = fr_calloc(1, sizeof *rf);
+    rf->r = r;
+    rf->topic = fr_strdup(topic);
+    rf->from_start = from_start;
+    join_t *j = fr_calloc(1, sizeof *j);
+    j->r = r;
+    j->n = 1;
+    j->max_events = r->w->config->replay_events ? r->w->config->replay_events : 1000;
+    j->cb = on_refill;
+    j->ctx = rf;
+    j->topics = fr_calloc(1, sizeof *j->topics);
+    j->after = fr_calloc(1, sizeof *j->after);
+    j->topics[0] = fr_strdup(topic);
+    j->after[0] = fr_strdup(after);
+    join_start(j);
 }
 
 static void refill(fr_redis_t *r, follow_t *f) {
     fr_topic_t *t = fr_hub_find(&r->w->hub, f->topic);
     if (!t)
         return;
-    char *topics[1] = {f->topic};
-    join_t *j = fr_calloc(1, sizeof *j);
-    j->r = r;
-    j->n = 1;
-    j->max_events = r->w->config->replay_events ? r->w->config->replay_events : 1000;
-    j->cb = on_refill;
-    j->ctx = r;
-    j->topics = fr_calloc(1, sizeof *j->topics);
-    j->after = fr_calloc(1, sizeof *j->after);
-    j->topics[0] = fr_strdup(topics[0]);
     char idbuf[FR_ID_MAX_LEN];
     fr_id_format(t->last, idbuf);
-    j->after[0] = fr_strdup(idbuf);
-    join_start(j);
+    refill_from(r, f->topic, idbuf, 0);
 }
 
 static void on_message(fr_redis_t *r, const char *topic, const char *p, size_t len) {
@@ -455,7 +491,8 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv) {
         return;
     if (strcmp(kind, "subscribe") == 0) {
         f->subscribed = 1;
-        if (f->refill) {
+        /* The fill needs the command connection; if it is not back yet, it runs when it is. */
+        if (f->refill && r->cmd_ready) {
             f->refill = 0;
             refill(r, f);
         }
@@ -618,6 +655,14 @@ static void on_library_loaded(redisAsyncContext *ac, void *reply, void *priv) {
     }
     r->cmd_ready = 1;
     r->ping_pending = 0;
+    for (size_t i = 0; i < r->nbuckets; i++) {
+        for (follow_t *f = r->follows[i]; f; f = f->next) {
+            if (f->refill && f->subscribed) {
+                f->refill = 0;
+                refill(r, f);
+            }
+        }
+    }
     fr_info("redis: connected to %s:%d, functions loaded", r->unix_path ? r->unix_path : r->host,
             r->port);
 }
@@ -854,8 +899,10 @@ static void on_published(redisAsyncContext *ac, void *reply, void *priv) {
     fr_id_t id = {0, 0};
     if (!rep)
         p->cb(p->ctx, -1, id, "the connection to Redis was lost");
+    else if (rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "freshet_publish:"))
+        p->cb(p->ctx, -2, id, rep->str); /* the function refused the event itself: 400 */
     else if (rep->type == REDIS_REPLY_ERROR)
-        p->cb(p->ctx, -2, id, rep->str);
+        p->cb(p->ctx, -1, id, rep->str); /* Redis cannot take it now (OOM, readonly…): 503 */
     else if (parse_id(rep, &id) < 0)
         p->cb(p->ctx, -1, id, "unexpected reply from Redis");
     else

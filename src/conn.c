@@ -20,6 +20,7 @@ typedef struct {
 } write_req_t;
 
 static llhttp_settings_t parser_settings;
+static void conn_feed(fr_conn_t *c, const char *data, size_t len);
 static int settings_ready;
 
 static fr_conn_t *conn_of(llhttp_t *p) {
@@ -214,6 +215,7 @@ static void on_closed(uv_handle_t *h) {
     if (c->stream)
         fr_stream_free(c->stream);
     fr_request_reset(&c->req);
+    free(c->held_input);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -237,16 +239,21 @@ void fr_conn_release(fr_conn_t *c) {
 
 void fr_conn_end_poll(fr_conn_t *c) {
     fr_stream_t *s = c->stream;
-    int keep = c->req.keep_alive && !c->worker->stopping;
-    if (!keep) {
-        fr_conn_close(c);
-        return;
-    }
+    if (c->close_after_write)
+        return; /* the stream goes with the connection once the answer is out */
     c->stream = NULL;
     fr_stream_detach(s);
     fr_stream_free(s);
     llhttp_resume(&c->parser);
     wait_enter(c, FR_WAIT_IDLE);
+    if (c->held_input) {
+        char *input = c->held_input;
+        size_t n = c->nheld_input;
+        c->held_input = NULL;
+        c->nheld_input = 0;
+        conn_feed(c, input, n);
+        free(input);
+    }
 }
 
 void fr_conn_close(fr_conn_t *c) {
@@ -286,6 +293,40 @@ static void respond_parse_error(fr_conn_t *c, llhttp_errno_t err) {
     fr_conn_respond_error(c, status, msg);
 }
 
+/* Keeps what a client sent while its long-poll is held (a pipelined next request): it is
+ * parsed once the poll is answered. Bounded like a request. */
+static void conn_hold_input(fr_conn_t *c, const char *data, size_t len) {
+    size_t limit = c->worker->config->max_headers + c->worker->config->max_body;
+    if (c->nheld_input + len > limit) {
+        c->close_reason = "error";
+        fr_conn_close(c);
+        return;
+    }
+    c->held_input = fr_realloc(c->held_input, c->nheld_input + len);
+    memcpy(c->held_input + c->nheld_input, data, len);
+    c->nheld_input += len;
+}
+
+/* Parses request bytes; what follows a request that turned into a stream goes to the stream
+ * (WebSocket frames sent right behind the handshake) or waits (a long-poll's next request). */
+static void conn_feed(fr_conn_t *c, const char *data, size_t len) {
+    llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+        const char *at = llhttp_get_error_pos(&c->parser);
+        const char *end = data + len;
+        if (!at || at < data || at >= end || !c->stream || c->closing)
+            return;
+        if (c->stream->ws && !c->stream->joining)
+            fr_ws_on_read(c->stream, at, (size_t)(end - at));
+        else if (c->stream->poll)
+            conn_hold_input(c, at, (size_t)(end - at));
+        return;
+    }
+    if (err == HPE_OK)
+        return;
+    respond_parse_error(c, err);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     fr_conn_t *c = FR_CONTAINER_OF((uv_tcp_t *)s, fr_conn_t, tcp);
     if (nread < 0) {
@@ -298,22 +339,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     if (c->stream) {
         if (c->stream->ws)
             fr_ws_on_read(c->stream, buf->base, (size_t)nread);
+        else if (c->stream->poll)
+            conn_hold_input(c, buf->base, (size_t)nread);
         return;
     }
     if (c->close_after_write)
         return;
-    llhttp_errno_t err = llhttp_execute(&c->parser, buf->base, (size_t)nread);
-    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
-        /* Frames a WebSocket client sent right behind its handshake are already here. */
-        const char *at = llhttp_get_error_pos(&c->parser);
-        const char *end = buf->base + nread;
-        if (c->stream && c->stream->ws && !c->stream->joining && at && at >= buf->base && at < end)
-            fr_ws_on_read(c->stream, at, (size_t)(end - at));
-        return;
-    }
-    if (err == HPE_OK)
-        return;
-    respond_parse_error(c, err);
+    conn_feed(c, buf->base, (size_t)nread);
 }
 
 void fr_conn_accept(fr_worker_t *w, uv_stream_t *listener) {

@@ -29,6 +29,8 @@ typedef struct fr_conn_s {
     const char *close_reason;    /* static string for the CLOSED log line */
     int close_after_write;       /* the response said Connection: close */
     unsigned pending_writes;
+    char *held_input;            /* owned: bytes that arrived while a long-poll was held */
+    size_t nheld_input;
     struct fr_conn_s *prev, *next; /* the worker's list of connections */
     /* Deadline lists: a request being read (headers must complete in time) or a keep-alive
      * connection waiting for its next request. Each list is ordered by `since`, so one timer

@@ -26,8 +26,16 @@ static struct {
     unsigned long dropped, dropped_unreported;
 } lw;
 
+static int level_from_flag;
+
 void fr_log_set_level(fr_log_level_t level) {
     log_level = level;
+    level_from_flag = 1;
+}
+
+void fr_log_set_default_level(fr_log_level_t level) {
+    if (!level_from_flag)
+        log_level = level;
 }
 
 void fr_log_set_json(int json) {

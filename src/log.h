@@ -10,6 +10,8 @@
 typedef enum { FR_LOG_DEBUG = 0, FR_LOG_INFO, FR_LOG_WARN, FR_LOG_ERROR } fr_log_level_t;
 
 void fr_log_set_level(fr_log_level_t level);
+/* The app file's level: applies unless the command line set one (the flag wins). */
+void fr_log_set_default_level(fr_log_level_t level);
 void fr_log_set_json(int json);
 /* Returns 0 and sets *out for "debug", "info", "warn", "error"; -1 otherwise. */
 int fr_log_parse_level(const char *name, fr_log_level_t *out);

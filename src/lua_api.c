@@ -77,8 +77,19 @@ static int l_core_publish(lua_State *L) {
     if (fr_priority_parse(pname, &prio) < 0)
         return luaL_argerror(L, 4, "priority must be critical, normal or telemetry");
     fr_vm_t *vm = fr_lua_get_vm(L);
-    if (!vm->worker)
-        return luaL_error(L, "freshet.publish: not available while only checking the app");
+    if (!vm->worker) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "not available while only checking the app");
+        return 2;
+    }
+    if (vm->worker->delivering) {
+        /* A filter runs in the middle of a fan-out; publishing there would deliver inside
+         * the delivery. */
+        lua_pushnil(L);
+        lua_pushliteral(L, "cannot publish from a filter (it runs during a delivery): use "
+                           "freshet.after(0, function() … end)");
+        return 2;
+    }
     lua_pub_t *p = fr_calloc(1, sizeof *p);
     p->topic = fr_strdup(topic);
     fr_worker_publish(vm->worker, topic, name, data, len, prio, json, on_lua_published, p);

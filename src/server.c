@@ -133,8 +133,8 @@ static void worker_reload(fr_worker_t *w) {
     fr_vm_release(w->vm);
     w->vm = vm;
     w->reloads++;
-    fr_info("reloaded %s (%zu routes); listen, replay and limits keep their start values",
-            w->app_path, vm->nroutes);
+    fr_info("reloaded %s (%zu routes); routes, scripts, budget and jit changed; other settings "
+            "keep their start values until a restart", w->app_path, vm->nroutes);
 }
 
 static uv_timer_t drain_timer;
@@ -321,7 +321,7 @@ int fr_server_run(const char *app_path, const char *listen_override) {
     w->tier_rejected = fr_calloc(w->config->ntiers + 1, sizeof *w->tier_rejected);
     fr_log_set_json(w->config->log_json);
     if (w->config->log_level >= 0)
-        fr_log_set_level((fr_log_level_t)w->config->log_level);
+        fr_log_set_default_level((fr_log_level_t)w->config->log_level);
     fr_log_start();
     w->fd_limit = raise_nofile();
     if (worker_listen(w) < 0) {

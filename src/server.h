@@ -50,6 +50,7 @@ typedef struct fr_worker_s {
     uint64_t started_ms;      /* monotonic */
     char read_buf[65536];     /* every read on this loop lands here and is parsed at once */
     int stopping;
+    int delivering;           /* a filter hook is running (no publishing from there) */
     int exit_code;
 
     unsigned long requests, reloads, reload_failures;

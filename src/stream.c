@@ -300,7 +300,10 @@ static void stream_offer(fr_stream_t *s, size_t index, fr_event_t *ev) {
         lua_State *L = s->vm->L;
         fr_vm_push_event(s->vm, ev);
         lua_rawgeti(L, LUA_REGISTRYINDEX, s->who_ref);
-        if (fr_vm_call(s->vm, s->route, "filter", 2, 1) != 0) {
+        s->worker->delivering++;
+        int rc = fr_vm_call(s->vm, s->route, "filter", 2, 1);
+        s->worker->delivering--;
+        if (rc != 0) {
             /* Headers are out: the stream ends cleanly and the client resumes. */
             s->end_reason = "error";
             fr_stream_end(s, s->worker->config->retry_ms);
@@ -448,6 +451,7 @@ typedef struct {
     size_t nitems;
     char *notice;        /* owned: the in-band report of dropped events, or NULL */
     char *response_head; /* owned: status line and headers of a long-poll answer, or NULL */
+    struct fr_conn_s *conn; /* a long-poll answer's connection */
     char head[24];       /* chunk size line */
     fr_item_t items[];   /* each holds what its bytes point into until the write is done */
 } batch_t;
@@ -506,16 +510,15 @@ static char *drop_notice(fr_stream_t *s, size_t *len) {
     return fr_strndup(buf, (size_t)n);
 }
 
+/* A long-poll answer's write is done. The stream is long gone (see poll_respond): only the
+ * connection matters here. */
 static void on_poll_written(uv_write_t *req, int status) {
     batch_t *b = (batch_t *)req;
-    fr_stream_t *s = b->stream;
+    fr_conn_t *c = b->conn;
     batch_free(b);
-    s->writing = 0;
-    if (status < 0 || s->detached) {
-        fr_conn_close(s->conn);
-        return;
-    }
-    fr_conn_end_poll(s->conn);
+    c->pending_writes--;
+    if (status < 0 || (c->close_after_write && c->pending_writes == 0))
+        fr_conn_close(c);
 }
 
 /* Answers a long-poll with everything queued, as one response with a length. */
@@ -571,14 +574,21 @@ static void poll_respond(fr_stream_t *s, int status) {
                       total, keep ? "keep-alive" : "close", cors);
     b->response_head = head;
     bufs[0] = uv_buf_init(head, (unsigned)hl);
-    s->writing = 1;
+    b->conn = c;
     fr_conn_wait(c, FR_WAIT_NONE);
-    if (uv_write(&b->req, (uv_stream_t *)&c->tcp, bufs, (unsigned)nb, on_poll_written) != 0) {
-        s->writing = 0;
+    int rc = uv_write(&b->req, (uv_stream_t *)&c->tcp, bufs, (unsigned)nb, on_poll_written);
+    free(bufs);
+    if (rc != 0) {
         batch_free(b);
         fr_conn_close(c);
+        return;
     }
-    free(bufs);
+    c->pending_writes++;
+    /* The answer is queued: the connection reads the next request now, not after the write
+     * completes, or a client quick to ask again would find its request ignored. */
+    if (!keep)
+        c->close_after_write = 1;
+    fr_conn_end_poll(c);
 }
 
 void fr_stream_poll_timeout(fr_stream_t *s) {
@@ -954,6 +964,7 @@ static void stream_begin(fr_stream_t *s, int poll, int stale) {
         fr_conn_wait(s->conn, FR_WAIT_POLL);
     } else if (s->ws) {
         fr_ws_send_handshake(s->conn, s->ws_accept, s->ws_proto);
+        idle_touch(s); /* nothing is queued yet, and its pings start from now */
     } else {
         stream_send_headers(s->conn, s->chunked);
         queue_static(s, w->retry_frame, w->retry_frame_len);
@@ -1053,8 +1064,6 @@ static void on_joined(void *ctx, fr_join_t *res) {
     }
     s->joining = 0;
     stream_begin(s, s->poll, stale);
-    for (size_t i = 0; i < s->ntopics; i++)
-        fr_hub_note_position(&w->hub, s->topics[i], res->topics[i].last);
     if (stale || !s->resume) {
         for (size_t i = 0; i < s->ntopics; i++)
             s->pos[i] = res->topics[i].last;

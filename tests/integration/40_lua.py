@@ -249,8 +249,10 @@ def run():
                         "body": "the body", "now_ok": True}
                 ft.check_eq(got, want, "req as the hook saw it")
             line = srv.wait_log(r"(?m)^.*echo hook p1 42\s*$", start=mark).group(0)
-            ft.check(re.match(r"^\S+ (?i:warn)\S* echo hook p1 42", line) is not None,
-                     "freshet.log line is not '<time> warn <message>'", line)
+            # The message starts with the script's file:line, so a log line leads to its source.
+            ft.check(re.match(r"^\S+ (?i:warn)\S* \S*routes/echo\.lua:\d+: echo hook p1 42", line)
+                     is not None, "freshet.log line is not '<time> warn <file>:<line>: <message>'",
+                     line)
 
         with ft.subtest("freshet.every publishes from a timer"):
             with ft.open_stream(port, "/sub/ticks") as s:

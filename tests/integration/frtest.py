@@ -1341,3 +1341,382 @@ def fill_until_stalled(srv, path, size=32768, headers=None, limit=2000):
             if same >= 3:
                 return ids
     fail(f"the stream's socket never filled after {limit} events of {size} bytes")
+
+
+# ----------------------------------------------------------------------------------------------
+# WebSocket (RFC 6455): a client that builds every frame byte itself, so a test can send what a
+# well-behaved library never would (unmasked frames, reserved bits, odd fragmentation), and
+# reads the server's frames exactly as they arrive.
+
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+WS_CONT, WS_TEXT, WS_BINARY, WS_CLOSE, WS_PING, WS_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+def ws_accept_for(key):
+    """The Sec-WebSocket-Accept a server must answer for this Sec-WebSocket-Key."""
+    import base64
+    import hashlib
+    return base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+
+
+def ws_new_key():
+    import base64
+    return base64.b64encode(os.urandom(16)).decode()
+
+
+def ws_frame(opcode, payload=b"", fin=True, rsv=0, mask=True, mask_key=None, length_form=None):
+    """One frame's bytes. rsv: the three reserved bits as a number 0-7; mask_key: 4 bytes
+    (random when None); length_form: 7, 16 or 64 forces that length encoding (a longer one
+    than needed is legal), None picks the shortest."""
+    payload = _enc(payload)
+    n = len(payload)
+    b0 = (0x80 if fin else 0) | ((rsv & 7) << 4) | (opcode & 0x0F)
+    form = length_form or (7 if n <= 125 else 16 if n <= 0xFFFF else 64)
+    mbit = 0x80 if mask else 0
+    if form == 7:
+        head = bytes([b0, mbit | n])
+    elif form == 16:
+        head = bytes([b0, mbit | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([b0, mbit | 127]) + n.to_bytes(8, "big")
+    if not mask:
+        return head + payload
+    key = mask_key if mask_key is not None else os.urandom(4)
+    masked = bytes(b ^ key[i & 3] for i, b in enumerate(payload))
+    return head + key + masked
+
+
+def ws_close_payload(code=None, reason=b""):
+    if code is None:
+        return b""
+    return int(code).to_bytes(2, "big") + _enc(reason)
+
+
+@dataclasses.dataclass
+class WSFrame:
+    fin: bool
+    rsv: int
+    opcode: int
+    payload: bytes
+    masked: bool
+    t: float
+
+    @property
+    def close_code(self):
+        """The close frame's status code (1005, as RFC 6455 reports it, when it has none)."""
+        return int.from_bytes(self.payload[:2], "big") if len(self.payload) >= 2 else 1005
+
+    @property
+    def close_reason(self):
+        return self.payload[2:].decode("utf-8", "replace")
+
+    @property
+    def text(self):
+        return self.payload.decode("utf-8")
+
+    def describe(self):
+        names = {0: "cont", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong"}
+        what = names.get(self.opcode, f"op{self.opcode}")
+        if self.opcode == WS_CLOSE:
+            return f"close {self.close_code} {self.close_reason!r}"
+        return f"{what}{'' if self.fin else ' (not fin)'} {self.payload[:300]!r}"
+
+
+class WSClient:
+    """A WebSocket connection over a raw socket. The handshake is sent at once; `status` and
+    `response` hold the server's answer. With 101 the accept key is checked and frames can be
+    sent (masked, as a client must) and read back one by one."""
+
+    def __init__(self, port, path, headers=None, protocols=None, version="13", key=None,
+                 origin=None, timeout=5, upgrade=True, host=None, sock=None):
+        self.port = port
+        self.path = path
+        self.key = key if key is not None else ws_new_key()
+        items = []
+        if upgrade:
+            items += [("Upgrade", "websocket"), ("Connection", "Upgrade")]
+        if version is not None:
+            items.append(("Sec-WebSocket-Version", version))
+        if self.key:
+            items.append(("Sec-WebSocket-Key", self.key))
+        if protocols:
+            items.append(("Sec-WebSocket-Protocol", protocols))
+        if origin:
+            items.append(("Origin", origin))
+        if host:
+            items.append(("Host", host))
+        items += _header_items(headers)
+        self.conn = Conn(port, timeout=timeout, sock=sock)
+        self.conn.send(build_request("GET", path, items, None, port))
+        self.response = self.conn.read_head()
+        self.status = self.response.status
+        self.eof = False
+        self.closed = False
+        self.frames = []  # every frame read, in order
+        if self.status != 101:
+            self.response.body = self.conn.read_body(self.response)
+            return
+        accept = self.response.header("sec-websocket-accept")
+        check_eq(accept, ws_accept_for(self.key), "Sec-WebSocket-Accept of the 101 answer")
+        check_eq((self.response.header("upgrade") or "").lower(), "websocket",
+                 "Upgrade header of the 101 answer")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            self.conn.close()
+
+    # -- sending
+
+    def send_raw(self, data):
+        self.conn.send(data)
+
+    def send_frame(self, opcode, payload=b"", **kw):
+        self.conn.send(ws_frame(opcode, payload, **kw))
+
+    def send_text(self, text, **kw):
+        self.send_frame(WS_TEXT, _enc(text), **kw)
+
+    def send_json(self, obj):
+        self.send_text(json.dumps(obj))
+
+    def send_close(self, code=None, reason=b""):
+        self.send_frame(WS_CLOSE, ws_close_payload(code, reason))
+
+    # -- reading
+
+    def _fill(self, deadline):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        self.conn.sock.settimeout(left)
+        try:
+            data = self.conn.sock.recv(65536)
+        except socket.timeout:
+            return None
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            self.eof = True
+            return b""
+        self.conn.buf += data
+        return data
+
+    def recv_frame(self, timeout=5):
+        """The next frame; None when the server closed the connection first. Fails when
+        nothing arrives within timeout or the frame is one a server may not send (masked)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            buf = self.conn.buf
+            frame, used = self._parse(buf)
+            if frame is not None:
+                self.conn.buf = buf[used:]
+                self.frames.append(frame)
+                check(not frame.masked, "the server sent a masked frame (RFC 6455 §5.1)",
+                      frame.describe())
+                return frame
+            if self.eof:
+                check(not buf, "connection closed in the middle of a frame", buf[:200])
+                return None
+            got = self._fill(deadline)
+            if got is None:
+                fail(f"no WebSocket frame from the server within {timeout}s",
+                     {"buffered": self.conn.buf[:500],
+                      "frames so far": [f.describe() for f in self.frames[-5:]]})
+
+    @staticmethod
+    def _parse(buf):
+        if len(buf) < 2:
+            return None, 0
+        b0, b1 = buf[0], buf[1]
+        n = b1 & 0x7F
+        pos = 2
+        if n == 126:
+            if len(buf) < 4:
+                return None, 0
+            n = int.from_bytes(buf[2:4], "big")
+            pos = 4
+        elif n == 127:
+            if len(buf) < 10:
+                return None, 0
+            n = int.from_bytes(buf[2:10], "big")
+            pos = 10
+        masked = bool(b1 & 0x80)
+        key = b""
+        if masked:
+            if len(buf) < pos + 4:
+                return None, 0
+            key = buf[pos:pos + 4]
+            pos += 4
+        if len(buf) < pos + n:
+            return None, 0
+        payload = buf[pos:pos + n]
+        if masked:
+            payload = bytes(b ^ key[i & 3] for i, b in enumerate(payload))
+        return WSFrame(bool(b0 & 0x80), (b0 >> 4) & 7, b0 & 0x0F, payload, masked,
+                       time.monotonic()), pos + n
+
+    def next_message(self, timeout=5, answer_pings=True):
+        """The next data message (text or binary, reassembled from fragments) as a WSFrame;
+        pings are answered with their payload (unless answer_pings is False) and passed over,
+        pongs passed over. Fails on a close frame or EOF."""
+        deadline = time.monotonic() + timeout
+        parts, first = [], None
+        while True:
+            f = self.recv_frame(max(0.0, deadline - time.monotonic()))
+            if f is None:
+                fail(f"connection closed while waiting for a message on {self.path}",
+                     [x.describe() for x in self.frames[-5:]])
+            if f.opcode == WS_PING:
+                if answer_pings:
+                    self.send_frame(WS_PONG, f.payload)
+                continue
+            if f.opcode == WS_PONG:
+                continue
+            if f.opcode == WS_CLOSE:
+                fail(f"the server closed the WebSocket on {self.path} while a message was "
+                     f"expected: {f.describe()}", [x.describe() for x in self.frames[-5:]])
+            if first is None:
+                check(f.opcode in (WS_TEXT, WS_BINARY), "continuation frame without a message",
+                      f.describe())
+                first = f
+            else:
+                check_eq(f.opcode, WS_CONT, "frame inside a fragmented message")
+            parts.append(f.payload)
+            if f.fin:
+                return WSFrame(True, first.rsv, first.opcode, b"".join(parts), False, f.t)
+
+    def next_json(self, timeout=5, **kw):
+        """The next text message, decoded as JSON."""
+        m = self.next_message(timeout, **kw)
+        check_eq(m.opcode, WS_TEXT, "opcode of a message from the server")
+        try:
+            return json.loads(m.payload)
+        except ValueError:
+            fail("a text message from the server is not JSON", m.payload[:500])
+
+    def next_control(self, type_, timeout=5):
+        """Reads messages until a control message {"v":1,"type":type_}; returns it. Events
+        that arrive before it are kept in self.skipped."""
+        deadline = time.monotonic() + timeout
+        self.skipped = []
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                fail(f"no {type_!r} message on {self.path} within {timeout}s", self.skipped)
+            m = self.next_json(left)
+            if m.get("type") == type_:
+                return m
+            self.skipped.append(m)
+
+    def events(self, n, timeout=5):
+        """The next n event envelopes (messages without a "type"); fails on anything else."""
+        deadline = time.monotonic() + timeout
+        out = []
+        while len(out) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                fail(f"{len(out)} of {n} events on {self.path} within {timeout}s", out)
+            m = self.next_json(left)
+            check("type" not in m, f"a control message among the events on {self.path}",
+                  {"message": m, "events so far": out})
+            out.append(m)
+        return out
+
+    def expect_no_message(self, duration):
+        """Nothing but pings or pongs arrive for duration seconds."""
+        deadline = time.monotonic() + duration
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if not self.conn.buf:
+                if self._fill(deadline) is None:
+                    return
+                if self.eof and not self.conn.buf:
+                    fail(f"the server closed {self.path} where it should have stayed open")
+            f = self.recv_frame(max(0.001, deadline - time.monotonic()))
+            if f is None:
+                fail(f"the server closed {self.path} where it should have stayed open")
+            if f.opcode == WS_PING:
+                self.send_frame(WS_PONG, f.payload)
+            elif f.opcode != WS_PONG:
+                fail(f"unexpected frame on {self.path}", f.describe())
+
+    def expect_close(self, code, timeout=5, skip_messages=False):
+        """Reads until a close frame, which must carry `code` (None: no status code at all);
+        then the server must close the TCP connection. Returns the close frame. With
+        skip_messages, data messages before the close are allowed (kept in self.skipped)."""
+        deadline = time.monotonic() + timeout
+        self.skipped = []
+        while True:
+            f = self.recv_frame(max(0.0, deadline - time.monotonic()))
+            if f is None:
+                fail(f"the server closed the TCP connection without a close frame "
+                     f"(expected close {code})", [x.describe() for x in self.frames[-5:]])
+            if f.opcode == WS_CLOSE:
+                break
+            if f.opcode in (WS_PING, WS_PONG):
+                continue
+            check(skip_messages, f"expected close {code}, got another frame first",
+                  [x.describe() for x in self.frames[-5:]])
+            self.skipped.append(f)
+        if code is None:
+            check_eq(f.payload, b"", "close frame payload (an empty close is answered by one)")
+        else:
+            check_eq(f.close_code, code, f"close code (reason: {f.close_reason!r})")
+            check(len(f.payload) <= 125, "close frame over 125 bytes", len(f.payload))
+            try:
+                f.payload[2:].decode("utf-8")
+            except UnicodeDecodeError:
+                fail("close reason not UTF-8", f.payload)
+        self.wait_tcp_close(max(1.0, deadline - time.monotonic()))
+        return f
+
+    def wait_tcp_close(self, timeout=3):
+        """The server ends the TCP connection (after its close frame) within timeout."""
+        deadline = time.monotonic() + timeout
+        while not self.eof:
+            got = self._fill(deadline)
+            if got is None:
+                fail(f"the server did not close the TCP connection within {timeout}s of its "
+                     "close frame", self.conn.buf[:200])
+        extra = self.conn.buf
+        check(not extra, "bytes after the server's close frame", extra[:200])
+
+
+def ws_connect(port, path, **kw):
+    """A WSClient that must have been answered 101."""
+    ws = WSClient(port, path, **kw)
+    if ws.status != 101:
+        ws.close()
+        fail(f"WebSocket upgrade of {path}: expected 101, got {ws.status}", ws.response.summary())
+    return ws
+
+
+# ----------------------------------------------------------------------------------------------
+# Long-polling: GET <stream route>?transport=poll answers with SSE-framed events and a length
+
+
+def parse_sse(body):
+    """The events of an SSE-framed body (a long-poll answer)."""
+    p = SSEParser()
+    p.feed(_enc(body), final=True)
+    return [i for i in p.items if isinstance(i, Event)]
+
+
+def poll_path(path, last_id=None):
+    from urllib.parse import quote
+    sep = "&" if "?" in path else "?"
+    out = f"{path}{sep}transport=poll"
+    if last_id is not None:
+        out += "&lastEventId=" + quote(last_id, safe="")
+    return out
