@@ -8,7 +8,7 @@ shift || true
 
 packages=(build-essential cmake pkg-config libuv1-dev node-llhttp libluajit-5.1-dev luajit
           lua-cjson lua-cjson-dev libhiredis-dev libssl-dev redis-server luarocks lua5.1
-          python3 curl util-linux prometheus lua-busted)
+          python3 curl util-linux prometheus lua-busted nginx)
 missing=()
 for p in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -733,7 +733,10 @@ static void on_tick(uv_timer_t *t) {
     if (r->cmd_ready) {
         if (r->ping_pending && now - r->ping_sent > PING_DEAD_MS) {
             fr_warn("redis: no answer for %d ms; reconnecting", PING_DEAD_MS);
-            redisAsyncDisconnect(r->cmd);
+            /* Not redisAsyncDisconnect: it waits for the replies that are not coming. Freeing
+             * answers every pending command (publishes get 503) and reports the disconnect. */
+            r->ping_pending = 0;
+            redisAsyncFree(r->cmd);
         } else if (!r->ping_pending) {
             r->ping_pending = 1;
             r->ping_sent = now;
