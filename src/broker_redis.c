@@ -1,6 +1,5 @@
 #include "broker_redis.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -30,6 +29,9 @@ typedef struct follow_s {
     int subscribed;          /* Redis confirmed the subscription on the current connection */
     int unsubscribing;       /* UNSUBSCRIBE sent, its reply not yet seen */
     int refill;              /* fill from the Stream once subscribed (after a reconnect) */
+    int refilling;           /* a fill is in flight: live messages wait behind it */
+    fr_event_t **held;       /* owned references: live events that arrived during the fill */
+    size_t nheld;
     uint64_t unwanted_since; /* monotonic ms */
     struct join_s **waiters; /* owned array of borrowed joins waiting for `subscribed` */
     size_t nwaiters;
@@ -117,12 +119,26 @@ static follow_t *follow_get(fr_redis_t *r, const char *topic) {
     return f;
 }
 
+/* Hands the live events held during a fill to the hub (which skips what the fill covered). */
+static void follow_release_held(fr_redis_t *r, follow_t *f, int deliver) {
+    for (size_t i = 0; i < f->nheld; i++) {
+        if (deliver)
+            fr_hub_deliver(&r->w->hub, f->held[i]);
+        fr_event_release(f->held[i]);
+    }
+    free(f->held);
+    f->held = NULL;
+    f->nheld = 0;
+    f->refilling = 0;
+}
+
 static void follow_free(fr_redis_t *r, follow_t *f) {
     follow_t **pp = &r->follows[hash_str(f->topic) & (r->nbuckets - 1)];
     while (*pp != f)
         pp = &(*pp)->next;
     *pp = f->next;
     r->nfollows--;
+    follow_release_held(r, f, 0);
     free(f->waiters);
     free(f->topic);
     free(f);
@@ -381,6 +397,8 @@ static void end_streams_of(fr_redis_t *r, const char *topic) {
 static void on_refill(void *ctx, fr_join_t *res) {
     refill_t *rf = ctx;
     fr_redis_t *r = rf->r;
+    follow_t *f = r->closing ? NULL : follow_find(r, rf->topic);
+    int again = 0;
     if (!res->error && !r->closing && res->ntopics == 1) {
         fr_join_topic_t *t = &res->topics[0];
         for (size_t k = 0; k < t->nevents; k++)
@@ -388,7 +406,7 @@ static void on_refill(void *ctx, fr_join_t *res) {
         if (t->status != FR_JOIN_OK && !rf->from_start) {
             /* Redis no longer knows this node's last id: it came back without it (then all it
              * holds is new here) or trimmed past it. Read from its start to tell which. */
-            refill_from(r, rf->topic, "0-0", 1);
+            again = 1;
         } else if (t->status != FR_JOIN_OK) {
             fr_warn("redis: events of '%s' were trimmed while this node's subscription was "
                     "down; its streams end and resume through Last-Event-ID", rf->topic);
@@ -396,11 +414,18 @@ static void on_refill(void *ctx, fr_join_t *res) {
         }
     }
     fr_join_free(res);
+    if (again)
+        refill_from(r, rf->topic, "0-0", 1);
+    else if (f)
+        follow_release_held(r, f, 1);
     free(rf->topic);
     free(rf);
 }
 
 static void refill_from(fr_redis_t *r, const char *topic, const char *after, int from_start) {
+    follow_t *f = follow_find(r, topic);
+    if (f)
+        f->refilling = 1;
     refill_t *rf = fr_calloc(1, sizeof *rf);
     rf->r = r;
     rf->topic = fr_strdup(topic);
@@ -462,6 +487,14 @@ static void on_message(fr_redis_t *r, const char *topic, const char *p, size_t l
                                   strtoull(parts[4], NULL, 10), &err);
     if (!ev) {
         fr_warn("redis: dropping an event of '%s' from another producer: %s", topic, err);
+        return;
+    }
+    /* While a fill of this topic is in flight, live events wait: delivering one first would
+     * make the hub skip the older events the fill brings. */
+    follow_t *f = follow_find(r, topic);
+    if (f && f->refilling) {
+        f->held = fr_realloc(f->held, (f->nheld + 1) * sizeof *f->held);
+        f->held[f->nheld++] = ev;
         return;
     }
     fr_hub_deliver(&r->w->hub, ev);
@@ -565,6 +598,7 @@ static void fail_waiters(fr_redis_t *r) {
             next = f->next;
             f->subscribed = 0;
             f->unsubscribing = 0;
+            follow_release_held(r, f, 0);
             while (f->nwaiters) {
                 join_t *j = f->waiters[f->nwaiters - 1];
                 join_unwait(r, j);
@@ -590,6 +624,78 @@ static void on_sub_disconnected(const redisAsyncContext *ac, int status) {
     uv_timer_start(&r->sub_retry, on_sub_retry, backoff_ms(r->sub_attempt++), 0);
 }
 
+/* ---- hiredis on the worker's loop ------------------------------------------------------------
+ * hiredis' own libuv adapter returns early when libuv reports a poll error, so a connection
+ * that dies with an error (or a refused connect) is never noticed. This one hands every error
+ * to hiredis as a read, and hiredis then finds the failure and reports the disconnect. */
+
+typedef struct {
+    uv_poll_t poll;
+    redisAsyncContext *ac; /* NULL once hiredis has let go of the context */
+    int events;
+} redis_io_t;
+
+static void on_io_closed(uv_handle_t *h) {
+    free(h->data);
+}
+
+static void on_io(uv_poll_t *h, int status, int events) {
+    redis_io_t *io = h->data;
+    if (!io->ac)
+        return;
+    if (status < 0 || (events & (UV_READABLE | UV_DISCONNECT))) {
+        redisAsyncHandleRead(io->ac);
+        if (!io->ac)
+            return; /* the read found the end of the connection */
+    }
+    if (status == 0 && (events & UV_WRITABLE))
+        redisAsyncHandleWrite(io->ac);
+}
+
+static void io_update(redis_io_t *io, int add, int events) {
+    io->events = add ? io->events | events : io->events & ~events;
+    if (io->events)
+        uv_poll_start(&io->poll, io->events, on_io);
+    else
+        uv_poll_stop(&io->poll);
+}
+
+static void io_add_read(void *p) {
+    io_update(p, 1, UV_READABLE);
+}
+static void io_del_read(void *p) {
+    io_update(p, 0, UV_READABLE);
+}
+static void io_add_write(void *p) {
+    io_update(p, 1, UV_WRITABLE);
+}
+static void io_del_write(void *p) {
+    io_update(p, 0, UV_WRITABLE);
+}
+
+static void io_cleanup(void *p) {
+    redis_io_t *io = p;
+    io->ac = NULL;
+    uv_close((uv_handle_t *)&io->poll, on_io_closed);
+}
+
+static int io_attach(redisAsyncContext *ac, uv_loop_t *loop) {
+    redis_io_t *io = fr_calloc(1, sizeof *io);
+    if (uv_poll_init(loop, &io->poll, ac->c.fd) != 0) {
+        free(io);
+        return -1;
+    }
+    io->ac = ac;
+    io->poll.data = io;
+    ac->ev.data = io;
+    ac->ev.addRead = io_add_read;
+    ac->ev.delRead = io_del_read;
+    ac->ev.addWrite = io_add_write;
+    ac->ev.delWrite = io_del_write;
+    ac->ev.cleanup = io_cleanup;
+    return 0;
+}
+
 static redisAsyncContext *connect_ctx(fr_redis_t *r) {
     redisAsyncContext *ac = r->unix_path ? redisAsyncConnectUnix(r->unix_path)
                                          : redisAsyncConnect(r->host, r->port);
@@ -600,7 +706,10 @@ static redisAsyncContext *connect_ctx(fr_redis_t *r) {
         return NULL;
     }
     ac->data = r;
-    redisLibuvAttach(ac, r->w->loop);
+    if (io_attach(ac, r->w->loop) < 0) {
+        redisAsyncFree(ac);
+        return NULL;
+    }
     if (r->password) {
         if (r->user)
             redisAsyncCommand(ac, NULL, NULL, "AUTH %s %s", r->user, r->password);
