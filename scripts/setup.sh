@@ -8,7 +8,10 @@ shift || true
 
 packages=(build-essential cmake pkg-config libuv1-dev node-llhttp libluajit-5.1-dev luajit
           lua-cjson lua-cjson-dev libhiredis-dev libssl-dev redis-server luarocks lua5.1
-          python3 curl util-linux prometheus lua-busted nginx)
+          python3 curl util-linux prometheus lua-busted nginx chromium)
+# Node.js runs the browser tests; a machine that has it from elsewhere keeps its own.
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
