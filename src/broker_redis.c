@@ -1,6 +1,8 @@
 #include "broker_redis.h"
 
 #include <hiredis/async.h>
+#include <openssl/rand.h>
+#include <unistd.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,17 @@
 /* hiredis' libuv adapter drops poll errors, so a refused connect is never reported: each
  * attempt gets a deadline of its own. */
 #define CONNECT_TIMEOUT_MS 1000
+#define PRESENCE_TTL_MS 5000
+#define PRESENCE_WATCH_MS 30000
+
+/* A topic whose presence someone asked for: its merged answer, fetched every tick. */
+typedef struct watch_s {
+    char *topic;          /* owned */
+    fr_presence_t cached; /* owned */
+    int fetched;          /* cached holds an answer from Redis */
+    uint64_t asked_ms;    /* monotonic: watches nobody asks about any more are dropped */
+    struct watch_s *next;
+} watch_t;
 
 struct join_s;
 
@@ -67,9 +80,13 @@ struct fr_redis_s {
     size_t nbuckets, nfollows;
     int closing;
     int handles_open;        /* timers still to be closed before the struct is freed */
+    char node[17];           /* this node's presence field: random hex */
+    watch_t *watches;        /* owned list */
+    unsigned ticks;
 };
 
 static void cmd_connect(fr_redis_t *r);
+static void presence_tick(fr_redis_t *r, uint64_t now);
 static void sub_connect(fr_redis_t *r);
 static void join_start(join_t *j);
 
@@ -176,6 +193,9 @@ void fr_redis_on_follow(void *ctx, const char *topic, int follow) {
         /* Unsubscribing at once would race a quick re-follow; the tick does it a little later. */
         f->wanted = 0;
         f->unwanted_since = fr_mono_ms();
+        if (r->cmd_ready)
+            redisAsyncCommand(r->cmd, NULL, NULL, "FCALL freshet_presence_drop 1 %s %s", topic,
+                              r->node);
         return;
     }
     f->wanted = 1;
@@ -834,6 +854,108 @@ static void on_pong(redisAsyncContext *ac, void *reply, void *priv) {
         r->ping_pending = 0;
 }
 
+/* ---- presence --------------------------------------------------------------------------------- */
+
+typedef struct {
+    fr_redis_t *r;
+    char *topic; /* owned */
+} presence_fetch_t;
+
+static watch_t *watch_find(fr_redis_t *r, const char *topic) {
+    watch_t *w = r->watches;
+    while (w && strcmp(w->topic, topic) != 0)
+        w = w->next;
+    return w;
+}
+
+static void on_presence(redisAsyncContext *ac, void *reply, void *priv) {
+    (void)ac;
+    presence_fetch_t *pf = priv;
+    redisReply *rep = reply;
+    watch_t *w = pf->r->closing ? NULL : watch_find(pf->r, pf->topic);
+    if (w && rep && rep->type == REDIS_REPLY_ARRAY) {
+        fr_presence_t merged = {0};
+        for (size_t i = 0; i < rep->elements; i++) {
+            if (rep->element[i]->type == REDIS_REPLY_STRING)
+                fr_presence_merge(&merged, rep->element[i]->str, rep->element[i]->len);
+        }
+        fr_presence_free(&w->cached);
+        w->cached = merged;
+        w->fetched = 1;
+    }
+    free(pf->topic);
+    free(pf);
+}
+
+static void presence_fetch(fr_redis_t *r, const char *topic) {
+    presence_fetch_t *pf = fr_malloc(sizeof *pf);
+    pf->r = r;
+    pf->topic = fr_strdup(topic);
+    if (redisAsyncCommand(r->cmd, on_presence, pf, "FCALL freshet_presence_get 1 %s", topic) !=
+        REDIS_OK) {
+        free(pf->topic);
+        free(pf);
+    }
+}
+
+/* Every second: this node writes its part for every topic it follows (every other second —
+ * parts live 5 s) and reads the merged answer of topics someone asked about recently. */
+static void presence_tick(fr_redis_t *r, uint64_t now) {
+    if (r->ticks++ % 2 == 0) {
+        for (size_t i = 0; i < r->nbuckets; i++) {
+            for (follow_t *f = r->follows[i]; f; f = f->next) {
+                if (!f->wanted)
+                    continue;
+                fr_presence_t mine;
+                fr_presence_local(r->w, f->topic, &mine);
+                size_t len;
+                char *part = fr_presence_encode(&mine, &len);
+                redisAsyncCommand(r->cmd, NULL, NULL, "FCALL freshet_presence_put 1 %s %s %b %d",
+                                  f->topic, r->node, part, len, PRESENCE_TTL_MS);
+                free(part);
+                fr_presence_free(&mine);
+            }
+        }
+    }
+    for (watch_t **pp = &r->watches; *pp;) {
+        watch_t *w = *pp;
+        if (now - w->asked_ms > PRESENCE_WATCH_MS) {
+            *pp = w->next;
+            fr_presence_free(&w->cached);
+            free(w->topic);
+            free(w);
+            continue;
+        }
+        presence_fetch(r, w->topic);
+        pp = &w->next;
+    }
+}
+
+static void presence_copy(fr_presence_t *dst, const fr_presence_t *src) {
+    memset(dst, 0, sizeof *dst);
+    dst->count = src->count;
+    dst->nodes = src->nodes;
+    for (size_t i = 0; i < src->nids; i++)
+        fr_presence_add_id(dst, src->ids[i]);
+}
+
+void fr_redis_presence(fr_redis_t *r, const char *topic, fr_presence_t *out) {
+    watch_t *w = watch_find(r, topic);
+    if (!w) {
+        w = fr_calloc(1, sizeof *w);
+        w->topic = fr_strdup(topic);
+        w->next = r->watches;
+        r->watches = w;
+        if (r->cmd_ready)
+            presence_fetch(r, topic);
+    }
+    w->asked_ms = fr_mono_ms();
+    if (w->fetched)
+        presence_copy(out, &w->cached);
+    else
+        fr_presence_local(r->w, topic, out);
+}
+
 /* Once a second: a command connection that stopped answering is dropped (it reconnects), and
  * topics nobody followed for a while are unsubscribed. */
 static void on_tick(uv_timer_t *t) {
@@ -852,6 +974,8 @@ static void on_tick(uv_timer_t *t) {
             redisAsyncCommand(r->cmd, on_pong, NULL, "PING");
         }
     }
+    if (r->cmd_ready)
+        presence_tick(r, now);
     if (!r->sub_ready)
         return;
     for (size_t i = 0; i < r->nbuckets; i++) {
@@ -943,6 +1067,13 @@ fr_redis_t *fr_redis_new(fr_worker_t *w, const char *url, char *err, size_t errl
     }
     r->nbuckets = 64;
     r->follows = fr_calloc(r->nbuckets, sizeof *r->follows);
+    unsigned char rnd[8];
+    if (RAND_bytes(rnd, sizeof rnd) != 1) {
+        uint64_t t = fr_now_ms() ^ (uint64_t)getpid();
+        memcpy(rnd, &t, sizeof rnd);
+    }
+    for (int i = 0; i < 8; i++)
+        snprintf(r->node + 2 * i, 3, "%02x", rnd[i]);
     uv_timer_t *timers[] = {&r->cmd_retry, &r->sub_retry, &r->tick};
     for (int i = 0; i < 3; i++) {
         uv_timer_init(w->loop, timers[i]);
@@ -964,6 +1095,13 @@ static void on_timer_closed(uv_handle_t *h) {
             follow_free(r, r->follows[i]);
     }
     free(r->follows);
+    while (r->watches) {
+        watch_t *w = r->watches;
+        r->watches = w->next;
+        fr_presence_free(&w->cached);
+        free(w->topic);
+        free(w);
+    }
     free(r->unix_path);
     free(r->user);
     free(r->password);

@@ -15,6 +15,7 @@
 #include <stddef.h>
 
 #include "event.h"
+#include "presence.h"
 
 struct fr_worker_s;
 typedef struct fr_redis_s fr_redis_t;
@@ -60,6 +61,10 @@ typedef void (*fr_redis_join_cb)(void *ctx, fr_join_t *res);
 int fr_redis_join(fr_redis_t *r, char *const *topics, const fr_id_t *after, size_t n,
                   size_t max_events, fr_redis_join_cb cb, void *ctx);
 void fr_join_free(fr_join_t *res);
+
+/* Presence across nodes: the last merged answer for the topic (refreshed every second while
+ * someone asks), or, the first time, this node's own part. Fills out (caller frees). */
+void fr_redis_presence(fr_redis_t *r, const char *topic, fr_presence_t *out);
 
 /* The hub's follow callback: subscribe / unsubscribe this node to a topic's channel. */
 void fr_redis_on_follow(void *ctx, const char *topic, int follow);

@@ -6,6 +6,7 @@
  *   fr:{<topic>}:m   hash: last (newest id), evicted (newest id trimmed away), born (the first
  *                    id this Redis holds for the topic: older ids predate its memory)
  *   fr:{<topic>}:c   pub/sub channel: "<id>\n<event>\n<priority>\n<json>\n<ms>\n<data>"
+ *   fr:{<topic>}:p   hash: presence, a field per node ("<expires ms>\n<count>\n<id>…")
  *   fr:config        hash: events, seconds (the replay window nodes were started with)
  *
  * The {topic} hash tag keeps a topic's keys in one Redis Cluster slot. Trimming records the
@@ -158,5 +159,36 @@ const char fr_redis_library[] =
     "  end\n"
     "  return out\n"
     "end\n"
+    "-- Presence: one hash per topic, a field per node: '<expires ms>\\n<count>\\n<id>…'.\n"
+    "-- FCALL freshet_presence_put 1 <topic> <node> <part> <ttl ms>\n"
+    "local function presence_put(keys, args)\n"
+    "  local key = 'fr:{' .. keys[1] .. '}:p'\n"
+    "  local ttl = tonumber(args[3]) or 5000\n"
+    "  redis.call('HSET', key, args[1], (now_ms() + ttl) .. '\\n' .. args[2])\n"
+    "  redis.call('PEXPIRE', key, ttl * 2)\n"
+    "  return 1\n"
+    "end\n"
+    "-- FCALL freshet_presence_get 1 <topic>: the live parts; expired ones are removed.\n"
+    "local function presence_get(keys, args)\n"
+    "  local key = 'fr:{' .. keys[1] .. '}:p'\n"
+    "  local all = redis.call('HGETALL', key)\n"
+    "  local now, out = now_ms(), {}\n"
+    "  for i = 1, #all, 2 do\n"
+    "    local exp, part = string.match(all[i + 1], '^(%d+)\\n(.*)$')\n"
+    "    if exp and tonumber(exp) >= now then\n"
+    "      out[#out + 1] = part\n"
+    "    else\n"
+    "      redis.call('HDEL', key, all[i])\n"
+    "    end\n"
+    "  end\n"
+    "  return out\n"
+    "end\n"
+    "-- FCALL freshet_presence_drop 1 <topic> <node>\n"
+    "local function presence_drop(keys, args)\n"
+    "  return redis.call('HDEL', 'fr:{' .. keys[1] .. '}:p', args[1])\n"
+    "end\n"
+    "redis.register_function('freshet_presence_put', presence_put)\n"
+    "redis.register_function('freshet_presence_get', presence_get)\n"
+    "redis.register_function('freshet_presence_drop', presence_drop)\n"
     "redis.register_function('freshet_publish', publish)\n"
     "redis.register_function('freshet_resume', resume)\n";

@@ -845,6 +845,7 @@ void fr_stream_free(fr_stream_t *s) {
     free(s->subs);
     free(s->pos);
     free(s->tier);
+    free(s->who_id);
     luaL_unref(s->vm->L, LUA_REGISTRYINDEX, s->who_ref);
     luaL_unref(s->vm->L, LUA_REGISTRYINDEX, s->req_ref);
     if (s->wsp) {
@@ -1155,6 +1156,11 @@ void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_
     }
     if (fr_dispatch_auth(c, vm, route, req_ref, &s->who_ref) < 0)
         goto fail;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->who_ref);
+    lua_getfield(L, -1, "id");
+    if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)
+        s->who_id = fr_strdup(lua_tostring(L, -1));
+    lua_pop(L, 2);
 
     fr_vm_push_hook(vm, route, FR_HOOK_TOPICS);
     lua_rawgeti(L, LUA_REGISTRYINDEX, req_ref);

@@ -41,6 +41,7 @@ typedef struct fr_stream_s {
     const fr_route_t *route;     /* borrowed from vm */
     int who_ref;                 /* identity table from auth */
     char *tier;                  /* owned tier name, or NULL */
+    char *who_id;                /* owned: the identity's id (who.id) for presence, or NULL */
     size_t ntopics;
     char **topics;               /* owned names */
     fr_sub_t *subs;              /* owned, one per topic */
