@@ -17,6 +17,7 @@
 typedef struct fr_opts_s {
     char host[64];             /* as given, for the Host header and messages */
     struct sockaddr_in server; /* resolved; always inside 127.0.0.0/8 */
+    struct sockaddr_in pub_server; /* where the publisher connects: the server, or --pub-port */
     uint32_t subscribers;      /* -c */
     uint32_t topics;           /* -t; subscriber j reads topic j % topics */
     double rate;               /* -r: publishes per second in total; 0 = as fast as possible */

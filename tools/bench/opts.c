@@ -39,6 +39,8 @@ void fr_opts_usage(FILE *out) {
             " --connect-timeout <s> Connect phase limit (30)\n"
             " --connect-burst <n>  Connects in flight per process (256)\n"
             " --prefix <str>       Topic name prefix (t)\n"
+            " --pub-port <port>    Publish to another node on the same host (cross-node\n"
+            "                      latency through a shared broker); default: -p\n"
             " --sub-path <path>    Subscribe URL prefix (/sub/)\n"
             " --pub-path <path>    Publish URL prefix (/pub/)\n"
             " --json               Final report as one JSON object on stdout\n"
@@ -139,6 +141,7 @@ enum {
     OPT_PREFIX,
     OPT_SUB_PATH,
     OPT_PUB_PATH,
+    OPT_PUB_PORT,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -156,6 +159,7 @@ static const struct option longopts[] = {
     {"prefix", required_argument, NULL, OPT_PREFIX},
     {"sub-path", required_argument, NULL, OPT_SUB_PATH},
     {"pub-path", required_argument, NULL, OPT_PUB_PATH},
+    {"pub-port", required_argument, NULL, OPT_PUB_PORT},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -181,7 +185,7 @@ static void defaults(fr_opts_t *o) {
 
 int fr_opts_parse(fr_opts_t *o, int argc, char **argv) {
     defaults(o);
-    uint32_t port = 3000, pid = 0;
+    uint32_t port = 3000, pid = 0, pub_port = 0;
     uint32_t host = 0x7f000001;
     int c, bad = 0;
     opterr = 0;
@@ -248,6 +252,9 @@ int fr_opts_parse(fr_opts_t *o, int argc, char **argv) {
         case OPT_PUB_PATH:
             bad = text("--pub-path", optarg, o->pub_path, sizeof o->pub_path) < 0;
             break;
+        case OPT_PUB_PORT:
+            bad = count("--pub-port", optarg, 1, 65535, &pub_port) < 0;
+            break;
         case OPT_HELP:
             fr_opts_usage(stdout);
             return 1;
@@ -281,5 +288,8 @@ int fr_opts_parse(fr_opts_t *o, int argc, char **argv) {
     o->server.sin_family = AF_INET;
     o->server.sin_addr.s_addr = htonl(host);
     o->server.sin_port = htons((uint16_t)port);
+    o->pub_server = o->server;
+    if (pub_port)
+        o->pub_server.sin_port = htons((uint16_t)pub_port);
     return 0;
 }

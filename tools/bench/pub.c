@@ -90,7 +90,7 @@ static void send_event(fr_pub_t *p, fr_pub_slot_t *s, uint64_t due) {
     int hl = snprintf(head, sizeof head,
                       "POST %s%s%u HTTP/1.1\r\nHost: %s:%u\r\nContent-Type: application/json\r\n"
                       "Content-Length: %zu\r\n\r\n",
-                      o->pub_path, o->prefix, pl.topic, o->host, ntohs(o->server.sin_port), blen);
+                      o->pub_path, o->prefix, pl.topic, o->host, ntohs(o->pub_server.sin_port), blen);
     memcpy(body - hl, head, (size_t)hl);
     uv_buf_t b = uv_buf_init(body - hl, (unsigned)((size_t)hl + blen));
     s->writing = 1;
@@ -284,7 +284,7 @@ void fr_pub_init(fr_pub_t *p, uv_loop_t *loop, const fr_opts_t *opts) {
 
 void fr_pub_connect(fr_pub_t *p, fr_pub_cb cb) {
     p->_on_connect = cb;
-    int rc = uv_tcp_connect(&p->_connect, &p->_tcp, (const struct sockaddr *)&p->_opts->server,
+    int rc = uv_tcp_connect(&p->_connect, &p->_tcp, (const struct sockaddr *)&p->_opts->pub_server,
                             on_connect);
     if (rc < 0)
         fail(p, uv_strerror(rc));
