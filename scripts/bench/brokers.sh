@@ -40,9 +40,11 @@ run_one() { # kind round
     "$bench" -p "$b" --pub-port "$a" -c "$subs" -t 1 -r "$rate" -d "$secs" --prefix "r$round$kind" \
         --server-pid "$pb" --json -q >"$work/$kind.$round.json" || true
     kill "$pa" 2>/dev/null || true
-    [ "$pb" != "$pa" ] && kill "$pb" 2>/dev/null || true
     wait "$pa" 2>/dev/null || true
-    [ "$pb" != "$pa" ] && { wait "$pb" 2>/dev/null || true; }
+    if [ "$pb" != "$pa" ]; then
+        kill "$pb" 2>/dev/null || true
+        wait "$pb" 2>/dev/null || true
+    fi
 }
 
 for round in $(seq 1 "$rounds"); do
