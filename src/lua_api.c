@@ -253,6 +253,77 @@ static int l_core_now(lua_State *L) {
     return 1;
 }
 
+/* ---- metrics -------------------------------------------------------------------------- */
+
+static void set_num(lua_State *L, const char *k, double v) {
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, k);
+}
+
+/* A {telemetry, normal, critical} table from counters indexed by fr_priority_t. */
+static void set_by_priority(lua_State *L, const char *k, const unsigned long *v) {
+    lua_createtable(L, 0, 3);
+    for (int p = 0; p < 3; p++)
+        set_num(L, fr_priority_name((fr_priority_t)p), (double)v[p]);
+    lua_setfield(L, -2, k);
+}
+
+/* core.metrics() → a table of this worker's counters (what GET /metrics reports, as numbers),
+ * or nil, err where there is no running worker to read them from. */
+static int l_core_metrics(lua_State *L) {
+    fr_vm_t *vm = fr_lua_get_vm(L);
+    fr_worker_t *w = vm->worker;
+    if (!w) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "freshet.metrics: not available while only checking the app");
+        return 2;
+    }
+    if (!w->config || !w->tier_rejected) {
+        /* The app file runs before the worker has its settings, hub and listener. */
+        lua_pushnil(L);
+        lua_pushliteral(L, "freshet.metrics: not available while the server is starting (call "
+                           "it from a hook or a timer)");
+        return 2;
+    }
+    const fr_metrics_t *m = &w->metrics;
+    lua_createtable(L, 0, 28);
+    set_num(L, "connections", (double)w->nconns);
+    set_num(L, "streams", (double)w->nstreams);
+    set_num(L, "topics", (double)w->hub.ntopics);
+    set_num(L, "connections_total", (double)m->connections);
+    set_num(L, "streams_total", (double)m->streams);
+    set_num(L, "requests", (double)w->requests);
+    set_by_priority(L, "published", m->published);
+    set_num(L, "delivered", (double)m->delivered);
+    set_by_priority(L, "dropped", m->dropped);
+    set_num(L, "conflated", (double)m->conflated);
+    set_num(L, "replayed", (double)m->replayed);
+    set_num(L, "resumes", (double)m->resumes);
+    set_num(L, "resets", (double)m->resume_reset);
+    lua_createtable(L, 0, 3);
+    set_num(L, "lag", (double)m->evicted_lag);
+    set_num(L, "drop", (double)m->evicted_drop);
+    set_num(L, "slow", (double)m->evicted_slow);
+    lua_setfield(L, -2, "evicted");
+    set_num(L, "bytes_written", (double)m->bytes_written);
+    set_num(L, "heartbeats", (double)m->heartbeats);
+    set_num(L, "lua_errors", (double)m->lua_errors);
+    unsigned long limited = 0;
+    for (size_t t = 0; t < w->config->ntiers; t++)
+        limited += w->tier_rejected[t];
+    set_num(L, "rate_limited", (double)limited);
+    set_num(L, "timeouts", (double)m->timeouts);
+    set_num(L, "reloads", (double)w->reloads);
+    set_num(L, "uptime", (double)(fr_mono_ms() - w->started_ms) / 1000.0);
+    size_t rss = 0;
+    if (uv_resident_set_memory(&rss) != 0)
+        rss = 0;
+    set_num(L, "rss", (double)rss);
+    lua_pushstring(L, w->broker_remote ? "redis" : "memory");
+    lua_setfield(L, -2, "broker");
+    return 1;
+}
+
 /* ---- shared dictionary ---------------------------------------------------------------- */
 
 static const char *shared_self(lua_State *L, const char *fn, size_t *klen) {
@@ -386,7 +457,8 @@ int fr_lua_open_core(lua_State *L) {
 
     static const luaL_Reg core[] = {{"publish", l_core_publish}, {"encode", l_core_encode},
                                     {"timer", l_core_timer},     {"log", l_core_log},
-                                    {"now", l_core_now},         {NULL, NULL}};
+                                    {"now", l_core_now},         {"metrics", l_core_metrics},
+                                    {NULL, NULL}};
     lua_newtable(L);
     luaL_register(L, NULL, core);
     lua_pushliteral(L, FR_VERSION);

@@ -76,6 +76,16 @@ function M.now()
   return core.now()
 end
 
+--- This worker's counters (connections, streams, published, delivered, ...), or nil, err
+--- where there are none to read (under --check, while the server starts, in a stand-in core).
+function M.metrics()
+  need_core("metrics")
+  if not core.metrics then
+    return nil, "freshet.metrics: not available outside a running server"
+  end
+  return core.metrics()
+end
+
 if core then M.shared = core.shared end
 
 -- Library modules load on first use: an app that never touches them pays nothing for them,

@@ -1,6 +1,8 @@
 -- The chat starter's routes (scripts/examples/chat/routes/room.lua and post.lua), tested with
 -- freshet.test the way an app's own specs would be: run from the repository root with
 --   busted --lpath="lua/?.lua;lua/?/init.lua" tests/lua/chat_example_spec.lua
+-- The sign-in and tokens are in chat_auth_spec.lua (they need freshet.crypto built as a Lua
+-- module); this file runs with the Lua modules alone.
 local t = require "freshet.test"
 
 local APP = "scripts/examples/chat/app.lua"
@@ -83,6 +85,28 @@ describe("chat example", function()
     it("lets the server refuse text that is not UTF-8", function()
       assert.same({ status = 400, error = "data must be valid UTF-8" },
         send("lobby", { user = "ann", text = "caf\233" }))
+    end)
+  end)
+
+  describe("WebSocket messages on the room stream", function()
+    local function conn_in(name) return t.conn { topics = { "room:" .. name } } end
+
+    it("publish what is said to the room, as the sender", function()
+      local ann = room:open(room:request { path = "/rooms/lobby/events?user=ann" })
+      local reply = room:message(conn_in("lobby"), '{"type":"say","text":"over the socket"}', { name = "bob", verified = true })
+      assert.same({ type = "said", id = "1700000000000-0" }, reply)
+      assert.equal(1, #ann.events)
+      assert.equal("message", ann.events[1].event)
+      assert.same({ user = "bob", text = "over the socket", at = 1700000000000 }, ann.events[1].data)
+    end)
+
+    it("answer mistakes to the sender only", function()
+      assert.same({ type = "error", error = "text must be a non-empty string" },
+        room:message(conn_in("lobby"), { type = "say", text = " " }, { name = "bob" }))
+      assert.same({ type = "error", error = "text must be at most 2000 characters" },
+        room:message(conn_in("lobby"), { type = "say", text = ("x"):rep(2001) }, { name = "bob" }))
+      assert.matches("unknown message type", room:message(conn_in("lobby"), { type = "shout" }, { name = "bob" }).error, 1, true)
+      assert.same({}, srv.published)
     end)
   end)
 

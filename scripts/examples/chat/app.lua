@@ -1,4 +1,4 @@
--- The chat starter: rooms that anyone with a name can join and post to.
+-- The chat starter: rooms to join and post to, with a (demo) sign-in that hands out JWTs.
 --
 --   scripts/run-example.sh chat          (from the repository root)
 --   build/freshet scripts/examples/chat/app.lua --listen 127.0.0.1:3001
@@ -14,8 +14,9 @@ local app = freshet.app {
   broker = os.getenv("FRESHET_BROKER") or "memory",
 }
 
-app:stream("/rooms/:room/events", "routes/room.lua")
+app:stream("/rooms/:room/events", "routes/room.lua")     -- SSE, long-poll or WebSocket
 app:publish("/rooms/:room/messages", "routes/post.lua")
+app:stream("/login", "routes/login.lua")                  -- WebSocket only: hands out tokens
 app:static("/", "public")
 
 return app

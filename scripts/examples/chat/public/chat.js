@@ -1,5 +1,8 @@
-// The chat page: the freshet client (served by the server at /_freshet/freshet.js) follows the
-// room, fetch() speaks. No other libraries.
+// The chat page: the freshet client (served by the server at /_freshet/freshet.js) signs in,
+// follows the room and, over WebSocket, speaks; otherwise fetch() speaks. No other libraries.
+//
+// /?room=lobby&name=ann joins at once; add &transport=ws to use one WebSocket both ways
+// (messages are then sent over it and published by the room route's `message` hook).
 (function () {
   'use strict';
 
@@ -11,7 +14,39 @@
 
   var stream = null;   // the freshet client connection, if any
   var me = '', room = '';
+  var token = null;    // the JWT from /login, or null when signing in did not work
   var everActive = false;
+  var transport = new URLSearchParams(location.search).get('transport');
+  if (['auto', 'sse', 'ws', 'poll'].indexOf(transport) < 0) transport = 'auto';
+
+  // Signs in over the demo login route (a WebSocket whose `message` hook replies with a token).
+  // Resolves with the token, or with null when that fails: the page then joins with ?user=,
+  // which the room route also takes.
+  function signIn(name) {
+    return new Promise(function (resolve) {
+      var done = false;
+      var s = freshet.connect('/login', {
+        transport: 'ws',
+        backoff: { base: 500 },
+        onState: function (state) {
+          if (state === 'active') s.send({ type: 'login', name: name }).catch(function () {});
+          if (state === 'closed') finish(null);
+        },
+        onMessage: function (msg) {
+          if (msg.type === 'token') finish(msg.token);
+          else if (msg.type === 'error') finish(null);
+        }
+      });
+      var timer = setTimeout(function () { finish(null); }, 5000);
+      function finish(result) {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        s.close();
+        resolve(result);
+      }
+    });
+  }
 
   // A name or room is 1..32 of [A-Za-z0-9_.-] and not dots only (the server's rule too).
   function validName(s) { return NAME.test(s) && /[^.]/.test(s); }
@@ -61,6 +96,7 @@
 
   function join(name, roomName) {
     if (stream) stream.close();
+    stream = null;
     me = name;
     room = roomName;
     everActive = false;
@@ -71,12 +107,26 @@
     try {
       localStorage.setItem('freshet-chat', JSON.stringify({ name: me, room: room }));
     } catch (e) { /* private mode: not remembering is fine */ }
+    signIn(me).then(function (t) {
+      if (me !== name || room !== roomName) return;  // joined somewhere else meanwhile
+      token = t;
+      follow();
+    });
+  }
 
-    var url = '/rooms/' + encodeURIComponent(room) + '/events?user=' + encodeURIComponent(me);
+  function follow(lastId) {
+    var base = '/rooms/' + encodeURIComponent(room) + '/events';
+    // A function, so that every reconnection uses the current token.
+    var url = function () {
+      return base + (token ? '?token=' + encodeURIComponent(token) : '?user=' + encodeURIComponent(me));
+    };
     // The client reconnects with backoff and sends the id of the last message it showed, so the
     // server replays whatever was published in between; where Server-Sent Events do not get
     // through (a proxy that breaks or buffers them) it falls back to long-polling.
     var s = stream = freshet.connect(url, {
+      transport: transport,
+      lastEventId: lastId || undefined,
+      onMessage: function (msg) { if (s === stream) onReply(msg); },
       onState: function (state, info) {
         if (s !== stream) return;
         var label = LABELS[state] || state;
@@ -89,6 +139,15 @@
           if (everActive) note('Reconnected.');
           everActive = true;
           showError('');
+        } else if (state === 'closed' && info.status === 401 && token) {
+          // The token ran out (they last 15 minutes): sign in again and carry on, from the
+          // last message shown.
+          var last = s.lastEventId;
+          signIn(me).then(function (t) {
+            if (s !== stream) return;
+            token = t;
+            follow(last);
+          });
         } else if (state === 'closed' && info.status) {
           // A refusal (bad name, …): the server's {"error": …} says why.
           showError('The server refused the stream (' + info.status + '): ' + (info.error || ''));
@@ -115,6 +174,13 @@
     textEl.focus();
   }
 
+  // Over WebSocket the room route's `message` hook publishes what is said and answers the
+  // sender: {"type":"said"} or {"type":"error","error":…}.
+  function onReply(msg) {
+    if (msg.type === 'error') showError('Not sent: ' + msg.error);
+    else if (msg.type === 'said') showError('');
+  }
+
   $('join').addEventListener('submit', function (e) {
     e.preventDefault();
     var name = nameEl.value.trim(), roomName = roomEl.value.trim();
@@ -129,12 +195,23 @@
     e.preventDefault();
     var text = textEl.value;
     if (!room || !text.trim()) return;
+    if (stream && stream.transport === 'ws' && stream.state === 'active') {
+      stream.send({ type: 'say', text: text }).then(function () {
+        textEl.value = '';
+      }, function () {
+        showError('Not sent: the connection is not open.');
+      });
+      return;
+    }
     var button = e.target.querySelector('button');
     button.disabled = true;
+    // With a token the server takes the sender from it; without one, from the body.
+    var headers = { 'Content-Type': 'application/json' };
+    if (token) headers.Authorization = 'Bearer ' + token;
     fetch('/rooms/' + encodeURIComponent(room) + '/messages', {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ user: me, text: text })
+      headers: headers,
+      body: JSON.stringify(token ? { text: text } : { user: me, text: text })
     }).then(function (res) {
       if (res.ok) { textEl.value = ''; showError(''); return; }
       return res.json().catch(function () { return {}; }).then(function (body) {

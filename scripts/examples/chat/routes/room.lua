@@ -1,9 +1,14 @@
--- GET /rooms/:room/events?user=NAME — the stream of one chat room.
+-- GET /rooms/:room/events?token=TOKEN   (or ?user=NAME) — the stream of one chat room,
+-- over Server-Sent Events, long-polling or WebSocket.
 --
--- Anyone who gives a name may listen. The name only says who is talking, so a query
--- parameter is enough for a starter; check a signed cookie or token here instead before
--- putting this on the internet.
+-- A token from routes/login.lua says who is listening (and, over WebSocket, who is talking).
+-- Without a token, a `user` query parameter is taken at its word: it only labels the
+-- listener, which is enough to try the app with curl. Use tokens only before putting a chat
+-- on the internet (drop the `user` branch in auth).
+local freshet = require "freshet"
 local names = require "names"
+local messages = require "messages"
+local session = require "session"
 
 local route = {}
 
@@ -16,16 +21,32 @@ function route.auth(req)
   local problem = names.problem(req.params.room)
   if problem then return nil, 400, "room name " .. problem end
 
+  if session.has_token(req) then return session.identify(req) end
+
   local user = req.query.user
   if user == nil or user == "" then return nil, 401, "user required" end
   problem = names.problem(user)
   if problem then return nil, 400, "user name " .. problem end
-
   return { name = user }
 end
 
 function route.topics(req, who)
   return { "room:" .. req.params.room }
+end
+
+-- A WebSocket client says something with {"type": "say", "text": "..."}; everyone in the room
+-- (on any transport) gets it as a "message" event, exactly as if it had been POSTed. The reply
+-- goes to the sender alone: {"type": "said", "id": "<id>"}, or {"type": "error", ...}.
+function route.message(conn, msg, who)
+  if msg.type ~= "say" then
+    return { type = "error", error = "unknown message type (send {\"type\":\"say\",\"text\":...})" }
+  end
+  local room = conn.topics[1]:match("^room:(.*)$")
+  local event, why = messages.event(room, who.name, msg.text)
+  if not event then return { type = "error", error = why } end
+  local id = freshet.publish(event.topic, event.data, { event = event.event })
+  -- With the Redis broker publish returns true (Redis assigns the id a moment later).
+  return { type = "said", id = type(id) == "string" and id or nil }
 end
 
 return route
