@@ -95,6 +95,9 @@ def _record(name, text):
     for srv in list(_live_servers):
         print(f"    --- server log ({srv.describe()}), last lines ---", flush=True)
         print(_indent(srv.log_tail(40), "    | "), flush=True)
+    for rs in list(_live_redis):
+        print(f"    --- redis log ({rs.describe()}), last lines ---", flush=True)
+        print(_indent(rs.log_tail(15), "    | "), flush=True)
 
 
 @contextlib.contextmanager
@@ -1341,6 +1344,345 @@ def fill_until_stalled(srv, path, size=32768, headers=None, limit=2000):
             if same >= 3:
                 return ids
     fail(f"the stream's socket never filled after {limit} events of {size} bytes")
+
+
+# ----------------------------------------------------------------------------------------------
+# Redis: a redis-server per test, a minimal RESP client, redis-cli
+
+
+REDIS_SERVER_BIN = os.environ.get("FRESHET_REDIS_SERVER") or shutil.which("redis-server")
+REDIS_CLI_BIN = os.environ.get("FRESHET_REDIS_CLI") or shutil.which("redis-cli")
+
+_live_redis = []
+
+
+class RedisError(Exception):
+    """An error reply (-ERR ...) from Redis."""
+
+
+class RedisConn:
+    """One RESP2 connection: command(*args) sends one command and returns its reply (bulk
+    strings decoded as UTF-8, arrays as lists, nil as None); an error reply raises RedisError.
+    pipeline() sends many commands in one write and returns their replies in order, with error
+    replies as RedisError values instead of raising."""
+
+    def __init__(self, port, timeout=5):
+        self.port = port
+        self.sock = socket.create_connection((HOST, port), timeout=timeout)
+        self.buf = b""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    @staticmethod
+    def encode(args):
+        out = [b"*%d\r\n" % len(args)]
+        for a in args:
+            b = _enc(a)
+            out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+        return b"".join(out)
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("Redis closed the connection")
+            self.buf += data
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line
+
+    def _exact(self, n):
+        while len(self.buf) < n + 2:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("Redis closed the connection")
+            self.buf += data
+        out, self.buf = self.buf[:n], self.buf[n + 2:]
+        return out
+
+    def _reply(self):
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            return RedisError(rest.decode("utf-8", "replace"))
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else self._exact(n).decode("utf-8", "replace")
+        if kind == b"*":
+            n = int(rest)
+            if n < 0:
+                return None
+            items = [self._reply() for _ in range(n)]
+            return items
+        raise ConnectionError(f"unexpected RESP line {line[:100]!r}")
+
+    def command(self, *args):
+        self.sock.sendall(self.encode(args))
+        reply = self._reply()
+        if isinstance(reply, RedisError):
+            raise reply
+        return reply
+
+    def pipeline(self, commands):
+        self.sock.sendall(b"".join(self.encode(c) for c in commands))
+        return [self._reply() for _ in commands]
+
+
+class RedisServer:
+    """A redis-server on a free port of 127.0.0.1 with its data in a temp dir, without RDB
+    snapshots (and without the append-only file unless appendonly=True). Fails loudly when
+    redis-server is missing or does not start: the Redis tests never skip. stop() and kill()
+    signal the process by its PID; start() again reuses the same port and dir (a restart)."""
+
+    def __init__(self, appendonly=False, ready_timeout=10, extra_args=(), port=None):
+        self.appendonly = appendonly
+        self.ready_timeout = ready_timeout
+        self.extra_args = list(extra_args)
+        self.dir = None
+        self.port = port  # given: the server starts on exactly that port (url is known early)
+        self.proc = None
+        self.log_path = None
+        self._out = None
+        self.starts = 0
+        self._conn = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    @property
+    def url(self):
+        return f"redis://{HOST}:{self.port}"
+
+    def env(self, **extra):
+        """The environment for a node of the bench app (FRESHET_BROKER) on this Redis."""
+        return dict(os.environ, FRESHET_BROKER=self.url, **extra)
+
+    def start(self):
+        check(REDIS_SERVER_BIN and os.access(REDIS_SERVER_BIN, os.X_OK),
+              "redis-server not found (install the redis-server package; the Redis tests need "
+              "it and never skip)")
+        if self.dir is None:
+            self.dir = tempdir("freshet-redis-")
+            _cleanups.append(self.kill)  # runs before the dir is removed (cleanups run reversed)
+        restart = self.port is not None
+        for attempt in range(1 if restart else 4):
+            if not restart:
+                self.port = free_port()
+            self.starts += 1
+            self.log_path = os.path.join(self.dir, f"redis-{self.starts}.log")
+            cmd = [REDIS_SERVER_BIN, "--port", str(self.port), "--bind", HOST,
+                   "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+                   "--dir", self.dir, "--daemonize", "no", "--logfile", self.log_path,
+                   *self.extra_args]
+            self._out = open(os.path.join(self.dir, f"redis-{self.starts}.out"), "wb")
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._out,
+                                         stderr=subprocess.STDOUT, cwd=self.dir,
+                                         preexec_fn=_die_with_parent)
+            _live_redis.append(self)
+            if self._wait_ready():
+                return self
+            exited = self.proc.poll() is not None
+            log = self.log_tail(30)
+            self.kill()
+            if exited and not restart and "in use" in log.lower():
+                continue
+            state = f"exited with code {self.proc.returncode}" if exited else \
+                f"did not answer PING within {self.ready_timeout}s"
+            fail(f"redis-server {state}: {' '.join(cmd)}\n    log:\n{_indent(log, '    | ')}")
+        fail("could not find a free port for redis-server")
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                with RedisConn(self.port, timeout=1) as c:
+                    # any reply will do: with --requirepass, PING answers NOAUTH
+                    c.pipeline([["PING"]])
+                    return True
+            except (OSError, ConnectionError):
+                pass
+            time.sleep(0.05)
+        return False
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        """Signals the process (SIGTERM: a clean shutdown) and waits for it to exit."""
+        self._drop_conn()
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+                self._forget()
+                fail(f"redis-server did not exit within {timeout}s of "
+                     f"{signal.Signals(sig).name}; killed it", self.log_tail())
+        self._forget()
+        return self.proc.returncode
+
+    def kill(self):
+        self._drop_conn()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        self._forget()
+
+    def _forget(self):
+        if self in _live_redis:
+            _live_redis.remove(self)
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+    def _drop_conn(self):
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def describe(self):
+        pid = self.proc.pid if self.proc else "-"
+        return f"redis-server pid {pid}, port {self.port}"
+
+    def log_tail(self, n=30):
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except (OSError, TypeError):
+            return "(no log)"
+        return "\n".join(lines[-n:]) if lines else "(empty)"
+
+    # -- talking to it
+
+    def command(self, *args):
+        """One command over a kept connection (reopened after an error)."""
+        if self._conn is None:
+            self._conn = RedisConn(self.port)
+        try:
+            return self._conn.command(*args)
+        except (OSError, ConnectionError):
+            self._drop_conn()
+            raise
+
+    def conn(self, timeout=5):
+        return RedisConn(self.port, timeout=timeout)
+
+    def cli(self, *args, json_output=False, timeout=10):
+        """Runs redis-cli against this server; returns the CompletedProcess (text). Note that
+        redis-cli exits 0 even when the reply is an error: look at stdout."""
+        check(REDIS_CLI_BIN and os.access(REDIS_CLI_BIN, os.X_OK),
+              "redis-cli not found (it comes with the redis-server package)")
+        cmd = [REDIS_CLI_BIN, "-h", HOST, "-p", str(self.port)]
+        if json_output:
+            cmd += ["--json", "-2"]
+        try:
+            return subprocess.run([*cmd, *args], stdin=subprocess.DEVNULL, capture_output=True,
+                                  text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            fail(f"`{' '.join(cmd + list(args))}` did not finish within {timeout}s",
+                 {"stdout": exc.stdout, "stderr": exc.stderr})
+
+    def stream_ids(self, topic):
+        """The ids held in a topic's Stream (fr:{topic}:s), oldest first, read with redis-cli."""
+        r = self.cli("XRANGE", f"fr:{{{topic}}}:s", "-", "+", json_output=True)
+        check(r.returncode == 0, "redis-cli XRANGE failed", r.stderr + r.stdout)
+        try:
+            entries = json.loads(r.stdout)
+        except ValueError:
+            fail("redis-cli --json XRANGE printed something that is not JSON", r.stdout[:1000])
+        return [e[0] for e in entries]
+
+
+def wait_health(srv, status="ok", timeout=15):
+    """Waits until a node's /health says status ("ok" or "degraded"); returns the body. With
+    the Redis broker a node answers /health before it has reached Redis: tests wait for "ok"
+    before they publish or stream."""
+    deadline = time.monotonic() + timeout
+    while True:
+        h = srv.health()
+        if h.get("status") == status:
+            return h
+        if time.monotonic() > deadline:
+            fail(f"/health did not say status {status!r} within {timeout}s", h)
+        time.sleep(0.05)
+
+
+def redis_node(redis, app=None, **kw):
+    """A freshet node on this Redis (the bench app by default, broker from FRESHET_BROKER),
+    started and connected (/health ok)."""
+    srv = Server(app or BENCH_APP, env=redis.env(), **kw).start()
+    wait_health(srv, "ok")
+    return srv
+
+
+class StreamReader:
+    """Reads an open SSEStream on a thread of its own until stop() or the end of the stream, so
+    a test can hold many streams while it publishes from other threads. events() may be called
+    at any time."""
+
+    def __init__(self, stream):
+        import threading
+        self.stream = stream
+        self.error = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        try:
+            while not self._stop.is_set() and not self.stream.ended:
+                self.stream.pump(0.1)
+        except Exception as exc:  # reported by the test through .error
+            self.error = repr(exc)
+
+    def events(self):
+        return [i for i in list(self.stream.parser.items) if isinstance(i, Event)]
+
+    def comments(self):
+        return [i for i in list(self.stream.parser.items) if isinstance(i, Comment)]
+
+    def wait_events(self, n, timeout=10):
+        deadline = time.monotonic() + timeout
+        while len(self.events()) < n:
+            if time.monotonic() > deadline or self.error or self.stream.ended:
+                fail(f"{self.stream.path}: {len(self.events())} of {n} events after "
+                     f"{timeout}s" + (f" ({self.error})" if self.error else "")
+                     + (" (the stream ended)" if self.stream.ended else ""),
+                     self.stream.raw[-800:])
+            time.sleep(0.02)
+        return self.events()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.stream.close()
 
 
 # ----------------------------------------------------------------------------------------------

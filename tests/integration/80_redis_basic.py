@@ -1,0 +1,450 @@
+"""The Redis broker on one node: ids are the Stream entry ids, resume replays exactly from the
+Stream, the replay window gives 416 (or `reset`), never-issued ids give 400, composite ids of
+multi-topic streams, the external-producer contract through redis-cli (FCALL freshet_publish),
+and the broker URL forms (password, ACL user, database number, unix socket)."""
+
+import os
+import threading
+import time
+import urllib.parse
+
+import frtest as ft
+
+RESET_ROUTE = """
+    local route = { on_gap = "reset" }
+    function route.topics(req, who) return { req.params.topic } end
+    return route
+"""
+
+
+def resume(port, path, last_id, via="header"):
+    if via == "header":
+        return ft.SSEStream(port, path, last_event_id=last_id)
+    return ft.SSEStream(port, f"{path}?lastEventId={urllib.parse.quote(last_id, safe='')}")
+
+
+def resume_ok(port, path, last_id, via="header"):
+    s = resume(port, path, last_id, via)
+    if s.status != 200:
+        s.close()
+        ft.fail(f"resume {path} after {last_id} via {via}: status {s.status}", s.response.summary())
+    s.wait_retry()
+    return s
+
+
+def expect_resume_error(port, path, last_id, status, what, via="header"):
+    s = resume(port, path, last_id, via)
+    s.close()
+    return s.response.check_error(status, f"{what} (resume {path} after {last_id!r} via {via})")
+
+
+def ids_and_stream(redis, srv):
+    with ft.subtest("ids have the <ms>-<seq> shape and are the Stream entry ids"):
+        with ft.open_stream(srv.port, "/sub/basic") as s:
+            ids = [srv.publish("/pub/basic", f"b{i}", headers={"X-Event": "note"} if i == 2 else {})
+                   for i in range(5)]
+            got = s.take(5)
+        for i in ids:
+            ft.check(ft.ID_RE.match(i), "id is not <ms>-<seq>", i)
+        ft.check_eq([e.id for e in got], ids, "ids on the stream vs ids in the 201 answers")
+        ft.check_eq([e.data for e in got], [f"b{i}" for i in range(5)], "data on the stream")
+        ft.check_eq(got[2].type, "note", "event name of the third event")
+        ft.check_eq(redis.stream_ids("basic"), ids, "redis-cli XRANGE fr:{basic}:s - +")
+
+    with ft.subtest("Stream entries hold the documented fields d, e, p, j, t"):
+        # The contract that external consumers and producers rely on (docs/REDIS.md).
+        sent = srv.publish("/pub/fields", "payload", headers={"X-Event": "upd",
+                                                              "X-Priority": "critical"})
+        entries = redis.command("XRANGE", "fr:{fields}:s", "-", "+")
+        ft.check_eq(len(entries), 1, "entries in fr:{fields}:s")
+        eid, flat = entries[0]
+        fields = dict(zip(flat[::2], flat[1::2]))
+        ft.check_eq(eid, sent, "entry id")
+        ft.check_eq({k: fields.get(k) for k in ("d", "e", "p", "j")},
+                    {"d": "payload", "e": "upd", "p": "critical", "j": "0"}, "entry fields")
+        ft.check(fields.get("t", "").isdigit() and abs(int(fields["t"]) - ft.parse_id(sent)[0]) < 5000,
+                 "field t is not the publish time in ms", fields)
+        meta = redis.command("HGETALL", "fr:{fields}:m")
+        ft.check_eq(dict(zip(meta[::2], meta[1::2])).get("last"), sent, "fr:{fields}:m last")
+        config = redis.command("HGETALL", "fr:config")
+        config = dict(zip(config[::2], config[1::2]))
+        ft.check_eq(config.get("events"), "1000", "fr:config events (the bench app's window)")
+        ft.check(float(config.get("seconds", "0")) == 300, "fr:config seconds", config)
+
+    with ft.subtest("resume via Last-Event-ID header and lastEventId query replays exactly"):
+        ids = [srv.publish("/pub/res", f"r{i}") for i in range(6)]
+        datas = [f"r{i}" for i in range(6)]
+        for via in ("header", "query"):
+            with resume_ok(srv.port, "/sub/res", ids[2], via) as s:
+                got = s.take(len(ids) - 3)
+                ft.check_eq([(e.id, e.data) for e in got], list(zip(ids[3:], datas[3:])),
+                            f"replayed events after {ids[2]} via {via}")
+                s.expect_no_event(0.3)
+                live = srv.publish("/pub/res", f"live-{via}")
+                e = s.next_event()
+                ft.check_eq((e.id, e.data), (live, f"live-{via}"), "the live event after the replay")
+            ids.append(live)
+            datas.append(f"live-{via}")
+        with resume_ok(srv.port, "/sub/res", ids[-1]) as s:
+            s.expect_no_event(0.3)
+        with resume_ok(srv.port, "/sub/res", ids[0]) as s:
+            got = s.take(len(ids) - 1)
+            ft.check_eq([e.id for e in got], ids[1:], "replay of everything after the first id")
+            s.expect_no_event(0.3)
+
+
+def bad_ids(redis, srv):
+    with ft.subtest("never-issued ids -> 400 (ahead of the topic, or between issued ids)"):
+        ids = [srv.publish("/pub/never", f"n{i}") for i in range(4)]
+        ms, seq = ft.parse_id(ids[-1])
+        for bad in (f"{ms + 60000}-0", f"{ms}-{seq + 5}", f"{ms + 3600000}-7"):
+            expect_resume_error(srv.port, "/sub/never", bad, 400, "id ahead of the topic")
+        expect_resume_error(srv.port, "/sub/never", f"{ms}-{seq + 5}", 400, "id ahead",
+                            via="query")
+        issued = {ft.parse_id(i) for i in ids}
+        first = ft.parse_id(ids[0])
+        # an id inside the Stream's range that no event has: the first event's ms, seq + 1
+        # unless that was issued too, else one ms after it with seq 7
+        between = next(c for c in ((first[0], first[1] + 1), (first[0] + 1, 7), (first[0], 999))
+                       if c not in issued and c < ft.parse_id(ids[-1]))
+        expect_resume_error(srv.port, "/sub/never", f"{between[0]}-{between[1]}", 400,
+                            "id between issued ids that was never issued")
+        with resume_ok(srv.port, "/sub/never", ids[-1]) as s:  # the last id itself is fine
+            s.expect_no_event(0.2)
+
+    with ft.subtest("malformed ids and wrong id counts -> 400"):
+        for bad in ("abc", "1-", "1-2-3", "x-1"):
+            expect_resume_error(srv.port, "/sub/never", bad, 400, "malformed id")
+        one = srv.publish("/pub/never2", "y")
+        expect_resume_error(srv.port, "/sub/never,never2", one, 400, "one id for two topics")
+
+    with ft.subtest("an id on a topic that has no Stream at all -> 416, not a hang or 500"):
+        # Nothing was ever published to this topic, so nothing after the id can be replayed.
+        ms, _ = ft.parse_id(srv.publish("/pub/other", "x"))
+        expect_resume_error(srv.port, "/sub/empty-topic", f"{ms - 1000}-0", 416,
+                            "id on a topic without events")
+
+
+def multi_topic(redis, srv):
+    a, b = "ma", "mb"
+    path = f"/sub/{a},{b}"
+    published = []  # (topic, id, data)
+
+    def pub(topic, data):
+        eid = srv.publish(f"/pub/{topic}", data)
+        published.append((topic, eid, data))
+        return eid
+
+    def check_events(got, pos, what):
+        """Per topic, the events after pos in publish order; each composite id is the
+        positions of a then b after that event. (Across topics the order is the id order,
+        which two topics publishing in the same millisecond need not share with publish
+        order, so only the per-topic order is checked.)"""
+        pos = dict(pos)
+        by_data = {d: (t, i) for t, i, d in published}
+        for topic in (a, b):
+            want = [d for t, i, d in published
+                    if t == topic and ft.parse_id(i) > ft.parse_id(pos[topic])]
+            ft.check_eq([e.data for e in got if by_data[e.data][0] == topic], want,
+                        f"{what}: events of {topic}")
+        for e in got:
+            topic, eid = by_data[e.data]
+            pos[topic] = eid
+            ft.check_eq(e.id, f"{pos[a]},{pos[b]}", f"{what}: composite id of {e.data}")
+        ids = [tuple(ft.parse_id(x) for x in e.id.split(",")) for e in got]
+        ft.check(all(max(x) <= max(y) for x, y in zip(ids, ids[1:])),
+                 f"{what}: events not merged in id order", [e.id for e in got])
+        return pos
+
+    with ft.subtest("multi-topic /sub/a,b: composite ids resume every topic exactly"):
+        with ft.open_stream(srv.port, path) as s:
+            for data in ("a1", "b1", "a2", "b2"):
+                pub(a if data[0] == "a" else b, data)
+            first = s.take(4)
+        ft.check_eq([e.data for e in first], ["a1", "b1", "a2", "b2"], "live events in order")
+        ida = {d: i for _, i, d in published}
+        # b has had no event yet when a1 arrives: its part is a placeholder position, and that
+        # id must resume like any other (checked below)
+        start_b = first[0].id.split(",")[1]
+        ft.check(first[0].id.startswith(ida["a1"] + ",") and ft.ID_RE.match(start_b),
+                 "composite id of a1 on fresh topics", first[0].id)
+        pos = check_events(first[1:], {a: ida["a1"], b: start_b}, "live")
+        for topic, data in ((a, "a3"), (b, "b3"), (a, "a4")):
+            pub(topic, data)
+        with resume_ok(srv.port, path, first[-1].id) as s:
+            got = s.take(3)
+            pos = check_events(got, pos, f"resume after {first[-1].id}")
+            s.expect_no_event(0.3)
+            live = pub(b, "b4")
+            e = s.next_event()
+            ft.check_eq((e.data, e.id), ("b4", f"{pos[a]},{live}"), "live event after the replay")
+        # an early composite id: after a1 and b1
+        ida = {d: i for _, i, d in published}
+        early = f"{ida['a1']},{ida['b1']}"
+        with resume_ok(srv.port, path, early, via="query") as s:
+            got = s.take(6)
+            check_events(got, {a: ida["a1"], b: ida["b1"]}, f"resume after {early}")
+            s.expect_no_event(0.3)
+        # the very first composite id, with b's placeholder part
+        with resume_ok(srv.port, path, first[0].id) as s:
+            got = s.take(7)
+            check_events(got, {a: ida["a1"], b: start_b}, f"resume after {first[0].id}")
+            s.expect_no_event(0.3)
+        # one topic's part never issued: the whole resume is refused
+        ms, _ = ft.parse_id(ida["b4"])
+        expect_resume_error(srv.port, path, f"{ida['a4']},{ms + 60000}-0", 400,
+                            "composite id with an ahead part")
+
+
+def joins_during_traffic(redis, srv):
+    with ft.subtest("streams opening while events flow do not make other streams skip events"):
+        # Every join reads the topic's position from Redis; the node's live feed may not have
+        # delivered the newest of those events yet, and the streams already open must still get
+        # each of them once.
+        watch = ft.StreamReader(srv.stream("/sub/busy"))
+        stop, ids, errors = threading.Event(), [], []
+
+        def publisher():
+            try:
+                with ft.Publisher(srv.port) as pub:
+                    n = 0
+                    while not stop.is_set():
+                        items = [("/pub/busy", f"x{n + i}", {}) for i in range(5)]
+                        ids.extend(pub.publish_ids(items, window=5))
+                        n += 5
+            except BaseException as exc:
+                errors.append(repr(exc))
+
+        worker = threading.Thread(target=publisher, daemon=True)
+        worker.start()
+        joins = 0
+        try:
+            until = time.monotonic() + 2.0
+            while time.monotonic() < until:
+                with ft.open_stream(srv.port, "/sub/busy"):
+                    joins += 1
+        finally:
+            stop.set()
+            worker.join(timeout=10)
+        ft.check(not errors, "publisher failed", errors)
+        deadline = time.monotonic() + 10
+        while len(watch.events()) < len(ids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)
+        got = [e.id for e in watch.events()]
+        watch.stop()
+        missing = [i for i in ids if i not in set(got)]
+        ft.check(not missing, f"the open stream missed {len(missing)} of {len(ids)} events "
+                 f"published while {joins} other streams opened on the same topic",
+                 missing[:10])
+        ft.check_eq(got, ids, "events on the open stream vs published, in order")
+
+
+def window_cases():
+    # A Redis of its own: the replay window is a property of the Redis (fr:config), shared by
+    # every node on it.
+    redis = ft.RedisServer().start()
+    app = ft.pubsub_app(
+        settings=f'broker = "{redis.url}", replay = {{ events = 3, seconds = 300 }},',
+        routes='app:stream("/reset/:topic", "routes/reset.lua")\n',
+        files={"routes/reset.lua": RESET_ROUTE})
+    srv = ft.Server(app).start()
+    ft.wait_health(srv)
+    port = srv.port
+    ids = [srv.publish("/pub/ring", f"r{i}") for i in range(6)]
+
+    with ft.subtest("replay.events = 3: the Stream is trimmed exactly and records what it lost"):
+        ft.check_eq(redis.stream_ids("ring"), ids[3:], "entries left in fr:{ring}:s")
+        meta = redis.command("HGETALL", "fr:{ring}:m")
+        meta = dict(zip(meta[::2], meta[1::2]))
+        ft.check_eq((meta.get("last"), meta.get("evicted")), (ids[5], ids[2]),
+                    "fr:{ring}:m fields last and evicted")
+        config = redis.command("HGETALL", "fr:config")
+        ft.check_eq(dict(zip(config[::2], config[1::2])).get("events"), "3", "fr:config events")
+
+    with ft.subtest("replay.events = 3: an id older than the window -> 416"):
+        for k in (0, 1):
+            msg = expect_resume_error(port, "/sub/ring", ids[k], 416, f"id {k} of 6")
+            ft.check("replay window" in msg, "416 message does not say why", msg)
+        expect_resume_error(port, "/sub/ring", ids[1], 416, "evicted", via="query")
+
+    with ft.subtest("replay.events = 3: the newest evicted id still replays the last 3"):
+        with resume_ok(port, "/sub/ring", ids[2]) as s:
+            got = s.take(3)
+            ft.check_eq([(e.id, e.data) for e in got], [(ids[i], f"r{i}") for i in (3, 4, 5)],
+                        "events after the 3rd of 6 with a window of 3")
+            s.expect_no_event(0.3)
+
+    with ft.subtest('on_gap = "reset": a stale id starts with a reset event, then live'):
+        with resume_ok(port, "/reset/ring", ids[0]) as s:
+            first = s.next_event()
+            ft.check_eq(first.type, "reset", "type of the first dispatched event")
+            s.expect_no_event(0.3)
+            live = srv.publish("/pub/ring", "after reset")
+            e = s.next_event()
+            ft.check_eq((e.id, e.data), (live, "after reset"), "live event after the reset")
+        ids.append(live)
+
+    with ft.subtest('on_gap = "reset": an id still in the window replays normally'):
+        with resume_ok(port, "/reset/ring", ids[4]) as s:
+            got = s.take(2)
+            ft.check_eq([(e.type, e.id) for e in got], [("message", ids[5]), ("message", ids[6])],
+                        "replay on the on_gap route")
+    srv.stop()
+    redis.stop()
+
+
+def external_producer(redis, srv):
+    with ft.subtest("redis-cli FCALL freshet_publish reaches an open stream with its id"):
+        with ft.open_stream(srv.port, "/sub/room:x") as s:
+            r = redis.cli("FCALL", "freshet_publish", "1", "room:x", '{"a":1}', "message",
+                          "normal", "1")
+            out = r.stdout.strip()
+            ft.check(r.returncode == 0 and ft.ID_RE.match(out),
+                     "FCALL freshet_publish did not answer an id", r.stdout + r.stderr)
+            e = s.next_event()
+            ft.check_eq((e.id, e.type, e.data), (out, "message", '{"a":1}'), "the event on the stream")
+            ft.check(f"id: {out}\nevent: message\ndata: {{\"a\":1}}\n\n".encode() in s.raw,
+                     "frame of the FCALL event", s.raw[-300:])
+
+            r = redis.cli("FCALL", "freshet_publish", "1", "room:x", "line 1\nline 2", "update",
+                          "critical", "0")
+            named = r.stdout.strip()
+            ft.check(ft.ID_RE.match(named), "FCALL with event update", r.stdout + r.stderr)
+            e = s.next_event()
+            ft.check_eq((e.id, e.type, e.data), (named, "update", "line 1\nline 2"),
+                        "named multi-line event")
+
+            r = redis.cli("FCALL", "freshet_publish", "1", "room:x", "only data")
+            plain = r.stdout.strip()
+            ft.check(ft.ID_RE.match(plain), "FCALL with only the data", r.stdout + r.stderr)
+            e = s.next_event()
+            ft.check_eq((e.id, e.type, e.data), (plain, "message", "only data"),
+                        "event published with the defaults")
+
+            # what HTTP publishes next follows what redis-cli published, in one id order
+            after = srv.publish("/pub/room:x", "from http")
+            e = s.next_event()
+            ft.check_eq((e.id, e.data), (after, "from http"), "HTTP publish after the FCALLs")
+            ft.check(ft.parse_id(after) > ft.parse_id(plain), "ids not increasing", (plain, after))
+            ft.check_eq(redis.stream_ids("room:x"), [out, named, plain, after],
+                        "fr:{room:x}:s holds every event in order")
+
+        with resume_ok(srv.port, "/sub/room:x", out) as s:
+            got = s.take(3)
+            ft.check_eq([(e.id, e.type) for e in got],
+                        [(named, "update"), (plain, "message"), (after, "message")],
+                        "resume after an id issued by redis-cli")
+
+    with ft.subtest("bad FCALL arguments are refused with an error reply and store nothing"):
+        with ft.open_stream(srv.port, "/sub/room:x") as s:
+            before = redis.stream_ids("room:x")
+            cases = [
+                (("room:x", "x", "message", "urgent", "0"), "priority must be critical"),
+                (("room:x", "x", "message", "CRITICAL"), "priority must be critical"),
+                (("room:x", "x", "bad\nname"), "event name must not hold CR, LF or NUL"),
+                (("room:x",), "data is required"),
+                (("bad\ntopic", "x"), "topic must be non-empty"),
+            ]
+            for args, want in cases:
+                r = redis.cli("FCALL", "freshet_publish", "1", *args)
+                # redis-cli exits 0 on an error reply; the reply text is on stdout
+                ft.check(want in r.stdout and not ft.ID_RE.match(r.stdout.strip()),
+                         f"FCALL freshet_publish 1 {args!r}: no error reply containing {want!r}",
+                         r.stdout + r.stderr)
+            try:
+                redis.command("FCALL", "freshet_publish", "1", "room:x", "x", "message", "urgent")
+                ft.fail("RESP: a bad priority was accepted")
+            except ft.RedisError as exc:
+                ft.check("priority" in str(exc), "RESP error reply for a bad priority", str(exc))
+            ft.check_eq(redis.stream_ids("room:x"), before, "fr:{room:x}:s after the refused calls")
+            s.expect_no_event(0.3)
+
+
+def external_bad_utf8(redis, srv):
+    with ft.subtest("FCALL with data that is not UTF-8 is refused, not stored and then dropped"):
+        # Every node refuses to deliver such data (the HTTP route answers 400), so accepting it
+        # would hand the producer an id for an event no subscriber can ever receive.
+        with ft.open_stream(srv.port, "/sub/utf") as s:
+            before = redis.stream_ids("utf")
+            try:
+                reply = redis.command("FCALL", "freshet_publish", "1", "utf", b"bad \xff\xfe")
+            except ft.RedisError as exc:
+                reply = exc
+            ok = redis.command("FCALL", "freshet_publish", "1", "utf", "good")
+            e = s.next_event()
+            ft.check_eq((e.id, e.data), (ok, "good"), "the valid event after it")
+            ft.check(isinstance(reply, ft.RedisError),
+                     "FCALL freshet_publish accepted invalid UTF-8 data (reply: an id) although "
+                     "no node will deliver it", {"reply": reply,
+                                                 "Stream after": redis.stream_ids("utf"),
+                                                 "before": before})
+
+
+def url_forms():
+    with ft.subtest("broker URL with a password and a database number: keys live in that db"):
+        redis = ft.RedisServer(extra_args=["--requirepass", "s3cret"]).start()
+        app = ft.pubsub_app(settings=f'broker = "redis://:s3cret@{ft.HOST}:{redis.port}/2",')
+        with ft.Server(app) as srv:
+            ft.wait_health(srv)
+            with ft.open_stream(srv.port, "/sub/auth") as s:
+                eid = srv.publish("/pub/auth", "with a password")
+                e = s.next_event()
+                ft.check_eq((e.id, e.data), (eid, "with a password"), "event through an AUTH'd Redis")
+            with ft.RedisConn(redis.port) as c:
+                c.command("AUTH", "s3cret")
+                c.command("SELECT", "2")
+                ft.check_eq([x[0] for x in c.command("XRANGE", "fr:{auth}:s", "-", "+")], [eid],
+                            "fr:{auth}:s in db 2")
+                c.command("SELECT", "0")
+                ft.check_eq(c.command("EXISTS", "fr:{auth}:s"), 0, "fr:{auth}:s must not be in db 0")
+        redis.stop()
+
+    with ft.subtest("broker URL with an ACL user and password"):
+        redis = ft.RedisServer().start()
+        # The functions declare the topic name itself as their key (the real keys fr:{topic}:*
+        # share its hash slot), so the user's key patterns must cover topic names too: ~*.
+        redis.command("ACL", "SETUSER", "freshet", "on", ">pw-of-freshet", "~*", "&fr:*",
+                      "+@all")
+        redis.command("ACL", "SETUSER", "default", "off")
+        app = ft.pubsub_app(settings=f'broker = "redis://freshet:pw-of-freshet@{ft.HOST}:{redis.port}",')
+        with ft.Server(app) as srv:
+            ft.wait_health(srv)
+            with ft.open_stream(srv.port, "/sub/acl") as s:
+                eid = srv.publish("/pub/acl", "as user freshet")
+                e = s.next_event()
+                ft.check_eq((e.id, e.data), (eid, "as user freshet"), "event as an ACL user")
+        redis.stop()
+
+    with ft.subtest("broker over a unix socket (unix:///path)"):
+        sockdir = ft.tempdir("freshet-sock-")
+        path = os.path.join(sockdir, "redis.sock")
+        redis = ft.RedisServer(extra_args=["--unixsocket", path, "--unixsocketperm", "700"]).start()
+        app = ft.pubsub_app(settings=f'broker = "unix://{path}",')
+        with ft.Server(app) as srv:
+            ft.wait_health(srv)
+            with ft.open_stream(srv.port, "/sub/unix") as s:
+                eid = srv.publish("/pub/unix", "over a socket")
+                e = s.next_event()
+                ft.check_eq((e.id, e.data), (eid, "over a socket"), "event over the unix socket")
+            ft.check_eq(redis.stream_ids("unix"), [eid], "fr:{unix}:s")
+        redis.stop()
+
+
+def run():
+    ft.require_file(ft.BENCH_APP, "bench app")
+    redis = ft.RedisServer().start()
+    srv = ft.redis_node(redis)
+    ids_and_stream(redis, srv)
+    bad_ids(redis, srv)
+    multi_topic(redis, srv)
+    external_producer(redis, srv)
+    external_bad_utf8(redis, srv)
+    joins_during_traffic(redis, srv)
+    srv.stop()
+    redis.stop()
+    window_cases()
+    url_forms()
+
+
+ft.main(run, limit=100)
