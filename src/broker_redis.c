@@ -544,7 +544,10 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv) {
         return;
     if (strcmp(kind, "subscribe") == 0) {
         f->subscribed = 1;
-        /* The fill needs the command connection; if it is not back yet, it runs when it is. */
+        /* The fill needs the command connection; if it is not back yet, it runs when it is.
+         * Either way, live events wait behind it from now on. */
+        if (f->refill)
+            f->refilling = 1;
         if (f->refill && r->cmd_ready) {
             f->refill = 0;
             refill(r, f);

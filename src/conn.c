@@ -81,18 +81,18 @@ static void wait_enter(fr_conn_t *c, int l) {
 void fr_conn_expire(fr_worker_t *w) {
     uint64_t now = fr_mono_ms();
     fr_conn_t *c;
-    while ((c = w->wait_head[FR_WAIT_READING]) && now - c->since >= w->config->header_timeout_ms) {
+    while ((c = w->wait_head[FR_WAIT_READING]) && c->since + w->config->header_timeout_ms <= now) {
         wait_leave(c);
         c->req.keep_alive = 0;
         c->close_reason = "timeout";
         w->metrics.timeouts++;
         fr_conn_respond_error(c, 408, "the request did not arrive in time");
     }
-    while ((c = w->wait_head[FR_WAIT_POLL]) && now - c->since >= w->config->poll_timeout_ms) {
+    while ((c = w->wait_head[FR_WAIT_POLL]) && c->since + w->config->poll_timeout_ms <= now) {
         wait_leave(c);
         fr_stream_poll_timeout(c->stream);
     }
-    while ((c = w->wait_head[FR_WAIT_IDLE]) && now - c->since >= w->config->idle_timeout_ms) {
+    while ((c = w->wait_head[FR_WAIT_IDLE]) && c->since + w->config->idle_timeout_ms <= now) {
         wait_leave(c);
         c->close_reason = "idle";
         w->metrics.idle_closed++;

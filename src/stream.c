@@ -707,7 +707,9 @@ void fr_stream_flush_pending(fr_worker_t *w) {
 void fr_stream_heartbeat_due(fr_worker_t *w) {
     uint64_t now = fr_mono_ms();
     uint64_t hb = w->config->heartbeat_ms;
-    while (w->idle_head && now - w->idle_head->last_write_ms >= hb) {
+    /* Compared as last + hb <= now, not now - last >= hb: a stream touched during this walk may
+     * carry a later millisecond than `now`, and the unsigned difference would wrap. */
+    while (w->idle_head && w->idle_head->last_write_ms + hb <= now) {
         fr_stream_t *s = w->idle_head;
         if (s->ending) {
             /* An ending stream whose last bytes have not left within a heartbeat interval
