@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts a starter app on the in-memory broker: set-up (packages, configure, build), then run.
-# Usage: scripts/run-example.sh [chat] [--listen HOST:PORT]
+# Usage: scripts/run-example.sh [chat|ticker|notifications|dashboard] [--listen HOST:PORT]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 name="chat"

@@ -15,6 +15,7 @@ local app = freshet.app {
 }
 
 app:stream("/rooms/:room/events", "routes/room.lua")     -- SSE, long-poll or WebSocket
+app:stream("/ws/:room", "routes/room.lua")                -- the same rooms at a /ws path
 app:publish("/rooms/:room/messages", "routes/post.lua")
 app:stream("/login", "routes/login.lua")                  -- WebSocket only: hands out tokens
 app:static("/", "public")
