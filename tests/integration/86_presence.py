@@ -79,6 +79,20 @@ def run():
                 s.close()
             wait_presence(srv, "room", (0, []))
 
+    with ft.subtest("chat example: {type: who} over WebSocket lists the room"):
+        with ft.Server(ft.CHAT_APP) as srv:
+            a = ft.open_stream(srv.port, "/rooms/lobby/events?user=ann")
+            b = ft.open_stream(srv.port, "/rooms/lobby/events?user=bob")
+            a.wait_retry()
+            b.wait_retry()
+            with ft.ws_connect(srv.port, "/ws/lobby?user=cat") as ws:
+                ws.send_json({"type": "who"})
+                got = ws.next_control("who")
+                ft.check_eq((got["count"], got["names"]), (3, ["ann", "bob", "cat"]),
+                            "who is in the lobby")
+            a.close()
+            b.close()
+
     with ft.subtest("Redis: merged across nodes; a killed node drops out when its part expires"):
         with ft.RedisServer() as redis:
             a = ft.redis_node(redis, app_dir())

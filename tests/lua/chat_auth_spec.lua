@@ -63,10 +63,10 @@ describe("chat example sign-in", function()
     it("identify the listener of a room", function()
       local token = sign_in("ann")
       local req = room:request { path = "/rooms/lobby/events?token=" .. token }
-      assert.same({ name = "ann", verified = true }, room:auth(req))
+      assert.same({ name = "ann", id = "ann", verified = true }, room:auth(req))
       -- The Authorization header works too (for clients that can set it).
       req = room:request { path = "/rooms/lobby/events", headers = { Authorization = "Bearer " .. token } }
-      assert.same({ name = "ann", verified = true }, room:auth(req))
+      assert.same({ name = "ann", id = "ann", verified = true }, room:auth(req))
     end)
 
     it("are refused when tampered with, expired or made with another secret", function()

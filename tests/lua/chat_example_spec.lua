@@ -23,7 +23,7 @@ describe("chat example", function()
   describe("room.lua", function()
     it("lets in anyone with a name, as an identity of that name", function()
       local who = room:auth(room:request { path = "/rooms/lobby/events?user=ann" })
-      assert.same({ name = "ann" }, who)
+      assert.same({ name = "ann", id = "ann" }, who) -- id: what presence lists
     end)
 
     it("asks for a name", function()

@@ -17,17 +17,26 @@ local route = {}
 -- it with 416, start its stream with a "reset" event so the page can say messages were missed.
 route.on_gap = "reset"
 
+-- who.id is what freshet.presence lists: the user's name.
+local function identity(who)
+  if who then who.id = who.id or who.name end
+  return who
+end
+
 function route.auth(req)
   local problem = names.problem(req.params.room)
   if problem then return nil, 400, "room name " .. problem end
 
-  if session.has_token(req) then return session.identify(req) end
+  if session.has_token(req) then
+    local who, status, message = session.identify(req)
+    return identity(who), status, message
+  end
 
   local user = req.query.user
   if user == nil or user == "" then return nil, 401, "user required" end
   problem = names.problem(user)
   if problem then return nil, 400, "user name " .. problem end
-  return { name = user }
+  return identity({ name = user })
 end
 
 function route.topics(req, who)
@@ -37,9 +46,16 @@ end
 -- A WebSocket client says something with {"type": "say", "text": "..."}; everyone in the room
 -- (on any transport) gets it as a "message" event, exactly as if it had been POSTed. The reply
 -- goes to the sender alone: {"type": "said", "id": "<id>"}, or {"type": "error", ...}.
+-- {"type": "who"} answers who is in the room: {"type": "who", "count": N, "names": [...]},
+-- across every node when the app runs on the Redis broker (refreshed every second).
 function route.message(conn, msg, who)
+  if msg.type == "who" then
+    local p = freshet.presence(conn.topics[1])
+    table.sort(p.ids)
+    return { type = "who", count = p.count, names = p.ids }
+  end
   if msg.type ~= "say" then
-    return { type = "error", error = "unknown message type (send {\"type\":\"say\",\"text\":...})" }
+    return { type = "error", error = "unknown message type (send {\"type\":\"say\",\"text\":...} or {\"type\":\"who\"})" }
   end
   local room = conn.topics[1]:match("^room:(.*)$")
   local event, why = messages.event(room, who.name, msg.text)
