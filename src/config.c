@@ -17,6 +17,7 @@ void fr_config_defaults(fr_config_t *cfg) {
     cfg->max_headers = 16384;
     cfg->streams_at = 0.9;
     cfg->budget = 1000000;
+    cfg->memory_kb = 128 * 1024;
     cfg->default_tier.name = NULL;
     cfg->default_tier.queue = 256;
     cfg->default_tier.bytes = 1u << 20;

@@ -31,6 +31,7 @@ typedef struct {
     size_t max_headers;
     double streams_at;    /* fraction of the descriptor limit past which new streams get 503 */
     uint64_t budget;      /* Lua instructions per hook call */
+    size_t memory_kb;     /* a VM's heap limit; a hook past it is stopped (0: none) */
     int jit;
     fr_tier_t default_tier; /* budgets for streams whose route names no tier */
     uint64_t header_timeout_ms; /* a request must be complete within this (else 408) */

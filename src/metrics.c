@@ -182,6 +182,10 @@ void fr_metrics_respond(fr_conn_t *c) {
     counter(&o, "freshet_heartbeats_total", "Heartbeat comments sent.", m->heartbeats);
     counter(&o, "freshet_lua_errors_total", "Errors raised by route scripts and timers.",
             m->lua_errors);
+    header(&o, "freshet_lua_stopped_total", "counter",
+           "Lua hooks stopped by a limit (also counted as Lua errors), by limit.");
+    put(&o, "freshet_lua_stopped_total{limit=\"budget\"} %lu\n", m->lua_budget_stops);
+    put(&o, "freshet_lua_stopped_total{limit=\"memory\"} %lu\n", m->lua_memory_stops);
     counter(&o, "freshet_reloads_total", "Successful script reloads.", w->reloads);
     counter(&o, "freshet_reload_failures_total", "Reloads refused because a script failed to load.",
             w->reload_failures);

@@ -20,6 +20,8 @@ typedef struct {
     unsigned long bytes_written;  /* stream bytes handed to the socket */
     unsigned long heartbeats;
     unsigned long lua_errors;
+    unsigned long lua_budget_stops; /* hooks stopped by the instruction budget */
+    unsigned long lua_memory_stops; /* hooks stopped by the VM memory limit */
     unsigned long refused_fds;    /* new streams refused with 503 at 90% of descriptors */
     unsigned long timeouts;       /* requests answered 408 */
     unsigned long idle_closed;    /* keep-alive connections closed while idle */

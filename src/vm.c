@@ -46,10 +46,34 @@ typedef struct {
     int line;
 } err_where_t;
 
+/* The hook fires every FR_HOOK_SLICE instructions: it counts them against the budget and
+ * checks the VM's heap against its memory limit (a hook allocating without bound is stopped
+ * before it takes the process down). */
+#define FR_HOOK_SLICE 10000
+
 static void on_budget(lua_State *L, lua_Debug *ar) {
     (void)ar;
-    lua_sethook(L, NULL, 0, 0);
-    luaL_error(L, "instruction budget exceeded (the hook ran too long)");
+    fr_vm_t *vm = fr_lua_get_vm(L);
+    vm->slices++;
+    if ((uint64_t)vm->slices * FR_HOOK_SLICE >= vm->config.budget) {
+        lua_sethook(L, NULL, 0, 0);
+        vm->budget_stops++;
+        if (vm->worker)
+            vm->worker->metrics.lua_budget_stops++;
+        luaL_error(L, "instruction budget exceeded (the hook ran too long)");
+    }
+    size_t kb = (size_t)lua_gc(L, LUA_GCCOUNT, 0);
+    if (vm->config.memory_kb && kb > vm->config.memory_kb) {
+        lua_gc(L, LUA_GCCOLLECT, 0);
+        if ((size_t)lua_gc(L, LUA_GCCOUNT, 0) > vm->config.memory_kb) {
+            lua_sethook(L, NULL, 0, 0);
+            vm->memory_stops++;
+            if (vm->worker)
+                vm->worker->metrics.lua_memory_stops++;
+            luaL_error(L, "memory limit exceeded (the VM holds over %d MB)",
+                       (int)(vm->config.memory_kb / 1024));
+        }
+    }
 }
 
 /* Message handler: remembers where the error happened (the innermost Lua frame) so the log line
@@ -104,8 +128,10 @@ int fr_vm_call(fr_vm_t *vm, const fr_route_t *route, const char *what, int nargs
     lua_pushlightuserdata(L, &where);
     lua_pushcclosure(L, on_error, 1);
     lua_insert(L, base);
-    if (vm->call_depth++ == 0)
-        lua_sethook(L, on_budget, LUA_MASKCOUNT, (int)(vm->config.budget > INT_MAX ? INT_MAX : vm->config.budget));
+    if (vm->call_depth++ == 0) {
+        vm->slices = 0;
+        lua_sethook(L, on_budget, LUA_MASKCOUNT, FR_HOOK_SLICE);
+    }
     int rc = lua_pcall(L, nargs, nresults, base);
     if (--vm->call_depth == 0)
         lua_sethook(L, NULL, 0, 0);
@@ -256,6 +282,7 @@ static int vm_read_config(fr_vm_t *vm, int t, fr_errors_t *errs) {
     c->heartbeat_ms = field_num(L, t, "heartbeat", c->heartbeat_ms, 1000.0);
     c->retry_ms = field_num(L, t, "retry", c->retry_ms, 1.0);
     c->budget = field_num(L, t, "budget", c->budget, 1.0);
+    c->memory_kb = field_num(L, t, "memory", c->memory_kb / 1024, 1.0) * 1024;
     lua_getfield(L, t, "jit");
     c->jit = lua_toboolean(L, -1);
     lua_pop(L, 1);

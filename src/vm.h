@@ -68,6 +68,8 @@ typedef struct fr_vm_s {
     fr_event_t *ev_cached;      /* one reference while cached */
     int ev_cached_ref;
     unsigned long lua_errors;
+    unsigned long slices;       /* hook slices run by the current outermost call */
+    unsigned long budget_stops, memory_stops;
     /* While the VM is being built, errors are kept here for the error list, not logged. */
     int collecting;
     char last_error[1024];

@@ -59,6 +59,7 @@ end
 function checks.heartbeat(v) check_positive("heartbeat", v) end
 function checks.retry(v) check_int("retry", v, 0) end
 function checks.budget(v) check_int("budget", v, 1000) end
+function checks.memory(v) check_int("memory", v, 1) end
 function checks.jit(v) check_type("jit", v, "boolean") end
 
 function checks.replay(v)
