@@ -124,7 +124,7 @@ static fr_item_t *queue_at(fr_stream_t *s, size_t i) {
 
 static void queue_push(fr_stream_t *s, fr_item_t it) {
     if (s->q_len == s->q_cap) {
-        size_t cap = s->q_cap ? s->q_cap * 2 : 8;
+        size_t cap = s->q_cap ? s->q_cap * 2 : 4;
         fr_item_t *q = fr_malloc(cap * sizeof *q);
         for (size_t i = 0; i < s->q_len; i++)
             q[i] = *queue_at(s, i);
@@ -484,6 +484,13 @@ static void on_batch_written(uv_write_t *req, int status) {
         s->streak = 0;
     if (s->replaying)
         stream_replay_fill(s);
+    if (s->q_len == 0 && !s->ending) {
+        /* An idle stream keeps no queue: most streams are idle most of the time. */
+        free(s->q);
+        s->q = NULL;
+        s->q_cap = 0;
+        s->q_head = 0;
+    }
     if (s->q_len > 0 || s->ending)
         stream_write(s);
 }
