@@ -92,17 +92,8 @@ static void join_start(join_t *j);
 
 /* ---- follows ----------------------------------------------------------------------------- */
 
-static size_t hash_str(const char *s) {
-    size_t h = 1469598103934665603ull;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 static follow_t *follow_find(fr_redis_t *r, const char *topic) {
-    follow_t *f = r->follows[hash_str(topic) & (r->nbuckets - 1)];
+    follow_t *f = r->follows[fr_hash_str(topic) & (r->nbuckets - 1)];
     while (f && strcmp(f->topic, topic) != 0)
         f = f->next;
     return f;
@@ -118,7 +109,7 @@ static follow_t *follow_get(fr_redis_t *r, const char *topic) {
         for (size_t i = 0; i < r->nbuckets; i++) {
             for (follow_t *x = r->follows[i], *next; x; x = next) {
                 next = x->next;
-                size_t k = hash_str(x->topic) & (n - 1);
+                size_t k = fr_hash_str(x->topic) & (n - 1);
                 x->next = b[k];
                 b[k] = x;
             }
@@ -129,7 +120,7 @@ static follow_t *follow_get(fr_redis_t *r, const char *topic) {
     }
     f = fr_calloc(1, sizeof *f);
     f->topic = fr_strdup(topic);
-    size_t k = hash_str(topic) & (r->nbuckets - 1);
+    size_t k = fr_hash_str(topic) & (r->nbuckets - 1);
     f->next = r->follows[k];
     r->follows[k] = f;
     r->nfollows++;
@@ -150,7 +141,7 @@ static void follow_release_held(fr_redis_t *r, follow_t *f, int deliver) {
 }
 
 static void follow_free(fr_redis_t *r, follow_t *f) {
-    follow_t **pp = &r->follows[hash_str(f->topic) & (r->nbuckets - 1)];
+    follow_t **pp = &r->follows[fr_hash_str(f->topic) & (r->nbuckets - 1)];
     while (*pp != f)
         pp = &(*pp)->next;
     *pp = f->next;

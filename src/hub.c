@@ -5,17 +5,6 @@
 
 #include "util.h"
 
-/* FNV-1a: topics are short strings chosen by scripts, not by attackers sending arbitrary keys
- * at volume; a bucket count kept near the topic count keeps chains short. */
-static size_t hash_str(const char *s) {
-    size_t h = 1469598103934665603ull;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 void fr_hub_init(fr_hub_t *hub, size_t replay_events, uint64_t replay_ms, uint64_t start_ms) {
     memset(hub, 0, sizeof *hub);
     hub->nbuckets = 64;
@@ -46,7 +35,7 @@ void fr_hub_close(fr_hub_t *hub) {
 }
 
 fr_topic_t *fr_hub_find(fr_hub_t *hub, const char *name) {
-    fr_topic_t *t = hub->buckets[hash_str(name) & (hub->nbuckets - 1)];
+    fr_topic_t *t = hub->buckets[fr_hash_str(name) & (hub->nbuckets - 1)];
     while (t && strcmp(t->name, name) != 0)
         t = t->hnext;
     return t;
@@ -59,7 +48,7 @@ static void hub_rehash(fr_hub_t *hub) {
         fr_topic_t *t = hub->buckets[i];
         while (t) {
             fr_topic_t *next = t->hnext;
-            size_t k = hash_str(t->name) & (n - 1);
+            size_t k = fr_hash_str(t->name) & (n - 1);
             t->hnext = b[k];
             b[k] = t;
             t = next;
@@ -81,7 +70,7 @@ static fr_topic_t *hub_get(fr_hub_t *hub, const char *name) {
     fr_ring_init(&t->ring, hub->replay_events);
     t->born = hub->floor;
     t->last = hub->floor;
-    size_t k = hash_str(name) & (hub->nbuckets - 1);
+    size_t k = fr_hash_str(name) & (hub->nbuckets - 1);
     t->hnext = hub->buckets[k];
     hub->buckets[k] = t;
     hub->ntopics++;
@@ -95,7 +84,7 @@ static void hub_maybe_forget(fr_hub_t *hub, fr_topic_t *t) {
         return;
     if (fr_id_cmp(t->last, hub->floor) > 0)
         hub->floor = t->last;
-    fr_topic_t **pp = &hub->buckets[hash_str(t->name) & (hub->nbuckets - 1)];
+    fr_topic_t **pp = &hub->buckets[fr_hash_str(t->name) & (hub->nbuckets - 1)];
     while (*pp != t)
         pp = &(*pp)->hnext;
     *pp = t->hnext;

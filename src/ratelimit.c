@@ -35,15 +35,6 @@ void fr_ratelimit_close(fr_ratelimit_t *rl) {
     memset(rl, 0, sizeof *rl);
 }
 
-static size_t hash_key(const char *k, size_t n) {
-    size_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)k[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 static void rehash(fr_ratelimit_t *rl) {
     size_t n = rl->nbuckets * 2;
     fr_bucket_t **t = fr_calloc(n, sizeof *t);
@@ -51,7 +42,7 @@ static void rehash(fr_ratelimit_t *rl) {
         fr_bucket_t *b = rl->buckets[i];
         while (b) {
             fr_bucket_t *next = b->next;
-            size_t k = hash_key(b->key, b->klen) & (n - 1);
+            size_t k = fr_hash_bytes(b->key, b->klen) & (n - 1);
             b->next = t[k];
             t[k] = b;
             b = next;
@@ -85,14 +76,14 @@ int fr_ratelimit_take(fr_ratelimit_t *rl, fr_rl_kind_t kind, const fr_tier_t *ti
     memcpy(key + 2 + tl, client, cl);
     size_t klen = 2 + tl + cl;
 
-    fr_bucket_t **head = &rl->buckets[hash_key(key, klen) & (rl->nbuckets - 1)];
+    fr_bucket_t **head = &rl->buckets[fr_hash_bytes(key, klen) & (rl->nbuckets - 1)];
     fr_bucket_t *b = *head;
     while (b && (b->klen != klen || memcmp(b->key, key, klen) != 0))
         b = b->next;
     if (!b) {
         if (rl->count >= rl->nbuckets) {
             rehash(rl);
-            head = &rl->buckets[hash_key(key, klen) & (rl->nbuckets - 1)];
+            head = &rl->buckets[fr_hash_bytes(key, klen) & (rl->nbuckets - 1)];
         }
         b = fr_calloc(1, sizeof *b);
         b->key = fr_strndup(key, klen);

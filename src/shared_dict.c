@@ -71,18 +71,9 @@ void fr_shared_free(fr_shared_t *d) {
     free(d);
 }
 
-static size_t hash_key(const char *k, size_t n) {
-    size_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)k[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 /* Finds a live entry; an expired one is removed on the way. Caller holds the mutex. */
 static entry_t *find(fr_shared_t *d, const char *key, size_t klen, uint64_t now) {
-    entry_t **pp = &d->buckets[hash_key(key, klen) & (d->nbuckets - 1)];
+    entry_t **pp = &d->buckets[fr_hash_bytes(key, klen) & (d->nbuckets - 1)];
     for (entry_t *e; (e = *pp); pp = &e->next) {
         if (e->klen != klen || memcmp(e->key, key, klen) != 0)
             continue;
@@ -128,7 +119,7 @@ static void rehash(fr_shared_t *d) {
         entry_t *e = d->buckets[i];
         while (e) {
             entry_t *next = e->next;
-            size_t k = hash_key(e->key, e->klen) & (n - 1);
+            size_t k = fr_hash_bytes(e->key, e->klen) & (n - 1);
             e->next = b[k];
             b[k] = e;
             e = next;
@@ -162,7 +153,7 @@ static entry_t *insert(fr_shared_t *d, const char *key, size_t klen) {
     entry_t *e = fr_calloc(1, sizeof *e);
     e->key = fr_strndup(key, klen);
     e->klen = klen;
-    size_t k = hash_key(key, klen) & (d->nbuckets - 1);
+    size_t k = fr_hash_bytes(key, klen) & (d->nbuckets - 1);
     e->next = d->buckets[k];
     d->buckets[k] = e;
     d->count++;
@@ -221,7 +212,7 @@ out:
 
 int fr_shared_delete(fr_shared_t *d, const char *key, size_t klen) {
     pthread_mutex_lock(&d->mu);
-    entry_t **pp = &d->buckets[hash_key(key, klen) & (d->nbuckets - 1)];
+    entry_t **pp = &d->buckets[fr_hash_bytes(key, klen) & (d->nbuckets - 1)];
     int found = 0;
     for (entry_t *e; (e = *pp); pp = &e->next) {
         if (e->klen == klen && memcmp(e->key, key, klen) == 0) {
