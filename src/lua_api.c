@@ -67,10 +67,16 @@ static void on_lua_published(void *ctx, int status, fr_id_t id, const char *err)
 
 /* core.publish(topic, data, event|nil, priority, json) → id | true (stored later) | nil, err */
 static int l_core_publish(lua_State *L) {
-    const char *topic = luaL_checkstring(L, 1);
+    size_t tlen, nlen = 0;
+    const char *topic = luaL_checklstring(L, 1, &tlen);
     size_t len;
     const char *data = luaL_checklstring(L, 2, &len);
-    const char *name = luaL_optstring(L, 3, NULL);
+    const char *name = luaL_optlstring(L, 3, NULL, &nlen);
+    if (strlen(topic) != tlen || (name && strlen(name) != nlen)) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "topic and event name must not hold NUL");
+        return 2;
+    }
     const char *pname = luaL_checkstring(L, 4);
     int json = lua_toboolean(L, 5);
     fr_priority_t prio;

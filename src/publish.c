@@ -34,7 +34,13 @@ static int read_item(fr_vm_t *vm, const fr_route_t *route, int idx, pub_item_t *
                  luaL_typename(L, top - 2));
         return 500;
     }
-    it->topic = lua_tostring(L, top - 2);
+    size_t tlen;
+    it->topic = lua_tolstring(L, top - 2, &tlen);
+    /* A NUL inside a Lua string would cut the name short on its way into C. */
+    if (strlen(it->topic) != tlen) {
+        *msg = "topic must be UTF-8 without CR, LF or NUL";
+        return 400;
+    }
     it->name = NULL;
     if (!lua_isnil(L, top - 1)) {
         if (lua_type(L, top - 1) != LUA_TSTRING) {
@@ -42,7 +48,12 @@ static int read_item(fr_vm_t *vm, const fr_route_t *route, int idx, pub_item_t *
                      route->pattern.source, luaL_typename(L, top - 1));
             return 500;
         }
-        it->name = lua_tostring(L, top - 1);
+        size_t nlen;
+        it->name = lua_tolstring(L, top - 1, &nlen);
+        if (strlen(it->name) != nlen) {
+            *msg = "event name must be UTF-8 without CR, LF or NUL";
+            return 400;
+        }
         if (!*it->name)
             it->name = NULL;
     }

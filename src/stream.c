@@ -884,6 +884,8 @@ static int stream_take_topics(fr_stream_t *s, lua_State *L) {
         lua_rawgeti(L, -1, (int)i + 1);
         size_t len;
         const char *t = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+        if (t && strlen(t) != len)
+            t = NULL; /* a NUL inside: not a topic name */
         const char *err = NULL;
         if (!t)
             err = "not a string";
@@ -1306,7 +1308,10 @@ const char *fr_stream_set_topics(fr_stream_t *s, lua_State *L) {
     const char *err = NULL;
     for (size_t i = 0; i < n && !err; i++) {
         lua_rawgeti(L, -1, (int)i + 1);
-        const char *t = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        size_t tl = 0;
+        const char *t = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &tl) : NULL;
+        if (t && strlen(t) != tl)
+            t = NULL;
         const char *verr;
         if (!t || fr_event_validate(t, NULL, "", 0, &verr) < 0)
             err = "the topics hook returned an invalid topic";

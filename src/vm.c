@@ -46,9 +46,38 @@ typedef struct {
     int line;
 } err_where_t;
 
-/* The hook fires every FR_HOOK_SLICE instructions: it counts them against the budget and
- * checks the VM's heap against its memory limit (a hook allocating without bound is stopped
- * before it takes the process down). */
+/* Every allocation of a VM goes through here, so its memory limit holds even for one huge
+ * allocation (string.rep of a gigabyte) that no instruction count would catch: past the limit
+ * the allocation fails and Lua raises "not enough memory" inside the protected call. */
+static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+    fr_vm_t *vm = ud;
+    if (nsize == 0) {
+        vm->mem_used -= osize;
+        free(ptr);
+        return NULL;
+    }
+    if (nsize > osize && vm->mem_limit && vm->mem_used + (nsize - osize) > vm->mem_limit)
+        return NULL;
+    void *q = realloc(ptr, nsize);
+    if (q)
+        vm->mem_used = vm->mem_used - osize + nsize;
+    return q;
+}
+
+static int on_panic(lua_State *L) {
+    fprintf(stderr, "fatal: unprotected Lua error: %s\n",
+            lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no message)");
+    abort();
+}
+
+static void count_memory_stop(fr_vm_t *vm) {
+    vm->memory_stops++;
+    if (vm->worker)
+        vm->worker->metrics.lua_memory_stops++;
+}
+
+/* The hook fires every FR_HOOK_SLICE instructions and counts them against the budget. (The
+ * memory limit is the allocator's.) */
 #define FR_HOOK_SLICE 10000
 
 static void on_budget(lua_State *L, lua_Debug *ar) {
@@ -61,18 +90,6 @@ static void on_budget(lua_State *L, lua_Debug *ar) {
         if (vm->worker)
             vm->worker->metrics.lua_budget_stops++;
         luaL_error(L, "instruction budget exceeded (the hook ran too long)");
-    }
-    size_t kb = (size_t)lua_gc(L, LUA_GCCOUNT, 0);
-    if (vm->config.memory_kb && kb > vm->config.memory_kb) {
-        lua_gc(L, LUA_GCCOLLECT, 0);
-        if ((size_t)lua_gc(L, LUA_GCCOUNT, 0) > vm->config.memory_kb) {
-            lua_sethook(L, NULL, 0, 0);
-            vm->memory_stops++;
-            if (vm->worker)
-                vm->worker->metrics.lua_memory_stops++;
-            luaL_error(L, "memory limit exceeded (the VM holds over %d MB)",
-                       (int)(vm->config.memory_kb / 1024));
-        }
     }
 }
 
@@ -124,13 +141,18 @@ static const char *split_location(const char *msg, char *src, size_t srclen, int
 int fr_vm_call(fr_vm_t *vm, const fr_route_t *route, const char *what, int nargs, int nresults) {
     lua_State *L = vm->L;
     int base = lua_gettop(L) - nargs;
-    err_where_t where;
+    /* Lua runs no message handler for a memory error: where stays as set here. */
+    err_where_t where = {"", 0};
     lua_pushlightuserdata(L, &where);
     lua_pushcclosure(L, on_error, 1);
     lua_insert(L, base);
     if (vm->call_depth++ == 0) {
         vm->slices = 0;
         lua_sethook(L, on_budget, LUA_MASKCOUNT, FR_HOOK_SLICE);
+        /* Garbage near the limit is collected before the call rather than failing it; what
+         * is still held after that (a script that keeps everything) refuses the call. */
+        if (vm->mem_limit && vm->mem_used > vm->mem_limit / 4 * 3)
+            lua_gc(L, LUA_GCCOLLECT, 0);
     }
     int rc = lua_pcall(L, nargs, nresults, base);
     if (--vm->call_depth == 0)
@@ -141,6 +163,13 @@ int fr_vm_call(fr_vm_t *vm, const fr_route_t *route, const char *what, int nargs
     const char *msg = lua_tostring(L, -1);
     if (!msg)
         msg = "(no message)";
+    char memmsg[96];
+    if (rc == LUA_ERRMEM) {
+        count_memory_stop(vm);
+        snprintf(memmsg, sizeof memmsg, "memory limit exceeded (the VM may hold %d MB)",
+                 (int)(vm->mem_limit >> 20));
+        msg = memmsg;
+    }
     /* Lua starts messages with "file:line: " at the level the raiser chose (error(msg, 2)
      * blames the caller); that beats the innermost frame, which may be a library helper. */
     const char *src = where.src[0] ? where.src : (route ? route->script : vm->app_path);
@@ -980,12 +1009,15 @@ fr_vm_t *fr_vm_new(const char *app_path, struct fr_worker_s *worker, fr_errors_t
     fr_config_defaults(&vm->config);
     vm->ev_cached_ref = LUA_NOREF;
 
-    vm->L = luaL_newstate();
+    /* The app file runs under the default limit; its own `memory` applies from then on. */
+    vm->mem_limit = vm->config.memory_kb * 1024;
+    vm->L = lua_newstate(vm_alloc, vm);
     if (!vm->L) {
         fr_errors_add(errs, "%s: cannot create a Lua state (out of memory)", app_path);
         goto fail;
     }
     lua_State *L = vm->L;
+    lua_atpanic(L, on_panic);
     luaL_openlibs(L);
     /* LuaJIT's count hook does not fire inside compiled traces, so the instruction budget
      * holds only while the compiler is off. The interpreter stays fast for short hooks. */
@@ -1019,6 +1051,7 @@ fr_vm_t *fr_vm_new(const char *app_path, struct fr_worker_s *worker, fr_errors_t
     lua_pop(L, 1);
     if (vm->config.jit)
         luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_ON);
+    vm->mem_limit = vm->config.memory_kb * 1024;
     if (vm_read_routes(vm, app, errs) < 0 || rc < 0)
         goto fail;
     lua_settop(L, 0);
