@@ -437,6 +437,9 @@ void fr_conn_respond(fr_conn_t *c, int status, const char *content_type, const c
     char *resp = fr_http_response(status, content_type, headers, body, body_len, keep, &len);
     if (!keep)
         c->close_after_write = 1;
+    /* A HEAD answer says how long the body would be, and sends none. */
+    if (strcmp(c->req.method, "HEAD") == 0)
+        len -= body_len;
     fr_conn_write(c, resp, len);
 }
 

@@ -222,18 +222,19 @@ void fr_dispatch(fr_conn_t *c) {
     const char *raw_path = c->req.url;
 
     if (path_len == 7 && memcmp(raw_path, "/health", 7) == 0) {
+        static const char body[] = "{\"error\":\"/health answers GET and HEAD\"}";
         if (strcmp(c->req.method, "GET") == 0 || strcmp(c->req.method, "HEAD") == 0)
             respond_health(c);
         else
-            fr_conn_respond(c, 405, "application/json", "Allow: GET, HEAD\r\n",
-                            "{\"error\":\"/health answers GET\"}", 30);
+            fr_conn_respond(c, 405, "application/json", "Allow: GET, HEAD\r\n", body,
+                            sizeof body - 1);
         return;
     }
     static const char client_path[] = "/_freshet/freshet.js";
     if (path_len == sizeof client_path - 1 && memcmp(raw_path, client_path, path_len) == 0 &&
         (strcmp(c->req.method, "GET") == 0 || strcmp(c->req.method, "HEAD") == 0)) {
         fr_conn_respond(c, 200, "text/javascript; charset=utf-8", "Cache-Control: no-cache\r\n",
-                        fr_client_js, strcmp(c->req.method, "HEAD") == 0 ? 0 : fr_client_js_len);
+                        fr_client_js, fr_client_js_len);
         return;
     }
     if (path_len == 8 && memcmp(raw_path, "/metrics", 8) == 0 &&

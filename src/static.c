@@ -87,8 +87,6 @@ void fr_static_serve(fr_conn_t *c, const fr_route_t *route, const char *rel, siz
         fr_conn_respond_error(c, 500, "could not read the file");
         return;
     }
-    int head = strcmp(c->req.method, "HEAD") == 0;
-    fr_conn_respond(c, 200, content_type(real), "Cache-Control: no-cache\r\n", body,
-                    head ? 0 : size);
+    fr_conn_respond(c, 200, content_type(real), "Cache-Control: no-cache\r\n", body, size);
     free(body);
 }
