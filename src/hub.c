@@ -31,6 +31,9 @@ void fr_hub_close(fr_hub_t *hub) {
         }
     }
     free(hub->buckets);
+    for (size_t i = 0; i < hub->npending; i++)
+        fr_event_release(hub->pending[i]);
+    free(hub->pending);
     memset(hub, 0, sizeof *hub);
 }
 
@@ -111,18 +114,40 @@ int fr_hub_publish(fr_hub_t *hub, const char *name, const char *evname, const ch
     t->published++;
     hub->published++;
     fr_ring_push(&t->ring, ev);
-    /* A deliver callback may unsubscribe its own stream (a lagging client is closed), so the
-     * next link is read before the call. */
+    if (t->nsubs > 0) {
+        if (hub->npending == hub->cap_pending) {
+            hub->cap_pending = hub->cap_pending ? hub->cap_pending * 2 : 64;
+            hub->pending = fr_realloc(hub->pending, hub->cap_pending * sizeof *hub->pending);
+        }
+        hub->pending[hub->npending++] = ev; /* takes over the publisher's reference */
+    } else {
+        fr_event_release(ev);
+    }
+    *id_out = id;
+    hub_maybe_forget(hub, t);
+    return 0;
+}
+
+static void topic_fan_out(fr_hub_t *hub, fr_topic_t *t, fr_event_t *ev) {
+    /* A deliver callback may end its own stream, so the next link is read before the call. */
     t->delivering = 1;
     for (fr_sub_t *s = t->subs, *next; s; s = next) {
         next = s->next;
         s->deliver(s, ev);
     }
     t->delivering = 0;
-    fr_event_release(ev);
-    *id_out = id;
     hub_maybe_forget(hub, t);
-    return 0;
+}
+
+void fr_hub_flush(fr_hub_t *hub) {
+    for (size_t i = 0; i < hub->npending; i++) {
+        fr_event_t *ev = hub->pending[i];
+        fr_topic_t *t = fr_hub_find(hub, ev->topic);
+        if (t)
+            topic_fan_out(hub, t, ev);
+        fr_event_release(ev);
+    }
+    hub->npending = 0;
 }
 
 fr_id_t fr_hub_position(fr_hub_t *hub, const char *name) {
@@ -199,13 +224,7 @@ void fr_hub_deliver(fr_hub_t *hub, fr_event_t *ev) {
     t->last = ev->id;
     t->published++;
     hub->published++;
-    t->delivering = 1;
-    for (fr_sub_t *s = t->subs, *next; s; s = next) {
-        next = s->next;
-        s->deliver(s, ev);
-    }
-    t->delivering = 0;
-    hub_maybe_forget(hub, t);
+    topic_fan_out(hub, t, ev);
 }
 
 void fr_hub_note_position(fr_hub_t *hub, const char *topic, fr_id_t id) {

@@ -55,6 +55,12 @@ typedef struct {
      * start of this process, raised to the last id of each topic it deletes. */
     fr_id_t floor;
     uint64_t published;   /* events published, all topics */
+    /* Stored but not yet handed to subscribers: a publish is answered as soon as its event is
+     * in the ring, and fan-out happens once per loop iteration (fr_hub_flush), so a publisher
+     * never waits for thousands of streams, and events stored in one iteration leave
+     * together. One reference each. */
+    fr_event_t **pending;
+    size_t npending, cap_pending;
 } fr_hub_t;
 
 typedef enum {
@@ -67,11 +73,15 @@ void fr_hub_init(fr_hub_t *hub, size_t replay_events, uint64_t replay_ms, uint64
 /* Frees every topic and ring; subscriptions must be gone. */
 void fr_hub_close(fr_hub_t *hub);
 
-/* Publishes an event and delivers it to every subscriber before returning. On success returns
- * 0 and the id; on invalid input returns -1 with a static *err and publishes nothing. */
+/* Stores an event (its id, the ring) and queues it for fr_hub_flush. On success returns 0 and
+ * the id; on invalid input returns -1 with a static *err and publishes nothing. */
 int fr_hub_publish(fr_hub_t *hub, const char *topic, const char *name, const char *data,
                    size_t data_len, fr_priority_t prio, int json, fr_id_t *id_out,
                    const char **err);
+
+/* Hands every event stored since the last flush to its topic's subscribers, in order. A
+ * stream that joined in between skips what its position already covers. */
+void fr_hub_flush(fr_hub_t *hub);
 
 /* The topic's current position: events with greater ids are "new" for a fresh subscriber. */
 fr_id_t fr_hub_position(fr_hub_t *hub, const char *topic);

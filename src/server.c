@@ -101,8 +101,11 @@ static void on_connection(uv_stream_t *listener, int status) {
     }
 }
 
+/* Once per loop iteration, before it waits: fan out what was published, then write. */
 static void on_flush(uv_prepare_t *h) {
-    fr_stream_flush_pending(h->data);
+    fr_worker_t *w = h->data;
+    fr_hub_flush(&w->hub);
+    fr_stream_flush_pending(w);
 }
 
 static void on_heartbeat_tick(uv_timer_t *h) {

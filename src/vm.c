@@ -282,16 +282,29 @@ static void vm_preload(fr_vm_t *vm) {
     lua_pop(L, 1);
 }
 
+/* Numbers from the app file are checked in lua/freshet/app.lua, but a script can still rewrite
+ * the table afterwards: anything not a finite number >= 0 falls back to the default, and huge
+ * values are capped (1e300 seconds must not wrap to 0 ms). */
+#define FR_NUM_CAP 1e15
+
+static double clamp_num(double d, double def) {
+    if (!(d >= 0) || d != d)
+        return def;
+    return d > FR_NUM_CAP ? FR_NUM_CAP : d;
+}
+
 static uint64_t field_num(lua_State *L, int t, const char *k, uint64_t def, double scale) {
     lua_getfield(L, t, k);
-    uint64_t v = lua_isnumber(L, -1) ? (uint64_t)(lua_tonumber(L, -1) * scale) : def;
+    uint64_t v = lua_type(L, -1) == LUA_TNUMBER
+                     ? (uint64_t)clamp_num((double)lua_tonumber(L, -1) * scale, (double)def)
+                     : def;
     lua_pop(L, 1);
     return v;
 }
 
 static double field_double(lua_State *L, int t, const char *k, double def) {
     lua_getfield(L, t, k);
-    double v = lua_isnumber(L, -1) ? (double)lua_tonumber(L, -1) : def;
+    double v = lua_type(L, -1) == LUA_TNUMBER ? clamp_num((double)lua_tonumber(L, -1), def) : def;
     lua_pop(L, 1);
     return v;
 }
@@ -309,6 +322,8 @@ static int vm_read_config(fr_vm_t *vm, int t, fr_errors_t *errs) {
     }
     lua_pop(L, 1);
     c->heartbeat_ms = field_num(L, t, "heartbeat", c->heartbeat_ms, 1000.0);
+    if (c->heartbeat_ms < 100)
+        c->heartbeat_ms = 100; /* a heartbeat every few microseconds would be a flood */
     c->retry_ms = field_num(L, t, "retry", c->retry_ms, 1.0);
     c->budget = field_num(L, t, "budget", c->budget, 1.0);
     c->memory_kb = field_num(L, t, "memory", c->memory_kb / 1024, 1.0) * 1024;
@@ -352,14 +367,20 @@ static int vm_read_config(fr_vm_t *vm, int t, fr_errors_t *errs) {
     c->broker = fr_strdup(lua_isstring(L, -1) ? lua_tostring(L, -1) : "memory");
     lua_pop(L, 1);
     lua_getfield(L, t, "cors");
-    if (lua_isstring(L, -1)) {
+    if (lua_type(L, -1) == LUA_TSTRING) {
         c->cors = fr_calloc(1, sizeof *c->cors);
         c->cors[c->ncors++] = fr_strdup(lua_tostring(L, -1));
     } else if (lua_istable(L, -1)) {
         size_t n = lua_objlen(L, -1);
-        c->cors = fr_calloc(n, sizeof *c->cors);
+        c->cors = fr_calloc(n ? n : 1, sizeof *c->cors);
         for (size_t i = 1; i <= n; i++) {
             lua_rawgeti(L, -1, (int)i);
+            if (lua_type(L, -1) != LUA_TSTRING) {
+                fr_errors_add(errs, "%s: cors[%zu] must be an origin string, got %s",
+                              vm->app_path, i, luaL_typename(L, -1));
+                lua_pop(L, 2);
+                return -1;
+            }
             c->cors[c->ncors++] = fr_strdup(lua_tostring(L, -1));
             lua_pop(L, 1);
         }
@@ -369,6 +390,12 @@ static int vm_read_config(fr_vm_t *vm, int t, fr_errors_t *errs) {
     if (lua_istable(L, -1)) {
         lua_pushnil(L);
         while (lua_next(L, -2)) {
+            /* lua_tostring on a number key would change it under lua_next: strings only. */
+            if (lua_type(L, -2) != LUA_TSTRING || !lua_istable(L, -1)) {
+                fr_errors_add(errs, "%s: tiers: each tier is a table under a name", vm->app_path);
+                lua_pop(L, 3);
+                return -1;
+            }
             c->tiers = fr_realloc(c->tiers, (c->ntiers + 1) * sizeof *c->tiers);
             fr_tier_t *tier = &c->tiers[c->ntiers++];
             tier->name = fr_strdup(lua_tostring(L, -2));
@@ -926,18 +953,39 @@ static int vm_check_route(fr_vm_t *vm, fr_route_t *r, fr_errors_t *errs) {
 static int vm_read_routes(fr_vm_t *vm, int app, fr_errors_t *errs) {
     lua_State *L = vm->L;
     lua_getfield(L, app, "routes");
+    if (!lua_istable(L, -1)) {
+        fr_errors_add(errs, "%s: the app's routes were replaced by a %s", vm->app_path,
+                      luaL_typename(L, -1));
+        lua_pop(L, 1);
+        return -1;
+    }
     size_t n = lua_objlen(L, -1);
-    vm->routes = fr_calloc(n, sizeof *vm->routes);
+    vm->routes = fr_calloc(n ? n : 1, sizeof *vm->routes);
     int rc = 0;
     for (size_t i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, (int)i);
+        if (!lua_istable(L, -1)) {
+            fr_errors_add(errs, "%s: route %zu was replaced by a %s", vm->app_path, i,
+                          luaL_typename(L, -1));
+            lua_pop(L, 1);
+            rc = -1;
+            continue;
+        }
         lua_getfield(L, -1, "kind");
         lua_getfield(L, -2, "pattern");
         lua_getfield(L, -3, "target");
         lua_getfield(L, -4, "source");
         lua_getfield(L, -5, "line");
-        const char *kind = lua_tostring(L, -5), *pattern = lua_tostring(L, -4);
-        const char *target = lua_tostring(L, -3);
+        const char *kind = lua_type(L, -5) == LUA_TSTRING ? lua_tostring(L, -5) : NULL;
+        const char *pattern = lua_type(L, -4) == LUA_TSTRING ? lua_tostring(L, -4) : NULL;
+        const char *target = lua_type(L, -3) == LUA_TSTRING ? lua_tostring(L, -3) : NULL;
+        if (!kind || !pattern || !target ||
+            (strcmp(kind, "stream") && strcmp(kind, "publish") && strcmp(kind, "static"))) {
+            fr_errors_add(errs, "%s: route %zu lacks its kind, pattern or script", vm->app_path, i);
+            lua_pop(L, 6);
+            rc = -1;
+            continue;
+        }
         char where[512];
         snprintf(where, sizeof where, "%s:%d", lua_tostring(L, -2) ? lua_tostring(L, -2) : "?",
                  (int)lua_tointeger(L, -1));
@@ -1047,7 +1095,14 @@ fr_vm_t *fr_vm_new(const char *app_path, struct fr_worker_s *worker, fr_errors_t
         goto fail;
     }
     lua_getfield(L, app, "config");
-    int rc = vm_read_config(vm, lua_gettop(L), errs);
+    int rc;
+    if (!lua_istable(L, -1)) {
+        fr_errors_add(errs, "%s: the app's settings were replaced by a %s", app_path,
+                      luaL_typename(L, -1));
+        rc = -1;
+    } else {
+        rc = vm_read_config(vm, lua_gettop(L), errs);
+    }
     lua_pop(L, 1);
     if (vm->config.jit)
         luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_ON);

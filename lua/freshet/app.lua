@@ -100,8 +100,9 @@ end
 function checks.cors(v)
   if v == "*" then return end
   check_type("cors", v, "table")
-  for i, origin in ipairs(v) do
-    check_type(("cors[%d]"):format(i), origin, "string")
+  -- pairs, not ipairs: a hole must not hide what follows it.
+  for i, origin in pairs(v) do
+    if type(i) == "number" then check_type(("cors[%d]"):format(i), origin, "string") end
   end
   for k in pairs(v) do
     if type(k) ~= "number" then fail(("cors: unknown key '%s' (a list of origins)"):format(tostring(k))) end

@@ -13,12 +13,14 @@ static uint64_t future_start(void) {
     return fr_now_ms() + 3600u * 1000u;
 }
 
+/* Publishes and flushes, as one turn of the worker's loop does. */
 static fr_id_t pub(fr_hub_t *hub, const char *topic, const char *data) {
     fr_id_t id = {0, 0};
     const char *err = NULL;
     int rc = fr_hub_publish(hub, topic, NULL, data, strlen(data), FR_PRIO_NORMAL, 0, &id, &err);
     if (rc != 0)
         printf("    publish on %s failed: %s\n", topic, err ? err : "(no message)");
+    fr_hub_flush(hub);
     return id;
 }
 
@@ -111,6 +113,29 @@ static void test_topics_have_their_own_sequence(void) {
     CHECK_EQ_UINT(t->ring.count, 2);
     CHECK_EQ_UINT(t->published, 2);
     CHECK(fr_hub_find(&hub, "c") == NULL);
+    fr_hub_close(&hub);
+}
+
+/* A publish stores at once and fans out at the flush: the publisher never waits for the
+ * subscribers, and a stream that joins in between skips what its position covers. */
+static void test_fan_out_waits_for_the_flush(void) {
+    fr_hub_t hub;
+    fr_hub_init(&hub, 100, 0, future_start());
+    recorder_t r;
+    recorder_init(&r, &hub);
+    fr_hub_subscribe(&hub, &r.sub, "room");
+    fr_id_t id;
+    const char *err;
+    CHECK_EQ_INT(fr_hub_publish(&hub, "room", NULL, "x", 1, FR_PRIO_NORMAL, 0, &id, &err), 0);
+    CHECK_EQ_INT(r.n, 0);
+    CHECK_EQ_INT(fr_id_cmp(fr_hub_position(&hub, "room"), id), 0);
+    CHECK_EQ_UINT(fr_hub_find(&hub, "room")->ring.count, 1);
+    fr_hub_flush(&hub);
+    CHECK_EQ_INT(r.n, 1);
+    fr_hub_flush(&hub);
+    CHECK_EQ_INT(r.n, 1);
+    fr_hub_unsubscribe(&hub, &r.sub);
+    recorder_free(&r);
     fr_hub_close(&hub);
 }
 
@@ -491,6 +516,7 @@ int main(int argc, char **argv) {
     FR_TEST_BEGIN(argc, argv);
     FR_RUN(test_ids_increase_within_a_millisecond);
     FR_RUN(test_topics_have_their_own_sequence);
+    FR_RUN(test_fan_out_waits_for_the_flush);
     FR_RUN(test_deliver_in_order_and_unsubscribe);
     FR_RUN(test_deliver_may_unsubscribe_itself);
     FR_RUN(test_resume_ok);
