@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sse.h"
 #include "util.h"
 
 void fr_request_reset(fr_request_t *req) {
@@ -130,6 +131,20 @@ void fr_json_append_string(char **buf, size_t *len, size_t *cap, const char *s) 
     *p++ = '"';
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
+        if (c >= 0x80) {
+            /* Messages may quote client bytes: what is not UTF-8 becomes U+FFFD, so the body
+             * stays valid JSON. */
+            size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+            if (n > 1 && strnlen(s, n) == n && fr_utf8_valid(s, n)) {
+                memcpy(p, s, n);
+                p += n;
+                s += n - 1;
+            } else {
+                memcpy(p, "\\ufffd", 6);
+                p += 6;
+            }
+            continue;
+        }
         if (c == '"' || c == '\\') {
             *p++ = '\\';
             *p++ = (char)c;
