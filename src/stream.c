@@ -884,12 +884,15 @@ static int stream_take_topics(fr_stream_t *s, lua_State *L) {
         lua_rawgeti(L, -1, (int)i + 1);
         size_t len;
         const char *t = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
-        if (t && strlen(t) != len)
-            t = NULL; /* a NUL inside: not a topic name */
         const char *err = NULL;
-        if (!t)
+        if (!t) {
             err = "not a string";
-        else if (fr_event_validate(t, NULL, "", 0, &err) == 0) {
+        } else if (strlen(t) != len || fr_event_validate(t, NULL, "", 0, &err) < 0) {
+            /* A string that is no topic name (CR, LF, NUL, not UTF-8) most likely came from
+             * the request (a path parameter): the client's mistake, a 400, not a server error. */
+            lua_pop(L, 1);
+            return -2;
+        } else {
             for (size_t k = 0; k < s->ntopics; k++) {
                 if (strcmp(s->topics[k], t) == 0)
                     err = "listed twice";
@@ -1180,6 +1183,11 @@ void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_
         goto fail_500;
     int bad = stream_take_topics(s, L);
     lua_pop(L, 1);
+    if (bad == -2) {
+        fr_conn_respond_error(c, 400, "the request names an invalid topic (CR, LF, NUL or not "
+                                      "UTF-8)");
+        goto fail;
+    }
     if (bad)
         goto fail_500;
 
