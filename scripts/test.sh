@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: set-up (packages, configure, build), then ctest.
 # FRESHET_SANITIZE=1 builds into build-asan/ with AddressSanitizer and UndefinedBehaviorSanitizer
-# (leaks fail) and runs the same suite against that binary.
+# (leaks fail) and runs the same suite against that binary, then a short run of each libFuzzer
+# target (clang, build-fuzz/; FRESHET_FUZZ_SECONDS each, 20 by default).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 if [ "${FRESHET_SANITIZE:-0}" = "1" ]; then
@@ -15,3 +16,12 @@ else
 fi
 cd "$build"
 ctest --output-on-failure -j"$(nproc)" "$@"
+
+if [ "${FRESHET_SANITIZE:-0}" = "1" ]; then
+    fuzz="$root/build-fuzz"
+    cmake -S "$root" -B "$fuzz" -DCMAKE_C_COMPILER=clang -DFRESHET_FUZZ=ON \
+        -DFRESHET_FUZZ_SECONDS="${FRESHET_FUZZ_SECONDS:-20}" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    cmake --build "$fuzz" --target fuzz_all -j"$(nproc)"
+    cd "$fuzz"
+    ctest -L fuzz --output-on-failure
+fi
