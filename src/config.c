@@ -26,6 +26,7 @@ void fr_config_defaults(fr_config_t *cfg) {
     cfg->idle_timeout_ms = 60000;
     cfg->drain_ms = 5000;
     cfg->poll_timeout_ms = 25000;
+    cfg->workers = 1;
     cfg->log_level = -1;
 }
 

@@ -33,6 +33,7 @@ typedef struct {
     uint64_t budget;      /* Lua instructions per hook call */
     size_t memory_kb;     /* a VM's heap limit; a hook past it is stopped (0: none) */
     int jit;
+    int workers;          /* worker threads; 0 = one per core ("auto") */
     fr_tier_t default_tier; /* budgets for streams whose route names no tier */
     uint64_t header_timeout_ms; /* a request must be complete within this (else 408) */
     uint64_t idle_timeout_ms;   /* keep-alive connections idle this long are closed */

@@ -330,6 +330,12 @@ static int vm_read_config(fr_vm_t *vm, int t, fr_errors_t *errs) {
     lua_getfield(L, t, "jit");
     c->jit = lua_toboolean(L, -1);
     lua_pop(L, 1);
+    lua_getfield(L, t, "workers");
+    if (lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "auto") == 0)
+        c->workers = 0;
+    else if (lua_isnumber(L, -1))
+        c->workers = (int)lua_tonumber(L, -1); /* app.lua checked 1..64 */
+    lua_pop(L, 1);
     lua_getfield(L, t, "replay");
     if (lua_istable(L, -1)) {
         c->replay_events = field_num(L, -1, "events", c->replay_events, 1.0);

@@ -62,6 +62,16 @@ function checks.budget(v) check_int("budget", v, 1000) end
 function checks.memory(v) check_int("memory", v, 1) end
 function checks.jit(v) check_type("jit", v, "boolean") end
 
+-- workers: a count of worker threads (each with its own loop and Lua VM), or "auto" for one
+-- per core. Environment variables arrive as strings, so "4" is taken as 4.
+function checks.workers(v)
+  if v == "auto" then return end
+  if type(v) == "string" and v:match("^%d+$") then v = tonumber(v) end
+  if type(v) ~= "number" or v ~= math.floor(v) or v < 1 or v > 64 then
+    fail(("workers must be \"auto\" or a whole number from 1 to 64, got %s"):format(tostring(v)))
+  end
+end
+
 function checks.replay(v)
   check_type("replay", v, "table")
   check_keys("replay", v, { events = true, seconds = true })

@@ -1,4 +1,5 @@
--- The minimal app that benchmarks and checks use, in the URL shape of nchan's usual set-up:
+-- The minimal app that benchmarks and checks use, in the URL shape of nchan's usual set-up
+-- (FRESHET_BROKER picks the broker, FRESHET_WORKERS the worker threads: a count or "auto"):
 --   GET  /sub/{topic}     streams one topic (/sub/a,b,c streams several)
 --   POST /pub/{topic}     publishes the body as is; X-Event names it, X-Priority ranks it
 local freshet = require "freshet"
@@ -9,6 +10,7 @@ local app = freshet.app {
   retry = 3000,
   replay = { events = 1000, seconds = 300 },
   broker = os.getenv("FRESHET_BROKER") or "memory",
+  workers = os.getenv("FRESHET_WORKERS") or 1,
   limits = { body = 1048576 },
 }
 app:stream("/sub/:topics", "routes/sub.lua")
