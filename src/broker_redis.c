@@ -131,7 +131,7 @@ static follow_t *follow_get(fr_redis_t *r, const char *topic) {
 static void follow_release_held(fr_redis_t *r, follow_t *f, int deliver) {
     for (size_t i = 0; i < f->nheld; i++) {
         if (deliver)
-            fr_hub_deliver(&r->w->hub, f->held[i]);
+            fr_hub_deliver(r->w->hub, f->held[i]);
         fr_event_release(f->held[i]);
     }
     free(f->held);
@@ -394,8 +394,8 @@ static void refill_from(fr_redis_t *r, const char *topic, const char *after, int
 /* Ends every local stream of a topic whose events were lost while the subscription was down:
  * their clients come back with Last-Event-ID and learn of the gap (416 or reset). */
 static void end_streams_of(fr_redis_t *r, const char *topic) {
-    fr_topic_t *t = fr_hub_find(&r->w->hub, topic);
-    for (fr_sub_t *s = t ? t->subs : NULL, *next; s; s = next) {
+    fr_topic_t *t = fr_hub_find(r->w->hub, topic);
+    for (fr_sub_t *s = t ? t->slot[0].subs : NULL, *next; s; s = next) { /* a one-slot hub */
         next = s->next;
         fr_stream_t *st = s->owner;
         if (!st->end_reason)
@@ -413,7 +413,7 @@ static void on_refill(void *ctx, fr_join_t *res) {
     if (!res->error && !r->closing && res->ntopics == 1) {
         fr_join_topic_t *t = &res->topics[0];
         for (size_t k = 0; k < t->nevents; k++)
-            fr_hub_deliver(&r->w->hub, t->events[k]);
+            fr_hub_deliver(r->w->hub, t->events[k]);
         if (t->status != FR_JOIN_OK && !rf->from_start) {
             /* Redis no longer knows this node's last id: it came back without it (then all it
              * holds is new here) or trimmed past it. Read from its start to tell which. */
@@ -455,7 +455,7 @@ static void refill_from(fr_redis_t *r, const char *topic, const char *after, int
 }
 
 static void refill(fr_redis_t *r, follow_t *f) {
-    fr_topic_t *t = fr_hub_find(&r->w->hub, f->topic);
+    fr_topic_t *t = fr_hub_find(r->w->hub, f->topic);
     if (!t)
         return;
     char idbuf[FR_ID_MAX_LEN];
@@ -508,7 +508,7 @@ static void on_message(fr_redis_t *r, const char *topic, const char *p, size_t l
         f->held[f->nheld++] = ev;
         return;
     }
-    fr_hub_deliver(&r->w->hub, ev);
+    fr_hub_deliver(r->w->hub, ev);
     fr_event_release(ev);
 }
 

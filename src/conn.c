@@ -178,7 +178,7 @@ static int on_message_complete(llhttp_t *p) {
     return 0;
 }
 
-static void settings_init(void) {
+void fr_conn_init_parser(void) {
     llhttp_settings_init(&parser_settings);
     parser_settings.on_message_begin = on_message_begin;
     parser_settings.on_url = on_url;
@@ -222,7 +222,7 @@ static void on_closed(uv_handle_t *h) {
         w->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    w->nconns--;
+    fr_worker_count_conn(w, -1);
     c->closed = 1;
     if (c->holds == 0)
         free(c);
@@ -350,7 +350,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 void fr_conn_accept(fr_worker_t *w, uv_stream_t *listener) {
     if (!settings_ready)
-        settings_init();
+        fr_conn_init_parser(); /* a harness that skipped fr_server_run (one thread) */
     fr_conn_t *c = fr_calloc(1, sizeof *c);
     c->worker = w;
     uv_tcp_init(w->loop, &c->tcp);
@@ -362,7 +362,7 @@ void fr_conn_accept(fr_worker_t *w, uv_stream_t *listener) {
     if (w->conns)
         w->conns->prev = c;
     w->conns = c;
-    w->nconns++;
+    fr_worker_count_conn(w, +1);
     uv_tcp_nodelay(&c->tcp, 1);
     struct sockaddr_storage ss;
     int sl = sizeof ss;
@@ -373,7 +373,8 @@ void fr_conn_accept(fr_worker_t *w, uv_stream_t *listener) {
         else if (ss.ss_family == AF_INET6)
             uv_ip6_name((struct sockaddr_in6 *)&ss, c->remote, sizeof c->remote);
     }
-    c->id = ++w->next_conn_id;
+    /* Unique over the process: worker k numbers k+1, k+1+N, k+1+2N, … */
+    c->id = w->next_conn_id++ * (w->proc ? w->proc->nworkers : 1) + w->slot + 1;
     c->opened_ms = fr_mono_ms();
     w->metrics.connections++;
     char f[160];

@@ -76,4 +76,7 @@ void fr_conn_close(fr_conn_t *c);
 /* "Access-Control-Allow-Origin: …\r\nVary: Origin\r\n" for an allowed Origin, else "". */
 const char *fr_conn_cors_headers(fr_conn_t *c, char *buf, size_t len);
 
+/* Builds the HTTP parser's callback table; called once before any worker thread starts. */
+void fr_conn_init_parser(void);
+
 #endif

@@ -168,13 +168,15 @@ static void respond_health(fr_conn_t *c) {
     fr_worker_t *w = c->worker;
     char body[320];
     int ok = fr_worker_broker_ok(w);
+    fr_totals_t t;
+    fr_worker_totals(w, &t, NULL);
     int n = snprintf(body, sizeof body,
                      "{\"status\":\"%s\",\"broker\":{\"kind\":\"%s\",\"status\":\"%s\"},"
                      "\"connections\":%zu,\"streams\":%zu,\"topics\":%zu,"
                      "\"published\":%llu,\"uptime\":%llu}",
                      ok ? "ok" : "degraded", w->broker_remote ? "redis" : "memory",
-                     ok ? "ok" : "unavailable", w->nconns, w->nstreams, w->hub.ntopics,
-                     (unsigned long long)w->hub.published,
+                     ok ? "ok" : "unavailable", t.nconns, t.nstreams, t.ntopics,
+                     (unsigned long long)t.published,
                      (unsigned long long)((fr_mono_ms() - w->started_ms) / 1000));
     fr_conn_respond(c, 200, "application/json", "Cache-Control: no-cache\r\n", body, (size_t)n);
 }

@@ -291,14 +291,17 @@ static int l_core_metrics(lua_State *L) {
                            "it from a hook or a timer)");
         return 2;
     }
-    const fr_metrics_t *m = &w->metrics;
+    fr_totals_t totals;
+    unsigned long *tier_rejected = fr_calloc(w->config->ntiers + 1, sizeof *tier_rejected);
+    fr_worker_totals(w, &totals, tier_rejected);
+    const fr_metrics_t *m = &totals.m;
     lua_createtable(L, 0, 28);
-    set_num(L, "connections", (double)w->nconns);
-    set_num(L, "streams", (double)w->nstreams);
-    set_num(L, "topics", (double)w->hub.ntopics);
+    set_num(L, "connections", (double)totals.nconns);
+    set_num(L, "streams", (double)totals.nstreams);
+    set_num(L, "topics", (double)totals.ntopics);
     set_num(L, "connections_total", (double)m->connections);
     set_num(L, "streams_total", (double)m->streams);
-    set_num(L, "requests", (double)w->requests);
+    set_num(L, "requests", (double)totals.requests);
     set_by_priority(L, "published", m->published);
     set_num(L, "delivered", (double)m->delivered);
     set_by_priority(L, "dropped", m->dropped);
@@ -316,10 +319,11 @@ static int l_core_metrics(lua_State *L) {
     set_num(L, "lua_errors", (double)m->lua_errors);
     unsigned long limited = 0;
     for (size_t t = 0; t < w->config->ntiers; t++)
-        limited += w->tier_rejected[t];
+        limited += tier_rejected[t];
+    free(tier_rejected);
     set_num(L, "rate_limited", (double)limited);
     set_num(L, "timeouts", (double)m->timeouts);
-    set_num(L, "reloads", (double)w->reloads);
+    set_num(L, "reloads", (double)totals.reloads);
     set_num(L, "uptime", (double)(fr_mono_ms() - w->started_ms) / 1000.0);
     size_t rss = 0;
     if (uv_resident_set_memory(&rss) != 0)

@@ -110,11 +110,15 @@ static long rss_bytes(void) {
 
 void fr_metrics_respond(fr_conn_t *c) {
     fr_worker_t *w = c->worker;
-    fr_metrics_t *m = &w->metrics;
+    fr_totals_t totals;
+    unsigned long *tier_rejected = fr_calloc(w->config->ntiers + 1, sizeof *tier_rejected);
+    fr_worker_totals(w, &totals, tier_rejected);
+    const fr_metrics_t *m = &totals.m;
     out_t o = {fr_malloc(16384), 0, 16384};
     char lb[256], lb2[128];
 
-    /* Connections by route, transport and state, from the live list. */
+    /* Connections by route, transport and state, from the live list of the worker that
+     * answers (with several workers, each reports its own connections here). */
     conn_group_t groups[64];
     size_t ng = 0;
     hist_t depth = {{0}, 0, 0}, lag = {{0}, 0, 0};
@@ -186,13 +190,13 @@ void fr_metrics_respond(fr_conn_t *c) {
            "Lua hooks stopped by a limit (also counted as Lua errors), by limit.");
     put(&o, "freshet_lua_stopped_total{limit=\"budget\"} %lu\n", m->lua_budget_stops);
     put(&o, "freshet_lua_stopped_total{limit=\"memory\"} %lu\n", m->lua_memory_stops);
-    counter(&o, "freshet_reloads_total", "Successful script reloads.", w->reloads);
+    counter(&o, "freshet_reloads_total", "Successful script reloads.", totals.reloads);
     counter(&o, "freshet_reload_failures_total", "Reloads refused because a script failed to load.",
-            w->reload_failures);
+            totals.reload_failures);
     header(&o, "freshet_rate_limited_total", "counter", "Requests answered 429, by tier.");
     for (size_t t = 0; t < w->config->ntiers; t++)
         put(&o, "freshet_rate_limited_total{tier=\"%s\"} %lu\n",
-            label(w->config->tiers[t].name, lb2, sizeof lb2), w->tier_rejected[t]);
+            label(w->config->tiers[t].name, lb2, sizeof lb2), tier_rejected[t]);
     if (w->config->ntiers == 0)
         put(&o, "freshet_rate_limited_total{tier=\"\"} 0\n");
     counter(&o, "freshet_streams_refused_fd_total", "New streams refused at 90% of descriptors.",
@@ -202,7 +206,7 @@ void fr_metrics_respond(fr_conn_t *c) {
             m->idle_closed);
     counter(&o, "freshet_log_lines_dropped_total", "Log lines dropped because stderr was slow.",
             fr_log_dropped());
-    gauge(&o, "freshet_topics", "Topics held in memory.", (double)w->hub.ntopics);
+    gauge(&o, "freshet_topics", "Topics held in memory.", (double)totals.ntopics);
     gauge(&o, "freshet_open_fds", "Descriptors in use.", (double)fr_worker_fds_used(w));
     gauge(&o, "freshet_max_fds", "The descriptor limit in force.", (double)w->fd_limit);
     gauge(&o, "freshet_resident_memory_bytes", "Resident set size of the process.",
@@ -212,4 +216,5 @@ void fr_metrics_respond(fr_conn_t *c) {
     fr_conn_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8",
                     "Cache-Control: no-cache\r\n", o.buf, o.len);
     free(o.buf);
+    free(tier_rejected);
 }

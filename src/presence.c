@@ -27,18 +27,23 @@ void fr_presence_add_id(fr_presence_t *p, const char *id) {
     p->ids[p->nids++] = fr_strdup(id);
 }
 
+/* Every worker's subscribers of the topic: the hub's lock covers the lists of other
+ * workers, and a sub carries what presence needs (its streams belong to other threads). */
 void fr_presence_local(fr_worker_t *w, const char *topic, fr_presence_t *out) {
     memset(out, 0, sizeof *out);
     out->nodes = 1;
-    fr_topic_t *t = fr_hub_find(&w->hub, topic);
-    for (fr_sub_t *s = t ? t->subs : NULL; s; s = s->next) {
-        fr_stream_t *st = s->owner;
-        if (st->detached || st->ending)
-            continue;
-        out->count++;
-        if (st->who_id)
-            fr_presence_add_id(out, st->who_id);
+    fr_hub_lock(w->hub);
+    fr_topic_t *t = fr_hub_find(w->hub, topic);
+    for (size_t k = 0; t && k < w->hub->nslots; k++) {
+        for (fr_sub_t *s = t->slot[k].subs; s; s = s->next) {
+            if (s->away)
+                continue;
+            out->count++;
+            if (s->who)
+                fr_presence_add_id(out, s->who);
+        }
     }
+    fr_hub_unlock(w->hub);
 }
 
 char *fr_presence_encode(const fr_presence_t *p, size_t *len) {

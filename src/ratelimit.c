@@ -17,6 +17,7 @@ struct fr_bucket_s {
 
 void fr_ratelimit_init(fr_ratelimit_t *rl) {
     memset(rl, 0, sizeof *rl);
+    pthread_mutex_init(&rl->mu, NULL);
     rl->nbuckets = 64;
     rl->buckets = fr_calloc(rl->nbuckets, sizeof *rl->buckets);
 }
@@ -32,6 +33,7 @@ void fr_ratelimit_close(fr_ratelimit_t *rl) {
         }
     }
     free(rl->buckets);
+    pthread_mutex_destroy(&rl->mu);
     memset(rl, 0, sizeof *rl);
 }
 
@@ -76,6 +78,7 @@ int fr_ratelimit_take(fr_ratelimit_t *rl, fr_rl_kind_t kind, const fr_tier_t *ti
     memcpy(key + 2 + tl, client, cl);
     size_t klen = 2 + tl + cl;
 
+    pthread_mutex_lock(&rl->mu);
     fr_bucket_t **head = &rl->buckets[fr_hash_bytes(key, klen) & (rl->nbuckets - 1)];
     fr_bucket_t *b = *head;
     while (b && (b->klen != klen || memcmp(b->key, key, klen) != 0))
@@ -99,10 +102,12 @@ int fr_ratelimit_take(fr_ratelimit_t *rl, fr_rl_kind_t kind, const fr_tier_t *ti
     refill(b, now);
     if (b->tokens >= cost) {
         b->tokens -= cost;
+        pthread_mutex_unlock(&rl->mu);
         return 0;
     }
     rl->rejected[kind]++;
     double wait = (cost - b->tokens) / b->rate;
+    pthread_mutex_unlock(&rl->mu);
     *retry_after = (unsigned)ceil(wait);
     if (*retry_after == 0)
         *retry_after = 1;
@@ -110,6 +115,7 @@ int fr_ratelimit_take(fr_ratelimit_t *rl, fr_rl_kind_t kind, const fr_tier_t *ti
 }
 
 void fr_ratelimit_sweep(fr_ratelimit_t *rl, uint64_t now) {
+    pthread_mutex_lock(&rl->mu);
     for (size_t i = 0; i < rl->nbuckets; i++) {
         fr_bucket_t **pp = &rl->buckets[i];
         while (*pp) {
@@ -125,4 +131,5 @@ void fr_ratelimit_sweep(fr_ratelimit_t *rl, uint64_t now) {
             }
         }
     }
+    pthread_mutex_unlock(&rl->mu);
 }

@@ -4,6 +4,7 @@
 #ifndef FR_RATELIMIT_H
 #define FR_RATELIMIT_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -13,7 +14,9 @@ typedef enum { FR_RL_CONNECT = 0, FR_RL_PUBLISH = 1, FR_RL_MESSAGE = 2 } fr_rl_k
 
 typedef struct fr_bucket_s fr_bucket_t;
 
+/* Shared by every worker thread of the process: the mutex guards the table. */
 typedef struct {
+    pthread_mutex_t mu;
     fr_bucket_t **buckets; /* owned hash table */
     size_t nbuckets;
     size_t count;

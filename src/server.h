@@ -1,5 +1,17 @@
-/* A worker: one libuv loop, one Lua VM, one hub, the listener and every connection on it.
- * (One worker for now; the struct is what each thread will own when there are several.) */
+/* Workers and the process they run in.
+ *
+ * A worker is one thread with one libuv loop, one Lua VM, its own SO_REUSEPORT listener and
+ * every connection the kernel hands that listener. `workers = N` (or "auto": one per core)
+ * runs N of them; what must be one for the whole process lives in fr_process_t:
+ *
+ *   fr_process_t ── hub (memory broker: ids, replay rings, a slot per worker)
+ *                ├─ limits (rate-limit buckets of every client)
+ *                ├─ nconns (descriptors in use, for the 90% rule)
+ *                └─ workers[0..N-1] ── loop, vm, listener, conns, streams, metrics
+ *
+ * Worker 0 runs on the main thread; the others on threads of their own. freshet.shared is
+ * process-wide already (shared_dict.c). With the Redis broker every worker is a node of its
+ * own (own hub, own Redis connections), which is what Redis is for. */
 #ifndef FR_SERVER_H
 #define FR_SERVER_H
 
@@ -15,13 +27,22 @@
 struct fr_conn_s;
 struct fr_stream_s;
 
+struct fr_process_s;
+
 typedef struct fr_worker_s {
-    uv_loop_t *loop;          /* borrowed */
+    uv_loop_t *loop;          /* borrowed (loop_storage, or the caller's) */
+    uv_loop_t loop_storage;
+    struct fr_process_s *proc; /* borrowed; NULL for a worker outside fr_server_run */
+    unsigned slot;            /* index among the process's workers, and its hub slot */
+    uv_thread_t thread;
+    uv_async_t wake;          /* another worker queued events for this one */
     fr_config_t *config;      /* borrowed from the first VM's settings copy below */
     fr_config_t start_config; /* owned: settings in force since start (listen, replay, …) */
     fr_vm_t *vm;              /* current VM, one reference */
-    fr_hub_t hub;
-    fr_ratelimit_t limits;    /* token buckets of every client on this worker */
+    fr_hub_t *hub;            /* the process's (memory broker) or own_hub (Redis) */
+    fr_hub_t own_hub;
+    fr_ratelimit_t *limits;   /* token buckets of every client: the process's, or own_limits */
+    fr_ratelimit_t own_limits;
     struct fr_redis_s *redis; /* the Redis broker, or NULL for the in-memory one */
     int broker_remote;        /* the app asked for Redis (redis may be gone while stopping) */
     char *app_path;           /* owned */
@@ -42,13 +63,17 @@ typedef struct fr_worker_s {
     size_t nstreams;
     /* Streams ordered by last write, oldest first: a heartbeat tick only visits those due. */
     struct fr_stream_s *idle_head, *idle_tail;
-    /* Streams with queued output not yet handed to libuv. */
-    struct fr_stream_s *pending_head;
+    /* Streams with queued output not yet handed to libuv, oldest mark first. */
+    struct fr_stream_s *pending_head, *pending_tail;
+    uv_idle_t more;           /* keeps the loop from sleeping while pending streams remain */
+    uv_timer_t drain_timer;
+    uint64_t drain_started;
 
     char retry_frame[48];     /* "retry: <ms>\n\n" */
     size_t retry_frame_len;
     uint64_t started_ms;      /* monotonic */
     char read_buf[65536];     /* every read on this loop lands here and is parsed at once */
+    int ready;                /* worker_setup completed: every handle is open */
     int stopping;
     int delivering;           /* a filter hook is running (no publishing from there) */
     int exit_code;
@@ -59,6 +84,28 @@ typedef struct fr_worker_s {
     uint64_t next_conn_id;
 } fr_worker_t;
 
+typedef struct fr_process_s {
+    fr_worker_t **workers;    /* owned, nworkers of them */
+    size_t nworkers;
+    fr_hub_t hub;             /* the memory broker, one slot per worker */
+    int hub_ready;
+    fr_ratelimit_t limits;
+    size_t nconns;            /* atomic: connections over every worker */
+    int fd_warned;            /* atomic: the 80% warning was logged and use has not dropped */
+} fr_process_t;
+
+/* Sums over every worker, for /metrics, /health and freshet.metrics(). Counters of other
+ * workers are read while they run, word by word: a figure may lag by a few increments. */
+typedef struct {
+    fr_metrics_t m;
+    size_t nconns, nstreams, ntopics;
+    uint64_t published;
+    unsigned long requests, reloads, reload_failures;
+} fr_totals_t;
+
+/* Fills t; tier_rejected (config->ntiers + 1 entries, or NULL) gets the 429s per tier. */
+void fr_worker_totals(const fr_worker_t *w, fr_totals_t *t, unsigned long *tier_rejected);
+
 /* Loads the app, listens and runs until SIGTERM/SIGINT. Returns the process exit code. */
 int fr_server_run(const char *app_path, const char *listen_override);
 
@@ -66,6 +113,8 @@ int fr_server_run(const char *app_path, const char *listen_override);
 size_t fr_worker_fds_used(const fr_worker_t *w);
 /* 1 once use is at 90% of the limit: new streams are refused with 503. */
 int fr_worker_fds_full(const fr_worker_t *w);
+/* Counts a connection opened (+1) or closed (-1), in the worker and the process. */
+void fr_worker_count_conn(fr_worker_t *w, int delta);
 
 /* Told when the broker has stored an event: status 0 with its id; -1 when the broker is
  * unreachable (answer 503); -2 when the event is invalid (400), with a message. */

@@ -60,20 +60,37 @@ static void pending_unlink(fr_worker_t *w, fr_stream_t *s) {
         w->pending_head = s->pend_next;
     if (s->pend_next)
         s->pend_next->pend_prev = s->pend_prev;
+    else
+        w->pending_tail = s->pend_prev;
     s->pend_prev = s->pend_next = NULL;
     s->pending = 0;
 }
 
+/* Appended at the tail: a flush that stops after its time slice resumes with the streams
+ * that have waited longest. */
 static void pending_mark(fr_stream_t *s) {
     fr_worker_t *w = s->worker;
     if (s->pending || s->detached)
         return;
     s->pending = 1;
-    s->pend_prev = NULL;
-    s->pend_next = w->pending_head;
-    if (w->pending_head)
-        w->pending_head->pend_prev = s;
-    w->pending_head = s;
+    s->pend_next = NULL;
+    s->pend_prev = w->pending_tail;
+    if (w->pending_tail)
+        w->pending_tail->pend_next = s;
+    else
+        w->pending_head = s;
+    w->pending_tail = s;
+}
+
+/* Presence stops counting a stream once it is ending. */
+static void stream_mark_away(fr_stream_t *s) {
+    if (s->away || !s->subs)
+        return;
+    s->away = 1;
+    for (size_t i = 0; i < s->ntopics; i++) {
+        if (s->subs[i].topic)
+            fr_hub_set_away(s->worker->hub, &s->subs[i]);
+    }
 }
 
 /* ---- the out-queue ---------------------------------------------------------------------- */
@@ -404,8 +421,9 @@ static void on_replay(void *ctx, size_t index, fr_event_t *ev);
  * events go to the ring first, so the cursor (pos) simply reads on until it reaches the end,
  * and from then on the stream takes live deliveries. */
 static void stream_replay_fill(fr_stream_t *s) {
-    fr_hub_t *hub = &s->worker->hub;
+    fr_hub_t *hub = s->worker->hub;
     size_t room = s->budget->queue / 2 ? s->budget->queue / 2 : 1;
+    fr_hub_lock(hub); /* the rings are shared with the other workers */
     while (s->replaying && !s->ending && !s->detached && s->q_live < room &&
            !over_budget(s, 0)) {
         fr_event_t *next = NULL;
@@ -417,6 +435,7 @@ static void stream_replay_fill(fr_stream_t *s) {
             if (t->ring.has_evicted && fr_id_cmp(t->ring.evicted_upto, s->pos[i]) > 0) {
                 /* The ring moved past this reader while it caught up. */
                 stream_evict(s, "lag");
+                fr_hub_unlock(hub);
                 return;
             }
             size_t k = fr_ring_after(&t->ring, s->pos[i]);
@@ -430,10 +449,11 @@ static void stream_replay_fill(fr_stream_t *s) {
         }
         if (!next) {
             s->replaying = 0;
-            return;
+            break;
         }
         on_replay(s, index, next);
     }
+    fr_hub_unlock(hub);
 }
 
 static void on_replay(void *ctx, size_t index, fr_event_t *ev) {
@@ -565,6 +585,7 @@ static void poll_respond(fr_stream_t *s, int status) {
     s->bytes += total;
     s->worker->metrics.bytes_written += total;
     s->ending = 2;
+    stream_mark_away(s);
     char cors[512];
     fr_conn_cors_headers(c, cors, sizeof cors);
     int keep = c->req.keep_alive && !s->worker->stopping;
@@ -703,12 +724,18 @@ static void stream_write(fr_stream_t *s) {
     }
 }
 
-void fr_stream_flush_pending(fr_worker_t *w) {
+int fr_stream_flush_pending(fr_worker_t *w, uint64_t slice_ns) {
+    uint64_t until = uv_hrtime() + slice_ns;
+    unsigned n = 0;
     while (w->pending_head) {
+        /* The clock is read every 64 writes: a write costs microseconds, a read tens of ns. */
+        if ((++n & 63) == 0 && uv_hrtime() >= until)
+            return 1;
         fr_stream_t *s = w->pending_head;
         pending_unlink(w, s);
         stream_write(s);
     }
+    return 0;
 }
 
 void fr_stream_heartbeat_due(fr_worker_t *w) {
@@ -755,6 +782,7 @@ void fr_stream_end(fr_stream_t *s, uint64_t retry_ms) {
         queue_owned(s, fr_strndup(buf, (size_t)n), (size_t)n);
     }
     s->ending = 1;
+    stream_mark_away(s);
     idle_touch(s);
     pending_mark(s);
 }
@@ -784,6 +812,7 @@ void fr_stream_close_ws(fr_stream_t *s, uint16_t code, const char *reason, const
         s->end_reason = why;
     queue_owned(s, f, len);
     s->ending = 1;
+    stream_mark_away(s);
     idle_touch(s);
     pending_mark(s);
 }
@@ -828,6 +857,7 @@ void fr_stream_detach(fr_stream_t *s) {
     if (s->detached)
         return;
     s->detached = 1;
+    stream_mark_away(s);
     idle_unlink(s->worker, s);
     pending_unlink(s->worker, s);
 }
@@ -837,7 +867,7 @@ void fr_stream_free(fr_stream_t *s) {
     fr_worker_t *w = s->worker;
     for (size_t i = 0; i < s->ntopics; i++) {
         if (s->subs)
-            fr_hub_unsubscribe(&w->hub, &s->subs[i]);
+            fr_hub_unsubscribe(w->hub, &s->subs[i]);
         free(s->topics[i]);
     }
     if (s->subs)
@@ -1022,7 +1052,9 @@ static void stream_subscribe(fr_stream_t *s) {
         s->subs[i].deliver = on_deliver;
         s->subs[i].owner = s;
         s->subs[i].index = i;
-        fr_hub_subscribe(&s->worker->hub, &s->subs[i], s->topics[i]);
+        s->subs[i].slot = s->worker->slot;
+        s->subs[i].who = s->who_id;
+        fr_hub_subscribe(s->worker->hub, &s->subs[i], s->topics[i]);
     }
 }
 
@@ -1200,7 +1232,7 @@ void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_
         char client[300];
         unsigned retry_after;
         fr_dispatch_client_id(c, vm, s->who_ref, client, sizeof client);
-        if (fr_ratelimit_take(&w->limits, FR_RL_CONNECT, tier, client, 1, fr_mono_ms(),
+        if (fr_ratelimit_take(w->limits, FR_RL_CONNECT, tier, client, 1, fr_mono_ms(),
                               &retry_after) < 0) {
             w->tier_rejected[tier - w->config->tiers]++;
             fr_dispatch_too_many(c, retry_after, "new streams");
@@ -1256,7 +1288,7 @@ void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_
     }
     if (resume) {
         for (size_t i = 0; i < s->ntopics; i++) {
-            fr_resume_t r = fr_hub_check_resume(&w->hub, s->topics[i], s->pos[i]);
+            fr_resume_t r = fr_hub_check_resume(w->hub, s->topics[i], s->pos[i]);
             if (r == FR_RESUME_INVALID) {
                 w->metrics.resume_invalid++;
                 fr_conn_respond_error(c, 400, "Last-Event-ID was never issued by this stream");
@@ -1273,23 +1305,25 @@ void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_
         }
     }
 
-    /* From here the stream is on: headers, retry, replay, subscribe — all in this loop
-     * iteration, so no event can fall between replay and live delivery. */
+    /* From here the stream is on: headers, retry, replay, subscribe — under the hub's lock,
+     * so no event (from this worker or another) can fall between position and subscription. */
     c->stream = s;
     w->nstreams++;
+    fr_hub_lock(w->hub);
     stream_begin(s, poll, stale);
     if (stale) {
         for (size_t i = 0; i < s->ntopics; i++)
-            s->pos[i] = fr_hub_position(&w->hub, s->topics[i]);
+            s->pos[i] = fr_hub_position(w->hub, s->topics[i]);
         stream_queue_reset(s);
     } else if (resume) {
         s->replaying = 1;
         stream_replay_fill(s);
     } else {
         for (size_t i = 0; i < s->ntopics; i++)
-            s->pos[i] = fr_hub_position(&w->hub, s->topics[i]);
+            s->pos[i] = fr_hub_position(w->hub, s->topics[i]);
     }
     stream_subscribe(s);
+    fr_hub_unlock(w->hub);
     stream_log_start(s, resume, stale);
     stream_shed_request(s);
     return;
@@ -1337,7 +1371,9 @@ const char *fr_stream_set_topics(fr_stream_t *s, lua_State *L) {
         free(topics);
         return err;
     }
-    /* Carry over what is known of kept topics; a new one starts from its current position. */
+    /* Carry over what is known of kept topics; a new one starts from its current position,
+     * read under the hub's lock held until the new subscriptions are in. */
+    fr_hub_lock(w->hub);
     fr_id_t *pos = fr_calloc(m, sizeof *pos);
     uint8_t *slow = fr_calloc(m, sizeof *slow);
     uint64_t *last_seq = fr_calloc(m, sizeof *last_seq);
@@ -1346,7 +1382,7 @@ const char *fr_stream_set_topics(fr_stream_t *s, lua_State *L) {
         map[j] = SIZE_MAX;
     for (size_t i = 0; i < m; i++) {
         slow[i] = (uint8_t)s->route->slow;
-        pos[i] = fr_hub_position(&w->hub, topics[i]);
+        pos[i] = fr_hub_position(w->hub, topics[i]);
         if (w->broker_remote && fr_id_cmp(pos[i], (fr_id_t){0, 0}) == 0)
             pos[i] = (fr_id_t){fr_now_ms(), 0};
         for (size_t j = 0; j < s->ntopics; j++) {
@@ -1379,7 +1415,7 @@ const char *fr_stream_set_topics(fr_stream_t *s, lua_State *L) {
     free(map);
     for (size_t j = 0; j < s->ntopics; j++) {
         if (s->subs)
-            fr_hub_unsubscribe(&w->hub, &s->subs[j]);
+            fr_hub_unsubscribe(w->hub, &s->subs[j]);
         free(s->topics[j]);
     }
     free(s->subs);
@@ -1393,6 +1429,7 @@ const char *fr_stream_set_topics(fr_stream_t *s, lua_State *L) {
     s->slow = slow;
     s->last_seq = last_seq;
     stream_subscribe(s);
+    fr_hub_unlock(w->hub);
     return NULL;
 }
 
@@ -1409,7 +1446,7 @@ const char *fr_stream_resume_from(fr_stream_t *s, const char *ids) {
     }
     int stale = 0;
     for (size_t i = 0; i < s->ntopics; i++) {
-        fr_resume_t r = fr_hub_check_resume(&w->hub, s->topics[i], after[i]);
+        fr_resume_t r = fr_hub_check_resume(w->hub, s->topics[i], after[i]);
         if (r == FR_RESUME_INVALID) {
             free(after);
             return "that id was never issued by this stream";
@@ -1421,7 +1458,7 @@ const char *fr_stream_resume_from(fr_stream_t *s, const char *ids) {
         free(after);
         w->metrics.resume_reset++;
         for (size_t i = 0; i < s->ntopics; i++)
-            s->pos[i] = fr_hub_position(&w->hub, s->topics[i]);
+            s->pos[i] = fr_hub_position(w->hub, s->topics[i]);
         stream_queue_reset(s);
         return NULL;
     }

@@ -76,6 +76,7 @@ typedef struct fr_stream_s {
     int writing;                 /* a write is in flight */
     int ending;                  /* no more items; close once the queue drains */
     int detached;                /* the connection is closing: deliver nothing */
+    int away;                    /* the hub was told presence no longer counts this stream */
 
     uint64_t last_write_ms;      /* monotonic, last time something was queued */
     uint64_t drain_at;           /* ms into the drain window when this stream ends */
@@ -94,8 +95,9 @@ void fr_stream_open(struct fr_conn_s *c, fr_vm_t *vm, const fr_route_t *route, i
 void fr_stream_detach(fr_stream_t *s);
 void fr_stream_free(fr_stream_t *s);
 
-/* Writes out every stream with queued output (called once per loop iteration). */
-void fr_stream_flush_pending(struct fr_worker_s *w);
+/* Writes out streams with queued output, oldest mark first (called once per loop
+ * iteration), for at most slice_ns; returns 1 when some are left for the next iteration. */
+int fr_stream_flush_pending(struct fr_worker_s *w, uint64_t slice_ns);
 /* Queues a heartbeat on every stream idle for the heartbeat interval. */
 void fr_stream_heartbeat_due(struct fr_worker_s *w);
 /* For transports: queues bytes (takes ownership) to go out in order with the events. */

@@ -331,7 +331,7 @@ static void on_text(fr_stream_t *s, const char *data, size_t len) {
         char client[300];
         unsigned retry_after;
         fr_dispatch_client_id(s->conn, vm, s->who_ref, client, sizeof client);
-        if (fr_ratelimit_take(&w->limits, FR_RL_MESSAGE, tier, client, 1, fr_mono_ms(),
+        if (fr_ratelimit_take(w->limits, FR_RL_MESSAGE, tier, client, 1, fr_mono_ms(),
                               &retry_after) < 0) {
             char msg[128];
             int n = snprintf(msg, sizeof msg,

@@ -266,12 +266,15 @@ static void on_connection(uv_stream_t *l, int status) {
 
 static void on_flush(uv_prepare_t *h) {
     (void)h;
-    fr_stream_flush_pending(&W);
+    fr_hub_flush(W.hub, 0);
+    fr_stream_flush_pending(&W, UINT64_MAX / 2);
 }
 
 static void fresh_state(void) {
-    fr_hub_init(&W.hub, W.config->replay_events, W.config->replay_ms, fr_now_ms());
-    fr_ratelimit_init(&W.limits);
+    W.hub = &W.own_hub;
+    W.limits = &W.own_limits;
+    fr_hub_init(W.hub, 1, W.config->replay_events, W.config->replay_ms, fr_now_ms());
+    fr_ratelimit_init(W.limits);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -784,8 +787,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     /* Each input starts from an empty hub and fresh rate limits: results do not depend on the
      * inputs that ran before, and memory does not grow with the run. */
-    fr_hub_close(&W.hub);
-    fr_ratelimit_close(&W.limits);
+    fr_hub_close(W.hub);
+    fr_ratelimit_close(W.limits);
     fresh_state();
     return 0;
 }

@@ -20,7 +20,7 @@ static fr_id_t pub(fr_hub_t *hub, const char *topic, const char *data) {
     int rc = fr_hub_publish(hub, topic, NULL, data, strlen(data), FR_PRIO_NORMAL, 0, &id, &err);
     if (rc != 0)
         printf("    publish on %s failed: %s\n", topic, err ? err : "(no message)");
-    fr_hub_flush(hub);
+    fr_hub_flush(hub, 0);
     return id;
 }
 
@@ -67,7 +67,7 @@ static void recorder_free(recorder_t *r) {
 static void test_ids_increase_within_a_millisecond(void) {
     fr_hub_t hub;
     uint64_t start = future_start();
-    fr_hub_init(&hub, 100, 0, start);
+    fr_hub_init(&hub, 1, 100, 0, start);
     fr_id_t prev = fr_hub_position(&hub, "t");
     CHECK_EQ_UINT(prev.ms, start);
     CHECK_EQ_UINT(prev.seq, 0);
@@ -86,7 +86,7 @@ static void test_ids_increase_within_a_millisecond(void) {
     fr_hub_close(&hub);
 
     /* With the real clock: consecutive publishes are usually in one millisecond. */
-    fr_hub_init(&hub, 100, 0, fr_now_ms());
+    fr_hub_init(&hub, 1, 100, 0, fr_now_ms());
     prev = fr_hub_position(&hub, "t");
     for (int i = 0; i < 200; i++) {
         fr_id_t id = pub(&hub, "t", "x");
@@ -100,7 +100,7 @@ static void test_ids_increase_within_a_millisecond(void) {
 static void test_topics_have_their_own_sequence(void) {
     fr_hub_t hub;
     uint64_t start = future_start();
-    fr_hub_init(&hub, 100, 0, start);
+    fr_hub_init(&hub, 1, 100, 0, start);
     fr_id_t a1 = pub(&hub, "a", "1");
     fr_id_t b1 = pub(&hub, "b", "1");
     fr_id_t a2 = pub(&hub, "a", "2");
@@ -120,7 +120,7 @@ static void test_topics_have_their_own_sequence(void) {
  * subscribers, and a stream that joins in between skips what its position covers. */
 static void test_fan_out_waits_for_the_flush(void) {
     fr_hub_t hub;
-    fr_hub_init(&hub, 100, 0, future_start());
+    fr_hub_init(&hub, 1, 100, 0, future_start());
     recorder_t r;
     recorder_init(&r, &hub);
     fr_hub_subscribe(&hub, &r.sub, "room");
@@ -130,9 +130,9 @@ static void test_fan_out_waits_for_the_flush(void) {
     CHECK_EQ_INT(r.n, 0);
     CHECK_EQ_INT(fr_id_cmp(fr_hub_position(&hub, "room"), id), 0);
     CHECK_EQ_UINT(fr_hub_find(&hub, "room")->ring.count, 1);
-    fr_hub_flush(&hub);
+    fr_hub_flush(&hub, 0);
     CHECK_EQ_INT(r.n, 1);
-    fr_hub_flush(&hub);
+    fr_hub_flush(&hub, 0);
     CHECK_EQ_INT(r.n, 1);
     fr_hub_unsubscribe(&hub, &r.sub);
     recorder_free(&r);
@@ -141,7 +141,7 @@ static void test_fan_out_waits_for_the_flush(void) {
 
 static void test_deliver_in_order_and_unsubscribe(void) {
     fr_hub_t hub;
-    fr_hub_init(&hub, 100, 0, future_start());
+    fr_hub_init(&hub, 1, 100, 0, future_start());
     recorder_t r1, r2;
     recorder_init(&r1, &hub);
     recorder_init(&r2, &hub);
@@ -185,7 +185,7 @@ static void test_deliver_in_order_and_unsubscribe(void) {
 
 static void test_deliver_may_unsubscribe_itself(void) {
     fr_hub_t hub;
-    fr_hub_init(&hub, 0, 0, future_start());
+    fr_hub_init(&hub, 1, 0, 0, future_start());
     recorder_t a, b, c;
     recorder_init(&a, &hub);
     recorder_init(&b, &hub);
@@ -219,7 +219,7 @@ static void test_deliver_may_unsubscribe_itself(void) {
 static void test_resume_ok(void) {
     fr_hub_t hub;
     uint64_t start = future_start();
-    fr_hub_init(&hub, 100, 0, start);
+    fr_hub_init(&hub, 1, 100, 0, start);
 
     /* A topic nobody has used: its position is a valid place to resume from. */
     fr_id_t fresh = fr_hub_position(&hub, "fresh");
@@ -238,7 +238,7 @@ static void test_resume_ok(void) {
 
 static void test_resume_invalid(void) {
     fr_hub_t hub;
-    fr_hub_init(&hub, 100, 0, fr_now_ms());
+    fr_hub_init(&hub, 1, 100, 0, fr_now_ms());
     fr_id_t e1 = pub(&hub, "t", "1");
     spin_past(e1.ms);
     fr_id_t e2 = pub(&hub, "t", "2");
@@ -263,7 +263,7 @@ static void test_resume_invalid(void) {
 
 static void test_resume_stale_after_eviction(void) {
     fr_hub_t hub;
-    fr_hub_init(&hub, 3, 0, future_start());
+    fr_hub_init(&hub, 1, 3, 0, future_start());
     fr_id_t before = fr_hub_position(&hub, "t");
     fr_id_t e[5];
     for (int i = 0; i < 5; i++)
@@ -283,7 +283,7 @@ static void test_resume_stale_after_eviction(void) {
 static void test_resume_stale_before_start(void) {
     uint64_t start = 1700000000000ull;
     fr_hub_t hub;
-    fr_hub_init(&hub, 100, 0, start);
+    fr_hub_init(&hub, 1, 100, 0, start);
     /* An id from before this process started, on a topic never seen. */
     CHECK_EQ_INT(fr_hub_check_resume(&hub, "t", (fr_id_t){start - 1, 5}), FR_RESUME_STALE);
     CHECK_EQ_INT(fr_hub_check_resume(&hub, "t", (fr_id_t){1, 0}), FR_RESUME_STALE);
@@ -317,7 +317,7 @@ static void on_replay(void *ctx, size_t index, fr_event_t *ev) {
 
 static void test_replay_merges_topics(void) {
     fr_hub_t hub;
-    fr_hub_init(&hub, 100, 0, future_start());
+    fr_hub_init(&hub, 1, 100, 0, future_start());
     /* Interleave: a1 b1 b2 a2 a3 b3; within one millisecond each topic counts its own seq. */
     fr_id_t a1 = pub(&hub, "a", "a1");
     fr_id_t b1 = pub(&hub, "b", "b1");
@@ -379,7 +379,7 @@ static void test_replay_merges_topics(void) {
 static void test_replay_merges_by_id(void) {
     /* Distinct milliseconds make the merge order fully determined. */
     fr_hub_t hub;
-    fr_hub_init(&hub, 100, 0, fr_now_ms());
+    fr_hub_init(&hub, 1, 100, 0, fr_now_ms());
     const char *order[] = {"a", "b", "b", "a", "c", "a", "b"};
     const char *names[] = {"x0", "x1", "x2", "x3", "x4", "x5", "x6"};
     fr_id_t ids[7];
@@ -417,7 +417,7 @@ static void test_replay_merges_by_id(void) {
 
 static void test_forget_and_recreate(void) {
     fr_hub_t hub;
-    fr_hub_init(&hub, 100, 0, future_start());
+    fr_hub_init(&hub, 1, 100, 0, future_start());
     recorder_t r;
     recorder_init(&r, &hub);
     fr_hub_subscribe(&hub, &r.sub, "t");
@@ -429,7 +429,7 @@ static void test_forget_and_recreate(void) {
     fr_hub_close(&hub);
 
     /* With replay off, a topic with no subscribers is forgotten right after each publish. */
-    fr_hub_init(&hub, 0, 0, future_start());
+    fr_hub_init(&hub, 1, 0, 0, future_start());
     fr_id_t first = pub(&hub, "t", "1");
     CHECK_EQ_UINT(hub.ntopics, 0);
     CHECK(fr_hub_find(&hub, "t") == NULL);
@@ -450,7 +450,7 @@ static void test_forget_and_recreate(void) {
     fr_hub_close(&hub);
 
     /* A topic with events held is kept while nobody listens. */
-    fr_hub_init(&hub, 10, 0, future_start());
+    fr_hub_init(&hub, 1, 10, 0, future_start());
     recorder_init(&r, &hub);
     fr_hub_subscribe(&hub, &r.sub, "kept");
     pub(&hub, "kept", "x");
@@ -466,7 +466,7 @@ static void test_forget_and_recreate(void) {
 static void test_many_topics(void) {
     /* More topics than the initial bucket count: every one is still found. */
     fr_hub_t hub;
-    fr_hub_init(&hub, 4, 0, future_start());
+    fr_hub_init(&hub, 1, 4, 0, future_start());
     char name[32];
     for (int i = 0; i < 300; i++) {
         snprintf(name, sizeof name, "topic-%d", i);
@@ -485,7 +485,7 @@ static void test_many_topics(void) {
 
 static void test_publish_rejects(void) {
     fr_hub_t hub;
-    fr_hub_init(&hub, 100, 0, future_start());
+    fr_hub_init(&hub, 1, 100, 0, future_start());
     recorder_t r;
     recorder_init(&r, &hub);
     fr_hub_subscribe(&hub, &r.sub, "t");
