@@ -1,0 +1,222 @@
+"""Worker threads: `workers = 2` runs two loops, each with its own Lua VM and its own
+SO_REUSEPORT listener. Whichever worker a connection lands on, a client sees one server: every
+stream gets every event once and in order, resumes replay exactly, presence, rate-limit buckets
+and freshet.shared span the workers, /metrics counts the whole process, SIGHUP reloads every
+worker and SIGTERM drains them all."""
+
+import json
+import os
+import re
+import signal
+import time
+
+import frtest as ft
+
+APP = """
+    local freshet = require "freshet"
+    local app = freshet.app {
+      workers = WORKERS,
+      heartbeat = 30,
+      tiers = { tight = { rate = 0.01, burst = 3 } },
+    }
+    app:stream("/sub/:topics", "routes/sub.lua")
+    app:publish("/pub/:topic", "routes/pub.lua")
+    app:publish("/count/:topic", "routes/count.lua")
+    app:publish("/who/:topic", "routes/who.lua")
+    app:publish("/tight/:topic", "routes/tight.lua")
+    return app
+"""
+
+SUB = """
+    local route = {}
+    function route.auth(req) return { id = req.query.user } end
+    function route.topics(req)
+      local list = {}
+      for name in req.params.topics:gmatch("[^,]+") do list[#list + 1] = name end
+      return list
+    end
+    return route
+"""
+
+PUB = """
+    local route = {}
+    function route.publish(req, body)
+      return { topic = req.params.topic, data = "v1:" .. body }
+    end
+    return route
+"""
+
+# A counter every worker increments: the values published must be 1..n, each once.
+COUNT = """
+    local freshet = require "freshet"
+    local route = {}
+    function route.publish(req)
+      local n = assert(freshet.shared:incr("hits", 1, 0))
+      return { topic = req.params.topic, data = tostring(n) }
+    end
+    return route
+"""
+
+WHO = """
+    local freshet = require "freshet"
+    local cjson = require "cjson"
+    local route = {}
+    function route.publish(req)
+      local p = freshet.presence(req.params.topic)
+      table.sort(p.ids)
+      return { topic = "answers", data = cjson.encode(p) }
+    end
+    return route
+"""
+
+TIGHT = """
+    local route = {}
+    function route.publish(req, body) return { topic = req.params.topic, data = body } end
+    function route.tier() return "tight" end
+    return route
+"""
+
+
+def app_dir(workers="2"):
+    return ft.AppDir({"app.lua": APP.replace("WORKERS", workers), "routes/sub.lua": SUB,
+                      "routes/pub.lua": PUB, "routes/count.lua": COUNT,
+                      "routes/who.lua": WHO, "routes/tight.lua": TIGHT})
+
+
+def workers_of(srv, first_conn_line=0):
+    """Connection ids are numbered k+1, k+1+N, … on worker k: with two workers the parity of
+    an id says which worker accepted it."""
+    ids = [int(m) for m in re.findall(r'"event":"CONNECTING","conn":(\d+)', srv.log())]
+    return {i % 2 for i in ids[first_conn_line:]}
+
+
+def run():
+    with ft.subtest("two workers: connections land on both listeners"):
+        with ft.Server(app_dir()) as srv:
+            srv.wait_log(r"2 workers \(threads\)")
+            streams = [ft.open_stream(srv.port, "/sub/room") for _ in range(24)]
+            ft.check_eq(workers_of(srv), {0, 1}, "workers that accepted 24 connections")
+            for s in streams:
+                s.close()
+
+    with ft.subtest("every stream on either worker gets every event once, in order; resume "
+                    "on any worker replays exactly"):
+        with ft.Server(app_dir()) as srv:
+            streams = [ft.open_stream(srv.port, "/sub/room") for _ in range(20)]
+            # Each publish on a new connection: the publishing worker varies too.
+            ids = [srv.publish("/pub/room", str(i)) for i in range(300)]
+            ft.check_eq(workers_of(srv), {0, 1}, "workers that took streams and publishes")
+            want = ["v1:%d" % i for i in range(300)]
+            for k, s in enumerate(streams):
+                got = s.take(300, timeout=10)
+                ft.check_eq([e.data for e in got], want, f"stream {k}: data in order")
+                ft.check_eq([e.id for e in got], ids, f"stream {k}: ids")
+                s.expect_no_event(0.05)
+            for k in range(10):
+                with ft.open_stream(srv.port, "/sub/room", last_event_id=ids[149]) as r:
+                    got = r.take(150, timeout=10)
+                    ft.check_eq([e.id for e in got], ids[150:], f"resume {k}: replayed ids")
+                    r.expect_no_event(0.05)
+            for s in streams:
+                s.close()
+
+    with ft.subtest("freshet.shared:incr is one counter over the workers"):
+        with ft.Server(app_dir()) as srv:
+            with ft.open_stream(srv.port, "/sub/hits") as s:
+                for _ in range(40):
+                    srv.publish("/count/hits", "")
+                got = [int(e.data) for e in s.take(40, timeout=10)]
+                ft.check_eq(got, list(range(1, 41)), "counter values published")
+
+    with ft.subtest("presence counts the streams of every worker"):
+        with ft.Server(app_dir()) as srv:
+            held = [ft.open_stream(srv.port, f"/sub/lobby?user=u{i % 5}") for i in range(16)]
+            ft.check_eq(workers_of(srv), {0, 1}, "workers holding the lobby's streams")
+            for attempt in range(6):
+                with ft.open_stream(srv.port, "/sub/answers?user=probe") as probe:
+                    srv.publish("/who/lobby", "")
+                    got = json.loads(probe.next_event(timeout=5).data)
+                ft.check_eq((got["count"], got["ids"]),
+                            (16, ["u0", "u1", "u2", "u3", "u4"]), f"presence, asked {attempt}")
+            for s in held[:6]:
+                s.close()
+            deadline = time.monotonic() + 5
+            while True:
+                with ft.open_stream(srv.port, "/sub/answers?user=probe") as probe:
+                    srv.publish("/who/lobby", "")
+                    got = json.loads(probe.next_event(timeout=5).data)
+                if got["count"] == 10 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            ft.check_eq(got["count"], 10, "presence after 6 streams closed")
+            for s in held[6:]:
+                s.close()
+
+    with ft.subtest("a rate-limit bucket is one bucket over the workers"):
+        with ft.Server(app_dir()) as srv:
+            codes = [ft.publish_raw(srv.port, "/tight/t", b"x").status for _ in range(12)]
+            ft.check_eq(workers_of(srv), {0, 1}, "workers that took the 12 publishes")
+            ft.check_eq(codes, [201] * 3 + [429] * 9, "statuses with burst 3, rate 0.01/s")
+
+    with ft.subtest("/metrics and /health count the whole process"):
+        with ft.Server(app_dir()) as srv:
+            streams = [ft.open_stream(srv.port, "/sub/m") for _ in range(10)]
+            for i in range(25):
+                srv.publish("/pub/m", str(i))
+            for s in streams:
+                s.take(25, timeout=10)
+            for attempt in range(8):
+                text = ft.request(srv.port, "GET", "/metrics").text
+                pub = re.search(r'^freshet_events_published_total\{priority="normal"\} (\d+)$',
+                                text, re.M)
+                ft.check(pub is not None, "no published counter", text[:2000])
+                ft.check_eq(int(pub.group(1)), 25, f"published total, scrape {attempt}")
+                dl = re.search(r"^freshet_events_delivered_total (\d+)$", text, re.M)
+                ft.check_eq(int(dl.group(1)), 250, f"delivered total, scrape {attempt}")
+                h = srv.health()
+                ft.check_eq((h["streams"], h["published"], h["topics"]), (10, 25, 1),
+                            f"/health, ask {attempt}")
+            for s in streams:
+                s.close()
+
+    with ft.subtest("SIGHUP reloads the scripts of every worker"):
+        app = app_dir()
+        with ft.Server(app) as srv:
+            app.write({"routes/pub.lua": PUB.replace('"v1:"', '"v2:"')})
+            srv.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 5
+            while len(re.findall(r"reloaded ", srv.log())) < 2:
+                ft.check(time.monotonic() < deadline, "two workers did not both reload",
+                         srv.log_tail())
+                time.sleep(0.05)
+            with ft.open_stream(srv.port, "/sub/r") as s:
+                for i in range(20):
+                    srv.publish("/pub/r", str(i))
+                got = [e.data for e in s.take(20, timeout=10)]
+                ft.check_eq(got, ["v2:%d" % i for i in range(20)], "data after the reload")
+
+    with ft.subtest("SIGTERM drains the streams of both workers and exits 0"):
+        with ft.Server(app_dir()) as srv:
+            streams = [ft.open_stream(srv.port, "/sub/d") for _ in range(20)]
+            ft.check_eq(workers_of(srv), {0, 1}, "workers holding the streams")
+            srv.send_signal(signal.SIGTERM)
+            for s in streams:
+                s.wait_end(timeout=10)
+                ft.check(s.parser.retry is not None, "stream ended without retry")
+            srv.stop(expect_code=0)
+
+    with ft.subtest('workers = "auto" starts one worker per core'):
+        cores = len(os.sched_getaffinity(0))
+        with ft.Server(app_dir('"auto"')) as srv:
+            if cores > 1:
+                srv.wait_log(r"%d workers \(threads\)" % min(cores, 64))
+            else:
+                ft.check("workers (threads)" not in srv.log(), "one core, one worker",
+                         srv.log_tail())
+            with ft.open_stream(srv.port, "/sub/a") as s:
+                srv.publish("/pub/a", "x")
+                ft.check_eq(s.next_event().data, "v1:x", "event on auto workers")
+
+
+if __name__ == "__main__":
+    ft.main(run, limit=120)
