@@ -165,7 +165,7 @@ static void on_more(uv_idle_t *h) {
  * place, and take whatever arrives meanwhile in the same write. */
 static void on_flush(uv_prepare_t *h) {
     fr_worker_t *w = h->data;
-    fr_hub_flush(w->hub, w->slot);
+    fr_hub_flush(w->hub, w->hub_slot);
     int more = fr_stream_flush_pending(w, 2000000);
     if (more && !uv_is_active((uv_handle_t *)&w->more))
         uv_idle_start(&w->more, on_more);
@@ -386,10 +386,12 @@ static int worker_setup(fr_process_t *p, fr_worker_t *w, const fr_config_t *cfg)
     w->tier_rejected = fr_calloc(w->config->ntiers + 1, sizeof *w->tier_rejected);
     if (p->hub_ready) {
         w->hub = &p->hub;
-        fr_hub_set_wake(w->hub, w->slot, wake_worker, &w->wake);
+        w->hub_slot = w->slot;
+        fr_hub_set_wake(w->hub, w->hub_slot, wake_worker, &w->wake);
     } else {
         /* With Redis, ids come from Redis: the hub only fans out, from any id up. */
         w->hub = &w->own_hub;
+        w->hub_slot = 0;
         fr_hub_init(w->hub, 1, w->config->replay_events, w->config->replay_ms, 0);
         char err[256];
         w->redis = fr_redis_new(w, w->config->broker, err, sizeof err);

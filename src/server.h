@@ -33,7 +33,8 @@ typedef struct fr_worker_s {
     uv_loop_t *loop;          /* borrowed (loop_storage, or the caller's) */
     uv_loop_t loop_storage;
     struct fr_process_s *proc; /* borrowed; NULL for a worker outside fr_server_run */
-    unsigned slot;            /* index among the process's workers, and its hub slot */
+    unsigned slot;            /* index among the process's workers */
+    unsigned hub_slot;        /* its slot in hub: slot (memory), 0 (its own one-slot hub) */
     uv_thread_t thread;
     uv_async_t wake;          /* another worker queued events for this one */
     fr_config_t *config;      /* borrowed from the first VM's settings copy below */

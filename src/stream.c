@@ -1052,7 +1052,7 @@ static void stream_subscribe(fr_stream_t *s) {
         s->subs[i].deliver = on_deliver;
         s->subs[i].owner = s;
         s->subs[i].index = i;
-        s->subs[i].slot = s->worker->slot;
+        s->subs[i].slot = s->worker->hub_slot;
         s->subs[i].who = s->who_id;
         fr_hub_subscribe(s->worker->hub, &s->subs[i], s->topics[i]);
     }

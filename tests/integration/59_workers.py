@@ -16,6 +16,7 @@ APP = """
     local freshet = require "freshet"
     local app = freshet.app {
       workers = WORKERS,
+      broker = os.getenv("FRESHET_BROKER") or "memory",
       heartbeat = 30,
       tiers = { tight = { rate = 0.01, burst = 3 } },
     }
@@ -204,6 +205,26 @@ def run():
                 s.wait_end(timeout=10)
                 ft.check(s.parser.retry is not None, "stream ended without retry")
             srv.stop(expect_code=0)
+
+    with ft.subtest("Redis broker: each worker is a node; streams on both get every event"):
+        with ft.RedisServer() as redis:
+            srv = ft.redis_node(redis, app_dir())
+            try:
+                streams = [ft.open_stream(srv.port, "/sub/red") for _ in range(16)]
+                ft.check_eq(workers_of(srv), {0, 1}, "workers holding the streams")
+                ids = [srv.publish("/pub/red", str(i)) for i in range(100)]
+                for k, s in enumerate(streams):
+                    got = s.take(100, timeout=10)
+                    ft.check_eq([e.id for e in got], ids, f"stream {k}: ids in order")
+                    s.expect_no_event(0.05)
+                with ft.open_stream(srv.port, "/sub/red", last_event_id=ids[49]) as r:
+                    ft.check_eq([e.id for e in r.take(50, timeout=10)], ids[50:],
+                                "resumed on a Redis-backed worker")
+                for s in streams:
+                    s.close()
+                srv.stop(expect_code=0)
+            finally:
+                srv.kill()
 
     with ft.subtest('workers = "auto" starts one worker per core'):
         cores = len(os.sched_getaffinity(0))
