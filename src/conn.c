@@ -215,6 +215,8 @@ static void on_closed(uv_handle_t *h) {
     if (c->stream)
         fr_stream_free(c->stream);
     fr_request_reset(&c->req);
+    free(c->parser);
+    c->parser = NULL;
     free(c->held_input);
     if (c->prev)
         c->prev->next = c->next;
@@ -244,7 +246,7 @@ void fr_conn_end_poll(fr_conn_t *c) {
     c->stream = NULL;
     fr_stream_detach(s);
     fr_stream_free(s);
-    llhttp_resume(&c->parser);
+    llhttp_resume(c->parser);
     wait_enter(c, FR_WAIT_IDLE);
     if (c->held_input) {
         char *input = c->held_input;
@@ -283,7 +285,7 @@ static void respond_parse_error(fr_conn_t *c, llhttp_errno_t err) {
         msg = "request body is larger than the limit";
     } else {
         snprintf(detail, sizeof detail, "malformed HTTP request: %s",
-                 llhttp_get_error_reason(&c->parser) ? llhttp_get_error_reason(&c->parser)
+                 llhttp_get_error_reason(c->parser) ? llhttp_get_error_reason(c->parser)
                                                       : llhttp_errno_name(err));
         msg = detail;
     }
@@ -310,10 +312,18 @@ static void conn_hold_input(fr_conn_t *c, const char *data, size_t len) {
 /* Parses request bytes; what follows a request that turned into a stream goes to the stream
  * (WebSocket frames sent right behind the handshake) or waits (a long-poll's next request). */
 static void conn_feed(fr_conn_t *c, const char *data, size_t len) {
-    llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+    if (!c->parser)
+        return; /* a connection that streamed reads no requests (it is closing) */
+    llhttp_errno_t err = llhttp_execute(c->parser, data, len);
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
-        const char *at = llhttp_get_error_pos(&c->parser);
+        const char *at = llhttp_get_error_pos(c->parser);
         const char *end = data + len;
+        if (c->stream && !c->stream->poll) {
+            /* An event stream or a WebSocket reads no more requests: the parser goes, and
+             * an idle stream holds less. */
+            free(c->parser);
+            c->parser = NULL;
+        }
         if (!at || at < data || at >= end || !c->stream || c->closing)
             return;
         if (c->stream->ws && !c->stream->joining)
@@ -381,8 +391,9 @@ void fr_conn_accept(fr_worker_t *w, uv_stream_t *listener) {
     snprintf(f, sizeof f, "\"event\":\"CONNECTING\",\"conn\":%llu,\"remote\":\"%s\"",
              (unsigned long long)c->id, c->remote);
     fr_log_fields(FR_LOG_INFO, f);
-    llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
-    c->parser.data = c;
+    c->parser = fr_malloc(sizeof *c->parser);
+    llhttp_init(c->parser, HTTP_REQUEST, &parser_settings);
+    c->parser->data = c;
     wait_enter(c, FR_WAIT_READING);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }

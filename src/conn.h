@@ -16,10 +16,11 @@ struct fr_stream_s;
 typedef struct fr_conn_s {
     uv_tcp_t tcp;
     struct fr_worker_s *worker;  /* borrowed */
-    llhttp_t parser;
+    llhttp_t *parser;            /* owned while the connection reads requests; a stream that
+                                  * will read none (SSE, WebSocket) frees it */
     fr_request_t req;
     struct fr_stream_s *stream;  /* owned; set once the connection streams */
-    char remote[64];             /* peer address, no port */
+    char remote[48];             /* peer address, no port (INET6_ADDRSTRLEN fits) */
     int err_status;              /* set by a callback that rejects the request (413, 431) */
     int closing;
     int closed;                  /* libuv has closed the socket; memory waits for holds */
