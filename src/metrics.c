@@ -1,5 +1,7 @@
 #include "metrics.h"
 
+#include <pthread.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,17 +67,10 @@ static const char *label(const char *s, char *buf, size_t cap) {
     return buf;
 }
 
-static const double depth_bounds[] = {0, 1, 4, 16, 64, 256, 1024, 4096};
-#define NBOUNDS (sizeof depth_bounds / sizeof depth_bounds[0])
+static const double depth_bounds[FR_CENSUS_BOUNDS] = {0, 1, 4, 16, 64, 256, 1024, 4096};
 
-typedef struct {
-    unsigned long counts[NBOUNDS];
-    unsigned long total;
-    double sum;
-} hist_t;
-
-static void hist_add(hist_t *h, double v) {
-    for (size_t i = 0; i < NBOUNDS; i++) {
+static void hist_add(fr_census_hist_t *h, double v) {
+    for (size_t i = 0; i < FR_CENSUS_BOUNDS; i++) {
         if (v <= depth_bounds[i])
             h->counts[i]++;
     }
@@ -83,19 +78,62 @@ static void hist_add(hist_t *h, double v) {
     h->sum += v;
 }
 
-static void hist_put(out_t *o, const char *name, const char *help, const hist_t *h) {
+static void hist_merge(fr_census_hist_t *dst, const fr_census_hist_t *src) {
+    for (size_t i = 0; i < FR_CENSUS_BOUNDS; i++)
+        dst->counts[i] += src->counts[i];
+    dst->total += src->total;
+    dst->sum += src->sum;
+}
+
+static void census_count(fr_census_t *c, const char *route, const char *state, unsigned long n) {
+    size_t g = 0;
+    while (g < c->ngroups &&
+           !(strcmp(c->groups[g].route, route) == 0 && strcmp(c->groups[g].state, state) == 0))
+        g++;
+    if (g == c->ngroups) {
+        if (g == FR_CENSUS_GROUPS)
+            return;
+        snprintf(c->groups[g].route, sizeof c->groups[g].route, "%s", route);
+        c->groups[g].state = state;
+        c->groups[g].n = 0;
+        c->ngroups++;
+    }
+    c->groups[g].n += n;
+}
+
+void fr_metrics_census(fr_worker_t *w, fr_census_t *out) {
+    memset(out, 0, sizeof *out);
+    for (fr_conn_t *k = w->conns; k; k = k->next) {
+        const char *route = "", *state;
+        if (k->stream) {
+            route = k->stream->route->pattern.source;
+            state = k->stream->ending ? "closing" : "active";
+            hist_add(&out->depth, (double)k->stream->q_live);
+            hist_add(&out->lag, (double)(k->stream->q_live + k->stream->streak));
+        } else {
+            state = k->wait == FR_WAIT_IDLE ? "idle" : "reading";
+        }
+        census_count(out, route, state, 1);
+    }
+}
+
+void fr_metrics_share_census(fr_worker_t *w) {
+    fr_census_t fresh;
+    fr_metrics_census(w, &fresh);
+    pthread_mutex_lock(&w->census_mu);
+    w->census = fresh;
+    pthread_mutex_unlock(&w->census_mu);
+}
+
+static void hist_put(out_t *o, const char *name, const char *help, const fr_census_hist_t *h) {
     header(o, name, "histogram", help);
-    for (size_t i = 0; i < NBOUNDS; i++)
+    for (size_t i = 0; i < FR_CENSUS_BOUNDS; i++)
         put(o, "%s_bucket{le=\"%g\"} %lu\n", name, depth_bounds[i], h->counts[i]);
     put(o, "%s_bucket{le=\"+Inf\"} %lu\n%s_sum %.17g\n%s_count %lu\n", name, h->total, name,
         h->sum, name, h->total);
 }
 
-typedef struct {
-    const char *route;
-    const char *state;
-    unsigned long n;
-} conn_group_t;
+
 
 static long rss_bytes(void) {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -117,32 +155,24 @@ void fr_metrics_respond(fr_conn_t *c) {
     out_t o = {fr_malloc(16384), 0, 16384};
     char lb[256], lb2[128];
 
-    /* Connections by route, transport and state, from the live list of the worker that
-     * answers (with several workers, each reports its own connections here). */
-    conn_group_t groups[64];
-    size_t ng = 0;
-    hist_t depth = {{0}, 0, 0}, lag = {{0}, 0, 0};
-    for (fr_conn_t *k = w->conns; k; k = k->next) {
-        const char *route = "", *state;
-        if (k->stream) {
-            route = k->stream->route->pattern.source;
-            state = k->stream->ending ? "closing" : "active";
-            hist_add(&depth, (double)k->stream->q_live);
-            hist_add(&lag, (double)(k->stream->q_live + k->stream->streak));
-        } else {
-            state = k->wait == FR_WAIT_IDLE ? "idle" : "reading";
-        }
-        size_t g = 0;
-        while (g < ng && !(groups[g].route == route && strcmp(groups[g].state, state) == 0))
-            g++;
-        if (g == ng && ng < FR_ARRAY_LEN(groups)) {
-            groups[ng].route = route;
-            groups[ng].state = state;
-            groups[ng++].n = 0;
-        }
-        if (g < ng)
-            groups[g].n++;
+    /* Connections by route, transport and state: this worker's counted now, the others'
+     * as of their last heartbeat tick. */
+    fr_census_t all;
+    fr_metrics_census(w, &all);
+    for (size_t i = 0; w->proc && i < w->proc->nworkers; i++) {
+        fr_worker_t *x = w->proc->workers[i];
+        if (x == w)
+            continue;
+        pthread_mutex_lock(&x->census_mu);
+        for (size_t g = 0; g < x->census.ngroups; g++)
+            census_count(&all, x->census.groups[g].route, x->census.groups[g].state,
+                         x->census.groups[g].n);
+        hist_merge(&all.depth, &x->census.depth);
+        hist_merge(&all.lag, &x->census.lag);
+        pthread_mutex_unlock(&x->census_mu);
     }
+    const fr_census_group_t *groups = all.groups;
+    size_t ng = all.ngroups;
     header(&o, "freshet_connections", "gauge", "Open connections by route, transport and state.");
     for (size_t g = 0; g < ng; g++)
         put(&o, "freshet_connections{route=\"%s\",transport=\"%s\",state=\"%s\"} %lu\n",
@@ -179,8 +209,8 @@ void fr_metrics_respond(fr_conn_t *c) {
     put(&o, "freshet_resumes_total{outcome=\"stale_416\"} %lu\n", m->resume_stale);
     put(&o, "freshet_resumes_total{outcome=\"reset\"} %lu\n", m->resume_reset);
     put(&o, "freshet_resumes_total{outcome=\"invalid_400\"} %lu\n", m->resume_invalid);
-    hist_put(&o, "freshet_stream_queue_depth", "Events queued per open stream.", &depth);
-    hist_put(&o, "freshet_stream_lag_events", "Events behind (queued plus dropped in a row) per open stream.", &lag);
+    hist_put(&o, "freshet_stream_queue_depth", "Events queued per open stream.", &all.depth);
+    hist_put(&o, "freshet_stream_lag_events", "Events behind (queued plus dropped in a row) per open stream.", &all.lag);
     counter(&o, "freshet_stream_bytes_written_total", "Stream bytes handed to sockets.",
             m->bytes_written);
     counter(&o, "freshet_heartbeats_total", "Heartbeat comments sent.", m->heartbeats);

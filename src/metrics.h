@@ -3,6 +3,8 @@
 #ifndef FR_METRICS_H
 #define FR_METRICS_H
 
+#include <stddef.h>
+
 struct fr_worker_s;
 struct fr_conn_s;
 
@@ -28,6 +30,35 @@ typedef struct {
     unsigned long connections;    /* accepted since start */
     unsigned long streams;        /* started since start */
 } fr_metrics_t;
+
+/* A worker's connections by (route, state) and its streams' queue histograms. With several
+ * workers each refreshes its census under its own lock once per heartbeat tick, and /metrics
+ * merges the others' with a live one of its own: another worker's connection list is never
+ * walked from this thread. Route patterns are copied, since a reload frees the old ones. */
+#define FR_CENSUS_GROUPS 64u
+#define FR_CENSUS_BOUNDS 8u
+typedef struct {
+    char route[96];
+    const char *state; /* static string */
+    unsigned long n;
+} fr_census_group_t;
+
+typedef struct {
+    unsigned long counts[FR_CENSUS_BOUNDS];
+    unsigned long total;
+    double sum;
+} fr_census_hist_t;
+
+typedef struct {
+    fr_census_group_t groups[FR_CENSUS_GROUPS];
+    size_t ngroups;
+    fr_census_hist_t depth, lag;
+} fr_census_t;
+
+/* Counts the worker's own connections (its thread only). */
+void fr_metrics_census(struct fr_worker_s *w, fr_census_t *out);
+/* Refreshes w->census for other workers to read (its thread only). */
+void fr_metrics_share_census(struct fr_worker_s *w);
 
 /* Answers GET /metrics on c. */
 void fr_metrics_respond(struct fr_conn_s *c);

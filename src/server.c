@@ -185,6 +185,8 @@ static void on_heartbeat_tick(uv_timer_t *h) {
     fr_worker_t *w = h->data;
     fr_stream_heartbeat_due(w);
     fr_conn_expire(w);
+    if (w->proc && w->proc->nworkers > 1)
+        fr_metrics_share_census(w);
     if (fr_worker_fds_used(w) * 4 < w->fd_limit * 3)
         __atomic_store_n(fd_warned_flag(w), 0, __ATOMIC_RELAXED);
 }
@@ -444,12 +446,14 @@ static fr_worker_t *worker_new(fr_process_t *p, unsigned slot, const char *app_p
     w->slot = slot;
     w->app_path = fr_strdup(app_path);
     w->started_ms = fr_mono_ms();
+    pthread_mutex_init(&w->census_mu, NULL);
     fr_errors_t errs = {0};
     w->vm = fr_vm_new(app_path, w, &errs);
     if (!w->vm) {
         for (size_t i = 0; i < errs.n; i++)
             fprintf(stderr, "%s\n", errs.items[i]);
         fr_errors_free(&errs);
+        pthread_mutex_destroy(&w->census_mu);
         uv_loop_close(w->loop);
         free(w->app_path);
         free(w);
@@ -497,6 +501,7 @@ static int worker_free(fr_worker_t *w) {
     fr_config_free(&w->start_config);
     free(w->tier_rejected);
     free(w->app_path);
+    pthread_mutex_destroy(&w->census_mu);
     int rc = uv_loop_close(w->loop);
     if (rc != 0) {
         fr_error("event loop closed with handles still open: %s", uv_strerror(rc));

@@ -15,6 +15,7 @@
 #ifndef FR_SERVER_H
 #define FR_SERVER_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -81,6 +82,8 @@ typedef struct fr_worker_s {
 
     unsigned long requests, reloads, reload_failures;
     fr_metrics_t metrics;
+    pthread_mutex_t census_mu; /* guards census */
+    fr_census_t census;       /* this worker's connections for other workers' /metrics */
     unsigned long *tier_rejected; /* owned: 429s per tier, indexed like config->tiers */
     uint64_t next_conn_id;
 } fr_worker_t;

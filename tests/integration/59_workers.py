@@ -177,6 +177,18 @@ def run():
                 h = srv.health()
                 ft.check_eq((h["streams"], h["published"], h["topics"]), (10, 25, 1),
                             f"/health, ask {attempt}")
+            # Other workers' connections are counted as of their last heartbeat tick (1 s).
+            deadline = time.monotonic() + 5
+            while True:
+                text = ft.request(srv.port, "GET", "/metrics").text
+                act = re.search(r'^freshet_connections\{route="/sub/:topics",transport="sse",'
+                                r'state="active"\} (\d+)$', text, re.M)
+                depth = re.search(r"^freshet_stream_queue_depth_count (\d+)$", text, re.M)
+                got = (int(act.group(1)) if act else 0, int(depth.group(1)) if depth else 0)
+                if got == (10, 10) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            ft.check_eq(got, (10, 10), "active streams and queue-depth samples over the workers")
             for s in streams:
                 s.close()
 
