@@ -473,6 +473,10 @@ int fr_lua_open_core(lua_State *L) {
     luaL_register(L, NULL, core);
     lua_pushliteral(L, FR_VERSION);
     lua_setfield(L, -2, "version");
+    /* Which worker thread this VM belongs to (0 when there is one, and under --check). */
+    fr_vm_t *vm = fr_lua_get_vm(L);
+    lua_pushinteger(L, vm && vm->worker ? (lua_Integer)vm->worker->slot : 0);
+    lua_setfield(L, -2, "worker");
     lua_newuserdata(L, 1);
     luaL_getmetatable(L, SHARED_MT);
     lua_setmetatable(L, -2);

@@ -7,7 +7,8 @@ local app = require "freshet.app"
 local has_core, core = pcall(require, "freshet.core")
 if not has_core then core = nil end
 
-local M = { app = app.new, version = core and core.version or "outside-server" }
+local M = { app = app.new, version = core and core.version or "outside-server",
+            worker = core and core.worker or 0 }
 
 local function need_core(name)
   if not core then

@@ -25,6 +25,7 @@ APP = """
     app:publish("/count/:topic", "routes/count.lua")
     app:publish("/who/:topic", "routes/who.lua")
     app:publish("/tight/:topic", "routes/tight.lua")
+    app:publish("/wk/:topic", "routes/wk.lua")
     return app
 """
 
@@ -78,10 +79,18 @@ TIGHT = """
 """
 
 
+WK = """
+    local freshet = require "freshet"
+    local route = {}
+    function route.publish(req) return { topic = req.params.topic, data = tostring(freshet.worker) } end
+    return route
+"""
+
+
 def app_dir(workers="2"):
     return ft.AppDir({"app.lua": APP.replace("WORKERS", workers), "routes/sub.lua": SUB,
                       "routes/pub.lua": PUB, "routes/count.lua": COUNT,
-                      "routes/who.lua": WHO, "routes/tight.lua": TIGHT})
+                      "routes/who.lua": WHO, "routes/tight.lua": TIGHT, "routes/wk.lua": WK})
 
 
 def workers_of(srv, first_conn_line=0):
@@ -128,6 +137,14 @@ def run():
                     srv.publish("/count/hits", "")
                 got = [int(e.data) for e in s.take(40, timeout=10)]
                 ft.check_eq(got, list(range(1, 41)), "counter values published")
+
+    with ft.subtest("freshet.worker tells the workers apart"):
+        with ft.Server(app_dir()) as srv:
+            with ft.open_stream(srv.port, "/sub/wk") as s:
+                for _ in range(30):
+                    srv.publish("/wk/wk", "")
+                got = {e.data for e in s.take(30, timeout=10)}
+                ft.check_eq(got, {"0", "1"}, "freshet.worker values seen over 30 publishes")
 
     with ft.subtest("presence counts the streams of every worker"):
         with ft.Server(app_dir()) as srv:
