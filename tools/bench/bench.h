@@ -12,7 +12,10 @@
 #include <stdint.h>
 #include <time.h>
 
-#define FR_BENCH_VERSION "0.1.0"
+#define FR_BENCH_VERSION "0.2.0"
+
+/* Processes --server-pid may name (a master and its workers). */
+#define FR_MAX_SERVER_PIDS 64
 
 typedef struct fr_opts_s {
     char host[64];             /* as given, for the Host header and messages */
@@ -31,7 +34,10 @@ typedef struct fr_opts_s {
     uint32_t src_count;        /* how many consecutive source addresses */
     uint32_t pipeline;         /* --pipeline: publishes in flight on the keep-alive connection */
     uint32_t connect_burst;    /* --connect-burst: connects in flight per process */
-    int server_pid;            /* --server-pid; 0 = no server figures */
+    int server_pid;            /* --server-pid: the first PID; 0 = no server figures */
+    int server_pids[FR_MAX_SERVER_PIDS]; /* every PID given: figures are their sums */
+    uint32_t nserver_pids;
+    int storm;                 /* --storm: drop every stream at measure start and resume it */
     int json;                  /* --json */
     int quiet;                 /* -q: no progress line */
     char prefix[32];           /* --prefix: topic names are <prefix><k> */
@@ -62,6 +68,18 @@ typedef struct fr_counters_s {
     uint64_t last_delivery_rt; /* CLOCK_REALTIME ns of the last measured delivery */
     uint64_t interval_lat_max; /* worst latency (ns) since the last progress report */
     uint64_t windows;          /* groups that know the measured window (1 per group) */
+    /* --storm: what happened to the streams dropped at measure start */
+    uint64_t storm_dropped;    /* streams closed by the storm */
+    uint64_t storm_no_id;      /* of those, streams that had no id to resume from */
+    uint64_t storm_live;       /* streams that got their first frame after reconnecting */
+    uint64_t storm_failed;     /* reconnects refused, reset or answered with a non-200 */
+    uint64_t storm_caught_up;  /* resumed streams that got the first event published after
+                                  the drop, every earlier one included */
+    uint64_t storm_gaps;       /* gaps, duplicates and out-of-order events on resumed streams */
+    uint64_t storm_duplicates;
+    uint64_t storm_out_of_order;
+    uint64_t storm_live_max;   /* ns from the drop until the last stream was live again */
+    uint64_t storm_catchup_max; /* ns from the drop until the last stream caught up */
     char first_error[96];      /* the first error's text, for the report */
 } fr_counters_t;
 

@@ -34,6 +34,7 @@ static void on_subs_closed(fr_subs_t *subs) {
     fin->c = subs->c;
     fin->latency = subs->latency;
     fin->connect = subs->connect;
+    fin->storm = subs->storm;
     fr_ipc_send(&k->ch, FR_IPC_FINAL, fin, sizeof *fin);
     free(fin);
     uv_close((uv_handle_t *)&k->snap, NULL);
@@ -61,6 +62,12 @@ static void on_eof(fr_ipc_t *ch) {
 
 static void on_record(fr_ipc_t *ch, uint32_t type, const void *data, size_t len) {
     child_t *k = ch->data;
+    if (type == FR_IPC_STORM && len == sizeof(fr_ipc_storm_t) && !k->ending) {
+        fr_ipc_storm_t st;
+        memcpy(&st, data, sizeof st);
+        fr_subs_storm(k->subs, st.g_drop);
+        return;
+    }
     if (type != FR_IPC_WINDOW || len != sizeof(fr_ipc_window_t) || k->ending)
         return;
     fr_ipc_window_t w;

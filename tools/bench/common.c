@@ -44,6 +44,18 @@ void fr_counters_add(fr_counters_t *a, const fr_counters_t *b) {
     a->bytes += b->bytes;
     a->reads += b->reads;
     a->windows += b->windows;
+    a->storm_dropped += b->storm_dropped;
+    a->storm_no_id += b->storm_no_id;
+    a->storm_live += b->storm_live;
+    a->storm_failed += b->storm_failed;
+    a->storm_caught_up += b->storm_caught_up;
+    a->storm_gaps += b->storm_gaps;
+    a->storm_duplicates += b->storm_duplicates;
+    a->storm_out_of_order += b->storm_out_of_order;
+    if (b->storm_live_max > a->storm_live_max)
+        a->storm_live_max = b->storm_live_max;
+    if (b->storm_catchup_max > a->storm_catchup_max)
+        a->storm_catchup_max = b->storm_catchup_max;
     if (b->last_delivery_rt > a->last_delivery_rt)
         a->last_delivery_rt = b->last_delivery_rt;
     if (b->interval_lat_max > a->interval_lat_max)

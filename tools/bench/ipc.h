@@ -3,7 +3,8 @@
  *   child  -> parent   READY   fr_counters_t        connect phase over
  *                      SNAP    fr_counters_t        once a second (10 times a second in the tail)
  *                      FINAL   fr_ipc_final_t       counters and histograms, just before exit
- *   parent -> child    WINDOW  fr_ipc_window_t      publishing is over: the measured events
+ *   parent -> child    STORM   fr_ipc_storm_t       --storm: drop every stream and resume it
+ *                      WINDOW  fr_ipc_window_t      publishing is over: the measured events
  *                      (EOF)                        stop: close the streams and send FINAL
  *
  * A record is a 8-byte header (type, payload length) and the payload as raw bytes: both ends
@@ -18,16 +19,21 @@
 #include "bench.h"
 #include "hist.h"
 
-enum { FR_IPC_READY = 1, FR_IPC_SNAP, FR_IPC_FINAL, FR_IPC_WINDOW };
+enum { FR_IPC_READY = 1, FR_IPC_SNAP, FR_IPC_FINAL, FR_IPC_WINDOW, FR_IPC_STORM };
 
 typedef struct fr_ipc_window_s {
     uint64_t g0, g1; /* events [g0, g1) were published after warmup */
 } fr_ipc_window_t;
 
+typedef struct fr_ipc_storm_s {
+    uint64_t g_drop; /* events published when the parent decided the drop */
+} fr_ipc_storm_t;
+
 typedef struct fr_ipc_final_s {
     fr_counters_t c;
     fr_hist_t latency;
     fr_hist_t connect;
+    fr_hist_t storm;
 } fr_ipc_final_t;
 
 typedef struct fr_ipc_s fr_ipc_t;

@@ -35,7 +35,12 @@ void fr_opts_usage(FILE *out) {
             "                      e.g. 127.0.0.1-127.0.0.8 (default: one per 2,000 subscribers\n"
             "                      from 127.0.0.1 when there are more than 2,000)\n"
             " --pipeline <k>       Publish requests in flight on the keep-alive connection (1)\n"
-            " --server-pid <pid>   Report the server's RSS and CPU from /proc\n"
+            " --server-pid <pid>[,<pid>...]\n"
+            "                      Report the server's RSS and CPU from /proc, summed over the\n"
+            "                      PIDs given (e.g. an nginx master and its workers)\n"
+            " --storm              At measure start, close every stream at once and reopen it\n"
+            "                      with Last-Event-ID while publishing goes on; report the time\n"
+            "                      until all are live again, and gaps and duplicates\n"
             " --connect-timeout <s> Connect phase limit (30)\n"
             " --connect-burst <n>  Connects in flight per process (256)\n"
             " --prefix <str>       Topic name prefix (t)\n"
@@ -105,6 +110,29 @@ static int loopback(const char *what, const char *arg, uint32_t *addr) {
     return 0;
 }
 
+/* --server-pid: one PID or a comma-separated list. */
+static int pid_list(const char *arg, fr_opts_t *o) {
+    const char *p = arg;
+    o->nserver_pids = 0;
+    for (;;) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno || end == p || v < 1 || v > (1L << 30) || (*end && *end != ',') ||
+            o->nserver_pids == FR_MAX_SERVER_PIDS) {
+            fprintf(stderr,
+                    "freshet-bench: --server-pid wants a PID or a list of up to %d PIDs "
+                    "separated by commas, got '%s'\n",
+                    FR_MAX_SERVER_PIDS, arg);
+            return -1;
+        }
+        o->server_pids[o->nserver_pids++] = (int)v;
+        if (!*end)
+            return 0;
+        p = end + 1;
+    }
+}
+
 static int sources(const char *arg, fr_opts_t *o) {
     char first[32], last[32];
     const char *dash = strchr(arg, '-');
@@ -142,6 +170,7 @@ enum {
     OPT_SUB_PATH,
     OPT_PUB_PATH,
     OPT_PUB_PORT,
+    OPT_STORM,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -160,6 +189,7 @@ static const struct option longopts[] = {
     {"sub-path", required_argument, NULL, OPT_SUB_PATH},
     {"pub-path", required_argument, NULL, OPT_PUB_PATH},
     {"pub-port", required_argument, NULL, OPT_PUB_PORT},
+    {"storm", no_argument, NULL, OPT_STORM},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -185,7 +215,7 @@ static void defaults(fr_opts_t *o) {
 
 int fr_opts_parse(fr_opts_t *o, int argc, char **argv) {
     defaults(o);
-    uint32_t port = 3000, pid = 0, pub_port = 0;
+    uint32_t port = 3000, pub_port = 0;
     uint32_t host = 0x7f000001;
     int c, bad = 0;
     opterr = 0;
@@ -226,7 +256,7 @@ int fr_opts_parse(fr_opts_t *o, int argc, char **argv) {
             bad = count("--pipeline", optarg, 1, 4096, &o->pipeline) < 0;
             break;
         case OPT_SERVER_PID:
-            bad = count("--server-pid", optarg, 1, 1 << 30, &pid) < 0;
+            bad = pid_list(optarg, o) < 0;
             break;
         case OPT_JSON:
             o->json = 1;
@@ -254,6 +284,9 @@ int fr_opts_parse(fr_opts_t *o, int argc, char **argv) {
             break;
         case OPT_PUB_PORT:
             bad = count("--pub-port", optarg, 1, 65535, &pub_port) < 0;
+            break;
+        case OPT_STORM:
+            o->storm = 1;
             break;
         case OPT_HELP:
             fr_opts_usage(stdout);
@@ -283,7 +316,11 @@ int fr_opts_parse(fr_opts_t *o, int argc, char **argv) {
                 o->payload, FR_PAYLOAD_MIN, FR_PAYLOAD_MIN);
         o->payload = FR_PAYLOAD_MIN;
     }
-    o->server_pid = (int)pid;
+    if (o->storm && o->subscribers == 0) {
+        fprintf(stderr, "freshet-bench: --storm needs subscribers (-c)\n");
+        return 2;
+    }
+    o->server_pid = o->nserver_pids ? o->server_pids[0] : 0;
     memset(&o->server, 0, sizeof o->server);
     o->server.sin_family = AF_INET;
     o->server.sin_addr.s_addr = htonl(host);

@@ -12,7 +12,7 @@ static double ms(uint64_t ns) {
  * already one of connect_failed. */
 uint64_t fr_result_errors(const fr_result_t *r) {
     return r->c.connect_failed + r->c.disconnects + r->c.parse_errors + r->c.wrong_topic +
-           r->publish_errors;
+           r->publish_errors + r->c.storm_failed;
 }
 
 static uint64_t missing(const fr_result_t *r) {
@@ -47,6 +47,68 @@ static double rss_per_stream_kb(const fr_result_t *r) {
     if (!r->c.ready || !r->srv_ready.ok)
         return 0;
     return (double)(r->srv_ready.rss_kb - r->srv_start.rss_kb) / (double)r->c.ready;
+}
+
+static int have_pss(const fr_result_t *r) {
+    return r->srv_start.pss_kb >= 0 && r->srv_ready.pss_kb >= 0 && r->srv_end.pss_kb >= 0;
+}
+
+static double pss_per_stream_kb(const fr_result_t *r) {
+    if (!r->c.ready || !r->srv_ready.ok || !have_pss(r))
+        return 0;
+    return (double)(r->srv_ready.pss_kb - r->srv_start.pss_kb) / (double)r->c.ready;
+}
+
+/* "pid 12" or "pids 12,13,14". */
+static void pid_text(char *out, size_t cap, const fr_opts_t *o) {
+    size_t n = (size_t)snprintf(out, cap, "pid%s ", o->nserver_pids > 1 ? "s" : "");
+    for (uint32_t i = 0; i < o->nserver_pids && n < cap; i++)
+        n += (size_t)snprintf(out + n, cap - n, "%s%d", i ? "," : "", o->server_pids[i]);
+}
+
+static void storm_text(FILE *out, const fr_result_t *r) {
+    const fr_counters_t *c = &r->c;
+    fprintf(out, "  storm         %" PRIu64 " streams dropped at once (%" PRIu64 " without an id): ",
+            c->storm_dropped, c->storm_no_id);
+    if (c->storm_dropped && c->storm_live == c->storm_dropped)
+        fprintf(out, "all live again after %.3f s", (double)c->storm_live_max / 1e9);
+    else
+        fprintf(out, "%" PRIu64 " live again (the last after %.3f s)", c->storm_live,
+                (double)c->storm_live_max / 1e9);
+    fprintf(out, " (each: p50 %.3f ms, p99 %.3f ms), %" PRIu64 " failed\n",
+            ms(fr_hist_quantile(&r->storm, 0.5)), ms(fr_hist_quantile(&r->storm, 0.99)),
+            c->storm_failed);
+    fprintf(out,
+            "                %" PRIu64 " caught up (the last after %.3f s); after the reconnect "
+            "%" PRIu64 " gaps, %" PRIu64 " duplicates, %" PRIu64 " out of order\n",
+            c->storm_caught_up, (double)c->storm_catchup_max / 1e9, c->storm_gaps,
+            c->storm_duplicates, c->storm_out_of_order);
+}
+
+static void storm_json(FILE *out, const fr_result_t *r) {
+    const fr_counters_t *c = &r->c;
+    const fr_hist_t *h = &r->storm;
+    if (!r->opts->storm) {
+        fprintf(out, "\"storm\":null,");
+        return;
+    }
+    fprintf(out, "\"storm\":{\"dropped\":%" PRIu64 ",\"without_id\":%" PRIu64 ",\"live\":%" PRIu64
+                 ",\"failed\":%" PRIu64 ",\"storm_s\":",
+            c->storm_dropped, c->storm_no_id, c->storm_live, c->storm_failed);
+    if (c->storm_dropped && c->storm_live == c->storm_dropped)
+        fprintf(out, "%.3f", (double)c->storm_live_max / 1e9);
+    else
+        fprintf(out, "null");
+    fprintf(out, ",\"reconnect_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f},",
+            ms(fr_hist_quantile(h, 0.5)), ms(fr_hist_quantile(h, 0.99)), ms(h->max));
+    fprintf(out, "\"caught_up\":%" PRIu64 ",\"catchup_s\":", c->storm_caught_up);
+    if (c->storm_dropped && c->storm_caught_up == c->storm_dropped)
+        fprintf(out, "%.3f", (double)c->storm_catchup_max / 1e9);
+    else
+        fprintf(out, "null");
+    fprintf(out,
+            ",\"gaps\":%" PRIu64 ",\"duplicates\":%" PRIu64 ",\"out_of_order\":%" PRIu64 "},",
+            c->storm_gaps, c->storm_duplicates, c->storm_out_of_order);
 }
 
 void fr_report_text(FILE *out, const fr_result_t *r) {
@@ -89,23 +151,37 @@ void fr_report_text(FILE *out, const fr_result_t *r) {
             "  integrity     %" PRIu64 " gaps, %" PRIu64 " duplicates, %" PRIu64
             " out of order, %" PRIu64 " of a wrong topic\n",
             r->c.gaps, r->c.duplicates, r->c.out_of_order, r->c.wrong_topic);
+    char storm_failed[48] = "";
+    if (o->storm) {
+        storm_text(out, r);
+        snprintf(storm_failed, sizeof storm_failed, ", storm reconnects %" PRIu64,
+                 r->c.storm_failed);
+    }
     fprintf(out,
             "  errors        %" PRIu64 " (connect %" PRIu64 " of which HTTP %" PRIu64
-            ", disconnects %" PRIu64 ", parse %" PRIu64 ", publish %" PRIu64 ")\n",
+            ", disconnects %" PRIu64 ", parse %" PRIu64 ", publish %" PRIu64 "%s)\n",
             fr_result_errors(r), r->c.connect_failed, r->c.http_errors, r->c.disconnects,
-            r->c.parse_errors, r->publish_errors);
+            r->c.parse_errors, r->publish_errors, storm_failed);
     fprintf(out,
             "  also          %" PRIu64 " heartbeats, %" PRIu64 " dropped notices, %" PRIu64
             " foreign events, %.1f MB read\n",
             r->c.heartbeats, r->c.dropped_notices, r->c.other_events, (double)r->c.bytes / 1e6);
+    char pids[FR_MAX_SERVER_PIDS * 12 + 8];
+    pid_text(pids, sizeof pids, o);
     if (have_server(r)) {
         fprintf(out,
-                "  server        pid %d: RSS %ld KB before, %ld KB connected (%.2f KB per "
+                "  server        %s: RSS %ld KB before, %ld KB connected (%.2f KB per "
                 "stream), %ld KB at the end; CPU %.1f%% (%.2f s)\n",
-                o->server_pid, r->srv_start.rss_kb, r->srv_ready.rss_kb, rss_per_stream_kb(r),
+                pids, r->srv_start.rss_kb, r->srv_ready.rss_kb, rss_per_stream_kb(r),
                 r->srv_end.rss_kb, cpu_pct(r), cpu_s(r));
+        if (o->nserver_pids > 1 && have_pss(r))
+            fprintf(out,
+                    "                summed over the PIDs; PSS %ld KB before, %ld KB connected "
+                    "(%.2f KB per stream), %ld KB at the end\n",
+                    r->srv_start.pss_kb, r->srv_ready.pss_kb, pss_per_stream_kb(r),
+                    r->srv_end.pss_kb);
     } else if (r->server) {
-        fprintf(out, "  server        pid %d could not be read from /proc\n", o->server_pid);
+        fprintf(out, "  server        %s could not be read from /proc\n", pids);
     }
     if (r->first_error[0])
         fprintf(out, "  first error   %s\n", r->first_error);
@@ -169,15 +245,28 @@ void fr_report_json(FILE *out, const fr_result_t *r) {
             ",\"bytes_read\":%" PRIu64 ",\"events_per_read\":%.3f,",
             r->c.heartbeats, r->c.dropped_notices, r->c.other_events, r->c.bytes,
             events_per_read(r));
+    storm_json(out, r);
     if (have_server(r)) {
         double cs = cpu_s(r);
+        fprintf(out, "\"server\":{\"pid\":%d,\"pids\":[", o->server_pid);
+        for (uint32_t i = 0; i < o->nserver_pids; i++)
+            fprintf(out, "%s%d", i ? "," : "", o->server_pids[i]);
         fprintf(out,
-                "\"server\":{\"pid\":%d,\"rss_kb_start\":%ld,\"rss_kb_connected\":%ld,"
+                "],\"rss_kb_start\":%ld,\"rss_kb_connected\":%ld,"
                 "\"rss_kb_end\":%ld,\"rss_kb_per_stream\":%.3f,\"cpu_s\":%.2f,"
-                "\"cpu_pct\":%.1f,\"cpu_us_per_delivery\":%.3f},",
-                o->server_pid, r->srv_start.rss_kb, r->srv_ready.rss_kb, r->srv_end.rss_kb,
+                "\"cpu_pct\":%.1f,\"cpu_us_per_delivery\":%.3f,",
+                r->srv_start.rss_kb, r->srv_ready.rss_kb, r->srv_end.rss_kb,
                 rss_per_stream_kb(r), cs, cpu_pct(r),
                 r->c.delivered ? cs * 1e6 / (double)r->c.delivered : 0.0);
+        if (have_pss(r))
+            fprintf(out,
+                    "\"pss_kb_start\":%ld,\"pss_kb_connected\":%ld,\"pss_kb_end\":%ld,"
+                    "\"pss_kb_per_stream\":%.3f},",
+                    r->srv_start.pss_kb, r->srv_ready.pss_kb, r->srv_end.pss_kb,
+                    pss_per_stream_kb(r));
+        else
+            fprintf(out, "\"pss_kb_start\":null,\"pss_kb_connected\":null,\"pss_kb_end\":null,"
+                         "\"pss_kb_per_stream\":null},");
     } else {
         fprintf(out, "\"server\":null,");
     }

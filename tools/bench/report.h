@@ -17,6 +17,7 @@ typedef struct fr_result_s {
     fr_hist_t latency;         /* measured deliveries */
     fr_hist_t connect;         /* connect until the stream's first frame */
     fr_hist_t ack;             /* publish written until answered */
+    fr_hist_t storm;           /* --storm: the drop until each stream's first frame after it */
     uint64_t published;        /* events sent after warmup (the measured window) */
     uint64_t warmup_published; /* events sent during warmup */
     uint64_t publish_ok;       /* 2xx answers (warmup included) */

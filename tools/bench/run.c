@@ -62,8 +62,8 @@ double fr_run_bound_s(const fr_opts_t *o) {
 }
 
 static void sample(run_t *r, fr_procstat_t *at) {
-    if (r->o->server_pid)
-        fr_procstat_sample(r->o->server_pid, at);
+    if (r->o->nserver_pids)
+        fr_procstat_sample(r->o->server_pids, r->o->nserver_pids, at);
 }
 
 /* Everything the subscribers counted so far, wherever they run. */
@@ -103,17 +103,22 @@ static void on_progress(uv_timer_t *t) {
         const char *ph = phase_names[r->phase];
         if (r->phase == PH_PUBLISH && fr_now_rt() < r->pub.measure_rt)
             ph = "warmup";
+        char storm[64] = "";
+        if (c.storm_dropped)
+            snprintf(storm, sizeof storm, ", storm: %llu/%llu live again",
+                     (unsigned long long)c.storm_live, (unsigned long long)c.storm_dropped);
         fprintf(stderr,
                 "freshet-bench %6.1fs %s: sent %llu (%.0f/s, %.1f ms behind), "
                 "received %.0f/s, worst latency %.2f ms, gaps %llu, dup %llu, ooo %llu, "
-                "errors %llu\n",
+                "errors %llu%s\n",
                 elapsed, ph, (unsigned long long)r->pub.next,
                 (double)(r->pub.next - r->prev_sent) / dt, (double)r->pub.lag_now / 1e6,
                 (double)(events - r->prev_events) / dt, (double)imax / 1e6,
                 (unsigned long long)c.gaps, (unsigned long long)c.duplicates,
                 (unsigned long long)c.out_of_order,
                 (unsigned long long)(c.connect_failed + c.disconnects + c.parse_errors +
-                                     c.wrong_topic + r->pub.errors));
+                                     c.wrong_topic + r->pub.errors),
+                storm);
         r->prev_events = events;
     }
     r->prev_sent = r->pub.next;
@@ -168,11 +173,13 @@ static void maybe_finish(run_t *r) {
     if (r->local) {
         fr_hist_merge(&res->latency, &r->local->latency);
         fr_hist_merge(&res->connect, &r->local->connect);
+        fr_hist_merge(&res->storm, &r->local->storm);
     }
     for (uint32_t i = 0; i < r->nshards; i++) {
         if (r->shards[i].fin) {
             fr_hist_merge(&res->latency, &r->shards[i].fin->latency);
             fr_hist_merge(&res->connect, &r->shards[i].fin->connect);
+            fr_hist_merge(&res->storm, &r->shards[i].fin->storm);
         } else {
             fr_counters_error(&res->c, "child %d sent no final report: latencies missing",
                               (int)r->shards[i].pid);
@@ -288,9 +295,22 @@ static void on_sigint(uv_signal_t *s, int signum) {
 
 /* ---- publishing ------------------------------------------------------------------------ */
 
+/* --storm: every group drops its streams now and resumes them while publishing goes on. */
+static void storm(run_t *r) {
+    fr_ipc_storm_t st = {r->pub.next};
+    if (!r->o->storm)
+        return;
+    if (r->local)
+        fr_subs_storm(r->local, st.g_drop);
+    for (uint32_t i = 0; i < r->nshards; i++)
+        if (!r->shards[i].ch.eof)
+            fr_ipc_send(&r->shards[i].ch, FR_IPC_STORM, &st, sizeof st);
+}
+
 static void on_measure(uv_timer_t *t) {
     run_t *r = t->data;
     sample(r, &r->res.srv_measure);
+    storm(r);
 }
 
 /* Publishing is over: tell every group which events it should have seen, then wait in the tail
@@ -315,10 +335,12 @@ static void on_pub_connected(fr_pub_t *p) {
         end_run(r);
         return;
     }
-    if (r->o->warmup > 0)
+    if (r->o->warmup > 0) {
         uv_timer_start(&r->measure, on_measure, (uint64_t)(r->o->warmup * 1000), 0);
-    else
+    } else {
         sample(r, &r->res.srv_measure);
+        storm(r);
+    }
     fr_pub_start(p, on_pub_done);
 }
 
@@ -398,7 +420,8 @@ int fr_run_parent(const fr_opts_t *o, const fr_child_t *children, uint32_t nchil
     r->t0 = r->prev_at = fr_now_mono();
     sample(r, &r->res.srv_start);
     if (o->server_pid && !r->res.srv_start.ok)
-        fprintf(stderr, "freshet-bench: cannot read /proc/%d: no server figures\n", o->server_pid);
+        fprintf(stderr, "freshet-bench: cannot read /proc/%d%s: no server figures\n",
+                o->server_pid, o->nserver_pids > 1 ? " (or another PID given)" : "");
 
     uv_timer_t *timers[] = {&r->progress, &r->measure, &r->tail, &r->caught_up, &r->deadline};
     for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++) {

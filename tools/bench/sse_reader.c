@@ -18,12 +18,14 @@ enum {
 };
 /* SSE line states. */
 enum { LS_START, LS_NAME, LS_VALUE_START, LS_VALUE };
-/* Fields of interest; everything else (id included) is skipped. */
-enum { F_OTHER, F_DATA, F_EVENT, F_RETRY, F_COMMENT };
+/* Fields of interest; everything else is skipped. */
+enum { F_OTHER, F_DATA, F_EVENT, F_RETRY, F_COMMENT, F_ID };
 
 #define FL_CHUNKED 0x01     /* Transfer-Encoding: chunked was in the head */
 #define FL_HAVE_DATA 0x02   /* the block's first data line is complete */
 #define FL_SIZE_DIGITS 0x04 /* the chunk-size line had at least one hex digit */
+#define FL_HAVE_ID 0x08     /* the block had an id line */
+#define FL_ID_LONG 0x10     /* that id did not fit in id[] */
 
 void fr_sse_reader_init(fr_sse_reader_t *r) {
     memset(r, 0, sizeof *r);
@@ -38,6 +40,8 @@ static int classify(const char *name, size_t len) {
         return F_EVENT;
     if (len == 5 && memcmp(name, "retry", 5) == 0)
         return F_RETRY;
+    if (len == 2 && memcmp(name, "id", 2) == 0)
+        return F_ID;
     return F_OTHER;
 }
 
@@ -60,12 +64,34 @@ static void line_end(fr_sse_reader_t *r, const fr_sse_hooks_t *hooks, void *ud) 
     case F_COMMENT:
         hooks->on_comment(ud);
         break;
+    case F_ID:
+        if (r->idlen && r->id[r->idlen - 1] == '\r')
+            r->idlen--;
+        if (r->idlen > FR_SSE_ID_MAX - 1)
+            r->flags |= FL_ID_LONG;
+        /* An id holding NUL is ignored, as EventSource ignores it. */
+        if (memchr(r->id, '\0', r->idlen) == NULL)
+            r->flags |= FL_HAVE_ID;
+        break;
     }
     r->line_state = LS_START;
 }
 
-/* A blank line ends the block: dispatch it when it had data, as EventSource does. */
+/* A field line begins: an id line replaces the block's id so far (the last one wins). */
+static void field_start(fr_sse_reader_t *r, uint8_t field) {
+    r->field = field;
+    if (field == F_ID) {
+        r->idlen = 0;
+        r->flags &= (uint8_t)~FL_ID_LONG;
+    }
+}
+
+/* A blank line ends the block: its id (if any) becomes the stream's last id, and the block is
+ * dispatched when it had data, as EventSource does. */
 static void dispatch(fr_sse_reader_t *r, const fr_sse_hooks_t *hooks, void *ud) {
+    if (r->flags & FL_HAVE_ID)
+        hooks->on_id(ud, r->id, r->idlen, (r->flags & FL_ID_LONG) != 0);
+    r->flags &= (uint8_t) ~(FL_HAVE_ID | FL_ID_LONG);
     if (r->flags & FL_HAVE_DATA)
         hooks->on_event(ud, r->event, r->elen, r->data, r->dlen);
     r->flags &= (uint8_t)~FL_HAVE_DATA;
@@ -99,12 +125,12 @@ static void sse_feed(fr_sse_reader_t *r, const char *p, size_t n, const fr_sse_h
             while (p < end) {
                 char c = *p++;
                 if (c == ':') {
-                    r->field = (uint8_t)classify(r->line, r->llen);
+                    field_start(r, (uint8_t)classify(r->line, r->llen));
                     r->line_state = LS_VALUE_START;
                     break;
                 }
                 if (c == '\n') { /* a field name alone means an empty value */
-                    r->field = (uint8_t)classify(r->line, r->llen);
+                    field_start(r, (uint8_t)classify(r->line, r->llen));
                     line_end(r, hooks, ud);
                     break;
                 }
@@ -131,6 +157,15 @@ static void sse_feed(fr_sse_reader_t *r, const char *p, size_t n, const fr_sse_h
                 size_t take = seg < room ? seg : room;
                 memcpy(r->event + r->elen, p, take);
                 r->elen = (uint8_t)(r->elen + take);
+            } else if (r->field == F_ID) {
+                /* One byte more than an id may hold, so a '\r' before the '\n' still fits
+                 * when the id itself does; what does not fit marks the id as too long. */
+                size_t room = sizeof r->id - r->idlen;
+                size_t take = seg < room ? seg : room;
+                memcpy(r->id + r->idlen, p, take);
+                r->idlen = (uint8_t)(r->idlen + take);
+                if (take < seg)
+                    r->flags |= FL_ID_LONG;
             }
             p = stop;
             if (nl) {

@@ -2,7 +2,9 @@
  * text/event-stream fields, fed with whatever bytes a read returned. No I/O and no allocation:
  * the state lives in a struct embedded in each connection, and an event's data is reported
  * as the first FR_PAYLOAD_HEAD bytes of its first data line (all freshet-bench needs; the rest
- * is skipped with memchr).
+ * is skipped with memchr). An `id:` value is kept whole, up to FR_SSE_ID_MAX - 1 bytes, so a
+ * stream can resume with it: freshet's `1732180000123-4` (or one such part per topic), nchan's
+ * `1732180000:0`, a plain number.
  *
  *   bytes --> [head: status line, Transfer-Encoding] --> [chunk sizes / chunk data] --+
  *                                                                                     |
@@ -18,12 +20,19 @@
 
 #include "payload.h"
 
+/* Room for an id and its NUL; a longer id is reported as too long. */
+#define FR_SSE_ID_MAX 96
+
 typedef struct fr_sse_hooks_s {
     /* A block with at least one data line ended. `event` is the event name ("" when none,
      * cut to 15 bytes), `data` the head of the first data line. Both are borrowed. */
     void (*on_event)(void *ud, const char *event, size_t elen, const char *data, size_t dlen);
     void (*on_comment)(void *ud); /* a line starting with ':' (freshet's heartbeat) */
     void (*on_retry)(void *ud);   /* a retry: line (freshet's first frame) */
+    /* A block that ends (blank line) carried an id: line: it sets the stream's last event id,
+     * as EventSource does, before on_event for the same block. `id` is borrowed; `len` is 0
+     * for an empty id (which clears it), and `too_long` says the id was cut. */
+    void (*on_id)(void *ud, const char *id, size_t len, int too_long);
 } fr_sse_hooks_t;
 
 typedef struct fr_sse_reader_s {
@@ -36,9 +45,11 @@ typedef struct fr_sse_reader_s {
     uint8_t llen;               /* bytes in line[] */
     uint8_t dlen;               /* bytes in data[] */
     uint8_t elen;               /* bytes in event[] */
+    uint8_t idlen;              /* bytes in id[] */
     char line[32];              /* head of a header line, or an SSE field name */
     char data[FR_PAYLOAD_HEAD]; /* head of the block's first data line */
     char event[16];             /* the block's event name */
+    char id[FR_SSE_ID_MAX];     /* the block's id */
 } fr_sse_reader_t;
 
 enum {

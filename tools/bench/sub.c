@@ -19,14 +19,17 @@ enum {
     SUB_STREAMING,  /* the stream started */
     SUB_CLOSING,    /* uv_close called */
     SUB_CLOSED,     /* no handle (never opened, or closed) */
+    SUB_REDIAL,     /* closed by the storm, waiting for its turn to reconnect (no handle) */
 };
 
 static void start_more(fr_subs_t *g);
 static void on_event(void *ud, const char *event, size_t elen, const char *data, size_t dlen);
 static void on_comment(void *ud);
 static void on_retry(void *ud);
+static void on_id(void *ud, const char *id, size_t len, int too_long);
+static void storm_more(fr_subs_t *g);
 
-static const fr_sse_hooks_t hooks = {on_event, on_comment, on_retry};
+static const fr_sse_hooks_t hooks = {on_event, on_comment, on_retry, on_id};
 
 static void handle_closed(fr_subs_t *g) {
     if (--g->_open == 0 && g->_closing) {
@@ -37,10 +40,17 @@ static void handle_closed(fr_subs_t *g) {
     }
 }
 
+/* A dropped stream reconnects only once its handle is closed: the handle's memory is reused.
+ * handle_closed may free the group when it is closing, so nothing is touched after it then. */
 static void on_sub_close(uv_handle_t *h) {
     fr_sub_t *sub = FR_CONTAINER_OF(h, fr_sub_t, tcp);
-    sub->state = SUB_CLOSED;
-    handle_closed(sub->group);
+    fr_subs_t *g = sub->group;
+    int redial = sub->dropping && !g->_closing;
+    sub->dropping = 0;
+    sub->state = redial ? SUB_REDIAL : SUB_CLOSED;
+    handle_closed(g);
+    if (redial)
+        storm_more(g);
 }
 
 static void on_timer_close(uv_handle_t *h) {
@@ -48,7 +58,8 @@ static void on_timer_close(uv_handle_t *h) {
 }
 
 static void close_sub(fr_sub_t *sub) {
-    if (sub->state == SUB_CLOSING || sub->state == SUB_CLOSED || sub->state == SUB_IDLE)
+    if (sub->state == SUB_CLOSING || sub->state == SUB_CLOSED || sub->state == SUB_IDLE ||
+        sub->state == SUB_REDIAL)
         return;
     sub->state = SUB_CLOSING;
     uv_close((uv_handle_t *)&sub->tcp, on_sub_close);
@@ -78,11 +89,25 @@ static void settle(fr_subs_t *g) {
     maybe_connected(g);
 }
 
-/* The stream failed or ended. Before it started this is a failed connect; afterwards a
- * disconnect, which the run reports as an error (events after it are lost). */
+/* A storm reconnect left its connect phase, live again or failed: make room for the next. */
+static void storm_settle(fr_subs_t *g) {
+    g->_connecting--;
+    if (!g->_in_start)
+        storm_more(g);
+}
+
+/* The stream failed or ended. Before it started this is a failed connect (or a failed storm
+ * reconnect); afterwards a disconnect, which the run reports as an error (events after it are
+ * lost). */
 static void lost(fr_sub_t *sub, const char *why) {
     fr_subs_t *g = sub->group;
-    if (sub->state == SUB_CONNECTING) {
+    if (sub->state == SUB_CONNECTING && sub->resumed) {
+        g->c.storm_failed++;
+        fr_counters_error(&g->c, "subscriber %u, reconnecting: %s",
+                          g->_first + (uint32_t)(sub - g->_subs), why);
+        close_sub(sub);
+        storm_settle(g);
+    } else if (sub->state == SUB_CONNECTING) {
         g->c.connect_failed++;
         fr_counters_error(&g->c, "subscriber %u: %s", g->_first + (uint32_t)(sub - g->_subs), why);
         close_sub(sub);
@@ -102,6 +127,15 @@ static void become_ready(fr_sub_t *sub) {
     if (sub->state != SUB_CONNECTING)
         return;
     sub->state = SUB_STREAMING;
+    if (sub->resumed) { /* live again after the storm */
+        uint64_t dt = fr_now_mono() - g->_storm_at;
+        g->c.storm_live++;
+        if (dt > g->c.storm_live_max)
+            g->c.storm_live_max = dt;
+        fr_hist_record(&g->storm, dt);
+        storm_settle(g);
+        return;
+    }
     sub->was_ready = 1;
     g->c.ready++;
     fr_hist_record(&g->connect, fr_now_mono() - sub->started);
@@ -110,6 +144,25 @@ static void become_ready(fr_sub_t *sub) {
 
 static void on_retry(void *ud) {
     become_ready(ud);
+}
+
+/* The id of every event is kept: it is what a browser would send back as Last-Event-ID. */
+static void on_id(void *ud, const char *id, size_t len, int too_long) {
+    fr_sub_t *sub = ud;
+    if (too_long) {
+        sub->idlen = 0;
+        fr_counters_error(&sub->group->c,
+                          "an event id longer than %d bytes: streams cannot resume with it",
+                          FR_SSE_ID_MAX - 1);
+        return;
+    }
+    memcpy(sub->last_id, id, len);
+    sub->idlen = (uint8_t)len;
+}
+
+/* Events of topic k among global indices [0, n): round-robin puts index i on topic i % M. */
+static uint64_t topic_share(uint64_t n, uint32_t k, uint32_t m) {
+    return n / m + (k < n % m ? 1 : 0);
 }
 
 static void on_comment(void *ud) {
@@ -143,12 +196,28 @@ static void on_event(void *ud, const char *event, size_t elen, const char *data,
         sub->next_seq++;
     } else if (p.seq > sub->next_seq) {
         g->c.gaps += p.seq - sub->next_seq;
+        if (sub->resumed)
+            g->c.storm_gaps += p.seq - sub->next_seq;
         sub->next_seq = p.seq + 1;
     } else if (p.seq + 1 == sub->next_seq) {
         g->c.duplicates++;
+        if (sub->resumed)
+            g->c.storm_duplicates++;
         return;
     } else {
         g->c.out_of_order++;
+        if (sub->resumed)
+            g->c.storm_out_of_order++;
+    }
+    /* Caught up: the first event published after the drop arrived, every earlier one either
+     * before the drop or through the resume (the order check above counts what was not). */
+    if (sub->resumed && !sub->caught_up &&
+        p.seq >= topic_share(g->_storm_g, sub->topic, g->_opts->topics)) {
+        uint64_t dt = fr_now_mono() - g->_storm_at;
+        sub->caught_up = 1;
+        g->c.storm_caught_up++;
+        if (dt > g->c.storm_catchup_max)
+            g->c.storm_catchup_max = dt;
     }
     uint64_t lat = g->_now_rt > p.t ? g->_now_rt - p.t : 0;
     if (lat > g->c.interval_lat_max)
@@ -184,7 +253,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
         return;
     char why[64];
     if (rc == FR_SSE_ESTATUS) {
-        g->c.http_errors++;
+        if (!sub->resumed) /* a refused reconnect is one of storm_failed instead */
+            g->c.http_errors++;
         snprintf(why, sizeof why, "answered HTTP %u instead of a stream", sub->reader.status);
     } else if (rc == FR_SSE_EPROTO) {
         g->c.parse_errors++;
@@ -209,11 +279,14 @@ static void on_late_write(uv_write_t *req, int status) {
 static int send_request(fr_sub_t *sub) {
     fr_subs_t *g = sub->group;
     const fr_opts_t *o = g->_opts;
-    char req[512];
+    char req[512], resume[FR_SSE_ID_MAX + 32] = "";
+    if (sub->resumed && sub->idlen)
+        snprintf(resume, sizeof resume, "Last-Event-ID: %.*s\r\n", (int)sub->idlen, sub->last_id);
     int n = snprintf(req, sizeof req,
                      "GET %s%s%u HTTP/1.1\r\nHost: %s:%u\r\nAccept: text/event-stream\r\n"
-                     "Cache-Control: no-cache\r\n\r\n",
-                     o->sub_path, o->prefix, sub->topic, o->host, ntohs(o->server.sin_port));
+                     "Cache-Control: no-cache\r\n%s\r\n",
+                     o->sub_path, o->prefix, sub->topic, o->host, ntohs(o->server.sin_port),
+                     resume);
     uv_buf_t b = uv_buf_init(req, (unsigned)n);
     int rc = uv_try_write((uv_stream_t *)&sub->tcp, &b, 1);
     if (rc == n)
@@ -249,24 +322,28 @@ static void on_connect(uv_connect_t *req, int status) {
     }
 }
 
-/* Opens connection i. Binding a source address first spreads the connections over several
- * 127.0.0.x, each with its own ephemeral port range; IP_BIND_ADDRESS_NO_PORT leaves the port
- * choice to connect(), so a bound socket does not reserve a port for every destination. */
-static void start_one(fr_subs_t *g, uint32_t i) {
-    fr_sub_t *sub = &g->_subs[i];
+/* Opens the connection of a subscriber, the first time or after the storm. Binding a source
+ * address first spreads the connections over several 127.0.0.x, each with its own ephemeral
+ * port range; IP_BIND_ADDRESS_NO_PORT leaves the port choice to connect(), so a bound socket
+ * does not reserve a port for every destination. */
+static void dial(fr_sub_t *sub) {
+    fr_subs_t *g = sub->group;
     const fr_opts_t *o = g->_opts;
-    uint32_t j = g->_first + i;
+    uint32_t j = g->_first + (uint32_t)(sub - g->_subs);
     char why[96];
-    sub->group = g;
-    sub->topic = j % o->topics;
     fr_sse_reader_init(&sub->reader);
     g->_connecting++;
     int rc = uv_tcp_init_ex(g->_loop, &sub->tcp, AF_INET);
     if (rc < 0) { /* no handle was opened, so there is none to close */
-        g->c.connect_failed++;
         fr_counters_error(&g->c, "subscriber %u: socket: %s", j, uv_strerror(rc));
         sub->state = SUB_CLOSED;
-        settle(g);
+        if (sub->resumed) {
+            g->c.storm_failed++;
+            storm_settle(g);
+        } else {
+            g->c.connect_failed++;
+            settle(g);
+        }
         return;
     }
     g->_open++;
@@ -293,6 +370,13 @@ static void start_one(fr_subs_t *g, uint32_t i) {
         snprintf(why, sizeof why, "connect: %s", uv_strerror(rc));
         lost(sub, why);
     }
+}
+
+static void start_one(fr_subs_t *g, uint32_t i) {
+    fr_sub_t *sub = &g->_subs[i];
+    sub->group = g;
+    sub->topic = (g->_first + i) % g->_opts->topics;
+    dial(sub);
 }
 
 static void start_more(fr_subs_t *g) {
@@ -345,11 +429,6 @@ void fr_subs_start(fr_subs_t *g, fr_subs_cb on_connected) {
     start_more(g);
 }
 
-/* Events of topic k among global indices [0, n): round-robin puts index i on topic i % M. */
-static uint64_t topic_share(uint64_t n, uint32_t k, uint32_t m) {
-    return n / m + (k < n % m ? 1 : 0);
-}
-
 void fr_subs_set_window(fr_subs_t *g, uint64_t g0, uint64_t g1) {
     uint32_t m = g->_opts->topics;
     g->c.windows = 1;
@@ -357,6 +436,43 @@ void fr_subs_set_window(fr_subs_t *g, uint64_t g0, uint64_t g1) {
         const fr_sub_t *sub = &g->_subs[i];
         if (sub->was_ready)
             g->c.expected += topic_share(g1, sub->topic, m) - topic_share(g0, sub->topic, m);
+    }
+}
+
+/* Reconnects dropped streams in index order, --connect-burst at a time. Closes complete in one
+ * loop iteration (in reverse order), so the walk waits at the first stream still closing and
+ * on_sub_close resumes it. */
+static void storm_more(fr_subs_t *g) {
+    if (g->_closing)
+        return;
+    g->_in_start = 1;
+    while (g->_redial_next < g->_count && g->_connecting < g->_opts->connect_burst) {
+        fr_sub_t *sub = &g->_subs[g->_redial_next];
+        if (sub->dropping)
+            break;
+        g->_redial_next++;
+        if (sub->state == SUB_REDIAL)
+            dial(sub);
+    }
+    g->_in_start = 0;
+}
+
+void fr_subs_storm(fr_subs_t *g, uint64_t g_drop) {
+    if (g->_closing || g->_storm_at)
+        return;
+    g->_storm_at = fr_now_mono();
+    g->_storm_g = g_drop;
+    g->_redial_next = 0;
+    for (uint32_t i = 0; i < g->_count; i++) {
+        fr_sub_t *sub = &g->_subs[i];
+        if (sub->state != SUB_STREAMING)
+            continue;
+        sub->dropping = 1;
+        sub->resumed = 1;
+        g->c.storm_dropped++;
+        if (!sub->idlen)
+            g->c.storm_no_id++;
+        close_sub(sub);
     }
 }
 

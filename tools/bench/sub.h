@@ -4,7 +4,16 @@
  *
  * Nothing is allocated per event: a read lands in the group's one read buffer (reads are
  * handled one at a time), the connection's embedded reader keeps the parsing state, and
- * latencies go into the group's histogram. */
+ * latencies go into the group's histogram.
+ *
+ * --storm: fr_subs_storm() closes every streaming connection at once and reopens it, paced by
+ * --connect-burst like the first connects, with the id of the last event it received as
+ * Last-Event-ID. Order checking goes on across the reconnect (the stream keeps the sequence
+ * number it expects next), so whatever the resume lost or repeated shows as gaps or
+ * duplicates:
+ *
+ *   STREAMING --drop--> CLOSING --closed--> REDIAL --its turn--> CONNECTING --first frame-->
+ *   STREAMING (live again: storm_live, time into the storm histogram) */
 #ifndef FR_SUB_H
 #define FR_SUB_H
 
@@ -27,6 +36,11 @@ typedef struct fr_sub_s {
     uint32_t topic;    /* topic index */
     uint8_t state;     /* SUB_* in sub.c */
     uint8_t was_ready; /* the stream started, so it counts towards `expected` */
+    uint8_t dropping;  /* closed by the storm: reconnect once the close completes */
+    uint8_t resumed;   /* reconnected by the storm: figures go to the storm_* counters too */
+    uint8_t caught_up; /* resumed, and the first event published after the drop arrived */
+    uint8_t idlen;     /* bytes in last_id; 0 = no id yet */
+    char last_id[FR_SSE_ID_MAX]; /* id of the last event received, sent as Last-Event-ID */
     fr_sse_reader_t reader;
 } fr_sub_t;
 
@@ -35,6 +49,7 @@ struct fr_subs_s {
     fr_counters_t c;   /* the owner may reset c.interval_lat_max after reading it */
     fr_hist_t latency; /* measured deliveries: receive time - scheduled time */
     fr_hist_t connect; /* connect start until the stream's first frame */
+    fr_hist_t storm;   /* --storm: the drop until the stream's first frame after it */
     int connect_over;  /* every stream is ready or has failed (or the phase timed out) */
     void *data;        /* the owner's */
 
@@ -53,6 +68,9 @@ struct fr_subs_s {
     uv_timer_t _phase_timer; /* ends the connect phase after --connect-timeout */
     uv_timer_t _notify;      /* reports the end of the connect phase from a fresh stack */
     uint64_t _now_rt;        /* realtime at the current read, shared by all its events */
+    uint64_t _storm_at;      /* monotonic ns of the drop; 0 = no storm yet */
+    uint64_t _storm_g;       /* events published before the drop (global count) */
+    uint32_t _redial_next;   /* next local index the storm may reconnect */
     fr_subs_cb _on_connected;
     fr_subs_cb _on_closed;
     char _rbuf[65536];
@@ -72,6 +90,11 @@ void fr_subs_start(fr_subs_t *g, fr_subs_cb on_connected);
 /* The publisher sent events [g0, g1) after warmup, round-robin over the topics: adds to
  * c.expected what each stream that became ready should receive. */
 void fr_subs_set_window(fr_subs_t *g, uint64_t g0, uint64_t g1);
+
+/* --storm: closes every streaming connection now and reconnects each with Last-Event-ID, at
+ * most --connect-burst at a time. `g_drop` events had been published when the drop was
+ * decided: a resumed stream has caught up once it receives the first event after those. */
+void fr_subs_storm(fr_subs_t *g, uint64_t g_drop);
 
 /* Closes every connection and timer; `on_closed` is called when the last handle is closed. */
 void fr_subs_close(fr_subs_t *g, fr_subs_cb on_closed);
