@@ -42,7 +42,7 @@ static void idle_touch(fr_stream_t *s) {
     if (s->poll)
         return;
     idle_unlink(w, s);
-    s->last_write_ms = fr_mono_ms();
+    s->last_write_ms = uv_now(w->loop); /* the loop's clock: no clock read per event */
     s->idle_prev = w->idle_tail;
     if (w->idle_tail)
         w->idle_tail->idle_next = s;
@@ -136,7 +136,7 @@ static void item_release(fr_item_t *it) {
 }
 
 static fr_item_t *queue_at(fr_stream_t *s, size_t i) {
-    return &s->q[(s->q_head + i) % s->q_cap];
+    return &s->q[(s->q_head + i) & (s->q_cap - 1)]; /* q_cap is a power of two */
 }
 
 static void queue_push(fr_stream_t *s, fr_item_t it) {
@@ -157,7 +157,7 @@ static void queue_push(fr_stream_t *s, fr_item_t it) {
         s->last_seq[it.topic] = it.seq;
     }
     s->q_bytes += item_size(&it);
-    s->q[(s->q_head + s->q_len) % s->q_cap] = it;
+    s->q[(s->q_head + s->q_len) & (s->q_cap - 1)] = it;
     s->q_len++;
     idle_touch(s);
     pending_mark(s);
@@ -472,6 +472,7 @@ typedef struct {
     char *notice;        /* owned: the in-band report of dropped events, or NULL */
     char *response_head; /* owned: status line and headers of a long-poll answer, or NULL */
     struct fr_conn_s *conn; /* a long-poll answer's connection */
+    int carried_events;  /* the batch held at least one event */
     char head[24];       /* chunk size line */
     fr_item_t items[];   /* each holds what its bytes point into until the write is done */
 } batch_t;
@@ -481,6 +482,22 @@ static const char body_end[] = "0\r\n\r\n";
 
 static void stream_write(fr_stream_t *s);
 
+/* "<hex length>\r\n" without printf: this runs once per write of every stream. */
+static size_t chunk_head(char *out, size_t len) {
+    static const char hex[] = "0123456789abcdef";
+    char tmp[16];
+    size_t n = 0;
+    do {
+        tmp[n++] = hex[len & 15];
+        len >>= 4;
+    } while (len);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    out[n] = '\r';
+    out[n + 1] = '\n';
+    return n + 2;
+}
+
 static void batch_free(batch_t *b) {
     for (size_t i = 0; i < b->nitems; i++)
         item_release(&b->items[i]);
@@ -489,29 +506,38 @@ static void batch_free(batch_t *b) {
     free(b);
 }
 
-static void on_batch_written(uv_write_t *req, int status) {
-    batch_t *b = (batch_t *)req;
-    fr_stream_t *s = b->stream;
-    batch_free(b);
-    s->writing = 0;
+/* What follows a write that left completely (or failed): more replay, and the queue array
+ * freed when the stream went idle. Returns 1 when there is more to write. */
+static int stream_written(fr_stream_t *s, int status, int carried_events) {
     if (status < 0 || s->detached) {
         if (!s->end_reason)
             s->end_reason = "client";
         fr_conn_close(s->conn);
-        return;
+        return 0;
     }
     if (s->q_live == 0)
         s->streak = 0;
     if (s->replaying)
         stream_replay_fill(s);
-    if (s->q_len == 0 && !s->ending) {
-        /* An idle stream keeps no queue: most streams are idle most of the time. */
+    if (s->q_len == 0 && !s->ending && !carried_events) {
+        /* An idle stream (its last write was a heartbeat or the opening retry:) keeps no
+         * queue: most streams are idle most of the time. A stream that is receiving events
+         * keeps its array, so a steady trickle allocates nothing. */
         free(s->q);
         s->q = NULL;
         s->q_cap = 0;
         s->q_head = 0;
     }
-    if (s->q_len > 0 || s->ending)
+    return s->q_len > 0 || s->ending;
+}
+
+static void on_batch_written(uv_write_t *req, int status) {
+    batch_t *b = (batch_t *)req;
+    fr_stream_t *s = b->stream;
+    int carried = b->carried_events;
+    batch_free(b);
+    s->writing = 0;
+    if (stream_written(s, status, carried))
         stream_write(s);
 }
 
@@ -557,6 +583,7 @@ static void poll_respond(fr_stream_t *s, int status) {
     b->nitems = n;
     b->notice = NULL;
     b->response_head = NULL;
+    b->carried_events = 1;
     uv_buf_t *bufs = fr_malloc((2 * n + 3) * sizeof *bufs);
     size_t nb = 1, total = 0;
     if (s->unreported) {
@@ -624,33 +651,36 @@ void fr_stream_poll_timeout(fr_stream_t *s) {
         poll_respond(s, s->q_len ? 200 : 204);
 }
 
-static void stream_write(fr_stream_t *s) {
+/* Writes one batch (up to FR_WRITE_BATCH items). Returns 1 when it left at once and more
+ * waits, so the caller loops instead of recursing through a long queue. */
+static int stream_write_batch(fr_stream_t *s) {
     if (s->writing || s->detached)
-        return;
+        return 0;
     if (s->poll) {
         if (s->q_len > 0 && s->ending != 2)
             poll_respond(s, 200);
-        return;
+        return 0;
     }
     if (s->q_len == 0 && !s->ending)
-        return;
+        return 0;
     if (s->q_len == 0 && s->ending == 2) {
         fr_conn_close(s->conn);
-        return;
+        return 0;
     }
     /* Empty slots at the front (dropped or conflated events) are passed over first. */
     while (s->q_len > 0 && queue_at(s, 0)->kind == FR_ITEM_EVENT && !queue_at(s, 0)->ev) {
-        s->q_head = (s->q_head + 1) % s->q_cap;
+        s->q_head = (s->q_head + 1) & (s->q_cap - 1);
         s->q_len--;
     }
     if (s->q_len == 0 && !s->ending && !s->unreported)
-        return;
+        return 0;
     size_t n = s->q_len < FR_WRITE_BATCH ? s->q_len : FR_WRITE_BATCH;
-    batch_t *b = fr_malloc(sizeof *b + n * sizeof(fr_item_t));
-    b->stream = s;
-    b->nitems = n;
-    b->notice = NULL;
-    b->response_head = NULL;
+    /* The batch lives on the stack while the socket takes it whole, which is the usual case;
+     * only what is left after a partial write moves into a heap batch for uv_write. */
+    fr_item_t items[FR_WRITE_BATCH];
+    char head[24];
+    char *notice = NULL;
+    int carried = 0;
     uv_buf_t bufs[2 * FR_WRITE_BATCH + 4];
     size_t nb = 1, total = 0;
     /* The drop report goes right before the first event of the batch (after the opening
@@ -668,14 +698,14 @@ static void stream_write(fr_stream_t *s) {
     for (size_t i = 0; i <= n; i++) {
         if (i == notice_at) {
             size_t len;
-            b->notice = drop_notice(s, &len);
-            bufs[nb++] = uv_buf_init(b->notice, (unsigned)len);
+            notice = drop_notice(s, &len);
+            bufs[nb++] = uv_buf_init(notice, (unsigned)len);
             total += len;
         }
         if (i == n)
             break;
         fr_item_t *it = queue_at(s, i);
-        b->items[i] = *it;
+        items[i] = *it;
         size_t size = item_size(it);
         s->q_bytes -= size;
         total += size;
@@ -685,20 +715,21 @@ static void stream_write(fr_stream_t *s) {
         }
         if (!it->ev)
             continue; /* dropped while queued */
+        carried = 1;
         s->q_live--;
         s->live_by_prio[it->ev->priority]--;
         s->sent++;
         s->worker->metrics.delivered++;
         nb += item_bufs(it, bufs + nb);
     }
-    s->q_head = s->q_cap ? (s->q_head + n) % s->q_cap : 0;
+    s->q_head = s->q_cap ? (s->q_head + n) & (s->q_cap - 1) : 0;
     s->q_len -= n;
     s->bytes += total;
     s->worker->metrics.bytes_written += total;
     size_t first = 0;
     if (s->chunked && total > 0) {
-        int hl = snprintf(b->head, sizeof b->head, "%zx\r\n", total);
-        bufs[0] = uv_buf_init(b->head, (unsigned)hl);
+        size_t hl = chunk_head(head, total);
+        bufs[0] = uv_buf_init(head, (unsigned)hl);
         bufs[nb++] = uv_buf_init((char *)chunk_end, 2);
     } else {
         first = 1;
@@ -709,18 +740,64 @@ static void stream_write(fr_stream_t *s) {
             bufs[nb++] = uv_buf_init((char *)body_end, sizeof body_end - 1);
         s->ending = 2;
     }
-    if (nb - first == 0) {
-        batch_free(b);
-        if (s->ending == 2)
-            fr_conn_close(s->conn);
-        return;
+    uv_buf_t *bp = bufs + first;
+    size_t nbufs = nb - first, want = 0;
+    for (size_t i = 0; i < nbufs; i++)
+        want += bp[i].len;
+    ssize_t done = 0;
+    if (want > 0) {
+        done = uv_try_write((uv_stream_t *)&s->conn->tcp, bp, (unsigned)nbufs);
+        if (done == UV_EAGAIN)
+            done = 0;
     }
+    if (done >= 0 && (size_t)done == want) {
+        for (size_t i = 0; i < n; i++)
+            item_release(&items[i]);
+        free(notice);
+        if (want == 0 && s->ending == 2) {
+            fr_conn_close(s->conn);
+            return 0;
+        }
+        return stream_written(s, 0, carried);
+    }
+    if (done < 0) {
+        for (size_t i = 0; i < n; i++)
+            item_release(&items[i]);
+        free(notice);
+        return stream_written(s, (int)done, carried);
+    }
+    /* Partial: the socket buffer is full. The rest waits in a batch for libuv to finish,
+     * holding the items its bytes point into. */
+    batch_t *b = fr_malloc(sizeof *b + n * sizeof(fr_item_t));
+    b->stream = s;
+    b->nitems = n;
+    memcpy(b->items, items, n * sizeof *items);
+    b->notice = notice;
+    b->response_head = NULL;
+    b->carried_events = carried;
+    memcpy(b->head, head, sizeof head);
+    size_t k = 0;
+    size_t skip = (size_t)done;
+    while (skip >= bp[k].len) {
+        skip -= bp[k].len;
+        k++;
+    }
+    bp[k].base += skip;
+    bp[k].len -= skip;
+    if (bp[k].base >= head && bp[k].base < head + sizeof head)
+        bp[k].base = b->head + (bp[k].base - head);
     s->writing = 1;
-    if (uv_write(&b->req, (uv_stream_t *)&s->conn->tcp, bufs + first, (unsigned)(nb - first),
+    if (uv_write(&b->req, (uv_stream_t *)&s->conn->tcp, bp + k, (unsigned)(nbufs - k),
                  on_batch_written) != 0) {
         s->writing = 0;
         batch_free(b);
         fr_conn_close(s->conn);
+    }
+    return 0;
+}
+
+static void stream_write(fr_stream_t *s) {
+    while (stream_write_batch(s)) {
     }
 }
 
@@ -739,7 +816,7 @@ int fr_stream_flush_pending(fr_worker_t *w, uint64_t slice_ns) {
 }
 
 void fr_stream_heartbeat_due(fr_worker_t *w) {
-    uint64_t now = fr_mono_ms();
+    uint64_t now = uv_now(w->loop);
     uint64_t hb = w->config->heartbeat_ms;
     /* Compared as last + hb <= now, not now - last >= hb: a stream touched during this walk may
      * carry a later millisecond than `now`, and the unsigned difference would wrap. */
