@@ -11,7 +11,7 @@ local app = freshet.app {
   replay = { events = 1000, seconds = 300 },
   broker = os.getenv("FRESHET_BROKER") or "memory",
   workers = os.getenv("FRESHET_WORKERS") or 1,
-  limits = { body = 1048576 },
+  limits = { body = 1048576, streams_at = tonumber(os.getenv("FRESHET_STREAMS_AT")) }, -- e.g. 0.99 for 19k streams
 }
 app:stream("/sub/:topics", "routes/sub.lua")
 app:publish("/pub/:topic", "routes/pub.lua")
