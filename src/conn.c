@@ -191,6 +191,8 @@ void fr_conn_init_parser(void) {
 }
 
 static void log_closed(fr_conn_t *c) {
+    if (!fr_log_enabled(FR_LOG_INFO))
+        return;
     char f[512];
     uint64_t ms = fr_mono_ms() - c->opened_ms;
     fr_stream_t *s = c->stream;
@@ -387,10 +389,12 @@ void fr_conn_accept(fr_worker_t *w, uv_stream_t *listener) {
     c->id = w->next_conn_id++ * (w->proc ? w->proc->nworkers : 1) + w->slot + 1;
     c->opened_ms = fr_mono_ms();
     w->metrics.connections++;
-    char f[160];
-    snprintf(f, sizeof f, "\"event\":\"CONNECTING\",\"conn\":%llu,\"remote\":\"%s\"",
-             (unsigned long long)c->id, c->remote);
-    fr_log_fields(FR_LOG_INFO, f);
+    if (fr_log_enabled(FR_LOG_INFO)) {
+        char f[160];
+        snprintf(f, sizeof f, "\"event\":\"CONNECTING\",\"conn\":%llu,\"remote\":\"%s\"",
+                 (unsigned long long)c->id, c->remote);
+        fr_log_fields(FR_LOG_INFO, f);
+    }
     c->parser = fr_malloc(sizeof *c->parser);
     llhttp_init(c->parser, HTTP_REQUEST, &parser_settings);
     c->parser->data = c;

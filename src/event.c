@@ -36,27 +36,44 @@ fr_event_t *fr_event_new(const char *topic, fr_id_t id, const char *name, const 
         return NULL;
     if (name && !*name)
         name = NULL;
-    fr_event_t *ev = fr_calloc(1, sizeof *ev);
+    /* One block: the struct, then topic, name, data (each NUL-terminated) and the frame. A
+     * publish costs one allocation, and the last release one free (and the WebSocket frame's,
+     * when one was built). */
+    size_t topic_len = strlen(topic), name_len = name ? strlen(name) : 0;
+    char idbuf[FR_ID_MAX_LEN];
+    size_t idlen = fr_id_format(id, idbuf);
+    size_t body_off = strlen(ID_PREFIX) + idlen + 1;
+    size_t frame_len = body_off + fr_sse_body_size(name, name_len, data, data_len);
+    size_t size = sizeof(fr_event_t) + topic_len + 1 + (name ? name_len + 1 : 0) + data_len + 1 +
+                  frame_len;
+    fr_event_t *ev = fr_malloc(size);
+    memset(ev, 0, sizeof *ev);
+    char *p = (char *)(ev + 1);
     ev->refs = 1;
     ev->id = id;
     ev->published_at = published_at;
     ev->priority = priority;
     ev->json = json;
-    ev->topic = fr_strdup(topic);
-    ev->name = name ? fr_strdup(name) : NULL;
-    ev->data = fr_strndup(data, data_len);
+    ev->topic = p;
+    memcpy(p, topic, topic_len + 1);
+    p += topic_len + 1;
+    if (name) {
+        ev->name = p;
+        memcpy(p, name, name_len + 1);
+        p += name_len + 1;
+    }
+    ev->data = p;
+    memcpy(p, data, data_len);
+    p[data_len] = '\0';
+    p += data_len + 1;
     ev->data_len = data_len;
-
-    char idbuf[FR_ID_MAX_LEN];
-    size_t idlen = fr_id_format(id, idbuf);
-    size_t name_len = name ? strlen(name) : 0;
-    ev->body_off = strlen(ID_PREFIX) + idlen + 1;
-    ev->frame_len = ev->body_off + fr_sse_body_size(name, name_len, data, data_len);
-    ev->frame = fr_malloc(ev->frame_len);
+    ev->body_off = body_off;
+    ev->frame_len = frame_len;
+    ev->frame = p;
     memcpy(ev->frame, ID_PREFIX, strlen(ID_PREFIX));
     memcpy(ev->frame + strlen(ID_PREFIX), idbuf, idlen);
-    ev->frame[ev->body_off - 1] = '\n';
-    fr_sse_body_write(ev->frame + ev->body_off, name, name_len, data, data_len);
+    ev->frame[body_off - 1] = '\n';
+    fr_sse_body_write(ev->frame + body_off, name, name_len, data, data_len);
     return ev;
 }
 
@@ -67,12 +84,8 @@ void fr_event_retain(fr_event_t *ev) {
 void fr_event_release(fr_event_t *ev) {
     if (!ev || __atomic_sub_fetch(&ev->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
-    free(ev->topic);
-    free(ev->name);
-    free(ev->data);
-    free(ev->frame);
     free(ev->ws_frame);
-    free(ev);
+    free(ev); /* topic, name, data and frame live in the same block */
 }
 
 static const char *const prio_names[] = {"telemetry", "normal", "critical"};

@@ -29,11 +29,12 @@ typedef struct fr_event_s {
     uint64_t published_at; /* wall-clock ms */
     fr_priority_t priority;
     int json;       /* 1 when data is JSON text (published from a Lua table) */
-    char *topic;    /* owned, NUL-terminated */
-    char *name;     /* owned, NULL when the event has no name */
-    char *data;     /* owned, NUL-terminated copy of the payload */
+    /* topic, name, data and frame point into the event's own allocation (one block). */
+    char *topic;    /* NUL-terminated */
+    char *name;     /* NULL when the event has no name */
+    char *data;     /* NUL-terminated copy of the payload */
     size_t data_len;
-    char *frame;    /* owned SSE bytes, see the picture above */
+    char *frame;    /* SSE bytes, see the picture above */
     size_t frame_len;
     size_t body_off; /* where the frame's body starts, after its id line */
     char *ws_frame;  /* owned: WebSocket envelope frame, built on first use (atomically) */

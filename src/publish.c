@@ -90,13 +90,18 @@ static int read_item(fr_vm_t *vm, const fr_route_t *route, int idx, pub_item_t *
 static void respond_ids(fr_conn_t *c, fr_id_t *ids, size_t n, int many) {
     size_t cap = 16 + n * (FR_ID_MAX_LEN + 3), len = 0;
     char *body = fr_malloc(cap);
-    len += (size_t)snprintf(body, cap, many ? "{\"ids\":[" : "{\"id\":");
+    const char *open = many ? "{\"ids\":[" : "{\"id\":";
+    memcpy(body, open, strlen(open));
+    len = strlen(open);
     for (size_t i = 0; i < n; i++) {
-        char id[FR_ID_MAX_LEN];
-        fr_id_format(ids[i], id);
-        len += (size_t)snprintf(body + len, cap - len, "%s\"%s\"", i ? "," : "", id);
+        if (i)
+            body[len++] = ',';
+        body[len++] = '"';
+        len += fr_id_format(ids[i], body + len);
+        body[len++] = '"';
     }
-    len += (size_t)snprintf(body + len, cap - len, many ? "]}" : "}");
+    memcpy(body + len, many ? "]}" : "}", many ? 2 : 1);
+    len += many ? 2 : 1;
     fr_conn_respond(c, 201, "application/json", NULL, body, len);
     free(body);
 }

@@ -1,11 +1,22 @@
 #include "sse.h"
 
+#include <stdint.h>
 #include <string.h>
 
 int fr_utf8_valid(const char *str, size_t len) {
     const unsigned char *s = (const unsigned char *)str;
     size_t i = 0;
     while (i < len) {
+        /* Payloads are mostly ASCII: eight bytes at a time while no high bit is set. */
+        while (i + 8 <= len) {
+            uint64_t v;
+            memcpy(&v, s + i, 8);
+            if (v & 0x8080808080808080ull)
+                break;
+            i += 8;
+        }
+        if (i >= len)
+            break;
         unsigned char c = s[i];
         if (c < 0x80) {
             i++;

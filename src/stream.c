@@ -1048,6 +1048,8 @@ static void stream_send_headers(fr_conn_t *c, int chunked) {
 }
 
 static void stream_log_start(fr_stream_t *s, int resume, int stale) {
+    if (!fr_log_enabled(FR_LOG_INFO))
+        return;
     char f[512], tier[96] = "null";
     if (s->tier)
         snprintf(tier, sizeof tier, "\"%s\"", s->tier);
