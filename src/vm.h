@@ -70,6 +70,8 @@ typedef struct fr_vm_s {
     unsigned long lua_errors;
     unsigned long slices;       /* hook slices run by the current outermost call */
     size_t mem_used;            /* bytes the VM holds (its allocator counts them) */
+    lua_Alloc base_alloc;       /* LuaJIT's own allocator, which vm_alloc calls */
+    void *base_ud;
     size_t mem_limit;           /* bytes it may hold; 0: no limit */
     unsigned long budget_stops, memory_stops;
     /* While the VM is being built, errors are kept here for the error list, not logged. */
