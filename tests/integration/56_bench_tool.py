@@ -1,5 +1,6 @@
 """freshet-bench against a real freshet: every published event reaches every subscriber once and
-in order, the JSON report is complete and consistent, and hosts outside 127.0.0.0/8 are refused."""
+in order, over SSE and over WebSocket, the JSON report is complete and consistent, and hosts
+outside 127.0.0.0/8 are refused."""
 
 import json
 import os
@@ -82,6 +83,29 @@ def run():
             ft.check_eq(r["expected"], 30 * sum(per_topic), "expected over the topics")
             ft.check_eq(r["delivered"], r["expected"], "delivered")
             check_clean(r, "run")
+
+        with ft.subtest("--ws: WebSocket subscribers get every event once, in order, and resume "
+                        "with ?lastEventId= after a storm"):
+            code, r, err = bench(srv.port, "--ws", "-c", 100, "-t", 2, "-r", 40, "-d", 2,
+                                 "--warmup", 1, "--prefix", "wst", "--storm")
+            ft.check_eq(code, 0, f"exit code (stderr: {err})")
+            ft.check(r is not None, "no JSON report", err)
+            ft.check_eq(r["transport"], "ws", "transport")
+            ft.check_eq(r["connected"], 100, "connected")
+            # Event g goes to topic g % 2; 50 subscribers read each topic.
+            g0, g1 = r["warmup_published"], r["warmup_published"] + r["published"]
+            ft.check(r["published"] >= 78, "published", r["published"])
+            ft.check_eq(r["expected"], 50 * (g1 - g0), "expected over the topics")
+            ft.check_eq(r["delivered"], r["expected"], "delivered = expected")
+            ft.check_eq(r["gaps"], 0, "gaps")
+            ft.check_eq(r["duplicates"], 0, "duplicates")
+            check_clean(r, "run")
+            s = r["storm"]
+            ft.check(s is not None, "a storm entry for --storm", r)
+            ft.check_eq(s["dropped"], 100, "streams dropped by the storm")
+            ft.check_eq(s["without_id"], 0, "streams without an id to resume from")
+            ft.check_eq(s["live"], 100, "streams live again")
+            ft.check_eq(s["caught_up"], 100, "streams caught up")
 
         with ft.subtest("hosts outside 127.0.0.0/8 are refused before any connection"):
             for host in ("10.0.0.1", "example.com"):

@@ -38,6 +38,7 @@ typedef struct fr_opts_s {
     int server_pids[FR_MAX_SERVER_PIDS]; /* every PID given: figures are their sums */
     uint32_t nserver_pids;
     int storm;                 /* --storm: drop every stream at measure start and resume it */
+    int ws;                    /* --ws: subscribers open WebSockets instead of SSE streams */
     int json;                  /* --json */
     int quiet;                 /* -q: no progress line */
     char prefix[32];           /* --prefix: topic names are <prefix><k> */

@@ -1,4 +1,5 @@
-/* freshet-bench: load and latency tool for SSE servers on this machine (docs/BENCH_TOOL.md).
+/* freshet-bench: load and latency tool for SSE and WebSocket servers on this
+ * machine (docs/BENCH_TOOL.md).
  *
  * main() settles how many processes the subscribers need, forks them before any event loop
  * exists (a libuv loop does not survive fork), and hands over to the parent's run. */

@@ -15,12 +15,16 @@ void fr_opts_usage(FILE *out) {
             "Usage: freshet-bench [-h host] [-p port] [-c subscribers] [-t topics] [-r rate]\n"
             "                     [-d seconds] [-s bytes] [options]\n"
             "\n"
-            "Load an SSE server on this machine with subscribers and a publisher, and measure\n"
-            "connect time, deliveries/s, latency from the scheduled publish, gaps and duplicates.\n"
+            "Load an SSE or WebSocket server on this machine with subscribers and a publisher,\n"
+            "and measure connect time, deliveries/s, latency from the scheduled publish, gaps and\n"
+            "duplicates.\n"
             "\n"
             " -h <host>            Server address, in 127.0.0.0/8 or localhost (127.0.0.1)\n"
             " -p <port>            Server port (3000)\n"
-            " -c <subscribers>     SSE connections (100); subscriber j reads topic j %% topics\n"
+            " -c <subscribers>     Subscriber connections (100); subscriber j reads topic\n"
+            "                      j %% topics\n"
+            " --ws                 Subscribers open WebSockets (GET <sub-path><topic> with\n"
+            "                      Upgrade: websocket) instead of SSE streams\n"
             " -t <topics>          Topics <prefix>0 .. <prefix>N-1 (1)\n"
             " -r <rate>            Publishes per second in total, round-robin over the topics;\n"
             "                      0 = as fast as the pipeline allows (10)\n"
@@ -39,8 +43,9 @@ void fr_opts_usage(FILE *out) {
             "                      Report the server's RSS and CPU from /proc, summed over the\n"
             "                      PIDs given (e.g. an nginx master and its workers)\n"
             " --storm              At measure start, close every stream at once and reopen it\n"
-            "                      with Last-Event-ID while publishing goes on; report the time\n"
-            "                      until all are live again, and gaps and duplicates\n"
+            "                      with Last-Event-ID (WebSocket: ?lastEventId=) while\n"
+            "                      publishing goes on; report the time until all are live\n"
+            "                      again, and gaps and duplicates\n"
             " --connect-timeout <s> Connect phase limit (30)\n"
             " --connect-burst <n>  Connects in flight per process (256)\n"
             " --prefix <str>       Topic name prefix (t)\n"
@@ -54,7 +59,8 @@ void fr_opts_usage(FILE *out) {
             "\n"
             "Examples:\n"
             "  freshet-bench -p 3000 -c 10000 -r 20 -d 30 --server-pid $(pidof freshet)\n"
-            "  freshet-bench -p 3000 -c 1000 -r 0 --pipeline 16 -d 20 --json\n",
+            "  freshet-bench -p 3000 -c 1000 -r 0 --pipeline 16 -d 20 --json\n"
+            "  freshet-bench -p 3000 -c 2000 -r 20 -d 10 --ws\n",
             FR_PAYLOAD_MIN);
 }
 
@@ -171,6 +177,7 @@ enum {
     OPT_PUB_PATH,
     OPT_PUB_PORT,
     OPT_STORM,
+    OPT_WS,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -190,6 +197,7 @@ static const struct option longopts[] = {
     {"pub-path", required_argument, NULL, OPT_PUB_PATH},
     {"pub-port", required_argument, NULL, OPT_PUB_PORT},
     {"storm", no_argument, NULL, OPT_STORM},
+    {"ws", no_argument, NULL, OPT_WS},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -287,6 +295,9 @@ int fr_opts_parse(fr_opts_t *o, int argc, char **argv) {
             break;
         case OPT_STORM:
             o->storm = 1;
+            break;
+        case OPT_WS:
+            o->ws = 1;
             break;
         case OPT_HELP:
             fr_opts_usage(stdout);

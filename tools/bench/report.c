@@ -119,10 +119,10 @@ void fr_report_text(FILE *out, const fr_result_t *r) {
     else
         snprintf(rate, sizeof rate, "publishing flat out");
     fprintf(out,
-            "====== freshet-bench: %u subscribers, %u topic%s, %s, %g s (+%g s warmup), "
+            "====== freshet-bench: %u %s subscribers, %u topic%s, %s, %g s (+%g s warmup), "
             "%u-byte payloads ======\n",
-            o->subscribers, o->topics, o->topics == 1 ? "" : "s", rate, o->duration, o->warmup,
-            o->payload);
+            o->subscribers, o->ws ? "WebSocket" : "SSE", o->topics, o->topics == 1 ? "" : "s", rate,
+            o->duration, o->warmup, o->payload);
     if (r->interrupted)
         fprintf(out, "  (interrupted: figures cover the run so far)\n");
     fprintf(out,
@@ -206,10 +206,11 @@ void fr_report_json(FILE *out, const fr_result_t *r) {
     const fr_hist_t *l = &r->latency, *c = &r->connect, *a = &r->ack;
     fprintf(out, "{\"tool\":\"freshet-bench\",\"version\":\"%s\",", FR_BENCH_VERSION);
     fprintf(out,
-            "\"subscribers\":%u,\"topics\":%u,\"procs\":%u,\"rate\":%g,\"duration_s\":%g,"
-            "\"warmup_s\":%g,\"payload_bytes\":%u,\"pipeline\":%u,\"sources\":%u,",
-            o->subscribers, o->topics, r->procs, o->rate, o->duration, o->warmup, o->payload,
-            o->pipeline, o->src_count ? o->src_count : 1);
+            "\"transport\":\"%s\",\"subscribers\":%u,\"topics\":%u,\"procs\":%u,\"rate\":%g,"
+            "\"duration_s\":%g,\"warmup_s\":%g,\"payload_bytes\":%u,\"pipeline\":%u,"
+            "\"sources\":%u,",
+            o->ws ? "ws" : "sse", o->subscribers, o->topics, r->procs, o->rate, o->duration,
+            o->warmup, o->payload, o->pipeline, o->src_count ? o->src_count : 1);
     fprintf(out, "\"connected\":%" PRIu64 ",\"connect_failed\":%" PRIu64 ",\"connect_s\":%.3f,",
             r->c.ready, r->c.connect_failed, r->connect_s);
     fprintf(out, "\"connect_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f},",

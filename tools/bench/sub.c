@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "payload.h"
 
@@ -27,14 +29,30 @@ static void on_event(void *ud, const char *event, size_t elen, const char *data,
 static void on_comment(void *ud);
 static void on_retry(void *ud);
 static void on_id(void *ud, const char *id, size_t len, int too_long);
+static void on_open(void *ud);
+static void on_ping(void *ud, const char *payload, size_t len);
 static void storm_more(fr_subs_t *g);
 
 static const fr_sse_hooks_t hooks = {on_event, on_comment, on_retry, on_id};
+static const fr_ws_hooks_t ws_hooks = {on_open, on_event, on_id, on_ping};
+
+/* xorshift64*: WebSocket keys and masks only need to differ from one frame to the next, not to
+ * resist an attacker, and a draw costs a few ns. */
+static uint64_t rng_next(fr_subs_t *g) {
+    uint64_t x = g->_rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    g->_rng = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
 
 static void handle_closed(fr_subs_t *g) {
     if (--g->_open == 0 && g->_closing) {
         free(g->_subs);
+        free(g->_ws);
         g->_subs = NULL;
+        g->_ws = NULL;
         if (g->_on_closed)
             g->_on_closed(g);
     }
@@ -146,6 +164,10 @@ static void on_retry(void *ud) {
     become_ready(ud);
 }
 
+static void on_open(void *ud) {
+    become_ready(ud);
+}
+
 /* The id of every event is kept: it is what a browser would send back as Last-Event-ID. */
 static void on_id(void *ud, const char *id, size_t len, int too_long) {
     fr_sub_t *sub = ud;
@@ -231,6 +253,80 @@ static void on_event(void *ud, const char *event, size_t elen, const char *data,
     fr_hist_record(&g->latency, lat);
 }
 
+typedef struct late_write_s {
+    uv_write_t req;
+    char buf[];
+} late_write_t;
+
+static void on_late_write(uv_write_t *req, int status) {
+    free(FR_CONTAINER_OF(req, late_write_t, req));
+}
+
+/* Writes `n` bytes (copied when needed) to the subscriber's socket. What a subscriber writes is
+ * small (a request, a pong, a close) and its socket's send buffer all but empty, so
+ * uv_try_write takes it whole and no write request is kept per connection; the copy below is
+ * for the odd case. */
+static int sub_write(fr_sub_t *sub, const char *data, size_t n) {
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)n);
+    int rc = uv_try_write((uv_stream_t *)&sub->tcp, &b, 1);
+    if (rc >= 0 && (size_t)rc == n)
+        return 0;
+    if (rc < 0 && rc != UV_EAGAIN)
+        return rc;
+    size_t done = rc > 0 ? (size_t)rc : 0;
+    late_write_t *w = fr_malloc(sizeof *w + n - done);
+    memcpy(w->buf, data + done, n - done);
+    b = uv_buf_init(w->buf, (unsigned)(n - done));
+    rc = uv_write(&w->req, (uv_stream_t *)&sub->tcp, &b, 1, on_late_write);
+    if (rc < 0)
+        free(w);
+    return rc;
+}
+
+/* A masked control frame to the server; a failed write shows up as a failed read soon. */
+static void ws_send_control(fr_sub_t *sub, int opcode, const void *payload, size_t len) {
+    char frame[FR_WS_CONTROL_FRAME_MAX];
+    uint64_t r = rng_next(sub->group);
+    uint8_t mask[4] = {(uint8_t)r, (uint8_t)(r >> 8), (uint8_t)(r >> 16), (uint8_t)(r >> 24)};
+    size_t n = fr_ws_control(frame, opcode, payload, len, mask);
+    (void)sub_write(sub, frame, n);
+}
+
+/* A ping is the WebSocket's heartbeat; the pong echoes its payload (RFC 6455, 5.5.3). */
+static void on_ping(void *ud, const char *payload, size_t len) {
+    fr_sub_t *sub = ud;
+    sub->group->c.heartbeats++;
+    ws_send_control(sub, FR_WS_OP_PONG, payload, len);
+}
+
+/* Bytes of a WebSocket subscriber. A close from the server is answered with a close holding
+ * the same code, as RFC 6455 asks, and ends the stream like an SSE stream that ends. */
+static void ws_read(fr_sub_t *sub, const char *buf, size_t n) {
+    fr_subs_t *g = sub->group;
+    fr_ws_reader_t *r = &g->_ws[sub - g->_subs];
+    int rc = fr_ws_reader_feed(r, buf, n, &ws_hooks, sub);
+    if (rc == FR_WS_OK)
+        return;
+    char why[96];
+    if (rc == FR_WS_CLOSED) {
+        uint8_t code[2] = {(uint8_t)(r->close_code >> 8), (uint8_t)r->close_code};
+        ws_send_control(sub, FR_WS_OP_CLOSE, code, r->close_code == 1005 ? 0 : 2);
+        snprintf(why, sizeof why, "the server closed the WebSocket (code %u)", r->close_code);
+    } else if (rc == FR_WS_ESTATUS) {
+        if (!sub->resumed) /* a refused reconnect is one of storm_failed instead */
+            g->c.http_errors++;
+        snprintf(why, sizeof why, "answered HTTP %u instead of 101", r->status);
+    } else if (rc == FR_WS_EUPGRADE) {
+        g->c.parse_errors++;
+        snprintf(why, sizeof why,
+                 "a 101 without the right Upgrade, Connection or Sec-WebSocket-Accept");
+    } else {
+        g->c.parse_errors++;
+        snprintf(why, sizeof why, "malformed HTTP response or WebSocket frame");
+    }
+    lost(sub, why);
+}
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     fr_sub_t *sub = FR_CONTAINER_OF(h, fr_sub_t, tcp);
     *buf = uv_buf_init(sub->group->_rbuf, sizeof sub->group->_rbuf);
@@ -248,6 +344,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     g->c.bytes += (uint64_t)nread;
     g->c.reads++;
     g->_now_rt = fr_now_rt();
+    if (g->_opts->ws) {
+        ws_read(sub, buf->base, (size_t)nread);
+        return;
+    }
     int rc = fr_sse_reader_feed(&sub->reader, buf->base, (size_t)nread, &hooks, sub);
     if (rc == FR_SSE_OK)
         return;
@@ -265,42 +365,63 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     lost(sub, why);
 }
 
-typedef struct late_write_s {
-    uv_write_t req;
-    char buf[];
-} late_write_t;
-
-static void on_late_write(uv_write_t *req, int status) {
-    free(FR_CONTAINER_OF(req, late_write_t, req));
+/* ?lastEventId= takes the id percent-encoded: every byte but RFC 3986's unreserved ones. */
+static void query_escape(char *out, size_t cap, const char *s, size_t n) {
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 4 <= cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~') {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
 }
 
-/* Sends the stream request. A fresh socket's send buffer is empty, so uv_try_write takes it
- * whole and no write request is kept per connection; the copy below is for the odd case. */
+/* Sends the stream request: an SSE GET, or a WebSocket upgrade with a fresh key (whose
+ * expected accept the reader keeps). A storm reconnect resumes with the last id, as
+ * Last-Event-ID over SSE and in the query over WebSocket, as a browser would. */
 static int send_request(fr_sub_t *sub) {
     fr_subs_t *g = sub->group;
     const fr_opts_t *o = g->_opts;
-    char req[512], resume[FR_SSE_ID_MAX + 32] = "";
-    if (sub->resumed && sub->idlen)
-        snprintf(resume, sizeof resume, "Last-Event-ID: %.*s\r\n", (int)sub->idlen, sub->last_id);
-    int n = snprintf(req, sizeof req,
+    char req[1024], resume[FR_SSE_ID_MAX * 3 + 32] = "";
+    int n;
+    if (o->ws) {
+        uint8_t nonce[16];
+        char key[FR_WS_KEY_LEN + 1];
+        uint64_t a = rng_next(g), b = rng_next(g);
+        memcpy(nonce, &a, 8);
+        memcpy(nonce + 8, &b, 8);
+        fr_ws_key(nonce, key);
+        fr_ws_reader_init(&g->_ws[sub - g->_subs], key);
+        if (sub->resumed && sub->idlen) {
+            char id[FR_SSE_ID_MAX * 3 + 1];
+            query_escape(id, sizeof id, sub->last_id, sub->idlen);
+            snprintf(resume, sizeof resume, "%clastEventId=%s",
+                     strchr(o->sub_path, '?') ? '&' : '?', id);
+        }
+        n = snprintf(req, sizeof req,
+                     "GET %s%s%u%s HTTP/1.1\r\nHost: %s:%u\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n",
+                     o->sub_path, o->prefix, sub->topic, resume, o->host, ntohs(o->server.sin_port),
+                     key);
+    } else {
+        if (sub->resumed && sub->idlen)
+            snprintf(resume, sizeof resume, "Last-Event-ID: %.*s\r\n", (int)sub->idlen,
+                     sub->last_id);
+        n = snprintf(req, sizeof req,
                      "GET %s%s%u HTTP/1.1\r\nHost: %s:%u\r\nAccept: text/event-stream\r\n"
                      "Cache-Control: no-cache\r\n%s\r\n",
                      o->sub_path, o->prefix, sub->topic, o->host, ntohs(o->server.sin_port),
                      resume);
-    uv_buf_t b = uv_buf_init(req, (unsigned)n);
-    int rc = uv_try_write((uv_stream_t *)&sub->tcp, &b, 1);
-    if (rc == n)
-        return 0;
-    if (rc < 0 && rc != UV_EAGAIN)
-        return rc;
-    size_t done = rc > 0 ? (size_t)rc : 0;
-    late_write_t *w = fr_malloc(sizeof *w + (size_t)n - done);
-    memcpy(w->buf, req + done, (size_t)n - done);
-    b = uv_buf_init(w->buf, (unsigned)((size_t)n - done));
-    rc = uv_write(&w->req, (uv_stream_t *)&sub->tcp, &b, 1, on_late_write);
-    if (rc < 0)
-        free(w);
-    return rc;
+    }
+    return sub_write(sub, req, (size_t)n);
 }
 
 static void on_connect(uv_connect_t *req, int status) {
@@ -331,7 +452,8 @@ static void dial(fr_sub_t *sub) {
     const fr_opts_t *o = g->_opts;
     uint32_t j = g->_first + (uint32_t)(sub - g->_subs);
     char why[96];
-    fr_sse_reader_init(&sub->reader);
+    if (!o->ws) /* a WebSocket's reader starts with the key, in send_request */
+        fr_sse_reader_init(&sub->reader);
     g->_connecting++;
     int rc = uv_tcp_init_ex(g->_loop, &sub->tcp, AF_INET);
     if (rc < 0) { /* no handle was opened, so there is none to close */
@@ -414,12 +536,19 @@ void fr_subs_init(fr_subs_t *g, uv_loop_t *loop, const fr_opts_t *opts, uint32_t
     g->_first = first;
     g->_count = count;
     g->_subs = fr_calloc(count, sizeof *g->_subs);
+    if (opts->ws)
+        g->_ws = fr_calloc(count ? count : 1, sizeof *g->_ws);
     g->c.conns = count;
     uv_timer_init(loop, &g->_phase_timer);
     uv_timer_init(loop, &g->_notify);
     g->_phase_timer.data = g;
     g->_notify.data = g;
     g->_open = 2;
+    if (getrandom(&g->_rng, sizeof g->_rng, GRND_NONBLOCK) != sizeof g->_rng)
+        g->_rng = fr_now_rt() ^ ((uint64_t)getpid() << 32);
+    g->_rng ^= (uint64_t)first * 0x9E3779B97F4A7C15ULL;
+    if (!g->_rng)
+        g->_rng = 1;
 }
 
 void fr_subs_start(fr_subs_t *g, fr_subs_cb on_connected) {
@@ -481,8 +610,14 @@ void fr_subs_close(fr_subs_t *g, fr_subs_cb on_closed) {
         return;
     g->_closing = 1;
     g->_on_closed = on_closed;
-    for (uint32_t i = 0; i < g->_count; i++)
+    static const uint8_t normal[2] = {1000 >> 8, 1000 & 0xff};
+    for (uint32_t i = 0; i < g->_count; i++) {
+        /* A WebSocket ends with a close frame, so the server sees a client that leaves, not a
+         * connection that breaks. */
+        if (g->_opts->ws && g->_subs[i].state == SUB_STREAMING)
+            ws_send_control(&g->_subs[i], FR_WS_OP_CLOSE, normal, sizeof normal);
         close_sub(&g->_subs[i]);
+    }
     uv_close((uv_handle_t *)&g->_phase_timer, on_timer_close);
     uv_close((uv_handle_t *)&g->_notify, on_timer_close);
 }

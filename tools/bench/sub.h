@@ -1,19 +1,24 @@
 /* A group of subscriber connections driven by one libuv loop: connect (paced, from spread
- * source addresses), read the SSE stream, check every delivery's order and measure its
- * latency. A process runs one group; with --procs each child runs one share.
+ * source addresses), read the SSE stream or, with --ws, the WebSocket, check every delivery's
+ * order and measure its latency. A process runs one group; with --procs each child runs one
+ * share.
  *
  * Nothing is allocated per event: a read lands in the group's one read buffer (reads are
- * handled one at a time), the connection's embedded reader keeps the parsing state, and
- * latencies go into the group's histogram.
+ * handled one at a time), the connection's reader keeps the parsing state (embedded for SSE;
+ * with --ws in an array the group allocates once), and latencies go into the group's
+ * histogram.
  *
  * --storm: fr_subs_storm() closes every streaming connection at once and reopens it, paced by
  * --connect-burst like the first connects, with the id of the last event it received as
- * Last-Event-ID. Order checking goes on across the reconnect (the stream keeps the sequence
- * number it expects next), so whatever the resume lost or repeated shows as gaps or
- * duplicates:
+ * Last-Event-ID (over WebSocket, as ?lastEventId= on the URL). Order checking goes on across
+ * the reconnect (the stream keeps the sequence number it expects next), so whatever the resume
+ * lost or repeated shows as gaps or duplicates:
  *
  *   STREAMING --drop--> CLOSING --closed--> REDIAL --its turn--> CONNECTING --first frame-->
- *   STREAMING (live again: storm_live, time into the storm histogram) */
+ *   STREAMING (live again: storm_live, time into the storm histogram)
+ *
+ * A stream starts (its connect time stops, a storm reconnect is live again) at the SSE
+ * stream's first frame, or at a WebSocket's 101 answer with the right Sec-WebSocket-Accept. */
 #ifndef FR_SUB_H
 #define FR_SUB_H
 
@@ -23,6 +28,7 @@
 #include "bench.h"
 #include "hist.h"
 #include "sse_reader.h"
+#include "ws_reader.h"
 
 typedef struct fr_subs_s fr_subs_t;
 typedef void (*fr_subs_cb)(fr_subs_t *subs);
@@ -41,7 +47,7 @@ typedef struct fr_sub_s {
     uint8_t caught_up; /* resumed, and the first event published after the drop arrived */
     uint8_t idlen;     /* bytes in last_id; 0 = no id yet */
     char last_id[FR_SSE_ID_MAX]; /* id of the last event received, sent as Last-Event-ID */
-    fr_sse_reader_t reader;
+    fr_sse_reader_t reader;      /* SSE only: a WebSocket's reader is in the group's _ws */
 } fr_sub_t;
 
 struct fr_subs_s {
@@ -57,7 +63,9 @@ struct fr_subs_s {
     uv_loop_t *_loop;
     const fr_opts_t *_opts;
     fr_sub_t *_subs;
-    uint32_t _first; /* global index of _subs[0]: decides topic and source address */
+    fr_ws_reader_t *_ws; /* --ws: the reader of _subs[i] is _ws[i]; NULL for SSE, whose readers
+                            are embedded (and smaller) */
+    uint32_t _first;     /* global index of _subs[0]: decides topic and source address */
     uint32_t _count;
     uint32_t _next;       /* next local index to connect */
     uint32_t _connecting; /* connects started and not yet ready or failed */
@@ -71,6 +79,7 @@ struct fr_subs_s {
     uint64_t _storm_at;      /* monotonic ns of the drop; 0 = no storm yet */
     uint64_t _storm_g;       /* events published before the drop (global count) */
     uint32_t _redial_next;   /* next local index the storm may reconnect */
+    uint64_t _rng;           /* xorshift state: WebSocket keys and masks */
     fr_subs_cb _on_connected;
     fr_subs_cb _on_closed;
     char _rbuf[65536];
@@ -96,7 +105,8 @@ void fr_subs_set_window(fr_subs_t *g, uint64_t g0, uint64_t g1);
  * decided: a resumed stream has caught up once it receives the first event after those. */
 void fr_subs_storm(fr_subs_t *g, uint64_t g_drop);
 
-/* Closes every connection and timer; `on_closed` is called when the last handle is closed. */
+/* Closes every connection and timer (a WebSocket sends a close frame, 1000, first); `on_closed`
+ * is called when the last handle is closed. */
 void fr_subs_close(fr_subs_t *g, fr_subs_cb on_closed);
 
 #endif
