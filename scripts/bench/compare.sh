@@ -362,8 +362,8 @@ p(invocation)
 p("```")
 p("")
 p(f"Run of {when}, {rounds} round{'s' if rounds != 1 else ''}, {elapsed // 60} min "
-  f"{elapsed % 60} s, on this machine ({cores} cores, Linux {kernel}), with other work "
-  f"running on the same cores. Servers: {v_freshet} (`build/freshet scripts/bench/app.lua`, "
+  f"{elapsed % 60} s, on this machine ({cores} cores, Linux {kernel}), which is shared "
+  f"and noisy. Servers: {v_freshet} (`build/freshet scripts/bench/app.lua`, "
   f"memory broker), nginx {v_nginx} + nchan {v_nchan} (Debian packages, "
   f"`scripts/bench/peers/nchan.conf.in`), Node.js {v_node} "
   f"(`scripts/bench/peers/node_server.js`: `http` module, no packages). Every server keeps "
