@@ -41,6 +41,19 @@ def by_conn(entries):
     return out
 
 
+def wait_active(srv, n, json_format, timeout=5):
+    """The log is written by a thread of its own, so a line may land just after the client
+    saw the stream's first bytes: waits until n ACTIVE lines are there, then checks there
+    are exactly n."""
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = ft.state_log_entries(srv.log(), json_format)
+        active = [e for e in entries if e["event"] == "ACTIVE"]
+        if len(active) >= n or time.monotonic() > deadline:
+            return active
+        time.sleep(0.02)
+
+
 def wait_closed(srv, conn_id, json_format, timeout=5):
     deadline = time.monotonic() + timeout
     while True:
@@ -68,8 +81,7 @@ def run_format(json_format):
             s = srv.stream("/feed/room")
             first_bytes = len(s.raw)
             s.close()
-            entries = ft.state_log_entries(srv.log(), json_format)
-            active = [e for e in entries if e["event"] == "ACTIVE"]
+            active = wait_active(srv, 1, json_format)
             ft.check_eq(len(active), 1, "ACTIVE lines after the first stream")
             c1 = active[0]["conn"]
             entries = wait_closed(srv, c1, json_format)
@@ -81,8 +93,7 @@ def run_format(json_format):
             s.drain(0.2)
             second_bytes = len(s.raw)
             s.close()
-            entries = ft.state_log_entries(srv.log(), json_format)
-            active = [e for e in entries if e["event"] == "ACTIVE"]
+            active = wait_active(srv, 2, json_format)
             ft.check_eq(len(active), 2, "ACTIVE lines after the second stream")
             c2 = active[1]["conn"]
             ft.check(c2 > c1, "connection ids do not increase", (c1, c2))
