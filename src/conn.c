@@ -85,7 +85,7 @@ void fr_conn_expire(fr_worker_t *w) {
         wait_leave(c);
         c->req.keep_alive = 0;
         c->close_reason = "timeout";
-        w->metrics.timeouts++;
+        FR_BUMP(w->metrics.timeouts, 1);
         fr_conn_respond_error(c, 408, "the request did not arrive in time");
     }
     while ((c = w->wait_head[FR_WAIT_POLL]) && c->since + w->config->poll_timeout_ms <= now) {
@@ -95,7 +95,7 @@ void fr_conn_expire(fr_worker_t *w) {
     while ((c = w->wait_head[FR_WAIT_IDLE]) && c->since + w->config->idle_timeout_ms <= now) {
         wait_leave(c);
         c->close_reason = "idle";
-        w->metrics.idle_closed++;
+        FR_BUMP(w->metrics.idle_closed, 1);
         fr_conn_close(c);
     }
 }
@@ -166,7 +166,7 @@ static int on_message_complete(llhttp_t *p) {
     c->req.keep_alive = llhttp_should_keep_alive(p);
     if (!c->req.url)
         fr_request_append_url(&c->req, "", 0);
-    c->worker->requests++;
+    FR_BUMP(c->worker->requests, 1);
     wait_leave(c);
     fr_dispatch(c);
     if (!c->stream && !c->closing && !c->close_after_write)
@@ -388,7 +388,7 @@ void fr_conn_accept(fr_worker_t *w, uv_stream_t *listener) {
     /* Unique over the process: worker k numbers k+1, k+1+N, k+1+2N, … */
     c->id = w->next_conn_id++ * (w->proc ? w->proc->nworkers : 1) + w->slot + 1;
     c->opened_ms = fr_mono_ms();
-    w->metrics.connections++;
+    FR_BUMP(w->metrics.connections, 1);
     if (fr_log_enabled(FR_LOG_INFO)) {
         char f[160];
         snprintf(f, sizeof f, "\"event\":\"CONNECTING\",\"conn\":%llu,\"remote\":\"%s\"",

@@ -84,7 +84,7 @@ void fr_event_retain(fr_event_t *ev) {
 void fr_event_release(fr_event_t *ev) {
     if (!ev || __atomic_sub_fetch(&ev->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
-    free(ev->ws_frame);
+    free(ev->ws);
     free(ev); /* topic, name, data and frame live in the same block */
 }
 

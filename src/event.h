@@ -37,9 +37,15 @@ typedef struct fr_event_s {
     char *frame;    /* SSE bytes, see the picture above */
     size_t frame_len;
     size_t body_off; /* where the frame's body starts, after its id line */
-    char *ws_frame;  /* owned: WebSocket envelope frame, built on first use (atomically) */
-    size_t ws_len;
+    /* owned: the WebSocket envelope frame, built on first use by whichever worker needs it
+     * first and published with a compare-and-swap; the length travels with the bytes. */
+    struct fr_ws_blob_s *ws;
 } fr_event_t;
+
+typedef struct fr_ws_blob_s {
+    size_t len;
+    char bytes[];
+} fr_ws_blob_t;
 
 /* Validates and builds an event; returns NULL and sets *err (a static message) when topic or
  * name hold CR/LF/NUL, a field is empty, or data is not valid UTF-8. The caller owns the

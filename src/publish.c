@@ -242,7 +242,7 @@ void fr_publish_handle(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int r
         fr_dispatch_client_id(c, vm, who_ref, client, sizeof client);
         if (cost > 0 && fr_ratelimit_take(c->worker->limits, FR_RL_PUBLISH, tier, client, cost,
                                           fr_mono_ms(), &retry_after) < 0) {
-            c->worker->tier_rejected[tier - c->worker->config->tiers]++;
+            FR_BUMP(c->worker->tier_rejected[tier - c->worker->config->tiers], 1);
             fr_dispatch_too_many(c, retry_after, "publishes");
             status = -1;
         }

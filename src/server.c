@@ -29,7 +29,7 @@ typedef struct {
 static void on_redis_published(void *ctx, int status, fr_id_t id, const char *err) {
     redis_pub_t *p = ctx;
     if (status == 0)
-        p->w->metrics.published[p->prio]++;
+        FR_BUMP(p->w->metrics.published[p->prio], 1);
     p->cb(p->ctx, status == -2 ? -2 : status, id, err);
     free(p);
 }
@@ -65,7 +65,7 @@ void fr_worker_publish(fr_worker_t *w, const char *topic, const char *name, cons
         cb(ctx, -2, id, err);
         return;
     }
-    w->metrics.published[prio]++;
+    FR_BUMP(w->metrics.published[prio], 1);
     cb(ctx, 0, id, NULL);
 }
 
@@ -85,7 +85,7 @@ int fr_worker_fds_full(const fr_worker_t *w) {
 }
 
 void fr_worker_count_conn(fr_worker_t *w, int delta) {
-    w->nconns += (size_t)(ssize_t)delta;
+    FR_BUMP(w->nconns, (size_t)(ssize_t)delta);
     if (w->proc)
         __atomic_add_fetch(&w->proc->nconns, (size_t)(ssize_t)delta, __ATOMIC_RELAXED);
 }
@@ -203,7 +203,7 @@ static void worker_reload(fr_worker_t *w) {
     fr_errors_t errs = {0};
     fr_vm_t *vm = fr_vm_new(w->app_path, w, &errs);
     if (!vm) {
-        w->reload_failures++;
+        FR_BUMP(w->reload_failures, 1);
         for (size_t i = 0; i < errs.n; i++)
             fr_error("reload failed, keeping the old scripts: %s", errs.items[i]);
         fr_errors_free(&errs);
@@ -212,7 +212,7 @@ static void worker_reload(fr_worker_t *w) {
     fr_vm_retire(w->vm);
     fr_vm_release(w->vm);
     w->vm = vm;
-    w->reloads++;
+    FR_BUMP(w->reloads, 1);
     fr_info("reloaded %s (%zu routes); routes, scripts, budget and jit changed; other settings "
             "keep their start values until a restart", w->app_path, vm->nroutes);
 }

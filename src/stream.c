@@ -103,17 +103,20 @@ static size_t item_size(const fr_item_t *it) {
     if (!it->ev)
         return 0;
     if (it->ws)
-        return it->bytes ? it->len : it->ev->ws_len;
+        return it->bytes ? it->len : __atomic_load_n(&it->ev->ws, __ATOMIC_ACQUIRE)->len;
     return it->bytes ? it->len + it->ev->frame_len - it->ev->body_off : it->ev->frame_len;
 }
 
 /* Appends an event item's buffers to bufs; returns how many. */
 static size_t item_bufs(const fr_item_t *it, uv_buf_t *bufs) {
+    if (it->ws && it->bytes) {
+        bufs[0] = uv_buf_init(it->bytes, (unsigned)it->len);
+        return 1;
+    }
     if (it->ws) {
-        if (it->bytes)
-            bufs[0] = uv_buf_init(it->bytes, (unsigned)it->len);
-        else
-            bufs[0] = uv_buf_init(it->ev->ws_frame, (unsigned)it->ev->ws_len);
+        /* Built (and published) when the event was offered to this stream. */
+        const fr_ws_blob_t *f = __atomic_load_n(&it->ev->ws, __ATOMIC_ACQUIRE);
+        bufs[0] = uv_buf_init((char *)f->bytes, (unsigned)f->len);
         return 1;
     }
     if (it->bytes) {
@@ -264,7 +267,7 @@ static fr_item_t *queue_oldest(fr_stream_t *s, fr_priority_t prio) {
 
 static void count_drop(fr_stream_t *s, size_t topic, fr_priority_t prio) {
     s->dropped[prio]++;
-    s->worker->metrics.dropped[prio]++;
+    FR_BUMP(s->worker->metrics.dropped[prio], 1);
     s->unreported++;
     s->streak++;
     if (s->subs && s->subs[topic].topic)
@@ -350,7 +353,7 @@ static void stream_offer(fr_stream_t *s, size_t index, fr_event_t *ev) {
     fr_item_t *old = s->slow[index] == FR_SLOW_CONFLATE ? queue_find(s, s->last_seq[index]) : NULL;
     if (old && old->kind == FR_ITEM_EVENT && old->ev && old->topic == index) {
         s->conflated++;
-        s->worker->metrics.conflated++;
+        FR_BUMP(s->worker->metrics.conflated, 1);
         if (old == queue_at(s, s->q_len - 1)) {
             /* The newest item: replace it where it stands, so a single topic never grows the
              * queue however fast it is published. */
@@ -458,7 +461,7 @@ static void stream_replay_fill(fr_stream_t *s) {
 
 static void on_replay(void *ctx, size_t index, fr_event_t *ev) {
     fr_stream_t *s = ctx;
-    s->worker->metrics.replayed++;
+    FR_BUMP(s->worker->metrics.replayed, 1);
     s->replayed++;
     stream_offer(s, index, ev);
 }
@@ -603,14 +606,14 @@ static void poll_respond(fr_stream_t *s, int status) {
         if (!it->ev)
             continue;
         s->sent++;
-        s->worker->metrics.delivered++;
+        FR_BUMP(s->worker->metrics.delivered, 1);
         nb += item_bufs(it, bufs + nb);
         total += item_size(it);
     }
     s->q_len = s->q_live = s->q_bytes = 0;
     memset(s->live_by_prio, 0, sizeof s->live_by_prio);
     s->bytes += total;
-    s->worker->metrics.bytes_written += total;
+    FR_BUMP(s->worker->metrics.bytes_written, total);
     s->ending = 2;
     stream_mark_away(s);
     char cors[512];
@@ -719,13 +722,13 @@ static int stream_write_batch(fr_stream_t *s) {
         s->q_live--;
         s->live_by_prio[it->ev->priority]--;
         s->sent++;
-        s->worker->metrics.delivered++;
+        FR_BUMP(s->worker->metrics.delivered, 1);
         nb += item_bufs(it, bufs + nb);
     }
     s->q_head = s->q_cap ? (s->q_head + n) & (s->q_cap - 1) : 0;
     s->q_len -= n;
     s->bytes += total;
-    s->worker->metrics.bytes_written += total;
+    FR_BUMP(s->worker->metrics.bytes_written, total);
     size_t first = 0;
     if (s->chunked && total > 0) {
         size_t hl = chunk_head(head, total);
@@ -840,7 +843,7 @@ void fr_stream_heartbeat_due(fr_worker_t *w) {
         } else {
             queue_static(s, heartbeat_frame, sizeof heartbeat_frame - 1);
         }
-        w->metrics.heartbeats++;
+        FR_BUMP(w->metrics.heartbeats, 1);
     }
 }
 
@@ -948,7 +951,7 @@ void fr_stream_free(fr_stream_t *s) {
         free(s->topics[i]);
     }
     if (s->subs)
-        w->nstreams--;
+        FR_DROP(w->nstreams, 1);
     for (size_t i = 0; i < s->q_len; i++)
         item_release(queue_at(s, i));
     free(s->q);
@@ -1093,9 +1096,9 @@ static void stream_begin(fr_stream_t *s, int poll, int stale) {
         stream_send_headers(s->conn, s->chunked);
         queue_static(s, w->retry_frame, w->retry_frame_len);
     }
-    w->metrics.streams++;
+    FR_BUMP(w->metrics.streams, 1);
     if (stale)
-        w->metrics.resume_reset++;
+        FR_BUMP(w->metrics.resume_reset, 1);
 }
 
 /* The `reset` event: the client's id is too old, it should reload its state; the id line
@@ -1169,7 +1172,7 @@ static void on_joined(void *ctx, fr_join_t *res) {
     int stale = 0;
     for (size_t i = 0; i < res->ntopics && !res->error; i++) {
         if (res->topics[i].status == FR_JOIN_INVALID) {
-            w->metrics.resume_invalid++;
+            FR_BUMP(w->metrics.resume_invalid, 1);
             join_refuse(c, 400, "Last-Event-ID was never issued by this stream");
             goto out;
         }
@@ -1180,9 +1183,9 @@ static void on_joined(void *ctx, fr_join_t *res) {
         goto out;
     }
     if (s->resume) {
-        w->metrics.resumes++;
+        FR_BUMP(w->metrics.resumes, 1);
         if (stale && !s->route->on_gap_reset) {
-            w->metrics.resume_stale++;
+            FR_BUMP(w->metrics.resume_stale, 1);
             join_refuse(c, 416, "Last-Event-ID is older than the replay window: reload the state "
                                 "and reconnect without it");
             goto out;
@@ -1231,7 +1234,7 @@ static void stream_join(fr_conn_t *c, fr_stream_t *s, int poll) {
     s->poll = poll;
     s->joining = 1;
     c->stream = s;
-    w->nstreams++;
+    FR_BUMP(w->nstreams, 1);
     stream_subscribe(s);
     size_t max = w->config->replay_events ? w->config->replay_events : 1;
     fr_conn_hold(c);
@@ -1262,7 +1265,7 @@ void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_
         return;
     }
     if (fr_worker_fds_full(w)) {
-        w->metrics.refused_fds++;
+        FR_BUMP(w->metrics.refused_fds, 1);
         fr_conn_respond(c, 503, "application/json", "Retry-After: 5\r\n",
                         "{\"error\":\"the server is at its connection limit\"}", 49);
         return;
@@ -1313,7 +1316,7 @@ void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_
         fr_dispatch_client_id(c, vm, s->who_ref, client, sizeof client);
         if (fr_ratelimit_take(w->limits, FR_RL_CONNECT, tier, client, 1, fr_mono_ms(),
                               &retry_after) < 0) {
-            w->tier_rejected[tier - w->config->tiers]++;
+            FR_BUMP(w->tier_rejected[tier - w->config->tiers], 1);
             fr_dispatch_too_many(c, retry_after, "new streams");
             goto fail;
         }
@@ -1369,15 +1372,15 @@ void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_
         for (size_t i = 0; i < s->ntopics; i++) {
             fr_resume_t r = fr_hub_check_resume(w->hub, s->topics[i], s->pos[i]);
             if (r == FR_RESUME_INVALID) {
-                w->metrics.resume_invalid++;
+                FR_BUMP(w->metrics.resume_invalid, 1);
                 fr_conn_respond_error(c, 400, "Last-Event-ID was never issued by this stream");
                 goto fail;
             }
             stale |= r == FR_RESUME_STALE;
         }
-        w->metrics.resumes++;
+        FR_BUMP(w->metrics.resumes, 1);
         if (stale && !route->on_gap_reset) {
-            w->metrics.resume_stale++;
+            FR_BUMP(w->metrics.resume_stale, 1);
             fr_conn_respond_error(c, 416, "Last-Event-ID is older than the replay window: "
                                           "reload the state and reconnect without it");
             goto fail;
@@ -1387,7 +1390,7 @@ void fr_stream_open(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_
     /* From here the stream is on: headers, retry, replay, subscribe — under the hub's lock,
      * so no event (from this worker or another) can fall between position and subscription. */
     c->stream = s;
-    w->nstreams++;
+    FR_BUMP(w->nstreams, 1);
     fr_hub_lock(w->hub);
     stream_begin(s, poll, stale);
     if (stale) {
@@ -1532,10 +1535,10 @@ const char *fr_stream_resume_from(fr_stream_t *s, const char *ids) {
         }
         stale |= r == FR_RESUME_STALE;
     }
-    w->metrics.resumes++;
+    FR_BUMP(w->metrics.resumes, 1);
     if (stale) {
         free(after);
-        w->metrics.resume_reset++;
+        FR_BUMP(w->metrics.resume_reset, 1);
         for (size_t i = 0; i < s->ntopics; i++)
             s->pos[i] = fr_hub_position(w->hub, s->topics[i]);
         stream_queue_reset(s);

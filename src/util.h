@@ -33,4 +33,12 @@ uint64_t fr_mono_ms(void);
 #define FR_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define FR_CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr) - offsetof(type, field)))
 
+/* A counter that only its own worker writes and other workers read (the totals behind
+ * /metrics): a relaxed atomic load and store, which is a plain add on x86 but keeps the
+ * cross-thread read well-defined. */
+#define FR_BUMP(x, n) \
+    __atomic_store_n(&(x), __atomic_load_n(&(x), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
+#define FR_DROP(x, n) \
+    __atomic_store_n(&(x), __atomic_load_n(&(x), __ATOMIC_RELAXED) - (n), __ATOMIC_RELAXED)
+
 #endif

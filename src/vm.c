@@ -72,7 +72,7 @@ static int on_panic(lua_State *L) {
 static void count_memory_stop(fr_vm_t *vm) {
     vm->memory_stops++;
     if (vm->worker)
-        vm->worker->metrics.lua_memory_stops++;
+        FR_BUMP(vm->worker->metrics.lua_memory_stops, 1);
 }
 
 /* The hook fires every FR_HOOK_SLICE instructions and counts them against the budget. (The
@@ -87,7 +87,7 @@ static void on_budget(lua_State *L, lua_Debug *ar) {
         lua_sethook(L, NULL, 0, 0);
         vm->budget_stops++;
         if (vm->worker)
-            vm->worker->metrics.lua_budget_stops++;
+            FR_BUMP(vm->worker->metrics.lua_budget_stops, 1);
         luaL_error(L, "instruction budget exceeded (the hook ran too long)");
     }
 }
@@ -183,7 +183,7 @@ int fr_vm_call(fr_vm_t *vm, const fr_route_t *route, const char *what, int nargs
     }
     vm->lua_errors++;
     if (vm->worker)
-        vm->worker->metrics.lua_errors++;
+        FR_BUMP(vm->worker->metrics.lua_errors, 1);
     if (vm->collecting) {
         snprintf(vm->last_error, sizeof vm->last_error, "%s:%d: %s", src, line, msg);
     } else if (route && route->kind != FR_ROUTE_STATIC)

@@ -186,25 +186,28 @@ static char *envelope(const fr_event_t *ev, const char *id, size_t *len) {
 }
 
 const char *fr_ws_event_frame(fr_event_t *ev, size_t *len) {
-    char *f = __atomic_load_n(&ev->ws_frame, __ATOMIC_ACQUIRE);
+    fr_ws_blob_t *f = __atomic_load_n(&ev->ws, __ATOMIC_ACQUIRE);
     if (!f) {
         char id[FR_ID_MAX_LEN];
         fr_id_format(ev->id, id);
         size_t n;
-        char *made = envelope(ev, id, &n);
-        char *expected = NULL;
+        char *frame = envelope(ev, id, &n);
+        fr_ws_blob_t *made = fr_malloc(sizeof *made + n);
+        made->len = n;
+        memcpy(made->bytes, frame, n);
+        free(frame);
+        fr_ws_blob_t *expected = NULL;
         /* Another worker may have built it first: keep theirs. */
-        if (__atomic_compare_exchange_n(&ev->ws_frame, &expected, made, 0, __ATOMIC_ACQ_REL,
+        if (__atomic_compare_exchange_n(&ev->ws, &expected, made, 0, __ATOMIC_ACQ_REL,
                                         __ATOMIC_ACQUIRE)) {
-            ev->ws_len = n;
             f = made;
         } else {
             free(made);
             f = expected;
         }
     }
-    *len = ev->ws_len;
-    return f;
+    *len = f->len;
+    return f->bytes;
 }
 
 char *fr_ws_event_frame_with_id(const fr_event_t *ev, const char *id, size_t *len) {
@@ -338,7 +341,7 @@ static void on_text(fr_stream_t *s, const char *data, size_t len) {
                              "{\"v\":1,\"type\":\"error\",\"error\":\"too many messages\","
                              "\"retry_after\":%u}",
                              retry_after);
-            w->tier_rejected[tier - w->config->tiers]++;
+            FR_BUMP(w->tier_rejected[tier - w->config->tiers], 1);
             send_json(s, msg, (size_t)n);
             return;
         }
