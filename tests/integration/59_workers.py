@@ -130,6 +130,25 @@ def run():
             for s in streams:
                 s.close()
 
+    with ft.subtest("WebSocket and SSE streams on both workers share each event's frames"):
+        with ft.Server(app_dir()) as srv:
+            sockets = [ft.ws_connect(srv.port, "/sub/mixed") for _ in range(12)]
+            streams = [ft.open_stream(srv.port, "/sub/mixed") for _ in range(12)]
+            ft.check_eq(workers_of(srv), {0, 1}, "workers holding the streams")
+            # The frame of an event is built by whichever worker needs it first, and read by
+            # the other: every envelope must arrive whole.
+            ids = [srv.publish("/pub/mixed", "payload %d " % i + "x" * (i % 97))
+                   for i in range(200)]
+            want = ["v1:payload %d " % i + "x" * (i % 97) for i in range(200)]
+            for k, ws in enumerate(sockets):
+                got = ws.events(200, timeout=10)
+                ft.check_eq([m["id"] for m in got], ids, f"WebSocket {k}: ids")
+                ft.check_eq([m["data"] for m in got], want, f"WebSocket {k}: data")
+                ws.close()
+            for k, s in enumerate(streams):
+                ft.check_eq([e.data for e in s.take(200, timeout=10)], want, f"SSE {k}: data")
+                s.close()
+
     with ft.subtest("freshet.shared:incr is one counter over the workers"):
         with ft.Server(app_dir()) as srv:
             with ft.open_stream(srv.port, "/sub/hits") as s:
