@@ -34,6 +34,12 @@ fr_event_t *fr_event_new(const char *topic, fr_id_t id, const char *name, const 
                          const char **err) {
     if (fr_event_validate(topic, name, data, data_len, err) < 0)
         return NULL;
+    return fr_event_build(topic, id, name, data, data_len, priority, json, published_at);
+}
+
+fr_event_t *fr_event_build(const char *topic, fr_id_t id, const char *name, const char *data,
+                           size_t data_len, fr_priority_t priority, int json,
+                           uint64_t published_at) {
     if (name && !*name)
         name = NULL;
     /* One block: the struct, then topic, name, data (each NUL-terminated) and the frame. A

@@ -54,6 +54,11 @@ fr_event_t *fr_event_new(const char *topic, fr_id_t id, const char *name, const 
                          size_t data_len, fr_priority_t priority, int json, uint64_t published_at,
                          const char **err);
 
+/* fr_event_new without the checks, for a caller that has just made them. */
+fr_event_t *fr_event_build(const char *topic, fr_id_t id, const char *name, const char *data,
+                           size_t data_len, fr_priority_t priority, int json,
+                           uint64_t published_at);
+
 /* Checks what fr_event_new would check, without building anything. */
 int fr_event_validate(const char *topic, const char *name, const char *data, size_t data_len,
                       const char **err);

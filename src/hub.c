@@ -156,7 +156,7 @@ int fr_hub_publish(fr_hub_t *hub, const char *name, const char *evname, const ch
     fr_topic_t *t = hub_get(hub, name);
     topic_expire(hub, t, now);
     fr_id_t id = fr_id_next(t->last, now);
-    fr_event_t *ev = fr_event_new(name, id, evname, data, data_len, prio, json, now, err);
+    fr_event_t *ev = fr_event_build(name, id, evname, data, data_len, prio, json, now);
     t->last = id;
     t->published++;
     hub->published++;
@@ -217,13 +217,10 @@ void fr_hub_flush(fr_hub_t *hub, size_t slot) {
     fr_hub_unlock(hub);
     for (size_t i = 0; i < n; i++)
         fr_event_release(evs[i]);
+    /* Only this slot's worker flushes it, so the spare is still empty. */
     fr_hub_lock(hub);
-    if (!sl->spare) {
-        sl->spare = evs;
-        sl->spare_cap = cap;
-    } else {
-        free(evs);
-    }
+    sl->spare = evs;
+    sl->spare_cap = cap;
     fr_hub_unlock(hub);
 }
 
