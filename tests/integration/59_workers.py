@@ -274,6 +274,15 @@ def run():
             finally:
                 srv.kill()
 
+    with ft.subtest("a workers value that is not a count from 1 to 64 or \"auto\" is refused"):
+        for bad in ("0", "65", "1.5", '"many"', '"-2"', "true"):
+            p = ft.run_cli(["--check", app_dir(bad).app])
+            ft.check_eq(p.returncode, 1, f"--check exit code with workers = {bad}")
+            msg = 'workers must be "auto" or a whole number from 1 to 64'
+            ft.check(msg in p.stderr.decode(), f"--check message with workers = {bad}", p.stderr)
+        p = ft.run_cli(["--check", app_dir('"3"').app])
+        ft.check_eq(p.returncode, 0, 'exit code with workers = "3" (as os.getenv gives it)')
+
     with ft.subtest('workers = "auto" starts one worker per core'):
         cores = len(os.sched_getaffinity(0))
         with ft.Server(app_dir('"auto"')) as srv:
