@@ -107,6 +107,15 @@ def run():
             ft.check_eq(s["live"], 100, "streams live again")
             ft.check_eq(s["caught_up"], 100, "streams caught up")
 
+        with ft.subtest("a --server-pid that is not a list of PIDs is a usage error"):
+            for bad in ("12,abc", ",", "0", "-5", ",".join(["7"] * 65)):
+                proc = subprocess.run([BENCH, "-p", str(srv.port), "-d", "1", "--server-pid", bad],
+                                      capture_output=True, text=True, timeout=10)
+                ft.check_eq(proc.returncode, 2, f"exit code for --server-pid {bad[:20]}")
+                ft.check("--server-pid wants a PID" in proc.stderr,
+                         f"error for --server-pid {bad[:20]}", proc.stderr)
+                ft.check_eq(proc.stdout, "", f"no report for --server-pid {bad[:20]}")
+
         with ft.subtest("hosts outside 127.0.0.0/8 are refused before any connection"):
             for host in ("10.0.0.1", "example.com"):
                 proc = subprocess.run([BENCH, "-h", host, "-p", str(srv.port), "-d", "1"],
