@@ -3,7 +3,7 @@ file(GLOB files RELATIVE ${LUA_DIR} ${LUA_DIR}/freshet/*.lua)
 # The route-test harness runs outside the server (busted); server VMs need not carry it.
 list(REMOVE_ITEM files freshet/test.lua freshet/fakecore.lua)
 list(SORT files)
-set(body "/* Generated from lua/freshet by cmake/embed_lua.cmake. */\n#include <stddef.h>\n#include \"embedded.h\"\n")
+set(body "/* Generated from lua/freshet by cmake/embed_lua.cmake. */\n#include <stddef.h>\n#include \"lua/embedded.h\"\n")
 set(table "const fr_embedded_t fr_embedded_lua[] = {\n")
 set(i 0)
 foreach(f ${files})

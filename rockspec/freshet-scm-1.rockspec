@@ -8,7 +8,7 @@
 -- clear error.
 --
 -- freshet.jwt needs the C module freshet.crypto, which is built into the server and is not
--- part of this rock: outside the server, build src/lua_crypto.c as freshet/crypto.so (see
+-- part of this rock: outside the server, build src/lua/crypto.c as freshet/crypto.so (see
 -- docs/LUA_API.md, "Outside the server"). freshet.request and freshet.test need only cjson
 -- (Debian: lua-cjson), which the server also has built in.
 --

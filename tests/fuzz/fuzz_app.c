@@ -31,8 +31,8 @@
 #include <lauxlib.h>
 
 #include "fuzz_common.h"
-#include "log.h"
-#include "vm.h"
+#include "base/log.h"
+#include "lua/vm.h"
 
 static char root[256];
 

@@ -40,12 +40,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "conn.h"
+#include "http/conn.h"
 #include "fuzz_common.h"
-#include "log.h"
-#include "server.h"
-#include "stream.h"
-#include "util.h"
+#include "base/log.h"
+#include "server/worker.h"
+#include "stream/stream.h"
+#include "base/util.h"
 
 extern const char fr_client_js[];
 extern const size_t fr_client_js_len;

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "fuzz_common.h"
-#include "id.h"
+#include "codec/id.h"
 
 #define MAX_IDS 64
 

@@ -16,11 +16,11 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "event.h"
+#include "core/event.h"
 #include "fuzz_common.h"
-#include "sse.h"
-#include "ws.h"
-#include "ws_stream.h"
+#include "codec/sse.h"
+#include "codec/ws.h"
+#include "transport/ws.h"
 
 static int ref_field_ok(const char *s, size_t n) {
     return !memchr(s, '\r', n) && !memchr(s, '\n', n) && !memchr(s, '\0', n) && fz_utf8_ok(s, n);

@@ -15,8 +15,8 @@
 #include <string.h>
 
 #include "fuzz_common.h"
-#include "router.h"
-#include "url.h"
+#include "codec/router.h"
+#include "codec/url.h"
 
 static int hexv(char c) {
     if (c >= '0' && c <= '9')

@@ -14,8 +14,8 @@
 #include <string.h>
 
 #include "fuzz_common.h"
-#include "sse.h"
-#include "ws.h"
+#include "codec/sse.h"
+#include "codec/ws.h"
 
 #define MAX_RESULTS 4096
 

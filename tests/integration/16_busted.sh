@@ -5,7 +5,7 @@
 # example's specs against the installed modules, as an app's own test suite would.
 #
 # freshet.jwt needs the C module freshet.crypto. The server has it built in; here the same
-# source, src/lua_crypto.c, is built as freshet/crypto.so and put on the C module path.
+# source, src/lua/crypto.c, is built as freshet/crypto.so and put on the C module path.
 # Nothing outside the temp dir is written: HOME points into it for LuaRocks.
 set -euo pipefail
 
@@ -26,8 +26,8 @@ mkdir -p "$tmp/cpath/freshet" "$tmp/home"
 #    that loads it to provide (lua5.1 and luajit both export them), so one build serves both.
 # shellcheck disable=SC2046
 cc -shared -fPIC -O1 -g -Wall -Wextra -Werror $(pkg-config --cflags luajit) -I"$root/src" \
-    "$root/src/lua_crypto.c" -o "$tmp/cpath/freshet/crypto.so" $(pkg-config --libs libcrypto) \
-    || fail "cannot build src/lua_crypto.c as a Lua module"
+    "$root/src/lua/crypto.c" -o "$tmp/cpath/freshet/crypto.so" $(pkg-config --libs libcrypto) \
+    || fail "cannot build src/lua/crypto.c as a Lua module"
 
 lpath="lua/?.lua;lua/?/init.lua"
 cpath="$tmp/cpath/?.so"

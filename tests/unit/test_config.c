@@ -9,10 +9,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "core/config.h"
 #include "fr_test.h"
-#include "shared_dict.h"
-#include "vm.h"
+#include "core/shared_dict.h"
+#include "lua/vm.h"
 
 /* ---- listen ---- */
 

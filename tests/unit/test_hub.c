@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "fr_test.h"
-#include "hub.h"
-#include "util.h"
+#include "core/hub.h"
+#include "base/util.h"
 
 /* A start far in the future pins every id to that millisecond, so ids depend only on the
  * sequence and the tests do not depend on how fast the machine is. */

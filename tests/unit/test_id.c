@@ -2,7 +2,7 @@
 #include <string.h>
 
 #include "fr_test.h"
-#include "id.h"
+#include "codec/id.h"
 
 static int parse(const char *s, fr_id_t *out) {
     return fr_id_parse(s, strlen(s), out);

@@ -7,9 +7,9 @@
 #include <string.h>
 
 #include "fr_test.h"
-#include "lua_crypto.h"
-#include "lua_modules.h"
-#include "util.h"
+#include "lua/crypto.h"
+#include "lua/modules.h"
+#include "base/util.h"
 
 static lua_State *new_state(void) {
     lua_State *L = luaL_newstate();

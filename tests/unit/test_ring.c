@@ -2,9 +2,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "event.h"
+#include "core/event.h"
 #include "fr_test.h"
-#include "ring.h"
+#include "core/ring.h"
 
 /* An event with id (ms, seq), published at `at`; the caller owns the returned reference. */
 static fr_event_t *mk(uint64_t ms, uint64_t seq, uint64_t at) {

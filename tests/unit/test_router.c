@@ -2,7 +2,7 @@
 #include <string.h>
 
 #include "fr_test.h"
-#include "router.h"
+#include "codec/router.h"
 
 static void check_compile_error(const char *src, const char *file, int line) {
     fr_pattern_t p;

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "fr_test.h"
-#include "shared_dict.h"
+#include "core/shared_dict.h"
 
 #define K(s) (s), strlen(s)
 

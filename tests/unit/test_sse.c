@@ -2,9 +2,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "event.h"
+#include "core/event.h"
 #include "fr_test.h"
-#include "sse.h"
+#include "codec/sse.h"
 
 /* Frames data (and an optional name) and compares with the expected body byte for byte. The
  * size function must agree with the writer exactly: the frame buffer is allocated from it. */

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "fr_test.h"
-#include "url.h"
+#include "codec/url.h"
 
 /* Decodes a literal; returns the result length and copies the text into out (64 bytes). */
 static long decode(const char *src, int plus, char *out) {

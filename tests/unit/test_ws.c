@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "fr_test.h"
-#include "sse.h"
-#include "ws.h"
+#include "codec/sse.h"
+#include "codec/ws.h"
 
 /* ---- A client: builds masked frames ------------------------------------------------------ */
 

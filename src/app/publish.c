@@ -1,0 +1,284 @@
+/* Publish routes: POST body → auth → publish(req, body, who) → events → 201 with the ids. */
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/conn.h"
+#include "app/dispatch.h"
+#include "base/log.h"
+#include "server/worker.h"
+#include "base/util.h"
+
+#define FR_MAX_PUBLISH 256
+
+typedef struct {
+    const char *topic, *name, *data; /* borrowed from Lua values kept on the stack */
+    size_t data_len;
+    fr_priority_t prio;
+    int json;
+} pub_item_t;
+
+/* Reads one {topic=, data=, event=, priority=} table at idx into it; leaves the (maybe
+ * JSON-encoded) data string on the stack so the borrowed pointers stay valid. Returns 0, 400
+ * with *msg for bad content, or 500 for a script mistake (logged). */
+static int read_item(fr_vm_t *vm, const fr_route_t *route, int idx, pub_item_t *it,
+                     const char **msg) {
+    lua_State *L = vm->L;
+    lua_getfield(L, idx, "topic");
+    lua_getfield(L, idx, "event");
+    lua_getfield(L, idx, "priority");
+    int top = lua_gettop(L);
+    if (lua_type(L, top - 2) != LUA_TSTRING) {
+        fr_error("route %s: publish hook: topic must be a string, got %s", route->pattern.source,
+                 luaL_typename(L, top - 2));
+        return 500;
+    }
+    size_t tlen;
+    it->topic = lua_tolstring(L, top - 2, &tlen);
+    /* A NUL inside a Lua string would cut the name short on its way into C. */
+    if (strlen(it->topic) != tlen) {
+        *msg = "topic must be UTF-8 without CR, LF or NUL";
+        return 400;
+    }
+    it->name = NULL;
+    if (!lua_isnil(L, top - 1)) {
+        if (lua_type(L, top - 1) != LUA_TSTRING) {
+            fr_error("route %s: publish hook: event must be a string, got %s",
+                     route->pattern.source, luaL_typename(L, top - 1));
+            return 500;
+        }
+        size_t nlen;
+        it->name = lua_tolstring(L, top - 1, &nlen);
+        if (strlen(it->name) != nlen) {
+            *msg = "event name must be UTF-8 without CR, LF or NUL";
+            return 400;
+        }
+        if (!*it->name)
+            it->name = NULL;
+    }
+    it->prio = FR_PRIO_NORMAL;
+    if (!lua_isnil(L, top)) {
+        const char *p = lua_tostring(L, top);
+        if (!p || fr_priority_parse(p, &it->prio) < 0) {
+            *msg = "priority must be critical, normal or telemetry";
+            return 400;
+        }
+    }
+    lua_getfield(L, idx, "data");
+    it->json = 0;
+    if (lua_istable(L, -1)) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, vm->encode_ref);
+        lua_insert(L, -2);
+        if (lua_pcall(L, 1, 1, 0) != 0) {
+            fr_error("route %s: publish hook: data cannot be sent as JSON: %s",
+                     route->pattern.source, lua_tostring(L, -1));
+            return 500;
+        }
+        it->json = 1;
+    } else if (lua_type(L, -1) != LUA_TSTRING) {
+        fr_error("route %s: publish hook: data must be a string or a table, got %s",
+                 route->pattern.source, luaL_typename(L, -1));
+        return 500;
+    }
+    it->data = lua_tolstring(L, -1, &it->data_len);
+    if (fr_event_validate(it->topic, it->name, it->data, it->data_len, msg) < 0)
+        return 400;
+    return 0;
+}
+
+static void respond_ids(fr_conn_t *c, fr_id_t *ids, size_t n, int many) {
+    size_t cap = 16 + n * (FR_ID_MAX_LEN + 3), len = 0;
+    char *body = fr_malloc(cap);
+    const char *open = many ? "{\"ids\":[" : "{\"id\":";
+    memcpy(body, open, strlen(open));
+    len = strlen(open);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            body[len++] = ',';
+        body[len++] = '"';
+        len += fr_id_format(ids[i], body + len);
+        body[len++] = '"';
+    }
+    memcpy(body + len, many ? "]}" : "}", many ? 2 : 1);
+    len += many ? 2 : 1;
+    fr_conn_respond(c, 201, "application/json", NULL, body, len);
+    free(body);
+}
+
+typedef struct batch_s batch_t;
+
+typedef struct {
+    batch_t *batch;
+    size_t index;
+} item_ref_t;
+
+/* Events of one request on their way to the broker. */
+struct batch_s {
+    fr_conn_t *conn;    /* held until the last answer */
+    fr_id_t *ids;       /* owned */
+    item_ref_t *refs;   /* owned: the context of each event's callback */
+    size_t n, pending;
+    int many;
+    int status;         /* worst outcome so far: 0, -1 (unavailable), -2 (invalid) */
+    char err[200];
+};
+
+static void batch_done(batch_t *b) {
+    if (--b->pending > 0)
+        return;
+    fr_conn_t *c = b->conn;
+    if (!c->closing) {
+        if (b->status == -1)
+            fr_conn_respond(c, 503, "application/json", "Retry-After: 2\r\n",
+                            "{\"error\":\"the broker is unavailable\"}", 37);
+        else if (b->status < 0)
+            fr_conn_respond_error(c, 400, b->err);
+        else
+            respond_ids(c, b->ids, b->n, b->many);
+    }
+    fr_conn_release(c);
+    free(b->ids);
+    free(b->refs);
+    free(b);
+}
+
+static void on_item_published(void *ctx, int status, fr_id_t id, const char *err) {
+    item_ref_t *ref = ctx;
+    batch_t *b = ref->batch;
+    if (status == 0) {
+        b->ids[ref->index] = id;
+    } else if (b->status == 0 || status == -1) {
+        b->status = status;
+        snprintf(b->err, sizeof b->err, "%s", err ? err : "not published");
+    }
+    batch_done(b);
+}
+
+void fr_publish_handle(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_ref) {
+    lua_State *L = vm->L;
+    int base = lua_gettop(L);
+    int who_ref = LUA_NOREF;
+    if (fr_dispatch_auth(c, vm, route, req_ref, &who_ref) < 0)
+        return;
+
+    fr_vm_push_hook(vm, route, FR_HOOK_PUBLISH);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, req_ref);
+    const char *body = c->req.body ? c->req.body : "";
+    if (route->body_json) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, vm->decode_ref);
+        lua_pushlstring(L, body, c->req.body_len);
+        if (c->req.body_len == 0 || lua_pcall(L, 1, 1, 0) != 0) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "invalid JSON body: %s",
+                     c->req.body_len == 0 ? "the body is empty" : lua_tostring(L, -1));
+            fr_conn_respond_error(c, 400, msg);
+            goto out;
+        }
+    } else {
+        lua_pushlstring(L, body, c->req.body_len);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, who_ref);
+    if (fr_vm_call(vm, route, "publish", 3, 3) != 0) {
+        fr_conn_respond_error(c, 500, "internal error");
+        goto out;
+    }
+    int r = base + 1;
+    if (!lua_istable(L, r)) {
+        if (lua_toboolean(L, r)) {
+            fr_error("route %s: publish must return an event table, a list of them, or nil, "
+                     "status, message; got %s", route->pattern.source, luaL_typename(L, r));
+            fr_conn_respond_error(c, 500, "internal error");
+            goto out;
+        }
+        int status = lua_isnumber(L, r + 1) ? (int)lua_tointeger(L, r + 1) : 400;
+        if (status < 400 || status > 599)
+            status = 400;
+        fr_conn_respond_error(c, status, lua_isstring(L, r + 2) ? lua_tostring(L, r + 2)
+                                                                 : "not published");
+        goto out;
+    }
+    lua_settop(L, r);
+    lua_getfield(L, r, "topic");
+    int many = lua_isnil(L, -1);
+    lua_pop(L, 1);
+    size_t n = many ? lua_objlen(L, r) : 1;
+    if (n == 0 || n > FR_MAX_PUBLISH) {
+        fr_error("route %s: publish returned %zu events (1 to %d allowed)", route->pattern.source,
+                 n, FR_MAX_PUBLISH);
+        fr_conn_respond_error(c, 500, "internal error");
+        goto out;
+    }
+    pub_item_t *items = fr_calloc(n, sizeof *items);
+    fr_id_t *ids = fr_calloc(n, sizeof *ids);
+    const char *msg = NULL;
+    int status = 0;
+    lua_checkstack(L, (int)n * 5 + 10);
+    /* Check every event before publishing any, so a bad one publishes none of them. */
+    for (size_t i = 0; i < n && !status; i++) {
+        int idx = r;
+        if (many) {
+            lua_rawgeti(L, r, (int)i + 1);
+            idx = lua_gettop(L);
+            if (!lua_istable(L, idx)) {
+                fr_error("route %s: publish: item %zu is a %s, not a table", route->pattern.source,
+                         i + 1, luaL_typename(L, idx));
+                status = 500;
+                break;
+            }
+        }
+        status = read_item(vm, route, idx, &items[i], &msg);
+    }
+    const fr_tier_t *tier = NULL;
+    if (!status && fr_dispatch_tier(c, vm, route, req_ref, who_ref, &tier) < 0)
+        status = -1;
+    if (!status && tier) {
+        /* Critical events bypass the publish bucket: alerts must get through a flood. */
+        double cost = 0;
+        for (size_t i = 0; i < n; i++)
+            cost += items[i].prio != FR_PRIO_CRITICAL;
+        char client[300];
+        unsigned retry_after;
+        fr_dispatch_client_id(c, vm, who_ref, client, sizeof client);
+        if (cost > 0 && fr_ratelimit_take(c->worker->limits, FR_RL_PUBLISH, tier, client, cost,
+                                          fr_mono_ms(), &retry_after) < 0) {
+            FR_BUMP(c->worker->tier_rejected[tier - c->worker->config->tiers], 1);
+            fr_dispatch_too_many(c, retry_after, "publishes");
+            status = -1;
+        }
+    }
+    if (!status && !fr_worker_broker_ok(c->worker)) {
+        fr_conn_respond(c, 503, "application/json", "Retry-After: 2\r\n",
+                        "{\"error\":\"the broker is unavailable: nothing was published\"}", 60);
+        status = -1;
+    }
+    if (status == 500)
+        fr_conn_respond_error(c, 500, "internal error");
+    else if (status > 0)
+        fr_conn_respond_error(c, status, msg);
+    if (status == 0) {
+        /* The answer waits for the broker to store every event (at once for memory). */
+        batch_t *b = fr_calloc(1, sizeof *b);
+        b->conn = c;
+        b->ids = ids;
+        b->n = b->pending = n;
+        b->many = many;
+        b->refs = fr_calloc(n, sizeof *b->refs);
+        fr_conn_hold(c);
+        b->pending++; /* the loop's own reference, so a synchronous broker cannot finish early */
+        for (size_t i = 0; i < n; i++) {
+            b->refs[i].batch = b;
+            b->refs[i].index = i;
+            fr_worker_publish(c->worker, items[i].topic, items[i].name, items[i].data,
+                              items[i].data_len, items[i].prio, items[i].json, on_item_published,
+                              &b->refs[i]);
+        }
+        batch_done(b);
+        ids = NULL;
+    }
+    free(items);
+    free(ids);
+out:
+    luaL_unref(L, LUA_REGISTRYINDEX, who_ref);
+    lua_settop(L, base);
+}

@@ -1,0 +1,69 @@
+#include "base/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void fr_oom(size_t n, const char *file, int line) {
+    fprintf(stderr, "fatal: out of memory allocating %zu bytes at %s:%d\n", n, file, line);
+    abort();
+}
+
+void *fr_xmalloc(size_t n, const char *file, int line) {
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        fr_oom(n, file, line);
+    return p;
+}
+
+void *fr_xcalloc(size_t n, size_t size, const char *file, int line) {
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p)
+        fr_oom(n * size, file, line);
+    return p;
+}
+
+void *fr_xrealloc(void *p, size_t n, const char *file, int line) {
+    void *q = realloc(p, n ? n : 1);
+    if (!q)
+        fr_oom(n, file, line);
+    return q;
+}
+
+char *fr_xstrndup(const char *s, size_t n, const char *file, int line) {
+    char *d = fr_xmalloc(n + 1, file, line);
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+char *fr_xstrdup(const char *s, const char *file, int line) {
+    return fr_xstrndup(s, strlen(s), file, line);
+}
+
+size_t fr_hash_bytes(const void *p, size_t n) {
+    const unsigned char *b = p;
+    size_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+size_t fr_hash_str(const char *s) {
+    return fr_hash_bytes(s, strlen(s));
+}
+
+uint64_t fr_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t fr_mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}

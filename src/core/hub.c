@@ -1,0 +1,376 @@
+#include "core/hub.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/util.h"
+
+void fr_hub_init(fr_hub_t *hub, size_t nslots, size_t replay_events, uint64_t replay_ms,
+                 uint64_t start_ms) {
+    memset(hub, 0, sizeof *hub);
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&hub->mu, &attr);
+    pthread_mutexattr_destroy(&attr);
+    hub->nslots = nslots ? nslots : 1;
+    hub->slots = fr_calloc(hub->nslots, sizeof *hub->slots);
+    hub->nbuckets = 64;
+    hub->buckets = fr_calloc(hub->nbuckets, sizeof *hub->buckets);
+    hub->replay_events = replay_events;
+    hub->replay_ms = replay_ms;
+    hub->floor.ms = start_ms;
+    hub->floor.seq = 0;
+}
+
+static void topic_free(fr_topic_t *t) {
+    fr_ring_close(&t->ring);
+    free(t->name);
+    free(t);
+}
+
+void fr_hub_close(fr_hub_t *hub) {
+    for (size_t i = 0; i < hub->nbuckets; i++) {
+        fr_topic_t *t = hub->buckets[i];
+        while (t) {
+            fr_topic_t *next = t->hnext;
+            topic_free(t);
+            t = next;
+        }
+    }
+    free(hub->buckets);
+    for (size_t k = 0; k < hub->nslots; k++) {
+        fr_hub_slot_t *sl = &hub->slots[k];
+        for (size_t i = 0; i < sl->npending; i++)
+            fr_event_release(sl->pending[i]);
+        free(sl->pending);
+        free(sl->spare);
+    }
+    free(hub->slots);
+    pthread_mutex_destroy(&hub->mu);
+    memset(hub, 0, sizeof *hub);
+}
+
+void fr_hub_set_wake(fr_hub_t *hub, size_t slot, void (*wake)(void *ctx), void *ctx) {
+    hub->slots[slot].wake = wake;
+    hub->slots[slot].wake_ctx = ctx;
+}
+
+void fr_hub_lock(fr_hub_t *hub) {
+    pthread_mutex_lock(&hub->mu);
+}
+
+void fr_hub_unlock(fr_hub_t *hub) {
+    pthread_mutex_unlock(&hub->mu);
+}
+
+void fr_hub_stats(fr_hub_t *hub, size_t *ntopics, uint64_t *published) {
+    fr_hub_lock(hub);
+    *ntopics = hub->ntopics;
+    *published = hub->published;
+    fr_hub_unlock(hub);
+}
+
+fr_topic_t *fr_hub_find(fr_hub_t *hub, const char *name) {
+    fr_topic_t *t = hub->buckets[fr_hash_str(name) & (hub->nbuckets - 1)];
+    while (t && strcmp(t->name, name) != 0)
+        t = t->hnext;
+    return t;
+}
+
+static void hub_rehash(fr_hub_t *hub) {
+    size_t n = hub->nbuckets * 2;
+    fr_topic_t **b = fr_calloc(n, sizeof *b);
+    for (size_t i = 0; i < hub->nbuckets; i++) {
+        fr_topic_t *t = hub->buckets[i];
+        while (t) {
+            fr_topic_t *next = t->hnext;
+            size_t k = fr_hash_str(t->name) & (n - 1);
+            t->hnext = b[k];
+            b[k] = t;
+            t = next;
+        }
+    }
+    free(hub->buckets);
+    hub->buckets = b;
+    hub->nbuckets = n;
+}
+
+static fr_topic_t *hub_get(fr_hub_t *hub, const char *name) {
+    fr_topic_t *t = fr_hub_find(hub, name);
+    if (t)
+        return t;
+    if (hub->ntopics >= hub->nbuckets)
+        hub_rehash(hub);
+    t = fr_calloc(1, sizeof *t + hub->nslots * sizeof t->slot[0]);
+    t->name = fr_strdup(name);
+    fr_ring_init(&t->ring, hub->replay_events);
+    t->born = hub->floor;
+    t->last = hub->floor;
+    size_t k = fr_hash_str(name) & (hub->nbuckets - 1);
+    t->hnext = hub->buckets[k];
+    hub->buckets[k] = t;
+    hub->ntopics++;
+    return t;
+}
+
+/* Forgets a topic nobody follows and that holds nothing to replay. Its last id raises the
+ * floor, so a topic created later under the same name never reissues an id. */
+static void hub_maybe_forget(fr_hub_t *hub, fr_topic_t *t) {
+    if (t->nsubs > 0 || t->ring.count > 0 || t->delivering)
+        return;
+    if (fr_id_cmp(t->last, hub->floor) > 0)
+        hub->floor = t->last;
+    fr_topic_t **pp = &hub->buckets[fr_hash_str(t->name) & (hub->nbuckets - 1)];
+    while (*pp != t)
+        pp = &(*pp)->hnext;
+    *pp = t->hnext;
+    hub->ntopics--;
+    topic_free(t);
+}
+
+static void topic_expire(fr_hub_t *hub, fr_topic_t *t, uint64_t now) {
+    if (hub->replay_ms > 0 && now > hub->replay_ms)
+        fr_ring_expire(&t->ring, now - hub->replay_ms);
+}
+
+/* Queues ev for the slot's next flush (one new reference). Returns 1 when the queue was
+ * empty, so its worker needs waking. */
+static int slot_push(fr_hub_slot_t *sl, fr_event_t *ev) {
+    if (sl->npending == sl->cap) {
+        sl->cap = sl->cap ? sl->cap * 2 : 64;
+        sl->pending = fr_realloc(sl->pending, sl->cap * sizeof *sl->pending);
+    }
+    fr_event_retain(ev);
+    sl->pending[sl->npending++] = ev;
+    return sl->npending == 1;
+}
+
+int fr_hub_publish(fr_hub_t *hub, const char *name, const char *evname, const char *data,
+                   size_t data_len, fr_priority_t prio, int json, fr_id_t *id_out,
+                   const char **err) {
+    if (fr_event_validate(name, evname, data, data_len, err) < 0)
+        return -1;
+    fr_hub_lock(hub);
+    uint64_t now = fr_now_ms();
+    fr_topic_t *t = hub_get(hub, name);
+    topic_expire(hub, t, now);
+    fr_id_t id = fr_id_next(t->last, now);
+    fr_event_t *ev = fr_event_build(name, id, evname, data, data_len, prio, json, now);
+    t->last = id;
+    t->published++;
+    hub->published++;
+    fr_ring_push(&t->ring, ev);
+    /* Queued under the lock, so every worker sees a topic's events in id order. */
+    uint64_t wake = 0;
+    for (size_t k = 0; t->nsubs > 0 && k < hub->nslots; k++) {
+        if (t->slot[k].nsubs > 0 && slot_push(&hub->slots[k], ev))
+            wake |= 1ull << k;
+    }
+    fr_event_release(ev);
+    *id_out = id;
+    hub_maybe_forget(hub, t);
+    fr_hub_unlock(hub);
+    for (size_t k = 0; wake; k++, wake >>= 1) {
+        if ((wake & 1) && hub->slots[k].wake)
+            hub->slots[k].wake(hub->slots[k].wake_ctx);
+    }
+    return 0;
+}
+
+/* Walks the slot's subscribers outside the lock: only this slot's worker changes them, and
+ * `delivering` keeps the topic alive. A deliver callback may end its own stream, so the next
+ * link is read before the call. */
+static void topic_fan_out(fr_hub_t *hub, fr_topic_t *t, size_t slot, fr_event_t *ev) {
+    t->delivering++;
+    fr_hub_unlock(hub);
+    for (fr_sub_t *s = t->slot[slot].subs, *next; s; s = next) {
+        next = s->next;
+        s->deliver(s, ev);
+    }
+    fr_hub_lock(hub);
+    t->delivering--;
+    hub_maybe_forget(hub, t);
+}
+
+void fr_hub_flush(fr_hub_t *hub, size_t slot) {
+    fr_hub_slot_t *sl = &hub->slots[slot];
+    fr_hub_lock(hub);
+    if (sl->npending == 0) {
+        fr_hub_unlock(hub);
+        return;
+    }
+    /* Take the queue and leave the spare array in its place: publishes made while this
+     * fan-out runs (by other workers, or by hooks it calls) queue for the next flush. */
+    fr_event_t **evs = sl->pending;
+    size_t n = sl->npending, cap = sl->cap;
+    sl->pending = sl->spare;
+    sl->cap = sl->spare_cap;
+    sl->npending = 0;
+    sl->spare = NULL;
+    sl->spare_cap = 0;
+    for (size_t i = 0; i < n; i++) {
+        fr_topic_t *t = fr_hub_find(hub, evs[i]->topic);
+        if (t)
+            topic_fan_out(hub, t, slot, evs[i]);
+    }
+    fr_hub_unlock(hub);
+    for (size_t i = 0; i < n; i++)
+        fr_event_release(evs[i]);
+    /* Only this slot's worker flushes it, so the spare is still empty. */
+    fr_hub_lock(hub);
+    sl->spare = evs;
+    sl->spare_cap = cap;
+    fr_hub_unlock(hub);
+}
+
+fr_id_t fr_hub_position(fr_hub_t *hub, const char *name) {
+    fr_hub_lock(hub);
+    fr_topic_t *t = fr_hub_find(hub, name);
+    fr_id_t id = t ? t->last : hub->floor;
+    fr_hub_unlock(hub);
+    return id;
+}
+
+static fr_resume_t hub_check_resume(fr_hub_t *hub, const char *name, fr_id_t after);
+
+fr_resume_t fr_hub_check_resume(fr_hub_t *hub, const char *name, fr_id_t after) {
+    fr_hub_lock(hub);
+    fr_resume_t r = hub_check_resume(hub, name, after);
+    fr_hub_unlock(hub);
+    return r;
+}
+
+static fr_resume_t hub_check_resume(fr_hub_t *hub, const char *name, fr_id_t after) {
+    fr_topic_t *t = fr_hub_find(hub, name);
+    fr_id_t born = t ? t->born : hub->floor;
+    fr_id_t last = t ? t->last : hub->floor;
+    if (t)
+        topic_expire(hub, t, fr_now_ms());
+    if (fr_id_cmp(after, last) > 0)
+        return FR_RESUME_INVALID;
+    if (fr_id_cmp(after, last) == 0)
+        return (t && t->ring.has_evicted && fr_id_cmp(after, t->ring.evicted_upto) < 0)
+                   ? FR_RESUME_STALE
+                   : FR_RESUME_OK;
+    if (fr_id_cmp(after, born) < 0)
+        return FR_RESUME_STALE;
+    if (fr_id_cmp(after, born) == 0)
+        return (t && t->ring.has_evicted) ? FR_RESUME_STALE : FR_RESUME_OK;
+    /* born < after < last: only ids this topic issued are meaningful. */
+    if (t->ring.has_evicted) {
+        int c = fr_id_cmp(after, t->ring.evicted_upto);
+        if (c < 0)
+            return FR_RESUME_STALE;
+        if (c == 0)
+            return FR_RESUME_OK;
+    }
+    return fr_ring_contains(&t->ring, after) ? FR_RESUME_OK : FR_RESUME_INVALID;
+}
+
+void fr_hub_replay(fr_hub_t *hub, const char *const *topics, const fr_id_t *after, size_t n,
+                   fr_replay_cb fn, void *ctx) {
+    fr_hub_lock(hub);
+    fr_topic_t *ts[n ? n : 1];
+    size_t pos[n ? n : 1];
+    for (size_t i = 0; i < n; i++) {
+        ts[i] = fr_hub_find(hub, topics[i]);
+        pos[i] = ts[i] ? fr_ring_after(&ts[i]->ring, after[i]) : 0;
+    }
+    for (;;) {
+        size_t best = n;
+        for (size_t i = 0; i < n; i++) {
+            if (!ts[i] || pos[i] >= ts[i]->ring.count)
+                continue;
+            if (best == n || fr_id_cmp(fr_ring_at(&ts[i]->ring, pos[i])->id,
+                                       fr_ring_at(&ts[best]->ring, pos[best])->id) < 0)
+                best = i;
+        }
+        if (best == n)
+            break;
+        fn(ctx, best, fr_ring_at(&ts[best]->ring, pos[best]++));
+    }
+    fr_hub_unlock(hub);
+}
+
+void fr_hub_subscribe(fr_hub_t *hub, fr_sub_t *sub, const char *name) {
+    fr_hub_lock(hub);
+    fr_topic_t *t = hub_get(hub, name);
+    fr_topic_slot_t *ts = &t->slot[sub->slot];
+    sub->topic = t;
+    sub->away = 0;
+    sub->prev = NULL;
+    sub->next = ts->subs;
+    if (ts->subs)
+        ts->subs->prev = sub;
+    ts->subs = sub;
+    ts->nsubs++;
+    int first = t->nsubs++ == 0;
+    fr_hub_unlock(hub);
+    if (first && hub->on_follow)
+        hub->on_follow(hub->follow_ctx, t->name, 1);
+}
+
+void fr_hub_set_away(fr_hub_t *hub, fr_sub_t *sub) {
+    fr_hub_lock(hub);
+    sub->away = 1;
+    fr_hub_unlock(hub);
+}
+
+void fr_hub_deliver(fr_hub_t *hub, fr_event_t *ev) {
+    fr_hub_lock(hub);
+    fr_topic_t *t = fr_hub_find(hub, ev->topic);
+    if (t && fr_id_cmp(ev->id, t->last) > 0) {
+        t->last = ev->id;
+        t->published++;
+        hub->published++;
+        topic_fan_out(hub, t, 0, ev);
+    }
+    fr_hub_unlock(hub);
+}
+
+void fr_hub_note_position(fr_hub_t *hub, const char *topic, fr_id_t id) {
+    fr_hub_lock(hub);
+    fr_topic_t *t = fr_hub_find(hub, topic);
+    if (t && fr_id_cmp(id, t->last) > 0)
+        t->last = id;
+    fr_hub_unlock(hub);
+}
+
+void fr_hub_unsubscribe(fr_hub_t *hub, fr_sub_t *sub) {
+    fr_topic_t *t = sub->topic;
+    if (!t)
+        return;
+    fr_hub_lock(hub);
+    fr_topic_slot_t *ts = &t->slot[sub->slot];
+    if (sub->prev)
+        sub->prev->next = sub->next;
+    else
+        ts->subs = sub->next;
+    if (sub->next)
+        sub->next->prev = sub->prev;
+    ts->nsubs--;
+    sub->topic = NULL;
+    sub->prev = sub->next = NULL;
+    int last = --t->nsubs == 0;
+    /* The follow callback (a Redis broker, one-slot hubs only) runs before the topic can go. */
+    if (last && hub->on_follow)
+        hub->on_follow(hub->follow_ctx, t->name, 0);
+    hub_maybe_forget(hub, t);
+    fr_hub_unlock(hub);
+}
+
+void fr_hub_sweep(fr_hub_t *hub) {
+    fr_hub_lock(hub);
+    uint64_t now = fr_now_ms();
+    for (size_t i = 0; i < hub->nbuckets; i++) {
+        fr_topic_t *t = hub->buckets[i];
+        while (t) {
+            fr_topic_t *next = t->hnext;
+            topic_expire(hub, t, now);
+            hub_maybe_forget(hub, t);
+            t = next;
+        }
+    }
+    fr_hub_unlock(hub);
+}

@@ -1,0 +1,174 @@
+#include "http/request.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/sse.h"
+#include "base/util.h"
+
+void fr_request_reset(fr_request_t *req) {
+    for (size_t i = 0; i < req->nheaders; i++) {
+        free(req->headers[i].name);
+        free(req->headers[i].value);
+    }
+    free(req->headers);
+    free(req->url);
+    free(req->body);
+    memset(req, 0, sizeof *req);
+}
+
+static void append(char **dst, size_t *len, const char *at, size_t n) {
+    *dst = fr_realloc(*dst, *len + n + 1);
+    memcpy(*dst + *len, at, n);
+    *len += n;
+    (*dst)[*len] = '\0';
+}
+
+void fr_request_append_url(fr_request_t *req, const char *at, size_t len) {
+    append(&req->url, &req->url_len, at, len);
+}
+
+void fr_request_append_field(fr_request_t *req, const char *at, size_t len) {
+    if (req->in_value || req->nheaders == 0) {
+        if (req->nheaders == req->cap_headers) {
+            req->cap_headers = req->cap_headers ? req->cap_headers * 2 : 16;
+            req->headers = fr_realloc(req->headers, req->cap_headers * sizeof *req->headers);
+        }
+        req->headers[req->nheaders].name = NULL;
+        req->headers[req->nheaders].value = fr_strdup("");
+        req->nheaders++;
+        req->in_value = 0;
+    }
+    fr_header_t *h = &req->headers[req->nheaders - 1];
+    size_t old = h->name ? strlen(h->name) : 0;
+    append(&h->name, &old, at, len);
+    for (size_t i = 0; i < old; i++)
+        h->name[i] = (char)tolower((unsigned char)h->name[i]);
+}
+
+void fr_request_append_value(fr_request_t *req, const char *at, size_t len) {
+    if (req->nheaders == 0)
+        return;
+    fr_header_t *h = &req->headers[req->nheaders - 1];
+    size_t old = strlen(h->value);
+    append(&h->value, &old, at, len);
+    req->in_value = 1;
+}
+
+void fr_request_append_body(fr_request_t *req, const char *at, size_t len) {
+    append(&req->body, &req->body_len, at, len);
+}
+
+const char *fr_request_header(const fr_request_t *req, const char *name) {
+    for (size_t i = 0; i < req->nheaders; i++) {
+        if (req->headers[i].name && strcmp(req->headers[i].name, name) == 0)
+            return req->headers[i].value;
+    }
+    return NULL;
+}
+
+const char *fr_http_status_text(int status) {
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 422: return "Unprocessable Content";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+char *fr_http_response(int status, const char *content_type, const char *extra_headers,
+                       const char *body, size_t body_len, int keep_alive, size_t *out_len) {
+    char head[1024];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\n"
+                     "%s%s%s"
+                     "Content-Length: %zu\r\n"
+                     "Connection: %s\r\n"
+                     "%s"
+                     "\r\n",
+                     status, fr_http_status_text(status), content_type ? "Content-Type: " : "",
+                     content_type ? content_type : "", content_type ? "\r\n" : "", body_len,
+                     keep_alive ? "keep-alive" : "close", extra_headers ? extra_headers : "");
+    size_t hl = (size_t)n < sizeof head ? (size_t)n : sizeof head - 1;
+    char *out = fr_malloc(hl + body_len);
+    memcpy(out, head, hl);
+    if (body_len)
+        memcpy(out + hl, body, body_len);
+    *out_len = hl + body_len;
+    return out;
+}
+
+void fr_json_append_string(char **buf, size_t *len, size_t *cap, const char *s) {
+    size_t need = *len + strlen(s) * 6 + 3;
+    if (need > *cap) {
+        *cap = need * 2;
+        *buf = fr_realloc(*buf, *cap);
+    }
+    char *p = *buf + *len;
+    *p++ = '"';
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x80) {
+            /* Messages may quote client bytes: what is not UTF-8 becomes U+FFFD, so the body
+             * stays valid JSON. */
+            size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+            if (n > 1 && strnlen(s, n) == n && fr_utf8_valid(s, n)) {
+                memcpy(p, s, n);
+                p += n;
+                s += n - 1;
+            } else {
+                memcpy(p, "\\ufffd", 6);
+                p += 6;
+            }
+            continue;
+        }
+        if (c == '"' || c == '\\') {
+            *p++ = '\\';
+            *p++ = (char)c;
+        } else if (c < 0x20) {
+            p += sprintf(p, "\\u%04x", c);
+        } else {
+            *p++ = (char)c;
+        }
+    }
+    *p++ = '"';
+    *p = '\0';
+    *len = (size_t)(p - *buf);
+}
+
+char *fr_http_error_body(const char *msg, size_t *len) {
+    size_t cap = 0;
+    char *buf = NULL;
+    *len = 0;
+    append(&buf, len, "{\"error\":", 9);
+    cap = *len + 1;
+    fr_json_append_string(&buf, len, &cap, msg);
+    if (*len + 2 > cap)
+        buf = fr_realloc(buf, *len + 2);
+    buf[(*len)++] = '}';
+    buf[*len] = '\0';
+    return buf;
+}

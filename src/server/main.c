@@ -1,0 +1,97 @@
+/* freshet: command line. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "server/worker.h"
+#include "core/shared_dict.h"
+#include "lua/vm.h"
+
+static void usage(FILE *out) {
+    fprintf(out,
+            "usage: freshet APP.lua [--listen HOST:PORT] [--log-level LEVEL]\n"
+            "       freshet --check APP.lua\n"
+            "       freshet --version | --help\n"
+            "\n"
+            "Runs the streaming app described by APP.lua (see docs/LUA_API.md).\n"
+            "  --check            load the app and every route script, print the routes, exit\n"
+            "  --listen HOST:PORT listen here instead of the app's `listen`\n"
+            "  --log-level LEVEL  debug, info (default), warn or error\n"
+            "Signals: HUP reloads the scripts, TERM and INT drain and stop.\n");
+}
+
+static const char *route_kind(fr_route_kind_t k) {
+    return k == FR_ROUTE_STREAM ? "stream" : k == FR_ROUTE_PUBLISH ? "publish" : "static";
+}
+
+static int check_app(const char *app) {
+    fr_errors_t errs = {0};
+    fr_vm_t *vm = fr_vm_new(app, NULL, &errs);
+    if (!vm) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s\n", errs.items[i]);
+        fr_errors_free(&errs);
+        fr_shared_shutdown();
+        return 1;
+    }
+    fprintf(stderr, "%s: ok, listen %s:%d, %zu routes\n", app, vm->config.host, vm->config.port,
+            vm->nroutes);
+    for (size_t i = 0; i < vm->nroutes; i++) {
+        const fr_route_t *r = &vm->routes[i];
+        printf("%-8s %-32s %s\n", route_kind(r->kind),
+               r->kind == FR_ROUTE_STATIC ? (r->prefix[0] ? r->prefix : "/") : r->pattern.source,
+               r->script);
+    }
+    fr_vm_release(vm);
+    fr_shared_shutdown();
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *app = NULL, *listen = NULL;
+    int check = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--version") == 0 || strcmp(a, "-v") == 0) {
+            printf("freshet %s\n", FR_VERSION);
+            return 0;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--check") == 0) {
+            check = 1;
+        } else if (strcmp(a, "--listen") == 0 && i + 1 < argc) {
+            listen = argv[++i];
+        } else if (strcmp(a, "--log-level") == 0 && i + 1 < argc) {
+            fr_log_level_t level;
+            if (fr_log_parse_level(argv[++i], &level) < 0) {
+                fprintf(stderr, "freshet: --log-level wants debug, info, warn or error\n");
+                return 2;
+            }
+            fr_log_set_level(level);
+        } else if (a[0] == '-') {
+            fprintf(stderr, "freshet: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        } else if (!app) {
+            app = a;
+        } else {
+            fprintf(stderr, "freshet: one app file only (got '%s' and '%s')\n", app, a);
+            return 2;
+        }
+    }
+    if (!app) {
+        usage(stderr);
+        return 2;
+    }
+    if (access(app, R_OK) != 0) {
+        fprintf(stderr, "freshet: cannot read app file '%s': %s\n", app, strerror(errno));
+        return 2;
+    }
+    if (check)
+        return check_app(app);
+    return fr_server_run(app, listen);
+}
