@@ -1,17 +1,14 @@
-#include "app/dispatch.h"
-
+/* Request dispatch: route matching, CORS preflight, the built-in paths, and the `req` table
+ * every hook gets. */
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/conn.h"
+#include "app/app.h"
 #include "base/log.h"
-#include "app/metrics.h"
-#include "server/worker.h"
-#include "stream/stream.h"
-#include "codec/url.h"
 #include "base/util.h"
+#include "codec/url.h"
 
 /* The browser client (client/freshet.js), embedded at build time. */
 extern const char fr_client_js[];
@@ -77,109 +74,19 @@ static int push_request(fr_conn_t *c, lua_State *L, const char *path, fr_param_t
     return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-int fr_dispatch_auth(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_ref,
-                     int *who_ref) {
-    lua_State *L = vm->L;
-    if (!fr_vm_push_hook(vm, route, FR_HOOK_AUTH)) {
-        lua_newtable(L);
-        *who_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        return 0;
-    }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, req_ref);
-    if (fr_vm_call(vm, route, "auth", 1, 3) != 0) {
-        fr_conn_respond_error(c, 500, "internal error");
-        return -1;
-    }
-    if (lua_istable(L, -3)) {
-        lua_pop(L, 2);
-        *who_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        return 0;
-    }
-    if (lua_toboolean(L, -3)) {
-        fr_error("route %s: auth must return an identity table, or nil, status, message; got %s",
-                 route->pattern.source, luaL_typename(L, -3));
-        lua_pop(L, 3);
-        fr_conn_respond_error(c, 500, "internal error");
-        return -1;
-    }
-    int status = lua_isnumber(L, -2) ? (int)lua_tointeger(L, -2) : 403;
-    if (status < 400 || status > 599)
-        status = 403;
-    const char *msg = lua_isstring(L, -1) ? lua_tostring(L, -1) : "not allowed";
-    fr_conn_respond_error(c, status, msg);
-    lua_pop(L, 3);
-    return -1;
-}
-
-const char *fr_dispatch_client_id(fr_conn_t *c, fr_vm_t *vm, int who_ref, char *buf,
-                                  size_t len) {
-    lua_State *L = vm->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, who_ref);
-    lua_getfield(L, -1, "id");
-    if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)
-        snprintf(buf, len, "id:%s", lua_tostring(L, -1));
-    else
-        snprintf(buf, len, "addr:%s", c->remote);
-    lua_pop(L, 2);
-    return buf;
-}
-
-int fr_dispatch_tier(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_ref,
-                     int who_ref, const fr_tier_t **tier) {
-    lua_State *L = vm->L;
-    *tier = NULL;
-    if (!fr_vm_push_hook(vm, route, FR_HOOK_TIER))
-        return 0;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, req_ref);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, who_ref);
-    if (fr_vm_call(vm, route, "tier", 2, 1) != 0)
-        goto fail;
-    if (lua_type(L, -1) == LUA_TSTRING) {
-        *tier = fr_config_tier(c->worker->config, lua_tostring(L, -1));
-        if (!*tier) {
-            fr_error("route %s: tier hook returned unknown tier '%s'", route->pattern.source,
-                     lua_tostring(L, -1));
-            lua_pop(L, 1);
-            goto fail;
-        }
-    } else if (!lua_isnil(L, -1)) {
-        fr_error("route %s: tier hook must return a tier name or nil, got %s",
-                 route->pattern.source, luaL_typename(L, -1));
-        lua_pop(L, 1);
-        goto fail;
-    }
-    lua_pop(L, 1);
-    return 0;
-fail:
-    fr_conn_respond_error(c, 500, "internal error");
-    return -1;
-}
-
-void fr_dispatch_too_many(fr_conn_t *c, unsigned retry_after, const char *what) {
+void fr_app_too_many(fr_conn_t *c, unsigned retry_after, const char *what) {
     char headers[64], msg[128];
     snprintf(headers, sizeof headers, "Retry-After: %u\r\n", retry_after);
     snprintf(msg, sizeof msg, "{\"error\":\"too many %s: retry in %u s\"}", what, retry_after);
     fr_conn_respond(c, 429, "application/json", headers, msg, strlen(msg));
 }
 
-/* ---- /health and preflight --------------------------------------------------------------- */
-
-static void respond_health(fr_conn_t *c) {
-    fr_worker_t *w = c->worker;
-    char body[320];
-    int ok = fr_worker_broker_ok(w);
-    fr_totals_t t;
-    fr_worker_totals(w, &t, NULL);
-    int n = snprintf(body, sizeof body,
-                     "{\"status\":\"%s\",\"broker\":{\"kind\":\"%s\",\"status\":\"%s\"},"
-                     "\"connections\":%zu,\"streams\":%zu,\"topics\":%zu,"
-                     "\"published\":%llu,\"uptime\":%llu}",
-                     ok ? "ok" : "degraded", w->broker_remote ? "redis" : "memory",
-                     ok ? "ok" : "unavailable", t.nconns, t.nstreams, t.ntopics,
-                     (unsigned long long)t.published,
-                     (unsigned long long)((fr_mono_ms() - w->started_ms) / 1000));
-    fr_conn_respond(c, 200, "application/json", "Cache-Control: no-cache\r\n", body, (size_t)n);
+void fr_app_count_limited(fr_app_t *app, const fr_tier_t *tier) {
+    if (tier)
+        FR_BUMP(app->tier_rejected[tier - app->config->tiers], 1);
 }
+
+/* ---- preflight ---------------------------------------------------------------------------- */
 
 static void respond_preflight(fr_conn_t *c, const char *allow) {
     char headers[512];
@@ -211,9 +118,9 @@ static int route_accepts(const fr_route_t *r, const char *method) {
 
 /* ---- dispatch ------------------------------------------------------------------------------ */
 
-void fr_dispatch(fr_conn_t *c) {
-    fr_worker_t *w = c->worker;
-    fr_vm_t *vm = w->vm;
+void fr_app_handle(void *ctx, fr_conn_t *c) {
+    fr_app_t *app = ctx;
+    fr_vm_t *vm = app->vm;
     size_t path_len, qlen;
     const char *query;
     if (c->req.url[0] != '/') {
@@ -226,7 +133,7 @@ void fr_dispatch(fr_conn_t *c) {
     if (path_len == 7 && memcmp(raw_path, "/health", 7) == 0) {
         static const char body[] = "{\"error\":\"/health answers GET and HEAD\"}";
         if (strcmp(c->req.method, "GET") == 0 || strcmp(c->req.method, "HEAD") == 0)
-            respond_health(c);
+            app->host->health(app->host_ctx, c);
         else
             fr_conn_respond(c, 405, "application/json", "Allow: GET, HEAD\r\n", body,
                             sizeof body - 1);
@@ -241,7 +148,7 @@ void fr_dispatch(fr_conn_t *c) {
     }
     if (path_len == 8 && memcmp(raw_path, "/metrics", 8) == 0 &&
         (strcmp(c->req.method, "GET") == 0 || strcmp(c->req.method, "HEAD") == 0)) {
-        fr_metrics_respond(c);
+        app->host->metrics(app->host_ctx, c);
         return;
     }
 
@@ -314,7 +221,7 @@ void fr_dispatch(fr_conn_t *c) {
     }
     if (match->kind == FR_ROUTE_STATIC) {
         size_t pl = strlen(match->prefix);
-        fr_static_serve(c, match, raw_path + pl, path_len - pl);
+        fr_app_static(c, match, raw_path + pl, path_len - pl);
         return;
     }
 
@@ -333,12 +240,14 @@ void fr_dispatch(fr_conn_t *c) {
         fr_conn_respond_error(c, 400, "invalid percent-encoding in the query string");
         return;
     }
-    if (match->kind == FR_ROUTE_STREAM && w->stopping)
+    if (match->kind == FR_ROUTE_STREAM && app->http->stopping) {
         fr_conn_respond(c, 503, "application/json", "Retry-After: 1\r\n",
                         "{\"error\":\"shutting down\"}", 25);
-    else if (match->kind == FR_ROUTE_STREAM)
-        fr_stream_open(c, vm, match, req_ref);
-    else
-        fr_publish_handle(c, vm, match, req_ref);
-    luaL_unref(L, LUA_REGISTRYINDEX, req_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, req_ref);
+    } else if (match->kind == FR_ROUTE_STREAM) {
+        fr_app_open(app, c, match, req_ref);
+    } else {
+        fr_app_publish(app, c, match, req_ref);
+        luaL_unref(L, LUA_REGISTRYINDEX, req_ref);
+    }
 }

@@ -4,11 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/conn.h"
-#include "app/dispatch.h"
+#include "app/app.h"
 #include "base/log.h"
-#include "server/worker.h"
 #include "base/util.h"
+#include "lua/hooks.h"
 
 #define FR_MAX_PUBLISH 256
 
@@ -116,7 +115,9 @@ typedef struct {
 /* Events of one request on their way to the broker. */
 struct batch_s {
     fr_conn_t *conn;    /* held until the last answer */
+    fr_metrics_t *metrics;
     fr_id_t *ids;       /* owned */
+    fr_priority_t *prios; /* owned */
     item_ref_t *refs;   /* owned: the context of each event's callback */
     size_t n, pending;
     int many;
@@ -129,7 +130,7 @@ static void batch_done(batch_t *b) {
         return;
     fr_conn_t *c = b->conn;
     if (!c->closing) {
-        if (b->status == -1)
+        if (b->status == FR_PUB_UNAVAILABLE)
             fr_conn_respond(c, 503, "application/json", "Retry-After: 2\r\n",
                             "{\"error\":\"the broker is unavailable\"}", 37);
         else if (b->status < 0)
@@ -139,6 +140,7 @@ static void batch_done(batch_t *b) {
     }
     fr_conn_release(c);
     free(b->ids);
+    free(b->prios);
     free(b->refs);
     free(b);
 }
@@ -147,6 +149,7 @@ static void on_item_published(void *ctx, int status, fr_id_t id, const char *err
     item_ref_t *ref = ctx;
     batch_t *b = ref->batch;
     if (status == 0) {
+        FR_BUMP(b->metrics->published[b->prios[ref->index]], 1);
         b->ids[ref->index] = id;
     } else if (b->status == 0 || status == -1) {
         b->status = status;
@@ -155,12 +158,17 @@ static void on_item_published(void *ctx, int status, fr_id_t id, const char *err
     batch_done(b);
 }
 
-void fr_publish_handle(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int req_ref) {
+void fr_app_publish(fr_app_t *app, fr_conn_t *c, const fr_route_t *route, int req_ref) {
+    fr_vm_t *vm = app->vm;
     lua_State *L = vm->L;
     int base = lua_gettop(L);
     int who_ref = LUA_NOREF;
-    if (fr_dispatch_auth(c, vm, route, req_ref, &who_ref) < 0)
+    char refusal[256];
+    int refused = fr_hook_auth(vm, route, req_ref, &who_ref, refusal, sizeof refusal);
+    if (refused) {
+        fr_conn_respond_error(c, refused, refusal);
         return;
+    }
 
     fr_vm_push_hook(vm, route, FR_HOOK_PUBLISH);
     lua_rawgeti(L, LUA_REGISTRYINDEX, req_ref);
@@ -230,8 +238,8 @@ void fr_publish_handle(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int r
         status = read_item(vm, route, idx, &items[i], &msg);
     }
     const fr_tier_t *tier = NULL;
-    if (!status && fr_dispatch_tier(c, vm, route, req_ref, who_ref, &tier) < 0)
-        status = -1;
+    if (!status && fr_hook_tier(vm, route, app->config, req_ref, who_ref, &tier) < 0)
+        status = 500;
     if (!status && tier) {
         /* Critical events bypass the publish bucket: alerts must get through a flood. */
         double cost = 0;
@@ -239,15 +247,15 @@ void fr_publish_handle(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int r
             cost += items[i].prio != FR_PRIO_CRITICAL;
         char client[300];
         unsigned retry_after;
-        fr_dispatch_client_id(c, vm, who_ref, client, sizeof client);
-        if (cost > 0 && fr_ratelimit_take(c->worker->limits, FR_RL_PUBLISH, tier, client, cost,
+        fr_hook_client_id(vm, who_ref, c->remote, client, sizeof client);
+        if (cost > 0 && fr_ratelimit_take(app->limits, FR_RL_PUBLISH, tier, client, cost,
                                           fr_mono_ms(), &retry_after) < 0) {
-            FR_BUMP(c->worker->tier_rejected[tier - c->worker->config->tiers], 1);
-            fr_dispatch_too_many(c, retry_after, "publishes");
+            fr_app_count_limited(app, tier);
+            fr_app_too_many(c, retry_after, "publishes");
             status = -1;
         }
     }
-    if (!status && !fr_worker_broker_ok(c->worker)) {
+    if (!status && !app->broker->ops->ready(app->broker)) {
         fr_conn_respond(c, 503, "application/json", "Retry-After: 2\r\n",
                         "{\"error\":\"the broker is unavailable: nothing was published\"}", 60);
         status = -1;
@@ -260,7 +268,9 @@ void fr_publish_handle(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int r
         /* The answer waits for the broker to store every event (at once for memory). */
         batch_t *b = fr_calloc(1, sizeof *b);
         b->conn = c;
+        b->metrics = app->metrics;
         b->ids = ids;
+        b->prios = fr_calloc(n, sizeof *b->prios);
         b->n = b->pending = n;
         b->many = many;
         b->refs = fr_calloc(n, sizeof *b->refs);
@@ -269,9 +279,10 @@ void fr_publish_handle(fr_conn_t *c, fr_vm_t *vm, const fr_route_t *route, int r
         for (size_t i = 0; i < n; i++) {
             b->refs[i].batch = b;
             b->refs[i].index = i;
-            fr_worker_publish(c->worker, items[i].topic, items[i].name, items[i].data,
-                              items[i].data_len, items[i].prio, items[i].json, on_item_published,
-                              &b->refs[i]);
+            b->prios[i] = items[i].prio;
+            fr_pub_t ev = {items[i].topic, items[i].name, items[i].data, items[i].data_len,
+                           items[i].prio, items[i].json};
+            app->broker->ops->publish(app->broker, &ev, on_item_published, &b->refs[i]);
         }
         batch_done(b);
         ids = NULL;

@@ -7,8 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "http/conn.h"
-#include "app/dispatch.h"
+#include "app/app.h"
 #include "codec/url.h"
 #include "base/util.h"
 
@@ -34,7 +33,7 @@ static const char *content_type(const char *path) {
     return "application/octet-stream";
 }
 
-void fr_static_serve(fr_conn_t *c, const fr_route_t *route, const char *rel, size_t rel_len) {
+void fr_app_static(fr_conn_t *c, const fr_route_t *route, const char *rel, size_t rel_len) {
     if (fr_url_path_escapes(rel, rel_len)) {
         fr_conn_respond_error(c, 400, "path is not allowed");
         return;

@@ -9,8 +9,6 @@
 #include <string.h>
 
 #include "base/log.h"
-#include "server/worker.h"
-#include "stream/stream.h"
 #include "base/util.h"
 
 #define RETRY_BASE_MS 100
@@ -59,12 +57,15 @@ typedef struct join_s {
     char **after;            /* owned id strings, "$" for a fresh stream */
     size_t waiting;          /* subscriptions not yet confirmed */
     size_t max_events;
-    fr_redis_join_cb cb;
+    fr_join_cb cb;
     void *ctx;
 } join_t;
 
 struct fr_redis_s {
-    fr_worker_t *w;
+    fr_broker_t base;        /* first: the broker interface (base.hub is borrowed) */
+    uv_loop_t *loop;
+    size_t replay_events;
+    uint64_t replay_ms;
     char host[256];
     int port;
     char *unix_path, *user, *password; /* owned, may be NULL */
@@ -131,7 +132,7 @@ static follow_t *follow_get(fr_redis_t *r, const char *topic) {
 static void follow_release_held(fr_redis_t *r, follow_t *f, int deliver) {
     for (size_t i = 0; i < f->nheld; i++) {
         if (deliver)
-            fr_hub_deliver(r->w->hub, f->held[i]);
+            fr_hub_deliver(r->base.hub, f->held[i]);
         fr_event_release(f->held[i]);
     }
     free(f->held);
@@ -177,7 +178,8 @@ static void send_subscribe(fr_redis_t *r, follow_t *f, const char *verb) {
     free(ch);
 }
 
-void fr_redis_on_follow(void *ctx, const char *topic, int follow) {
+/* The hub's follow callback: subscribe / unsubscribe this node to a topic's channel. */
+static void fr_redis_on_follow(void *ctx, const char *topic, int follow) {
     fr_redis_t *r = ctx;
     follow_t *f = follow_get(r, topic);
     if (!follow) {
@@ -195,18 +197,6 @@ void fr_redis_on_follow(void *ctx, const char *topic, int follow) {
 }
 
 /* ---- joins -------------------------------------------------------------------------------- */
-
-void fr_join_free(fr_join_t *res) {
-    if (!res)
-        return;
-    for (size_t i = 0; i < res->ntopics; i++) {
-        for (size_t k = 0; k < res->topics[i].nevents; k++)
-            fr_event_release(res->topics[i].events[k]);
-        free(res->topics[i].events);
-    }
-    free(res->topics);
-    free(res);
-}
 
 static void join_destroy(join_t *j) {
     for (size_t i = 0; i < j->n; i++) {
@@ -349,10 +339,8 @@ static void join_start(join_t *j) {
     free(lens);
 }
 
-int fr_redis_join(fr_redis_t *r, char *const *topics, const fr_id_t *after, size_t n,
-                  size_t max_events, fr_redis_join_cb cb, void *ctx) {
-    if (!r->cmd_ready || !r->sub_ready)
-        return -1;
+static join_t *join_new(fr_redis_t *r, char *const *topics, const fr_id_t *after, size_t n,
+                        size_t max_events, fr_join_cb cb, void *ctx) {
     join_t *j = fr_calloc(1, sizeof *j);
     j->r = r;
     j->n = n;
@@ -367,18 +355,8 @@ int fr_redis_join(fr_redis_t *r, char *const *topics, const fr_id_t *after, size
         if (after)
             fr_id_format(after[i], idbuf);
         j->after[i] = fr_strdup(after ? idbuf : "$");
-        follow_t *f = follow_get(r, topics[i]);
-        if (f->subscribed)
-            continue;
-        if (!f->nwaiters && !f->unsubscribing)
-            send_subscribe(r, f, "SUBSCRIBE");
-        f->waiters = fr_realloc(f->waiters, (f->nwaiters + 1) * sizeof *f->waiters);
-        f->waiters[f->nwaiters++] = j;
-        j->waiting++;
     }
-    if (j->waiting == 0)
-        join_start(j);
-    return 0;
+    return j;
 }
 
 /* ---- the subscriber connection ------------------------------------------------------------ */
@@ -391,19 +369,6 @@ typedef struct {
 
 static void refill_from(fr_redis_t *r, const char *topic, const char *after, int from_start);
 
-/* Ends every local stream of a topic whose events were lost while the subscription was down:
- * their clients come back with Last-Event-ID and learn of the gap (416 or reset). */
-static void end_streams_of(fr_redis_t *r, const char *topic) {
-    fr_topic_t *t = fr_hub_find(r->w->hub, topic);
-    for (fr_sub_t *s = t ? t->slot[0].subs : NULL, *next; s; s = next) { /* a one-slot hub */
-        next = s->next;
-        fr_stream_t *st = s->owner;
-        if (!st->end_reason)
-            st->end_reason = "lag";
-        fr_stream_end(st, 5000);
-    }
-}
-
 /* After a reconnect: deliver what the Stream holds beyond what this node delivered. */
 static void on_refill(void *ctx, fr_join_t *res) {
     refill_t *rf = ctx;
@@ -413,7 +378,7 @@ static void on_refill(void *ctx, fr_join_t *res) {
     if (!res->error && !r->closing && res->ntopics == 1) {
         fr_join_topic_t *t = &res->topics[0];
         for (size_t k = 0; k < t->nevents; k++)
-            fr_hub_deliver(r->w->hub, t->events[k]);
+            fr_hub_deliver(r->base.hub, t->events[k]);
         if (t->status != FR_JOIN_OK && !rf->from_start) {
             /* Redis no longer knows this node's last id: it came back without it (then all it
              * holds is new here) or trimmed past it. Read from its start to tell which. */
@@ -421,7 +386,7 @@ static void on_refill(void *ctx, fr_join_t *res) {
         } else if (t->status != FR_JOIN_OK) {
             fr_warn("redis: events of '%s' were trimmed while this node's subscription was "
                     "down; its streams end and resume through Last-Event-ID", rf->topic);
-            end_streams_of(r, rf->topic);
+            fr_hub_lose(r->base.hub, rf->topic);
         }
     }
     fr_join_free(res);
@@ -444,7 +409,7 @@ static void refill_from(fr_redis_t *r, const char *topic, const char *after, int
     join_t *j = fr_calloc(1, sizeof *j);
     j->r = r;
     j->n = 1;
-    j->max_events = r->w->config->replay_events ? r->w->config->replay_events : 1000;
+    j->max_events = r->replay_events ? r->replay_events : 1000;
     j->cb = on_refill;
     j->ctx = rf;
     j->topics = fr_calloc(1, sizeof *j->topics);
@@ -455,7 +420,7 @@ static void refill_from(fr_redis_t *r, const char *topic, const char *after, int
 }
 
 static void refill(fr_redis_t *r, follow_t *f) {
-    fr_topic_t *t = fr_hub_find(r->w->hub, f->topic);
+    fr_topic_t *t = fr_hub_find(r->base.hub, f->topic);
     if (!t)
         return;
     char idbuf[FR_ID_MAX_LEN];
@@ -508,7 +473,7 @@ static void on_message(fr_redis_t *r, const char *topic, const char *p, size_t l
         f->held[f->nheld++] = ev;
         return;
     }
-    fr_hub_deliver(r->w->hub, ev);
+    fr_hub_deliver(r->base.hub, ev);
     fr_event_release(ev);
 }
 
@@ -720,7 +685,7 @@ static redisAsyncContext *connect_ctx(fr_redis_t *r) {
         return NULL;
     }
     ac->data = r;
-    if (io_attach(ac, r->w->loop) < 0) {
+    if (io_attach(ac, r->loop) < 0) {
         redisAsyncFree(ac);
         return NULL;
     }
@@ -808,8 +773,8 @@ static void on_cmd_connected(const redisAsyncContext *ac, int status) {
     if (r->db)
         redisAsyncCommand(c, NULL, NULL, "SELECT %d", r->db);
     char events[24], seconds[24];
-    snprintf(events, sizeof events, "%zu", r->w->config->replay_events);
-    snprintf(seconds, sizeof seconds, "%.3f", (double)r->w->config->replay_ms / 1000.0);
+    snprintf(events, sizeof events, "%zu", r->replay_events);
+    snprintf(seconds, sizeof seconds, "%.3f", (double)r->replay_ms / 1000.0);
     redisAsyncCommand(c, NULL, NULL, "HSET fr:config events %s seconds %s", events, seconds);
     redisAsyncCommand(c, on_library_loaded, NULL, "FUNCTION LOAD REPLACE %s", fr_redis_library);
 }
@@ -901,7 +866,7 @@ static void presence_tick(fr_redis_t *r, uint64_t now) {
                 if (!f->wanted)
                     continue;
                 fr_presence_t mine;
-                fr_presence_local(r->w, f->topic, &mine);
+                fr_presence_local(r->base.hub, f->topic, &mine);
                 size_t len;
                 char *part = fr_presence_encode(&mine, &len);
                 redisAsyncCommand(r->cmd, NULL, NULL, "FCALL freshet_presence_put 1 %s %s %b %d",
@@ -933,7 +898,8 @@ static void presence_copy(fr_presence_t *dst, const fr_presence_t *src) {
         fr_presence_add_id(dst, src->ids[i]);
 }
 
-void fr_redis_presence(fr_redis_t *r, const char *topic, fr_presence_t *out) {
+static void redis_presence(fr_broker_t *b, const char *topic, fr_presence_t *out) {
+    fr_redis_t *r = (fr_redis_t *)b;
     watch_t *w = watch_find(r, topic);
     if (!w) {
         w = fr_calloc(1, sizeof *w);
@@ -947,7 +913,7 @@ void fr_redis_presence(fr_redis_t *r, const char *topic, fr_presence_t *out) {
     if (w->fetched)
         presence_copy(out, &w->cached);
     else
-        fr_presence_local(r->w, topic, out);
+        fr_presence_local(r->base.hub, topic, out);
 }
 
 /* Once a second: a command connection that stopped answering is dropped (it reconnects), and
@@ -1049,9 +1015,18 @@ static int parse_url(fr_redis_t *r, const char *url, char *err, size_t errlen) {
     return 0;
 }
 
-fr_redis_t *fr_redis_new(fr_worker_t *w, const char *url, char *err, size_t errlen) {
+static const fr_broker_ops_t redis_ops;
+
+fr_broker_t *fr_redis_broker_new(uv_loop_t *loop, fr_hub_t *hub, const char *url,
+                                 size_t replay_events, uint64_t replay_ms, char *err,
+                                 size_t errlen) {
     fr_redis_t *r = fr_calloc(1, sizeof *r);
-    r->w = w;
+    r->base.ops = &redis_ops;
+    r->base.hub = hub;
+    r->base.slot = 0;
+    r->loop = loop;
+    r->replay_events = replay_events;
+    r->replay_ms = replay_ms;
     if (parse_url(r, url, err, errlen) < 0) {
         free(r->unix_path);
         free(r->user);
@@ -1070,14 +1045,16 @@ fr_redis_t *fr_redis_new(fr_worker_t *w, const char *url, char *err, size_t errl
         snprintf(r->node + 2 * i, 3, "%02x", rnd[i]);
     uv_timer_t *timers[] = {&r->cmd_retry, &r->sub_retry, &r->tick};
     for (int i = 0; i < 3; i++) {
-        uv_timer_init(w->loop, timers[i]);
+        uv_timer_init(loop, timers[i]);
         timers[i]->data = r;
     }
     r->handles_open = 3;
     uv_timer_start(&r->tick, on_tick, PING_EVERY_MS, PING_EVERY_MS);
+    hub->on_follow = fr_redis_on_follow;
+    hub->follow_ctx = r;
     cmd_connect(r);
     sub_connect(r);
-    return r;
+    return &r->base;
 }
 
 static void on_timer_closed(uv_handle_t *h) {
@@ -1102,9 +1079,13 @@ static void on_timer_closed(uv_handle_t *h) {
     free(r);
 }
 
-void fr_redis_free(fr_redis_t *r) {
-    if (!r || r->closing)
+static void redis_free(fr_broker_t *b) {
+    fr_redis_t *r = (fr_redis_t *)b;
+    if (r->closing)
         return;
+    /* Streams that close after this must not reach a broker that is going away. */
+    r->base.hub->on_follow = NULL;
+    r->base.hub->follow_ctx = NULL;
     /* Freeing the contexts answers every pending command with a NULL reply: publishes and
      * joins hear of the failure; nothing reconnects once `closing` is set. */
     r->closing = 1;
@@ -1121,18 +1102,15 @@ void fr_redis_free(fr_redis_t *r) {
     uv_close((uv_handle_t *)&r->tick, on_timer_closed);
 }
 
-int fr_redis_ready(const fr_redis_t *r) {
-    return r->cmd_ready;
-}
-
-int fr_redis_subscribed(const fr_redis_t *r) {
-    return r->sub_ready;
+static int redis_ready(const fr_broker_t *b) {
+    const fr_redis_t *r = (const fr_redis_t *)b;
+    return r->cmd_ready && r->sub_ready;
 }
 
 /* ---- publishing --------------------------------------------------------------------------- */
 
 typedef struct {
-    fr_redis_published_cb cb;
+    fr_published_cb cb;
     void *ctx;
 } pub_t;
 
@@ -1142,35 +1120,93 @@ static void on_published(redisAsyncContext *ac, void *reply, void *priv) {
     redisReply *rep = reply;
     fr_id_t id = {0, 0};
     if (!rep)
-        p->cb(p->ctx, -1, id, "the connection to Redis was lost");
+        p->cb(p->ctx, FR_PUB_UNAVAILABLE, id, "the connection to Redis was lost");
     else if (rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "freshet_publish:"))
-        p->cb(p->ctx, -2, id, rep->str); /* the function refused the event itself: 400 */
+        p->cb(p->ctx, FR_PUB_INVALID, id, rep->str); /* the function refused the event: 400 */
     else if (rep->type == REDIS_REPLY_ERROR)
-        p->cb(p->ctx, -1, id, rep->str); /* Redis cannot take it now (OOM, readonly…): 503 */
+        p->cb(p->ctx, FR_PUB_UNAVAILABLE, id, rep->str); /* OOM, readonly…: 503 */
     else if (parse_id(rep, &id) < 0)
-        p->cb(p->ctx, -1, id, "unexpected reply from Redis");
+        p->cb(p->ctx, FR_PUB_UNAVAILABLE, id, "unexpected reply from Redis");
     else
         p->cb(p->ctx, 0, id, NULL);
     free(p);
 }
 
-int fr_redis_publish(fr_redis_t *r, const char *topic, const char *name, const char *data,
-                     size_t len, fr_priority_t prio, int json, fr_redis_published_cb cb,
-                     void *ctx) {
-    if (!r->cmd_ready)
-        return -1;
+static void redis_publish(fr_broker_t *b, const fr_pub_t *ev, fr_published_cb cb, void *ctx) {
+    fr_redis_t *r = (fr_redis_t *)b;
+    fr_id_t id = {0, 0};
+    const char *err;
+    /* Checked here as the memory broker's hub checks it: Redis would store what a client then
+     * could not read. */
+    if (fr_event_validate(ev->topic, ev->name, ev->data, ev->len, &err) < 0) {
+        cb(ctx, FR_PUB_INVALID, id, err);
+        return;
+    }
+    if (!r->cmd_ready) {
+        cb(ctx, FR_PUB_UNAVAILABLE, id, "the broker is unavailable");
+        return;
+    }
     pub_t *p = fr_malloc(sizeof *p);
     p->cb = cb;
     p->ctx = ctx;
-    const char *argv[] = {"FCALL", "freshet_publish", "1", topic, data, name ? name : "",
-                          fr_priority_name(prio), json ? "1" : "0"};
+    const char *argv[] = {"FCALL", "freshet_publish", "1", ev->topic, ev->data,
+                          ev->name ? ev->name : "", fr_priority_name(ev->prio),
+                          ev->json ? "1" : "0"};
     size_t lens[8];
     for (int i = 0; i < 8; i++)
         lens[i] = strlen(argv[i]);
-    lens[4] = len;
+    lens[4] = ev->len;
     if (redisAsyncCommandArgv(r->cmd, on_published, p, 8, argv, lens) != REDIS_OK) {
         free(p);
-        return -1;
+        cb(ctx, FR_PUB_UNAVAILABLE, id, "the broker is unavailable");
     }
+}
+
+static int redis_join(fr_broker_t *b, fr_sub_t *subs, char *const *topics, const fr_id_t *after,
+                      size_t n, size_t max_events, fr_join_cb cb, void *ctx) {
+    fr_redis_t *r = (fr_redis_t *)b;
+    if (!r->cmd_ready || !r->sub_ready)
+        return -1;
+    /* The first subscriber of a topic makes this node subscribe to its channel (on_follow);
+     * the join waits for Redis to confirm every subscription before it reads positions. */
+    for (size_t i = 0; i < n; i++)
+        fr_hub_subscribe(b->hub, &subs[i], topics[i]);
+    join_t *j = join_new(r, topics, after, n, max_events, cb, ctx);
+    for (size_t i = 0; i < n; i++) {
+        follow_t *f = follow_get(r, topics[i]);
+        if (f->subscribed)
+            continue;
+        if (!f->nwaiters && !f->unsubscribing)
+            send_subscribe(r, f, "SUBSCRIBE");
+        f->waiters = fr_realloc(f->waiters, (f->nwaiters + 1) * sizeof *f->waiters);
+        f->waiters[f->nwaiters++] = j;
+        j->waiting++;
+    }
+    if (j->waiting == 0)
+        join_start(j);
     return 0;
 }
+
+/* A topic this node has not seen yet starts now: Redis ids are times. */
+static fr_id_t redis_position(fr_broker_t *b, const char *topic) {
+    fr_id_t pos = fr_hub_position(b->hub, topic);
+    if (pos.ms == 0 && pos.seq == 0)
+        pos.ms = fr_now_ms();
+    return pos;
+}
+
+static void redis_sweep(fr_broker_t *b) {
+    fr_hub_sweep(b->hub);
+}
+
+static const fr_broker_ops_t redis_ops = {
+    .kind = "redis",
+    .publish = redis_publish,
+    .join = redis_join,
+    .replay = NULL, /* an open stream resumes by reconnecting */
+    .position = redis_position,
+    .presence = redis_presence,
+    .ready = redis_ready,
+    .sweep = redis_sweep,
+    .free = redis_free,
+};

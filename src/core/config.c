@@ -105,3 +105,14 @@ void fr_config_copy(fr_config_t *dst, const fr_config_t *src) {
     for (size_t i = 0; i < src->ncors; i++)
         dst->cors[i] = fr_strdup(src->cors[i]);
 }
+
+int fr_slow_parse(const char *s, fr_slow_t *out) {
+    static const char *const names[] = {"drop", "conflate", "disconnect"};
+    for (int i = 0; i < 3; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *out = (fr_slow_t)i;
+            return 0;
+        }
+    }
+    return -1;
+}

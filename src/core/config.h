@@ -15,6 +15,16 @@ typedef struct {
     size_t lag;     /* events behind (queued + dropped) before the stream is closed */
 } fr_tier_t;
 
+/* What a stream does with a topic's events once its out-queue is past its budget. */
+typedef enum {
+    FR_SLOW_DROP = 0,     /* drop telemetry, then normal; critical never silently */
+    FR_SLOW_CONFLATE = 1, /* keep only the newest unsent event of the topic */
+    FR_SLOW_DISCONNECT = 2 /* end the stream with retry: so it resumes from replay */
+} fr_slow_t;
+
+/* "drop" | "conflate" | "disconnect" → 0 and *out; else -1. */
+int fr_slow_parse(const char *s, fr_slow_t *out);
+
 typedef struct {
     char host[256];
     int port;

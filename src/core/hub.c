@@ -186,7 +186,7 @@ static void topic_fan_out(fr_hub_t *hub, fr_topic_t *t, size_t slot, fr_event_t 
     fr_hub_unlock(hub);
     for (fr_sub_t *s = t->slot[slot].subs, *next; s; s = next) {
         next = s->next;
-        s->deliver(s, ev);
+        s->ops->deliver(s, ev);
     }
     fr_hub_lock(hub);
     t->delivering--;
@@ -268,28 +268,22 @@ static fr_resume_t hub_check_resume(fr_hub_t *hub, const char *name, fr_id_t aft
     return fr_ring_contains(&t->ring, after) ? FR_RESUME_OK : FR_RESUME_INVALID;
 }
 
-void fr_hub_replay(fr_hub_t *hub, const char *const *topics, const fr_id_t *after, size_t n,
-                   fr_replay_cb fn, void *ctx) {
+void fr_hub_events_after(fr_hub_t *hub, const char *name, fr_id_t after, size_t max,
+                         fr_event_t ***out, size_t *n) {
     fr_hub_lock(hub);
-    fr_topic_t *ts[n ? n : 1];
-    size_t pos[n ? n : 1];
-    for (size_t i = 0; i < n; i++) {
-        ts[i] = fr_hub_find(hub, topics[i]);
-        pos[i] = ts[i] ? fr_ring_after(&ts[i]->ring, after[i]) : 0;
+    fr_topic_t *t = fr_hub_find(hub, name);
+    size_t first = t ? fr_ring_after(&t->ring, after) : 0;
+    size_t count = t ? t->ring.count - first : 0;
+    if (count > max) {
+        first += count - max;
+        count = max;
     }
-    for (;;) {
-        size_t best = n;
-        for (size_t i = 0; i < n; i++) {
-            if (!ts[i] || pos[i] >= ts[i]->ring.count)
-                continue;
-            if (best == n || fr_id_cmp(fr_ring_at(&ts[i]->ring, pos[i])->id,
-                                       fr_ring_at(&ts[best]->ring, pos[best])->id) < 0)
-                best = i;
-        }
-        if (best == n)
-            break;
-        fn(ctx, best, fr_ring_at(&ts[best]->ring, pos[best]++));
+    *out = fr_malloc((count ? count : 1) * sizeof **out);
+    for (size_t i = 0; i < count; i++) {
+        (*out)[i] = fr_ring_at(&t->ring, first + i);
+        fr_event_retain((*out)[i]);
     }
+    *n = count;
     fr_hub_unlock(hub);
 }
 
@@ -329,11 +323,20 @@ void fr_hub_deliver(fr_hub_t *hub, fr_event_t *ev) {
     fr_hub_unlock(hub);
 }
 
-void fr_hub_note_position(fr_hub_t *hub, const char *topic, fr_id_t id) {
+void fr_hub_lose(fr_hub_t *hub, const char *name) {
     fr_hub_lock(hub);
-    fr_topic_t *t = fr_hub_find(hub, topic);
-    if (t && fr_id_cmp(id, t->last) > 0)
-        t->last = id;
+    fr_topic_t *t = fr_hub_find(hub, name);
+    if (t) {
+        t->delivering++; /* an owner may unsubscribe while told */
+        for (size_t k = 0; k < hub->nslots; k++) {
+            for (fr_sub_t *s = t->slot[k].subs, *next; s; s = next) {
+                next = s->next;
+                s->ops->lost(s);
+            }
+        }
+        t->delivering--;
+        hub_maybe_forget(hub, t);
+    }
     fr_hub_unlock(hub);
 }
 

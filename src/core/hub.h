@@ -26,14 +26,20 @@
 typedef struct fr_topic_s fr_topic_t;
 typedef struct fr_sub_s fr_sub_t;
 
-/* Called for each event published on a subscribed topic; borrows ev for the call. */
-typedef void (*fr_deliver_cb)(fr_sub_t *sub, fr_event_t *ev);
+/* What a subscription's owner is told. */
+typedef struct {
+    /* An event published on the topic; ev is borrowed for the call. */
+    void (*deliver)(fr_sub_t *sub, fr_event_t *ev);
+    /* The broker cannot vouch for the topic's events any more (some were lost while it was
+     * cut off): the owner should make its client come back through Last-Event-ID. */
+    void (*lost)(fr_sub_t *sub);
+} fr_sub_ops_t;
 
 /* A subscription: one stream following one topic. Embedded in its owner (the stream). */
 struct fr_sub_s {
     fr_topic_t *topic;  /* NULL while not subscribed */
     fr_sub_t *prev, *next;
-    fr_deliver_cb deliver;
+    const fr_sub_ops_t *ops;
     void *owner;        /* the stream */
     size_t index;       /* which of the owner's topics this is */
     unsigned slot;      /* the owner's worker */
@@ -74,7 +80,7 @@ typedef struct {
     void *wake_ctx;
 } fr_hub_slot_t;
 
-typedef struct {
+typedef struct fr_hub_s {
     pthread_mutex_t mu;   /* recursive; guards everything below but the slots' sub lists */
     fr_hub_slot_t *slots; /* owned, nslots */
     size_t nslots;
@@ -134,13 +140,12 @@ fr_id_t fr_hub_position(fr_hub_t *hub, const char *topic);
 /* Whether a stream that last saw `after` on `topic` can be resumed exactly. */
 fr_resume_t fr_hub_check_resume(fr_hub_t *hub, const char *topic, fr_id_t after);
 
-/* Calls fn for each held event of `topic` with an id greater than `after`, oldest first. */
-typedef void (*fr_replay_cb)(void *ctx, size_t index, fr_event_t *ev);
-/* Replays several topics at once, merged in id order (per-topic order is exact). */
-void fr_hub_replay(fr_hub_t *hub, const char *const *topics, const fr_id_t *after, size_t n,
-                   fr_replay_cb fn, void *ctx);
+/* Copies references to the held events of `topic` with ids greater than `after` (at most max,
+ * the newest if more are held), oldest first, into a malloc'd array the caller owns. */
+void fr_hub_events_after(fr_hub_t *hub, const char *topic, fr_id_t after, size_t max,
+                         fr_event_t ***out, size_t *n);
 
-/* Attaches sub (deliver, owner, index, slot and who set by the caller) to topic, creating it.
+/* Attaches sub (ops, owner, index, slot and who set by the caller) to topic, creating it.
  * Called by the slot's own worker. */
 void fr_hub_subscribe(fr_hub_t *hub, fr_sub_t *sub, const char *topic);
 /* Detaches; a topic with no subscribers and nothing to replay is forgotten. */
@@ -154,8 +159,8 @@ void fr_hub_set_away(fr_hub_t *hub, fr_sub_t *sub);
  * a broker may hand over the same event twice (live and refill) without a duplicate. */
 void fr_hub_deliver(fr_hub_t *hub, fr_event_t *ev);
 
-/* Raises the topic's last delivered id (a joining stream saw the broker's position). */
-void fr_hub_note_position(fr_hub_t *hub, const char *topic, fr_id_t id);
+/* Tells every subscriber of the topic on this node that its events cannot be vouched for. */
+void fr_hub_lose(fr_hub_t *hub, const char *topic);
 
 /* Drops events older than the time window and forgets idle empty topics. */
 void fr_hub_sweep(fr_hub_t *hub);

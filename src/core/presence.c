@@ -1,12 +1,11 @@
 #include "core/presence.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/hub.h"
-#include "server/worker.h"
-#include "stream/stream.h"
 #include "base/util.h"
+#include "core/hub.h"
 
 void fr_presence_free(fr_presence_t *p) {
     for (size_t i = 0; i < p->nids; i++)
@@ -29,12 +28,12 @@ void fr_presence_add_id(fr_presence_t *p, const char *id) {
 
 /* Every worker's subscribers of the topic: the hub's lock covers the lists of other
  * workers, and a sub carries what presence needs (its streams belong to other threads). */
-void fr_presence_local(fr_worker_t *w, const char *topic, fr_presence_t *out) {
+void fr_presence_local(fr_hub_t *hub, const char *topic, fr_presence_t *out) {
     memset(out, 0, sizeof *out);
     out->nodes = 1;
-    fr_hub_lock(w->hub);
-    fr_topic_t *t = fr_hub_find(w->hub, topic);
-    for (size_t k = 0; t && k < w->hub->nslots; k++) {
+    fr_hub_lock(hub);
+    fr_topic_t *t = fr_hub_find(hub, topic);
+    for (size_t k = 0; t && k < hub->nslots; k++) {
         for (fr_sub_t *s = t->slot[k].subs; s; s = s->next) {
             if (s->away)
                 continue;
@@ -43,7 +42,7 @@ void fr_presence_local(fr_worker_t *w, const char *topic, fr_presence_t *out) {
                 fr_presence_add_id(out, s->who);
         }
     }
-    fr_hub_unlock(w->hub);
+    fr_hub_unlock(hub);
 }
 
 char *fr_presence_encode(const fr_presence_t *p, size_t *len) {

@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-struct fr_worker_s;
+struct fr_hub_s;
 
 #define FR_PRESENCE_MAX_IDS 1000
 
@@ -21,8 +21,8 @@ typedef struct {
 
 void fr_presence_free(fr_presence_t *p);
 
-/* This worker's own part: its subscribers of `topic`. */
-void fr_presence_local(struct fr_worker_s *w, const char *topic, fr_presence_t *out);
+/* This node's own part: the hub's subscribers of `topic` (every worker's, under the hub's lock). */
+void fr_presence_local(struct fr_hub_s *hub, const char *topic, fr_presence_t *out);
 
 /* Adds id to p unless it is there already (or p is full). */
 void fr_presence_add_id(fr_presence_t *p, const char *id);

@@ -6,12 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "app/dispatch.h"
 #include "base/log.h"
-#include "server/worker.h"
-#include "stream/stream.h"
 #include "base/util.h"
-#include "transport/ws.h"
 
 typedef struct {
     uv_write_t req;
@@ -20,85 +16,103 @@ typedef struct {
 } write_req_t;
 
 static llhttp_settings_t parser_settings;
-static void conn_feed(fr_conn_t *c, const char *data, size_t len);
 static int settings_ready;
+
+static void conn_feed(fr_conn_t *c, const char *data, size_t len);
 
 static fr_conn_t *conn_of(llhttp_t *p) {
     return p->data;
 }
 
+void fr_http_init(fr_http_t *http, uv_loop_t *loop, const fr_config_t *config,
+                  fr_metrics_t *metrics) {
+    memset(http, 0, sizeof *http);
+    http->loop = loop;
+    http->config = config;
+    http->metrics = metrics;
+    http->id_step = 1;
+    http->id_first = 1;
+}
+
 /* Request line and headers together must fit in limits.headers. */
 static int over_header_limit(fr_conn_t *c, size_t more) {
     c->req.header_bytes += more;
-    if (c->req.header_bytes > c->worker->config->max_headers) {
+    if (c->req.header_bytes > c->http->config->max_headers) {
         c->err_status = 431;
         return -1;
     }
     return 0;
 }
 
-/* ---- deadline lists ---- */
-
-static void wait_enter(fr_conn_t *c, int l);
+/* ---- deadline lists ---------------------------------------------------------------------- */
 
 static void wait_leave(fr_conn_t *c) {
-    fr_worker_t *w = c->worker;
+    fr_http_t *h = c->http;
     int l = c->wait;
     if (l == FR_WAIT_NONE)
         return;
     if (c->wprev)
         c->wprev->wnext = c->wnext;
     else
-        w->wait_head[l] = c->wnext;
+        h->wait_head[l] = c->wnext;
     if (c->wnext)
         c->wnext->wprev = c->wprev;
     else
-        w->wait_tail[l] = c->wprev;
+        h->wait_tail[l] = c->wprev;
     c->wprev = c->wnext = NULL;
     c->wait = FR_WAIT_NONE;
 }
 
-void fr_conn_wait(fr_conn_t *c, int l) {
-    if (l == FR_WAIT_NONE)
-        wait_leave(c);
-    else
-        wait_enter(c, l);
-}
-
 static void wait_enter(fr_conn_t *c, int l) {
-    fr_worker_t *w = c->worker;
+    fr_http_t *h = c->http;
     wait_leave(c);
     c->wait = l;
     c->since = fr_mono_ms();
-    c->wprev = w->wait_tail[l];
-    if (w->wait_tail[l])
-        w->wait_tail[l]->wnext = c;
+    c->wprev = h->wait_tail[l];
+    if (h->wait_tail[l])
+        h->wait_tail[l]->wnext = c;
     else
-        w->wait_head[l] = c;
-    w->wait_tail[l] = c;
+        h->wait_head[l] = c;
+    h->wait_tail[l] = c;
 }
 
-void fr_conn_expire(fr_worker_t *w) {
+void fr_http_expire(fr_http_t *h) {
     uint64_t now = fr_mono_ms();
     fr_conn_t *c;
-    while ((c = w->wait_head[FR_WAIT_READING]) && c->since + w->config->header_timeout_ms <= now) {
+    while ((c = h->wait_head[FR_WAIT_READING]) && c->since + h->config->header_timeout_ms <= now) {
         wait_leave(c);
         c->req.keep_alive = 0;
         c->close_reason = "timeout";
-        FR_BUMP(w->metrics.timeouts, 1);
+        FR_BUMP(h->metrics->timeouts, 1);
         fr_conn_respond_error(c, 408, "the request did not arrive in time");
     }
-    while ((c = w->wait_head[FR_WAIT_POLL]) && c->since + w->config->poll_timeout_ms <= now) {
-        wait_leave(c);
-        fr_stream_poll_timeout(c->stream);
-    }
-    while ((c = w->wait_head[FR_WAIT_IDLE]) && c->since + w->config->idle_timeout_ms <= now) {
+    while ((c = h->wait_head[FR_WAIT_IDLE]) && c->since + h->config->idle_timeout_ms <= now) {
         wait_leave(c);
         c->close_reason = "idle";
-        FR_BUMP(w->metrics.idle_closed, 1);
+        FR_BUMP(h->metrics->idle_closed, 1);
         fr_conn_close(c);
     }
 }
+
+void fr_http_close_idle(fr_http_t *h, const char *reason) {
+    for (fr_conn_t *c = h->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->wait == FR_WAIT_IDLE && !c->pending_writes) {
+            c->close_reason = reason;
+            fr_conn_close(c);
+        }
+    }
+}
+
+void fr_http_close_all(fr_http_t *h, const char *reason) {
+    for (fr_conn_t *c = h->conns; c; c = c->next) {
+        if (!c->close_reason)
+            c->close_reason = reason;
+        fr_conn_close(c);
+    }
+}
+
+/* ---- parsing ------------------------------------------------------------------------------- */
 
 static int on_message_begin(llhttp_t *p) {
     fr_conn_t *c = conn_of(p);
@@ -137,7 +151,7 @@ static int on_headers_complete(llhttp_t *p) {
     snprintf(c->req.method, sizeof c->req.method, "%s", llhttp_method_name(p->method));
     c->req.http_major = p->http_major;
     c->req.http_minor = p->http_minor;
-    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->worker->config->max_body) {
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->http->config->max_body) {
         c->err_status = 413;
         return -1;
     }
@@ -153,7 +167,7 @@ static int on_headers_complete(llhttp_t *p) {
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
     fr_conn_t *c = conn_of(p);
-    if (c->req.body_len + len > c->worker->config->max_body) {
+    if (c->req.body_len + len > c->http->config->max_body) {
         c->err_status = 413;
         return -1;
     }
@@ -161,24 +175,29 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
     return 0;
 }
 
+/* A writer took the answer over (a stream, or an open waiting on the broker). */
+static int taken(const fr_conn_t *c) {
+    return c->sink.owner_ops != NULL;
+}
+
 static int on_message_complete(llhttp_t *p) {
     fr_conn_t *c = conn_of(p);
     c->req.keep_alive = llhttp_should_keep_alive(p);
     if (!c->req.url)
         fr_request_append_url(&c->req, "", 0);
-    FR_BUMP(c->worker->requests, 1);
+    FR_BUMP(c->http->requests, 1);
     wait_leave(c);
-    fr_dispatch(c);
-    if (!c->stream && !c->closing && !c->close_after_write)
+    c->http->handle(c->http->ctx, c);
+    if (!taken(c) && !c->streamed && !c->closing && !c->close_after_write)
         wait_enter(c, FR_WAIT_IDLE);
     /* A stream owns the connection from here, and a closing connection reads no more:
      * either way, stop parsing what else the client sent. */
-    if (c->stream || c->closing || c->close_after_write)
+    if (taken(c) || c->streamed || c->closing || c->close_after_write)
         return HPE_PAUSED;
     return 0;
 }
 
-void fr_conn_init_parser(void) {
+void fr_http_init_parser(void) {
     llhttp_settings_init(&parser_settings);
     parser_settings.on_message_begin = on_message_begin;
     parser_settings.on_url = on_url;
@@ -188,93 +207,6 @@ void fr_conn_init_parser(void) {
     parser_settings.on_body = on_body;
     parser_settings.on_message_complete = on_message_complete;
     settings_ready = 1;
-}
-
-static void log_closed(fr_conn_t *c) {
-    if (!fr_log_enabled(FR_LOG_INFO))
-        return;
-    char f[512];
-    uint64_t ms = fr_mono_ms() - c->opened_ms;
-    fr_stream_t *s = c->stream;
-    const char *reason = s && s->end_reason ? s->end_reason : c->close_reason ? c->close_reason : "client";
-    if (s)
-        snprintf(f, sizeof f,
-                 "\"event\":\"CLOSED\",\"conn\":%llu,\"reason\":\"%s\",\"duration_ms\":%llu,"
-                 "\"events\":%lu,\"bytes\":%lu,\"dropped\":%lu",
-                 (unsigned long long)c->id, reason, (unsigned long long)ms, s->sent, s->bytes,
-                 s->dropped[0] + s->dropped[1] + s->dropped[2]);
-    else
-        snprintf(f, sizeof f,
-                 "\"event\":\"CLOSED\",\"conn\":%llu,\"reason\":\"%s\",\"duration_ms\":%llu",
-                 (unsigned long long)c->id, reason, (unsigned long long)ms);
-    fr_log_fields(FR_LOG_INFO, f);
-}
-
-static void on_closed(uv_handle_t *h) {
-    fr_conn_t *c = FR_CONTAINER_OF((uv_tcp_t *)h, fr_conn_t, tcp);
-    fr_worker_t *w = c->worker;
-    log_closed(c);
-    if (c->stream)
-        fr_stream_free(c->stream);
-    fr_request_reset(&c->req);
-    free(c->parser);
-    c->parser = NULL;
-    free(c->held_input);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        w->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    fr_worker_count_conn(w, -1);
-    c->closed = 1;
-    if (c->holds == 0)
-        free(c);
-}
-
-void fr_conn_hold(fr_conn_t *c) {
-    c->holds++;
-}
-
-void fr_conn_release(fr_conn_t *c) {
-    if (--c->holds == 0 && c->closed)
-        free(c);
-}
-
-void fr_conn_end_poll(fr_conn_t *c) {
-    fr_stream_t *s = c->stream;
-    if (c->close_after_write)
-        return; /* the stream goes with the connection once the answer is out */
-    c->stream = NULL;
-    fr_stream_detach(s);
-    fr_stream_free(s);
-    llhttp_resume(c->parser);
-    wait_enter(c, FR_WAIT_IDLE);
-    if (c->held_input) {
-        char *input = c->held_input;
-        size_t n = c->nheld_input;
-        c->held_input = NULL;
-        c->nheld_input = 0;
-        conn_feed(c, input, n);
-        free(input);
-    }
-}
-
-void fr_conn_close(fr_conn_t *c) {
-    if (c->closing)
-        return;
-    c->closing = 1;
-    wait_leave(c);
-    if (c->stream)
-        fr_stream_detach(c->stream);
-    uv_close((uv_handle_t *)&c->tcp, on_closed);
-}
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-    (void)suggested;
-    fr_conn_t *c = FR_CONTAINER_OF((uv_tcp_t *)h, fr_conn_t, tcp);
-    buf->base = c->worker->read_buf;
-    buf->len = sizeof c->worker->read_buf;
 }
 
 static void respond_parse_error(fr_conn_t *c, llhttp_errno_t err) {
@@ -297,10 +229,10 @@ static void respond_parse_error(fr_conn_t *c, llhttp_errno_t err) {
     fr_conn_respond_error(c, status, msg);
 }
 
-/* Keeps what a client sent while its long-poll is held (a pipelined next request): it is
- * parsed once the poll is answered. Bounded like a request. */
-static void conn_hold_input(fr_conn_t *c, const char *data, size_t len) {
-    size_t limit = c->worker->config->max_headers + c->worker->config->max_body;
+/* Keeps what a client sent while its answer is pending (a pipelined next request, WebSocket
+ * frames behind the handshake): it is read once the answer is out. Bounded like a request. */
+static void hold_input(fr_conn_t *c, const char *data, size_t len) {
+    size_t limit = c->http->config->max_headers + c->http->config->max_body;
     if (c->nheld_input + len > limit) {
         c->close_reason = "error";
         fr_conn_close(c);
@@ -311,32 +243,61 @@ static void conn_hold_input(fr_conn_t *c, const char *data, size_t len) {
     c->nheld_input += len;
 }
 
-/* Parses request bytes; what follows a request that turned into a stream goes to the stream
- * (WebSocket frames sent right behind the handshake) or waits (a long-poll's next request). */
+/* A streaming connection reads no more requests: the parser and the request go, so an idle
+ * stream holds less. Inside the parser's own callbacks they stay until it returns. */
+void fr_conn_shed(fr_conn_t *c) {
+    if (c->parsing)
+        return;
+    free(c->parser);
+    c->parser = NULL;
+    fr_request_reset(&c->req);
+}
+
+/* Parses request bytes; what follows a request that a writer took over goes to it (WebSocket
+ * frames sent right behind the handshake) or waits (a long-poll's next request). */
 static void conn_feed(fr_conn_t *c, const char *data, size_t len) {
-    if (!c->parser)
-        return; /* a connection that streamed reads no requests (it is closing) */
+    c->parsing = 1;
     llhttp_errno_t err = llhttp_execute(c->parser, data, len);
+    c->parsing = 0;
     if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
         const char *at = llhttp_get_error_pos(c->parser);
         const char *end = data + len;
-        if (c->stream && !c->stream->poll) {
-            /* An event stream or a WebSocket reads no more requests: the parser goes, and
-             * an idle stream holds less. */
-            free(c->parser);
-            c->parser = NULL;
-        }
-        if (!at || at < data || at >= end || !c->stream || c->closing)
+        if (c->streamed)
+            fr_conn_shed(c);
+        if (!at || at < data || at >= end || c->closing)
             return;
-        if (c->stream->ws && !c->stream->joining)
-            fr_ws_on_read(c->stream, at, (size_t)(end - at));
-        else if (c->stream->poll)
-            conn_hold_input(c, at, (size_t)(end - at));
+        if (c->raw && taken(c))
+            c->sink.owner_ops->data(c->sink.owner, at, (size_t)(end - at));
+        else if (c->parser)
+            hold_input(c, at, (size_t)(end - at));
         return;
     }
     if (err == HPE_OK)
         return;
     respond_parse_error(c, err);
+}
+
+void fr_conn_next(fr_conn_t *c) {
+    fr_request_reset(&c->req);
+    llhttp_resume(c->parser);
+    wait_enter(c, FR_WAIT_IDLE);
+    if (c->held_input) {
+        char *input = c->held_input;
+        size_t n = c->nheld_input;
+        c->held_input = NULL;
+        c->nheld_input = 0;
+        conn_feed(c, input, n);
+        free(input);
+    }
+}
+
+/* ---- reading, accepting, closing --------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    (void)suggested;
+    fr_conn_t *c = FR_CONTAINER_OF((uv_tcp_t *)h, fr_conn_t, tcp);
+    buf->base = c->http->read_buf;
+    buf->len = sizeof c->http->read_buf;
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -347,12 +308,16 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     if (nread == 0 || c->closing)
         return;
-    /* An SSE stream reads only to notice the client leaving; a WebSocket reads frames. */
-    if (c->stream) {
-        if (c->stream->ws)
-            fr_ws_on_read(c->stream, buf->base, (size_t)nread);
-        else if (c->stream->poll)
-            conn_hold_input(c, buf->base, (size_t)nread);
+    if (c->raw) {
+        if (taken(c))
+            c->sink.owner_ops->data(c->sink.owner, buf->base, (size_t)nread);
+        return;
+    }
+    /* An event stream reads only to notice the client leaving. */
+    if (c->streamed)
+        return;
+    if (taken(c)) {
+        hold_input(c, buf->base, (size_t)nread);
         return;
     }
     if (c->close_after_write)
@@ -360,21 +325,84 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     conn_feed(c, buf->base, (size_t)nread);
 }
 
-void fr_conn_accept(fr_worker_t *w, uv_stream_t *listener) {
-    if (!settings_ready)
-        fr_conn_init_parser(); /* a harness that skipped fr_server_run (one thread) */
-    fr_conn_t *c = fr_calloc(1, sizeof *c);
-    c->worker = w;
-    uv_tcp_init(w->loop, &c->tcp);
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+static void log_closed(fr_conn_t *c) {
+    if (!fr_log_enabled(FR_LOG_INFO))
+        return;
+    char f[256];
+    snprintf(f, sizeof f,
+             "\"event\":\"CLOSED\",\"conn\":%llu,\"reason\":\"%s\",\"duration_ms\":%llu",
+             (unsigned long long)c->id, c->close_reason ? c->close_reason : "client",
+             (unsigned long long)(fr_mono_ms() - c->opened_ms));
+    fr_log_fields(FR_LOG_INFO, f);
+}
+
+static void on_closed(uv_handle_t *h) {
+    fr_conn_t *c = FR_CONTAINER_OF((uv_tcp_t *)h, fr_conn_t, tcp);
+    fr_http_t *http = c->http;
+    if (taken(c)) {
+        /* The writer logs its own CLOSED line (with what it sent) and frees itself. */
+        const fr_sink_owner_ops_t *ops = c->sink.owner_ops;
+        c->sink.owner_ops = NULL;
+        ops->closed(c->sink.owner);
+    } else if (!c->streamed) {
+        log_closed(c);
+    }
+    fr_request_reset(&c->req);
+    free(c->parser);
+    c->parser = NULL;
+    free(c->held_input);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        http->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    http->nconns--;
+    http->count(http->ctx, -1);
+    c->closed = 1;
+    if (c->holds == 0)
         free(c);
+}
+
+void fr_conn_hold(fr_conn_t *c) {
+    c->holds++;
+}
+
+void fr_conn_release(fr_conn_t *c) {
+    if (--c->holds == 0 && c->closed)
+        free(c);
+}
+
+void fr_conn_close(fr_conn_t *c) {
+    if (c->closing)
+        return;
+    c->closing = 1;
+    wait_leave(c);
+    if (taken(c))
+        c->sink.owner_ops->gone(c->sink.owner, c->close_reason);
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static void on_unaccepted(uv_handle_t *h) {
+    free(FR_CONTAINER_OF((uv_tcp_t *)h, fr_conn_t, tcp));
+}
+
+void fr_conn_accept(fr_http_t *http, uv_stream_t *listener) {
+    if (!settings_ready)
+        fr_http_init_parser(); /* a harness that skipped the server's start (one thread) */
+    fr_conn_t *c = fr_calloc(1, sizeof *c);
+    c->http = http;
+    uv_tcp_init(http->loop, &c->tcp);
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        uv_close((uv_handle_t *)&c->tcp, on_unaccepted);
         return;
     }
-    c->next = w->conns;
-    if (w->conns)
-        w->conns->prev = c;
-    w->conns = c;
-    fr_worker_count_conn(w, +1);
+    c->next = http->conns;
+    if (http->conns)
+        http->conns->prev = c;
+    http->conns = c;
+    http->nconns++;
+    http->count(http->ctx, +1);
     uv_tcp_nodelay(&c->tcp, 1);
     struct sockaddr_storage ss;
     int sl = sizeof ss;
@@ -385,22 +413,25 @@ void fr_conn_accept(fr_worker_t *w, uv_stream_t *listener) {
         else if (ss.ss_family == AF_INET6)
             uv_ip6_name((struct sockaddr_in6 *)&ss, c->remote, sizeof c->remote);
     }
-    /* Unique over the process: worker k numbers k+1, k+1+N, k+1+2N, … */
-    c->id = w->next_conn_id++ * (w->proc ? w->proc->nworkers : 1) + w->slot + 1;
+    /* Unique over the process: each worker numbers its own residue class. */
+    c->id = http->next_id++ * http->id_step + http->id_first;
     c->opened_ms = fr_mono_ms();
-    FR_BUMP(w->metrics.connections, 1);
+    FR_BUMP(http->metrics->connections, 1);
     if (fr_log_enabled(FR_LOG_INFO)) {
         char f[160];
         snprintf(f, sizeof f, "\"event\":\"CONNECTING\",\"conn\":%llu,\"remote\":\"%s\"",
                  (unsigned long long)c->id, c->remote);
         fr_log_fields(FR_LOG_INFO, f);
     }
+    fr_h1_sink_init(c);
     c->parser = fr_malloc(sizeof *c->parser);
     llhttp_init(c->parser, HTTP_REQUEST, &parser_settings);
     c->parser->data = c;
     wait_enter(c, FR_WAIT_READING);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
+
+/* ---- writing whole answers ---------------------------------------------------------------- */
 
 static void on_write_done(uv_write_t *req, int status) {
     write_req_t *wr = (write_req_t *)req;
@@ -434,29 +465,19 @@ void fr_conn_write(fr_conn_t *c, char *buf, size_t len) {
     }
 }
 
-const char *fr_conn_cors_headers(fr_conn_t *c, char *buf, size_t len) {
-    const char *origin = fr_request_header(&c->req, "origin");
-    buf[0] = '\0';
-    if (origin && fr_config_cors_allows(c->worker->config, origin) &&
-        strpbrk(origin, "\r\n") == NULL)
-        snprintf(buf, len, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", origin);
-    return buf;
-}
-
-void fr_conn_respond(fr_conn_t *c, int status, const char *content_type, const char *extra_headers,
-                     const char *body, size_t body_len) {
-    char cors[512], headers[2048];
-    fr_conn_cors_headers(c, cors, sizeof cors);
-    snprintf(headers, sizeof headers, "%s%s", cors, extra_headers ? extra_headers : "");
-    int keep = c->req.keep_alive && !c->worker->stopping;
-    size_t len;
-    char *resp = fr_http_response(status, content_type, headers, body, body_len, keep, &len);
-    if (!keep)
-        c->close_after_write = 1;
+void fr_conn_respond(fr_conn_t *c, int status, const char *content_type,
+                     const char *extra_headers, const char *body, size_t body_len) {
+    fr_head_t h = {status, content_type, extra_headers, (int64_t)body_len};
+    char head[2048];
+    size_t hl = fr_h1_head(c, &h, head, sizeof head);
     /* A HEAD answer says how long the body would be, and sends none. */
     if (strcmp(c->req.method, "HEAD") == 0)
-        len -= body_len;
-    fr_conn_write(c, resp, len);
+        body_len = 0;
+    char *resp = fr_malloc(hl + body_len);
+    memcpy(resp, head, hl);
+    if (body_len)
+        memcpy(resp + hl, body, body_len);
+    fr_conn_write(c, resp, hl + body_len);
 }
 
 void fr_conn_respond_error(fr_conn_t *c, int status, const char *msg) {

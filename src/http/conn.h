@@ -1,6 +1,15 @@
-/* A client connection: reads and parses requests with llhttp, writes responses, and, once a
- * stream route accepts it, carries a stream. Never freed inside its own callbacks: closing
- * marks it and libuv's close callback frees it. */
+/* HTTP/1 connections: reading and parsing requests with llhttp, deadlines, answers, and the
+ * sink a stream writes through (http/h1.c). A connection is never freed inside its own
+ * callbacks: closing marks it, and libuv's close callback frees it.
+ *
+ *   accept ──► read ──llhttp──► request complete ──handle()──► the app answers
+ *                                                    │
+ *              fr_conn_respond (a whole answer)  ◄───┤
+ *              c->sink (a stream takes it over)  ◄───┘
+ *
+ * While a writer is attached to the sink, what the client sends is held (a long-poll's next
+ * request), dropped (an event stream only listens for the end), or handed to the writer
+ * (after a 101: WebSocket frames). */
 #ifndef FR_CONN_H
 #define FR_CONN_H
 
@@ -8,76 +17,111 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "http/request.h"
+#include "codec/http.h"
+#include "core/config.h"
+#include "core/metrics.h"
+#include "stream/sink.h"
 
-struct fr_worker_s;
-struct fr_stream_s;
+typedef struct fr_conn_s fr_conn_t;
 
-typedef struct fr_conn_s {
+/* A worker's connections and what they share. Owned by the worker, one per loop. */
+typedef struct fr_http_s {
+    uv_loop_t *loop;           /* borrowed */
+    const fr_config_t *config; /* borrowed: limits, timeouts, CORS */
+    fr_metrics_t *metrics;     /* borrowed */
+    /* Answers a complete request on c (the app's dispatch). */
+    void (*handle)(void *ctx, fr_conn_t *c);
+    /* Counts a connection opened (+1) or closed (-1): descriptors are a process budget. */
+    void (*count)(void *ctx, int delta);
+    void *ctx;                 /* for handle and count */
+    int stopping;              /* answers say Connection: close */
+    uint64_t id_step, id_first; /* connection ids: id_first, +id_step, … (unique per process) */
+    /* Read-only to other modules. */
+    fr_conn_t *conns;          /* every open connection */
+    size_t nconns;
+    unsigned long requests;    /* read by other workers */
+    /* Private. */
+    uint64_t next_id;
+    fr_conn_t *wait_head[3], *wait_tail[3]; /* deadline lists, see fr_conn_t.wait */
+    char read_buf[65536];      /* every read on this loop lands here and is parsed at once */
+} fr_http_t;
+
+enum { FR_WAIT_NONE = 0, FR_WAIT_READING = 1, FR_WAIT_IDLE = 2 };
+
+struct fr_conn_s {
     uv_tcp_t tcp;
-    struct fr_worker_s *worker;  /* borrowed */
-    llhttp_t *parser;            /* owned while the connection reads requests; a stream that
-                                  * will read none (SSE, WebSocket) frees it */
-    fr_request_t req;
-    struct fr_stream_s *stream;  /* owned; set once the connection streams */
-    char remote[48];             /* peer address, no port (INET6_ADDRSTRLEN fits) */
-    int err_status;              /* set by a callback that rejects the request (413, 431) */
+    fr_http_t *http;           /* borrowed */
+    fr_sink_t sink;            /* a stream writes through it (http/h1.c) */
+    /* Read-only to other modules. */
+    fr_request_t req;          /* the request being answered */
+    char remote[48];           /* peer address, no port (INET6_ADDRSTRLEN fits) */
+    uint64_t id;               /* for log lines: unique per process */
+    uint64_t opened_ms;        /* monotonic */
     int closing;
-    int closed;                  /* libuv has closed the socket; memory waits for holds */
-    unsigned holds;              /* pending broker replies that will come back to this */
-    uint64_t id;                 /* for log lines: unique per worker */
-    uint64_t opened_ms;          /* monotonic */
-    const char *close_reason;    /* static string for the CLOSED log line */
-    int close_after_write;       /* the response said Connection: close */
+    const char *close_reason;  /* static string for the CLOSED log line, or NULL */
+    /* Private. */
+    llhttp_t *parser;          /* owned while the connection reads requests */
+    int err_status;            /* set by a callback that rejects the request (413, 431) */
+    int closed;                /* libuv has closed the socket; memory waits for holds */
+    unsigned holds;            /* pending broker replies that will come back to this */
+    int close_after_write;     /* the answer said Connection: close */
     unsigned pending_writes;
-    char *held_input;            /* owned: bytes that arrived while a long-poll was held */
+    int streamed;              /* a stream took the connection for good: it logs CLOSED */
+    int raw;                   /* after a 101: the writer gets what the client sends */
+    int parsing;               /* inside llhttp_execute: the parser must stay */
+    int chunked;               /* the current answer's body is chunked */
+    char *held_input;          /* owned: bytes that arrived while an answer was pending */
     size_t nheld_input;
-    struct fr_conn_s *prev, *next; /* the worker's list of connections */
+    fr_conn_t *prev, *next;    /* fr_http_t.conns */
     /* Deadline lists: a request being read (headers must complete in time) or a keep-alive
      * connection waiting for its next request. Each list is ordered by `since`, so one timer
      * tick only looks at the heads. */
-    int wait;                      /* FR_WAIT_NONE, FR_WAIT_READING or FR_WAIT_IDLE */
-    uint64_t since;                /* monotonic ms when it entered that list */
-    struct fr_conn_s *wprev, *wnext;
-} fr_conn_t;
+    int wait;
+    uint64_t since;
+    fr_conn_t *wprev, *wnext;
+};
 
-enum { FR_WAIT_NONE = 0, FR_WAIT_READING = 1, FR_WAIT_IDLE = 2, FR_WAIT_POLL = 3 };
-
-/* Puts the connection on a deadline list (see fr_conn_t.wait). */
-void fr_conn_wait(fr_conn_t *c, int list);
-
-/* A long-poll has been answered: the connection goes back to reading requests (keep-alive) or
- * closes. Frees the stream. */
-void fr_conn_end_poll(fr_conn_t *c);
-
-/* Closes connections whose request or keep-alive idle time ran out (408 for the former). */
-void fr_conn_expire(struct fr_worker_s *w);
+/* Builds the HTTP parser's callback table; called once before any worker thread starts. */
+void fr_http_init_parser(void);
+void fr_http_init(fr_http_t *http, uv_loop_t *loop, const fr_config_t *config,
+                  fr_metrics_t *metrics);
 
 /* Accepts a pending connection from the listener. */
-void fr_conn_accept(struct fr_worker_s *w, uv_stream_t *listener);
+void fr_conn_accept(fr_http_t *http, uv_stream_t *listener);
 
-/* Queues bytes on the socket; takes ownership of buf (freed when written). */
-void fr_conn_write(fr_conn_t *c, char *buf, size_t len);
+/* Closes connections whose request or keep-alive idle time ran out (408 for the former). */
+void fr_http_expire(fr_http_t *http);
+/* Closes every connection (reason for the log lines). */
+void fr_http_close_all(fr_http_t *http, const char *reason);
+/* Stops accepting requests on idle keep-alive connections: they close now. */
+void fr_http_close_idle(fr_http_t *http, const char *reason);
 
-/* Sends a complete response (adds CORS headers for allowed origins). After it the connection
- * stays open for the next request when the client keeps it alive, else it closes. */
-void fr_conn_respond(fr_conn_t *c, int status, const char *content_type, const char *extra_headers,
-                     const char *body, size_t body_len);
+/* Sends a complete answer (with CORS headers for allowed origins). After it the connection
+ * reads the client's next request when it keeps it alive, else it closes. */
+void fr_conn_respond(fr_conn_t *c, int status, const char *content_type,
+                     const char *extra_headers, const char *body, size_t body_len);
 /* Sends {"error": msg} with the status. */
 void fr_conn_respond_error(fr_conn_t *c, int status, const char *msg);
 
-/* A broker reply will come back to this connection: keep its memory until fr_conn_release,
- * even if the socket closes meanwhile (then c->closing is set and the reply is dropped). */
+/* An answer will come later (a broker reply): keep the connection's memory until
+ * fr_conn_release, even if the socket closes meanwhile (then c->closing is set). */
 void fr_conn_hold(fr_conn_t *c);
 void fr_conn_release(fr_conn_t *c);
 
 /* Closes now (pending writes are cancelled). Safe to call twice. */
 void fr_conn_close(fr_conn_t *c);
 
-/* "Access-Control-Allow-Origin: …\r\nVary: Origin\r\n" for an allowed Origin, else "". */
-const char *fr_conn_cors_headers(fr_conn_t *c, char *buf, size_t len);
+/* Writes bytes as they are; takes ownership of buf (freed once written). */
+void fr_conn_write(fr_conn_t *c, char *buf, size_t len);
 
-/* Builds the HTTP parser's callback table; called once before any worker thread starts. */
-void fr_conn_init_parser(void);
+/* For http/h1.c: the request is answered and a keep-alive connection reads the next one. */
+void fr_conn_next(fr_conn_t *c);
+/* For http/h1.c: a streaming connection drops its parser and request (now, or once the
+ * parser returns). */
+void fr_conn_shed(fr_conn_t *c);
+/* For http/h1.c: the sink's callbacks. */
+void fr_h1_sink_init(fr_conn_t *c);
+/* The response head of an answer: status line, Content-Type, extra headers, CORS, framing. */
+size_t fr_h1_head(fr_conn_t *c, const fr_head_t *h, char *out, size_t cap);
 
 #endif

@@ -7,7 +7,7 @@
 #include <uv.h>
 
 #include "base/log.h"
-#include "server/worker.h"
+#include "broker/broker.h"
 #include "core/shared_dict.h"
 #include "base/util.h"
 #include "lua/vm.h"
@@ -48,10 +48,14 @@ typedef struct {
     fr_id_t id;
     char err[200];
     char *topic; /* owned, for the log line of a failure reported later */
+    fr_metrics_t *metrics;
+    fr_priority_t prio;
 } lua_pub_t;
 
 static void on_lua_published(void *ctx, int status, fr_id_t id, const char *err) {
     lua_pub_t *p = ctx;
+    if (status == 0)
+        FR_BUMP(p->metrics->published[p->prio], 1);
     if (p->async) {
         if (status < 0)
             fr_error("freshet.publish to '%s' failed: %s", p->topic, err);
@@ -83,12 +87,18 @@ static int l_core_publish(lua_State *L) {
     if (fr_priority_parse(pname, &prio) < 0)
         return luaL_argerror(L, 4, "priority must be critical, normal or telemetry");
     fr_vm_t *vm = fr_lua_get_vm(L);
-    if (!vm->worker) {
+    if (!vm->host) {
         lua_pushnil(L);
         lua_pushliteral(L, "not available while only checking the app");
         return 2;
     }
-    if (vm->worker->delivering) {
+    if (!vm->host->broker) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "cannot publish while the app file is loading (publish from a hook or "
+                           "a timer)");
+        return 2;
+    }
+    if (vm->filtering) {
         /* A filter runs in the middle of a fan-out; publishing there would deliver inside
          * the delivery. */
         lua_pushnil(L);
@@ -98,7 +108,10 @@ static int l_core_publish(lua_State *L) {
     }
     lua_pub_t *p = fr_calloc(1, sizeof *p);
     p->topic = fr_strdup(topic);
-    fr_worker_publish(vm->worker, topic, name, data, len, prio, json, on_lua_published, p);
+    p->metrics = vm->host->metrics;
+    p->prio = prio;
+    fr_pub_t ev = {topic, name, data, len, prio, json};
+    vm->host->broker->ops->publish(vm->host->broker, &ev, on_lua_published, p);
     if (!p->done) {
         /* The broker answers later: the script gets true now; a failure is logged. */
         p->async = 1;
@@ -193,10 +206,10 @@ static int l_core_timer(lua_State *L) {
     box->t = NULL;
     luaL_getmetatable(L, TIMER_MT);
     lua_setmetatable(L, -2);
-    if (!vm->worker || vm->retired)
+    if (!vm->host || vm->retired)
         return 1;
     fr_ltimer_t *t = fr_calloc(1, sizeof *t);
-    uv_timer_init(vm->worker->loop, &t->handle);
+    uv_timer_init(vm->host->loop, &t->handle);
     t->vm = vm;
     t->repeat = repeat;
     lua_pushvalue(L, 3);
@@ -278,13 +291,13 @@ static void set_by_priority(lua_State *L, const char *k, const unsigned long *v)
  * or nil, err where there is no running worker to read them from. */
 static int l_core_metrics(lua_State *L) {
     fr_vm_t *vm = fr_lua_get_vm(L);
-    fr_worker_t *w = vm->worker;
+    fr_vm_host_t *w = vm->host;
     if (!w) {
         lua_pushnil(L);
         lua_pushliteral(L, "freshet.metrics: not available while only checking the app");
         return 2;
     }
-    if (!w->config || !w->tier_rejected) {
+    if (!w->config || !w->broker) {
         /* The app file runs before the worker has its settings, hub and listener. */
         lua_pushnil(L);
         lua_pushliteral(L, "freshet.metrics: not available while the server is starting (call "
@@ -293,7 +306,7 @@ static int l_core_metrics(lua_State *L) {
     }
     fr_totals_t totals;
     unsigned long *tier_rejected = fr_calloc(w->config->ntiers + 1, sizeof *tier_rejected);
-    fr_worker_totals(w, &totals, tier_rejected);
+    w->totals(w->ctx, &totals, tier_rejected);
     const fr_metrics_t *m = &totals.m;
     lua_createtable(L, 0, 28);
     set_num(L, "connections", (double)totals.nconns);
@@ -329,7 +342,7 @@ static int l_core_metrics(lua_State *L) {
     if (uv_resident_set_memory(&rss) != 0)
         rss = 0;
     set_num(L, "rss", (double)rss);
-    lua_pushstring(L, w->broker_remote ? "redis" : "memory");
+    lua_pushstring(L, w->broker->ops->kind);
     lua_setfield(L, -2, "broker");
     return 1;
 }
@@ -475,7 +488,7 @@ int fr_lua_open_core(lua_State *L) {
     lua_setfield(L, -2, "version");
     /* Which worker thread this VM belongs to (0 when there is one, and under --check). */
     fr_vm_t *vm = fr_lua_get_vm(L);
-    lua_pushinteger(L, vm && vm->worker ? (lua_Integer)vm->worker->slot : 0);
+    lua_pushinteger(L, vm && vm->host ? (lua_Integer)vm->host->worker : 0);
     lua_setfield(L, -2, "worker");
     lua_newuserdata(L, 1);
     luaL_getmetatable(L, SHARED_MT);

@@ -3,10 +3,9 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "broker/redis.h"
-#include "lua/api.h"
+#include "broker/broker.h"
 #include "core/presence.h"
-#include "server/worker.h"
+#include "lua/api.h"
 #include "lua/vm.h"
 
 static int l_presence(lua_State *L) {
@@ -15,16 +14,18 @@ static int l_presence(lua_State *L) {
                           luaL_typename(L, 1));
     const char *topic = lua_tostring(L, 1);
     fr_vm_t *vm = fr_lua_get_vm(L);
-    if (!vm->worker) {
+    if (!vm->host) {
         lua_pushnil(L);
         lua_pushliteral(L, "not available while only checking the app");
         return 2;
     }
+    if (!vm->host->broker) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "not available while the app file is loading");
+        return 2;
+    }
     fr_presence_t p;
-    if (vm->worker->redis)
-        fr_redis_presence(vm->worker->redis, topic, &p);
-    else
-        fr_presence_local(vm->worker, topic, &p);
+    vm->host->broker->ops->presence(vm->host->broker, topic, &p);
     lua_createtable(L, 0, 3);
     lua_pushnumber(L, (lua_Number)p.count);
     lua_setfield(L, -2, "count");

@@ -14,7 +14,6 @@
 #include "lua/embedded.h"
 #include "lua/api.h"
 #include "lua/modules.h"
-#include "server/worker.h"
 #include "base/log.h"
 #include "base/util.h"
 
@@ -71,8 +70,8 @@ static int on_panic(lua_State *L) {
 
 static void count_memory_stop(fr_vm_t *vm) {
     vm->memory_stops++;
-    if (vm->worker)
-        FR_BUMP(vm->worker->metrics.lua_memory_stops, 1);
+    if (vm->host)
+        FR_BUMP(vm->host->metrics->lua_memory_stops, 1);
 }
 
 /* The hook fires every FR_HOOK_SLICE instructions and counts them against the budget. (The
@@ -86,8 +85,8 @@ static void on_budget(lua_State *L, lua_Debug *ar) {
     if ((uint64_t)vm->slices * FR_HOOK_SLICE >= vm->config.budget) {
         lua_sethook(L, NULL, 0, 0);
         vm->budget_stops++;
-        if (vm->worker)
-            FR_BUMP(vm->worker->metrics.lua_budget_stops, 1);
+        if (vm->host)
+            FR_BUMP(vm->host->metrics->lua_budget_stops, 1);
         luaL_error(L, "instruction budget exceeded (the hook ran too long)");
     }
 }
@@ -182,8 +181,8 @@ int fr_vm_call(fr_vm_t *vm, const fr_route_t *route, const char *what, int nargs
         msg = rest;
     }
     vm->lua_errors++;
-    if (vm->worker)
-        FR_BUMP(vm->worker->metrics.lua_errors, 1);
+    if (vm->host)
+        FR_BUMP(vm->host->metrics->lua_errors, 1);
     if (vm->collecting) {
         snprintf(vm->last_error, sizeof vm->last_error, "%s:%d: %s", src, line, msg);
     } else if (route && route->kind != FR_ROUTE_STATIC)
@@ -436,17 +435,6 @@ static const char *const stream_keys[] = {"auth",   "topics",  "tier",    "filte
 static const char *const publish_keys[] = {"auth", "publish", "tier", "body", NULL};
 static const char *const hook_args[FR_HOOK_COUNT] = {
     "req", "req, who[, change]", "req, who", "event, who", "req, body, who", "conn, msg, who"};
-
-int fr_slow_parse(const char *s, fr_slow_t *out) {
-    static const char *const names[] = {"drop", "conflate", "disconnect"};
-    for (int i = 0; i < 3; i++) {
-        if (strcmp(s, names[i]) == 0) {
-            *out = (fr_slow_t)i;
-            return 0;
-        }
-    }
-    return -1;
-}
 
 static int key_allowed(const char *const *keys, const char *k) {
     for (; *keys; keys++) {
@@ -725,7 +713,7 @@ static int cmp_global(const void *a, const void *b) {
 }
 
 /* Reports the globals recorded in the table at `record`, in line order: errors under
- * --check (no worker), warnings in a running server (the script works, but a global shared by
+ * --check (no host), warnings in a running server (the script works, but a global shared by
  * every script of the VM is rarely what was meant). Returns -1 when they are errors. */
 static int report_globals(fr_vm_t *vm, const fr_route_t *r, int record, fr_errors_t *errs) {
     lua_State *L = vm->L;
@@ -741,7 +729,7 @@ static int report_globals(fr_vm_t *vm, const fr_route_t *r, int record, fr_error
     if (n > 1)
         qsort(list, n, sizeof *list, cmp_global);
     for (size_t i = 0; i < n; i++) {
-        if (vm->worker)
+        if (vm->host)
             fr_warn("%s:%d: global '%s' assigned (use local)", r->path, list[i].line, list[i].name);
         else
             fr_errors_add(errs, "%s:%d: global '%s' assigned (use local)", r->path, list[i].line,
@@ -749,7 +737,7 @@ static int report_globals(fr_vm_t *vm, const fr_route_t *r, int record, fr_error
         free(list[i].name);
     }
     free(list);
-    return n > 0 && !vm->worker ? -1 : 0;
+    return n > 0 && !vm->host ? -1 : 0;
 }
 
 /* Checks one field of a script's table that the route kind does not know. */
@@ -1054,10 +1042,10 @@ static void vm_free(fr_vm_t *vm) {
     free(vm);
 }
 
-fr_vm_t *fr_vm_new(const char *app_path, struct fr_worker_s *worker, fr_errors_t *errs) {
+fr_vm_t *fr_vm_new(const char *app_path, fr_vm_host_t *host, fr_errors_t *errs) {
     fr_vm_t *vm = fr_calloc(1, sizeof *vm);
     vm->refs = 1;
-    vm->worker = worker;
+    vm->host = host;
     vm->app_path = fr_strdup(app_path);
     char *tmp = fr_strdup(app_path);
     vm->app_dir = fr_strdup(dirname(tmp));

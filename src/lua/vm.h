@@ -9,12 +9,29 @@
 #include <lua.h>
 #include <stddef.h>
 
+#include <uv.h>
+
 #include "core/config.h"
+#include "core/metrics.h"
 #include "core/event.h"
 #include "codec/router.h"
 
-struct fr_worker_s;
 struct fr_ltimer_s;
+struct fr_broker_s;
+
+/* What a VM's API needs from the worker that runs it. Owned by the worker; filled as the
+ * worker starts (broker and config are NULL while the app file first runs). */
+typedef struct fr_vm_host_s {
+    uv_loop_t *loop;             /* timers */
+    fr_metrics_t *metrics;       /* Lua errors and stops, events published */
+    struct fr_broker_s *broker;  /* freshet.publish, freshet.presence */
+    const fr_config_t *config;   /* the settings in force */
+    unsigned worker;             /* the worker's index (freshet.worker) */
+    uint64_t started_ms;         /* monotonic */
+    /* freshet.metrics(): the process's totals; tier_rejected has config->ntiers + 1 slots. */
+    void (*totals)(void *ctx, fr_totals_t *t, unsigned long *tier_rejected);
+    void *ctx;
+} fr_vm_host_t;
 
 typedef enum { FR_ROUTE_STREAM, FR_ROUTE_PUBLISH, FR_ROUTE_STATIC } fr_route_kind_t;
 
@@ -27,16 +44,6 @@ typedef enum {
     FR_HOOK_MESSAGE,
     FR_HOOK_COUNT
 } fr_hook_t;
-
-/* What a stream does with a topic's events once its out-queue is past its budget. */
-typedef enum {
-    FR_SLOW_DROP = 0,     /* drop telemetry, then normal; critical never silently */
-    FR_SLOW_CONFLATE = 1, /* keep only the newest unsent event of the topic */
-    FR_SLOW_DISCONNECT = 2 /* end the stream with retry: so it resumes from replay */
-} fr_slow_t;
-
-/* "drop" | "conflate" | "disconnect" → 0 and *out; else -1. */
-int fr_slow_parse(const char *s, fr_slow_t *out);
 
 typedef struct {
     fr_route_kind_t kind;
@@ -54,7 +61,7 @@ typedef struct {
 typedef struct fr_vm_s {
     lua_State *L;
     int refs;
-    struct fr_worker_s *worker; /* borrowed; NULL when only checking */
+    fr_vm_host_t *host;         /* borrowed; NULL when only checking */
     fr_config_t config;
     fr_route_t *routes;         /* owned array */
     size_t nroutes;
@@ -62,6 +69,7 @@ typedef struct fr_vm_s {
     char *app_dir;              /* owned */
     int encode_ref, decode_ref; /* cjson.encode / cjson.decode */
     int call_depth;             /* nested hook calls share the outermost budget */
+    int filtering;              /* a filter hook runs (inside a delivery: no publishing) */
     struct fr_ltimer_s *timers; /* live timers, stopped when the VM is retired */
     int retired;
     /* The Lua table of the event last passed to a filter: fan-out builds it once per VM. */
@@ -89,8 +97,8 @@ void fr_errors_add(fr_errors_t *e, const char *fmt, ...) __attribute__((format(p
 void fr_errors_free(fr_errors_t *e);
 
 /* Builds a VM: runs the app file, reads its settings and loads every route script. Returns NULL
- * with every problem found in errs. worker may be NULL (checking only). */
-fr_vm_t *fr_vm_new(const char *app_path, struct fr_worker_s *worker, fr_errors_t *errs);
+ * with every problem found in errs. host may be NULL (checking only). */
+fr_vm_t *fr_vm_new(const char *app_path, fr_vm_host_t *host, fr_errors_t *errs);
 void fr_vm_retain(fr_vm_t *vm);
 void fr_vm_release(fr_vm_t *vm);
 /* Stops the VM's timers; streams that still hold it keep using its filters. */

@@ -1,118 +1,225 @@
-/* An SSE stream on a connection: its topics and positions, the out-queue of event references,
- * batched writes and heartbeats.
+/* A stream: one client following a list of topics, on any transport (SSE, WebSocket, long-poll)
+ * and any sink (an HTTP/1 connection today).
  *
- *   hub publish ──deliver──► filter? ──► out-queue [ev ev ev …] ──flush (once per loop
- *   iteration)──► one chunk, one uv_write ──write done──► release refs
+ *   broker join ──► catch-up (missed events, then live ones that came meanwhile, paced)
+ *                       │
+ *   hub deliver ──► filter? ──► frame (transport) ──► out-queue ──flush, once per loop
+ *                                                     (budgets,    iteration──► sink
+ *                                                      priorities)
  *
- * Each item holds one event reference until its write completes. A queue that reaches its
- * bound means the client stopped reading: the stream ends with "retry:" and the client comes
- * back through Last-Event-ID and replay instead of holding memory here. */
+ * Each queued event holds one reference until its write completes. A stream that cannot keep
+ * up is ended with `retry:` and its client comes back through Last-Event-ID and replay,
+ * instead of holding memory here.
+ *
+ * Life: fr_stream_new (the open has run the hooks) → fr_stream_join (subscribed; the broker
+ * says where each topic stands) → fr_stream_start on a sink, or fr_stream_free when the open
+ * refuses it. Once started, the sink owns the stream's end: it tells the stream `gone` (no more
+ * writes) and then `closed` (free). */
 #ifndef FR_STREAM_H
 #define FR_STREAM_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
+#include "broker/broker.h"
+#include "core/config.h"
 #include "core/event.h"
 #include "core/hub.h"
+#include "core/metrics.h"
+#include "core/ratelimit.h"
 #include "lua/vm.h"
+#include "stream/outq.h"
+#include "stream/sink.h"
 
-struct fr_ws_parser_s;
+typedef struct fr_stream_s fr_stream_t;
 
-struct fr_conn_s;
-struct fr_worker_s;
-
-typedef enum { FR_ITEM_EVENT, FR_ITEM_OWNED, FR_ITEM_STATIC } fr_item_kind_t;
-
+/* How a transport shapes a stream's bytes. The stream calls it; transports live a layer up
+ * (transport/sse.c, ws.c, poll.c). */
 typedef struct {
-    fr_item_kind_t kind;
-    fr_event_t *ev;   /* FR_ITEM_EVENT: one reference (NULL once dropped from the queue) */
-    char *bytes;      /* EVENT: own id line or NULL; OWNED: owned bytes; STATIC: borrowed */
-    size_t len;
-    uint64_t seq;     /* position in the stream's queue since it opened */
-    uint32_t topic;   /* EVENT: index of its topic */
-    uint8_t ws;       /* EVENT: WebSocket framing (bytes, when set, is the whole frame) */
-} fr_item_t;
+    const char *name; /* "sse", "ws", "poll" */
+    /* The answer is one body with a length, written once (long-poll): no heartbeats. */
+    int whole;
+    /* The connection may carry the client's next request after the stream. */
+    int reuse;
+    /* Sends the response head and queues the opening bytes. */
+    void (*begin)(fr_stream_t *s);
+    /* Fills it->own / it->shared with ev's bytes (topic `index` of the stream). */
+    void (*frame)(fr_stream_t *s, size_t index, fr_event_t *ev, fr_item_t *it);
+    /* The in-band report of events dropped since the last one (out.unreported). Caller frees. */
+    char *(*dropped)(fr_stream_t *s, size_t *len);
+    /* Queues the `reset` notice: the client's id is older than the replay window. */
+    void (*reset)(fr_stream_t *s);
+    /* A heartbeat is due: queue one, or end the stream (a WebSocket without its pong). */
+    void (*heartbeat)(fr_stream_t *s);
+    /* Queues the last bytes (retry_ms > 0: ask the client to come back after it). */
+    void (*finish)(fr_stream_t *s, uint64_t retry_ms);
+    /* Bytes the client sent on the stream (a WebSocket's frames), or NULL: ignored. */
+    void (*input)(fr_stream_t *s, const char *bytes, size_t len);
+    /* Frees s->tp_state. */
+    void (*free)(fr_stream_t *s);
+} fr_transport_t;
 
-typedef struct fr_stream_s {
-    struct fr_conn_s *conn;      /* the connection that owns this stream */
-    struct fr_worker_s *worker;
-    fr_vm_t *vm;                 /* one reference: who_ref and the filter live in it */
-    const fr_route_t *route;     /* borrowed from vm */
-    int who_ref;                 /* identity table from auth */
-    char *tier;                  /* owned tier name, or NULL */
-    char *who_id;                /* owned: the identity's id (who.id) for presence, or NULL */
+/* A worker's streams and what they share. Owned by the worker, one per loop. */
+typedef struct fr_streams_s {
+    uv_loop_t *loop;           /* borrowed */
+    fr_broker_t *broker;       /* borrowed: joins, positions, replays */
+    fr_hub_t *hub;             /* borrowed: where streams subscribe; outlives every stream */
+    unsigned slot;             /* this worker's slot in hub */
+    const fr_config_t *config; /* borrowed: heartbeat, retry, replay window, poll timeout */
+    fr_metrics_t *metrics;     /* borrowed: the worker's counters */
+    fr_ratelimit_t *limits;    /* borrowed: inbound WebSocket messages count against a tier */
+    unsigned long *tier_rejected; /* borrowed: 429s per tier, indexed like config->tiers */
+    char retry_frame[48];      /* "retry: <ms>\n\n", the opening bytes of every SSE stream */
+    size_t retry_frame_len;
+    /* Read-only to other modules. Every stream from new to free. */
+    fr_stream_t *all;
+    size_t count;              /* streams joined and not yet freed (read by other workers) */
+    /* Private: started streams by last write, oldest first (a heartbeat tick visits only
+     * those due); long-polls by start (their deadline); streams with output not yet handed
+     * to their sink, oldest mark first. */
+    fr_stream_t *idle_head, *idle_tail;
+    fr_stream_t *poll_head, *poll_tail;
+    fr_stream_t *pending_head, *pending_tail;
+} fr_streams_t;
+
+/* How a join came out: the open turns it into 503, 400, 416 or a start. */
+typedef struct {
+    int error;   /* the broker could not answer */
+    int invalid; /* an id of the Last-Event-ID was never issued */
+    int stale;   /* an id is older than the replay window */
+} fr_joined_t;
+typedef void (*fr_stream_joined_cb)(void *ctx, fr_stream_t *s, const fr_joined_t *how);
+
+/* One missed or held event, on its way into the out-queue. */
+typedef struct {
+    fr_event_t *ev; /* one reference */
+    uint32_t topic;
+} fr_backlog_item_t;
+
+struct fr_stream_s {
+    /* Read-only to other modules. */
+    fr_streams_t *env;
+    const fr_transport_t *tp;
+    void *tp_state;            /* owned by the transport */
+    fr_sink_t *sink;           /* borrowed from the connection; NULL until started, and once gone */
+    fr_vm_t *vm;               /* one reference: who_ref and the filter live in it */
+    const fr_route_t *route;   /* borrowed from vm */
+    int who_ref;               /* owned registry ref: the identity table from auth */
+    char *who_id;              /* owned: who.id for presence, or NULL */
+    char *tier;                /* owned tier name, or NULL */
+    const fr_tier_t *budget;   /* borrowed from the config */
+    uint64_t id;               /* the connection's id, for log lines */
+    const char *remote;        /* borrowed: the peer address (the connection outlives us) */
+    uint64_t opened_ms;        /* monotonic, when the connection opened */
     size_t ntopics;
-    char **topics;               /* owned names */
-    fr_sub_t *subs;              /* owned, one per topic */
-    fr_id_t *pos;                /* owned: last id seen per topic (the resume point) */
-    int chunked;                 /* HTTP/1.1: chunked framing; HTTP/1.0: raw until close */
-    int poll;                    /* long-poll: one response with what is there, then done */
-    int joining;                 /* waiting for the broker's replay: live events are held */
-    int resume;                  /* arrived with a Last-Event-ID */
-    int replaying;               /* catching up from the rings, paced by the queue */
-    int ws;                      /* WebSocket transport (else SSE) */
-    struct fr_ws_parser_s *wsp;  /* owned: the WebSocket frame parser */
-    int ws_ping_pending;         /* a ping went out and no pong came back yet */
-    int req_ref;                 /* the request table, kept for hooks a WebSocket calls later */
-    char ws_accept[29];          /* the handshake's accept key, until the 101 goes out */
-    int ws_proto;                /* the client offered the freshet.v1 subprotocol */
-    fr_item_t *held;             /* owned: live events (ev, topic) that arrived while joining */
-    size_t nheld;
-
-    fr_item_t *q;                /* owned ring of queued items */
-    size_t q_cap, q_head, q_len; /* q_len counts dropped slots until they are passed */
-    uint64_t q_seq;              /* seq of the next item pushed */
-    size_t q_live;               /* events queued and still to be sent */
-    size_t q_bytes;              /* bytes of the queued items */
-    size_t live_by_prio[3];      /* queued events per fr_priority_t */
-    const fr_tier_t *budget;     /* queue, bytes and lag bounds (borrowed from the config) */
-    uint8_t *slow;               /* owned: fr_slow_t per topic */
-    uint64_t *last_seq;          /* owned: per topic, seq of its newest queued event (0: none) */
-    unsigned long dropped[3];    /* events dropped per priority, since the stream opened */
-    unsigned long unreported;    /* drops the client has not been told about yet */
-    size_t streak;               /* events dropped since the queue was last empty */
-    const char *end_reason;      /* why the stream is ending (static string) */
-    int writing;                 /* a write is in flight */
-    int ending;                  /* no more items; close once the queue drains */
-    int detached;                /* the connection is closing: deliver nothing */
-    int away;                    /* the hub was told presence no longer counts this stream */
-
-    uint64_t last_write_ms;      /* monotonic, last time something was queued */
-    uint64_t drain_at;           /* ms into the drain window when this stream ends */
-    struct fr_stream_s *idle_prev, *idle_next;
-    struct fr_stream_s *pend_prev, *pend_next;
-    int pending;
+    char **topics;             /* owned names */
+    fr_sub_t *subs;            /* owned, one per topic; NULL until joined */
+    fr_id_t *pos;              /* owned: last id seen per topic (the resume point) */
+    uint8_t *slow;             /* owned: fr_slow_t per topic */
+    uint64_t *last_seq;        /* owned: per topic, seq of its newest queued event (0: none) */
+    fr_outq_t out;
+    int resume;                /* arrived with a Last-Event-ID */
+    const char *end_reason;    /* why the stream is ending (static string), or NULL */
     unsigned long delivered, filtered, conflated;
-    unsigned long sent, bytes, replayed;   /* events and bytes handed to the socket */
-} fr_stream_t;
+    unsigned long sent, bytes, replayed; /* events and bytes handed to the sink */
 
-/* Handles a GET on a stream route: hooks, Last-Event-ID, headers, replay, subscribe. Answers
- * the error itself when the stream cannot start. params are consumed. */
-void fr_stream_open(struct fr_conn_s *c, fr_vm_t *vm, const fr_route_t *route, int req_ref);
+    /* Private. */
+    fr_join_t *join;           /* owned: what the broker found, until start */
+    fr_stream_joined_cb join_cb;
+    void *join_ctx;
+    int joining, started, catching_up;
+    fr_backlog_item_t *cu;     /* owned: events to catch up on, in order: missed ones first */
+    size_t cu_len, cu_at, cu_cap;
+    size_t cu_replayed;        /* cu[0..cu_replayed) came from the broker's replay */
+    const char *gone_reason;   /* why the sink went away (static), or NULL: the client left */
+    int writing;               /* a write is pending in the sink */
+    void *pending_batch;       /* owned: what that write points into */
+    int ending;                /* 1: its last bytes are queued; 2: the sink was told to end */
+    int detached;              /* the sink is gone: deliver nothing */
+    int away;                  /* presence no longer counts it */
+    int pending;               /* on env's pending list */
+    int listed;                /* on env's idle or poll list */
+    uint64_t last_write_ms;    /* the loop's clock when something was last queued */
+    uint64_t drain_at;         /* ms into the drain window when this stream ends */
+    fr_stream_t *all_prev, *all_next;
+    fr_stream_t *idle_prev, *idle_next;
+    fr_stream_t *pend_prev, *pend_next;
+};
 
-/* Stops deliveries (the connection is closing); fr_stream_free follows in the close callback. */
-void fr_stream_detach(fr_stream_t *s);
+/* What the open decided, handed to the stream, which takes ownership of the pointers. */
+typedef struct {
+    const fr_transport_t *tp;
+    void *tp_state;
+    fr_vm_t *vm;               /* a reference is taken */
+    const fr_route_t *route;
+    int who_ref;
+    char *who_id, *tier;
+    const fr_tier_t *budget;   /* NULL: the config's default tier */
+    char **topics;
+    size_t ntopics;
+    uint8_t *slow;             /* fr_slow_t per topic */
+    uint64_t id;
+    const char *remote;
+    uint64_t opened_ms;
+} fr_stream_init_t;
+
+fr_stream_t *fr_stream_new(fr_streams_t *env, fr_stream_init_t *init);
+/* Frees a stream that was never started (the open refused it). */
 void fr_stream_free(fr_stream_t *s);
+/* Logs a started stream's CLOSED line (reason: why, when it has no end_reason of its own) and
+ * frees it. For the stream layer and the sink's closed() only. */
+void fr_stream_finished(fr_stream_t *s, const char *reason);
 
-/* Writes out streams with queued output, oldest mark first (called once per loop
- * iteration), for at most slice_ns; returns 1 when some are left for the next iteration. */
-int fr_stream_flush_pending(struct fr_worker_s *w, uint64_t slice_ns);
-/* Queues a heartbeat on every stream idle for the heartbeat interval. */
-void fr_stream_heartbeat_due(struct fr_worker_s *w);
-/* For transports: queues bytes (takes ownership) to go out in order with the events. */
+
+/* Subscribes and asks the broker where each topic stands: after holds the client's positions
+ * (Last-Event-ID, one per topic) or is NULL for a fresh stream. cb may run before this
+ * returns. Returns -1 (cb not called) when the broker is unavailable. */
+int fr_stream_join(fr_stream_t *s, const fr_id_t *after, fr_stream_joined_cb cb, void *ctx);
+
+/* Puts a joined stream on its sink: the head, then what it missed (or, with reset, the
+ * `reset` notice and the current positions), then live events. */
+void fr_stream_start(fr_stream_t *s, fr_sink_t *sink, int reset);
+
+/* Ends a stream cleanly: its last bytes (retry_ms > 0: "come back after"), then the end of
+ * the body. */
+void fr_stream_end(fr_stream_t *s, uint64_t retry_ms);
+
+/* For transports: queue bytes (owned: freed once written) in order with the events. */
 void fr_stream_send(fr_stream_t *s, char *bytes, size_t len);
-/* Ends a WebSocket stream with a close frame (code 0: empty close payload). */
-void fr_stream_close_ws(fr_stream_t *s, uint16_t code, const char *reason, const char *why);
-/* Replaces the stream's topics with the list on the top of L's stack (from the topics hook).
- * Returns NULL, or a message for the client. */
-const char *fr_stream_set_topics(fr_stream_t *s, lua_State *L);
-/* Replays from `ids` (a Last-Event-ID) on an open stream. Returns NULL, or a message. */
+void fr_stream_send_static(fr_stream_t *s, const char *bytes, size_t len);
+/* The positions of every topic, "<id>,<id>,…" (the id a client resumes from), into buf of at
+ * least fr_stream_positions_max(s) bytes; returns the length. */
+size_t fr_stream_positions(const fr_stream_t *s, char *buf);
+size_t fr_stream_positions_max(const fr_stream_t *s);
+
+/* Replaces the stream's topics with `topics` (owned by the caller; checked names). Kept
+ * topics keep their position; new ones start from the broker's. */
+void fr_stream_set_topics(fr_stream_t *s, char *const *topics, size_t n);
+/* Replays from `ids` (a Last-Event-ID) on an open stream. Returns NULL, or a message for the
+ * client. */
 const char *fr_stream_resume_from(fr_stream_t *s, const char *ids);
 
-/* A long-poll waited its whole timeout with nothing to send: answers 204. */
-void fr_stream_poll_timeout(fr_stream_t *s);
-/* Ends a stream cleanly: optional "retry: <ms>" (0 = none), then the end of the body. */
-void fr_stream_end(fr_stream_t *s, uint64_t retry_ms);
+/* The worker's streams (stream/sched.c). */
+void fr_streams_init(fr_streams_t *env, uv_loop_t *loop, fr_broker_t *broker,
+                     const fr_config_t *config, fr_metrics_t *metrics);
+/* Writes out streams with queued output, oldest mark first (once per loop iteration), for at
+ * most slice_ns; returns 1 when some are left for the next iteration. */
+int fr_streams_flush(fr_streams_t *env, uint64_t slice_ns);
+/* Heartbeats for streams idle for the heartbeat interval; long-polls past their deadline. */
+void fr_streams_tick(fr_streams_t *env);
+/* Gives every stream its moment in a drain window of window_ms (jitter: clients do not all
+ * come back at once); fr_streams_drain_tick ends those whose moment has come. */
+void fr_streams_drain(fr_streams_t *env, uint64_t window_ms);
+void fr_streams_drain_tick(fr_streams_t *env, uint64_t elapsed_ms);
+
+/* For the stream layer's own files. */
+void fr_stream_touch(fr_stream_t *s);
+void fr_stream_mark_pending(fr_stream_t *s);
+void fr_stream_unlist(fr_stream_t *s);
+void fr_stream_write(fr_stream_t *s);
+/* A long-poll answers now with what it holds (204 when nothing). */
+void fr_stream_whole(fr_stream_t *s);
+void fr_stream_catch_up(fr_stream_t *s);
 
 #endif

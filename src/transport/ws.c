@@ -6,15 +6,24 @@
 #include <string.h>
 #include <strings.h>
 
-#include "http/conn.h"
-#include "app/dispatch.h"
 #include "base/log.h"
-#include "server/worker.h"
-#include "stream/stream.h"
 #include "base/util.h"
 #include "codec/ws.h"
+#include "lua/hooks.h"
 
-const char fr_ws_ping_frame[2] = {(char)0x89, 0x00};
+static const char ping_frame[2] = {(char)0x89, 0x00};
+
+/* What a WebSocket stream keeps beside the stream. Owned by the stream (tp_state). */
+typedef struct {
+    fr_ws_parser_t parser;
+    int req_ref;         /* the request table, kept for topics hooks a subscribe calls later */
+    char accept[29];     /* the handshake's accept key, until the 101 goes out */
+    int proto;           /* the client offered the freshet.v1 subprotocol */
+    int ping_pending;    /* a ping went out and no pong came back yet */
+    int close_set;       /* close_code and close_text were chosen by the one who closed */
+    uint16_t close_code; /* 0: an empty close payload (answering an empty close) */
+    const char *close_text;
+} ws_state_t;
 
 /* ---- the handshake ------------------------------------------------------------------------ */
 
@@ -36,54 +45,76 @@ static int header_has_token(const char *value, const char *token) {
     return 0;
 }
 
-int fr_ws_wants_upgrade(fr_conn_t *c) {
-    const char *up = fr_request_header(&c->req, "upgrade");
+int fr_ws_wants_upgrade(const fr_request_t *req) {
+    const char *up = fr_request_header(req, "upgrade");
     return up && header_has_token(up, "websocket");
 }
 
-int fr_ws_check_handshake(fr_conn_t *c, char accept[29], int *proto) {
-    const fr_request_t *req = &c->req;
+int fr_ws_handshake(const fr_request_t *req, const fr_config_t *cfg, int req_ref, void **state,
+                    fr_ws_refusal_t *why) {
     const char *conn = fr_request_header(req, "connection");
     const char *version = fr_request_header(req, "sec-websocket-version");
     const char *key = fr_request_header(req, "sec-websocket-key");
+    char accept[29];
+    why->headers = NULL;
     if (strcmp(req->method, "GET") != 0 || req->http_major != 1 || req->http_minor < 1 || !conn ||
         !header_has_token(conn, "upgrade")) {
-        fr_conn_respond_error(c, 400, "a WebSocket upgrade is an HTTP/1.1 GET with "
-                                      "Connection: Upgrade and Upgrade: websocket");
+        why->status = 400;
+        why->message = "a WebSocket upgrade is an HTTP/1.1 GET with Connection: Upgrade and "
+                       "Upgrade: websocket";
         return -1;
     }
     if (!version || strcmp(version, "13") != 0) {
-        c->req.keep_alive = 0;
-        fr_conn_respond(c, 426, "application/json", "Sec-WebSocket-Version: 13\r\n",
-                        "{\"error\":\"this server speaks WebSocket version 13\"}", 51);
+        why->status = 426;
+        why->message = "this server speaks WebSocket version 13";
+        why->headers = "Sec-WebSocket-Version: 13\r\n";
         return -1;
     }
     if (!key || fr_ws_accept_key(key, strlen(key), accept) < 0) {
-        fr_conn_respond_error(c, 400, "Sec-WebSocket-Key must be 16 bytes in base64");
+        why->status = 400;
+        why->message = "Sec-WebSocket-Key must be 16 bytes in base64";
         return -1;
     }
     /* Browsers send Origin; when the app lists allowed origins, a page from elsewhere cannot
      * open a socket with the user's cookies (cross-site WebSocket hijacking). */
     const char *origin = fr_request_header(req, "origin");
-    if (origin && c->worker->config->ncors > 0 && !fr_config_cors_allows(c->worker->config, origin)) {
-        fr_conn_respond_error(c, 403, "this origin may not open a WebSocket here");
+    if (origin && cfg->ncors > 0 && !fr_config_cors_allows(cfg, origin)) {
+        why->status = 403;
+        why->message = "this origin may not open a WebSocket here";
         return -1;
     }
     const char *protos = fr_request_header(req, "sec-websocket-protocol");
-    *proto = protos && header_has_token(protos, "freshet.v1");
+    ws_state_t *ws = fr_calloc(1, sizeof *ws);
+    fr_ws_parser_init(&ws->parser, cfg->max_body);
+    memcpy(ws->accept, accept, sizeof accept);
+    ws->proto = protos && header_has_token(protos, "freshet.v1");
+    ws->req_ref = req_ref;
+    *state = ws;
     return 0;
 }
 
-void fr_ws_send_handshake(fr_conn_t *c, const char *accept, int proto) {
-    char head[512];
-    int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 101 Switching Protocols\r\n"
-                     "Upgrade: websocket\r\n"
-                     "Connection: Upgrade\r\n"
-                     "Sec-WebSocket-Accept: %s\r\n"
-                     "%s\r\n",
-                     accept, proto ? "Sec-WebSocket-Protocol: freshet.v1\r\n" : "");
-    fr_conn_write(c, fr_strndup(head, (size_t)n), (size_t)n);
+void fr_ws_state_discard(void *state, lua_State *L) {
+    ws_state_t *ws = state;
+    if (!ws)
+        return;
+    luaL_unref(L, LUA_REGISTRYINDEX, ws->req_ref);
+    fr_ws_parser_close(&ws->parser);
+    free(ws);
+}
+
+static void ws_free(fr_stream_t *s) {
+    fr_ws_state_discard(s->tp_state, s->vm->L);
+    s->tp_state = NULL;
+}
+
+static void ws_begin(fr_stream_t *s) {
+    ws_state_t *ws = s->tp_state;
+    char headers[256];
+    snprintf(headers, sizeof headers,
+             "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s",
+             ws->accept, ws->proto ? "Sec-WebSocket-Protocol: freshet.v1\r\n" : "");
+    fr_head_t head = {101, NULL, headers, -1};
+    s->sink->ops->head(s->sink, &head);
 }
 
 /* ---- frames ------------------------------------------------------------------------------- */
@@ -99,17 +130,12 @@ static char *frame(int opcode, const char *payload, size_t len, size_t *out_len)
     return f;
 }
 
-char *fr_ws_text_frame(const char *payload, size_t len, size_t *out_len) {
+static char *text_frame(const char *payload, size_t len, size_t *out_len) {
     return frame(FR_WS_OP_TEXT, payload, len, out_len);
 }
 
-char *fr_ws_close_frame(uint16_t code, const char *reason, size_t *out_len) {
-    uint8_t p[125];
-    size_t n = fr_ws_close_payload(p, code, reason);
-    return frame(FR_WS_OP_CLOSE, (const char *)p, n, out_len);
-}
-
-uint16_t fr_ws_close_code(const char *reason, const char **text) {
+/* The close code for a stream ending for `reason` (fr_stream_t.end_reason). */
+static uint16_t close_code(const char *reason, const char **text) {
     if (reason && strcmp(reason, "shutdown") == 0) {
         *text = "server restarting: reconnect with your last id";
         return FR_WS_CLOSE_GOING_AWAY;
@@ -180,32 +206,36 @@ static char *envelope(const fr_event_t *ev, const char *id, size_t *len) {
     else
         put_json_string(&b, ev->data, ev->data_len);
     put(&b, "}", 1);
-    char *f = fr_ws_text_frame(b.p, b.len, len);
+    char *f = text_frame(b.p, b.len, len);
     free(b.p);
     return f;
 }
 
-const char *fr_ws_event_frame(fr_event_t *ev, size_t *len) {
+/* Built once, by whichever worker needs it first, and published on the event with a
+ * compare-and-swap (the length travels with the bytes). */
+static const fr_ws_blob_t *event_blob(fr_event_t *ev) {
     fr_ws_blob_t *f = __atomic_load_n(&ev->ws, __ATOMIC_ACQUIRE);
-    if (!f) {
-        char id[FR_ID_MAX_LEN];
-        fr_id_format(ev->id, id);
-        size_t n;
-        char *frame = envelope(ev, id, &n);
-        fr_ws_blob_t *made = fr_malloc(sizeof *made + n);
-        made->len = n;
-        memcpy(made->bytes, frame, n);
-        free(frame);
-        fr_ws_blob_t *expected = NULL;
-        /* Another worker may have built it first: keep theirs. */
-        if (__atomic_compare_exchange_n(&ev->ws, &expected, made, 0, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_ACQUIRE)) {
-            f = made;
-        } else {
-            free(made);
-            f = expected;
-        }
-    }
+    if (f)
+        return f;
+    char id[FR_ID_MAX_LEN];
+    fr_id_format(ev->id, id);
+    size_t n;
+    char *bytes = envelope(ev, id, &n);
+    fr_ws_blob_t *made = fr_malloc(sizeof *made + n);
+    made->len = n;
+    memcpy(made->bytes, bytes, n);
+    free(bytes);
+    fr_ws_blob_t *expected = NULL;
+    /* Another worker may have built it first: keep theirs. */
+    if (__atomic_compare_exchange_n(&ev->ws, &expected, made, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+        return made;
+    free(made);
+    return expected;
+}
+
+const char *fr_ws_event_frame(fr_event_t *ev, size_t *len) {
+    const fr_ws_blob_t *f = event_blob(ev);
     *len = f->len;
     return f->bytes;
 }
@@ -214,13 +244,100 @@ char *fr_ws_event_frame_with_id(const fr_event_t *ev, const char *id, size_t *le
     return envelope(ev, id, len);
 }
 
-/* ---- what clients send -------------------------------------------------------------------- */
+static void ws_frame(fr_stream_t *s, size_t index, fr_event_t *ev, fr_item_t *it) {
+    (void)index;
+    if (s->ntopics == 1) {
+        const fr_ws_blob_t *f = event_blob(ev);
+        it->shared = f->bytes;
+        it->shared_len = (uint32_t)f->len;
+        return;
+    }
+    char *ids = fr_malloc(fr_stream_positions_max(s));
+    fr_stream_positions(s, ids);
+    size_t len;
+    it->own = envelope(ev, ids, &len);
+    it->own_len = (uint32_t)len;
+    free(ids);
+}
+
+static char *ws_dropped(fr_stream_t *s, size_t *len) {
+    char buf[160];
+    int n = snprintf(buf, sizeof buf,
+                     "{\"v\":1,\"type\":\"dropped\",\"dropped\":%lu,\"total\":{\"telemetry\":%lu,"
+                     "\"normal\":%lu}}",
+                     s->out.unreported, s->out.dropped[FR_PRIO_TELEMETRY],
+                     s->out.dropped[FR_PRIO_NORMAL]);
+    s->out.unreported = 0;
+    return text_frame(buf, (size_t)n, len);
+}
 
 static void send_json(fr_stream_t *s, const char *json, size_t n) {
     size_t len;
-    char *f = fr_ws_text_frame(json, n, &len);
+    char *f = text_frame(json, n, &len);
     fr_stream_send(s, f, len);
 }
+
+static void ws_reset(fr_stream_t *s) {
+    char *ids = fr_malloc(fr_stream_positions_max(s));
+    fr_stream_positions(s, ids);
+    buf_t b = {NULL, 0, 0};
+    put(&b, "{\"v\":1,\"type\":\"reset\",\"id\":", 27);
+    put_json_string(&b, ids, strlen(ids));
+    static const char tail[] = ",\"reason\":\"the last id is older than the replay window\"}";
+    put(&b, tail, sizeof tail - 1);
+    send_json(s, b.p, b.len);
+    free(b.p);
+    free(ids);
+}
+
+/* Ends the stream with a close frame (code 0: an empty close payload). */
+static void ws_close(fr_stream_t *s, uint16_t code, const char *text, const char *why) {
+    ws_state_t *ws = s->tp_state;
+    if (s->ending || s->detached)
+        return;
+    ws->close_set = 1;
+    ws->close_code = code;
+    ws->close_text = text;
+    if (!s->end_reason)
+        s->end_reason = why;
+    fr_stream_end(s, 0);
+}
+
+static void ws_finish(fr_stream_t *s, uint64_t retry_ms) {
+    (void)retry_ms; /* a WebSocket client reconnects on its own schedule */
+    ws_state_t *ws = s->tp_state;
+    if (!s->end_reason)
+        s->end_reason = "shutdown";
+    if (!ws->close_set)
+        ws->close_code = close_code(s->end_reason, &ws->close_text);
+    size_t len;
+    char *f;
+    if (ws->close_code == 0) {
+        f = fr_malloc(2);
+        f[0] = (char)0x88;
+        f[1] = 0;
+        len = 2;
+    } else {
+        uint8_t p[125];
+        size_t n = fr_ws_close_payload(p, ws->close_code, ws->close_text);
+        f = frame(FR_WS_OP_CLOSE, (const char *)p, n, &len);
+    }
+    fr_stream_send(s, f, len);
+}
+
+static void ws_heartbeat(fr_stream_t *s) {
+    ws_state_t *ws = s->tp_state;
+    if (ws->ping_pending) {
+        /* No pong for a whole heartbeat interval: the peer is gone. */
+        ws_close(s, FR_WS_CLOSE_GOING_AWAY, "no pong", "timeout");
+        return;
+    }
+    ws->ping_pending = 1;
+    fr_stream_send_static(s, ping_frame, sizeof ping_frame);
+    FR_BUMP(s->env->metrics->heartbeats, 1);
+}
+
+/* ---- what clients send -------------------------------------------------------------------- */
 
 static void send_error(fr_stream_t *s, const char *msg) {
     buf_t b = {NULL, 0, 0};
@@ -244,9 +361,9 @@ static void send_topics(fr_stream_t *s) {
     free(b.p);
 }
 
-/* Asks the route's topics hook for the new list: topics(req, who, {op=, topics=}). */
+/* Asks the route's topics hook for the new list: topics(req, who, {op=, topics=, current=}). */
 static void change_topics(fr_stream_t *s, lua_State *L, const char *op, int msg) {
-    fr_vm_t *vm = s->vm;
+    ws_state_t *ws = s->tp_state;
     lua_getfield(L, msg, "topics");
     if (!lua_istable(L, -1)) {
         lua_pop(L, 1);
@@ -254,9 +371,6 @@ static void change_topics(fr_stream_t *s, lua_State *L, const char *op, int msg)
         return;
     }
     int wanted = lua_gettop(L);
-    fr_vm_push_hook(vm, s->route, FR_HOOK_TOPICS);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, s->req_ref);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, s->who_ref);
     lua_createtable(L, 0, 3);
     lua_pushstring(L, op);
     lua_setfield(L, -2, "op");
@@ -268,17 +382,21 @@ static void change_topics(fr_stream_t *s, lua_State *L, const char *op, int msg)
         lua_rawseti(L, -2, (int)i + 1);
     }
     lua_setfield(L, -2, "current");
-    if (fr_vm_call(vm, s->route, "topics", 3, 1) != 0) {
-        lua_settop(L, wanted - 1);
-        send_error(s, "internal error");
+    int change_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
+    char **topics;
+    size_t n;
+    const char *err;
+    fr_topics_result_t rc =
+        fr_hook_topics(s->vm, s->route, ws->req_ref, s->who_ref, change_ref, &topics, &n, &err);
+    luaL_unref(L, LUA_REGISTRYINDEX, change_ref);
+    if (rc != FR_TOPICS_OK) {
+        send_error(s, err);
         return;
     }
-    const char *err = fr_stream_set_topics(s, L);
-    lua_settop(L, wanted - 1);
-    if (err)
-        send_error(s, err);
-    else
-        send_topics(s);
+    fr_stream_set_topics(s, topics, n);
+    fr_topics_free(topics, n);
+    send_topics(s);
 }
 
 /* Hands a message to the route's message(conn, msg, who) hook; what it returns is sent back. */
@@ -289,9 +407,9 @@ static void to_hook(fr_stream_t *s, lua_State *L, int msg) {
         return;
     }
     lua_createtable(L, 0, 3);
-    lua_pushnumber(L, (lua_Number)s->conn->id);
+    lua_pushnumber(L, (lua_Number)s->id);
     lua_setfield(L, -2, "id");
-    lua_pushstring(L, s->conn->remote);
+    lua_pushstring(L, s->remote);
     lua_setfield(L, -2, "remote");
     lua_createtable(L, (int)s->ntopics, 0);
     for (size_t i = 0; i < s->ntopics; i++) {
@@ -325,27 +443,32 @@ static void to_hook(fr_stream_t *s, lua_State *L, int msg) {
     lua_settop(L, top);
 }
 
+/* A tier's message bucket: 1 when the message may go on, else the client is told when. */
+static int allow_message(fr_stream_t *s) {
+    if (!s->tier)
+        return 1;
+    fr_streams_t *env = s->env;
+    char client[300];
+    unsigned retry_after;
+    fr_hook_client_id(s->vm, s->who_ref, s->remote, client, sizeof client);
+    if (fr_ratelimit_take(env->limits, FR_RL_MESSAGE, s->budget, client, 1, fr_mono_ms(),
+                          &retry_after) == 0)
+        return 1;
+    char msg[128];
+    int n = snprintf(msg, sizeof msg,
+                     "{\"v\":1,\"type\":\"error\",\"error\":\"too many messages\","
+                     "\"retry_after\":%u}",
+                     retry_after);
+    FR_BUMP(env->tier_rejected[s->budget - env->config->tiers], 1);
+    send_json(s, msg, (size_t)n);
+    return 0;
+}
+
 static void on_text(fr_stream_t *s, const char *data, size_t len) {
     fr_vm_t *vm = s->vm;
     lua_State *L = vm->L;
-    fr_worker_t *w = s->worker;
-    if (s->tier) {
-        const fr_tier_t *tier = s->budget;
-        char client[300];
-        unsigned retry_after;
-        fr_dispatch_client_id(s->conn, vm, s->who_ref, client, sizeof client);
-        if (fr_ratelimit_take(w->limits, FR_RL_MESSAGE, tier, client, 1, fr_mono_ms(),
-                              &retry_after) < 0) {
-            char msg[128];
-            int n = snprintf(msg, sizeof msg,
-                             "{\"v\":1,\"type\":\"error\",\"error\":\"too many messages\","
-                             "\"retry_after\":%u}",
-                             retry_after);
-            FR_BUMP(w->tier_rejected[tier - w->config->tiers], 1);
-            send_json(s, msg, (size_t)n);
-            return;
-        }
-    }
+    if (!allow_message(s))
+        return;
     int base = lua_gettop(L);
     lua_rawgeti(L, LUA_REGISTRYINDEX, vm->decode_ref);
     lua_pushlstring(L, data, len);
@@ -373,17 +496,18 @@ static void on_text(fr_stream_t *s, const char *data, size_t len) {
     lua_settop(L, base);
 }
 
-void fr_ws_on_read(fr_stream_t *s, const char *data, size_t len) {
+static void ws_input(fr_stream_t *s, const char *data, size_t len) {
+    ws_state_t *ws = s->tp_state;
     while (len > 0 && !s->ending && !s->detached) {
         size_t used = 0;
         fr_ws_msg_t m;
-        int rc = fr_ws_parse(s->wsp, data, len, &used, &m);
+        int rc = fr_ws_parse(&ws->parser, data, len, &used, &m);
         data += used;
         len -= used;
         if (rc == FR_WS_NEED_MORE)
             return;
         if (rc == FR_WS_ERROR) {
-            fr_stream_close_ws(s, m.close_code, m.reason, "error");
+            ws_close(s, m.close_code, m.reason, "error");
             return;
         }
         switch (m.opcode) {
@@ -394,15 +518,14 @@ void fr_ws_on_read(fr_stream_t *s, const char *data, size_t len) {
             break;
         }
         case FR_WS_OP_PONG:
-            s->ws_ping_pending = 0;
+            ws->ping_pending = 0;
             break;
         case FR_WS_OP_CLOSE:
             /* Answer with the same code (an empty close answers an empty one). */
-            fr_stream_close_ws(s, m.close_code == FR_WS_CLOSE_NO_STATUS ? 0 : m.close_code, "",
-                               "client");
+            ws_close(s, m.close_code == FR_WS_CLOSE_NO_STATUS ? 0 : m.close_code, "", "client");
             return;
         case FR_WS_OP_BINARY:
-            fr_stream_close_ws(s, FR_WS_CLOSE_UNSUPPORTED, "messages are JSON text", "error");
+            ws_close(s, FR_WS_CLOSE_UNSUPPORTED, "messages are JSON text", "error");
             return;
         default:
             on_text(s, m.data, m.len);
@@ -410,3 +533,17 @@ void fr_ws_on_read(fr_stream_t *s, const char *data, size_t len) {
         }
     }
 }
+
+const fr_transport_t fr_transport_ws = {
+    .name = "ws",
+    .whole = 0,
+    .reuse = 0,
+    .begin = ws_begin,
+    .frame = ws_frame,
+    .dropped = ws_dropped,
+    .reset = ws_reset,
+    .heartbeat = ws_heartbeat,
+    .finish = ws_finish,
+    .input = ws_input,
+    .free = ws_free,
+};

@@ -1,8 +1,9 @@
-/* Fuzz target: the HTTP request path, bytes in → response bytes out (src/conn.c, http.c,
- * dispatch.c, stream.c, publish.c, static.c, ws_stream.c, with llhttp and the router).
+/* Fuzz target: the HTTP request path, bytes in → response bytes out (src/http, src/app,
+ * src/stream, src/transport, with llhttp and the router).
  *
- * How: the harness builds a worker the way fr_server_run does (VM from an app file, hub, rate
- * limits, the flush hook) on a loop of its own, with a real listener on 127.0.0.1. Each input
+ * How: the harness builds a standalone worker (fr_worker_standalone: VM from an app file, a
+ * memory broker, rate limits, the flush hook) on a loop of its own, with a real listener on
+ * 127.0.0.1. Each input
  * is sent over real loopback connections, so every byte goes through libuv's read path and
  * fr_conn_accept exactly as in production; no seam in src/ is needed. The loop is run by hand
  * (UV_RUN_NOWAIT) between sends, so one input runs in well under a millisecond of server work.
@@ -40,12 +41,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "http/conn.h"
-#include "fuzz_common.h"
 #include "base/log.h"
-#include "server/worker.h"
-#include "stream/stream.h"
 #include "base/util.h"
+#include "fuzz_common.h"
+#include "server/worker.h"
 
 extern const char fr_client_js[];
 extern const size_t fr_client_js_len;
@@ -53,7 +52,7 @@ extern const size_t fr_client_js_len;
 #define MAX_CONNS 3
 #define SEPARATOR "@@CONN@@"
 
-static fr_worker_t W;
+static fr_worker_t *W;
 static uv_loop_t loop;
 static uv_tcp_t listener;
 static int port;
@@ -242,9 +241,9 @@ static void write_file(const char *rel, const char *text) {
 /* At exit the VM is freed as the server frees it at shutdown: what Lua modules allocate outside
  * the Lua heap (cjson's buffers) is released by their finalizers, not left for LeakSanitizer. */
 static void release_worker(void) {
-    if (W.vm) {
-        fr_vm_release(W.vm);
-        W.vm = NULL;
+    if (W && W->vm) {
+        fr_vm_release(W->vm);
+        W->vm = NULL;
     }
 }
 
@@ -261,20 +260,16 @@ static void rm_tree(void) {
 
 static void on_connection(uv_stream_t *l, int status) {
     if (status == 0)
-        fr_conn_accept(&W, l);
+        fr_conn_accept(&W->http, l);
 }
 
-static void on_flush(uv_prepare_t *h) {
-    (void)h;
-    fr_hub_flush(W.hub, 0);
-    fr_stream_flush_pending(&W, UINT64_MAX / 2);
-}
-
+/* Each input starts from an empty hub and fresh rate limits: results do not depend on the
+ * inputs that ran before, and memory does not grow with the run. */
 static void fresh_state(void) {
-    W.hub = &W.own_hub;
-    W.limits = &W.own_limits;
-    fr_hub_init(W.hub, 1, W.config->replay_events, W.config->replay_ms, fr_now_ms());
-    fr_ratelimit_init(W.limits);
+    fr_hub_close(W->streams.hub);
+    fr_ratelimit_close(W->limits);
+    fr_hub_init(W->streams.hub, 1, W->config->replay_events, W->config->replay_ms, fr_now_ms());
+    fr_ratelimit_init(W->limits);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -308,28 +303,12 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     char app[600];
     snprintf(app, sizeof app, "%s/app.lua", app_root);
     uv_loop_init(&loop);
-    W.loop = &loop;
-    W.app_path = fr_strdup(app);
-    W.started_ms = fr_mono_ms();
-    fr_errors_t errs = {0};
-    W.vm = fr_vm_new(app, &W, &errs);
-    if (!W.vm) {
-        for (size_t i = 0; i < errs.n; i++)
-            fprintf(stderr, "fuzz_http: app: %s\n", errs.items[i]);
+    W = fr_worker_standalone(&loop, app);
+    if (!W) {
+        fprintf(stderr, "fuzz_http: the app did not load\n");
         abort();
     }
-    fr_config_copy(&W.start_config, &W.vm->config);
-    W.config = &W.start_config;
-    W.retry_frame_len = (size_t)snprintf(W.retry_frame, sizeof W.retry_frame, "retry: %llu\n\n",
-                                         (unsigned long long)W.config->retry_ms);
-    fresh_state();
-    W.tier_rejected = fr_calloc(W.config->ntiers + 1, sizeof *W.tier_rejected);
     atexit(release_worker);
-    W.fd_limit = 1u << 20;
-    W.fd_base = 16;
-    uv_prepare_init(&loop, &W.flush);
-    W.flush.data = &W;
-    uv_prepare_start(&W.flush, on_flush);
 
     struct sockaddr_in addr;
     uv_ip4_addr("127.0.0.1", 0, &addr);
@@ -740,12 +719,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
 
     client_t cs[MAX_CONNS];
-    uint64_t first_id = W.next_conn_id;
+    uint64_t first_id = W->http.next_id;
     for (size_t k = 0; k < nseg; k++) {
         client_open(&cs[k]);
-        for (int r = 0; r < 50 && W.next_conn_id < first_id + k + 1; r++)
+        for (int r = 0; r < 50 && W->http.next_id < first_id + k + 1; r++)
             pump(cs, k + 1, 1);
-        fz_expect(W.next_conn_id == first_id + k + 1, "the server did not accept connection %zu",
+        fz_expect(W->http.next_id == first_id + k + 1, "the server did not accept connection %zu",
                   k);
         track_requests(&cs[k], seg[k], seglen[k]);
         client_send(cs, k + 1, &cs[k], seg[k], seglen[k], piece);
@@ -766,12 +745,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             shutdown(cs[k].fd, SHUT_WR);
         }
     }
-    for (int r = 0; r < 2000 && (W.nconns > 0 || W.nstreams > 0); r++)
+    for (int r = 0; r < 2000 && (W->http.nconns > 0 || W->streams.count > 0); r++)
         pump(cs, nseg, 1);
     pump(cs, nseg, 2);
-    fz_expect(W.nconns == 0, "%zu connections still open after every client left", W.nconns);
-    fz_expect(W.nstreams == 0, "%zu streams still counted after every client left", W.nstreams);
-    fz_expect(W.pending_head == NULL && W.idle_head == NULL, "a freed stream is still listed");
+    fz_expect(W->http.nconns == 0, "%zu connections still open after every client left",
+              W->http.nconns);
+    fz_expect(W->streams.count == 0, "%zu streams still counted after every client left",
+              W->streams.count);
+    fz_expect(W->streams.all == NULL, "a stream outlived its connection");
+    fz_expect(W->streams.pending_head == NULL && W->streams.idle_head == NULL &&
+                  W->streams.poll_head == NULL,
+              "a freed stream is still listed");
 
     for (size_t k = 0; k < nseg; k++) {
         check_responses(&cs[k], boom, reset != 0);
@@ -785,10 +769,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fz_buf_free(&cs[k].in);
     }
 
-    /* Each input starts from an empty hub and fresh rate limits: results do not depend on the
-     * inputs that ran before, and memory does not grow with the run. */
-    fr_hub_close(W.hub);
-    fr_ratelimit_close(W.limits);
     fresh_state();
     return 0;
 }

@@ -51,10 +51,16 @@ static void record(fr_sub_t *sub, fr_event_t *ev) {
         fr_hub_unsubscribe(r->hub, sub);
 }
 
+static void recorder_lost(fr_sub_t *sub) {
+    (void)sub;
+}
+
+static const fr_sub_ops_t recorder_ops = {record, recorder_lost};
+
 static void recorder_init(recorder_t *r, fr_hub_t *hub) {
     memset(r, 0, sizeof *r);
     r->hub = hub;
-    r->sub.deliver = record;
+    r->sub.ops = &recorder_ops;
     r->sub.owner = r;
 }
 
@@ -298,120 +304,46 @@ static void test_resume_stale_before_start(void) {
 
 /* ---- replay ---- */
 
-typedef struct {
-    size_t n;
-    size_t index[32];
-    fr_id_t id[32];
-    char data[32][16];
-} replay_log_t;
-
-static void on_replay(void *ctx, size_t index, fr_event_t *ev) {
-    replay_log_t *log = ctx;
-    if (log->n >= 32)
-        return;
-    log->index[log->n] = index;
-    log->id[log->n] = ev->id;
-    snprintf(log->data[log->n], sizeof log->data[0], "%s", ev->data);
-    log->n++;
-}
-
-static void test_replay_merges_topics(void) {
+/* The events a resuming stream missed: exactly those after its id, oldest first, capped at
+ * the newest `max`. */
+static void test_events_after(void) {
     fr_hub_t hub;
     fr_hub_init(&hub, 1, 100, 0, future_start());
-    /* Interleave: a1 b1 b2 a2 a3 b3; within one millisecond each topic counts its own seq. */
     fr_id_t a1 = pub(&hub, "a", "a1");
-    fr_id_t b1 = pub(&hub, "b", "b1");
-    pub(&hub, "b", "b2");
+    pub(&hub, "b", "b1");
     pub(&hub, "a", "a2");
     pub(&hub, "a", "a3");
-    pub(&hub, "b", "b3");
+    fr_event_t **evs;
+    size_t n;
 
-    const char *topics[] = {"a", "b"};
-    replay_log_t log;
+    fr_hub_events_after(&hub, "a", fr_hub_find(&hub, "a")->born, 100, &evs, &n);
+    REQUIRE(n == 3);
+    CHECK_EQ_STR(evs[0]->data, "a1");
+    CHECK_EQ_STR(evs[1]->data, "a2");
+    CHECK_EQ_STR(evs[2]->data, "a3");
+    for (size_t i = 0; i < n; i++)
+        fr_event_release(evs[i]);
+    free(evs);
 
-    /* From each topic's start: all six, in id order (a-n and b-n share id n). */
-    memset(&log, 0, sizeof log);
-    fr_id_t from_start[] = {fr_hub_find(&hub, "a")->born, fr_hub_find(&hub, "b")->born};
-    fr_hub_replay(&hub, topics, from_start, 2, on_replay, &log);
-    REQUIRE(log.n == 6);
-    for (size_t i = 1; i < log.n; i++)
-        CHECK(fr_id_cmp(log.id[i - 1], log.id[i]) <= 0);
-    /* Per-topic order is exact. */
-    const char *a_seen[3], *b_seen[3];
-    size_t na = 0, nb = 0;
-    for (size_t i = 0; i < log.n; i++) {
-        if (log.index[i] == 0 && na < 3)
-            a_seen[na++] = log.data[i];
-        else if (log.index[i] == 1 && nb < 3)
-            b_seen[nb++] = log.data[i];
-    }
-    REQUIRE(na == 3 && nb == 3);
-    CHECK_EQ_STR(a_seen[0], "a1");
-    CHECK_EQ_STR(a_seen[1], "a2");
-    CHECK_EQ_STR(a_seen[2], "a3");
-    CHECK_EQ_STR(b_seen[0], "b1");
-    CHECK_EQ_STR(b_seen[1], "b2");
-    CHECK_EQ_STR(b_seen[2], "b3");
+    fr_hub_events_after(&hub, "a", a1, 100, &evs, &n);
+    REQUIRE(n == 2);
+    CHECK_EQ_STR(evs[0]->data, "a2");
+    CHECK_EQ_STR(evs[1]->data, "a3");
+    for (size_t i = 0; i < n; i++)
+        fr_event_release(evs[i]);
+    free(evs);
 
-    /* After a1 and b1: exactly a2 a3 b2 b3. */
-    memset(&log, 0, sizeof log);
-    fr_id_t after[] = {a1, b1};
-    fr_hub_replay(&hub, topics, after, 2, on_replay, &log);
-    REQUIRE(log.n == 4);
-    /* a2 and b2 share an id, as do a3 and b3: the tie order is free, the id order is not. */
-    for (size_t i = 1; i < log.n; i++)
-        CHECK(fr_id_cmp(log.id[i - 1], log.id[i]) <= 0);
-    int saw[4] = {0};
-    for (size_t i = 0; i < 4; i++) {
-        if (strcmp(log.data[i], "a2") == 0)
-            saw[0]++;
-        if (strcmp(log.data[i], "a3") == 0)
-            saw[1]++;
-        if (strcmp(log.data[i], "b2") == 0)
-            saw[2]++;
-        if (strcmp(log.data[i], "b3") == 0)
-            saw[3]++;
-    }
-    CHECK(saw[0] == 1 && saw[1] == 1 && saw[2] == 1 && saw[3] == 1);
-    fr_hub_close(&hub);
-}
+    /* Capped: the newest ones, still oldest first. */
+    fr_hub_events_after(&hub, "a", fr_hub_find(&hub, "a")->born, 1, &evs, &n);
+    REQUIRE(n == 1);
+    CHECK_EQ_STR(evs[0]->data, "a3");
+    fr_event_release(evs[0]);
+    free(evs);
 
-static void test_replay_merges_by_id(void) {
-    /* Distinct milliseconds make the merge order fully determined. */
-    fr_hub_t hub;
-    fr_hub_init(&hub, 1, 100, 0, fr_now_ms());
-    const char *order[] = {"a", "b", "b", "a", "c", "a", "b"};
-    const char *names[] = {"x0", "x1", "x2", "x3", "x4", "x5", "x6"};
-    fr_id_t ids[7];
-    for (size_t i = 0; i < 7; i++) {
-        ids[i] = pub(&hub, order[i], names[i]);
-        spin_past(ids[i].ms);
-    }
-    const char *topics[] = {"a", "b", "c"};
-    replay_log_t log;
-
-    memset(&log, 0, sizeof log);
-    fr_id_t after[] = {ids[0], ids[1], ids[4]};
-    fr_hub_replay(&hub, topics, after, 3, on_replay, &log);
-    /* a after x0 → x3 x5; b after x1 → x2 x6; c after x4 → none. Merged: x2 x3 x5 x6. */
-    REQUIRE(log.n == 4);
-    CHECK_EQ_STR(log.data[0], "x2");
-    CHECK_EQ_STR(log.data[1], "x3");
-    CHECK_EQ_STR(log.data[2], "x5");
-    CHECK_EQ_STR(log.data[3], "x6");
-    CHECK_EQ_UINT(log.index[0], 1);
-    CHECK_EQ_UINT(log.index[1], 0);
-    CHECK_EQ_UINT(log.index[2], 0);
-    CHECK_EQ_UINT(log.index[3], 1);
-
-    /* A topic that does not exist contributes nothing; n = 0 calls nothing. */
-    memset(&log, 0, sizeof log);
-    const char *missing[] = {"zzz"};
-    fr_id_t zero[] = {{0, 0}};
-    fr_hub_replay(&hub, missing, zero, 1, on_replay, &log);
-    CHECK_EQ_UINT(log.n, 0);
-    fr_hub_replay(&hub, NULL, NULL, 0, on_replay, &log);
-    CHECK_EQ_UINT(log.n, 0);
+    /* A topic that does not exist holds nothing. */
+    fr_hub_events_after(&hub, "zzz", (fr_id_t){0, 0}, 100, &evs, &n);
+    CHECK_EQ_UINT(n, 0);
+    free(evs);
     fr_hub_close(&hub);
 }
 
@@ -523,8 +455,7 @@ int main(int argc, char **argv) {
     FR_RUN(test_resume_invalid);
     FR_RUN(test_resume_stale_after_eviction);
     FR_RUN(test_resume_stale_before_start);
-    FR_RUN(test_replay_merges_topics);
-    FR_RUN(test_replay_merges_by_id);
+    FR_RUN(test_events_after);
     FR_RUN(test_forget_and_recreate);
     FR_RUN(test_many_topics);
     FR_RUN(test_publish_rejects);

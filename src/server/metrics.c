@@ -1,18 +1,15 @@
-#include "app/metrics.h"
-
+/* GET /metrics (Prometheus text format) and GET /health: the whole process, summed over its
+ * workers, with gauges of the present counted when scraped. */
 #include <pthread.h>
-
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "http/conn.h"
 #include "base/log.h"
-#include "server/worker.h"
-#include "stream/stream.h"
 #include "base/util.h"
+#include "server/process.h"
 
 typedef struct {
     char *buf; /* owned */
@@ -101,25 +98,26 @@ static void census_count(fr_census_t *c, const char *route, const char *state, u
     c->groups[g].n += n;
 }
 
-void fr_metrics_census(fr_worker_t *w, fr_census_t *out) {
+/* Counts the worker's own connections and streams (its thread only). */
+static void census_take(fr_worker_t *w, fr_census_t *out) {
     memset(out, 0, sizeof *out);
-    for (fr_conn_t *k = w->conns; k; k = k->next) {
-        const char *route = "", *state;
-        if (k->stream) {
-            route = k->stream->route->pattern.source;
-            state = k->stream->ending ? "closing" : "active";
-            hist_add(&out->depth, (double)k->stream->q_live);
-            hist_add(&out->lag, (double)(k->stream->q_live + k->stream->streak));
-        } else {
-            state = k->wait == FR_WAIT_IDLE ? "idle" : "reading";
-        }
-        census_count(out, route, state, 1);
+    for (fr_stream_t *s = w->streams.all; s; s = s->all_next) {
+        if (!s->started || s->ending == 2)
+            continue;
+        census_count(out, s->route->pattern.source, s->ending ? "closing" : "active", 1);
+        hist_add(&out->depth, (double)s->out.live);
+        hist_add(&out->lag, (double)(s->out.live + s->out.streak));
+    }
+    for (fr_conn_t *c = w->http.conns; c; c = c->next) {
+        if (c->streamed || c->sink.owner_ops)
+            continue; /* counted as a stream (or about to be one) */
+        census_count(out, "", c->wait == FR_WAIT_IDLE ? "idle" : "reading", 1);
     }
 }
 
-void fr_metrics_share_census(fr_worker_t *w) {
+void fr_server_share_census(fr_worker_t *w) {
     fr_census_t fresh;
-    fr_metrics_census(w, &fresh);
+    census_take(w, &fresh);
     pthread_mutex_lock(&w->census_mu);
     w->census = fresh;
     pthread_mutex_unlock(&w->census_mu);
@@ -146,8 +144,8 @@ static long rss_bytes(void) {
     return rss * sysconf(_SC_PAGESIZE);
 }
 
-void fr_metrics_respond(fr_conn_t *c) {
-    fr_worker_t *w = c->worker;
+void fr_server_respond_metrics(void *ctx, fr_conn_t *c) {
+    fr_worker_t *w = ctx;
     fr_totals_t totals;
     unsigned long *tier_rejected = fr_calloc(w->config->ntiers + 1, sizeof *tier_rejected);
     fr_worker_totals(w, &totals, tier_rejected);
@@ -158,7 +156,7 @@ void fr_metrics_respond(fr_conn_t *c) {
     /* Connections by route, transport and state: this worker's counted now, the others'
      * as of their last heartbeat tick. */
     fr_census_t all;
-    fr_metrics_census(w, &all);
+    census_take(w, &all);
     for (size_t i = 0; w->proc && i < w->proc->nworkers; i++) {
         fr_worker_t *x = w->proc->workers[i];
         if (x == w)
@@ -247,4 +245,21 @@ void fr_metrics_respond(fr_conn_t *c) {
                     "Cache-Control: no-cache\r\n", o.buf, o.len);
     free(o.buf);
     free(tier_rejected);
+}
+
+void fr_server_respond_health(void *ctx, fr_conn_t *c) {
+    fr_worker_t *w = ctx;
+    char body[320];
+    int ok = w->broker && w->broker->ops->ready(w->broker);
+    fr_totals_t t;
+    fr_worker_totals(w, &t, NULL);
+    int n = snprintf(body, sizeof body,
+                     "{\"status\":\"%s\",\"broker\":{\"kind\":\"%s\",\"status\":\"%s\"},"
+                     "\"connections\":%zu,\"streams\":%zu,\"topics\":%zu,"
+                     "\"published\":%llu,\"uptime\":%llu}",
+                     ok ? "ok" : "degraded", strcmp(w->config->broker, "memory") ? "redis" : "memory",
+                     ok ? "ok" : "unavailable", t.nconns, t.nstreams, t.ntopics,
+                     (unsigned long long)t.published,
+                     (unsigned long long)((fr_mono_ms() - w->started_ms) / 1000));
+    fr_conn_respond(c, 200, "application/json", "Cache-Control: no-cache\r\n", body, (size_t)n);
 }

@@ -1,12 +1,11 @@
-/* Counters a worker keeps for GET /metrics (Prometheus text format). Gauges and histograms
- * that describe the present (connections, queue depths) are computed when scraped. */
-#ifndef FR_METRICS_H
-#define FR_METRICS_H
+/* The counters a worker keeps: each layer bumps the ones it owns through a pointer it was
+ * given, with FR_BUMP (a relaxed atomic store: other workers read them for /metrics). Gauges
+ * that describe the present are computed when scraped (app/metrics.c). */
+#ifndef FR_CORE_METRICS_H
+#define FR_CORE_METRICS_H
 
 #include <stddef.h>
-
-struct fr_worker_s;
-struct fr_conn_s;
+#include <stdint.h>
 
 typedef struct {
     unsigned long published[3];   /* events published, by fr_priority_t */
@@ -31,36 +30,14 @@ typedef struct {
     unsigned long streams;        /* started since start */
 } fr_metrics_t;
 
-/* A worker's connections by (route, state) and its streams' queue histograms. With several
- * workers each refreshes its census under its own lock once per heartbeat tick, and /metrics
- * merges the others' with a live one of its own: another worker's connection list is never
- * walked from this thread. Route patterns are copied, since a reload frees the old ones. */
-#define FR_CENSUS_GROUPS 64u
-#define FR_CENSUS_BOUNDS 8u
+/* Sums over every worker of the process, for /metrics, /health and freshet.metrics(). Counters
+ * of other workers are read while they run, word by word: a figure may lag by a few
+ * increments. */
 typedef struct {
-    char route[96];
-    const char *state; /* static string */
-    unsigned long n;
-} fr_census_group_t;
-
-typedef struct {
-    unsigned long counts[FR_CENSUS_BOUNDS];
-    unsigned long total;
-    double sum;
-} fr_census_hist_t;
-
-typedef struct {
-    fr_census_group_t groups[FR_CENSUS_GROUPS];
-    size_t ngroups;
-    fr_census_hist_t depth, lag;
-} fr_census_t;
-
-/* Counts the worker's own connections (its thread only). */
-void fr_metrics_census(struct fr_worker_s *w, fr_census_t *out);
-/* Refreshes w->census for other workers to read (its thread only). */
-void fr_metrics_share_census(struct fr_worker_s *w);
-
-/* Answers GET /metrics on c. */
-void fr_metrics_respond(struct fr_conn_s *c);
+    fr_metrics_t m;
+    size_t nconns, nstreams, ntopics;
+    uint64_t published;
+    unsigned long requests, reloads, reload_failures;
+} fr_totals_t;
 
 #endif

@@ -1,4 +1,4 @@
-#include "http/request.h"
+#include "codec/http.h"
 
 #include <ctype.h>
 #include <stdio.h>

@@ -1,0 +1,342 @@
+/* Opening a stream, as a sequence of stages over one context that owns the request (its Lua
+ * table and the connection's hold) until the stream is live or refused:
+ *
+ *   transport → capacity → auth → topics → tier → on_slow → Last-Event-ID → join → start
+ *
+ * A stage goes on to the next, answers the request and stops, or waits: it returns
+ * STAGE_WAIT and whatever it waits for calls open_run again on a later loop turn (the join
+ * does this when the broker answers over the network). While a stage waits, the context is
+ * the connection's writer: if the client leaves, the context learns it and the next stage
+ * frees everything instead of answering. */
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app/app.h"
+#include "base/log.h"
+#include "base/util.h"
+#include "lua/hooks.h"
+#include "transport/sse.h"
+#include "transport/ws.h"
+
+typedef enum { STAGE_NEXT, STAGE_WAIT, STAGE_DONE } stage_result_t;
+
+typedef struct open_s open_t;
+typedef stage_result_t (*stage_fn)(open_t *o);
+
+struct open_s {
+    fr_app_t *app;
+    fr_conn_t *conn;               /* held until the open is over */
+    fr_vm_t *vm;                   /* one reference */
+    const fr_route_t *route;       /* borrowed from vm */
+    int req_ref;                   /* owned until the transport takes it (WebSocket) */
+    size_t stage;
+    int running;                   /* open_run is on the stack */
+    int waiting;                   /* a stage waits for a callback */
+    int gone;                      /* the client left while a stage waited */
+    /* What the stages found; each moves into the stream once it exists. */
+    const fr_transport_t *tp;
+    void *tp_state;                /* owned: the transport's state */
+    int who_ref;                   /* owned */
+    char *who_id;                  /* owned */
+    const fr_tier_t *tier;
+    char **topics;                 /* owned */
+    size_t ntopics;
+    uint8_t *slow;                 /* owned */
+    fr_id_t *after;                /* owned: the Last-Event-ID positions, or NULL */
+    fr_stream_t *stream;           /* owned until it starts */
+    fr_joined_t joined;
+};
+
+static void open_run(open_t *o);
+
+static void open_free(open_t *o) {
+    lua_State *L = o->vm->L;
+    if (o->stream)
+        fr_stream_free(o->stream);
+    if (o->tp_state)
+        fr_ws_state_discard(o->tp_state, L);
+    luaL_unref(L, LUA_REGISTRYINDEX, o->req_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, o->who_ref);
+    free(o->who_id);
+    fr_topics_free(o->topics, o->ntopics);
+    free(o->slow);
+    free(o->after);
+    fr_vm_release(o->vm);
+    fr_conn_release(o->conn);
+    free(o);
+}
+
+static stage_result_t refuse(open_t *o, int status, const char *msg) {
+    fr_conn_respond_error(o->conn, status, msg);
+    return STAGE_DONE;
+}
+
+static stage_result_t refuse_500(open_t *o) {
+    return refuse(o, 500, "internal error");
+}
+
+/* ---- while a stage waits, the open is the connection's writer ----------------------------- */
+
+static void on_gone(void *owner, const char *reason) {
+    (void)reason;
+    open_t *o = owner;
+    o->gone = 1;
+}
+
+static void on_closed(void *owner) {
+    open_t *o = owner;
+    o->gone = 1;
+    /* The stage's callback still comes; it frees the open. */
+}
+
+static void on_data(void *owner, const char *bytes, size_t len) {
+    (void)owner, (void)bytes, (void)len; /* nothing reads before the stream starts */
+}
+
+static const fr_sink_owner_ops_t open_owner_ops = {on_gone, on_closed, on_data};
+
+static void own_sink(open_t *o, int own) {
+    fr_sink_attach(&o->conn->sink, own ? &open_owner_ops : NULL, own ? o : NULL);
+}
+
+/* ---- the stages --------------------------------------------------------------------------- */
+
+/* Which transport the client asked for: long-poll (?transport=poll), a WebSocket upgrade, or
+ * an event stream (which its Accept header must allow). */
+static stage_result_t stage_transport(open_t *o) {
+    fr_conn_t *c = o->conn;
+    lua_State *L = o->vm->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, o->req_ref);
+    lua_getfield(L, -1, "query");
+    lua_getfield(L, -1, "transport");
+    int poll = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "poll") == 0;
+    lua_pop(L, 3);
+    if (poll) {
+        o->tp = &fr_transport_poll;
+        return STAGE_NEXT;
+    }
+    if (fr_ws_wants_upgrade(&c->req)) {
+        fr_ws_refusal_t why;
+        /* The transport keeps the request table for the topics hooks a subscribe calls. */
+        lua_rawgeti(L, LUA_REGISTRYINDEX, o->req_ref);
+        int ws_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        if (fr_ws_handshake(&c->req, o->app->config, ws_ref, &o->tp_state, &why) < 0) {
+            luaL_unref(L, LUA_REGISTRYINDEX, ws_ref);
+            if (why.headers) {
+                char body[160];
+                int n = snprintf(body, sizeof body, "{\"error\":\"%s\"}", why.message);
+                c->req.keep_alive = 0;
+                fr_conn_respond(c, why.status, "application/json", why.headers, body,
+                                (size_t)n);
+                return STAGE_DONE;
+            }
+            return refuse(o, why.status, why.message);
+        }
+        o->tp = &fr_transport_ws;
+        return STAGE_NEXT;
+    }
+    if (!fr_sse_accepts(fr_request_header(&c->req, "accept")))
+        return refuse(o, 406,
+                      "this route streams text/event-stream; send Accept: text/event-stream "
+                      "(or */*)");
+    o->tp = &fr_transport_sse;
+    return STAGE_NEXT;
+}
+
+static stage_result_t stage_capacity(open_t *o) {
+    fr_app_t *app = o->app;
+    if (!app->host->fds_full(app->host_ctx))
+        return STAGE_NEXT;
+    FR_BUMP(app->metrics->refused_fds, 1);
+    fr_conn_respond(o->conn, 503, "application/json", "Retry-After: 5\r\n",
+                    "{\"error\":\"the server is at its connection limit\"}", 49);
+    return STAGE_DONE;
+}
+
+static stage_result_t stage_auth(open_t *o) {
+    char msg[256];
+    int status = fr_hook_auth(o->vm, o->route, o->req_ref, &o->who_ref, msg, sizeof msg);
+    if (status)
+        return refuse(o, status, msg);
+    o->who_id = fr_hook_who_id(o->vm, o->who_ref);
+    return STAGE_NEXT;
+}
+
+static stage_result_t stage_topics(open_t *o) {
+    const char *msg;
+    switch (fr_hook_topics(o->vm, o->route, o->req_ref, o->who_ref, LUA_NOREF, &o->topics,
+                           &o->ntopics, &msg)) {
+    case FR_TOPICS_OK: return STAGE_NEXT;
+    case FR_TOPICS_BAD_NAME:
+        return refuse(o, 400, "the request names an invalid topic (CR, LF, NUL or not UTF-8)");
+    default: return refuse_500(o);
+    }
+}
+
+static stage_result_t stage_tier(open_t *o) {
+    fr_app_t *app = o->app;
+    if (fr_hook_tier(o->vm, o->route, app->config, o->req_ref, o->who_ref, &o->tier) < 0)
+        return refuse_500(o);
+    if (!o->tier)
+        return STAGE_NEXT;
+    char client[300];
+    unsigned retry_after;
+    fr_hook_client_id(o->vm, o->who_ref, o->conn->remote, client, sizeof client);
+    if (fr_ratelimit_take(app->limits, FR_RL_CONNECT, o->tier, client, 1, fr_mono_ms(),
+                          &retry_after) == 0)
+        return STAGE_NEXT;
+    fr_app_count_limited(app, o->tier);
+    fr_app_too_many(o->conn, retry_after, "new streams");
+    return STAGE_DONE;
+}
+
+static stage_result_t stage_slow(open_t *o) {
+    if (fr_hook_slow(o->vm, o->route, o->topics, o->ntopics, o->who_ref, &o->slow) < 0)
+        return refuse_500(o);
+    return STAGE_NEXT;
+}
+
+/* The Last-Event-ID header, else the lastEventId query parameter (EventSource polyfills and
+ * clients that cannot set headers): one id per topic. */
+static stage_result_t stage_last_id(open_t *o) {
+    lua_State *L = o->vm->L;
+    const char *last = fr_request_header(&o->conn->req, "last-event-id");
+    int from_query = !last || !*last;
+    if (from_query) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, o->req_ref);
+        lua_getfield(L, -1, "query");
+        lua_getfield(L, -1, "lastEventId");
+        last = lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
+    }
+    stage_result_t rc = STAGE_NEXT;
+    if (last && *last) {
+        o->after = fr_calloc(o->ntopics, sizeof *o->after);
+        int n = fr_id_parse_list(last, strlen(last), o->after, o->ntopics);
+        if (n < 0 || (size_t)n != o->ntopics) {
+            char msg[160];
+            if (n < 0)
+                snprintf(msg, sizeof msg, "malformed Last-Event-ID: expected <ms>-<seq>%s",
+                         o->ntopics > 1 ? " for each topic, comma-separated" : "");
+            else
+                snprintf(msg, sizeof msg,
+                         "Last-Event-ID holds %d ids but this stream follows %zu topics", n,
+                         o->ntopics);
+            rc = refuse(o, 400, msg);
+        }
+    }
+    if (from_query)
+        lua_pop(L, 3);
+    return rc;
+}
+
+static void on_joined(void *ctx, fr_stream_t *s, const fr_joined_t *how) {
+    (void)s;
+    open_t *o = ctx;
+    o->joined = *how;
+    o->waiting = 0;
+    if (!o->running)
+        open_run(o);
+}
+
+/* The stream exists from here: it subscribes, and the broker says where each topic stands
+ * (over the network with Redis: the open waits). */
+static stage_result_t stage_join(open_t *o) {
+    fr_app_t *app = o->app;
+    fr_stream_init_t init = {
+        .tp = o->tp,
+        .tp_state = o->tp_state,
+        .vm = o->vm,
+        .route = o->route,
+        .who_ref = o->who_ref,
+        .who_id = o->who_id,
+        .tier = o->tier ? fr_strdup(o->tier->name) : NULL,
+        .budget = o->tier,
+        .topics = o->topics,
+        .ntopics = o->ntopics,
+        .slow = o->slow,
+        .id = o->conn->id,
+        .remote = o->conn->remote,
+        .opened_ms = o->conn->opened_ms,
+    };
+    o->stream = fr_stream_new(app->streams, &init);
+    o->tp_state = NULL;
+    o->who_ref = LUA_NOREF;
+    o->who_id = NULL;
+    o->topics = NULL;
+    o->ntopics = 0;
+    o->slow = NULL;
+    o->waiting = 1;
+    own_sink(o, 1);
+    if (fr_stream_join(o->stream, o->after, on_joined, o) < 0) {
+        o->waiting = 0;
+        o->joined.error = 1;
+    }
+    return o->waiting ? STAGE_WAIT : STAGE_NEXT;
+}
+
+static stage_result_t stage_start(open_t *o) {
+    fr_app_t *app = o->app;
+    fr_conn_t *c = o->conn;
+    own_sink(o, 0);
+    if (o->joined.error) {
+        c->req.keep_alive = 0;
+        fr_conn_respond(c, 503, "application/json", "Retry-After: 2\r\n",
+                        "{\"error\":\"the broker is unavailable\"}", 37);
+        return STAGE_DONE;
+    }
+    if (o->joined.invalid) {
+        FR_BUMP(app->metrics->resume_invalid, 1);
+        return refuse(o, 400, "Last-Event-ID was never issued by this stream");
+    }
+    if (o->after) {
+        FR_BUMP(app->metrics->resumes, 1);
+        if (o->joined.stale && !o->route->on_gap_reset) {
+            FR_BUMP(app->metrics->resume_stale, 1);
+            return refuse(o, 416, "Last-Event-ID is older than the replay window: reload the "
+                                  "state and reconnect without it");
+        }
+    }
+    fr_stream_t *s = o->stream;
+    o->stream = NULL; /* the connection's sink owns it from here */
+    fr_stream_start(s, &c->sink, o->joined.stale);
+    return STAGE_DONE;
+}
+
+static const stage_fn stages[] = {stage_transport, stage_capacity, stage_auth,
+                                  stage_topics,    stage_tier,     stage_slow,
+                                  stage_last_id,   stage_join,     stage_start};
+
+static void open_run(open_t *o) {
+    o->running = 1;
+    while (o->stage < FR_ARRAY_LEN(stages)) {
+        if (o->gone) {
+            own_sink(o, 0);
+            break; /* the client left while a stage waited: answer nobody */
+        }
+        stage_result_t r = stages[o->stage](o);
+        if (r == STAGE_WAIT) {
+            o->stage++;
+            o->running = 0;
+            return;
+        }
+        if (r == STAGE_DONE)
+            break;
+        o->stage++;
+    }
+    open_free(o);
+}
+
+void fr_app_open(fr_app_t *app, fr_conn_t *c, const fr_route_t *route, int req_ref) {
+    open_t *o = fr_calloc(1, sizeof *o);
+    o->app = app;
+    o->conn = c;
+    fr_conn_hold(c);
+    o->vm = app->vm;
+    fr_vm_retain(o->vm);
+    o->route = route;
+    o->req_ref = req_ref;
+    o->who_ref = LUA_NOREF;
+    open_run(o);
+}

@@ -1,0 +1,113 @@
+/* A stream's out-queue: what is still to be written, in order, and the policy that keeps it
+ * bounded when the client reads slower than events arrive.
+ *
+ *   items (a ring, oldest first):  [retry] [ev 7] [hole] [ev 9] [":\n\n"] [ev 12]
+ *                                    bytes   event   dropped  event  bytes   event
+ *
+ * An item is bytes the stream owns, bytes it borrows (static, or an event's frame), or both: an
+ * event item holds one reference to its event, which keeps the borrowed frame alive. A dropped
+ * or conflated event leaves a hole that the writer passes over; holes are compacted away once
+ * they outnumber the live items.
+ *
+ * Budgets come from the stream's tier: `queue` events, `bytes` (counting what the sink still
+ * holds), `lag` (events queued plus dropped in a row) before the stream is given up. Past the
+ * budget, telemetry goes first, then normal; a critical event is never dropped silently (the
+ * stream is ended instead, and its client gets it again from replay). No I/O, no Lua: the
+ * policy is tested on its own (tests/unit/test_outq.c). */
+#ifndef FR_OUTQ_H
+#define FR_OUTQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/config.h"
+#include "core/event.h"
+
+typedef enum { FR_ITEM_BYTES = 0, FR_ITEM_EVENT = 1 } fr_item_kind_t;
+
+typedef struct {
+    fr_event_t *ev;     /* EVENT: one reference; NULL once dropped (a hole) */
+    char *own;          /* owned bytes written first, or NULL */
+    const char *shared; /* borrowed bytes written after own: static, or inside ev */
+    uint32_t own_len, shared_len;
+    uint64_t seq;       /* position in the queue since the stream opened */
+    uint32_t topic;     /* EVENT: index of its topic in the stream */
+    uint8_t kind;       /* fr_item_kind_t */
+} fr_item_t;
+
+typedef struct {
+    fr_item_t *q;              /* owned ring, cap a power of two; NULL while idle */
+    size_t cap, head, len;     /* len counts holes until they are passed or compacted */
+    uint64_t next_seq;         /* seq of the next item pushed */
+    size_t live;               /* events queued and still to be written */
+    size_t bytes;              /* bytes of the queued items */
+    size_t by_prio[3];         /* live events per fr_priority_t */
+    unsigned long dropped[3];  /* events dropped per priority since the stream opened */
+    unsigned long unreported;  /* drops the client has not been told about */
+    size_t streak;             /* events dropped since the queue was last empty */
+} fr_outq_t;
+
+/* What fr_outq_admit did with an event. */
+typedef enum {
+    FR_ADMIT_QUEUED = 0,   /* pushed */
+    FR_ADMIT_REPLACED,     /* took the place of its topic's unsent newest event (conflation) */
+    FR_ADMIT_DROPPED,      /* not queued: the queue is full and it mattered least */
+    FR_ADMIT_EVICT_SLOW,   /* the topic's policy is disconnect and the queue is full */
+    FR_ADMIT_EVICT_DROP,   /* a critical event found nothing less important to drop */
+    FR_ADMIT_EVICT_LAG     /* queued or not, the stream is more than `lag` events behind */
+} fr_admit_t;
+
+/* Side effects of an admission that the stream counts (per topic, in metrics). */
+typedef struct {
+    int queued;                 /* the item was taken (pushed, or put in place of another) */
+    int self_dropped;           /* the offered event itself was dropped */
+    int victim;                 /* an older queued event was dropped to make room */
+    uint32_t victim_topic;
+    fr_priority_t victim_prio;
+    int conflated;              /* an older unsent event of the topic was superseded */
+} fr_admit_info_t;
+
+void fr_outq_init(fr_outq_t *q);
+/* Releases every item and the ring. */
+void fr_outq_close(fr_outq_t *q);
+
+/* The i-th item, oldest first. */
+fr_item_t *fr_outq_at(fr_outq_t *q, size_t i);
+/* Bytes the item puts on the wire (0 for a hole). */
+size_t fr_item_size(const fr_item_t *it);
+/* Fills bufs with the item's bytes (at most 2); returns how many. */
+size_t fr_item_bufs(const fr_item_t *it, uv_buf_t *bufs);
+/* Releases what the item holds (event reference, owned bytes). */
+void fr_item_release(fr_item_t *it);
+
+/* Appends bytes: owned (freed with the item) or static (borrowed for as long as queued). */
+void fr_outq_push_owned(fr_outq_t *q, char *bytes, size_t len);
+void fr_outq_push_static(fr_outq_t *q, const char *bytes, size_t len);
+
+/* Offers an event item (`it` holds no reference yet: admission takes one). `slow` is the policy
+ * of its topic and *last_seq the seq of that topic's newest queued event (0: none), updated
+ * here. `held` counts bytes the sink still holds. When info->queued is 0 the caller still owns
+ * it->own. */
+fr_admit_t fr_outq_admit(fr_outq_t *q, fr_item_t *it, fr_slow_t slow, uint64_t *last_seq,
+                         const fr_tier_t *budget, size_t held, fr_admit_info_t *info);
+
+/* Drops every queued event (a stream being given up); bytes items stay. */
+void fr_outq_drop_events(fr_outq_t *q);
+/* Drops one queued event, leaving a hole. */
+void fr_outq_drop(fr_outq_t *q, fr_item_t *it);
+
+/* Passes over holes at the front. */
+void fr_outq_skip_holes(fr_outq_t *q);
+/* Removes the n oldest items, which the caller has taken (their references move with them). */
+void fr_outq_take(fr_outq_t *q, size_t n);
+/* A write has left: a queue that emptied ends its streak of drops. */
+void fr_outq_written(fr_outq_t *q);
+/* An empty queue that carried no events lately gives its ring back: idle streams hold none. */
+void fr_outq_trim(fr_outq_t *q);
+
+/* Over budget with `incoming` more bytes: as many events as the tier allows, or more bytes
+ * waiting (queued here plus `held` by the sink) than its byte budget. */
+int fr_outq_over(const fr_outq_t *q, const fr_tier_t *budget, size_t held, size_t incoming);
+
+#endif
