@@ -587,7 +587,9 @@ function Route:request(spec)
   if type(spec) ~= "table" then arg_error("request", 1, "spec", "table", type(spec)) end
   spec = copy(spec)
   spec.method = spec.method or (self.kind == "publish" and "POST" or "GET")
-  local req = M.request(spec)
+  -- Through pcall, so that a bad spec blames the caller's line rather than this one.
+  local ok, req = pcall(M.request, spec)
+  if not ok then error(req, 2) end
   if spec.params == nil and self._pattern then
     local raw = (spec.path or "/"):gsub("%?.*$", "")
     local params, err = self._pattern:match(raw)
