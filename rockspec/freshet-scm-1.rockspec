@@ -1,4 +1,5 @@
--- LuaRocks spec for the Lua half of freshet: the modules under lua/freshet/.
+-- LuaRocks spec for the Lua half of freshet: the modules under lua/freshet/, and the two C
+-- modules they need outside the server.
 --
 -- The server binary embeds these same files, so this rock is for running tooling outside
 -- the server: checking an app file's settings, or testing route scripts with plain Lua 5.1 or
@@ -7,16 +8,21 @@
 -- `require "freshet.app"` and `freshet.app{...}` work; functions that need the server raise a
 -- clear error.
 --
--- freshet.jwt needs the C module freshet.crypto, which is built into the server and is not
--- part of this rock: outside the server, build src/lua/crypto.c as freshet/crypto.so (see
--- docs/LUA_API.md, "Outside the server"). freshet.request and freshet.test need only cjson
--- (Debian: lua-cjson), which the server also has built in.
+-- The C modules are built from the server's own sources, which the server has built in:
+-- freshet.crypto (src/lua/crypto.c, with libcrypto) for freshet.jwt, and freshet.native
+-- (src/lua/native.c and the server code it calls: the event checks, the shared dictionary, the
+-- route patterns) for freshet.test, so the harness refuses what the server refuses, in its
+-- words. They build with LuaRocks' builtin backend: a C compiler, the Lua 5.1 headers and
+-- libcrypto's (Debian: liblua5.1-0-dev, libssl-dev). freshet.request and freshet.test also
+-- need cjson (Debian: lua-cjson).
 --
 -- From the repository root:
 --   luarocks --lua-version=5.1 make --tree /tmp/fr-tree rockspec/freshet-scm-1.rockspec
 --
--- Every file in lua/freshet/ must be listed in build.modules;
--- tests/integration/15_rockspec.sh fails when one is missing.
+-- Every file in lua/freshet/ must be listed in build.modules, and each C module's sources
+-- must exist; tests/integration/15_rockspec.sh checks both. tests/integration/16_busted.sh
+-- and 43_harness_parity.py build the C modules from the source lists below, so they are the
+-- one place those lists live.
 rockspec_format = "3.0"
 package = "freshet"
 version = "scm-1"
@@ -34,7 +40,8 @@ freshet serves Server-Sent Events from a C core and lets small Lua scripts decid
 connect, which topics each connection follows and which events it sees. This rock holds the
 Lua modules that app files and route scripts require (freshet, freshet.app, freshet.jwt,
 freshet.request) and freshet.test, a harness that runs route scripts under busted (with
-freshet.fakecore, its stand-in for the server's C half).
+freshet.fakecore, its stand-in for the server's C half, and freshet.native, the server's own
+checks built as a C module).
 ]],
   labels = { "sse", "server-sent-events", "streaming", "luajit" },
 }
@@ -52,5 +59,20 @@ build = {
     ["freshet.jwt"] = "lua/freshet/jwt.lua",
     ["freshet.request"] = "lua/freshet/request.lua",
     ["freshet.test"] = "lua/freshet/test.lua",
+    ["freshet.crypto"] = {
+      sources = { "src/lua/crypto.c" },
+      incdirs = { "src" },
+      libraries = { "crypto" },
+    },
+    ["freshet.native"] = {
+      sources = {
+        "src/lua/native.c", "src/lua/shared.c",
+        "src/core/event.c", "src/core/shared_dict.c",
+        "src/codec/router.c", "src/codec/url.c", "src/codec/sse.c", "src/codec/id.c",
+        "src/base/util.c", "src/base/log.c",
+      },
+      incdirs = { "src" },
+      libraries = { "pthread" },
+    },
   },
 }

@@ -8,12 +8,16 @@
 --
 -- A fake server stands in for the C core: route scripts that `require "freshet"` get the real
 -- lua/freshet/init.lua, bound to a fake "freshet.core" (freshet.fakecore) that records what
--- the script does.
+-- the script does. The server's rules are not written again in Lua: the checks on events,
+-- priorities, timers and log levels, the shared dictionary, route patterns and percent-decoding
+-- are the server's own C, loaded as the C module freshet.native (src/lua/native.c), so a spec
+-- and the server refuse the same input with the same words.
 -- freshet.publish records events (srv.published) and hands them to streams opened with
 -- route:open; freshet.every / freshet.after record timers that srv:advance(ms) fires;
 -- freshet.log records lines (srv.logs); freshet.now reads a clock the test sets; freshet.shared
--- is an in-memory dictionary with the server's rules. Each fake server has its own module
--- table for what its scripts require, as each server VM does.
+-- is the server's dictionary code with an instance per fake server, expiring by that clock.
+-- Each fake server has its own module table for what its scripts require, as each server VM
+-- does.
 --
 -- Two ways to drive a route:
 --   route:auth(req), :topics(req, who), :tier(req, who), :filter(event, who),
@@ -26,6 +30,7 @@
 --       with the status, and for a stream the events its filter let through.
 local cjson = require "cjson"
 local request = require "freshet.request"
+local native = require "freshet.native"
 local fakecore = require "freshet.fakecore"
 
 local unpack = unpack or table.unpack
@@ -56,8 +61,6 @@ local function check_keys(fn, spec, allowed)
     end
   end
 end
-
-local event_problem, priorities = fakecore.event_problem, fakecore.priorities
 
 local function copy(t)
   local out = {}
@@ -109,29 +112,6 @@ local function guess_app_dir(script)
   return dir
 end
 
--- ---- patterns ----------------------------------------------------------------------------
-
--- params for path under pattern ("/rooms/:room/events"), or nil when it does not match.
-local function match_pattern(pattern, path)
-  local ps, xs = {}, {}
-  for seg in (pattern .. "/"):gmatch("([^/]*)/") do ps[#ps + 1] = seg end
-  for seg in (path .. "/"):gmatch("([^/]*)/") do xs[#xs + 1] = seg end
-  if #ps ~= #xs then return nil end
-  local params = {}
-  for i, seg in ipairs(ps) do
-    local name = seg:match("^:([%a_][%w_]*)$")
-    if name then
-      if xs[i] == "" then return nil end
-      local value = request.unescape(xs[i], { plus = false })
-      if not value then return nil end
-      params[name] = value
-    elseif seg ~= xs[i] then
-      return nil
-    end
-  end
-  return params
-end
-
 -- ---- requests, identities, events, connections -------------------------------------------
 
 local request_keys = {
@@ -154,14 +134,13 @@ function M.request(spec)
   end
   local q = path:find("?", 1, true)
   if q then path, qs = path:sub(1, q - 1), path:sub(q + 1) end
-  local decoded = request.unescape(path, { plus = false })
-  if not decoded then fail("request", "path has an invalid percent-escape: " .. path) end
+  local decoded, err = native.decode_path(path)
+  if not decoded then fail("request", err) end
   local query = spec.query
   if query == nil and qs then query = qs end
   if type(query) == "string" then
-    local parsed, err = request.parse_query(query)
-    if not parsed then fail("request", err) end
-    query = parsed
+    query, err = native.decode_query(query)
+    if not query then fail("request", err) end
   elseif query == nil then
     query = {}
   elseif type(query) == "table" then
@@ -229,15 +208,14 @@ function M.event(spec)
     fail("event", "data must be a string or a table, got " .. type(data))
   end
   local topic = spec.topic or "test"
+  if type(topic) ~= "string" then fail("event", "topic must be a string, got " .. type(topic)) end
   if spec.event ~= nil and type(spec.event) ~= "string" then
     fail("event", "event must be a string, got " .. type(spec.event))
   end
-  local problem = event_problem(topic, spec.event, text)
-  if problem then fail("event", problem) end
-  local priority = spec.priority or "normal"
-  if not priorities[priority] then
-    fail("event", "priority must be critical, normal or telemetry, got " .. tostring(priority))
-  end
+  local ok, problem = native.event_check(topic, spec.event, text)
+  if not ok then fail("event", problem) end
+  local priority, why = native.priority_check(spec.priority or "normal")
+  if not priority then fail("event", why .. ", got " .. tostring(spec.priority)) end
   local at = spec.published_at or START
   return {
     topic = topic,
@@ -298,7 +276,7 @@ function M.server(opts)
     dir = opts.dir,
     _last = {},     -- per topic: { ms, seq } of the last id
   }, Server)
-  srv.shared = fakecore.new_shared(srv)
+  srv.shared = native.shared(function() return srv.clock end)
   srv.core = fakecore.new(srv)
   srv.freshet = load_freshet(srv.core)
   if opts.tiers then srv:_set_tiers(opts.tiers) end
@@ -489,10 +467,15 @@ function Server:_load_app(path)
   if type(app) ~= "table" or app.kind ~= "freshet.app" then
     error(path .. ": the app file must return the app (return freshet.app{...})", 0)
   end
-  if app.config.tiers and not self.tiers then self:_set_tiers(app.config.tiers) end
+  -- An app without tiers has no names a tier hook may return, as in the server.
+  if not self.tiers then self:_set_tiers(app.config.tiers or {}) end
   self.app = app
   for _, r in ipairs(app.routes) do
     if r.kind == "stream" or r.kind == "publish" then
+      local _, err = native.pattern(r.pattern)
+      if err then
+        error(("%s:%d: app:%s: %s in \"%s\""):format(r.source, r.line, r.kind, err, r.pattern), 0)
+      end
       self.routes[r.pattern] = self:load(join(dirname(path), r.target), {
         kind = r.kind, pattern = r.pattern,
       })
@@ -521,6 +504,15 @@ function Server:load(path, opts)
   if opts ~= nil and type(opts) ~= "table" then arg_error("load", 2, "opts", "table", type(opts)) end
   opts = opts or {}
   check_keys("load", opts, load_keys)
+  local pattern
+  if opts.pattern ~= nil then
+    if type(opts.pattern) ~= "string" then
+      fail("load", "opts.pattern must be a string, got " .. type(opts.pattern))
+    end
+    local why
+    pattern, why = native.pattern(opts.pattern)
+    if not pattern then fail("load", ("opts.pattern: %s in \"%s\""):format(why, opts.pattern)) end
+  end
   self.dir = self.dir or opts.dir or guess_app_dir(path)
   local chunk, err = loadfile(path)
   if not chunk then error(err, 0) end
@@ -567,7 +559,7 @@ function Server:load(path, opts)
   if #problems > 0 then error(table.concat(problems, "\n"), 0) end
   return setmetatable({
     server = self, freshet = self.freshet, hooks = hooks, path = path, kind = kind,
-    pattern = opts.pattern, _env = env,
+    pattern = opts.pattern, _pattern = pattern, _env = env,
   }, Route)
 end
 
@@ -595,10 +587,13 @@ function Route:request(spec)
   if type(spec) ~= "table" then arg_error("request", 1, "spec", "table", type(spec)) end
   spec = copy(spec)
   spec.method = spec.method or (self.kind == "publish" and "POST" or "GET")
-  local req = M.request(spec)
-  if spec.params == nil and self.pattern then
+  -- Through pcall, so that a bad spec blames the caller's line rather than this one.
+  local ok, req = pcall(M.request, spec)
+  if not ok then error(req, 2) end
+  if spec.params == nil and self._pattern then
     local raw = (spec.path or "/"):gsub("%?.*$", "")
-    local params = match_pattern(self.pattern, raw)
+    local params, err = self._pattern:match(raw)
+    if params == nil then fail("request", err, 1) end
     if not params then
       fail("request", ("path %s does not match the route's pattern %s"):format(raw, self.pattern), 1)
     end
@@ -626,7 +621,9 @@ function Route:auth(req)
   return unpack(r, 1, r.n)
 end
 
--- Checks a topics answer as the server does; returns nil or what is wrong.
+-- Checks a topics answer as src/stream/stream.c does: nil, or what is wrong and, as a second
+-- value, true when it is a name no topic may have. The server takes that for the client's
+-- mistake (the name most likely came from the request) and answers 400 instead of logging it.
 local function topics_problem(list)
   if type(list) ~= "table" then return "topics hook must return a list of topic names, got " .. type(list) end
   local n = #list
@@ -634,15 +631,14 @@ local function topics_problem(list)
   local seen = {}
   for i = 1, n do
     local topic = list[i]
-    local err
-    if type(topic) ~= "string" then
-      err = "not a string"
-    else
-      err = event_problem(topic, nil, "")
-      if not err and seen[topic] then err = "listed twice" end
+    local ok, err = false, "not a string"
+    if type(topic) == "string" then
+      ok, err = native.event_check(topic, nil, "")
+      if not ok then return ("topics hook: topic %d is invalid: %s"):format(i, err), true end
+      ok, err = not seen[topic], "listed twice"
       seen[topic] = true
     end
-    if err then return ("topics hook: topic %d is invalid: %s"):format(i, err) end
+    if not ok then return ("topics hook: topic %d is invalid: %s"):format(i, err) end
   end
   return nil
 end
@@ -741,6 +737,18 @@ end
 
 local function internal(reason) return { status = 500, error = "internal error", reason = reason } end
 
+-- Answers 500 for a script mistake the server logs as "route <pattern>: <what>", and records it.
+function Route:_internal(hook, what)
+  local reason = ("route %s: %s"):format(self:_name(), what)
+  local errors = self.server.errors
+  errors[#errors + 1] = { hook = hook, route = self:_name(), message = reason }
+  return internal(reason)
+end
+
+-- What the server answers a stream whose topics hook names a topic no event may have
+-- (src/stream/stream.c).
+local BAD_TOPIC = "the request names an invalid topic (CR, LF, NUL or not UTF-8)"
+
 -- What auth's refusal answers: status 400..599 (else 403), default message "not allowed".
 local function refusal(status, msg, default_status, default_msg)
   status = type(status) == "number" and math.floor(status) or default_status
@@ -767,8 +775,12 @@ function Route:open(req)
   if self.kind ~= "stream" then fail("open", "route:open is for stream routes; use route:post", 1) end
   local who, refused = run_auth(self, req)
   if not who then return refused end
-  local ok, topics = self:_guard("topics", Route.topics, self, req, who)
+  local srv = self.server
+  local ok, topics = self:_guard("topics", srv._call, srv, self.hooks.topics, req, who)
   if not ok then return internal(topics) end
+  local problem, clients = topics_problem(topics)
+  if clients then return { status = 400, error = BAD_TOPIC } end
+  if problem then return self:_internal("topics", problem) end
   local tier
   ok, tier = self:_guard("tier", Route.tier, self, req, who)
   if not ok then return internal(tier) end
@@ -777,13 +789,12 @@ function Route:open(req)
     local policy = self.hooks.on_slow or "drop"
     if type(policy) == "function" then
       local answered
-      ok, answered = self:_guard("on_slow", self.server._call, self.server, policy, topic, who)
+      ok, answered = self:_guard("on_slow", srv._call, srv, policy, topic, who)
       if not ok then return internal(answered) end
       if answered ~= nil and not slow_policies[answered] then
-        local reason = ("route %s: on_slow must return \"drop\", \"conflate\" or \"disconnect\", got %s"):format(
-          self:_name(), tostring(answered))
-        self.server.errors[#self.server.errors + 1] = { hook = "on_slow", route = self:_name(), message = reason }
-        return internal(reason)
+        local t = type(answered)
+        return self:_internal("on_slow", ("on_slow must return drop, conflate or disconnect, got %s"):format(
+          (t == "string" or t == "number") and tostring(answered) or t))
       end
       policy = answered or "drop"
     end
@@ -800,7 +811,12 @@ end
 
 function Stream:_offer(event)
   if self.closed then return end
+  -- A filter runs during a delivery, where the server refuses to publish.
+  local srv = self.route.server
+  local was = srv._delivering
+  srv._delivering = true
   local ok, keep = self.route:_guard("filter", Route.filter, self.route, event, self.who)
+  srv._delivering = was
   if not ok then
     self:close()
     self.error = keep
@@ -818,20 +834,27 @@ function Stream:close()
   end
 end
 
--- Reads one event description as src/publish.c does: nil, status, message when it cannot be
--- published (400 for the client's fault, 500 for the script's).
+-- Reads one event description as src/app/publish.c does, in its order: nil, status, message
+-- when it cannot be published (400 for the client's fault, 500 for the script's). A NUL in
+-- the topic or the event name is refused as soon as that field is read.
 local function read_item(route, item)
-  if type(item.topic) ~= "string" then
-    return nil, 500, ("route %s: publish hook: topic must be a string, got %s"):format(route:_name(), type(item.topic))
+  local topic, name, priority = item.topic, item.event, item.priority
+  if type(topic) ~= "string" then
+    return nil, 500, ("route %s: publish hook: topic must be a string, got %s"):format(route:_name(), type(topic))
   end
-  local name = item.event
+  if topic:find("%z") then return nil, 400, select(2, native.event_check(topic, nil, "")) end
   if name ~= nil and type(name) ~= "string" then
     return nil, 500, ("route %s: publish hook: event must be a string, got %s"):format(route:_name(), type(name))
   end
+  if name and name:find("%z") then
+    -- Checked beside a topic that passes, so the message is the one for the name.
+    return nil, 400, select(2, native.event_check("t", name, ""))
+  end
   if name == "" then name = nil end
-  local priority = item.priority
-  if priority ~= nil and not priorities[priority] then
-    return nil, 400, "priority must be critical, normal or telemetry"
+  if priority ~= nil then
+    local known, why = native.priority_check(priority)
+    if not known then return nil, 400, why end
+    priority = known
   end
   local data, json = item.data, false
   if type(data) == "table" then
@@ -843,9 +866,9 @@ local function read_item(route, item)
   elseif type(data) ~= "string" then
     return nil, 500, ("route %s: publish hook: data must be a string or a table, got %s"):format(route:_name(), type(data))
   end
-  local problem = event_problem(item.topic, name, data)
-  if problem then return nil, 400, problem end
-  return { topic = item.topic, event = name, priority = priority or "normal", data = data, json = json }
+  local ok, problem = native.event_check(topic, name, data)
+  if not ok then return nil, 400, problem end
+  return { topic = topic, event = name, priority = priority or "normal", data = data, json = json }
 end
 
 --- Runs a POST through the server's steps — auth, body decoding, publish, the event checks,

@@ -8,17 +8,17 @@
 
 #define ID_PREFIX "id: "
 
-int fr_event_validate(const char *topic, const char *name, const char *data, size_t data_len,
-                      const char **err) {
-    if (!topic || !*topic) {
+int fr_event_check(const char *topic, size_t topic_len, const char *name, size_t name_len,
+                   const char *data, size_t data_len, const char **err) {
+    if (!topic || topic_len == 0) {
         *err = "topic must be a non-empty string";
         return -1;
     }
-    if (!fr_sse_field_ok(topic, strlen(topic)) || !fr_utf8_valid(topic, strlen(topic))) {
+    if (!fr_sse_field_ok(topic, topic_len) || !fr_utf8_valid(topic, topic_len)) {
         *err = "topic must be UTF-8 without CR, LF or NUL";
         return -1;
     }
-    if (name && (!fr_sse_field_ok(name, strlen(name)) || !fr_utf8_valid(name, strlen(name)))) {
+    if (name && (!fr_sse_field_ok(name, name_len) || !fr_utf8_valid(name, name_len))) {
         *err = "event name must be UTF-8 without CR, LF or NUL";
         return -1;
     }
@@ -27,6 +27,12 @@ int fr_event_validate(const char *topic, const char *name, const char *data, siz
         return -1;
     }
     return 0;
+}
+
+int fr_event_validate(const char *topic, const char *name, const char *data, size_t data_len,
+                      const char **err) {
+    return fr_event_check(topic, topic ? strlen(topic) : 0, name, name ? strlen(name) : 0, data,
+                          data_len, err);
 }
 
 fr_event_t *fr_event_new(const char *topic, fr_id_t id, const char *name, const char *data,

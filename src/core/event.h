@@ -63,11 +63,19 @@ fr_event_t *fr_event_build(const char *topic, fr_id_t id, const char *name, cons
 int fr_event_validate(const char *topic, const char *name, const char *data, size_t data_len,
                       const char **err);
 
+/* fr_event_validate for counted topic and name, as they come from Lua (where a string may
+ * hold a NUL): a NUL inside either is refused with the message CR and LF get. name may be
+ * NULL. The one place the rules and their messages live. */
+int fr_event_check(const char *topic, size_t topic_len, const char *name, size_t name_len,
+                   const char *data, size_t data_len, const char **err);
+
 void fr_event_retain(fr_event_t *ev);
 void fr_event_release(fr_event_t *ev);
 
 /* "critical" | "normal" | "telemetry" → 0; anything else → -1. */
 int fr_priority_parse(const char *s, fr_priority_t *out);
+/* What to tell whoever gave a priority fr_priority_parse refuses. */
+#define FR_PRIORITY_ERROR "priority must be critical, normal or telemetry"
 const char *fr_priority_name(fr_priority_t p);
 
 #endif

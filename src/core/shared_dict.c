@@ -27,7 +27,7 @@ static fr_shared_t *global_dict;
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 
 static void global_init(void) {
-    global_dict = fr_shared_new(1u << 20);
+    global_dict = fr_shared_new(FR_SHARED_MAX_ENTRIES);
 }
 
 fr_shared_t *fr_shared_global(void) {

@@ -17,6 +17,9 @@ typedef struct {
 
 typedef struct fr_shared_s fr_shared_t;
 
+/* How many entries the process-wide dictionary holds (a stand-in for it should hold as many). */
+#define FR_SHARED_MAX_ENTRIES ((size_t)1 << 20)
+
 /* Global instance, created on first use and freed by fr_shared_shutdown. */
 fr_shared_t *fr_shared_global(void);
 void fr_shared_shutdown(void);

@@ -10,11 +10,12 @@
 #include "broker/broker.h"
 #include "core/shared_dict.h"
 #include "base/util.h"
+#include "lua/native.h"
+#include "lua/shared.h"
 #include "lua/vm.h"
 
 #define VM_KEY "freshet.vm"
 #define TIMER_MT "freshet.timer"
-#define SHARED_MT "freshet.shared"
 
 typedef struct fr_ltimer_s {
     uv_timer_t handle;
@@ -77,15 +78,19 @@ static int l_core_publish(lua_State *L) {
     const char *data = luaL_checklstring(L, 2, &len);
     const char *name = luaL_optlstring(L, 3, NULL, &nlen);
     if (strlen(topic) != tlen || (name && strlen(name) != nlen)) {
+        /* A NUL would cut the C string short on its way to the worker: refused here, in the
+         * words the checks use for it (the other checks run in the worker). */
+        const char *err = "topic and event name must not hold NUL";
+        fr_event_check(topic, tlen, name, nlen, data, len, &err);
         lua_pushnil(L);
-        lua_pushliteral(L, "topic and event name must not hold NUL");
+        lua_pushstring(L, err);
         return 2;
     }
     const char *pname = luaL_checkstring(L, 4);
     int json = lua_toboolean(L, 5);
     fr_priority_t prio;
     if (fr_priority_parse(pname, &prio) < 0)
-        return luaL_argerror(L, 4, "priority must be critical, normal or telemetry");
+        return luaL_argerror(L, 4, FR_PRIORITY_ERROR);
     fr_vm_t *vm = fr_lua_get_vm(L);
     if (!vm->host) {
         lua_pushnil(L);
@@ -192,15 +197,9 @@ static void on_timer(uv_timer_t *h) {
 
 /* core.timer("every"|"after", ms, fn) → timer */
 static int l_core_timer(lua_State *L) {
-    const char *kind = luaL_checkstring(L, 1);
-    int repeat = strcmp(kind, "every") == 0;
-    lua_Number ms = luaL_checknumber(L, 2);
-    if (ms < (repeat ? 1 : 0) || ms > 86400000.0 * 365)
-        return luaL_error(L, "freshet.%s: bad argument #1 'ms' (a number of milliseconds %s, got %f)",
-                          kind, repeat ? ">= 1" : ">= 0", (double)ms);
-    if (!lua_isfunction(L, 3))
-        return luaL_error(L, "freshet.%s: bad argument #2 'fn' (function expected, got %s)", kind,
-                          luaL_typename(L, 3));
+    /* Level 1 is the script: init.lua reaches this through a tail call. */
+    int repeat;
+    uint64_t period = fr_lua_timer_args(L, 1, &repeat);
     fr_vm_t *vm = fr_lua_get_vm(L);
     timer_box_t *box = lua_newuserdata(L, sizeof *box);
     box->t = NULL;
@@ -221,7 +220,6 @@ static int l_core_timer(lua_State *L) {
         vm->timers->prev = t;
     vm->timers = t;
     box->t = t;
-    uint64_t period = (uint64_t)ms;
     uv_timer_start(&t->handle, on_timer, period, repeat ? period : 0);
     return 1;
 }
@@ -236,10 +234,8 @@ static int l_timer_cancel(lua_State *L) {
 /* ---- log / now ------------------------------------------------------------------------ */
 
 static int l_core_log(lua_State *L) {
-    fr_log_level_t level;
-    const char *lname = luaL_checkstring(L, 1);
-    if (fr_log_parse_level(lname, &level) < 0)
-        return luaL_error(L, "freshet.log: bad argument #1 'level' (debug, info, warn or error, got '%s')", lname);
+    /* Level 2 is the script that called freshet.log (level 1 is the wrapper in init.lua). */
+    fr_log_level_t level = fr_lua_log_level(L, 2);
     if (!fr_log_enabled(level))
         return 0;
     int n = lua_gettop(L);
@@ -347,134 +343,11 @@ static int l_core_metrics(lua_State *L) {
     return 1;
 }
 
-/* ---- shared dictionary ---------------------------------------------------------------- */
-
-static const char *shared_self(lua_State *L, const char *fn, size_t *klen) {
-    if (!luaL_testudata(L, 1, SHARED_MT))
-        luaL_error(L, "freshet.shared:%s: call it with ':' (freshet.shared:%s(key, ...))", fn, fn);
-    if (lua_type(L, 2) != LUA_TSTRING)
-        luaL_error(L, "freshet.shared:%s: bad argument #1 'key' (string expected, got %s)", fn,
-                   luaL_typename(L, 2));
-    return lua_tolstring(L, 2, klen);
-}
-
-static uint64_t shared_ttl(lua_State *L, int idx, const char *fn) {
-    if (lua_isnoneornil(L, idx))
-        return 0;
-    if (lua_type(L, idx) != LUA_TNUMBER || lua_tonumber(L, idx) < 0)
-        luaL_error(L, "freshet.shared:%s: bad argument 'ttl' (seconds >= 0 expected, got %s)", fn,
-                   luaL_typename(L, idx));
-    return (uint64_t)(lua_tonumber(L, idx) * 1000.0);
-}
-
-static int l_shared_get(lua_State *L) {
-    size_t klen;
-    const char *key = shared_self(L, "get", &klen);
-    fr_sv_t v;
-    if (!fr_shared_get(fr_shared_global(), key, klen, &v, fr_mono_ms())) {
-        lua_pushnil(L);
-        return 1;
-    }
-    switch (v.type) {
-    case FR_SV_STRING:
-        lua_pushlstring(L, v.str, v.len);
-        free(v.str);
-        break;
-    case FR_SV_NUMBER:
-        lua_pushnumber(L, v.num);
-        break;
-    default:
-        lua_pushboolean(L, v.num != 0);
-        break;
-    }
-    return 1;
-}
-
-static int l_shared_set(lua_State *L) {
-    size_t klen;
-    const char *key = shared_self(L, "set", &klen);
-    uint64_t ttl = shared_ttl(L, 4, "set");
-    fr_sv_t v = {0};
-    switch (lua_type(L, 3)) {
-    case LUA_TNIL:
-        fr_shared_delete(fr_shared_global(), key, klen);
-        lua_pushboolean(L, 1);
-        return 1;
-    case LUA_TSTRING:
-        v.type = FR_SV_STRING;
-        v.str = (char *)lua_tolstring(L, 3, &v.len);
-        break;
-    case LUA_TNUMBER:
-        v.type = FR_SV_NUMBER;
-        v.num = lua_tonumber(L, 3);
-        break;
-    case LUA_TBOOLEAN:
-        v.type = FR_SV_BOOL;
-        v.num = lua_toboolean(L, 3);
-        break;
-    default:
-        return luaL_error(L, "freshet.shared:set: bad argument #2 'value' (string, number or boolean expected, got %s)",
-                          luaL_typename(L, 3));
-    }
-    if (fr_shared_set(fr_shared_global(), key, klen, &v, ttl, fr_mono_ms()) < 0) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "full");
-        return 2;
-    }
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-static int l_shared_incr(lua_State *L) {
-    size_t klen;
-    const char *key = shared_self(L, "incr", &klen);
-    lua_Number delta = 1;
-    if (!lua_isnoneornil(L, 3)) {
-        if (lua_type(L, 3) != LUA_TNUMBER)
-            return luaL_error(L, "freshet.shared:incr: bad argument #2 'n' (number expected, got %s)",
-                              luaL_typename(L, 3));
-        delta = lua_tonumber(L, 3);
-    }
-    int has_init = !lua_isnoneornil(L, 4);
-    if (has_init && lua_type(L, 4) != LUA_TNUMBER)
-        return luaL_error(L, "freshet.shared:incr: bad argument #3 'init' (number expected, got %s)",
-                          luaL_typename(L, 4));
-    uint64_t ttl = shared_ttl(L, 5, "incr");
-    double out;
-    int rc = fr_shared_incr(fr_shared_global(), key, klen, delta, has_init,
-                            has_init ? lua_tonumber(L, 4) : 0, ttl, fr_mono_ms(), &out);
-    if (rc < 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, rc == -1 ? "not found" : rc == -2 ? "not a number" : "full");
-        return 2;
-    }
-    lua_pushnumber(L, out);
-    return 1;
-}
-
-static int l_shared_delete(lua_State *L) {
-    size_t klen;
-    const char *key = shared_self(L, "delete", &klen);
-    lua_pushboolean(L, fr_shared_delete(fr_shared_global(), key, klen));
-    return 1;
-}
-
 int fr_lua_open_core(lua_State *L) {
     luaL_newmetatable(L, TIMER_MT);
     lua_pushcfunction(L, l_timer_cancel);
     lua_setfield(L, -2, "cancel");
     lua_pushvalue(L, -1);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
-
-    static const luaL_Reg shared_methods[] = {{"get", l_shared_get},
-                                              {"set", l_shared_set},
-                                              {"incr", l_shared_incr},
-                                              {"delete", l_shared_delete},
-                                              {NULL, NULL}};
-    luaL_newmetatable(L, SHARED_MT);
-    lua_newtable(L);
-    luaL_register(L, NULL, shared_methods);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
 
@@ -490,9 +363,8 @@ int fr_lua_open_core(lua_State *L) {
     fr_vm_t *vm = fr_lua_get_vm(L);
     lua_pushinteger(L, vm && vm->host ? (lua_Integer)vm->host->worker : 0);
     lua_setfield(L, -2, "worker");
-    lua_newuserdata(L, 1);
-    luaL_getmetatable(L, SHARED_MT);
-    lua_setmetatable(L, -2);
+    /* freshet.shared: the process-wide dictionary, expiring by the monotonic clock. */
+    fr_lua_shared_push(L, fr_shared_global(), 0, fr_mono_ms, 0);
     lua_setfield(L, -2, "shared");
     return 1;
 }

@@ -1,5 +1,5 @@
 /* The C half of the Lua API, required as "freshet.core" by lua/freshet/init.lua: publish,
- * timers, log, now, JSON encode, and the shared dictionary. */
+ * timers, log, now, JSON encode, and the shared dictionary (its methods are in lua/shared.c). */
 #ifndef FR_LUA_API_H
 #define FR_LUA_API_H
 

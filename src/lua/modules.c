@@ -4,6 +4,7 @@
 
 #include "lua/api.h"
 #include "lua/crypto.h"
+#include "lua/native.h"
 
 int luaopen_cjson(lua_State *L);
 int luaopen_freshet_presence(lua_State *L);
@@ -12,6 +13,7 @@ const fr_lua_module_t fr_lua_modules[] = {
     {"cjson", luaopen_cjson},
     {"freshet.core", fr_lua_open_core},
     {"freshet.crypto", luaopen_freshet_crypto},
+    {"freshet.native", luaopen_freshet_native},
     {"freshet.presence", luaopen_freshet_presence},
     {NULL, NULL},
 };

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Checks rockspec/freshet-scm-1.rockspec against lua/freshet/, installs the modules with LuaRocks
-# into a throw-away tree, checks that every one landed there, and loads freshet.app from that
-# tree with a plain luajit to build an app object. Nothing outside the temp dirs is touched:
-# LuaRocks builds in a copy of the sources, and HOME points into the temp dir, so it neither
-# reads nor writes the user's config.
+# Checks rockspec/freshet-scm-1.rockspec against lua/freshet/ and src/, installs the modules with
+# LuaRocks into a throw-away tree (building the C modules freshet.crypto and freshet.native),
+# checks that every one landed there, and loads freshet.app and freshet.test from that tree
+# with a plain luajit. Nothing outside the temp dirs is touched: LuaRocks builds in a copy of
+# the sources, and HOME points into the temp dir, so it neither reads nor writes the user's
+# config.
 set -euo pipefail
 
 root="${FRESHET_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
@@ -22,9 +23,11 @@ trap 'rm -rf "$tmp"' EXIT
 tree="$tmp/tree"
 mkdir -p "$tmp/home"
 
-# 1. The rockspec itself: its fields, and a build.modules entry for every lua/freshet/*.lua
+# 1. The rockspec itself: its fields, a build.modules entry for every lua/freshet/*.lua
 #    (LuaRocks' builtin backend also copies a top-level lua/ directory on its own, so a missing
-#    entry would not show in the installed tree; it is checked here instead).
+#    entry would not show in the installed tree; it is checked here instead), and the C modules:
+#    freshet.crypto and freshet.native, each a table whose sources exist under src/ and
+#    include the file that defines its luaopen_ function.
 out="$(cd "$root" && luajit - "$rockspec" lua/freshet/*.lua 2>&1 <<'LUA'
 local path = ...
 local files = { select(2, ...) }
@@ -50,14 +53,36 @@ for _, file in ipairs(files) do
   expect(modules[module] == file, ("build.modules[%q] should be %q, is %s"):format(
          module, file, tostring(modules[module])))
 end
-for module, file in pairs(modules) do
-  expect(wanted[module], ("build.modules[%q] = %q names no file in lua/freshet/"):format(
-         module, tostring(file)))
+local c_modules = { ["freshet.crypto"] = true, ["freshet.native"] = true }
+for module, entry in pairs(modules) do
+  if c_modules[module] then
+    local sources = type(entry) == "table" and entry.sources
+    expect(type(sources) == "table" and #sources > 0,
+           ("build.modules[%q] should be a C module: a table with a sources list"):format(module))
+    local opener = "luaopen_" .. module:gsub("%.", "_")
+    local opens = false
+    for _, src in ipairs(type(sources) == "table" and sources or {}) do
+      local f = io.open(src, "r")
+      expect(f and src:match("^src/.+%.c$"), ("build.modules[%q]: source %q is not a file under src/"):format(
+             module, tostring(src)))
+      if f then
+        opens = opens or f:read("*a"):find("int " .. opener .. "%(") ~= nil
+        f:close()
+      end
+    end
+    expect(opens, ("build.modules[%q]: no source defines %s"):format(module, opener))
+  else
+    expect(wanted[module], ("build.modules[%q] = %q names no file in lua/freshet/"):format(
+           module, tostring(entry)))
+  end
+end
+for module in pairs(c_modules) do
+  expect(modules[module] ~= nil, ("build.modules[%q] is missing"):format(module))
 end
 if #problems > 0 then print(table.concat(problems, "\n")) os.exit(1) end
 print("ok")
 LUA
-)" || fail "$rockspec does not match lua/freshet/:
+)" || fail "$rockspec does not match lua/freshet/ and src/:
 $out"
 
 # 2. Install. `luarocks make` builds in the directory holding the sources and leaves its object
@@ -82,12 +107,17 @@ for src in "$root"/lua/freshet/*.lua; do
     count=$((count + 1))
 done
 echo "15_rockspec: $count module(s) installed under $share/freshet/"
+lib="$tree/lib/lua/5.1"
+for mod in crypto native; do
+    [ -f "$lib/freshet/$mod.so" ] || fail "the C module freshet.$mod was not installed to $lib/freshet/$mod.so"
+done
 
 # 3. Load the installed modules with a bare luajit (no freshet binary around them): freshet.app
 #    builds an app and records routes; `require "freshet"` works too, and names the server when a
-#    server-only function is called.
-out="$(cd "$tmp" && LUA_PATH="$share/?.lua;$share/?/init.lua;;" luajit - "$share" 2>&1 <<'LUA'
-local share = ...
+#    server-only function is called; freshet.test, with the tree's freshet.native, runs a route.
+out="$(cd "$tmp" && LUA_PATH="$share/?.lua;$share/?/init.lua;;" LUA_CPATH="$lib/?.so;;" \
+    luajit - "$share" "$lib" 2>&1 <<'LUA'
+local share, lib = ...
 local function expect(cond, msg) if not cond then error(msg, 2) end end
 
 local where = package.searchpath("freshet.app", package.path)
@@ -109,6 +139,22 @@ expect(getmetatable(freshet.app { listen = "127.0.0.1:2" }) == app_mod.App,
 ok, err = pcall(freshet.now)
 expect(not ok and tostring(err):find("only available inside the freshet server", 1, true),
        "freshet.now outside the server: " .. tostring(err))
+
+for _, name in ipairs({ "freshet.crypto", "freshet.native" }) do
+  local so = package.searchpath(name, package.cpath)
+  expect(so == lib .. "/" .. name:gsub("%.", "/") .. ".so", name .. " resolves to " .. tostring(so))
+end
+local t = require "freshet.test"
+expect(package.searchpath("freshet.test", package.path) == share .. "/freshet/test.lua",
+       "freshet.test does not resolve into the tree")
+local srv = t.server()
+expect(srv.freshet.publish("room", "hi") == "1700000000000-0", "the harness did not publish")
+ok, err = pcall(srv.freshet.publish, "a\nb", "x")
+expect(not ok and tostring(err):find("topic must be UTF-8 without CR, LF or NUL", 1, true),
+       "the harness did not check the topic: " .. tostring(err))
+expect(srv.shared:set("k", 1, 1) and srv.shared:get("k") == 1, "the harness's freshet.shared")
+srv:advance(1000)
+expect(srv.shared:get("k") == nil, "freshet.shared does not follow the fake clock")
 print("ok")
 LUA
 )" || fail "using the installed modules with luajit failed:

@@ -4,9 +4,11 @@
 # luajit, outside the server. Then installs the rock into a throw-away tree and runs the
 # example's specs against the installed modules, as an app's own test suite would.
 #
-# freshet.jwt needs the C module freshet.crypto. The server has it built in; here the same
-# source, src/lua/crypto.c, is built as freshet/crypto.so and put on the C module path.
-# Nothing outside the temp dir is written: HOME points into it for LuaRocks.
+# freshet.jwt needs the C module freshet.crypto, and freshet.test the C module freshet.native
+# (the server's own event checks, shared dictionary and route patterns). The server has both
+# built in; here the same sources, as the rockspec lists them, are built as freshet/crypto.so
+# and freshet/native.so and put on the C module path. Nothing outside the temp dir is written:
+# HOME points into it for LuaRocks.
 set -euo pipefail
 
 root="${FRESHET_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}"
@@ -22,12 +24,16 @@ tmp="$(mktemp -d "${TMPDIR:-/tmp}/freshet-busted.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/cpath/freshet" "$tmp/home"
 
-# 1. freshet.crypto as a stand-alone Lua C module. Lua symbols are left for the interpreter
-#    that loads it to provide (lua5.1 and luajit both export them), so one build serves both.
-# shellcheck disable=SC2046
-cc -shared -fPIC -O1 -g -Wall -Wextra -Werror $(pkg-config --cflags luajit) -I"$root/src" \
-    "$root/src/lua/crypto.c" -o "$tmp/cpath/freshet/crypto.so" $(pkg-config --libs libcrypto) \
-    || fail "cannot build src/lua/crypto.c as a Lua module"
+# 1. freshet.crypto and freshet.native as stand-alone Lua C modules, from the sources the
+#    rockspec lists. Lua symbols are left for the interpreter that loads them to provide
+#    (lua5.1 and luajit both export them), so one build serves both.
+for mod in crypto native; do
+    mapfile -t args < <(luajit "$root/tests/integration/rock_cmodule.lua" "$root" "freshet.$mod") \
+        || fail "the rockspec has no C module freshet.$mod"
+    # shellcheck disable=SC2046
+    cc -shared -fPIC -O1 -g -Wall -Wextra -Werror $(pkg-config --cflags luajit) "${args[@]}" \
+        -o "$tmp/cpath/freshet/$mod.so" || fail "cannot build freshet.$mod as a Lua module"
+done
 
 lpath="lua/?.lua;lua/?/init.lua"
 cpath="$tmp/cpath/?.so"
@@ -47,8 +53,9 @@ for interp in lua5.1 luajit; do
     run_specs "$interp" --lpath="$lpath" --cpath="$cpath" tests/lua
 done
 
-# 3. The rock: install it, check that freshet.test resolves into the tree (not lua/), and run
-#    the example's specs and the harness's own against the installed modules.
+# 3. The rock: install it, check that freshet.test and freshet.native resolve into the tree
+#    (not lua/ or the build above), and run the example's specs and the harness's own against
+#    the installed modules.
 #    `luarocks make` builds in the directory it runs in, so it runs on a copy of the sources.
 tree="$tmp/tree"
 mkdir -p "$tmp/checkout"
@@ -59,12 +66,19 @@ if ! (cd "$tmp/checkout" && HOME="$tmp/home" luarocks --lua-version=5.1 make --t
     fail "luarocks make did not succeed (output above)"
 fi
 share="$tree/share/lua/5.1"
+lib="$tree/lib/lua/5.1"
 for mod in init app fakecore jwt request test; do
     [ -f "$share/freshet/$mod.lua" ] || fail "the rock did not install freshet/$mod.lua"
 done
-where="$(cd "$root" && LUA_PATH="$share/?.lua;$share/?/init.lua;;" \
-    luajit -e 'io.write(package.searchpath("freshet.test", package.path) or "")')"
-[ "$where" = "$share/freshet/test.lua" ] || fail "freshet.test resolves to '$where', not into the rock tree"
+for mod in crypto native; do
+    [ -f "$lib/freshet/$mod.so" ] || fail "the rock did not build and install freshet/$mod.so"
+done
+where="$(cd "$root" && LUA_PATH="$share/?.lua;$share/?/init.lua;;" LUA_CPATH="$lib/?.so;;" \
+    luajit -e 'io.write(package.searchpath("freshet.test", package.path) or "", " ",
+                        package.searchpath("freshet.native", package.cpath) or "")')"
+[ "$where" = "$share/freshet/test.lua $lib/freshet/native.so" ] \
+    || fail "freshet.test and freshet.native resolve to '$where', not into the rock tree"
 export LUA_PATH="$share/?.lua;$share/?/init.lua;;"
+export LUA_CPATH="$lib/?.so;;"
 run_specs luajit tests/lua/chat_example_spec.lua tests/lua/harness_spec.lua
 echo "16_busted: PASS"

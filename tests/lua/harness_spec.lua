@@ -37,6 +37,8 @@ describe("freshet.test", function()
         "freshet.test.request: path must be a string starting with '/', got rooms")
       assert.has_error(function() t.request { path = "/?a=%zz" } end,
         "freshet.test.request: invalid percent-encoding in the query string")
+      assert.has_error(function() t.request { path = "/a%2" } end,
+        "freshet.test.request: invalid percent-encoding in the path")
       assert.has_error(function() t.request { headers = { accept = 1 } } end,
         "freshet.test.request: headers must map names to strings, got accept = number")
     end)
@@ -133,6 +135,10 @@ describe("freshet.test", function()
       assert.equal("POST", notes:request { path = "/feed/ann/notes" }.method)
       assert.has_error(function() feed:request { path = "/other/ann" } end,
         "freshet.test.request: path /other/ann does not match the route's pattern /feed/:user")
+      assert.same({ user = "a/b c" }, feed:request { path = "/feed/a%2Fb%20c" }.params)
+      local ok, err = pcall(srv.load, srv, FIX .. "/mistakes.lua", { pattern = "/:a/:a" })
+      assert.is_false(ok)
+      assert.matches('opts.pattern: parameter name used twice in "/:a/:a"', err, 1, true)
     end)
 
     it("returns what auth returns", function()
@@ -260,6 +266,25 @@ describe("freshet.test", function()
       assert.matches("mistakes.lua:%d+: auth broke", res.reason)
       assert.equal(2, #srv.errors)
       assert.equal("auth", srv.errors[2].hook)
+    end)
+
+    it("answers 400 when the topics hook names a topic no event may have, as the server does", function()
+      local route = srv:load(FIX .. "/mistakes.lua")
+      assert.same({ status = 400, error = "the request names an invalid topic (CR, LF, NUL or not UTF-8)" },
+        route:open(route:request { query = { case = "newline" } }))
+      local res = route:open(route:request { query = { case = "twice" } })
+      assert.equal(500, res.status)
+      assert.matches("topics hook: topic 2 is invalid: listed twice", res.reason, 1, true)
+    end)
+
+    it("refuses a publish from a filter, as the server does", function()
+      local route = srv:load(FIX .. "/mistakes.lua")
+      local s = route:open(route:request())
+      srv:publish("a", "publish")
+      assert.equal(1, #s.events)
+      assert.equal("freshet.publish: cannot publish from a filter (it runs during a delivery): "
+        .. "use freshet.after(0, function() … end)", srv.shared:get("filter"))
+      assert.equal(1, #srv.published)
     end)
 
     it("ends a stream whose filter raises", function()
