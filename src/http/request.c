@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec/sse.h"
+#include "base/utf8.h"
 #include "base/util.h"
 
 void fr_request_reset(fr_request_t *req) {
