@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/buf.h"
 #include "base/utf8.h"
 #include "base/util.h"
 
@@ -19,15 +20,19 @@ void fr_request_reset(fr_request_t *req) {
     memset(req, 0, sizeof *req);
 }
 
-static void append(char **dst, size_t *len, const char *at, size_t n) {
-    *dst = fr_realloc(*dst, *len + n + 1);
-    memcpy(*dst + *len, at, n);
-    *len += n;
-    (*dst)[*len] = '\0';
+/* Appends to a NUL-terminated string kept as pointer, length and capacity: llhttp hands the
+ * URL, the body and each header over in as many pieces as the reads cut them into. A capacity
+ * below what is allocated is safe (the buffer only grows from it). */
+static void append(char **s, size_t *len, size_t *cap, const char *at, size_t n) {
+    fr_buf_t b = {*s, *len, *cap};
+    fr_buf_put(&b, at, n);
+    *s = b.p;
+    *len = b.len;
+    *cap = b.cap;
 }
 
 void fr_request_append_url(fr_request_t *req, const char *at, size_t len) {
-    append(&req->url, &req->url_len, at, len);
+    append(&req->url, &req->url_len, &req->_url_cap, at, len);
 }
 
 void fr_request_append_field(fr_request_t *req, const char *at, size_t len) {
@@ -42,8 +47,9 @@ void fr_request_append_field(fr_request_t *req, const char *at, size_t len) {
         req->in_value = 0;
     }
     fr_header_t *h = &req->headers[req->nheaders - 1];
-    size_t old = h->name ? strlen(h->name) : 0;
-    append(&h->name, &old, at, len);
+    /* Header strings keep no capacity: their length plus the NUL is a lower bound. */
+    size_t old = h->name ? strlen(h->name) : 0, cap = h->name ? old + 1 : 0;
+    append(&h->name, &old, &cap, at, len);
     for (size_t i = 0; i < old; i++)
         h->name[i] = (char)tolower((unsigned char)h->name[i]);
 }
@@ -52,13 +58,13 @@ void fr_request_append_value(fr_request_t *req, const char *at, size_t len) {
     if (req->nheaders == 0)
         return;
     fr_header_t *h = &req->headers[req->nheaders - 1];
-    size_t old = strlen(h->value);
-    append(&h->value, &old, at, len);
+    size_t old = strlen(h->value), cap = old + 1;
+    append(&h->value, &old, &cap, at, len);
     req->in_value = 1;
 }
 
 void fr_request_append_body(fr_request_t *req, const char *at, size_t len) {
-    append(&req->body, &req->body_len, at, len);
+    append(&req->body, &req->body_len, &req->_body_cap, at, len);
 }
 
 const char *fr_request_header(const fr_request_t *req, const char *name) {
@@ -163,12 +169,8 @@ char *fr_http_error_body(const char *msg, size_t *len) {
     size_t cap = 0;
     char *buf = NULL;
     *len = 0;
-    append(&buf, len, "{\"error\":", 9);
-    cap = *len + 1;
+    append(&buf, len, &cap, "{\"error\":", 9);
     fr_json_append_string(&buf, len, &cap, msg);
-    if (*len + 2 > cap)
-        buf = fr_realloc(buf, *len + 2);
-    buf[(*len)++] = '}';
-    buf[*len] = '\0';
+    append(&buf, len, &cap, "}", 1);
     return buf;
 }

@@ -21,6 +21,7 @@ typedef struct {
     int keep_alive;
     size_t header_bytes; /* request line and headers so far, for the size limit */
     int in_value;        /* llhttp hands names and values over in pieces */
+    size_t _url_cap, _body_cap; /* bytes allocated for url and body */
 } fr_request_t;
 
 void fr_request_reset(fr_request_t *req);

@@ -6,13 +6,14 @@
 #include <string.h>
 #include <strings.h>
 
-#include "http/conn.h"
 #include "app/dispatch.h"
+#include "base/buf.h"
 #include "base/log.h"
-#include "server/worker.h"
-#include "stream/stream.h"
 #include "base/util.h"
 #include "codec/ws.h"
+#include "http/conn.h"
+#include "server/worker.h"
+#include "stream/stream.h"
 
 const char fr_ws_ping_frame[2] = {(char)0x89, 0x00};
 
@@ -126,29 +127,14 @@ uint16_t fr_ws_close_code(const char *reason, const char **text) {
     return FR_WS_CLOSE_TRY_AGAIN;
 }
 
-/* A growing byte buffer for envelopes. */
-typedef struct {
-    char *p;
-    size_t len, cap;
-} buf_t;
-
-static void put(buf_t *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2;
-        b->p = fr_realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-static void put_json_string(buf_t *b, const char *s, size_t n) {
-    put(b, "\"", 1);
+static void put_json_string(fr_buf_t *b, const char *s, size_t n) {
+    fr_buf_put(b, "\"", 1);
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
         if (ch != '"' && ch != '\\' && ch >= 0x20)
             continue;
-        put(b, s + start, i - start);
+        fr_buf_put(b, s + start, i - start);
         char esc[8];
         int el = ch == '"' ? snprintf(esc, sizeof esc, "\\\"")
                  : ch == '\\' ? snprintf(esc, sizeof esc, "\\\\")
@@ -156,32 +142,33 @@ static void put_json_string(buf_t *b, const char *s, size_t n) {
                  : ch == '\r' ? snprintf(esc, sizeof esc, "\\r")
                  : ch == '\t' ? snprintf(esc, sizeof esc, "\\t")
                               : snprintf(esc, sizeof esc, "\\u%04x", ch);
-        put(b, esc, (size_t)el);
+        fr_buf_put(b, esc, (size_t)el);
         start = i + 1;
     }
-    put(b, s + start, n - start);
-    put(b, "\"", 1);
+    fr_buf_put(b, s + start, n - start);
+    fr_buf_put(b, "\"", 1);
 }
 
 /* {"v":1,"topic":…,"id":…,"event":…,"data":…} as a text frame. */
 static char *envelope(const fr_event_t *ev, const char *id, size_t *len) {
-    buf_t b = {fr_malloc(256 + ev->data_len), 0, 256 + ev->data_len};
-    put(&b, "{\"v\":1,\"topic\":", 15);
+    fr_buf_t b = {0};
+    fr_buf_reserve(&b, 256 + ev->data_len);
+    fr_buf_put(&b, "{\"v\":1,\"topic\":", 15);
     put_json_string(&b, ev->topic, strlen(ev->topic));
-    put(&b, ",\"id\":", 6);
+    fr_buf_put(&b, ",\"id\":", 6);
     put_json_string(&b, id, strlen(id));
     if (ev->name) {
-        put(&b, ",\"event\":", 9);
+        fr_buf_put(&b, ",\"event\":", 9);
         put_json_string(&b, ev->name, strlen(ev->name));
     }
-    put(&b, ",\"data\":", 8);
+    fr_buf_put(&b, ",\"data\":", 8);
     if (ev->json)
-        put(&b, ev->data, ev->data_len);
+        fr_buf_put(&b, ev->data, ev->data_len);
     else
         put_json_string(&b, ev->data, ev->data_len);
-    put(&b, "}", 1);
+    fr_buf_put(&b, "}", 1);
     char *f = fr_ws_text_frame(b.p, b.len, len);
-    free(b.p);
+    fr_buf_free(&b);
     return f;
 }
 
@@ -223,25 +210,25 @@ static void send_json(fr_stream_t *s, const char *json, size_t n) {
 }
 
 static void send_error(fr_stream_t *s, const char *msg) {
-    buf_t b = {NULL, 0, 0};
-    put(&b, "{\"v\":1,\"type\":\"error\",\"error\":", 30);
+    fr_buf_t b = {0};
+    fr_buf_put(&b, "{\"v\":1,\"type\":\"error\",\"error\":", 30);
     put_json_string(&b, msg, strlen(msg));
-    put(&b, "}", 1);
+    fr_buf_put(&b, "}", 1);
     send_json(s, b.p, b.len);
-    free(b.p);
+    fr_buf_free(&b);
 }
 
 static void send_topics(fr_stream_t *s) {
-    buf_t b = {NULL, 0, 0};
-    put(&b, "{\"v\":1,\"type\":\"subscribed\",\"topics\":[", 37);
+    fr_buf_t b = {0};
+    fr_buf_put(&b, "{\"v\":1,\"type\":\"subscribed\",\"topics\":[", 37);
     for (size_t i = 0; i < s->ntopics; i++) {
         if (i)
-            put(&b, ",", 1);
+            fr_buf_put(&b, ",", 1);
         put_json_string(&b, s->topics[i], strlen(s->topics[i]));
     }
-    put(&b, "]}", 2);
+    fr_buf_put(&b, "]}", 2);
     send_json(s, b.p, b.len);
-    free(b.p);
+    fr_buf_free(&b);
 }
 
 /* Asks the route's topics hook for the new list: topics(req, who, {op=, topics=}). */
