@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/json.h"
+
 #define LOG_BUF_SIZE (1u << 20)
 
 static fr_log_level_t log_level = FR_LOG_INFO;
@@ -126,22 +128,6 @@ static size_t format_time(char *out, size_t cap) {
     return n + (size_t)snprintf(out + n, cap - n, ".%03dZ", (int)(tv.tv_usec / 1000) % 1000);
 }
 
-/* Appends s as JSON string content (no quotes) to out; returns the new length. */
-static size_t json_escape(char *out, size_t n, size_t cap, const char *s) {
-    for (; *s && n + 8 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            out[n++] = '\\';
-            out[n++] = (char)c;
-        } else if (c < 0x20) {
-            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
-        } else {
-            out[n++] = (char)c;
-        }
-    }
-    return n;
-}
-
 void fr_log(fr_log_level_t level, const char *fmt, ...) {
     if (level < log_level)
         return;
@@ -154,10 +140,11 @@ void fr_log(fr_log_level_t level, const char *fmt, ...) {
     format_time(ts, sizeof ts);
     size_t n;
     if (log_json) {
-        n = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"", ts,
+        n = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts,
                              level_names[level]);
-        n = json_escape(line, n, sizeof line - 3, msg);
-        line[n++] = '"';
+        /* Messages quote script errors and client bytes: the escaper makes any of them valid
+         * JSON, and a long one is cut between characters, leaving room for "}\n". */
+        n += fr_json_write_string(line + n, sizeof line - n - 2, msg, strlen(msg));
         line[n++] = '}';
     } else {
         n = (size_t)snprintf(line, sizeof line - 1, "%s %s %s", ts, level_names[level], msg);

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "base/buf.h"
-#include "base/utf8.h"
+#include "base/json.h"
 #include "base/util.h"
 
 void fr_request_reset(fr_request_t *req) {
@@ -127,50 +127,11 @@ char *fr_http_response(int status, const char *content_type, const char *extra_h
     return out;
 }
 
-void fr_json_append_string(char **buf, size_t *len, size_t *cap, const char *s) {
-    size_t need = *len + strlen(s) * 6 + 3;
-    if (need > *cap) {
-        *cap = need * 2;
-        *buf = fr_realloc(*buf, *cap);
-    }
-    char *p = *buf + *len;
-    *p++ = '"';
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c >= 0x80) {
-            /* Messages may quote client bytes: what is not UTF-8 becomes U+FFFD, so the body
-             * stays valid JSON. */
-            size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-            if (n > 1 && strnlen(s, n) == n && fr_utf8_valid(s, n)) {
-                memcpy(p, s, n);
-                p += n;
-                s += n - 1;
-            } else {
-                memcpy(p, "\\ufffd", 6);
-                p += 6;
-            }
-            continue;
-        }
-        if (c == '"' || c == '\\') {
-            *p++ = '\\';
-            *p++ = (char)c;
-        } else if (c < 0x20) {
-            p += sprintf(p, "\\u%04x", c);
-        } else {
-            *p++ = (char)c;
-        }
-    }
-    *p++ = '"';
-    *p = '\0';
-    *len = (size_t)(p - *buf);
-}
-
 char *fr_http_error_body(const char *msg, size_t *len) {
-    size_t cap = 0;
-    char *buf = NULL;
-    *len = 0;
-    append(&buf, len, &cap, "{\"error\":", 9);
-    fr_json_append_string(&buf, len, &cap, msg);
-    append(&buf, len, &cap, "}", 1);
-    return buf;
+    fr_buf_t b = {0};
+    fr_buf_puts(&b, "{\"error\":");
+    /* Messages may quote client bytes: the escaper keeps the body valid JSON. */
+    fr_json_put_string(&b, msg, strlen(msg));
+    fr_buf_putc(&b, '}');
+    return fr_buf_take(&b, len);
 }

@@ -8,6 +8,7 @@
 
 #include "app/dispatch.h"
 #include "base/buf.h"
+#include "base/json.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "codec/ws.h"
@@ -127,45 +128,23 @@ uint16_t fr_ws_close_code(const char *reason, const char **text) {
     return FR_WS_CLOSE_TRY_AGAIN;
 }
 
-static void put_json_string(fr_buf_t *b, const char *s, size_t n) {
-    fr_buf_put(b, "\"", 1);
-    size_t start = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch != '"' && ch != '\\' && ch >= 0x20)
-            continue;
-        fr_buf_put(b, s + start, i - start);
-        char esc[8];
-        int el = ch == '"' ? snprintf(esc, sizeof esc, "\\\"")
-                 : ch == '\\' ? snprintf(esc, sizeof esc, "\\\\")
-                 : ch == '\n' ? snprintf(esc, sizeof esc, "\\n")
-                 : ch == '\r' ? snprintf(esc, sizeof esc, "\\r")
-                 : ch == '\t' ? snprintf(esc, sizeof esc, "\\t")
-                              : snprintf(esc, sizeof esc, "\\u%04x", ch);
-        fr_buf_put(b, esc, (size_t)el);
-        start = i + 1;
-    }
-    fr_buf_put(b, s + start, n - start);
-    fr_buf_put(b, "\"", 1);
-}
-
 /* {"v":1,"topic":…,"id":…,"event":…,"data":…} as a text frame. */
 static char *envelope(const fr_event_t *ev, const char *id, size_t *len) {
     fr_buf_t b = {0};
     fr_buf_reserve(&b, 256 + ev->data_len);
     fr_buf_put(&b, "{\"v\":1,\"topic\":", 15);
-    put_json_string(&b, ev->topic, strlen(ev->topic));
+    fr_json_put_string(&b, ev->topic, strlen(ev->topic));
     fr_buf_put(&b, ",\"id\":", 6);
-    put_json_string(&b, id, strlen(id));
+    fr_json_put_string(&b, id, strlen(id));
     if (ev->name) {
         fr_buf_put(&b, ",\"event\":", 9);
-        put_json_string(&b, ev->name, strlen(ev->name));
+        fr_json_put_string(&b, ev->name, strlen(ev->name));
     }
     fr_buf_put(&b, ",\"data\":", 8);
     if (ev->json)
         fr_buf_put(&b, ev->data, ev->data_len);
     else
-        put_json_string(&b, ev->data, ev->data_len);
+        fr_json_put_string(&b, ev->data, ev->data_len);
     fr_buf_put(&b, "}", 1);
     char *f = fr_ws_text_frame(b.p, b.len, len);
     fr_buf_free(&b);
@@ -212,7 +191,7 @@ static void send_json(fr_stream_t *s, const char *json, size_t n) {
 static void send_error(fr_stream_t *s, const char *msg) {
     fr_buf_t b = {0};
     fr_buf_put(&b, "{\"v\":1,\"type\":\"error\",\"error\":", 30);
-    put_json_string(&b, msg, strlen(msg));
+    fr_json_put_string(&b, msg, strlen(msg));
     fr_buf_put(&b, "}", 1);
     send_json(s, b.p, b.len);
     fr_buf_free(&b);
@@ -224,7 +203,7 @@ static void send_topics(fr_stream_t *s) {
     for (size_t i = 0; i < s->ntopics; i++) {
         if (i)
             fr_buf_put(&b, ",", 1);
-        put_json_string(&b, s->topics[i], strlen(s->topics[i]));
+        fr_json_put_string(&b, s->topics[i], strlen(s->topics[i]));
     }
     fr_buf_put(&b, "]}", 2);
     send_json(s, b.p, b.len);
