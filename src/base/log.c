@@ -89,6 +89,32 @@ static void *writer_main(void *arg) {
     return NULL;
 }
 
+/* Writes the ISO 8601 UTC time (24 characters) into out, which holds at least 32 bytes. */
+static size_t format_time(char *out, size_t cap) {
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    return n + (size_t)snprintf(out + n, cap - n, ".%03dZ", (int)(tv.tv_usec / 1000) % 1000);
+}
+
+/* The line that tells how many lines were dropped, in the format of every other line. */
+static size_t format_dropped(char *out, size_t cap, unsigned long n) {
+    int len;
+    if (log_json) {
+        char ts[40];
+        format_time(ts, sizeof ts);
+        len = snprintf(out, cap,
+                       "{\"ts\":\"%s\",\"level\":\"warn\",\"msg\":\"log: %lu lines were dropped "
+                       "(stderr was too slow)\"}\n",
+                       ts, n);
+    } else {
+        len = snprintf(out, cap, "log: %lu lines were dropped (stderr was too slow)\n", n);
+    }
+    return len < 0 ? 0 : (size_t)len < cap ? (size_t)len : cap - 1;
+}
+
 static void emit(const char *line, size_t len) {
     pthread_mutex_lock(&lw_mu);
     if (!lw.running) {
@@ -103,12 +129,11 @@ static void emit(const char *line, size_t len) {
         return;
     }
     if (lw.dropped_unreported) {
-        char note[96];
-        int n = snprintf(note, sizeof note, "log: %lu lines were dropped (stderr was too slow)\n",
-                         lw.dropped_unreported);
-        if (lw.len + len + (size_t)n <= LOG_BUF_SIZE) {
-            memcpy(lw.buf + lw.len, note, (size_t)n);
-            lw.len += (size_t)n;
+        char note[192];
+        size_t n = format_dropped(note, sizeof note, lw.dropped_unreported);
+        if (lw.len + len + n <= LOG_BUF_SIZE) {
+            memcpy(lw.buf + lw.len, note, n);
+            lw.len += n;
             lw.dropped_unreported = 0;
         }
     }
@@ -116,16 +141,6 @@ static void emit(const char *line, size_t len) {
     lw.len += len;
     pthread_cond_signal(&lw_cv);
     pthread_mutex_unlock(&lw_mu);
-}
-
-/* Writes the ISO 8601 UTC time (24 characters) into out, which holds at least 32 bytes. */
-static size_t format_time(char *out, size_t cap) {
-    struct timeval tv;
-    struct tm tm;
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-    return n + (size_t)snprintf(out + n, cap - n, ".%03dZ", (int)(tv.tv_usec / 1000) % 1000);
 }
 
 void fr_log(fr_log_level_t level, const char *fmt, ...) {
