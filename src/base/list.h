@@ -9,8 +9,10 @@
  *   └────────┘ ◄─── └──────────┘ ◄─── └──────────┘  (prev links mirror the next ones)
  *
  * A head must be fr_list_init'ed before use (an empty list points at itself). A link that is
- * in no list points at itself or is all zero: fr_list_remove leaves such a link alone, so
- * unlinking twice is harmless. The list takes no lock. */
+ * in no list is all zero, as calloc leaves it and as fr_list_remove leaves it (a self-linked
+ * one counts as in no list too): removing such a link does nothing, so unlinking twice is
+ * harmless, and a walk that reaches a link someone else removed under it ends there instead of
+ * going round forever. The list takes no lock. */
 #ifndef FR_LIST_H
 #define FR_LIST_H
 
@@ -24,7 +26,7 @@ typedef struct fr_list_s {
 
 #define FR_LIST_ENTRY(link, type, field) FR_CONTAINER_OF(link, type, field)
 
-/* Makes head an empty list, or a link one that is in no list. */
+/* Makes head an empty list. */
 static inline void fr_list_init(fr_list_t *head) {
     head->prev = head->next = head;
 }
@@ -56,14 +58,13 @@ static inline void fr_list_insert_tail(fr_list_t *head, fr_list_t *link) {
     fr_list_insert_after(head->prev, link);
 }
 
-/* Takes link out of its list and leaves it pointing at itself; a link in no list is left as
- * it is. */
+/* Takes link out of its list and zeroes it; a link in no list is left as it is. */
 static inline void fr_list_remove(fr_list_t *link) {
     if (!fr_list_linked(link))
         return;
     link->prev->next = link->next;
     link->next->prev = link->prev;
-    fr_list_init(link);
+    link->prev = link->next = NULL;
 }
 
 /* The first link, or NULL when the list is empty. */
@@ -71,8 +72,8 @@ static inline fr_list_t *fr_list_first(const fr_list_t *head) {
     return head->next == head ? NULL : head->next;
 }
 
-/* The link after `link`, or NULL when it is the last. To remove (or free) the current element
- * while walking, read its successor first:
+/* The link after `link`, or NULL when it is the last (or was removed: see above). To remove
+ * (or free) the current element while walking, read its successor first:
  *
  *   for (fr_list_t *l = fr_list_first(&h), *next; l; l = next) {
  *       next = fr_list_next(&h, l);

@@ -32,9 +32,9 @@ static void test_insert_both_ends(void) {
     CHECK(fr_list_first(&head) == NULL);
     CHECK_EQ_STR(order(&head), "");
     node_t n[5];
+    memset(n, 0, sizeof n);
     for (int i = 0; i < 5; i++) {
         n[i].value = i;
-        fr_list_init(&n[i].link);
         CHECK(!fr_list_linked(&n[i].link));
     }
     fr_list_insert_tail(&head, &n[1].link);
@@ -72,9 +72,34 @@ static void test_remove_anywhere_and_twice(void) {
     memset(&z, 0, sizeof z);
     CHECK(!fr_list_linked(&z.link));
     fr_list_remove(&z.link);
+    /* A self-linked one neither. */
+    fr_list_init(&z.link);
+    CHECK(!fr_list_linked(&z.link));
+    fr_list_remove(&z.link);
     /* A removed link can go in again. */
     fr_list_insert_head(&head, &n[2].link);
     CHECK_EQ_STR(order(&head), "2");
+}
+
+/* A walk standing on a link that is taken out under it (by a callback, say) stops there. */
+static void test_walk_ends_at_a_link_removed_under_it(void) {
+    fr_list_t head;
+    fr_list_init(&head);
+    node_t n[4];
+    memset(n, 0, sizeof n);
+    for (int i = 0; i < 4; i++) {
+        n[i].value = i;
+        fr_list_insert_tail(&head, &n[i].link);
+    }
+    int visited = 0;
+    for (fr_list_t *l = fr_list_first(&head), *next; l && visited < 100; l = next) {
+        next = fr_list_next(&head, l);
+        visited++;
+        if (l == &n[0].link)
+            fr_list_remove(&n[1].link); /* the successor the walk already holds */
+    }
+    CHECK_EQ_INT(visited, 2);
+    CHECK_EQ_STR(order(&head), "023");
 }
 
 static void test_walk_that_removes_and_frees(void) {
@@ -113,5 +138,6 @@ int main(int argc, char **argv) {
     FR_RUN(test_insert_both_ends);
     FR_RUN(test_remove_anywhere_and_twice);
     FR_RUN(test_walk_that_removes_and_frees);
+    FR_RUN(test_walk_ends_at_a_link_removed_under_it);
     return FR_TEST_END();
 }
