@@ -395,9 +395,12 @@ static void refill_from(fr_redis_t *r, const char *topic, const char *after, int
  * their clients come back with Last-Event-ID and learn of the gap (416 or reset). */
 static void end_streams_of(fr_redis_t *r, const char *topic) {
     fr_topic_t *t = fr_hub_find(r->w->hub, topic);
-    for (fr_sub_t *s = t ? t->slot[0].subs : NULL, *next; s; s = next) { /* a one-slot hub */
-        next = s->next;
-        fr_stream_t *st = s->owner;
+    if (!t)
+        return;
+    fr_list_t *subs = &t->slot[0].subs; /* a one-slot hub */
+    for (fr_list_t *l = fr_list_first(subs), *next; l; l = next) {
+        next = fr_list_next(subs, l);
+        fr_stream_t *st = FR_LIST_ENTRY(l, fr_sub_t, link)->owner;
         if (!st->end_reason)
             st->end_reason = "lag";
         fr_stream_end(st, 5000);

@@ -38,7 +38,7 @@ void fr_worker_publish(fr_worker_t *w, const char *topic, const char *name, cons
                        size_t len, fr_priority_t prio, int json, fr_published_cb cb, void *ctx) {
     fr_id_t id = {0, 0};
     const char *err;
-    if (!w->hub || !w->hub->buckets) {
+    if (!w->hub || !fr_hub_ready(w->hub)) {
         cb(ctx, -2, id, "cannot publish while the app file is loading (publish from a hook or a "
                         "timer)");
         return;
@@ -122,7 +122,7 @@ void fr_worker_totals(const fr_worker_t *w, fr_totals_t *t, unsigned long *tier_
         if (tier_rejected && x->tier_rejected)
             add_counters(tier_rejected, x->tier_rejected, ntiers);
         /* Redis: each worker has a hub of its own. */
-        if (x->hub && x->hub != (w->proc ? &w->proc->hub : NULL) && x->hub->buckets) {
+        if (x->hub && x->hub != (w->proc ? &w->proc->hub : NULL) && fr_hub_ready(x->hub)) {
             size_t nt;
             uint64_t pub;
             fr_hub_stats(x->hub, &nt, &pub);
@@ -497,7 +497,7 @@ static int worker_free(fr_worker_t *w) {
     if (code == 0 && !w->stopping)
         code = 1;
     fr_vm_release(w->vm);
-    if (w->hub == &w->own_hub && w->own_hub.buckets)
+    if (w->hub == &w->own_hub && fr_hub_ready(&w->own_hub))
         fr_hub_close(&w->own_hub);
     fr_config_free(&w->start_config);
     free(w->tier_rejected);
