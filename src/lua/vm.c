@@ -1056,6 +1056,7 @@ static void vm_free(fr_vm_t *vm) {
 
 fr_vm_t *fr_vm_new(const char *app_path, struct fr_worker_s *worker, fr_errors_t *errs) {
     fr_vm_t *vm = fr_calloc(1, sizeof *vm);
+    fr_list_init(&vm->timers);
     vm->refs = 1;
     vm->worker = worker;
     vm->app_path = fr_strdup(app_path);

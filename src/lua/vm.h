@@ -9,12 +9,12 @@
 #include <lua.h>
 #include <stddef.h>
 
+#include "base/list.h"
 #include "core/config.h"
 #include "core/event.h"
 #include "codec/router.h"
 
 struct fr_worker_s;
-struct fr_ltimer_s;
 
 typedef enum { FR_ROUTE_STREAM, FR_ROUTE_PUBLISH, FR_ROUTE_STATIC } fr_route_kind_t;
 
@@ -62,7 +62,7 @@ typedef struct fr_vm_s {
     char *app_dir;              /* owned */
     int encode_ref, decode_ref; /* cjson.encode / cjson.decode */
     int call_depth;             /* nested hook calls share the outermost budget */
-    struct fr_ltimer_s *timers; /* live timers, stopped when the VM is retired */
+    fr_list_t timers;           /* live timers (fr_ltimer_t), stopped when the VM is retired */
     int retired;
     /* The Lua table of the event last passed to a filter: fan-out builds it once per VM. */
     fr_event_t *ev_cached;      /* one reference while cached */
