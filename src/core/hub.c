@@ -279,8 +279,8 @@ void fr_hub_subscribe(fr_hub_t *hub, fr_sub_t *sub, const char *name) {
     fr_topic_slot_t *ts = &t->slot[sub->slot];
     sub->topic = t;
     sub->away = 0;
-    /* At the front: a fan-out under way (this subscribe runs in one of its callbacks) has
-     * passed the front and does not hand the new subscriber the event it is delivering. */
+    /* At the front, as always: a fan-out under way has passed the front, so a subscriber
+     * added by one of its callbacks does not get the event being delivered. */
     fr_list_insert_head(&ts->subs, &sub->link);
     ts->nsubs++;
     int first = t->nsubs++ == 0;
