@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/json.h"
+
 #define LOG_BUF_SIZE (1u << 20)
 
 static fr_log_level_t log_level = FR_LOG_INFO;
@@ -87,6 +89,32 @@ static void *writer_main(void *arg) {
     return NULL;
 }
 
+/* Writes the ISO 8601 UTC time (24 characters) into out, which holds at least 32 bytes. */
+static size_t format_time(char *out, size_t cap) {
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    return n + (size_t)snprintf(out + n, cap - n, ".%03dZ", (int)(tv.tv_usec / 1000) % 1000);
+}
+
+/* The line that tells how many lines were dropped, in the format of every other line. */
+static size_t format_dropped(char *out, size_t cap, unsigned long n) {
+    int len;
+    if (log_json) {
+        char ts[40];
+        format_time(ts, sizeof ts);
+        len = snprintf(out, cap,
+                       "{\"ts\":\"%s\",\"level\":\"warn\",\"msg\":\"log: %lu lines were dropped "
+                       "(stderr was too slow)\"}\n",
+                       ts, n);
+    } else {
+        len = snprintf(out, cap, "log: %lu lines were dropped (stderr was too slow)\n", n);
+    }
+    return len < 0 ? 0 : (size_t)len < cap ? (size_t)len : cap - 1;
+}
+
 static void emit(const char *line, size_t len) {
     pthread_mutex_lock(&lw_mu);
     if (!lw.running) {
@@ -101,12 +129,11 @@ static void emit(const char *line, size_t len) {
         return;
     }
     if (lw.dropped_unreported) {
-        char note[96];
-        int n = snprintf(note, sizeof note, "log: %lu lines were dropped (stderr was too slow)\n",
-                         lw.dropped_unreported);
-        if (lw.len + len + (size_t)n <= LOG_BUF_SIZE) {
-            memcpy(lw.buf + lw.len, note, (size_t)n);
-            lw.len += (size_t)n;
+        char note[192];
+        size_t n = format_dropped(note, sizeof note, lw.dropped_unreported);
+        if (lw.len + len + n <= LOG_BUF_SIZE) {
+            memcpy(lw.buf + lw.len, note, n);
+            lw.len += n;
             lw.dropped_unreported = 0;
         }
     }
@@ -114,32 +141,6 @@ static void emit(const char *line, size_t len) {
     lw.len += len;
     pthread_cond_signal(&lw_cv);
     pthread_mutex_unlock(&lw_mu);
-}
-
-/* Writes the ISO 8601 UTC time (24 characters) into out, which holds at least 32 bytes. */
-static size_t format_time(char *out, size_t cap) {
-    struct timeval tv;
-    struct tm tm;
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-    return n + (size_t)snprintf(out + n, cap - n, ".%03dZ", (int)(tv.tv_usec / 1000) % 1000);
-}
-
-/* Appends s as JSON string content (no quotes) to out; returns the new length. */
-static size_t json_escape(char *out, size_t n, size_t cap, const char *s) {
-    for (; *s && n + 8 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            out[n++] = '\\';
-            out[n++] = (char)c;
-        } else if (c < 0x20) {
-            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
-        } else {
-            out[n++] = (char)c;
-        }
-    }
-    return n;
 }
 
 void fr_log(fr_log_level_t level, const char *fmt, ...) {
@@ -154,10 +155,11 @@ void fr_log(fr_log_level_t level, const char *fmt, ...) {
     format_time(ts, sizeof ts);
     size_t n;
     if (log_json) {
-        n = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":\"", ts,
+        n = (size_t)snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts,
                              level_names[level]);
-        n = json_escape(line, n, sizeof line - 3, msg);
-        line[n++] = '"';
+        /* Messages quote script errors and client bytes: the escaper makes any of them valid
+         * JSON, and a long one is cut between characters, leaving room for "}\n". */
+        n += fr_json_write_string(line + n, sizeof line - n - 2, msg, strlen(msg));
         line[n++] = '}';
     } else {
         n = (size_t)snprintf(line, sizeof line - 1, "%s %s %s", ts, level_names[level], msg);

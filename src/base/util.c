@@ -42,20 +42,6 @@ char *fr_xstrdup(const char *s, const char *file, int line) {
     return fr_xstrndup(s, strlen(s), file, line);
 }
 
-size_t fr_hash_bytes(const void *p, size_t n) {
-    const unsigned char *b = p;
-    size_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
-size_t fr_hash_str(const char *s) {
-    return fr_hash_bytes(s, strlen(s));
-}
-
 uint64_t fr_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

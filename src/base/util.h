@@ -19,12 +19,6 @@ void *fr_xrealloc(void *p, size_t n, const char *file, int line);
 char *fr_xstrndup(const char *s, size_t n, const char *file, int line);
 char *fr_xstrdup(const char *s, const char *file, int line);
 
-/* FNV-1a over bytes / a NUL-terminated string: the hash of every table in the server (topics,
- * buckets, shared keys, followed topics). Keys are chosen by scripts and clients of the app,
- * and every table resizes to keep its chains short. */
-size_t fr_hash_bytes(const void *p, size_t n);
-size_t fr_hash_str(const char *s);
-
 /* Wall-clock milliseconds since the epoch (event ids, published_at). */
 uint64_t fr_now_ms(void);
 /* Monotonic milliseconds (timeouts, heartbeats, uptime). */

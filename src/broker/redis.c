@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/hash.h"
+#include "base/list.h"
 #include "base/log.h"
 #include "base/util.h"
 
@@ -28,13 +30,14 @@ typedef struct watch_s {
     fr_presence_t cached; /* owned */
     int fetched;          /* cached holds an answer from Redis */
     uint64_t asked_ms;    /* monotonic: watches nobody asks about any more are dropped */
-    struct watch_s *next;
+    fr_list_t link;       /* in r->watches */
 } watch_t;
 
 struct join_s;
 
 /* A topic this node follows on Redis (subscribed to its channel). */
 typedef struct follow_s {
+    fr_hnode_t hnode;        /* in r->follows, keyed by topic */
     char *topic;             /* owned */
     int wanted;              /* a local stream follows it */
     int subscribed;          /* Redis confirmed the subscription on the current connection */
@@ -46,7 +49,6 @@ typedef struct follow_s {
     uint64_t unwanted_since; /* monotonic ms */
     struct join_s **waiters; /* owned array of borrowed joins waiting for `subscribed` */
     size_t nwaiters;
-    struct follow_s *next;
 } follow_t;
 
 /* A stream (or refill) waiting to read positions and replay from Redis. */
@@ -77,12 +79,11 @@ struct fr_redis_s {
     uv_timer_t cmd_retry, sub_retry, tick;
     int ping_pending;
     uint64_t ping_sent;
-    follow_t **follows;      /* owned hash table */
-    size_t nbuckets, nfollows;
+    fr_htable_t follows;     /* topic → follow_t, owned through the table */
     int closing;
     int handles_open;        /* timers still to be closed before the struct is freed */
     char node[17];           /* this node's presence field: random hex */
-    watch_t *watches;        /* owned list */
+    fr_list_t watches;       /* watch_t, owned; the newest first */
     unsigned ticks;
 };
 
@@ -93,38 +94,22 @@ static void join_start(join_t *j);
 
 /* ---- follows ----------------------------------------------------------------------------- */
 
+static follow_t *follow_of(fr_hnode_t *n) {
+    return n ? FR_HTABLE_ENTRY(n, follow_t, hnode) : NULL;
+}
+
 static follow_t *follow_find(fr_redis_t *r, const char *topic) {
-    follow_t *f = r->follows[fr_hash_str(topic) & (r->nbuckets - 1)];
-    while (f && strcmp(f->topic, topic) != 0)
-        f = f->next;
-    return f;
+    return follow_of(fr_htable_find(&r->follows, topic, strlen(topic)));
 }
 
 static follow_t *follow_get(fr_redis_t *r, const char *topic) {
     follow_t *f = follow_find(r, topic);
     if (f)
         return f;
-    if (r->nfollows >= r->nbuckets) {
-        size_t n = r->nbuckets * 2;
-        follow_t **b = fr_calloc(n, sizeof *b);
-        for (size_t i = 0; i < r->nbuckets; i++) {
-            for (follow_t *x = r->follows[i], *next; x; x = next) {
-                next = x->next;
-                size_t k = fr_hash_str(x->topic) & (n - 1);
-                x->next = b[k];
-                b[k] = x;
-            }
-        }
-        free(r->follows);
-        r->follows = b;
-        r->nbuckets = n;
-    }
     f = fr_calloc(1, sizeof *f);
-    f->topic = fr_strdup(topic);
-    size_t k = fr_hash_str(topic) & (r->nbuckets - 1);
-    f->next = r->follows[k];
-    r->follows[k] = f;
-    r->nfollows++;
+    size_t len = strlen(topic);
+    f->topic = fr_strndup(topic, len);
+    fr_htable_insert(&r->follows, &f->hnode, f->topic, len);
     return f;
 }
 
@@ -142,11 +127,7 @@ static void follow_release_held(fr_redis_t *r, follow_t *f, int deliver) {
 }
 
 static void follow_free(fr_redis_t *r, follow_t *f) {
-    follow_t **pp = &r->follows[fr_hash_str(f->topic) & (r->nbuckets - 1)];
-    while (*pp != f)
-        pp = &(*pp)->next;
-    *pp = f->next;
-    r->nfollows--;
+    fr_htable_remove(&r->follows, &f->hnode);
     follow_release_held(r, f, 0);
     free(f->waiters);
     free(f->topic);
@@ -561,31 +542,31 @@ static void on_sub_connected(const redisAsyncContext *ac, int status) {
     r->sub_attempt = 0;
     r->sub_ready = 1;
     fr_info("redis: subscriber connected to %s:%d", r->host, r->port);
-    for (size_t i = 0; i < r->nbuckets; i++) {
-        for (follow_t *f = r->follows[i]; f; f = f->next) {
-            if (f->wanted || f->nwaiters) {
-                f->refill = f->wanted;
-                send_subscribe(r, f, "SUBSCRIBE");
-            }
+    fr_htable_iter_t it;
+    fr_htable_iter_init(&r->follows, &it);
+    for (follow_t *f; (f = follow_of(fr_htable_iter_next(&it)));) {
+        if (f->wanted || f->nwaiters) {
+            f->refill = f->wanted;
+            send_subscribe(r, f, "SUBSCRIBE");
         }
     }
 }
 
 static void fail_waiters(fr_redis_t *r) {
-    for (size_t i = 0; i < r->nbuckets; i++) {
-        for (follow_t *f = r->follows[i], *next; f; f = next) {
-            next = f->next;
-            f->subscribed = 0;
-            f->unsubscribing = 0;
-            follow_release_held(r, f, 0);
-            while (f->nwaiters) {
-                join_t *j = f->waiters[f->nwaiters - 1];
-                join_unwait(r, j);
-                join_fail(j);
-            }
-            if (!f->wanted)
-                follow_free(r, f);
+    /* Only the follow the walk stands on is freed here. */
+    fr_htable_iter_t it;
+    fr_htable_iter_init(&r->follows, &it);
+    for (follow_t *f; (f = follow_of(fr_htable_iter_next(&it)));) {
+        f->subscribed = 0;
+        f->unsubscribing = 0;
+        follow_release_held(r, f, 0);
+        while (f->nwaiters) {
+            join_t *j = f->waiters[f->nwaiters - 1];
+            join_unwait(r, j);
+            join_fail(j);
         }
+        if (!f->wanted)
+            follow_free(r, f);
     }
 }
 
@@ -743,12 +724,12 @@ static void on_library_loaded(redisAsyncContext *ac, void *reply, void *priv) {
     }
     r->cmd_ready = 1;
     r->ping_pending = 0;
-    for (size_t i = 0; i < r->nbuckets; i++) {
-        for (follow_t *f = r->follows[i]; f; f = f->next) {
-            if (f->refill && f->subscribed) {
-                f->refill = 0;
-                refill(r, f);
-            }
+    fr_htable_iter_t it;
+    fr_htable_iter_init(&r->follows, &it);
+    for (follow_t *f; (f = follow_of(fr_htable_iter_next(&it)));) {
+        if (f->refill && f->subscribed) {
+            f->refill = 0;
+            refill(r, f);
         }
     }
     fr_info("redis: connected to %s:%d, functions loaded", r->unix_path ? r->unix_path : r->host,
@@ -821,10 +802,19 @@ typedef struct {
 } presence_fetch_t;
 
 static watch_t *watch_find(fr_redis_t *r, const char *topic) {
-    watch_t *w = r->watches;
-    while (w && strcmp(w->topic, topic) != 0)
-        w = w->next;
-    return w;
+    for (fr_list_t *l = fr_list_first(&r->watches); l; l = fr_list_next(&r->watches, l)) {
+        watch_t *w = FR_LIST_ENTRY(l, watch_t, link);
+        if (strcmp(w->topic, topic) == 0)
+            return w;
+    }
+    return NULL;
+}
+
+static void watch_free(watch_t *w) {
+    fr_list_remove(&w->link);
+    fr_presence_free(&w->cached);
+    free(w->topic);
+    free(w);
 }
 
 static void on_presence(redisAsyncContext *ac, void *reply, void *priv) {
@@ -861,32 +851,28 @@ static void presence_fetch(fr_redis_t *r, const char *topic) {
  * parts live 5 s) and reads the merged answer of topics someone asked about recently. */
 static void presence_tick(fr_redis_t *r, uint64_t now) {
     if (r->ticks++ % 2 == 0) {
-        for (size_t i = 0; i < r->nbuckets; i++) {
-            for (follow_t *f = r->follows[i]; f; f = f->next) {
-                if (!f->wanted)
-                    continue;
-                fr_presence_t mine;
-                fr_presence_local(r->base.hub, f->topic, &mine);
-                size_t len;
-                char *part = fr_presence_encode(&mine, &len);
-                redisAsyncCommand(r->cmd, NULL, NULL, "FCALL freshet_presence_put 1 %s %s %b %d",
-                                  f->topic, r->node, part, len, PRESENCE_TTL_MS);
-                free(part);
-                fr_presence_free(&mine);
-            }
+        fr_htable_iter_t it;
+        fr_htable_iter_init(&r->follows, &it);
+        for (follow_t *f; (f = follow_of(fr_htable_iter_next(&it)));) {
+            if (!f->wanted)
+                continue;
+            fr_presence_t mine;
+            fr_presence_local(r->base.hub, f->topic, &mine);
+            size_t len;
+            char *part = fr_presence_encode(&mine, &len);
+            redisAsyncCommand(r->cmd, NULL, NULL, "FCALL freshet_presence_put 1 %s %s %b %d",
+                              f->topic, r->node, part, len, PRESENCE_TTL_MS);
+            free(part);
+            fr_presence_free(&mine);
         }
     }
-    for (watch_t **pp = &r->watches; *pp;) {
-        watch_t *w = *pp;
-        if (now - w->asked_ms > PRESENCE_WATCH_MS) {
-            *pp = w->next;
-            fr_presence_free(&w->cached);
-            free(w->topic);
-            free(w);
-            continue;
-        }
-        presence_fetch(r, w->topic);
-        pp = &w->next;
+    for (fr_list_t *l = fr_list_first(&r->watches), *next; l; l = next) {
+        next = fr_list_next(&r->watches, l);
+        watch_t *w = FR_LIST_ENTRY(l, watch_t, link);
+        if (now - w->asked_ms > PRESENCE_WATCH_MS)
+            watch_free(w);
+        else
+            presence_fetch(r, w->topic);
     }
 }
 
@@ -904,8 +890,7 @@ static void redis_presence(fr_broker_t *b, const char *topic, fr_presence_t *out
     if (!w) {
         w = fr_calloc(1, sizeof *w);
         w->topic = fr_strdup(topic);
-        w->next = r->watches;
-        r->watches = w;
+        fr_list_insert_head(&r->watches, &w->link);
         if (r->cmd_ready)
             presence_fetch(r, topic);
     }
@@ -938,17 +923,16 @@ static void on_tick(uv_timer_t *t) {
         presence_tick(r, now);
     if (!r->sub_ready)
         return;
-    for (size_t i = 0; i < r->nbuckets; i++) {
-        for (follow_t *f = r->follows[i], *next; f; f = next) {
-            next = f->next;
-            if (!f->wanted && !f->nwaiters && !f->unsubscribing &&
-                now - f->unwanted_since >= UNFOLLOW_AFTER_MS) {
-                if (f->subscribed) {
-                    f->unsubscribing = 1;
-                    send_subscribe(r, f, "UNSUBSCRIBE");
-                } else {
-                    follow_free(r, f);
-                }
+    fr_htable_iter_t it;
+    fr_htable_iter_init(&r->follows, &it);
+    for (follow_t *f; (f = follow_of(fr_htable_iter_next(&it)));) {
+        if (!f->wanted && !f->nwaiters && !f->unsubscribing &&
+            now - f->unwanted_since >= UNFOLLOW_AFTER_MS) {
+            if (f->subscribed) {
+                f->unsubscribing = 1;
+                send_subscribe(r, f, "UNSUBSCRIBE");
+            } else {
+                follow_free(r, f);
             }
         }
     }
@@ -1034,8 +1018,8 @@ fr_broker_t *fr_redis_broker_new(uv_loop_t *loop, fr_hub_t *hub, const char *url
         free(r);
         return NULL;
     }
-    r->nbuckets = 64;
-    r->follows = fr_calloc(r->nbuckets, sizeof *r->follows);
+    fr_htable_init(&r->follows);
+    fr_list_init(&r->watches);
     unsigned char rnd[8];
     if (RAND_bytes(rnd, sizeof rnd) != 1) {
         uint64_t t = fr_now_ms() ^ (uint64_t)getpid();
@@ -1061,18 +1045,13 @@ static void on_timer_closed(uv_handle_t *h) {
     fr_redis_t *r = h->data;
     if (--r->handles_open > 0)
         return;
-    for (size_t i = 0; i < r->nbuckets; i++) {
-        while (r->follows[i])
-            follow_free(r, r->follows[i]);
-    }
-    free(r->follows);
-    while (r->watches) {
-        watch_t *w = r->watches;
-        r->watches = w->next;
-        fr_presence_free(&w->cached);
-        free(w->topic);
-        free(w);
-    }
+    fr_htable_iter_t it;
+    fr_htable_iter_init(&r->follows, &it);
+    for (follow_t *f; (f = follow_of(fr_htable_iter_next(&it)));)
+        follow_free(r, f);
+    fr_htable_close(&r->follows);
+    for (fr_list_t *l; (l = fr_list_first(&r->watches));)
+        watch_free(FR_LIST_ENTRY(l, watch_t, link));
     free(r->unix_path);
     free(r->user);
     free(r->password);

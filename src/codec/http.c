@@ -5,7 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec/sse.h"
+#include "base/buf.h"
+#include "base/json.h"
 #include "base/util.h"
 
 void fr_request_reset(fr_request_t *req) {
@@ -19,15 +20,19 @@ void fr_request_reset(fr_request_t *req) {
     memset(req, 0, sizeof *req);
 }
 
-static void append(char **dst, size_t *len, const char *at, size_t n) {
-    *dst = fr_realloc(*dst, *len + n + 1);
-    memcpy(*dst + *len, at, n);
-    *len += n;
-    (*dst)[*len] = '\0';
+/* Appends to a NUL-terminated string kept as pointer, length and capacity: llhttp hands the
+ * URL, the body and each header over in as many pieces as the reads cut them into. A capacity
+ * below what is allocated is safe (the buffer only grows from it). */
+static void append(char **s, size_t *len, size_t *cap, const char *at, size_t n) {
+    fr_buf_t b = {*s, *len, *cap};
+    fr_buf_put(&b, at, n);
+    *s = b.p;
+    *len = b.len;
+    *cap = b.cap;
 }
 
 void fr_request_append_url(fr_request_t *req, const char *at, size_t len) {
-    append(&req->url, &req->url_len, at, len);
+    append(&req->url, &req->url_len, &req->_url_cap, at, len);
 }
 
 void fr_request_append_field(fr_request_t *req, const char *at, size_t len) {
@@ -42,8 +47,9 @@ void fr_request_append_field(fr_request_t *req, const char *at, size_t len) {
         req->in_value = 0;
     }
     fr_header_t *h = &req->headers[req->nheaders - 1];
-    size_t old = h->name ? strlen(h->name) : 0;
-    append(&h->name, &old, at, len);
+    /* Header strings keep no capacity: their length plus the NUL is a lower bound. */
+    size_t old = h->name ? strlen(h->name) : 0, cap = h->name ? old + 1 : 0;
+    append(&h->name, &old, &cap, at, len);
     for (size_t i = 0; i < old; i++)
         h->name[i] = (char)tolower((unsigned char)h->name[i]);
 }
@@ -52,13 +58,13 @@ void fr_request_append_value(fr_request_t *req, const char *at, size_t len) {
     if (req->nheaders == 0)
         return;
     fr_header_t *h = &req->headers[req->nheaders - 1];
-    size_t old = strlen(h->value);
-    append(&h->value, &old, at, len);
+    size_t old = strlen(h->value), cap = old + 1;
+    append(&h->value, &old, &cap, at, len);
     req->in_value = 1;
 }
 
 void fr_request_append_body(fr_request_t *req, const char *at, size_t len) {
-    append(&req->body, &req->body_len, at, len);
+    append(&req->body, &req->body_len, &req->_body_cap, at, len);
 }
 
 const char *fr_request_header(const fr_request_t *req, const char *name) {
@@ -121,54 +127,11 @@ char *fr_http_response(int status, const char *content_type, const char *extra_h
     return out;
 }
 
-void fr_json_append_string(char **buf, size_t *len, size_t *cap, const char *s) {
-    size_t need = *len + strlen(s) * 6 + 3;
-    if (need > *cap) {
-        *cap = need * 2;
-        *buf = fr_realloc(*buf, *cap);
-    }
-    char *p = *buf + *len;
-    *p++ = '"';
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c >= 0x80) {
-            /* Messages may quote client bytes: what is not UTF-8 becomes U+FFFD, so the body
-             * stays valid JSON. */
-            size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-            if (n > 1 && strnlen(s, n) == n && fr_utf8_valid(s, n)) {
-                memcpy(p, s, n);
-                p += n;
-                s += n - 1;
-            } else {
-                memcpy(p, "\\ufffd", 6);
-                p += 6;
-            }
-            continue;
-        }
-        if (c == '"' || c == '\\') {
-            *p++ = '\\';
-            *p++ = (char)c;
-        } else if (c < 0x20) {
-            p += sprintf(p, "\\u%04x", c);
-        } else {
-            *p++ = (char)c;
-        }
-    }
-    *p++ = '"';
-    *p = '\0';
-    *len = (size_t)(p - *buf);
-}
-
 char *fr_http_error_body(const char *msg, size_t *len) {
-    size_t cap = 0;
-    char *buf = NULL;
-    *len = 0;
-    append(&buf, len, "{\"error\":", 9);
-    cap = *len + 1;
-    fr_json_append_string(&buf, len, &cap, msg);
-    if (*len + 2 > cap)
-        buf = fr_realloc(buf, *len + 2);
-    buf[(*len)++] = '}';
-    buf[*len] = '\0';
-    return buf;
+    fr_buf_t b = {0};
+    fr_buf_puts(&b, "{\"error\":");
+    /* Messages may quote client bytes: the escaper keeps the body valid JSON. */
+    fr_json_put_string(&b, msg, strlen(msg));
+    fr_buf_putc(&b, '}');
+    return fr_buf_take(&b, len);
 }

@@ -21,6 +21,7 @@ typedef struct {
     int keep_alive;
     size_t header_bytes; /* request line and headers so far, for the size limit */
     int in_value;        /* llhttp hands names and values over in pieces */
+    size_t _url_cap, _body_cap; /* bytes allocated for url and body */
 } fr_request_t;
 
 void fr_request_reset(fr_request_t *req);
@@ -38,10 +39,7 @@ const char *fr_http_status_text(int status);
 char *fr_http_response(int status, const char *content_type, const char *extra_headers,
                        const char *body, size_t body_len, int keep_alive, size_t *out_len);
 
-/* Writes {"error":"<msg>"} with JSON escaping into a malloc'd string. */
+/* Writes {"error":"<msg>"} with JSON escaping (base/json.h) into a malloc'd string. */
 char *fr_http_error_body(const char *msg, size_t *len);
-
-/* Appends s as a JSON string literal (with quotes) to a growing buffer. */
-void fr_json_append_string(char **buf, size_t *len, size_t *cap, const char *s);
 
 #endif

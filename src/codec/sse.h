@@ -4,9 +4,6 @@
 
 #include <stddef.h>
 
-/* 1 when s[0..len) is well-formed UTF-8 (no overlong forms, no surrogates, <= U+10FFFF). */
-int fr_utf8_valid(const char *s, size_t len);
-
 /* 1 when a field value (event name, id, topic) holds no CR, LF or NUL: such a byte would end
  * the line and let the value inject fields of its own. */
 int fr_sse_field_ok(const char *s, size_t len);

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec/sse.h"
+#include "base/utf8.h"
 #include "base/util.h"
 
 enum { ST_HEADER = 0, ST_PAYLOAD = 1 };

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "codec/sse.h"
+#include "base/utf8.h"
 #include "base/util.h"
 
 #define ID_PREFIX "id: "

@@ -15,8 +15,7 @@ void fr_hub_init(fr_hub_t *hub, size_t nslots, size_t replay_events, uint64_t re
     pthread_mutexattr_destroy(&attr);
     hub->nslots = nslots ? nslots : 1;
     hub->slots = fr_calloc(hub->nslots, sizeof *hub->slots);
-    hub->nbuckets = 64;
-    hub->buckets = fr_calloc(hub->nbuckets, sizeof *hub->buckets);
+    fr_htable_init(&hub->topics);
     hub->replay_events = replay_events;
     hub->replay_ms = replay_ms;
     hub->floor.ms = start_ms;
@@ -29,16 +28,22 @@ static void topic_free(fr_topic_t *t) {
     free(t);
 }
 
+static fr_topic_t *topic_of(fr_hnode_t *n) {
+    return n ? FR_HTABLE_ENTRY(n, fr_topic_t, hnode) : NULL;
+}
+
+int fr_hub_ready(const fr_hub_t *hub) {
+    return hub->topics.buckets != NULL;
+}
+
 void fr_hub_close(fr_hub_t *hub) {
-    for (size_t i = 0; i < hub->nbuckets; i++) {
-        fr_topic_t *t = hub->buckets[i];
-        while (t) {
-            fr_topic_t *next = t->hnext;
-            topic_free(t);
-            t = next;
-        }
+    fr_htable_iter_t it;
+    fr_htable_iter_init(&hub->topics, &it);
+    for (fr_hnode_t *n; (n = fr_htable_iter_next(&it));) {
+        fr_htable_remove(&hub->topics, n);
+        topic_free(topic_of(n));
     }
-    free(hub->buckets);
+    fr_htable_close(&hub->topics);
     for (size_t k = 0; k < hub->nslots; k++) {
         fr_hub_slot_t *sl = &hub->slots[k];
         for (size_t i = 0; i < sl->npending; i++)
@@ -66,51 +71,28 @@ void fr_hub_unlock(fr_hub_t *hub) {
 
 void fr_hub_stats(fr_hub_t *hub, size_t *ntopics, uint64_t *published) {
     fr_hub_lock(hub);
-    *ntopics = hub->ntopics;
+    *ntopics = hub->topics.count;
     *published = hub->published;
     fr_hub_unlock(hub);
 }
 
 fr_topic_t *fr_hub_find(fr_hub_t *hub, const char *name) {
-    fr_topic_t *t = hub->buckets[fr_hash_str(name) & (hub->nbuckets - 1)];
-    while (t && strcmp(t->name, name) != 0)
-        t = t->hnext;
-    return t;
-}
-
-static void hub_rehash(fr_hub_t *hub) {
-    size_t n = hub->nbuckets * 2;
-    fr_topic_t **b = fr_calloc(n, sizeof *b);
-    for (size_t i = 0; i < hub->nbuckets; i++) {
-        fr_topic_t *t = hub->buckets[i];
-        while (t) {
-            fr_topic_t *next = t->hnext;
-            size_t k = fr_hash_str(t->name) & (n - 1);
-            t->hnext = b[k];
-            b[k] = t;
-            t = next;
-        }
-    }
-    free(hub->buckets);
-    hub->buckets = b;
-    hub->nbuckets = n;
+    return topic_of(fr_htable_find(&hub->topics, name, strlen(name)));
 }
 
 static fr_topic_t *hub_get(fr_hub_t *hub, const char *name) {
     fr_topic_t *t = fr_hub_find(hub, name);
     if (t)
         return t;
-    if (hub->ntopics >= hub->nbuckets)
-        hub_rehash(hub);
     t = fr_calloc(1, sizeof *t + hub->nslots * sizeof t->slot[0]);
-    t->name = fr_strdup(name);
+    size_t len = strlen(name);
+    t->name = fr_strndup(name, len);
     fr_ring_init(&t->ring, hub->replay_events);
     t->born = hub->floor;
     t->last = hub->floor;
-    size_t k = fr_hash_str(name) & (hub->nbuckets - 1);
-    t->hnext = hub->buckets[k];
-    hub->buckets[k] = t;
-    hub->ntopics++;
+    for (size_t k = 0; k < hub->nslots; k++)
+        fr_list_init(&t->slot[k].subs);
+    fr_htable_insert(&hub->topics, &t->hnode, t->name, len);
     return t;
 }
 
@@ -121,11 +103,7 @@ static void hub_maybe_forget(fr_hub_t *hub, fr_topic_t *t) {
         return;
     if (fr_id_cmp(t->last, hub->floor) > 0)
         hub->floor = t->last;
-    fr_topic_t **pp = &hub->buckets[fr_hash_str(t->name) & (hub->nbuckets - 1)];
-    while (*pp != t)
-        pp = &(*pp)->hnext;
-    *pp = t->hnext;
-    hub->ntopics--;
+    fr_htable_remove(&hub->topics, &t->hnode);
     topic_free(t);
 }
 
@@ -184,8 +162,10 @@ int fr_hub_publish(fr_hub_t *hub, const char *name, const char *evname, const ch
 static void topic_fan_out(fr_hub_t *hub, fr_topic_t *t, size_t slot, fr_event_t *ev) {
     t->delivering++;
     fr_hub_unlock(hub);
-    for (fr_sub_t *s = t->slot[slot].subs, *next; s; s = next) {
-        next = s->next;
+    fr_list_t *subs = &t->slot[slot].subs;
+    for (fr_list_t *l = fr_list_first(subs), *next; l; l = next) {
+        next = fr_list_next(subs, l);
+        fr_sub_t *s = FR_LIST_ENTRY(l, fr_sub_t, link);
         s->ops->deliver(s, ev);
     }
     fr_hub_lock(hub);
@@ -293,11 +273,9 @@ void fr_hub_subscribe(fr_hub_t *hub, fr_sub_t *sub, const char *name) {
     fr_topic_slot_t *ts = &t->slot[sub->slot];
     sub->topic = t;
     sub->away = 0;
-    sub->prev = NULL;
-    sub->next = ts->subs;
-    if (ts->subs)
-        ts->subs->prev = sub;
-    ts->subs = sub;
+    /* At the front, as always: a fan-out under way has passed the front, so a subscriber
+     * added by one of its callbacks does not get the event being delivered. */
+    fr_list_insert_head(&ts->subs, &sub->link);
     ts->nsubs++;
     int first = t->nsubs++ == 0;
     fr_hub_unlock(hub);
@@ -329,8 +307,10 @@ void fr_hub_lose(fr_hub_t *hub, const char *name) {
     if (t) {
         t->delivering++; /* an owner may unsubscribe while told */
         for (size_t k = 0; k < hub->nslots; k++) {
-            for (fr_sub_t *s = t->slot[k].subs, *next; s; s = next) {
-                next = s->next;
+            fr_list_t *subs = &t->slot[k].subs;
+            for (fr_list_t *l = fr_list_first(subs), *next; l; l = next) {
+                next = fr_list_next(subs, l);
+                fr_sub_t *s = FR_LIST_ENTRY(l, fr_sub_t, link);
                 s->ops->lost(s);
             }
         }
@@ -346,15 +326,9 @@ void fr_hub_unsubscribe(fr_hub_t *hub, fr_sub_t *sub) {
         return;
     fr_hub_lock(hub);
     fr_topic_slot_t *ts = &t->slot[sub->slot];
-    if (sub->prev)
-        sub->prev->next = sub->next;
-    else
-        ts->subs = sub->next;
-    if (sub->next)
-        sub->next->prev = sub->prev;
+    fr_list_remove(&sub->link);
     ts->nsubs--;
     sub->topic = NULL;
-    sub->prev = sub->next = NULL;
     int last = --t->nsubs == 0;
     /* The follow callback (a Redis broker, one-slot hubs only) runs before the topic can go. */
     if (last && hub->on_follow)
@@ -366,14 +340,13 @@ void fr_hub_unsubscribe(fr_hub_t *hub, fr_sub_t *sub) {
 void fr_hub_sweep(fr_hub_t *hub) {
     fr_hub_lock(hub);
     uint64_t now = fr_now_ms();
-    for (size_t i = 0; i < hub->nbuckets; i++) {
-        fr_topic_t *t = hub->buckets[i];
-        while (t) {
-            fr_topic_t *next = t->hnext;
-            topic_expire(hub, t, now);
-            hub_maybe_forget(hub, t);
-            t = next;
-        }
+    /* hub_maybe_forget may remove (and free) the topic the walk stands on, and only that. */
+    fr_htable_iter_t it;
+    fr_htable_iter_init(&hub->topics, &it);
+    for (fr_hnode_t *n; (n = fr_htable_iter_next(&it));) {
+        fr_topic_t *t = topic_of(n);
+        topic_expire(hub, t, now);
+        hub_maybe_forget(hub, t);
     }
     fr_hub_unlock(hub);
 }

@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/hash.h"
+#include "base/list.h"
 #include "core/event.h"
 #include "core/ring.h"
 
@@ -38,7 +40,7 @@ typedef struct {
 /* A subscription: one stream following one topic. Embedded in its owner (the stream). */
 struct fr_sub_s {
     fr_topic_t *topic;  /* NULL while not subscribed */
-    fr_sub_t *prev, *next;
+    fr_list_t link;     /* in topic->slot[slot].subs while subscribed */
     const fr_sub_ops_t *ops;
     void *owner;        /* the stream */
     size_t index;       /* which of the owner's topics this is */
@@ -49,7 +51,7 @@ struct fr_sub_s {
 
 /* One worker's subscribers of one topic. */
 typedef struct {
-    fr_sub_t *subs;     /* intrusive list */
+    fr_list_t subs;     /* fr_sub_t.link, the newest first */
     size_t nsubs;
 } fr_topic_slot_t;
 
@@ -62,7 +64,7 @@ struct fr_topic_s {
     uint64_t published;  /* events published since the topic was created */
     uint64_t dropped;    /* deliveries dropped by slow streams */
     int delivering;      /* fan-outs walking this topic's subs: it must not be freed */
-    fr_topic_t *hnext;   /* hash chain */
+    fr_hnode_t hnode;    /* in hub->topics, keyed by name */
     fr_topic_slot_t slot[]; /* one per worker (hub->nslots) */
 };
 
@@ -84,11 +86,9 @@ typedef struct fr_hub_s {
     pthread_mutex_t mu;   /* recursive; guards everything below but the slots' sub lists */
     fr_hub_slot_t *slots; /* owned, nslots */
     size_t nslots;
-    fr_topic_t **buckets; /* owned; topics are owned through their chains */
+    fr_htable_t topics;   /* name → fr_topic_t (owned through the table) */
     fr_follow_cb on_follow;
     void *follow_ctx;
-    size_t nbuckets;
-    size_t ntopics;
     size_t replay_events;
     uint64_t replay_ms;
     /* Every id the hub ever issued or forgot is at or below this floor for new topics: the
@@ -110,6 +110,8 @@ typedef enum {
 /* A hub with `nslots` worker slots (at least 1). */
 void fr_hub_init(fr_hub_t *hub, size_t nslots, size_t replay_events, uint64_t replay_ms,
                  uint64_t start_ms);
+/* 1 between fr_hub_init and fr_hub_close; 0 for a zeroed hub. */
+int fr_hub_ready(const fr_hub_t *hub);
 /* Who to wake when events wait in `slot` (a worker on another thread). */
 void fr_hub_set_wake(fr_hub_t *hub, size_t slot, void (*wake)(void *ctx), void *ctx);
 

@@ -34,7 +34,9 @@ void fr_presence_local(fr_hub_t *hub, const char *topic, fr_presence_t *out) {
     fr_hub_lock(hub);
     fr_topic_t *t = fr_hub_find(hub, topic);
     for (size_t k = 0; t && k < hub->nslots; k++) {
-        for (fr_sub_t *s = t->slot[k].subs; s; s = s->next) {
+        const fr_list_t *subs = &t->slot[k].subs;
+        for (fr_list_t *l = fr_list_first(subs); l; l = fr_list_next(subs, l)) {
+            const fr_sub_t *s = FR_LIST_ENTRY(l, fr_sub_t, link);
             if (s->away)
                 continue;
             out->count++;

@@ -7,52 +7,35 @@
 #include "base/util.h"
 
 struct fr_bucket_s {
+    fr_hnode_t hnode;   /* in rl->buckets, keyed by key[0..klen) */
     char *key;          /* owned: kind, tier and client joined by NUL bytes */
     size_t klen;
     double tokens;
     double rate, burst; /* copied from the tier, so the sweep needs no config */
     uint64_t at_ms;     /* when tokens was last brought up to date */
-    fr_bucket_t *next;
 };
 
 void fr_ratelimit_init(fr_ratelimit_t *rl) {
     memset(rl, 0, sizeof *rl);
     pthread_mutex_init(&rl->mu, NULL);
-    rl->nbuckets = 64;
-    rl->buckets = fr_calloc(rl->nbuckets, sizeof *rl->buckets);
+    fr_htable_init(&rl->buckets);
+}
+
+/* Takes the bucket out of the table and frees it. */
+static void bucket_drop(fr_ratelimit_t *rl, fr_bucket_t *b) {
+    fr_htable_remove(&rl->buckets, &b->hnode);
+    free(b->key);
+    free(b);
 }
 
 void fr_ratelimit_close(fr_ratelimit_t *rl) {
-    for (size_t i = 0; i < rl->nbuckets; i++) {
-        fr_bucket_t *b = rl->buckets[i];
-        while (b) {
-            fr_bucket_t *n = b->next;
-            free(b->key);
-            free(b);
-            b = n;
-        }
-    }
-    free(rl->buckets);
+    fr_htable_iter_t it;
+    fr_htable_iter_init(&rl->buckets, &it);
+    for (fr_hnode_t *n; (n = fr_htable_iter_next(&it));)
+        bucket_drop(rl, FR_HTABLE_ENTRY(n, fr_bucket_t, hnode));
+    fr_htable_close(&rl->buckets);
     pthread_mutex_destroy(&rl->mu);
     memset(rl, 0, sizeof *rl);
-}
-
-static void rehash(fr_ratelimit_t *rl) {
-    size_t n = rl->nbuckets * 2;
-    fr_bucket_t **t = fr_calloc(n, sizeof *t);
-    for (size_t i = 0; i < rl->nbuckets; i++) {
-        fr_bucket_t *b = rl->buckets[i];
-        while (b) {
-            fr_bucket_t *next = b->next;
-            size_t k = fr_hash_bytes(b->key, b->klen) & (n - 1);
-            b->next = t[k];
-            t[k] = b;
-            b = next;
-        }
-    }
-    free(rl->buckets);
-    rl->buckets = t;
-    rl->nbuckets = n;
 }
 
 static void refill(fr_bucket_t *b, uint64_t now) {
@@ -79,23 +62,15 @@ int fr_ratelimit_take(fr_ratelimit_t *rl, fr_rl_kind_t kind, const fr_tier_t *ti
     size_t klen = 2 + tl + cl;
 
     pthread_mutex_lock(&rl->mu);
-    fr_bucket_t **head = &rl->buckets[fr_hash_bytes(key, klen) & (rl->nbuckets - 1)];
-    fr_bucket_t *b = *head;
-    while (b && (b->klen != klen || memcmp(b->key, key, klen) != 0))
-        b = b->next;
+    fr_hnode_t *n = fr_htable_find(&rl->buckets, key, klen);
+    fr_bucket_t *b = n ? FR_HTABLE_ENTRY(n, fr_bucket_t, hnode) : NULL;
     if (!b) {
-        if (rl->count >= rl->nbuckets) {
-            rehash(rl);
-            head = &rl->buckets[fr_hash_bytes(key, klen) & (rl->nbuckets - 1)];
-        }
         b = fr_calloc(1, sizeof *b);
         b->key = fr_strndup(key, klen);
         b->klen = klen;
         b->tokens = tier->burst;
         b->at_ms = now;
-        b->next = *head;
-        *head = b;
-        rl->count++;
+        fr_htable_insert(&rl->buckets, &b->hnode, b->key, b->klen);
     }
     b->rate = tier->rate;
     b->burst = tier->burst;
@@ -116,20 +91,13 @@ int fr_ratelimit_take(fr_ratelimit_t *rl, fr_rl_kind_t kind, const fr_tier_t *ti
 
 void fr_ratelimit_sweep(fr_ratelimit_t *rl, uint64_t now) {
     pthread_mutex_lock(&rl->mu);
-    for (size_t i = 0; i < rl->nbuckets; i++) {
-        fr_bucket_t **pp = &rl->buckets[i];
-        while (*pp) {
-            fr_bucket_t *b = *pp;
-            refill(b, now);
-            if (b->tokens >= b->burst) {
-                *pp = b->next;
-                free(b->key);
-                free(b);
-                rl->count--;
-            } else {
-                pp = &b->next;
-            }
-        }
+    fr_htable_iter_t it;
+    fr_htable_iter_init(&rl->buckets, &it);
+    for (fr_hnode_t *n; (n = fr_htable_iter_next(&it));) {
+        fr_bucket_t *b = FR_HTABLE_ENTRY(n, fr_bucket_t, hnode);
+        refill(b, now);
+        if (b->tokens >= b->burst)
+            bucket_drop(rl, b);
     }
     pthread_mutex_unlock(&rl->mu);
 }

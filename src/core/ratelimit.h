@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/hash.h"
 #include "core/config.h"
 
 typedef enum { FR_RL_CONNECT = 0, FR_RL_PUBLISH = 1, FR_RL_MESSAGE = 2 } fr_rl_kind_t;
@@ -17,9 +18,7 @@ typedef struct fr_bucket_s fr_bucket_t;
 /* Shared by every worker thread of the process: the mutex guards the table. */
 typedef struct {
     pthread_mutex_t mu;
-    fr_bucket_t **buckets; /* owned hash table */
-    size_t nbuckets;
-    size_t count;
+    fr_htable_t buckets; /* (kind, tier, client) → fr_bucket_t, owned through the table */
     unsigned long rejected[3]; /* per fr_rl_kind_t */
 } fr_ratelimit_t;
 

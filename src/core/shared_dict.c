@@ -4,21 +4,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/hash.h"
 #include "base/util.h"
 
-typedef struct entry_s {
-    char *key;
+typedef struct {
+    fr_hnode_t hnode;  /* in entries, keyed by key[0..klen) */
+    char *key;         /* owned; may hold NUL bytes */
     size_t klen;
     fr_sv_t val;       /* val.str owned by the entry */
     uint64_t expires;  /* monotonic ms; 0 = never */
-    struct entry_s *next;
 } entry_t;
 
 struct fr_shared_s {
     pthread_mutex_t mu;
-    entry_t **buckets;
-    size_t nbuckets;
-    size_t count;
+    fr_htable_t entries; /* owns the entries */
     size_t max_entries;
     uint64_t purged_at; /* last full scan for expired entries */
 };
@@ -45,89 +44,59 @@ void fr_shared_shutdown(void) {
 fr_shared_t *fr_shared_new(size_t max_entries) {
     fr_shared_t *d = fr_calloc(1, sizeof *d);
     pthread_mutex_init(&d->mu, NULL);
-    d->nbuckets = 64;
-    d->buckets = fr_calloc(d->nbuckets, sizeof *d->buckets);
+    fr_htable_init(&d->entries);
     d->max_entries = max_entries;
     return d;
 }
 
-static void entry_free(entry_t *e) {
+/* Takes the entry out of the table and frees it. */
+static void entry_drop(fr_shared_t *d, entry_t *e) {
+    fr_htable_remove(&d->entries, &e->hnode);
     free(e->key);
     free(e->val.str);
     free(e);
 }
 
+static entry_t *entry_of(fr_hnode_t *n) {
+    return n ? FR_HTABLE_ENTRY(n, entry_t, hnode) : NULL;
+}
+
 void fr_shared_free(fr_shared_t *d) {
-    for (size_t i = 0; i < d->nbuckets; i++) {
-        entry_t *e = d->buckets[i];
-        while (e) {
-            entry_t *n = e->next;
-            entry_free(e);
-            e = n;
-        }
-    }
-    free(d->buckets);
+    fr_htable_iter_t it;
+    fr_htable_iter_init(&d->entries, &it);
+    for (fr_hnode_t *n; (n = fr_htable_iter_next(&it));)
+        entry_drop(d, entry_of(n));
+    fr_htable_close(&d->entries);
     pthread_mutex_destroy(&d->mu);
     free(d);
 }
 
 /* Finds a live entry; an expired one is removed on the way. Caller holds the mutex. */
 static entry_t *find(fr_shared_t *d, const char *key, size_t klen, uint64_t now) {
-    entry_t **pp = &d->buckets[fr_hash_bytes(key, klen) & (d->nbuckets - 1)];
-    for (entry_t *e; (e = *pp); pp = &e->next) {
-        if (e->klen != klen || memcmp(e->key, key, klen) != 0)
-            continue;
-        if (e->expires && e->expires <= now) {
-            *pp = e->next;
-            entry_free(e);
-            d->count--;
-            return NULL;
-        }
-        return e;
+    entry_t *e = entry_of(fr_htable_find(&d->entries, key, klen));
+    if (e && e->expires && e->expires <= now) {
+        entry_drop(d, e);
+        return NULL;
     }
-    return NULL;
+    return e;
 }
 
 /* Frees every expired entry. Runs only when the dictionary is full (and at most once per
  * millisecond), so short-lived keys never fill it for good. Caller holds the mutex. */
 static int room_for_one(fr_shared_t *d, uint64_t now) {
-    if (d->count < d->max_entries)
+    if (d->entries.count < d->max_entries)
         return 1;
     if (d->purged_at == now && now != 0)
         return 0;
     d->purged_at = now;
-    for (size_t i = 0; i < d->nbuckets; i++) {
-        entry_t **pp = &d->buckets[i];
-        while (*pp) {
-            entry_t *e = *pp;
-            if (e->expires && e->expires <= now) {
-                *pp = e->next;
-                entry_free(e);
-                d->count--;
-            } else {
-                pp = &e->next;
-            }
-        }
+    fr_htable_iter_t it;
+    fr_htable_iter_init(&d->entries, &it);
+    for (fr_hnode_t *n; (n = fr_htable_iter_next(&it));) {
+        entry_t *e = entry_of(n);
+        if (e->expires && e->expires <= now)
+            entry_drop(d, e);
     }
-    return d->count < d->max_entries;
-}
-
-static void rehash(fr_shared_t *d) {
-    size_t n = d->nbuckets * 2;
-    entry_t **b = fr_calloc(n, sizeof *b);
-    for (size_t i = 0; i < d->nbuckets; i++) {
-        entry_t *e = d->buckets[i];
-        while (e) {
-            entry_t *next = e->next;
-            size_t k = fr_hash_bytes(e->key, e->klen) & (n - 1);
-            e->next = b[k];
-            b[k] = e;
-            e = next;
-        }
-    }
-    free(d->buckets);
-    d->buckets = b;
-    d->nbuckets = n;
+    return d->entries.count < d->max_entries;
 }
 
 static void value_copy(fr_sv_t *dst, const fr_sv_t *src) {
@@ -147,16 +116,10 @@ int fr_shared_get(fr_shared_t *d, const char *key, size_t klen, fr_sv_t *out, ui
 
 /* Inserts a new entry; caller holds the mutex and has checked the bound. */
 static entry_t *insert(fr_shared_t *d, const char *key, size_t klen) {
-    if (d->count >= d->nbuckets) {
-        rehash(d);
-    }
     entry_t *e = fr_calloc(1, sizeof *e);
     e->key = fr_strndup(key, klen);
     e->klen = klen;
-    size_t k = fr_hash_bytes(key, klen) & (d->nbuckets - 1);
-    e->next = d->buckets[k];
-    d->buckets[k] = e;
-    d->count++;
+    fr_htable_insert(&d->entries, &e->hnode, e->key, e->klen);
     return e;
 }
 
@@ -212,24 +175,18 @@ out:
 
 int fr_shared_delete(fr_shared_t *d, const char *key, size_t klen) {
     pthread_mutex_lock(&d->mu);
-    entry_t **pp = &d->buckets[fr_hash_bytes(key, klen) & (d->nbuckets - 1)];
-    int found = 0;
-    for (entry_t *e; (e = *pp); pp = &e->next) {
-        if (e->klen == klen && memcmp(e->key, key, klen) == 0) {
-            *pp = e->next;
-            entry_free(e);
-            d->count--;
-            found = 1;
-            break;
-        }
-    }
+    /* Expired or not: the key goes either way, and 1 says it was there. */
+    entry_t *e = entry_of(fr_htable_find(&d->entries, key, klen));
+    int found = e != NULL;
+    if (e)
+        entry_drop(d, e);
     pthread_mutex_unlock(&d->mu);
     return found;
 }
 
 size_t fr_shared_count(fr_shared_t *d) {
     pthread_mutex_lock(&d->mu);
-    size_t n = d->count;
+    size_t n = d->entries.count;
     pthread_mutex_unlock(&d->mu);
     return n;
 }

@@ -23,7 +23,7 @@ typedef struct fr_ltimer_s {
     int fn_ref;        /* the callback */
     int box_ref;       /* keeps the Lua handle alive while the timer can fire */
     int repeat;
-    struct fr_ltimer_s *prev, *next;
+    fr_list_t link;    /* in vm->timers while it can fire */
 } fr_ltimer_t;
 
 typedef struct {
@@ -160,12 +160,7 @@ static void timer_stop(fr_ltimer_t *t) {
     fr_vm_t *vm = t->vm;
     if (!vm)
         return;
-    if (t->prev)
-        t->prev->next = t->next;
-    else
-        vm->timers = t->next;
-    if (t->next)
-        t->next->prev = t->prev;
+    fr_list_remove(&t->link);
     lua_rawgeti(vm->L, LUA_REGISTRYINDEX, t->box_ref);
     timer_box_t *box = lua_touserdata(vm->L, -1);
     if (box)
@@ -179,8 +174,8 @@ static void timer_stop(fr_ltimer_t *t) {
 }
 
 void fr_lua_stop_timers(fr_vm_t *vm) {
-    while (vm->timers)
-        timer_stop(vm->timers);
+    for (fr_list_t *l; (l = fr_list_first(&vm->timers));)
+        timer_stop(FR_LIST_ENTRY(l, fr_ltimer_t, link));
 }
 
 static void on_timer(uv_timer_t *h) {
@@ -215,10 +210,7 @@ static int l_core_timer(lua_State *L) {
     t->fn_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pushvalue(L, -1);
     t->box_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    t->next = vm->timers;
-    if (vm->timers)
-        vm->timers->prev = t;
-    vm->timers = t;
+    fr_list_insert_head(&vm->timers, &t->link);
     box->t = t;
     uv_timer_start(&t->handle, on_timer, period, repeat ? period : 0);
     return 1;

@@ -1044,6 +1044,7 @@ static void vm_free(fr_vm_t *vm) {
 
 fr_vm_t *fr_vm_new(const char *app_path, fr_vm_host_t *host, fr_errors_t *errs) {
     fr_vm_t *vm = fr_calloc(1, sizeof *vm);
+    fr_list_init(&vm->timers);
     vm->refs = 1;
     vm->host = host;
     vm->app_path = fr_strdup(app_path);

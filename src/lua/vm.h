@@ -11,12 +11,12 @@
 
 #include <uv.h>
 
+#include "base/list.h"
 #include "core/config.h"
 #include "core/metrics.h"
 #include "core/event.h"
 #include "codec/router.h"
 
-struct fr_ltimer_s;
 struct fr_broker_s;
 
 /* What a VM's API needs from the worker that runs it. Owned by the worker; filled as the
@@ -70,7 +70,7 @@ typedef struct fr_vm_s {
     int encode_ref, decode_ref; /* cjson.encode / cjson.decode */
     int call_depth;             /* nested hook calls share the outermost budget */
     int filtering;              /* a filter hook runs (inside a delivery: no publishing) */
-    struct fr_ltimer_s *timers; /* live timers, stopped when the VM is retired */
+    fr_list_t timers;           /* live timers (fr_ltimer_t), stopped when the VM is retired */
     int retired;
     /* The Lua table of the event last passed to a filter: fan-out builds it once per VM. */
     fr_event_t *ev_cached;      /* one reference while cached */

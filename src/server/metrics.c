@@ -1,49 +1,28 @@
 /* GET /metrics (Prometheus text format) and GET /health: the whole process, summed over its
  * workers, with gauges of the present counted when scraped. */
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "base/buf.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "server/process.h"
 
-typedef struct {
-    char *buf; /* owned */
-    size_t len, cap;
-} out_t;
-
-static void put(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(out_t *o, const char *fmt, ...) {
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
-        va_end(ap);
-        if (n >= 0 && (size_t)n < o->cap - o->len) {
-            o->len += (size_t)n;
-            return;
-        }
-        o->cap = o->cap * 2 + (size_t)(n > 0 ? n : 0);
-        o->buf = fr_realloc(o->buf, o->cap);
-    }
+static void header(fr_buf_t *o, const char *name, const char *type, const char *help) {
+    fr_buf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void header(out_t *o, const char *name, const char *type, const char *help) {
-    put(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static void counter(out_t *o, const char *name, const char *help, unsigned long v) {
+static void counter(fr_buf_t *o, const char *name, const char *help, unsigned long v) {
     header(o, name, "counter", help);
-    put(o, "%s %lu\n", name, v);
+    fr_buf_printf(o, "%s %lu\n", name, v);
 }
 
-static void gauge(out_t *o, const char *name, const char *help, double v) {
+static void gauge(fr_buf_t *o, const char *name, const char *help, double v) {
     header(o, name, "gauge", help);
-    put(o, "%s %.17g\n", name, v);
+    fr_buf_printf(o, "%s %.17g\n", name, v);
 }
 
 /* Label values are route patterns and tier names: escape what the text format reserves. */
@@ -123,15 +102,13 @@ void fr_server_share_census(fr_worker_t *w) {
     pthread_mutex_unlock(&w->census_mu);
 }
 
-static void hist_put(out_t *o, const char *name, const char *help, const fr_census_hist_t *h) {
+static void hist_put(fr_buf_t *o, const char *name, const char *help, const fr_census_hist_t *h) {
     header(o, name, "histogram", help);
     for (size_t i = 0; i < FR_CENSUS_BOUNDS; i++)
-        put(o, "%s_bucket{le=\"%g\"} %lu\n", name, depth_bounds[i], h->counts[i]);
-    put(o, "%s_bucket{le=\"+Inf\"} %lu\n%s_sum %.17g\n%s_count %lu\n", name, h->total, name,
-        h->sum, name, h->total);
+        fr_buf_printf(o, "%s_bucket{le=\"%g\"} %lu\n", name, depth_bounds[i], h->counts[i]);
+    fr_buf_printf(o, "%s_bucket{le=\"+Inf\"} %lu\n%s_sum %.17g\n%s_count %lu\n", name, h->total,
+                  name, h->sum, name, h->total);
 }
-
-
 
 static long rss_bytes(void) {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -150,7 +127,8 @@ void fr_server_respond_metrics(void *ctx, fr_conn_t *c) {
     unsigned long *tier_rejected = fr_calloc(w->config->ntiers + 1, sizeof *tier_rejected);
     fr_worker_totals(w, &totals, tier_rejected);
     const fr_metrics_t *m = &totals.m;
-    out_t o = {fr_malloc(16384), 0, 16384};
+    fr_buf_t o = {0};
+    fr_buf_reserve(&o, 16384);
     char lb[256], lb2[128];
 
     /* Connections by route, transport and state: this worker's counted now, the others'
@@ -173,11 +151,12 @@ void fr_server_respond_metrics(void *ctx, fr_conn_t *c) {
     size_t ng = all.ngroups;
     header(&o, "freshet_connections", "gauge", "Open connections by route, transport and state.");
     for (size_t g = 0; g < ng; g++)
-        put(&o, "freshet_connections{route=\"%s\",transport=\"%s\",state=\"%s\"} %lu\n",
-            label(groups[g].route, lb, sizeof lb), groups[g].route[0] ? "sse" : "http",
-            groups[g].state, groups[g].n);
+        fr_buf_printf(&o, "freshet_connections{route=\"%s\",transport=\"%s\",state=\"%s\"} %lu\n",
+                      label(groups[g].route, lb, sizeof lb), groups[g].route[0] ? "sse" : "http",
+                      groups[g].state, groups[g].n);
     if (ng == 0)
-        put(&o, "freshet_connections{route=\"\",transport=\"http\",state=\"reading\"} 0\n");
+        fr_buf_printf(&o,
+                      "freshet_connections{route=\"\",transport=\"http\",state=\"reading\"} 0\n");
     counter(&o, "freshet_connections_accepted_total", "Connections accepted since start.",
             m->connections);
     counter(&o, "freshet_streams_started_total", "Streams started since start.", m->streams);
@@ -185,28 +164,29 @@ void fr_server_respond_metrics(void *ctx, fr_conn_t *c) {
     header(&o, "freshet_events_published_total", "counter", "Events published, by priority.");
     const char *prio[] = {"telemetry", "normal", "critical"};
     for (int p = 0; p < 3; p++)
-        put(&o, "freshet_events_published_total{priority=\"%s\"} %lu\n", prio[p], m->published[p]);
+        fr_buf_printf(&o, "freshet_events_published_total{priority=\"%s\"} %lu\n", prio[p],
+                      m->published[p]);
     header(&o, "freshet_events_dropped_total", "counter",
            "Deliveries dropped by slow streams, by priority and reason.");
     for (int p = 0; p < 3; p++)
-        put(&o, "freshet_events_dropped_total{priority=\"%s\",reason=\"queue\"} %lu\n", prio[p],
-            m->dropped[p]);
-    put(&o, "freshet_events_dropped_total{priority=\"any\",reason=\"conflated\"} %lu\n",
-        m->conflated);
+        fr_buf_printf(&o, "freshet_events_dropped_total{priority=\"%s\",reason=\"queue\"} %lu\n",
+                      prio[p], m->dropped[p]);
+    fr_buf_printf(&o, "freshet_events_dropped_total{priority=\"any\",reason=\"conflated\"} %lu\n",
+                  m->conflated);
     counter(&o, "freshet_events_delivered_total", "Events written to streams.", m->delivered);
     counter(&o, "freshet_events_replayed_total", "Events sent from replay on resume.", m->replayed);
     header(&o, "freshet_streams_evicted_total", "counter",
            "Streams ended because they could not keep up, by reason.");
-    put(&o, "freshet_streams_evicted_total{reason=\"lag\"} %lu\n", m->evicted_lag);
-    put(&o, "freshet_streams_evicted_total{reason=\"drop\"} %lu\n", m->evicted_drop);
-    put(&o, "freshet_streams_evicted_total{reason=\"slow\"} %lu\n", m->evicted_slow);
+    fr_buf_printf(&o, "freshet_streams_evicted_total{reason=\"lag\"} %lu\n", m->evicted_lag);
+    fr_buf_printf(&o, "freshet_streams_evicted_total{reason=\"drop\"} %lu\n", m->evicted_drop);
+    fr_buf_printf(&o, "freshet_streams_evicted_total{reason=\"slow\"} %lu\n", m->evicted_slow);
     header(&o, "freshet_resumes_total", "counter",
            "Streams that arrived with a Last-Event-ID, by outcome.");
-    put(&o, "freshet_resumes_total{outcome=\"replayed\"} %lu\n",
-        m->resumes - m->resume_stale - m->resume_reset);
-    put(&o, "freshet_resumes_total{outcome=\"stale_416\"} %lu\n", m->resume_stale);
-    put(&o, "freshet_resumes_total{outcome=\"reset\"} %lu\n", m->resume_reset);
-    put(&o, "freshet_resumes_total{outcome=\"invalid_400\"} %lu\n", m->resume_invalid);
+    fr_buf_printf(&o, "freshet_resumes_total{outcome=\"replayed\"} %lu\n",
+                  m->resumes - m->resume_stale - m->resume_reset);
+    fr_buf_printf(&o, "freshet_resumes_total{outcome=\"stale_416\"} %lu\n", m->resume_stale);
+    fr_buf_printf(&o, "freshet_resumes_total{outcome=\"reset\"} %lu\n", m->resume_reset);
+    fr_buf_printf(&o, "freshet_resumes_total{outcome=\"invalid_400\"} %lu\n", m->resume_invalid);
     hist_put(&o, "freshet_stream_queue_depth", "Events queued per open stream.", &all.depth);
     hist_put(&o, "freshet_stream_lag_events", "Events behind (queued plus dropped in a row) per open stream.", &all.lag);
     counter(&o, "freshet_stream_bytes_written_total", "Stream bytes handed to sockets.",
@@ -216,17 +196,17 @@ void fr_server_respond_metrics(void *ctx, fr_conn_t *c) {
             m->lua_errors);
     header(&o, "freshet_lua_stopped_total", "counter",
            "Lua hooks stopped by a limit (also counted as Lua errors), by limit.");
-    put(&o, "freshet_lua_stopped_total{limit=\"budget\"} %lu\n", m->lua_budget_stops);
-    put(&o, "freshet_lua_stopped_total{limit=\"memory\"} %lu\n", m->lua_memory_stops);
+    fr_buf_printf(&o, "freshet_lua_stopped_total{limit=\"budget\"} %lu\n", m->lua_budget_stops);
+    fr_buf_printf(&o, "freshet_lua_stopped_total{limit=\"memory\"} %lu\n", m->lua_memory_stops);
     counter(&o, "freshet_reloads_total", "Successful script reloads.", totals.reloads);
     counter(&o, "freshet_reload_failures_total", "Reloads refused because a script failed to load.",
             totals.reload_failures);
     header(&o, "freshet_rate_limited_total", "counter", "Requests answered 429, by tier.");
     for (size_t t = 0; t < w->config->ntiers; t++)
-        put(&o, "freshet_rate_limited_total{tier=\"%s\"} %lu\n",
-            label(w->config->tiers[t].name, lb2, sizeof lb2), tier_rejected[t]);
+        fr_buf_printf(&o, "freshet_rate_limited_total{tier=\"%s\"} %lu\n",
+                      label(w->config->tiers[t].name, lb2, sizeof lb2), tier_rejected[t]);
     if (w->config->ntiers == 0)
-        put(&o, "freshet_rate_limited_total{tier=\"\"} 0\n");
+        fr_buf_printf(&o, "freshet_rate_limited_total{tier=\"\"} 0\n");
     counter(&o, "freshet_streams_refused_fd_total", "New streams refused at 90% of descriptors.",
             m->refused_fds);
     counter(&o, "freshet_request_timeouts_total", "Requests answered 408.", m->timeouts);
@@ -242,8 +222,8 @@ void fr_server_respond_metrics(void *ctx, fr_conn_t *c) {
     gauge(&o, "freshet_uptime_seconds", "Seconds since start.",
           (double)(fr_mono_ms() - w->started_ms) / 1000.0);
     fr_conn_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8",
-                    "Cache-Control: no-cache\r\n", o.buf, o.len);
-    free(o.buf);
+                    "Cache-Control: no-cache\r\n", o.p, o.len);
+    fr_buf_free(&o);
     free(tier_rejected);
 }
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/json.h"
 #include "base/log.h"
 #include "base/util.h"
 
@@ -387,7 +388,7 @@ static void log_start(fr_stream_t *s, int reset) {
         return;
     char f[512], tier[96] = "null";
     if (s->tier)
-        snprintf(tier, sizeof tier, "\"%s\"", s->tier);
+        fr_json_write_string(tier, sizeof tier, s->tier, strlen(s->tier));
     if (s->resume) {
         snprintf(f, sizeof f,
                  "\"event\":\"RECONNECTING\",\"conn\":%llu,\"replayed\":%lu,\"reset\":%s",
@@ -396,15 +397,10 @@ static void log_start(fr_stream_t *s, int reset) {
         fr_log_fields(FR_LOG_INFO, f);
     }
     char route[200];
-    size_t n = 0;
-    for (const char *p = s->route->pattern.source; *p && n + 3 < sizeof route; p++) {
-        if (*p == '"' || *p == '\\')
-            route[n++] = '\\';
-        route[n++] = *p;
-    }
-    route[n] = '\0';
+    const char *pattern = s->route->pattern.source;
+    fr_json_write_string(route, sizeof route, pattern, strlen(pattern));
     snprintf(f, sizeof f,
-             "\"event\":\"ACTIVE\",\"conn\":%llu,\"route\":\"%s\",\"topics\":%zu,\"tier\":%s",
+             "\"event\":\"ACTIVE\",\"conn\":%llu,\"route\":%s,\"topics\":%zu,\"tier\":%s",
              (unsigned long long)s->id, route, s->ntopics, tier);
     fr_log_fields(FR_LOG_INFO, f);
 }

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/buf.h"
+#include "base/json.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "codec/ws.h"
@@ -152,62 +154,26 @@ static uint16_t close_code(const char *reason, const char **text) {
     return FR_WS_CLOSE_TRY_AGAIN;
 }
 
-/* A growing byte buffer for envelopes. */
-typedef struct {
-    char *p;
-    size_t len, cap;
-} buf_t;
-
-static void put(buf_t *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2;
-        b->p = fr_realloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-static void put_json_string(buf_t *b, const char *s, size_t n) {
-    put(b, "\"", 1);
-    size_t start = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch != '"' && ch != '\\' && ch >= 0x20)
-            continue;
-        put(b, s + start, i - start);
-        char esc[8];
-        int el = ch == '"' ? snprintf(esc, sizeof esc, "\\\"")
-                 : ch == '\\' ? snprintf(esc, sizeof esc, "\\\\")
-                 : ch == '\n' ? snprintf(esc, sizeof esc, "\\n")
-                 : ch == '\r' ? snprintf(esc, sizeof esc, "\\r")
-                 : ch == '\t' ? snprintf(esc, sizeof esc, "\\t")
-                              : snprintf(esc, sizeof esc, "\\u%04x", ch);
-        put(b, esc, (size_t)el);
-        start = i + 1;
-    }
-    put(b, s + start, n - start);
-    put(b, "\"", 1);
-}
-
 /* {"v":1,"topic":…,"id":…,"event":…,"data":…} as a text frame. */
 static char *envelope(const fr_event_t *ev, const char *id, size_t *len) {
-    buf_t b = {fr_malloc(256 + ev->data_len), 0, 256 + ev->data_len};
-    put(&b, "{\"v\":1,\"topic\":", 15);
-    put_json_string(&b, ev->topic, strlen(ev->topic));
-    put(&b, ",\"id\":", 6);
-    put_json_string(&b, id, strlen(id));
+    fr_buf_t b = {0};
+    fr_buf_reserve(&b, 256 + ev->data_len);
+    fr_buf_put(&b, "{\"v\":1,\"topic\":", 15);
+    fr_json_put_string(&b, ev->topic, strlen(ev->topic));
+    fr_buf_put(&b, ",\"id\":", 6);
+    fr_json_put_string(&b, id, strlen(id));
     if (ev->name) {
-        put(&b, ",\"event\":", 9);
-        put_json_string(&b, ev->name, strlen(ev->name));
+        fr_buf_put(&b, ",\"event\":", 9);
+        fr_json_put_string(&b, ev->name, strlen(ev->name));
     }
-    put(&b, ",\"data\":", 8);
+    fr_buf_put(&b, ",\"data\":", 8);
     if (ev->json)
-        put(&b, ev->data, ev->data_len);
+        fr_buf_put(&b, ev->data, ev->data_len);
     else
-        put_json_string(&b, ev->data, ev->data_len);
-    put(&b, "}", 1);
+        fr_json_put_string(&b, ev->data, ev->data_len);
+    fr_buf_put(&b, "}", 1);
     char *f = text_frame(b.p, b.len, len);
-    free(b.p);
+    fr_buf_free(&b);
     return f;
 }
 
@@ -280,13 +246,13 @@ static void send_json(fr_stream_t *s, const char *json, size_t n) {
 static void ws_reset(fr_stream_t *s) {
     char *ids = fr_malloc(fr_stream_positions_max(s));
     fr_stream_positions(s, ids);
-    buf_t b = {NULL, 0, 0};
-    put(&b, "{\"v\":1,\"type\":\"reset\",\"id\":", 27);
-    put_json_string(&b, ids, strlen(ids));
+    fr_buf_t b = {0};
+    fr_buf_put(&b, "{\"v\":1,\"type\":\"reset\",\"id\":", 27);
+    fr_json_put_string(&b, ids, strlen(ids));
     static const char tail[] = ",\"reason\":\"the last id is older than the replay window\"}";
-    put(&b, tail, sizeof tail - 1);
+    fr_buf_put(&b, tail, sizeof tail - 1);
     send_json(s, b.p, b.len);
-    free(b.p);
+    fr_buf_free(&b);
     free(ids);
 }
 
@@ -340,25 +306,25 @@ static void ws_heartbeat(fr_stream_t *s) {
 /* ---- what clients send -------------------------------------------------------------------- */
 
 static void send_error(fr_stream_t *s, const char *msg) {
-    buf_t b = {NULL, 0, 0};
-    put(&b, "{\"v\":1,\"type\":\"error\",\"error\":", 30);
-    put_json_string(&b, msg, strlen(msg));
-    put(&b, "}", 1);
+    fr_buf_t b = {0};
+    fr_buf_put(&b, "{\"v\":1,\"type\":\"error\",\"error\":", 30);
+    fr_json_put_string(&b, msg, strlen(msg));
+    fr_buf_put(&b, "}", 1);
     send_json(s, b.p, b.len);
-    free(b.p);
+    fr_buf_free(&b);
 }
 
 static void send_topics(fr_stream_t *s) {
-    buf_t b = {NULL, 0, 0};
-    put(&b, "{\"v\":1,\"type\":\"subscribed\",\"topics\":[", 37);
+    fr_buf_t b = {0};
+    fr_buf_put(&b, "{\"v\":1,\"type\":\"subscribed\",\"topics\":[", 37);
     for (size_t i = 0; i < s->ntopics; i++) {
         if (i)
-            put(&b, ",", 1);
-        put_json_string(&b, s->topics[i], strlen(s->topics[i]));
+            fr_buf_put(&b, ",", 1);
+        fr_json_put_string(&b, s->topics[i], strlen(s->topics[i]));
     }
-    put(&b, "]}", 2);
+    fr_buf_put(&b, "]}", 2);
     send_json(s, b.p, b.len);
-    free(b.p);
+    fr_buf_free(&b);
 }
 
 /* Asks the route's topics hook for the new list: topics(req, who, {op=, topics=, current=}). */

@@ -113,7 +113,7 @@ static void test_topics_have_their_own_sequence(void) {
     CHECK_EQ_UINT(a1.seq, 1);
     CHECK_EQ_UINT(b1.seq, 1);
     CHECK_EQ_UINT(a2.seq, 2);
-    CHECK_EQ_UINT(hub.ntopics, 2);
+    CHECK_EQ_UINT(hub.topics.count, 2);
     fr_topic_t *t = fr_hub_find(&hub, "a");
     REQUIRE(t != NULL);
     CHECK_EQ_UINT(t->ring.count, 2);
@@ -215,7 +215,7 @@ static void test_deliver_may_unsubscribe_itself(void) {
     pub(&hub, "t", "3");
     CHECK_EQ_UINT(c.n, 3);
     CHECK(fr_hub_find(&hub, "t") == NULL);
-    CHECK_EQ_UINT(hub.ntopics, 0);
+    CHECK_EQ_UINT(hub.topics.count, 0);
     recorder_free(&a);
     recorder_free(&b);
     recorder_free(&c);
@@ -353,17 +353,17 @@ static void test_forget_and_recreate(void) {
     recorder_t r;
     recorder_init(&r, &hub);
     fr_hub_subscribe(&hub, &r.sub, "t");
-    CHECK_EQ_UINT(hub.ntopics, 1);
+    CHECK_EQ_UINT(hub.topics.count, 1);
     fr_hub_unsubscribe(&hub, &r.sub);
     /* No subscribers, nothing to replay: gone. */
-    CHECK_EQ_UINT(hub.ntopics, 0);
+    CHECK_EQ_UINT(hub.topics.count, 0);
     CHECK(fr_hub_find(&hub, "t") == NULL);
     fr_hub_close(&hub);
 
     /* With replay off, a topic with no subscribers is forgotten right after each publish. */
     fr_hub_init(&hub, 1, 0, 0, future_start());
     fr_id_t first = pub(&hub, "t", "1");
-    CHECK_EQ_UINT(hub.ntopics, 0);
+    CHECK_EQ_UINT(hub.topics.count, 0);
     CHECK(fr_hub_find(&hub, "t") == NULL);
     /* Its last id stays a valid resume point: nothing after it was lost. */
     CHECK_EQ_INT(fr_hub_check_resume(&hub, "t", first), FR_RESUME_OK);
@@ -387,10 +387,10 @@ static void test_forget_and_recreate(void) {
     fr_hub_subscribe(&hub, &r.sub, "kept");
     pub(&hub, "kept", "x");
     fr_hub_unsubscribe(&hub, &r.sub);
-    CHECK_EQ_UINT(hub.ntopics, 1);
+    CHECK_EQ_UINT(hub.topics.count, 1);
     CHECK(fr_hub_find(&hub, "kept") != NULL);
     fr_hub_sweep(&hub); /* no time window: nothing expires */
-    CHECK_EQ_UINT(hub.ntopics, 1);
+    CHECK_EQ_UINT(hub.topics.count, 1);
     recorder_free(&r);
     fr_hub_close(&hub);
 }
@@ -404,7 +404,7 @@ static void test_many_topics(void) {
         snprintf(name, sizeof name, "topic-%d", i);
         pub(&hub, name, "x");
     }
-    CHECK_EQ_UINT(hub.ntopics, 300);
+    CHECK_EQ_UINT(hub.topics.count, 300);
     int found = 0;
     for (int i = 0; i < 300; i++) {
         snprintf(name, sizeof name, "topic-%d", i);
@@ -437,7 +437,7 @@ static void test_publish_rejects(void) {
     /* Nothing was published anywhere, and no topic was created for the bad name. */
     CHECK_EQ_UINT(r.n, 0);
     CHECK_EQ_UINT(hub.published, 0);
-    CHECK_EQ_UINT(hub.ntopics, 1);
+    CHECK_EQ_UINT(hub.topics.count, 1);
     CHECK_EQ_UINT(fr_hub_find(&hub, "t")->ring.count, 0);
     CHECK_EQ_INT(fr_id_cmp(fr_hub_position(&hub, "t"), pos), 0);
     fr_hub_unsubscribe(&hub, &r.sub);

@@ -248,6 +248,25 @@ static void test_many_keys(void) {
     fr_shared_free(d);
 }
 
+static void test_keys_are_bytes(void) {
+    /* Keys are compared by bytes and length: NUL bytes inside them count. */
+    fr_shared_t *d = fr_shared_new(10);
+    fr_sv_t one = {FR_SV_NUMBER, 1, NULL, 0}, two = {FR_SV_NUMBER, 2, NULL, 0},
+            three = {FR_SV_NUMBER, 3, NULL, 0}, v;
+    CHECK_EQ_INT(fr_shared_set(d, "a\0b", 3, &one, 0, 0), 0);
+    CHECK_EQ_INT(fr_shared_set(d, "a\0c", 3, &two, 0, 0), 0);
+    CHECK_EQ_INT(fr_shared_set(d, "a", 1, &three, 0, 0), 0);
+    CHECK_EQ_UINT(fr_shared_count(d), 3);
+    CHECK(fr_shared_get(d, "a\0b", 3, &v, 0) == 1 && v.num == 1);
+    CHECK(fr_shared_get(d, "a\0c", 3, &v, 0) == 1 && v.num == 2);
+    CHECK(fr_shared_get(d, "a", 1, &v, 0) == 1 && v.num == 3);
+    CHECK_EQ_INT(fr_shared_get(d, "a\0", 2, &v, 0), 0);
+    CHECK_EQ_INT(fr_shared_delete(d, "a\0b", 3), 1);
+    CHECK_EQ_INT(fr_shared_get(d, "a\0b", 3, &v, 0), 0);
+    CHECK(fr_shared_get(d, "a\0c", 3, &v, 0) == 1 && v.num == 2);
+    fr_shared_free(d);
+}
+
 static void test_global(void) {
     fr_shared_t *g = fr_shared_global();
     REQUIRE(g != NULL);
@@ -269,6 +288,7 @@ int main(int argc, char **argv) {
     FR_RUN(test_max_entries);
     FR_RUN(test_expired_entries_free_room);
     FR_RUN(test_many_keys);
+    FR_RUN(test_keys_are_bytes);
     FR_RUN(test_global);
     return FR_TEST_END();
 }

@@ -1,4 +1,4 @@
-/* SSE framing, UTF-8 validation, field checks and event construction. */
+/* SSE framing, field checks and event construction (UTF-8 validation: test_utf8.c). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,60 +89,6 @@ static void test_body_utf8_and_nul(void) {
     size_t n = fr_sse_body_write(buf, NULL, 0, "a\0b", 3);
     CHECK_EQ_UINT(n, fr_sse_body_size(NULL, 0, "a\0b", 3));
     CHECK_MEM_LIT(buf, n, "data: a\0b\n\n");
-}
-
-#define VALID(lit) fr_utf8_valid((lit), sizeof(lit) - 1)
-
-static void test_utf8_valid_forms(void) {
-    CHECK_EQ_INT(VALID(""), 1);
-    CHECK_EQ_INT(VALID("plain ascii ~\x7f"), 1);
-    CHECK_EQ_INT(VALID("\x00"), 1);
-    CHECK_EQ_INT(VALID("\xc2\x80"), 1);         /* U+0080, smallest 2-byte */
-    CHECK_EQ_INT(VALID("\xc3\xa9"), 1);         /* é */
-    CHECK_EQ_INT(VALID("\xdf\xbf"), 1);         /* U+07FF */
-    CHECK_EQ_INT(VALID("\xe0\xa0\x80"), 1);     /* U+0800, smallest 3-byte */
-    CHECK_EQ_INT(VALID("\xe2\x82\xac"), 1);     /* € */
-    CHECK_EQ_INT(VALID("\xed\x9f\xbf"), 1);     /* U+D7FF, just below surrogates */
-    CHECK_EQ_INT(VALID("\xee\x80\x80"), 1);     /* U+E000, just above surrogates */
-    CHECK_EQ_INT(VALID("\xef\xbf\xbf"), 1);     /* U+FFFF */
-    CHECK_EQ_INT(VALID("\xf0\x90\x80\x80"), 1); /* U+10000, smallest 4-byte */
-    CHECK_EQ_INT(VALID("\xf0\x9f\x98\x80"), 1); /* 😀 */
-    CHECK_EQ_INT(VALID("\xf4\x8f\xbf\xbf"), 1); /* U+10FFFF, the last code point */
-    CHECK_EQ_INT(VALID("a\xc3\xa9z\xf0\x9f\x98\x80!"), 1);
-}
-
-static void test_utf8_invalid_forms(void) {
-    CHECK_EQ_INT(VALID("\xc0\x80"), 0);         /* overlong NUL */
-    CHECK_EQ_INT(VALID("\xc1\xbf"), 0);         /* overlong 2-byte */
-    CHECK_EQ_INT(VALID("\xe0\x80\x80"), 0);     /* overlong 3-byte */
-    CHECK_EQ_INT(VALID("\xe0\x9f\xbf"), 0);     /* overlong U+07FF */
-    CHECK_EQ_INT(VALID("\xf0\x80\x80\x80"), 0); /* overlong 4-byte */
-    CHECK_EQ_INT(VALID("\xf0\x8f\xbf\xbf"), 0); /* overlong U+FFFF */
-    CHECK_EQ_INT(VALID("\xed\xa0\x80"), 0);     /* U+D800, a surrogate */
-    CHECK_EQ_INT(VALID("\xed\xbf\xbf"), 0);     /* U+DFFF */
-    CHECK_EQ_INT(VALID("\xf4\x90\x80\x80"), 0); /* U+110000 */
-    CHECK_EQ_INT(VALID("\xf5\x80\x80\x80"), 0);
-    CHECK_EQ_INT(VALID("\xff"), 0);
-    CHECK_EQ_INT(VALID("\xfe"), 0);
-    CHECK_EQ_INT(VALID("a\xff" "b"), 0);
-}
-
-static void test_utf8_truncated_and_stray(void) {
-    CHECK_EQ_INT(VALID("\xc3"), 0);
-    CHECK_EQ_INT(VALID("\xe2\x82"), 0);
-    CHECK_EQ_INT(VALID("\xf0\x9f\x98"), 0);
-    CHECK_EQ_INT(VALID("ok\xe2"), 0);
-    /* Truncated then followed by ASCII: the continuation check must see the ASCII byte. */
-    CHECK_EQ_INT(VALID("\xe2\x82z"), 0);
-    CHECK_EQ_INT(VALID("\xc3z"), 0);
-    /* Continuation bytes with no lead byte. */
-    CHECK_EQ_INT(VALID("\x80"), 0);
-    CHECK_EQ_INT(VALID("\xbf"), 0);
-    CHECK_EQ_INT(VALID("a\x80z"), 0);
-    CHECK_EQ_INT(VALID("\xc3\xa9\xa9"), 0);
-    /* The length bounds the check: a valid sequence cut by len is truncated. */
-    CHECK_EQ_INT(fr_utf8_valid("\xc3\xa9", 1), 0);
-    CHECK_EQ_INT(fr_utf8_valid("\xc3\xa9", 2), 1);
 }
 
 static void test_field_ok(void) {
@@ -294,9 +240,6 @@ int main(int argc, char **argv) {
     FR_RUN(test_body_leading_space_kept);
     FR_RUN(test_body_event_name);
     FR_RUN(test_body_utf8_and_nul);
-    FR_RUN(test_utf8_valid_forms);
-    FR_RUN(test_utf8_invalid_forms);
-    FR_RUN(test_utf8_truncated_and_stray);
     FR_RUN(test_field_ok);
     FR_RUN(test_event_frame);
     FR_RUN(test_event_frame_no_name_multiline);

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "fr_test.h"
-#include "codec/sse.h"
+#include "base/utf8.h"
 #include "codec/ws.h"
 
 /* ---- A client: builds masked frames ------------------------------------------------------ */
