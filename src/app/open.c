@@ -251,7 +251,6 @@ static stage_result_t stage_join(open_t *o) {
         .route = o->route,
         .who_ref = o->who_ref,
         .who_id = o->who_id,
-        .tier = o->tier ? fr_strdup(o->tier->name) : NULL,
         .budget = o->tier,
         .topics = o->topics,
         .ntopics = o->ntopics,

@@ -32,7 +32,10 @@ static void append(char **s, size_t *len, size_t *cap, const char *at, size_t n)
 }
 
 void fr_request_append_url(fr_request_t *req, const char *at, size_t len) {
-    append(&req->url, &req->url_len, &req->_url_cap, at, len);
+    size_t n = req->url_len, cap = req->_url_cap;
+    append(&req->url, &n, &cap, at, len);
+    req->url_len = (uint32_t)n; /* the caller keeps the URL under limits.headers */
+    req->_url_cap = (uint32_t)cap;
 }
 
 void fr_request_append_field(fr_request_t *req, const char *at, size_t len) {

@@ -3,25 +3,28 @@
 #define FR_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct {
     char *name;  /* owned, lower-case */
     char *value; /* owned */
 } fr_header_t;
 
+/* Sizes of the request line and headers are 32 bits: their limit (limits.headers) is far
+ * below, and every connection carries this struct. */
 typedef struct {
-    char method[16];
     char *url;           /* owned, NUL-terminated */
-    size_t url_len;
     fr_header_t *headers; /* owned array */
-    size_t nheaders, cap_headers;
     char *body;          /* owned, NUL-terminated */
     size_t body_len;
-    int http_major, http_minor;
-    int keep_alive;
-    size_t header_bytes; /* request line and headers so far, for the size limit */
-    int in_value;        /* llhttp hands names and values over in pieces */
-    size_t _url_cap, _body_cap; /* bytes allocated for url and body */
+    size_t _body_cap;    /* bytes allocated for body */
+    uint32_t url_len, _url_cap;
+    uint32_t nheaders, cap_headers;
+    uint32_t header_bytes; /* request line and headers so far, for the size limit */
+    char method[16];
+    uint8_t http_major, http_minor;
+    uint8_t keep_alive;
+    uint8_t in_value;    /* llhttp hands names and values over in pieces */
 } fr_request_t;
 
 void fr_request_reset(fr_request_t *req);

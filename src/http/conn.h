@@ -57,26 +57,26 @@ struct fr_conn_s {
     char remote[48];           /* peer address, no port (INET6_ADDRSTRLEN fits) */
     uint64_t id;               /* for log lines: unique per process */
     uint64_t opened_ms;        /* monotonic */
-    int closing;
     const char *close_reason;  /* static string for the CLOSED log line, or NULL */
+    unsigned closing : 1;
     /* Private. */
-    llhttp_t *parser;          /* owned while the connection reads requests */
-    int err_status;            /* set by a callback that rejects the request (413, 431) */
-    int closed;                /* libuv has closed the socket; memory waits for holds */
+    unsigned closed : 1;            /* libuv has closed the socket; memory waits for holds */
+    unsigned close_after_write : 1; /* the answer said Connection: close */
+    unsigned streamed : 1;     /* a stream took the connection for good: it logs CLOSED */
+    unsigned raw : 1;          /* after a 101: the writer gets what the client sends */
+    unsigned parsing : 1;      /* inside llhttp_execute: the parser must stay */
+    unsigned chunked : 1;      /* the current answer's body is chunked */
+    unsigned wait : 2;         /* FR_WAIT_*: which deadline list it is on */
+    uint16_t err_status;       /* set by a callback that rejects the request (413, 431) */
     unsigned holds;            /* pending broker replies that will come back to this */
-    int close_after_write;     /* the answer said Connection: close */
     unsigned pending_writes;
-    int streamed;              /* a stream took the connection for good: it logs CLOSED */
-    int raw;                   /* after a 101: the writer gets what the client sends */
-    int parsing;               /* inside llhttp_execute: the parser must stay */
-    int chunked;               /* the current answer's body is chunked */
+    llhttp_t *parser;          /* owned while the connection reads requests */
     char *held_input;          /* owned: bytes that arrived while an answer was pending */
     size_t nheld_input;
     fr_conn_t *prev, *next;    /* fr_http_t.conns */
     /* Deadline lists: a request being read (headers must complete in time) or a keep-alive
      * connection waiting for its next request. Each list is ordered by `since`, so one timer
      * tick only looks at the heads. */
-    int wait;
     uint64_t since;
     fr_conn_t *wprev, *wnext;
 };

@@ -36,16 +36,18 @@ typedef struct {
     uint8_t kind;       /* fr_item_kind_t */
 } fr_item_t;
 
+/* Counts are 32 bits: a queue is bounded by its tier long before (an idle stream's size is
+ * what a server with 100,000 streams pays for). */
 typedef struct {
     fr_item_t *q;              /* owned ring, cap a power of two; NULL while idle */
-    size_t cap, head, len;     /* len counts holes until they are passed or compacted */
+    uint32_t cap, head, len;   /* len counts holes until they are passed or compacted */
+    uint32_t live;             /* events queued and still to be written */
+    uint32_t by_prio[3];       /* live events per fr_priority_t */
+    uint32_t unreported;       /* drops the client has not been told about */
     uint64_t next_seq;         /* seq of the next item pushed */
-    size_t live;               /* events queued and still to be written */
     size_t bytes;              /* bytes of the queued items */
-    size_t by_prio[3];         /* live events per fr_priority_t */
-    unsigned long dropped[3];  /* events dropped per priority since the stream opened */
-    unsigned long unreported;  /* drops the client has not been told about */
     size_t streak;             /* events dropped since the queue was last empty */
+    unsigned long dropped[3];  /* events dropped per priority since the stream opened */
 } fr_outq_t;
 
 /* What fr_outq_admit did with an event. */

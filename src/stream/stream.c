@@ -21,6 +21,21 @@ static void on_closed(void *owner);
 static void on_data(void *owner, const char *bytes, size_t len);
 
 static const fr_sub_ops_t stream_sub_ops = {on_deliver, on_lost};
+
+/* What a stream catches up on: the events a join or resume found missing, oldest first, and
+ * behind them the live ones that arrived meanwhile. Allocated only while catching up. */
+typedef struct fr_catchup_s {
+    fr_backlog_item_t *items; /* owned, one reference each in [at, len) */
+    size_t len, at, cap;
+    size_t replayed;          /* items[0..replayed) came from the broker's replay */
+} catchup_t;
+
+/* A join on its way through the broker. */
+typedef struct {
+    fr_stream_t *s;
+    fr_stream_joined_cb cb;
+    void *ctx;
+} join_wait_t;
 static const fr_sink_owner_ops_t stream_owner_ops = {on_gone, on_closed, on_data};
 
 /* ---- life ------------------------------------------------------------------------------- */
@@ -35,7 +50,6 @@ fr_stream_t *fr_stream_new(fr_streams_t *env, fr_stream_init_t *init) {
     s->route = init->route;
     s->who_ref = init->who_ref;
     s->who_id = init->who_id;
-    s->tier = init->tier;
     s->budget = init->budget ? init->budget : &env->config->default_tier;
     s->topics = init->topics;
     s->ntopics = init->ntopics;
@@ -54,11 +68,14 @@ fr_stream_t *fr_stream_new(fr_streams_t *env, fr_stream_init_t *init) {
 }
 
 static void release_catch_up(fr_stream_t *s) {
-    for (size_t i = s->cu_at; i < s->cu_len; i++)
-        fr_event_release(s->cu[i].ev);
-    free(s->cu);
+    catchup_t *cu = s->cu;
+    if (!cu)
+        return;
+    for (size_t i = cu->at; i < cu->len; i++)
+        fr_event_release(cu->items[i].ev);
+    free(cu->items);
+    free(cu);
     s->cu = NULL;
-    s->cu_len = s->cu_at = s->cu_cap = 0;
 }
 
 /* Presence stops counting a stream once it is ending. */
@@ -90,7 +107,6 @@ void fr_stream_free(fr_stream_t *s) {
     free(s->pos);
     free(s->slow);
     free(s->last_seq);
-    free(s->tier);
     free(s->who_id);
     luaL_unref(s->vm->L, LUA_REGISTRYINDEX, s->who_ref);
     if (s->tp->free)
@@ -162,7 +178,7 @@ static void evict(fr_stream_t *s, const char *reason) {
         FR_BUMP(m->evicted_slow, 1);
     fr_warn("stream %llu from %s cannot keep up (%s): %zu queued, %zu dropped in a row; "
             "closing it with retry: %d so it resumes from replay",
-            (unsigned long long)s->id, s->remote, reason, s->out.live, s->out.streak,
+            (unsigned long long)s->id, s->remote, reason, (size_t)s->out.live, s->out.streak,
             FR_LAG_RETRY_MS);
     fr_stream_end(s, FR_LAG_RETRY_MS);
 }
@@ -208,27 +224,21 @@ static void offer(fr_stream_t *s, size_t index, fr_event_t *ev) {
     if (s->tp->whole && s->out.live >= s->budget->queue)
         return;
     s->pos[index] = ev->id;
-    int keep = run_filter(s, ev);
-    if (keep <= 0) {
-        s->filtered += keep == 0;
+    if (run_filter(s, ev) <= 0)
         return;
-    }
     fr_item_t it = {.kind = FR_ITEM_EVENT, .ev = ev, .topic = (uint32_t)index};
     s->tp->frame(s, index, ev, &it);
     size_t held = s->sink ? s->sink->ops->queued(s->sink) : 0;
     fr_admit_info_t info;
     fr_admit_t verdict = fr_outq_admit(&s->out, &it, (fr_slow_t)s->slow[index],
                                        &s->last_seq[index], s->budget, held, &info);
-    if (info.conflated) {
-        s->conflated++;
+    if (info.conflated)
         FR_BUMP(s->env->metrics->conflated, 1);
-    }
     if (info.victim)
         count_drop(s, info.victim_topic, info.victim_prio);
     if (info.self_dropped)
         count_drop(s, (uint32_t)index, ev->priority);
     if (info.queued) {
-        s->delivered++;
         if (verdict != FR_ADMIT_REPLACED)
             fr_stream_touch(s);
         fr_stream_mark_pending(s);
@@ -243,14 +253,21 @@ static void offer(fr_stream_t *s, size_t index, fr_event_t *ev) {
     }
 }
 
+static catchup_t *catch_up_list(fr_stream_t *s) {
+    if (!s->cu)
+        s->cu = fr_calloc(1, sizeof *s->cu);
+    return s->cu;
+}
+
 static void hold(fr_stream_t *s, size_t index, fr_event_t *ev) {
-    if (s->cu_len == s->cu_cap) {
-        s->cu_cap = s->cu_cap ? s->cu_cap * 2 : 16;
-        s->cu = fr_realloc(s->cu, s->cu_cap * sizeof *s->cu);
+    catchup_t *cu = catch_up_list(s);
+    if (cu->len == cu->cap) {
+        cu->cap = cu->cap ? cu->cap * 2 : 16;
+        cu->items = fr_realloc(cu->items, cu->cap * sizeof *cu->items);
     }
     fr_event_retain(ev);
-    s->cu[s->cu_len].ev = ev;
-    s->cu[s->cu_len++].topic = (uint32_t)index;
+    cu->items[cu->len].ev = ev;
+    cu->items[cu->len++].topic = (uint32_t)index;
 }
 
 static void on_deliver(fr_sub_t *sub, fr_event_t *ev) {
@@ -264,7 +281,7 @@ static void on_deliver(fr_sub_t *sub, fr_event_t *ev) {
     /* Live events wait behind what the stream is catching up on. A client that falls this
      * far behind while catching up comes back later through replay. */
     hold(s, sub->index, ev);
-    if (s->started && s->cu_len - s->cu_at > s->budget->lag)
+    if (s->started && s->cu->len - s->cu->at > s->budget->lag)
         evict(s, "lag");
 }
 
@@ -285,19 +302,17 @@ void fr_stream_catch_up(fr_stream_t *s) {
         return;
     size_t room = s->budget->queue / 2 ? s->budget->queue / 2 : 1;
     size_t held = s->sink ? s->sink->ops->queued(s->sink) : 0;
-    while (s->cu_at < s->cu_len && !s->ending && !s->detached && s->out.live < room &&
+    catchup_t *cu = s->cu;
+    while (cu && cu->at < cu->len && !s->ending && !s->detached && s->out.live < room &&
            !fr_outq_over(&s->out, s->budget, held, 0)) {
-        fr_backlog_item_t it = s->cu[s->cu_at++];
-        if (s->cu_at <= s->cu_replayed) {
-            s->replayed++;
+        fr_backlog_item_t it = cu->items[cu->at++];
+        if (cu->at <= cu->replayed)
             FR_BUMP(s->env->metrics->replayed, 1);
-        }
         offer(s, it.topic, it.ev);
         fr_event_release(it.ev);
     }
-    if (s->cu_at == s->cu_len || s->ending || s->detached) {
+    if (!cu || cu->at == cu->len || s->ending || s->detached) {
         release_catch_up(s);
-        s->cu_replayed = 0;
         s->catching_up = 0;
     }
 }
@@ -315,31 +330,34 @@ static void take_backlog(fr_stream_t *s, fr_join_t *res) {
         total += res->topics[i].nevents;
     if (total == 0)
         return;
-    size_t waiting = s->cu_len - s->cu_at;
-    fr_backlog_item_t *cu = fr_malloc((total + waiting) * sizeof *cu);
+    catchup_t *cu = catch_up_list(s);
+    size_t waiting = cu->len - cu->at;
+    fr_backlog_item_t *items = fr_malloc((total + waiting) * sizeof *items);
     size_t k = 0;
     for (size_t i = 0; i < res->ntopics; i++) {
         for (size_t e = 0; e < res->topics[i].nevents; e++) {
-            cu[k].ev = res->topics[i].events[e];
-            cu[k++].topic = (uint32_t)i;
+            items[k].ev = res->topics[i].events[e];
+            items[k++].topic = (uint32_t)i;
         }
         res->topics[i].nevents = 0;
     }
-    qsort(cu, total, sizeof *cu, backlog_cmp);
+    qsort(items, total, sizeof *items, backlog_cmp);
     if (waiting)
-        memcpy(cu + total, s->cu + s->cu_at, waiting * sizeof *cu);
-    free(s->cu);
-    s->cu = cu;
-    s->cu_at = 0;
-    s->cu_len = s->cu_cap = total + waiting;
-    s->cu_replayed = total;
+        memcpy(items + total, cu->items + cu->at, waiting * sizeof *items);
+    free(cu->items);
+    cu->items = items;
+    cu->at = 0;
+    cu->len = cu->cap = total + waiting;
+    cu->replayed = total;
     s->catching_up = 1;
 }
 
 /* ---- joining and starting ------------------------------------------------------------- */
 
 static void on_joined(void *ctx, fr_join_t *res) {
-    fr_stream_t *s = ctx;
+    join_wait_t wait = *(join_wait_t *)ctx;
+    free(ctx);
+    fr_stream_t *s = wait.s;
     fr_joined_t how = {0, 0, 0};
     s->joining = 0;
     s->join = res;
@@ -351,7 +369,7 @@ static void on_joined(void *ctx, fr_join_t *res) {
             how.stale |= res->topics[i].status == FR_JOIN_STALE;
         }
     }
-    s->join_cb(s->join_ctx, s, &how);
+    wait.cb(wait.ctx, s, &how);
 }
 
 int fr_stream_join(fr_stream_t *s, const fr_id_t *after, fr_stream_joined_cb cb, void *ctx) {
@@ -369,11 +387,12 @@ int fr_stream_join(fr_stream_t *s, const fr_id_t *after, fr_stream_joined_cb cb,
     if (after)
         memcpy(s->pos, after, s->ntopics * sizeof *s->pos);
     s->joining = s->catching_up = 1;
-    s->join_cb = cb;
-    s->join_ctx = ctx;
+    join_wait_t *wait = fr_malloc(sizeof *wait);
+    *wait = (join_wait_t){s, cb, ctx};
     FR_BUMP(env->count, 1);
     size_t max = env->config->replay_events ? env->config->replay_events : 1;
-    if (b->ops->join(b, s->subs, s->topics, after, s->ntopics, max, on_joined, s) < 0) {
+    if (b->ops->join(b, s->subs, s->topics, after, s->ntopics, max, on_joined, wait) < 0) {
+        free(wait);
         FR_DROP(env->count, 1);
         free(s->subs);
         s->subs = NULL;
@@ -387,12 +406,13 @@ static void log_start(fr_stream_t *s, int reset) {
     if (!fr_log_enabled(FR_LOG_INFO))
         return;
     char f[512], tier[96] = "null";
-    if (s->tier)
-        fr_json_write_string(tier, sizeof tier, s->tier, strlen(s->tier));
+    const char *name = s->budget->name;
+    if (name)
+        fr_json_write_string(tier, sizeof tier, name, strlen(name));
     if (s->resume) {
         snprintf(f, sizeof f,
                  "\"event\":\"RECONNECTING\",\"conn\":%llu,\"replayed\":%lu,\"reset\":%s",
-                 (unsigned long long)s->id, (unsigned long)s->cu_replayed,
+                 (unsigned long long)s->id, (unsigned long)(s->cu ? s->cu->replayed : 0),
                  reset ? "true" : "false");
         fr_log_fields(FR_LOG_INFO, f);
     }
@@ -512,15 +532,16 @@ void fr_stream_set_topics(fr_stream_t *s, char *const *topics, size_t m) {
         else
             it->topic = (uint32_t)map[it->topic];
     }
-    for (size_t k = s->cu_at; k < s->cu_len; k++) {
-        if (map[s->cu[k].topic] == SIZE_MAX) {
-            fr_event_release(s->cu[k].ev);
-            memmove(&s->cu[k], &s->cu[k + 1], (s->cu_len - k - 1) * sizeof *s->cu);
-            s->cu_len--;
-            s->cu_replayed -= k < s->cu_replayed;
+    catchup_t *cu = s->cu;
+    for (size_t k = cu ? cu->at : 0; cu && k < cu->len; k++) {
+        if (map[cu->items[k].topic] == SIZE_MAX) {
+            fr_event_release(cu->items[k].ev);
+            memmove(&cu->items[k], &cu->items[k + 1], (cu->len - k - 1) * sizeof *cu->items);
+            cu->len--;
+            cu->replayed -= k < cu->replayed;
             k--;
         } else {
-            s->cu[k].topic = (uint32_t)map[s->cu[k].topic];
+            cu->items[k].topic = (uint32_t)map[cu->items[k].topic];
         }
     }
     free(map);

@@ -107,8 +107,8 @@ struct fr_stream_s {
     const fr_route_t *route;   /* borrowed from vm */
     int who_ref;               /* owned registry ref: the identity table from auth */
     char *who_id;              /* owned: who.id for presence, or NULL */
-    char *tier;                /* owned tier name, or NULL */
-    const fr_tier_t *budget;   /* borrowed from the config */
+    const fr_tier_t *budget;   /* borrowed from the config: the tier (its name, or NULL for
+                                * the default) and its queue, bytes and lag bounds */
     uint64_t id;               /* the connection's id, for log lines */
     const char *remote;        /* borrowed: the peer address (the connection outlives us) */
     uint64_t opened_ms;        /* monotonic, when the connection opened */
@@ -119,27 +119,24 @@ struct fr_stream_s {
     uint8_t *slow;             /* owned: fr_slow_t per topic */
     uint64_t *last_seq;        /* owned: per topic, seq of its newest queued event (0: none) */
     fr_outq_t out;
-    int resume;                /* arrived with a Last-Event-ID */
     const char *end_reason;    /* why the stream is ending (static string), or NULL */
-    unsigned long delivered, filtered, conflated;
-    unsigned long sent, bytes, replayed; /* events and bytes handed to the sink */
+    unsigned long sent, bytes; /* events and bytes handed to the sink */
+    unsigned resume : 1;       /* arrived with a Last-Event-ID */
+    unsigned started : 1;      /* on its sink */
+    unsigned ending : 2;       /* 1: its last bytes are queued; 2: the sink was told to end */
+    unsigned detached : 1;     /* the sink is gone: deliver nothing */
 
     /* Private. */
+    unsigned joining : 1;      /* the broker has not answered the join yet */
+    unsigned catching_up : 1;  /* live events wait in cu behind missed ones */
+    unsigned writing : 1;      /* a write is pending in the sink */
+    unsigned away : 1;         /* presence no longer counts it */
+    unsigned pending : 1;      /* on env's pending list */
+    unsigned listed : 1;       /* on env's idle or poll list */
     fr_join_t *join;           /* owned: what the broker found, until start */
-    fr_stream_joined_cb join_cb;
-    void *join_ctx;
-    int joining, started, catching_up;
-    fr_backlog_item_t *cu;     /* owned: events to catch up on, in order: missed ones first */
-    size_t cu_len, cu_at, cu_cap;
-    size_t cu_replayed;        /* cu[0..cu_replayed) came from the broker's replay */
+    struct fr_catchup_s *cu;   /* owned while catching up: events in order, missed ones first */
     const char *gone_reason;   /* why the sink went away (static), or NULL: the client left */
-    int writing;               /* a write is pending in the sink */
-    void *pending_batch;       /* owned: what that write points into */
-    int ending;                /* 1: its last bytes are queued; 2: the sink was told to end */
-    int detached;              /* the sink is gone: deliver nothing */
-    int away;                  /* presence no longer counts it */
-    int pending;               /* on env's pending list */
-    int listed;                /* on env's idle or poll list */
+    void *pending_batch;       /* owned: what the pending write points into */
     uint64_t last_write_ms;    /* the loop's clock when something was last queued */
     uint64_t drain_at;         /* ms into the drain window when this stream ends */
     fr_stream_t *all_prev, *all_next;
@@ -154,8 +151,8 @@ typedef struct {
     fr_vm_t *vm;               /* a reference is taken */
     const fr_route_t *route;
     int who_ref;
-    char *who_id, *tier;
-    const fr_tier_t *budget;   /* NULL: the config's default tier */
+    char *who_id;
+    const fr_tier_t *budget;   /* the tier; NULL: the config's default */
     char **topics;
     size_t ntopics;
     uint8_t *slow;             /* fr_slow_t per topic */

@@ -74,7 +74,7 @@ static char *sse_dropped(fr_stream_t *s, size_t *len) {
     int n = snprintf(buf, sizeof buf,
                      "event: dropped\ndata: {\"dropped\":%lu,\"total\":{\"telemetry\":%lu,"
                      "\"normal\":%lu}}\n\n",
-                     s->out.unreported, s->out.dropped[FR_PRIO_TELEMETRY],
+                     (unsigned long)s->out.unreported, s->out.dropped[FR_PRIO_TELEMETRY],
                      s->out.dropped[FR_PRIO_NORMAL]);
     s->out.unreported = 0;
     *len = (size_t)n;

@@ -231,7 +231,7 @@ static char *ws_dropped(fr_stream_t *s, size_t *len) {
     int n = snprintf(buf, sizeof buf,
                      "{\"v\":1,\"type\":\"dropped\",\"dropped\":%lu,\"total\":{\"telemetry\":%lu,"
                      "\"normal\":%lu}}",
-                     s->out.unreported, s->out.dropped[FR_PRIO_TELEMETRY],
+                     (unsigned long)s->out.unreported, s->out.dropped[FR_PRIO_TELEMETRY],
                      s->out.dropped[FR_PRIO_NORMAL]);
     s->out.unreported = 0;
     return text_frame(buf, (size_t)n, len);
@@ -411,8 +411,8 @@ static void to_hook(fr_stream_t *s, lua_State *L, int msg) {
 
 /* A tier's message bucket: 1 when the message may go on, else the client is told when. */
 static int allow_message(fr_stream_t *s) {
-    if (!s->tier)
-        return 1;
+    if (!s->budget->name)
+        return 1; /* the default tier has no rate */
     fr_streams_t *env = s->env;
     char client[300];
     unsigned retry_after;
