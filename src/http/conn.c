@@ -32,6 +32,9 @@ void fr_http_init(fr_http_t *http, uv_loop_t *loop, const fr_config_t *config,
     http->metrics = metrics;
     http->id_step = 1;
     http->id_first = 1;
+    fr_list_init(&http->conns);
+    for (size_t i = 0; i < FR_ARRAY_LEN(http->waits); i++)
+        fr_list_init(&http->waits[i]);
 }
 
 /* Request line and headers together must fit in limits.headers. */
@@ -47,46 +50,36 @@ static int over_header_limit(fr_conn_t *c, size_t more) {
 /* ---- deadline lists ---------------------------------------------------------------------- */
 
 static void wait_leave(fr_conn_t *c) {
-    fr_http_t *h = c->http;
-    int l = c->wait;
-    if (l == FR_WAIT_NONE)
-        return;
-    if (c->wprev)
-        c->wprev->wnext = c->wnext;
-    else
-        h->wait_head[l] = c->wnext;
-    if (c->wnext)
-        c->wnext->wprev = c->wprev;
-    else
-        h->wait_tail[l] = c->wprev;
-    c->wprev = c->wnext = NULL;
+    fr_list_remove(&c->wait_link);
     c->wait = FR_WAIT_NONE;
 }
 
 static void wait_enter(fr_conn_t *c, int l) {
-    fr_http_t *h = c->http;
     wait_leave(c);
-    c->wait = l;
+    c->wait = (unsigned)l;
     c->since = fr_mono_ms();
-    c->wprev = h->wait_tail[l];
-    if (h->wait_tail[l])
-        h->wait_tail[l]->wnext = c;
-    else
-        h->wait_head[l] = c;
-    h->wait_tail[l] = c;
+    fr_list_insert_tail(&c->http->waits[l], &c->wait_link);
+}
+
+/* The connection that has waited longest on list l, or NULL. */
+static fr_conn_t *longest_waiting(fr_http_t *h, int l) {
+    fr_list_t *first = fr_list_first(&h->waits[l]);
+    return first ? FR_LIST_ENTRY(first, fr_conn_t, wait_link) : NULL;
 }
 
 void fr_http_expire(fr_http_t *h) {
     uint64_t now = fr_mono_ms();
     fr_conn_t *c;
-    while ((c = h->wait_head[FR_WAIT_READING]) && c->since + h->config->header_timeout_ms <= now) {
+    while ((c = longest_waiting(h, FR_WAIT_READING)) &&
+           c->since + h->config->header_timeout_ms <= now) {
         wait_leave(c);
         c->req.keep_alive = 0;
         c->close_reason = "timeout";
         FR_BUMP(h->metrics->timeouts, 1);
         fr_conn_respond_error(c, 408, "the request did not arrive in time");
     }
-    while ((c = h->wait_head[FR_WAIT_IDLE]) && c->since + h->config->idle_timeout_ms <= now) {
+    while ((c = longest_waiting(h, FR_WAIT_IDLE)) &&
+           c->since + h->config->idle_timeout_ms <= now) {
         wait_leave(c);
         c->close_reason = "idle";
         FR_BUMP(h->metrics->idle_closed, 1);
@@ -95,8 +88,8 @@ void fr_http_expire(fr_http_t *h) {
 }
 
 void fr_http_close_idle(fr_http_t *h, const char *reason) {
-    for (fr_conn_t *c = h->conns, *next; c; c = next) {
-        next = c->next;
+    for (fr_list_t *l = fr_list_first(&h->conns); l; l = fr_list_next(&h->conns, l)) {
+        fr_conn_t *c = FR_LIST_ENTRY(l, fr_conn_t, link);
         if (c->wait == FR_WAIT_IDLE && !c->pending_writes) {
             c->close_reason = reason;
             fr_conn_close(c);
@@ -105,7 +98,8 @@ void fr_http_close_idle(fr_http_t *h, const char *reason) {
 }
 
 void fr_http_close_all(fr_http_t *h, const char *reason) {
-    for (fr_conn_t *c = h->conns; c; c = c->next) {
+    for (fr_list_t *l = fr_list_first(&h->conns); l; l = fr_list_next(&h->conns, l)) {
+        fr_conn_t *c = FR_LIST_ENTRY(l, fr_conn_t, link);
         if (!c->close_reason)
             c->close_reason = reason;
         fr_conn_close(c);
@@ -351,12 +345,7 @@ static void on_closed(uv_handle_t *h) {
     free(c->parser);
     c->parser = NULL;
     free(c->held_input);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        http->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    fr_list_remove(&c->link);
     http->nconns--;
     http->count(http->ctx, -1);
     c->closed = 1;
@@ -397,10 +386,7 @@ void fr_conn_accept(fr_http_t *http, uv_stream_t *listener) {
         uv_close((uv_handle_t *)&c->tcp, on_unaccepted);
         return;
     }
-    c->next = http->conns;
-    if (http->conns)
-        http->conns->prev = c;
-    http->conns = c;
+    fr_list_insert_head(&http->conns, &c->link);
     http->nconns++;
     http->count(http->ctx, +1);
     uv_tcp_nodelay(&c->tcp, 1);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "base/list.h"
 #include "codec/http.h"
 #include "core/config.h"
 #include "core/metrics.h"
@@ -37,12 +38,12 @@ typedef struct fr_http_s {
     int stopping;              /* answers say Connection: close */
     uint64_t id_step, id_first; /* connection ids: id_first, +id_step, … (unique per process) */
     /* Read-only to other modules. */
-    fr_conn_t *conns;          /* every open connection */
+    fr_list_t conns;           /* every open connection (fr_conn_t.link) */
     size_t nconns;
     unsigned long requests;    /* read by other workers */
     /* Private. */
     uint64_t next_id;
-    fr_conn_t *wait_head[3], *wait_tail[3]; /* deadline lists, see fr_conn_t.wait */
+    fr_list_t waits[3];        /* deadline lists by FR_WAIT_*, see fr_conn_t.wait */
     char read_buf[65536];      /* every read on this loop lands here and is parsed at once */
 } fr_http_t;
 
@@ -73,12 +74,12 @@ struct fr_conn_s {
     llhttp_t *parser;          /* owned while the connection reads requests */
     char *held_input;          /* owned: bytes that arrived while an answer was pending */
     size_t nheld_input;
-    fr_conn_t *prev, *next;    /* fr_http_t.conns */
+    fr_list_t link;            /* in fr_http_t.conns */
     /* Deadline lists: a request being read (headers must complete in time) or a keep-alive
      * connection waiting for its next request. Each list is ordered by `since`, so one timer
      * tick only looks at the heads. */
     uint64_t since;
-    fr_conn_t *wprev, *wnext;
+    fr_list_t wait_link;
 };
 
 /* Builds the HTTP parser's callback table; called once before any worker thread starts. */

@@ -80,14 +80,18 @@ static void census_count(fr_census_t *c, const char *route, const char *state, u
 /* Counts the worker's own connections and streams (its thread only). */
 static void census_take(fr_worker_t *w, fr_census_t *out) {
     memset(out, 0, sizeof *out);
-    for (fr_stream_t *s = w->streams.all; s; s = s->all_next) {
+    const fr_list_t *all = &w->streams.all;
+    for (fr_list_t *l = fr_list_first(all); l; l = fr_list_next(all, l)) {
+        const fr_stream_t *s = FR_LIST_ENTRY(l, fr_stream_t, all_link);
         if (!s->started || s->ending == 2)
             continue;
         census_count(out, s->route->pattern.source, s->ending ? "closing" : "active", 1);
         hist_add(&out->depth, (double)s->out.live);
         hist_add(&out->lag, (double)(s->out.live + s->out.streak));
     }
-    for (fr_conn_t *c = w->http.conns; c; c = c->next) {
+    const fr_list_t *conns = &w->http.conns;
+    for (fr_list_t *l = fr_list_first(conns); l; l = fr_list_next(conns, l)) {
+        const fr_conn_t *c = FR_LIST_ENTRY(l, fr_conn_t, link);
         if (c->streamed || c->sink.owner_ops)
             continue; /* counted as a stream (or about to be one) */
         census_count(out, "", c->wait == FR_WAIT_IDLE ? "idle" : "reading", 1);

@@ -11,6 +11,10 @@
 void fr_streams_init(fr_streams_t *env, uv_loop_t *loop, fr_broker_t *broker,
                      const fr_config_t *config, fr_metrics_t *metrics) {
     memset(env, 0, sizeof *env);
+    fr_list_init(&env->all);
+    fr_list_init(&env->idle);
+    fr_list_init(&env->polls);
+    fr_list_init(&env->pending);
     env->loop = loop;
     env->broker = broker;
     env->hub = broker->hub;
@@ -22,46 +26,18 @@ void fr_streams_init(fr_streams_t *env, uv_loop_t *loop, fr_broker_t *broker,
                                             (unsigned long long)config->retry_ms);
 }
 
-/* ---- the idle and poll lists ------------------------------------------------------------- */
+/* ---- the idle, poll and pending lists ------------------------------------------------------ */
 
-static void list_unlink(fr_stream_t *s, fr_stream_t **head, fr_stream_t **tail) {
-    if (s->idle_prev)
-        s->idle_prev->idle_next = s->idle_next;
-    else if (*head == s)
-        *head = s->idle_next;
-    if (s->idle_next)
-        s->idle_next->idle_prev = s->idle_prev;
-    else if (*tail == s)
-        *tail = s->idle_prev;
-    s->idle_prev = s->idle_next = NULL;
-}
-
-static void pending_unlink(fr_stream_t *s) {
-    fr_streams_t *env = s->env;
-    if (!s->pending)
-        return;
-    if (s->pend_prev)
-        s->pend_prev->pend_next = s->pend_next;
-    else
-        env->pending_head = s->pend_next;
-    if (s->pend_next)
-        s->pend_next->pend_prev = s->pend_prev;
-    else
-        env->pending_tail = s->pend_prev;
-    s->pend_prev = s->pend_next = NULL;
-    s->pending = 0;
+static fr_stream_t *stream_of(fr_list_t *link, int pending) {
+    if (!link)
+        return NULL;
+    return pending ? FR_LIST_ENTRY(link, fr_stream_t, pend_link)
+                   : FR_LIST_ENTRY(link, fr_stream_t, idle_link);
 }
 
 void fr_stream_unlist(fr_stream_t *s) {
-    fr_streams_t *env = s->env;
-    if (s->listed) {
-        if (s->tp->whole)
-            list_unlink(s, &env->poll_head, &env->poll_tail);
-        else
-            list_unlink(s, &env->idle_head, &env->idle_tail);
-        s->listed = 0;
-    }
-    pending_unlink(s);
+    fr_list_remove(&s->idle_link);
+    fr_list_remove(&s->pend_link);
 }
 
 /* Moves the stream to the tail of the idle list: the list stays ordered by last write. A
@@ -71,44 +47,23 @@ void fr_stream_touch(fr_stream_t *s) {
     if (!s->started || s->detached || s->ending == 2)
         return;
     if (s->tp->whole) {
-        if (s->listed)
+        if (fr_list_linked(&s->idle_link))
             return;
         s->last_write_ms = uv_now(env->loop);
-        s->idle_prev = env->poll_tail;
-        if (env->poll_tail)
-            env->poll_tail->idle_next = s;
-        else
-            env->poll_head = s;
-        env->poll_tail = s;
-        s->listed = 1;
+        fr_list_insert_tail(&env->polls, &s->idle_link);
         return;
     }
-    if (s->listed)
-        list_unlink(s, &env->idle_head, &env->idle_tail);
+    fr_list_remove(&s->idle_link);
     s->last_write_ms = uv_now(env->loop); /* the loop's clock: no clock read per event */
-    s->idle_prev = env->idle_tail;
-    if (env->idle_tail)
-        env->idle_tail->idle_next = s;
-    else
-        env->idle_head = s;
-    env->idle_tail = s;
-    s->listed = 1;
+    fr_list_insert_tail(&env->idle, &s->idle_link);
 }
 
 /* Appended at the tail: a flush that stops after its time slice resumes with the streams
  * that have waited longest. */
 void fr_stream_mark_pending(fr_stream_t *s) {
-    fr_streams_t *env = s->env;
-    if (s->pending || s->detached || !s->started || s->ending == 2)
+    if (fr_list_linked(&s->pend_link) || s->detached || !s->started || s->ending == 2)
         return;
-    s->pending = 1;
-    s->pend_next = NULL;
-    s->pend_prev = env->pending_tail;
-    if (env->pending_tail)
-        env->pending_tail->pend_next = s;
-    else
-        env->pending_head = s;
-    env->pending_tail = s;
+    fr_list_insert_tail(&s->env->pending, &s->pend_link);
 }
 
 /* ---- once per loop iteration, and per tick ------------------------------------------------ */
@@ -116,12 +71,12 @@ void fr_stream_mark_pending(fr_stream_t *s) {
 int fr_streams_flush(fr_streams_t *env, uint64_t slice_ns) {
     uint64_t until = uv_hrtime() + slice_ns;
     unsigned n = 0;
-    while (env->pending_head) {
+    fr_stream_t *s;
+    while ((s = stream_of(fr_list_first(&env->pending), 1))) {
         /* The clock is read every 64 writes: a write costs microseconds, a read tens of ns. */
         if ((++n & 63) == 0 && uv_hrtime() >= until)
             return 1;
-        fr_stream_t *s = env->pending_head;
-        pending_unlink(s);
+        fr_list_remove(&s->pend_link);
         fr_stream_write(s);
     }
     return 0;
@@ -133,7 +88,7 @@ void fr_streams_tick(fr_streams_t *env) {
     /* Compared as last + hb <= now, not now - last >= hb: a stream touched during this walk may
      * carry a later millisecond than `now`, and the unsigned difference would wrap. */
     fr_stream_t *s;
-    while ((s = env->idle_head) && s->last_write_ms + hb <= now) {
+    while ((s = stream_of(fr_list_first(&env->idle), 0)) && s->last_write_ms + hb <= now) {
         if (s->ending) {
             /* An ending stream whose last bytes have not left within a heartbeat interval
              * belongs to a client that stopped reading: let it go. */
@@ -142,11 +97,11 @@ void fr_streams_tick(fr_streams_t *env) {
             continue;
         }
         s->tp->heartbeat(s);
-        if (env->idle_head == s && s->listed && s->last_write_ms + hb <= now)
+        if (stream_of(fr_list_first(&env->idle), 0) == s && s->last_write_ms + hb <= now)
             fr_stream_touch(s); /* the transport queued nothing: look again next interval */
     }
     uint64_t wait = env->config->poll_timeout_ms;
-    while ((s = env->poll_head) && s->last_write_ms + wait <= now) {
+    while ((s = stream_of(fr_list_first(&env->polls), 0)) && s->last_write_ms + wait <= now) {
         fr_stream_unlist(s);
         /* Nothing came in time: the answer is empty (204), and the client asks again. */
         fr_stream_whole(s);
@@ -154,13 +109,16 @@ void fr_streams_tick(fr_streams_t *env) {
 }
 
 void fr_streams_drain(fr_streams_t *env, uint64_t window_ms) {
-    for (fr_stream_t *s = env->all; s; s = s->all_next)
+    for (fr_list_t *l = fr_list_first(&env->all); l; l = fr_list_next(&env->all, l)) {
+        fr_stream_t *s = FR_LIST_ENTRY(l, fr_stream_t, all_link);
         s->drain_at = window_ms ? (uint64_t)rand() % (window_ms * 4 / 5 + 1) : 0;
+    }
 }
 
 void fr_streams_drain_tick(fr_streams_t *env, uint64_t elapsed_ms) {
     uint64_t retry = env->config->retry_ms;
-    for (fr_stream_t *s = env->all; s; s = s->all_next) {
+    for (fr_list_t *l = fr_list_first(&env->all); l; l = fr_list_next(&env->all, l)) {
+        fr_stream_t *s = FR_LIST_ENTRY(l, fr_stream_t, all_link);
         if (!s->started || s->ending || s->detached || s->drain_at > elapsed_ms)
             continue;
         s->end_reason = "shutdown";

@@ -60,10 +60,7 @@ fr_stream_t *fr_stream_new(fr_streams_t *env, fr_stream_init_t *init) {
     s->pos = fr_calloc(s->ntopics, sizeof *s->pos);
     s->last_seq = fr_calloc(s->ntopics, sizeof *s->last_seq);
     fr_outq_init(&s->out);
-    s->all_next = env->all;
-    if (env->all)
-        env->all->all_prev = s;
-    env->all = s;
+    fr_list_insert_tail(&env->all, &s->all_link);
     return s;
 }
 
@@ -112,12 +109,7 @@ void fr_stream_free(fr_stream_t *s) {
     if (s->tp->free)
         s->tp->free(s);
     fr_vm_release(s->vm);
-    if (s->all_prev)
-        s->all_prev->all_next = s->all_next;
-    else
-        env->all = s->all_next;
-    if (s->all_next)
-        s->all_next->all_prev = s->all_prev;
+    fr_list_remove(&s->all_link);
     free(s);
 }
 
@@ -167,6 +159,10 @@ static void on_data(void *owner, const char *bytes, size_t len) {
 /* Ends a stream that cannot keep up: what is queued is discarded (the client gets it again
  * from replay, resuming from the last id it did receive) and it is told to come back later. */
 static void evict(fr_stream_t *s, const char *reason) {
+    fr_warn("stream %llu from %s cannot keep up (%s): %zu queued, %zu dropped in a row; "
+            "closing it with retry: %d so it resumes from replay",
+            (unsigned long long)s->id, s->remote, reason, (size_t)s->out.live, s->out.streak,
+            FR_LAG_RETRY_MS);
     fr_outq_drop_events(&s->out);
     s->end_reason = reason;
     fr_metrics_t *m = s->env->metrics;
@@ -176,10 +172,6 @@ static void evict(fr_stream_t *s, const char *reason) {
         FR_BUMP(m->evicted_drop, 1);
     else
         FR_BUMP(m->evicted_slow, 1);
-    fr_warn("stream %llu from %s cannot keep up (%s): %zu queued, %zu dropped in a row; "
-            "closing it with retry: %d so it resumes from replay",
-            (unsigned long long)s->id, s->remote, reason, (size_t)s->out.live, s->out.streak,
-            FR_LAG_RETRY_MS);
     fr_stream_end(s, FR_LAG_RETRY_MS);
 }
 

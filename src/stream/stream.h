@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "base/list.h"
 #include "broker/broker.h"
 #include "core/config.h"
 #include "core/event.h"
@@ -72,15 +73,13 @@ typedef struct fr_streams_s {
     unsigned long *tier_rejected; /* borrowed: 429s per tier, indexed like config->tiers */
     char retry_frame[48];      /* "retry: <ms>\n\n", the opening bytes of every SSE stream */
     size_t retry_frame_len;
-    /* Read-only to other modules. Every stream from new to free. */
-    fr_stream_t *all;
+    /* Read-only to other modules. Every stream from new to free (fr_stream_t.all_link). */
+    fr_list_t all;
     size_t count;              /* streams joined and not yet freed (read by other workers) */
     /* Private: started streams by last write, oldest first (a heartbeat tick visits only
      * those due); long-polls by start (their deadline); streams with output not yet handed
      * to their sink, oldest mark first. */
-    fr_stream_t *idle_head, *idle_tail;
-    fr_stream_t *poll_head, *poll_tail;
-    fr_stream_t *pending_head, *pending_tail;
+    fr_list_t idle, polls, pending;
 } fr_streams_t;
 
 /* How a join came out: the open turns it into 503, 400, 416 or a start. */
@@ -131,17 +130,15 @@ struct fr_stream_s {
     unsigned catching_up : 1;  /* live events wait in cu behind missed ones */
     unsigned writing : 1;      /* a write is pending in the sink */
     unsigned away : 1;         /* presence no longer counts it */
-    unsigned pending : 1;      /* on env's pending list */
-    unsigned listed : 1;       /* on env's idle or poll list */
     fr_join_t *join;           /* owned: what the broker found, until start */
     struct fr_catchup_s *cu;   /* owned while catching up: events in order, missed ones first */
     const char *gone_reason;   /* why the sink went away (static), or NULL: the client left */
     void *pending_batch;       /* owned: what the pending write points into */
     uint64_t last_write_ms;    /* the loop's clock when something was last queued */
     uint64_t drain_at;         /* ms into the drain window when this stream ends */
-    fr_stream_t *all_prev, *all_next;
-    fr_stream_t *idle_prev, *idle_next;
-    fr_stream_t *pend_prev, *pend_next;
+    fr_list_t all_link;        /* in env->all */
+    fr_list_t idle_link;       /* in env->idle, or env->polls for a long-poll */
+    fr_list_t pend_link;       /* in env->pending */
 };
 
 /* What the open decided, handed to the stream, which takes ownership of the pointers. */

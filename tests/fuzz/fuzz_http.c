@@ -752,9 +752,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
               W->http.nconns);
     fz_expect(W->streams.count == 0, "%zu streams still counted after every client left",
               W->streams.count);
-    fz_expect(W->streams.all == NULL, "a stream outlived its connection");
-    fz_expect(W->streams.pending_head == NULL && W->streams.idle_head == NULL &&
-                  W->streams.poll_head == NULL,
+    fz_expect(fr_list_empty(&W->streams.all), "a stream outlived its connection");
+    fz_expect(fr_list_empty(&W->streams.pending) && fr_list_empty(&W->streams.idle) &&
+                  fr_list_empty(&W->streams.polls),
               "a freed stream is still listed");
 
     for (size_t k = 0; k < nseg; k++) {

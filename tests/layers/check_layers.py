@@ -60,6 +60,34 @@ def enumerate_includes(text):
         yield text.count("\n", 0, m.start()) + 1, (m.group(1), m.group(2))
 
 
+def self_test():
+    """The check itself can fail: an include up a layer, a forbidden library in core, a
+    folder that is no layer and an include without its folder are each caught, and a tree
+    without them passes."""
+    import tempfile
+    cases = {
+        "clean": ({"base/a.h": "", "core/b.c": '#include "base/a.h"\n#include <stdint.h>\n'}, 0),
+        "upward": ({"server/s.h": "", "stream/x.c": '#include "server/s.h"\n'}, 1),
+        "libuv in core": ({"core/c.c": "#include <uv.h>\n"}, 1),
+        "no layer": ({"misc/m.c": ""}, 1),
+        "no folder": ({"base/a.h": "", "base/b.c": '#include "a.h"\n'}, 1),
+    }
+    failed = 0
+    for name, (files, want) in cases.items():
+        with tempfile.TemporaryDirectory() as d:
+            for rel, text in files.items():
+                path = pathlib.Path(d) / rel
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+            got = main(pathlib.Path(d))
+        if got != want:
+            print(f"self-test '{name}': exit {got}, expected {want}")
+            failed = 1
+    return failed
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--self-test"]:
+        sys.exit(self_test())
     root = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else pathlib.Path(__file__).resolve().parents[2] / "src"
     sys.exit(main(root))
