@@ -118,136 +118,166 @@ static int route_accepts(const fr_route_t *r, const char *method) {
 
 /* ---- dispatch ------------------------------------------------------------------------------ */
 
-void fr_app_handle(void *ctx, fr_conn_t *c) {
-    fr_app_t *app = ctx;
-    fr_vm_t *vm = app->vm;
-    size_t path_len, qlen;
-    const char *query;
-    if (c->req.url[0] != '/') {
-        fr_conn_respond_error(c, 400, "request target must be an absolute path");
-        return;
-    }
-    fr_url_split(c->req.url, c->req.url_len, &path_len, &query, &qlen);
-    const char *raw_path = c->req.url;
+static int is_get(const char *method) {
+    return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+}
 
-    if (path_len == 7 && memcmp(raw_path, "/health", 7) == 0) {
+/* The paths the server answers itself. Returns 1 when it answered. */
+static int answer_builtin(fr_app_t *app, fr_conn_t *c, const char *path, size_t len) {
+    static const char client_path[] = "/_freshet/freshet.js";
+    if (len == 7 && memcmp(path, "/health", 7) == 0) {
         static const char body[] = "{\"error\":\"/health answers GET and HEAD\"}";
-        if (strcmp(c->req.method, "GET") == 0 || strcmp(c->req.method, "HEAD") == 0)
+        if (is_get(c->req.method))
             app->host->health(app->host_ctx, c);
         else
             fr_conn_respond(c, 405, "application/json", "Allow: GET, HEAD\r\n", body,
                             sizeof body - 1);
-        return;
+        return 1;
     }
-    static const char client_path[] = "/_freshet/freshet.js";
-    if (path_len == sizeof client_path - 1 && memcmp(raw_path, client_path, path_len) == 0 &&
-        (strcmp(c->req.method, "GET") == 0 || strcmp(c->req.method, "HEAD") == 0)) {
+    if (len == sizeof client_path - 1 && memcmp(path, client_path, len) == 0 &&
+        is_get(c->req.method)) {
         fr_conn_respond(c, 200, "text/javascript; charset=utf-8", "Cache-Control: no-cache\r\n",
                         fr_client_js, fr_client_js_len);
-        return;
+        return 1;
     }
-    if (path_len == 8 && memcmp(raw_path, "/metrics", 8) == 0 &&
-        (strcmp(c->req.method, "GET") == 0 || strcmp(c->req.method, "HEAD") == 0)) {
+    if (len == 8 && memcmp(path, "/metrics", 8) == 0 && is_get(c->req.method)) {
         app->host->metrics(app->host_ctx, c);
-        return;
+        return 1;
     }
+    return 0;
+}
 
-    /* Stream and publish routes first, in the order the app declared them; then the static
-     * route with the longest matching prefix. A path that matches only with another method
-     * answers 405 with the methods it does take. */
-    fr_param_t params[FR_MAX_PARAMS];
-    size_t nparams = 0;
-    const fr_route_t *match = NULL, *path_match = NULL;
-    char allow[64] = "";
-    for (size_t i = 0; i < vm->nroutes && !match; i++) {
+/* What matching found: the route to run, or one that matches the path with another method
+ * (405, with the methods it takes). */
+typedef struct {
+    const fr_route_t *match, *path_match;
+    char allow[64];
+    fr_param_t params[FR_MAX_PARAMS]; /* the match's, owned */
+    size_t nparams;
+} match_t;
+
+/* Stream and publish routes, in the order the app declared them. Returns -1 on a path whose
+ * percent-encoding is malformed. */
+static int match_patterns(const fr_vm_t *vm, const char *method, const char *path, size_t len,
+                          match_t *m) {
+    for (size_t i = 0; i < vm->nroutes; i++) {
         const fr_route_t *r = &vm->routes[i];
         if (r->kind == FR_ROUTE_STATIC)
             continue;
-        int m = fr_pattern_match(&r->pattern, raw_path, path_len, params, &nparams);
-        if (m < 0) {
-            fr_conn_respond_error(c, 400, "invalid percent-encoding in the path");
-            return;
-        }
-        if (m == 0)
+        int found = fr_pattern_match(&r->pattern, path, len, m->params, &m->nparams);
+        if (found < 0)
+            return -1;
+        if (found == 0)
             continue;
-        if (route_accepts(r, c->req.method) || strcmp(c->req.method, "OPTIONS") == 0) {
-            match = r;
-            break;
+        if (route_accepts(r, method) || strcmp(method, "OPTIONS") == 0) {
+            m->match = r;
+            return 0;
         }
-        if (!path_match) {
-            path_match = r;
-            snprintf(allow, sizeof allow, "%s", route_methods(r));
-        } else if (r->kind != path_match->kind) {
-            snprintf(allow, sizeof allow, "GET, POST, OPTIONS");
+        if (!m->path_match) {
+            m->path_match = r;
+            snprintf(m->allow, sizeof m->allow, "%s", route_methods(r));
+        } else if (r->kind != m->path_match->kind) {
+            snprintf(m->allow, sizeof m->allow, "GET, POST, OPTIONS");
         }
-        fr_params_free(params, nparams);
-        nparams = 0;
+        fr_params_free(m->params, m->nparams);
+        m->nparams = 0;
     }
-    if (!match && !path_match) {
-        size_t best = 0;
-        for (size_t i = 0; i < vm->nroutes; i++) {
-            const fr_route_t *r = &vm->routes[i];
-            if (r->kind != FR_ROUTE_STATIC || !r->path)
-                continue;
-            size_t pl = strlen(r->prefix);
-            if (path_len >= pl && memcmp(raw_path, r->prefix, pl) == 0 &&
-                (path_len == pl || raw_path[pl] == '/') && (!match || pl > best)) {
-                match = r;
-                best = pl;
-            }
-        }
-        if (match && !route_accepts(match, c->req.method) && strcmp(c->req.method, "OPTIONS") != 0) {
-            path_match = match;
-            match = NULL;
-            snprintf(allow, sizeof allow, "%s", route_methods(path_match));
-        }
-    }
-    if (!match) {
-        if (path_match) {
-            char h[96];
-            snprintf(h, sizeof h, "Allow: %s\r\n", allow);
-            char msg[128];
-            snprintf(msg, sizeof msg, "{\"error\":\"method %s is not allowed here\"}", c->req.method);
-            fr_conn_respond(c, 405, "application/json", h, msg, strlen(msg));
-        } else {
-            fr_conn_respond_error(c, 404, "no route for this path");
-        }
-        return;
-    }
-    if (strcmp(c->req.method, "OPTIONS") == 0) {
-        fr_params_free(params, nparams);
-        respond_preflight(c, route_methods(match));
-        return;
-    }
-    if (match->kind == FR_ROUTE_STATIC) {
-        size_t pl = strlen(match->prefix);
-        fr_app_static(c, match, raw_path + pl, path_len - pl);
-        return;
-    }
+    return 0;
+}
 
+/* The static route with the longest prefix of the path. */
+static void match_static(const fr_vm_t *vm, const char *method, const char *path, size_t len,
+                         match_t *m) {
+    size_t best = 0;
+    for (size_t i = 0; i < vm->nroutes; i++) {
+        const fr_route_t *r = &vm->routes[i];
+        if (r->kind != FR_ROUTE_STATIC || !r->path)
+            continue;
+        size_t pl = strlen(r->prefix);
+        if (len >= pl && memcmp(path, r->prefix, pl) == 0 && (len == pl || path[pl] == '/') &&
+            (!m->match || pl > best)) {
+            m->match = r;
+            best = pl;
+        }
+    }
+    if (m->match && !route_accepts(m->match, method) && strcmp(method, "OPTIONS") != 0) {
+        m->path_match = m->match;
+        m->match = NULL;
+        snprintf(m->allow, sizeof m->allow, "%s", route_methods(m->path_match));
+    }
+}
+
+static void answer_unmatched(fr_conn_t *c, const match_t *m) {
+    if (!m->path_match) {
+        fr_conn_respond_error(c, 404, "no route for this path");
+        return;
+    }
+    char h[96], msg[128];
+    snprintf(h, sizeof h, "Allow: %s\r\n", m->allow);
+    snprintf(msg, sizeof msg, "{\"error\":\"method %s is not allowed here\"}", c->req.method);
+    fr_conn_respond(c, 405, "application/json", h, msg, strlen(msg));
+}
+
+/* A stream or publish route: the `req` table, then the route's own handling. */
+static void run_script_route(fr_app_t *app, fr_conn_t *c, match_t *m, const char *raw_path,
+                             size_t path_len, const char *query, size_t qlen) {
+    const fr_route_t *r = m->match;
     char *path = fr_malloc(path_len + 1);
     if (fr_url_decode(raw_path, path_len, path, 0) < 0) {
         free(path);
-        fr_params_free(params, nparams);
         fr_conn_respond_error(c, 400, "invalid percent-encoding in the path");
         return;
     }
-    lua_State *L = vm->L;
-    int req_ref = push_request(c, L, path, params, nparams, query, qlen);
+    lua_State *L = app->vm->L;
+    int req_ref = push_request(c, L, path, m->params, m->nparams, query, qlen);
     free(path);
-    fr_params_free(params, nparams);
     if (req_ref == LUA_NOREF) {
         fr_conn_respond_error(c, 400, "invalid percent-encoding in the query string");
         return;
     }
-    if (match->kind == FR_ROUTE_STREAM && app->http->stopping) {
+    if (r->kind == FR_ROUTE_STREAM && app->http->stopping) {
         fr_conn_respond(c, 503, "application/json", "Retry-After: 1\r\n",
                         "{\"error\":\"shutting down\"}", 25);
         luaL_unref(L, LUA_REGISTRYINDEX, req_ref);
-    } else if (match->kind == FR_ROUTE_STREAM) {
-        fr_app_open(app, c, match, req_ref);
+    } else if (r->kind == FR_ROUTE_STREAM) {
+        fr_app_open(app, c, r, req_ref);
     } else {
-        fr_app_publish(app, c, match, req_ref);
+        fr_app_publish(app, c, r, req_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, req_ref);
     }
+}
+
+void fr_app_handle(void *ctx, fr_conn_t *c) {
+    fr_app_t *app = ctx;
+    if (c->req.url[0] != '/') {
+        fr_conn_respond_error(c, 400, "request target must be an absolute path");
+        return;
+    }
+    size_t path_len, qlen;
+    const char *query;
+    fr_url_split(c->req.url, c->req.url_len, &path_len, &query, &qlen);
+    const char *path = c->req.url;
+    if (answer_builtin(app, c, path, path_len))
+        return;
+    /* Stream and publish routes first; then the static route with the longest matching
+     * prefix. A path that matches only with another method answers 405 with the methods it
+     * does take. */
+    match_t m;
+    memset(&m, 0, sizeof m);
+    if (match_patterns(app->vm, c->req.method, path, path_len, &m) < 0) {
+        fr_conn_respond_error(c, 400, "invalid percent-encoding in the path");
+        return;
+    }
+    if (!m.match && !m.path_match)
+        match_static(app->vm, c->req.method, path, path_len, &m);
+    if (!m.match)
+        answer_unmatched(c, &m);
+    else if (strcmp(c->req.method, "OPTIONS") == 0)
+        respond_preflight(c, route_methods(m.match));
+    else if (m.match->kind == FR_ROUTE_STATIC)
+        fr_app_static(c, m.match, path + strlen(m.match->prefix),
+                      path_len - strlen(m.match->prefix));
+    else
+        run_script_route(app, c, &m, path, path_len, query, qlen);
+    fr_params_free(m.params, m.nparams);
 }

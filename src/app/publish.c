@@ -158,18 +158,11 @@ static void on_item_published(void *ctx, int status, fr_id_t id, const char *err
     batch_done(b);
 }
 
-void fr_app_publish(fr_app_t *app, fr_conn_t *c, const fr_route_t *route, int req_ref) {
-    fr_vm_t *vm = app->vm;
+/* Runs publish(req, body, who), leaving its three results on the stack. Returns 0, or -1
+ * after answering (a body that is not JSON, a script error). */
+static int run_hook(fr_vm_t *vm, fr_conn_t *c, const fr_route_t *route, int req_ref,
+                    int who_ref) {
     lua_State *L = vm->L;
-    int base = lua_gettop(L);
-    int who_ref = LUA_NOREF;
-    char refusal[256];
-    int refused = fr_hook_auth(vm, route, req_ref, &who_ref, refusal, sizeof refusal);
-    if (refused) {
-        fr_conn_respond_error(c, refused, refusal);
-        return;
-    }
-
     fr_vm_push_hook(vm, route, FR_HOOK_PUBLISH);
     lua_rawgeti(L, LUA_REGISTRYINDEX, req_ref);
     const char *body = c->req.body ? c->req.body : "";
@@ -181,7 +174,7 @@ void fr_app_publish(fr_app_t *app, fr_conn_t *c, const fr_route_t *route, int re
             snprintf(msg, sizeof msg, "invalid JSON body: %s",
                      c->req.body_len == 0 ? "the body is empty" : lua_tostring(L, -1));
             fr_conn_respond_error(c, 400, msg);
-            goto out;
+            return -1;
         }
     } else {
         lua_pushlstring(L, body, c->req.body_len);
@@ -189,107 +182,155 @@ void fr_app_publish(fr_app_t *app, fr_conn_t *c, const fr_route_t *route, int re
     lua_rawgeti(L, LUA_REGISTRYINDEX, who_ref);
     if (fr_vm_call(vm, route, "publish", 3, 3) != 0) {
         fr_conn_respond_error(c, 500, "internal error");
-        goto out;
+        return -1;
     }
-    int r = base + 1;
-    if (!lua_istable(L, r)) {
-        if (lua_toboolean(L, r)) {
-            fr_error("route %s: publish must return an event table, a list of them, or nil, "
-                     "status, message; got %s", route->pattern.source, luaL_typename(L, r));
-            fr_conn_respond_error(c, 500, "internal error");
-            goto out;
-        }
-        int status = lua_isnumber(L, r + 1) ? (int)lua_tointeger(L, r + 1) : 400;
-        if (status < 400 || status > 599)
-            status = 400;
-        fr_conn_respond_error(c, status, lua_isstring(L, r + 2) ? lua_tostring(L, r + 2)
-                                                                 : "not published");
-        goto out;
-    }
-    lua_settop(L, r);
-    lua_getfield(L, r, "topic");
-    int many = lua_isnil(L, -1);
-    lua_pop(L, 1);
-    size_t n = many ? lua_objlen(L, r) : 1;
-    if (n == 0 || n > FR_MAX_PUBLISH) {
-        fr_error("route %s: publish returned %zu events (1 to %d allowed)", route->pattern.source,
-                 n, FR_MAX_PUBLISH);
+    return 0;
+}
+
+/* The hook's refusal (nil, status, message) at r, answered. Returns -1; a result that is no
+ * table and no refusal is the script's mistake (500, logged). */
+static int answer_refusal(lua_State *L, fr_conn_t *c, const fr_route_t *route, int r) {
+    if (lua_toboolean(L, r)) {
+        fr_error("route %s: publish must return an event table, a list of them, or nil, "
+                 "status, message; got %s",
+                 route->pattern.source, luaL_typename(L, r));
         fr_conn_respond_error(c, 500, "internal error");
-        goto out;
+        return -1;
     }
-    pub_item_t *items = fr_calloc(n, sizeof *items);
-    fr_id_t *ids = fr_calloc(n, sizeof *ids);
-    const char *msg = NULL;
-    int status = 0;
+    int status = lua_isnumber(L, r + 1) ? (int)lua_tointeger(L, r + 1) : 400;
+    if (status < 400 || status > 599)
+        status = 400;
+    fr_conn_respond_error(c, status,
+                          lua_isstring(L, r + 2) ? lua_tostring(L, r + 2) : "not published");
+    return -1;
+}
+
+/* Reads the events the hook returned at r (one table, or a list of them) into *items, every
+ * one checked before any is published, so a bad one publishes none of them. Returns 0, or
+ * the status to answer: 400 with *msg, 500 for a script mistake (logged). The strings stay
+ * on the Lua stack, borrowed by the items. */
+static int read_events(fr_vm_t *vm, const fr_route_t *route, int r, pub_item_t **items,
+                       size_t *nitems, int *many, const char **msg) {
+    lua_State *L = vm->L;
+    lua_getfield(L, r, "topic");
+    *many = lua_isnil(L, -1);
+    lua_pop(L, 1);
+    size_t n = *many ? lua_objlen(L, r) : 1;
+    if (n == 0 || n > FR_MAX_PUBLISH) {
+        fr_error("route %s: publish returned %zu events (1 to %d allowed)",
+                 route->pattern.source, n, FR_MAX_PUBLISH);
+        return 500;
+    }
+    *items = fr_calloc(n, sizeof **items);
+    *nitems = n;
     lua_checkstack(L, (int)n * 5 + 10);
-    /* Check every event before publishing any, so a bad one publishes none of them. */
-    for (size_t i = 0; i < n && !status; i++) {
+    for (size_t i = 0; i < n; i++) {
         int idx = r;
-        if (many) {
+        if (*many) {
             lua_rawgeti(L, r, (int)i + 1);
             idx = lua_gettop(L);
             if (!lua_istable(L, idx)) {
-                fr_error("route %s: publish: item %zu is a %s, not a table", route->pattern.source,
-                         i + 1, luaL_typename(L, idx));
-                status = 500;
-                break;
+                fr_error("route %s: publish: item %zu is a %s, not a table",
+                         route->pattern.source, i + 1, luaL_typename(L, idx));
+                return 500;
             }
         }
-        status = read_item(vm, route, idx, &items[i], &msg);
+        int status = read_item(vm, route, idx, &(*items)[i], msg);
+        if (status)
+            return status;
     }
+    return 0;
+}
+
+/* The tier's publish bucket (critical events bypass it: alerts must get through a flood).
+ * Returns 0, or -1 after answering 429 or 500. */
+static int take_tokens(fr_app_t *app, fr_conn_t *c, const fr_route_t *route, int req_ref,
+                       int who_ref, const pub_item_t *items, size_t n) {
     const fr_tier_t *tier = NULL;
-    if (!status && fr_hook_tier(vm, route, app->config, req_ref, who_ref, &tier) < 0)
-        status = 500;
-    if (!status && tier) {
-        /* Critical events bypass the publish bucket: alerts must get through a flood. */
-        double cost = 0;
-        for (size_t i = 0; i < n; i++)
-            cost += items[i].prio != FR_PRIO_CRITICAL;
-        char client[300];
-        unsigned retry_after;
-        fr_hook_client_id(vm, who_ref, c->remote, client, sizeof client);
-        if (cost > 0 && fr_ratelimit_take(app->limits, FR_RL_PUBLISH, tier, client, cost,
-                                          fr_mono_ms(), &retry_after) < 0) {
-            fr_app_count_limited(app, tier);
-            fr_app_too_many(c, retry_after, "publishes");
-            status = -1;
-        }
+    if (fr_hook_tier(app->vm, route, app->config, req_ref, who_ref, &tier) < 0) {
+        fr_conn_respond_error(c, 500, "internal error");
+        return -1;
     }
-    if (!status && !app->broker->ops->ready(app->broker)) {
+    if (!tier)
+        return 0;
+    double cost = 0;
+    for (size_t i = 0; i < n; i++)
+        cost += items[i].prio != FR_PRIO_CRITICAL;
+    char client[300];
+    unsigned retry_after;
+    fr_hook_client_id(app->vm, who_ref, c->remote, client, sizeof client);
+    if (cost > 0 && fr_ratelimit_take(app->limits, FR_RL_PUBLISH, tier, client, cost,
+                                      fr_mono_ms(), &retry_after) < 0) {
+        fr_app_count_limited(app, tier);
+        fr_app_too_many(c, retry_after, "publishes");
+        return -1;
+    }
+    return 0;
+}
+
+/* Hands every event to the broker; the answer waits until it stored them all (at once for
+ * memory). */
+static void publish_all(fr_app_t *app, fr_conn_t *c, const pub_item_t *items, size_t n,
+                        int many) {
+    batch_t *b = fr_calloc(1, sizeof *b);
+    b->conn = c;
+    b->metrics = app->metrics;
+    b->ids = fr_calloc(n, sizeof *b->ids);
+    b->prios = fr_calloc(n, sizeof *b->prios);
+    b->n = b->pending = n;
+    b->many = many;
+    b->refs = fr_calloc(n, sizeof *b->refs);
+    fr_conn_hold(c);
+    b->pending++; /* the loop's own reference, so a synchronous broker cannot finish early */
+    for (size_t i = 0; i < n; i++) {
+        b->refs[i].batch = b;
+        b->refs[i].index = i;
+        b->prios[i] = items[i].prio;
+        fr_pub_t ev = {items[i].topic, items[i].name, items[i].data, items[i].data_len,
+                       items[i].prio, items[i].json};
+        app->broker->ops->publish(app->broker, &ev, on_item_published, &b->refs[i]);
+    }
+    batch_done(b);
+}
+
+void fr_app_publish(fr_app_t *app, fr_conn_t *c, const fr_route_t *route, int req_ref) {
+    fr_vm_t *vm = app->vm;
+    lua_State *L = vm->L;
+    int base = lua_gettop(L);
+    int who_ref = LUA_NOREF;
+    char refusal[256];
+    int refused = fr_hook_auth(vm, route, req_ref, &who_ref, refusal, sizeof refusal);
+    if (refused) {
+        fr_conn_respond_error(c, refused, refusal);
+        return;
+    }
+    pub_item_t *items = NULL;
+    if (run_hook(vm, c, route, req_ref, who_ref) < 0)
+        goto out;
+    int r = base + 1;
+    if (!lua_istable(L, r)) {
+        answer_refusal(L, c, route, r);
+        goto out;
+    }
+    lua_settop(L, r);
+    size_t n = 0;
+    int many = 0;
+    const char *msg = NULL;
+    int status = read_events(vm, route, r, &items, &n, &many, &msg);
+    if (status) {
+        fr_conn_respond_error(c, status, status == 500 ? "internal error" : msg);
+        goto out;
+    }
+    if (take_tokens(app, c, route, req_ref, who_ref, items, n) < 0)
+        goto out;
+    if (!app->broker->ops->ready(app->broker)) {
         fr_conn_respond(c, 503, "application/json", "Retry-After: 2\r\n",
                         "{\"error\":\"the broker is unavailable: nothing was published\"}", 60);
-        status = -1;
+        goto out;
     }
-    if (status == 500)
-        fr_conn_respond_error(c, 500, "internal error");
-    else if (status > 0)
-        fr_conn_respond_error(c, status, msg);
-    if (status == 0) {
-        /* The answer waits for the broker to store every event (at once for memory). */
-        batch_t *b = fr_calloc(1, sizeof *b);
-        b->conn = c;
-        b->metrics = app->metrics;
-        b->ids = ids;
-        b->prios = fr_calloc(n, sizeof *b->prios);
-        b->n = b->pending = n;
-        b->many = many;
-        b->refs = fr_calloc(n, sizeof *b->refs);
-        fr_conn_hold(c);
-        b->pending++; /* the loop's own reference, so a synchronous broker cannot finish early */
-        for (size_t i = 0; i < n; i++) {
-            b->refs[i].batch = b;
-            b->refs[i].index = i;
-            b->prios[i] = items[i].prio;
-            fr_pub_t ev = {items[i].topic, items[i].name, items[i].data, items[i].data_len,
-                           items[i].prio, items[i].json};
-            app->broker->ops->publish(app->broker, &ev, on_item_published, &b->refs[i]);
-        }
-        batch_done(b);
-        ids = NULL;
-    }
-    free(items);
-    free(ids);
+    publish_all(app, c, items, n, many);
 out:
+    free(items);
     luaL_unref(L, LUA_REGISTRYINDEX, who_ref);
     lua_settop(L, base);
 }

@@ -108,28 +108,6 @@ const char *fr_http_status_text(int status) {
     }
 }
 
-char *fr_http_response(int status, const char *content_type, const char *extra_headers,
-                       const char *body, size_t body_len, int keep_alive, size_t *out_len) {
-    char head[1024];
-    int n = snprintf(head, sizeof head,
-                     "HTTP/1.1 %d %s\r\n"
-                     "%s%s%s"
-                     "Content-Length: %zu\r\n"
-                     "Connection: %s\r\n"
-                     "%s"
-                     "\r\n",
-                     status, fr_http_status_text(status), content_type ? "Content-Type: " : "",
-                     content_type ? content_type : "", content_type ? "\r\n" : "", body_len,
-                     keep_alive ? "keep-alive" : "close", extra_headers ? extra_headers : "");
-    size_t hl = (size_t)n < sizeof head ? (size_t)n : sizeof head - 1;
-    char *out = fr_malloc(hl + body_len);
-    memcpy(out, head, hl);
-    if (body_len)
-        memcpy(out + hl, body, body_len);
-    *out_len = hl + body_len;
-    return out;
-}
-
 char *fr_http_error_body(const char *msg, size_t *len) {
     fr_buf_t b = {0};
     fr_buf_puts(&b, "{\"error\":");

@@ -37,11 +37,6 @@ const char *fr_request_header(const fr_request_t *req, const char *name);
 
 const char *fr_http_status_text(int status);
 
-/* Builds a complete response with Content-Length. extra_headers holds whole "Name: v\r\n"
- * lines or is NULL. Returns a malloc'd buffer (the caller owns it) and its length. */
-char *fr_http_response(int status, const char *content_type, const char *extra_headers,
-                       const char *body, size_t body_len, int keep_alive, size_t *out_len);
-
 /* Writes {"error":"<msg>"} with JSON escaping (base/json.h) into a malloc'd string. */
 char *fr_http_error_body(const char *msg, size_t *len);
 

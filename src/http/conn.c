@@ -152,10 +152,8 @@ static int on_headers_complete(llhttp_t *p) {
     /* A client that asks before sending its body (curl does for large POSTs) is told to go
      * on, rather than left to wait out its own timeout. */
     const char *expect = fr_request_header(&c->req, "expect");
-    if (expect && strcasecmp(expect, "100-continue") == 0 && c->req.http_minor >= 1) {
-        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        fr_conn_write(c, fr_strndup(cont, sizeof cont - 1), sizeof cont - 1);
-    }
+    if (expect && strcasecmp(expect, "100-continue") == 0 && c->req.http_minor >= 1)
+        fr_h1_continue(c);
     return 0;
 }
 

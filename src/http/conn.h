@@ -122,6 +122,8 @@ void fr_conn_next(fr_conn_t *c);
 void fr_conn_shed(fr_conn_t *c);
 /* For http/h1.c: the sink's callbacks. */
 void fr_h1_sink_init(fr_conn_t *c);
+/* The interim "100 Continue" for a client that waits for it before its body. */
+void fr_h1_continue(fr_conn_t *c);
 /* The response head of an answer: status line, Content-Type, extra headers, CORS, framing. */
 size_t fr_h1_head(fr_conn_t *c, const fr_head_t *h, char *out, size_t cap);
 

@@ -71,6 +71,11 @@ size_t fr_h1_head(fr_conn_t *c, const fr_head_t *h, char *out, size_t cap) {
     return n < 0 ? 0 : (size_t)n >= cap ? cap - 1 : (size_t)n;
 }
 
+void fr_h1_continue(fr_conn_t *c) {
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    fr_conn_write(c, fr_strndup(cont, sizeof cont - 1), sizeof cont - 1);
+}
+
 static void h1_head(fr_sink_t *sink, const fr_head_t *h) {
     fr_conn_t *c = conn_of(sink);
     char head[2048];

@@ -125,6 +125,92 @@ static long rss_bytes(void) {
     return rss * sysconf(_SC_PAGESIZE);
 }
 
+/* Connections by route, transport and state: this worker's counted now, the others' as of
+ * their last heartbeat tick. */
+static void put_connections(fr_buf_t *o, fr_worker_t *w, fr_census_t *all) {
+    char lb[256];
+    census_take(w, all);
+    for (size_t i = 0; w->proc && i < w->proc->nworkers; i++) {
+        fr_worker_t *x = w->proc->workers[i];
+        if (x == w)
+            continue;
+        pthread_mutex_lock(&x->census_mu);
+        for (size_t g = 0; g < x->census.ngroups; g++)
+            census_count(all, x->census.groups[g].route, x->census.groups[g].state,
+                         x->census.groups[g].n);
+        hist_merge(&all->depth, &x->census.depth);
+        hist_merge(&all->lag, &x->census.lag);
+        pthread_mutex_unlock(&x->census_mu);
+    }
+    header(o, "freshet_connections", "gauge", "Open connections by route, transport and state.");
+    for (size_t g = 0; g < all->ngroups; g++) {
+        const fr_census_group_t *gr = &all->groups[g];
+        fr_buf_printf(o, "freshet_connections{route=\"%s\",transport=\"%s\",state=\"%s\"} %lu\n",
+                      label(gr->route, lb, sizeof lb), gr->route[0] ? "sse" : "http", gr->state,
+                      gr->n);
+    }
+    if (all->ngroups == 0)
+        fr_buf_printf(o,
+                      "freshet_connections{route=\"\",transport=\"http\",state=\"reading\"} 0\n");
+}
+
+/* What happened to events: published, dropped, delivered, replayed; streams given up. */
+static void put_events(fr_buf_t *o, const fr_metrics_t *m) {
+    static const char *const prio[] = {"telemetry", "normal", "critical"};
+    header(o, "freshet_events_published_total", "counter", "Events published, by priority.");
+    for (int p = 0; p < 3; p++)
+        fr_buf_printf(o, "freshet_events_published_total{priority=\"%s\"} %lu\n", prio[p],
+                      m->published[p]);
+    header(o, "freshet_events_dropped_total", "counter",
+           "Deliveries dropped by slow streams, by priority and reason.");
+    for (int p = 0; p < 3; p++)
+        fr_buf_printf(o, "freshet_events_dropped_total{priority=\"%s\",reason=\"queue\"} %lu\n",
+                      prio[p], m->dropped[p]);
+    fr_buf_printf(o, "freshet_events_dropped_total{priority=\"any\",reason=\"conflated\"} %lu\n",
+                  m->conflated);
+    counter(o, "freshet_events_delivered_total", "Events written to streams.", m->delivered);
+    counter(o, "freshet_events_replayed_total", "Events sent from replay on resume.", m->replayed);
+    header(o, "freshet_streams_evicted_total", "counter",
+           "Streams ended because they could not keep up, by reason.");
+    fr_buf_printf(o, "freshet_streams_evicted_total{reason=\"lag\"} %lu\n", m->evicted_lag);
+    fr_buf_printf(o, "freshet_streams_evicted_total{reason=\"drop\"} %lu\n", m->evicted_drop);
+    fr_buf_printf(o, "freshet_streams_evicted_total{reason=\"slow\"} %lu\n", m->evicted_slow);
+    header(o, "freshet_resumes_total", "counter",
+           "Streams that arrived with a Last-Event-ID, by outcome.");
+    fr_buf_printf(o, "freshet_resumes_total{outcome=\"replayed\"} %lu\n",
+                  m->resumes - m->resume_stale - m->resume_reset);
+    fr_buf_printf(o, "freshet_resumes_total{outcome=\"stale_416\"} %lu\n", m->resume_stale);
+    fr_buf_printf(o, "freshet_resumes_total{outcome=\"reset\"} %lu\n", m->resume_reset);
+    fr_buf_printf(o, "freshet_resumes_total{outcome=\"invalid_400\"} %lu\n", m->resume_invalid);
+}
+
+/* Scripts, limits and the requests they refused. */
+static void put_scripts_and_limits(fr_buf_t *o, const fr_worker_t *w, const fr_totals_t *t,
+                                   const unsigned long *tier_rejected) {
+    const fr_metrics_t *m = &t->m;
+    char lb[128];
+    counter(o, "freshet_lua_errors_total", "Errors raised by route scripts and timers.",
+            m->lua_errors);
+    header(o, "freshet_lua_stopped_total", "counter",
+           "Lua hooks stopped by a limit (also counted as Lua errors), by limit.");
+    fr_buf_printf(o, "freshet_lua_stopped_total{limit=\"budget\"} %lu\n", m->lua_budget_stops);
+    fr_buf_printf(o, "freshet_lua_stopped_total{limit=\"memory\"} %lu\n", m->lua_memory_stops);
+    counter(o, "freshet_reloads_total", "Successful script reloads.", t->reloads);
+    counter(o, "freshet_reload_failures_total", "Reloads refused because a script failed to load.",
+            t->reload_failures);
+    header(o, "freshet_rate_limited_total", "counter", "Requests answered 429, by tier.");
+    for (size_t i = 0; i < w->config->ntiers; i++)
+        fr_buf_printf(o, "freshet_rate_limited_total{tier=\"%s\"} %lu\n",
+                      label(w->config->tiers[i].name, lb, sizeof lb), tier_rejected[i]);
+    if (w->config->ntiers == 0)
+        fr_buf_printf(o, "freshet_rate_limited_total{tier=\"\"} 0\n");
+    counter(o, "freshet_streams_refused_fd_total", "New streams refused at 90% of descriptors.",
+            m->refused_fds);
+    counter(o, "freshet_request_timeouts_total", "Requests answered 408.", m->timeouts);
+    counter(o, "freshet_idle_closed_total", "Keep-alive connections closed while idle.",
+            m->idle_closed);
+}
+
 void fr_server_respond_metrics(void *ctx, fr_conn_t *c) {
     fr_worker_t *w = ctx;
     fr_totals_t totals;
@@ -133,89 +219,19 @@ void fr_server_respond_metrics(void *ctx, fr_conn_t *c) {
     const fr_metrics_t *m = &totals.m;
     fr_buf_t o = {0};
     fr_buf_reserve(&o, 16384);
-    char lb[256], lb2[128];
-
-    /* Connections by route, transport and state: this worker's counted now, the others'
-     * as of their last heartbeat tick. */
     fr_census_t all;
-    census_take(w, &all);
-    for (size_t i = 0; w->proc && i < w->proc->nworkers; i++) {
-        fr_worker_t *x = w->proc->workers[i];
-        if (x == w)
-            continue;
-        pthread_mutex_lock(&x->census_mu);
-        for (size_t g = 0; g < x->census.ngroups; g++)
-            census_count(&all, x->census.groups[g].route, x->census.groups[g].state,
-                         x->census.groups[g].n);
-        hist_merge(&all.depth, &x->census.depth);
-        hist_merge(&all.lag, &x->census.lag);
-        pthread_mutex_unlock(&x->census_mu);
-    }
-    const fr_census_group_t *groups = all.groups;
-    size_t ng = all.ngroups;
-    header(&o, "freshet_connections", "gauge", "Open connections by route, transport and state.");
-    for (size_t g = 0; g < ng; g++)
-        fr_buf_printf(&o, "freshet_connections{route=\"%s\",transport=\"%s\",state=\"%s\"} %lu\n",
-                      label(groups[g].route, lb, sizeof lb), groups[g].route[0] ? "sse" : "http",
-                      groups[g].state, groups[g].n);
-    if (ng == 0)
-        fr_buf_printf(&o,
-                      "freshet_connections{route=\"\",transport=\"http\",state=\"reading\"} 0\n");
+    put_connections(&o, w, &all);
     counter(&o, "freshet_connections_accepted_total", "Connections accepted since start.",
             m->connections);
     counter(&o, "freshet_streams_started_total", "Streams started since start.", m->streams);
-
-    header(&o, "freshet_events_published_total", "counter", "Events published, by priority.");
-    const char *prio[] = {"telemetry", "normal", "critical"};
-    for (int p = 0; p < 3; p++)
-        fr_buf_printf(&o, "freshet_events_published_total{priority=\"%s\"} %lu\n", prio[p],
-                      m->published[p]);
-    header(&o, "freshet_events_dropped_total", "counter",
-           "Deliveries dropped by slow streams, by priority and reason.");
-    for (int p = 0; p < 3; p++)
-        fr_buf_printf(&o, "freshet_events_dropped_total{priority=\"%s\",reason=\"queue\"} %lu\n",
-                      prio[p], m->dropped[p]);
-    fr_buf_printf(&o, "freshet_events_dropped_total{priority=\"any\",reason=\"conflated\"} %lu\n",
-                  m->conflated);
-    counter(&o, "freshet_events_delivered_total", "Events written to streams.", m->delivered);
-    counter(&o, "freshet_events_replayed_total", "Events sent from replay on resume.", m->replayed);
-    header(&o, "freshet_streams_evicted_total", "counter",
-           "Streams ended because they could not keep up, by reason.");
-    fr_buf_printf(&o, "freshet_streams_evicted_total{reason=\"lag\"} %lu\n", m->evicted_lag);
-    fr_buf_printf(&o, "freshet_streams_evicted_total{reason=\"drop\"} %lu\n", m->evicted_drop);
-    fr_buf_printf(&o, "freshet_streams_evicted_total{reason=\"slow\"} %lu\n", m->evicted_slow);
-    header(&o, "freshet_resumes_total", "counter",
-           "Streams that arrived with a Last-Event-ID, by outcome.");
-    fr_buf_printf(&o, "freshet_resumes_total{outcome=\"replayed\"} %lu\n",
-                  m->resumes - m->resume_stale - m->resume_reset);
-    fr_buf_printf(&o, "freshet_resumes_total{outcome=\"stale_416\"} %lu\n", m->resume_stale);
-    fr_buf_printf(&o, "freshet_resumes_total{outcome=\"reset\"} %lu\n", m->resume_reset);
-    fr_buf_printf(&o, "freshet_resumes_total{outcome=\"invalid_400\"} %lu\n", m->resume_invalid);
+    put_events(&o, m);
     hist_put(&o, "freshet_stream_queue_depth", "Events queued per open stream.", &all.depth);
-    hist_put(&o, "freshet_stream_lag_events", "Events behind (queued plus dropped in a row) per open stream.", &all.lag);
+    hist_put(&o, "freshet_stream_lag_events",
+             "Events behind (queued plus dropped in a row) per open stream.", &all.lag);
     counter(&o, "freshet_stream_bytes_written_total", "Stream bytes handed to sockets.",
             m->bytes_written);
     counter(&o, "freshet_heartbeats_total", "Heartbeat comments sent.", m->heartbeats);
-    counter(&o, "freshet_lua_errors_total", "Errors raised by route scripts and timers.",
-            m->lua_errors);
-    header(&o, "freshet_lua_stopped_total", "counter",
-           "Lua hooks stopped by a limit (also counted as Lua errors), by limit.");
-    fr_buf_printf(&o, "freshet_lua_stopped_total{limit=\"budget\"} %lu\n", m->lua_budget_stops);
-    fr_buf_printf(&o, "freshet_lua_stopped_total{limit=\"memory\"} %lu\n", m->lua_memory_stops);
-    counter(&o, "freshet_reloads_total", "Successful script reloads.", totals.reloads);
-    counter(&o, "freshet_reload_failures_total", "Reloads refused because a script failed to load.",
-            totals.reload_failures);
-    header(&o, "freshet_rate_limited_total", "counter", "Requests answered 429, by tier.");
-    for (size_t t = 0; t < w->config->ntiers; t++)
-        fr_buf_printf(&o, "freshet_rate_limited_total{tier=\"%s\"} %lu\n",
-                      label(w->config->tiers[t].name, lb2, sizeof lb2), tier_rejected[t]);
-    if (w->config->ntiers == 0)
-        fr_buf_printf(&o, "freshet_rate_limited_total{tier=\"\"} 0\n");
-    counter(&o, "freshet_streams_refused_fd_total", "New streams refused at 90% of descriptors.",
-            m->refused_fds);
-    counter(&o, "freshet_request_timeouts_total", "Requests answered 408.", m->timeouts);
-    counter(&o, "freshet_idle_closed_total", "Keep-alive connections closed while idle.",
-            m->idle_closed);
+    put_scripts_and_limits(&o, w, &totals, tier_rejected);
     counter(&o, "freshet_log_lines_dropped_total", "Log lines dropped because stderr was slow.",
             fr_log_dropped());
     gauge(&o, "freshet_topics", "Topics held in memory.", (double)totals.ntopics);
