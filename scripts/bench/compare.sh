@@ -12,6 +12,7 @@
 #
 # Usage: scripts/bench/compare.sh [--quick] [--rounds N] [--duration S] [--streams N]
 #                                 [--servers a,b] [--workloads a,b] [--no-write] [--keep]
+#                                 [--ref BIN]
 #
 #   --quick        1,000 streams, 5 s, one round: a smoke run of a couple of minutes
 #   --rounds N     rounds (2; 1 with --quick)
@@ -24,6 +25,9 @@
 #   --no-write     print the section on stdout instead of writing docs/BENCHMARKS.md
 #   --keep         keep the work directory (raw JSON of every run, server logs)
 #   --from DIR     measure nothing: write the section again from a directory kept by --keep
+#   --ref BIN      also run another freshet binary (1 worker) as "freshet-ref", e.g. a build of
+#                  an earlier commit, and give freshet 1w / freshet-ref ratios: a change's
+#                  effect measured side by side, in the same run
 #
 # The full run (no option) takes about half an hour on 2 cores. Everything listens on
 # 127.0.0.1; only the processes this script starts are stopped, by PID.
@@ -31,7 +35,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 invocation="scripts/bench/compare.sh${*:+ $*}"
 
-quick=0 rounds="" duration="" streams="" write=1 keep=0 from=""
+quick=0 rounds="" duration="" streams="" write=1 keep=0 from="" ref=""
 servers="freshet-1w,freshet-auto,nchan-1w,nchan-2w,node"
 workloads="idle,fanout20,fanout5,flat,topics,storm"
 while [ $# -gt 0 ]; do
@@ -45,7 +49,8 @@ while [ $# -gt 0 ]; do
     --no-write) write=0 ;;
     --keep) keep=1 ;;
     --from) from="${2:?--from DIR}"; shift ;;
-    -h | --help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --ref) ref="$(realpath "${2:?--ref BIN}")"; shift ;;
+    -h | --help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "compare.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -64,11 +69,16 @@ topics_rate=0 # many topics: publish flat out, round-robin, as the flat-out work
 pipeline=16
 
 bin="$root/build/freshet" bench="$root/build/freshet-bench" app="$root/scripts/bench/app.lua"
+if [ -n "$ref" ]; then
+    [ -x "$ref" ] || { echo "compare.sh: --ref $ref is not an executable" >&2; exit 2; }
+    case ",$servers," in *,freshet-ref,*) ;; *) servers="$servers,freshet-ref" ;; esac
+fi
 peers="$root/scripts/bench/peers"
 { [ -x "$bin" ] && [ -x "$bench" ]; } || { echo "compare.sh: build first (scripts/setup.sh)" >&2; exit 2; }
 for s in ${servers//,/ }; do
     case "$s" in
     freshet-1w | freshet-auto) ;;
+    freshet-ref) [ -n "$ref" ] || { echo "compare.sh: freshet-ref needs --ref BIN" >&2; exit 2; } ;;
     nchan-1w | nchan-2w)
         dpkg -L libnginx-mod-nchan 2>/dev/null | grep -q 'ngx_nchan_module\.so$' ||
             { echo "compare.sh: nchan is missing (scripts/setup.sh installs it)" >&2; exit 2; } ;;
@@ -118,6 +128,10 @@ start_server() {
     freshet-auto)
         (exec env FRESHET_WORKERS=auto FRESHET_STREAMS_AT=0.99 \
             "$bin" "$app" --listen "127.0.0.1:$port" --log-level warn) >"$log" 2>&1 &
+        ;;
+    freshet-ref)
+        (exec env FRESHET_WORKERS=1 FRESHET_STREAMS_AT=0.99 \
+            "$ref" "$app" --listen "127.0.0.1:$port" --log-level warn) >"$log" 2>&1 &
         ;;
     nchan-1w | nchan-2w)
         dir="$work/nginx.$port" n="${name#nchan-}"
@@ -223,12 +237,13 @@ elapsed=$(( $(date +%s) - t0 ))
 # What the section says about the run, kept with the results so that --from can say it again.
 if [ -z "$from" ]; then
     v_freshet="$("$bin" --version 2>/dev/null || echo freshet)"
+    v_ref="${ref:+$ref}"
     v_nginx="$(nginx -v 2>&1 | sed 's/.*nginx\///')"
     v_nchan="$(dpkg-query -W -f='${Version}' libnginx-mod-nchan 2>/dev/null | sed 's/^[0-9]*://; s/+.*//')"
     v_node="$(node --version 2>/dev/null || echo none)"
     kernel="$(uname -r)" cores="$(nproc)"
     declare -p rounds servers measurements invocation elapsed quick streams d_fan d_other \
-        d_storm pipeline flat_streams v_freshet v_nginx v_nchan v_node kernel cores when \
+        d_storm pipeline flat_streams v_freshet v_ref v_nginx v_nchan v_node kernel cores when \
         >"$work/run.env"
 else
     # shellcheck disable=SC1091
@@ -238,21 +253,23 @@ fi
 section="$work/section.md"
 python3 - "$work" "$rounds" "$servers" "$(IFS=,; echo "${measurements[*]}")" "$invocation" \
     "$elapsed" "$quick" "$streams" "$d_fan" "$d_other" "$d_storm" "$pipeline" "$flat_streams" \
-    "$v_freshet" "$v_nginx" "$v_nchan" "$v_node" "$kernel" "$cores" "$when" \
+    "$v_freshet" "$v_nginx" "$v_nchan" "$v_node" "$kernel" "$cores" "$when" "${v_ref:-}" \
     >"$section" <<'PY'
 import json, os, statistics, sys
 
 (work, rounds, servers, measurements, invocation, elapsed, quick, streams, d_fan, d_other,
  d_storm, pipeline, flat_streams, v_freshet, v_nginx, v_nchan, v_node, kernel, cores,
- when) = sys.argv[1:]
+ when, v_ref) = sys.argv[1:]
 rounds, quick, streams, pipeline = int(rounds), quick == "1", int(streams), int(pipeline)
 elapsed, flat_streams = int(elapsed), int(flat_streams)
 servers = servers.split(",")
 measurements = measurements.split(",")
 label = {"freshet-1w": "freshet, 1 worker", "freshet-auto": "freshet, workers auto",
+         "freshet-ref": "freshet-ref, 1 worker",
          "nchan-1w": "nginx+nchan, 1 worker", "nchan-2w": "nginx+nchan, 2 workers",
          "node": "Node.js"}
-short = {"freshet-1w": "freshet 1w", "freshet-auto": "freshet auto", "nchan-1w": "nchan 1w",
+short = {"freshet-1w": "freshet 1w", "freshet-auto": "freshet auto", "freshet-ref": "freshet-ref",
+         "nchan-1w": "nchan 1w",
          "nchan-2w": "nchan 2w", "node": "Node.js"}
 pairs = [("freshet-1w", "nchan-1w"), ("freshet-auto", "nchan-2w")]
 
@@ -378,6 +395,9 @@ def threads(name):
     t = [j.get("server_threads", 0) for (m, s), js in runs.items() if s == name
          for j in js if ok(j)]
     return max(t) if t else None
+if v_ref:
+    p("")
+    p(f"freshet-ref is another build of freshet, run with 1 worker: `{v_ref}`.")
 if threads("freshet-auto") is not None:
     p("")
     one = threads("freshet-1w")
@@ -575,7 +595,7 @@ if have("storm"):
 
 # ---- ratios ----------------------------------------------------------------------------
 if headline:
-    cmp = pairs + [("freshet-1w", "node")]
+    cmp = pairs + [("freshet-1w", "node"), ("freshet-1w", "freshet-ref")]
     cmp = [(a, b) for a, b in cmp if a in servers and b in servers]
     if cmp:
         p("")
