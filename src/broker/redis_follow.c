@@ -1,0 +1,353 @@
+/* The topics this node follows on Redis. A topic is followed while a local stream subscribes to
+ * it in the hub (the hub's on_follow), and a little longer: unsubscribing at once would race a
+ * quick re-follow. Joins wait here until Redis confirms their subscriptions, so every event
+ * after their replay arrives live. After the subscriber reconnects, each followed topic is
+ * refilled from its Stream from the last id this node delivered, and the live events that
+ * arrive meanwhile are held until the refill is delivered. */
+#include "broker/redis_private.h"
+
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "base/util.h"
+
+#define UNFOLLOW_AFTER_MS 5000
+
+/* ---- follows ----------------------------------------------------------------------------- */
+
+static follow_t *follow_find(fr_redis_t *r, const char *topic) {
+    return fr_redis_follow_of(fr_htable_find(&r->follows, topic, strlen(topic)));
+}
+
+static follow_t *follow_get(fr_redis_t *r, const char *topic) {
+    follow_t *f = follow_find(r, topic);
+    if (f)
+        return f;
+    f = fr_calloc(1, sizeof *f);
+    size_t len = strlen(topic);
+    f->topic = fr_strndup(topic, len);
+    fr_htable_insert(&r->follows, &f->hnode, f->topic, len);
+    return f;
+}
+
+/* Hands the live events held during a fill to the hub (which skips what the fill covered). */
+static void follow_release_held(fr_redis_t *r, follow_t *f, int deliver) {
+    for (size_t i = 0; i < f->nheld; i++) {
+        if (deliver)
+            fr_hub_deliver(r->base.hub, f->held[i]);
+        fr_event_release(f->held[i]);
+    }
+    free(f->held);
+    f->held = NULL;
+    f->nheld = 0;
+    f->refilling = 0;
+}
+
+static void follow_free(fr_redis_t *r, follow_t *f) {
+    fr_htable_remove(&r->follows, &f->hnode);
+    follow_release_held(r, f, 0);
+    free(f->waiters);
+    free(f->topic);
+    free(f);
+}
+
+static char *channel_of(const char *topic) {
+    size_t n = strlen(topic) + 8;
+    char *c = fr_malloc(n);
+    snprintf(c, n, "fr:{%s}:c", topic);
+    return c;
+}
+
+/* "fr:{topic}:c" → topic (in buf); NULL when it is not one of ours. */
+static const char *topic_of(const char *channel, size_t len, char *buf, size_t cap) {
+    if (len < 7 || memcmp(channel, "fr:{", 4) != 0 || memcmp(channel + len - 3, "}:c", 3) != 0 ||
+        len - 7 >= cap)
+        return NULL;
+    memcpy(buf, channel + 4, len - 7);
+    buf[len - 7] = '\0';
+    return buf;
+}
+
+static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv);
+
+static void send_subscribe(fr_redis_t *r, follow_t *f, const char *verb) {
+    char *ch = channel_of(f->topic);
+    redisAsyncCommand(r->sub, on_sub_reply, NULL, "%s %s", verb, ch);
+    free(ch);
+}
+
+void fr_redis_on_follow(void *ctx, const char *topic, int follow) {
+    fr_redis_t *r = ctx;
+    follow_t *f = follow_get(r, topic);
+    if (!follow) {
+        /* Unsubscribing at once would race a quick re-follow; the tick does it a little later. */
+        f->wanted = 0;
+        f->unwanted_since = fr_mono_ms();
+        fr_redis_presence_drop(r, topic);
+        return;
+    }
+    f->wanted = 1;
+    if (!f->subscribed && !f->unsubscribing && r->sub_ready && !f->nwaiters)
+        send_subscribe(r, f, "SUBSCRIBE");
+}
+
+/* ---- joins waiting for subscriptions ------------------------------------------------------ */
+
+void fr_redis_follow_wait(fr_redis_t *r, join_t *j, const char *topic) {
+    follow_t *f = follow_get(r, topic);
+    if (f->subscribed)
+        return;
+    if (!f->nwaiters && !f->unsubscribing)
+        send_subscribe(r, f, "SUBSCRIBE");
+    f->waiters = fr_realloc(f->waiters, (f->nwaiters + 1) * sizeof *f->waiters);
+    f->waiters[f->nwaiters++] = j;
+    j->waiting++;
+}
+
+/* Removes j from every follow's waiters (it failed or finished). */
+static void join_unwait(fr_redis_t *r, join_t *j) {
+    for (size_t i = 0; i < j->n; i++) {
+        follow_t *f = follow_find(r, j->topics[i]);
+        if (!f)
+            continue;
+        for (size_t k = 0; k < f->nwaiters; k++) {
+            if (f->waiters[k] == j)
+                f->waiters[k--] = f->waiters[--f->nwaiters];
+        }
+    }
+}
+
+void fr_redis_follow_fail_waiters(fr_redis_t *r) {
+    /* Only the follow the walk stands on is freed here. */
+    fr_htable_iter_t it;
+    fr_htable_iter_init(&r->follows, &it);
+    for (follow_t *f; (f = fr_redis_follow_of(fr_htable_iter_next(&it)));) {
+        f->subscribed = 0;
+        f->unsubscribing = 0;
+        follow_release_held(r, f, 0);
+        while (f->nwaiters) {
+            join_t *j = f->waiters[f->nwaiters - 1];
+            join_unwait(r, j);
+            fr_redis_join_fail(j);
+        }
+        if (!f->wanted)
+            follow_free(r, f);
+    }
+}
+
+/* ---- refills after a reconnect ------------------------------------------------------------- */
+
+typedef struct {
+    fr_redis_t *r;
+    char *topic;    /* owned */
+    int from_start; /* second attempt, from the start of the Stream */
+} refill_t;
+
+static void refill_from(fr_redis_t *r, const char *topic, const char *after, int from_start);
+
+/* After a reconnect: deliver what the Stream holds beyond what this node delivered. */
+static void on_refill(void *ctx, fr_join_t *res) {
+    refill_t *rf = ctx;
+    fr_redis_t *r = rf->r;
+    follow_t *f = r->closing ? NULL : follow_find(r, rf->topic);
+    int again = 0;
+    if (!res->error && !r->closing && res->ntopics == 1) {
+        fr_join_topic_t *t = &res->topics[0];
+        for (size_t k = 0; k < t->nevents; k++)
+            fr_hub_deliver(r->base.hub, t->events[k]);
+        if (t->status != FR_JOIN_OK && !rf->from_start) {
+            /* Redis no longer knows this node's last id: it came back without it (then all it
+             * holds is new here) or trimmed past it. Read from its start to tell which. */
+            again = 1;
+        } else if (t->status != FR_JOIN_OK) {
+            fr_warn("redis: events of '%s' were trimmed while this node's subscription was "
+                    "down; its streams end and resume through Last-Event-ID", rf->topic);
+            fr_hub_lose(r->base.hub, rf->topic);
+        }
+    }
+    fr_join_free(res);
+    if (again)
+        refill_from(r, rf->topic, "0-0", 1);
+    else if (f)
+        follow_release_held(r, f, 1);
+    free(rf->topic);
+    free(rf);
+}
+
+static void refill_from(fr_redis_t *r, const char *topic, const char *after, int from_start) {
+    follow_t *f = follow_find(r, topic);
+    if (f)
+        f->refilling = 1;
+    refill_t *rf = fr_calloc(1, sizeof *rf);
+    rf->r = r;
+    rf->topic = fr_strdup(topic);
+    rf->from_start = from_start;
+    join_t *j = fr_calloc(1, sizeof *j);
+    j->r = r;
+    j->n = 1;
+    j->max_events = r->replay_events ? r->replay_events : 1000;
+    j->cb = on_refill;
+    j->ctx = rf;
+    j->topics = fr_calloc(1, sizeof *j->topics);
+    j->after = fr_calloc(1, sizeof *j->after);
+    j->topics[0] = fr_strdup(topic);
+    j->after[0] = fr_strdup(after);
+    fr_redis_join_start(j);
+}
+
+static void refill(fr_redis_t *r, follow_t *f) {
+    fr_topic_t *t = fr_hub_find(r->base.hub, f->topic);
+    if (!t)
+        return;
+    char idbuf[FR_ID_MAX_LEN];
+    fr_id_format(t->last, idbuf);
+    refill_from(r, f->topic, idbuf, 0);
+}
+
+void fr_redis_follow_refill_pending(fr_redis_t *r) {
+    fr_htable_iter_t it;
+    fr_htable_iter_init(&r->follows, &it);
+    for (follow_t *f; (f = fr_redis_follow_of(fr_htable_iter_next(&it)));) {
+        if (f->refill && f->subscribed) {
+            f->refill = 0;
+            refill(r, f);
+        }
+    }
+}
+
+/* ---- what the subscriber hears ------------------------------------------------------------ */
+
+static void on_message(fr_redis_t *r, const char *topic, const char *p, size_t len) {
+    /* "<id>\n<event>\n<priority>\n<json>\n<ms>\n<data>" */
+    const char *parts[5];
+    size_t lens[5];
+    const char *end = p + len;
+    for (int i = 0; i < 5; i++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl) {
+            fr_warn("redis: malformed message on the channel of '%s'", topic);
+            return;
+        }
+        parts[i] = p;
+        lens[i] = (size_t)(nl - p);
+        p = nl + 1;
+    }
+    fr_id_t id;
+    fr_priority_t prio;
+    char name[256], pname[16];
+    if (fr_id_parse(parts[0], lens[0], &id) < 0 || lens[1] >= sizeof name ||
+        lens[2] >= sizeof pname) {
+        fr_warn("redis: malformed message on the channel of '%s'", topic);
+        return;
+    }
+    memcpy(name, parts[1], lens[1]);
+    name[lens[1]] = '\0';
+    memcpy(pname, parts[2], lens[2]);
+    pname[lens[2]] = '\0';
+    if (fr_priority_parse(pname, &prio) < 0)
+        prio = FR_PRIO_NORMAL;
+    const char *err;
+    fr_event_t *ev = fr_event_new(topic, id, name[0] ? name : NULL, p, (size_t)(end - p), prio,
+                                  lens[3] == 1 && parts[3][0] == '1',
+                                  strtoull(parts[4], NULL, 10), &err);
+    if (!ev) {
+        fr_warn("redis: dropping an event of '%s' from another producer: %s", topic, err);
+        return;
+    }
+    /* While a fill of this topic is in flight, live events wait: delivering one first would
+     * make the hub skip the older events the fill brings. */
+    follow_t *f = follow_find(r, topic);
+    if (f && f->refilling) {
+        f->held = fr_realloc(f->held, (f->nheld + 1) * sizeof *f->held);
+        f->held[f->nheld++] = ev;
+        return;
+    }
+    fr_hub_deliver(r->base.hub, ev);
+    fr_event_release(ev);
+}
+
+static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv) {
+    (void)priv;
+    fr_redis_t *r = ac->data;
+    redisReply *rep = reply;
+    if (!r || r->closing || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
+        rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_STRING)
+        return;
+    const char *kind = rep->element[0]->str;
+    char buf[1024];
+    const char *topic =
+        topic_of(rep->element[1]->str, rep->element[1]->len, buf, sizeof buf);
+    if (!topic)
+        return;
+    if (strcmp(kind, "message") == 0) {
+        if (rep->element[2]->type == REDIS_REPLY_STRING)
+            on_message(r, topic, rep->element[2]->str, rep->element[2]->len);
+        return;
+    }
+    follow_t *f = follow_find(r, topic);
+    if (!f)
+        return;
+    if (strcmp(kind, "subscribe") == 0) {
+        f->subscribed = 1;
+        /* The fill needs the command connection; if it is not back yet, it runs when it is.
+         * Either way, live events wait behind it from now on. */
+        if (f->refill)
+            f->refilling = 1;
+        if (f->refill && r->cmd_ready) {
+            f->refill = 0;
+            refill(r, f);
+        }
+        /* Waiters read their replay only now: every event after this point arrives live. */
+        while (f->nwaiters) {
+            join_t *j = f->waiters[--f->nwaiters];
+            if (--j->waiting == 0)
+                fr_redis_join_start(j);
+        }
+    } else if (strcmp(kind, "unsubscribe") == 0) {
+        f->unsubscribing = 0;
+        f->subscribed = 0;
+        if (f->wanted || f->nwaiters)
+            send_subscribe(r, f, "SUBSCRIBE");
+        else
+            follow_free(r, f);
+    }
+}
+
+/* ---- upkeep -------------------------------------------------------------------------------- */
+
+void fr_redis_follow_resubscribe(fr_redis_t *r) {
+    fr_htable_iter_t it;
+    fr_htable_iter_init(&r->follows, &it);
+    for (follow_t *f; (f = fr_redis_follow_of(fr_htable_iter_next(&it)));) {
+        if (f->wanted || f->nwaiters) {
+            f->refill = f->wanted;
+            send_subscribe(r, f, "SUBSCRIBE");
+        }
+    }
+}
+
+void fr_redis_follow_sweep(fr_redis_t *r, uint64_t now) {
+    fr_htable_iter_t it;
+    fr_htable_iter_init(&r->follows, &it);
+    for (follow_t *f; (f = fr_redis_follow_of(fr_htable_iter_next(&it)));) {
+        if (!f->wanted && !f->nwaiters && !f->unsubscribing &&
+            now - f->unwanted_since >= UNFOLLOW_AFTER_MS) {
+            if (f->subscribed) {
+                f->unsubscribing = 1;
+                send_subscribe(r, f, "UNSUBSCRIBE");
+            } else {
+                follow_free(r, f);
+            }
+        }
+    }
+}
+
+void fr_redis_follow_free_all(fr_redis_t *r) {
+    fr_htable_iter_t it;
+    fr_htable_iter_init(&r->follows, &it);
+    for (follow_t *f; (f = fr_redis_follow_of(fr_htable_iter_next(&it)));)
+        follow_free(r, f);
+}
