@@ -15,12 +15,12 @@
 -- even decoded.
 --
 -- The HMAC, base64url and the comparison come from the C module freshet.crypto (libcrypto),
--- which the server preloads. Outside the server, build src/lua_crypto.c as freshet/crypto.so
+-- which the server preloads. Outside the server, build src/lua/crypto.c as freshet/crypto.so
 -- (see docs/LUA_API.md, "Outside the server").
 local ok, crypto = pcall(require, "freshet.crypto")
 if not ok then
   error("freshet.jwt needs the C module freshet.crypto, which the freshet server provides; "
-    .. "outside the server build src/lua_crypto.c as freshet/crypto.so on package.cpath ("
+    .. "outside the server build src/lua/crypto.c as freshet/crypto.so on package.cpath ("
     .. tostring(crypto) .. ")", 2)
 end
 local cjson = require "cjson"

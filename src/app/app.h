@@ -23,6 +23,7 @@ typedef struct {
     int (*fds_full)(void *ctx);
 } fr_app_host_t;
 
+/* Filled by the worker (which swaps vm on reload); read-only to the app layer. */
 typedef struct fr_app_s {
     fr_vm_t *vm;                  /* borrowed: the worker's current VM */
     const fr_config_t *config;    /* borrowed */

@@ -86,6 +86,7 @@ typedef struct {
     void (*free)(fr_broker_t *b);
 } fr_broker_ops_t;
 
+/* Read-only to everyone but its implementation. */
 struct fr_broker_s {
     const fr_broker_ops_t *ops;
     fr_hub_t *hub; /* where this worker's streams subscribe (borrowed or owned by the broker) */

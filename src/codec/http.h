@@ -11,7 +11,8 @@ typedef struct {
 } fr_header_t;
 
 /* Sizes of the request line and headers are 32 bits: their limit (limits.headers) is far
- * below, and every connection carries this struct. */
+ * below, and every connection carries this struct. Filled by the HTTP layer from llhttp's
+ * callbacks; read-only to everyone else. Fields starting with _ are private. */
 typedef struct {
     char *url;           /* owned, NUL-terminated */
     fr_header_t *headers; /* owned array */

@@ -25,6 +25,8 @@ typedef enum {
 /* "drop" | "conflate" | "disconnect" → 0 and *out; else -1. */
 int fr_slow_parse(const char *s, fr_slow_t *out);
 
+/* Read-only once a VM has read it from the app file: the worker keeps a copy for the
+ * process's life (start_config), and every layer borrows it. */
 typedef struct {
     char host[256];
     int port;

@@ -23,6 +23,8 @@
 
 typedef enum { FR_PRIO_TELEMETRY = 0, FR_PRIO_NORMAL = 1, FR_PRIO_CRITICAL = 2 } fr_priority_t;
 
+/* Every field is read-only once fr_event_new / fr_event_build returns, but refs (through
+ * retain / release) and ws (published once, by compare-and-swap, by transport/ws.c). */
 typedef struct fr_event_s {
     int refs; /* atomic; the event is freed when it drops to zero */
     fr_id_t id;

@@ -37,16 +37,20 @@ typedef struct {
     void (*lost)(fr_sub_t *sub);
 } fr_sub_ops_t;
 
-/* A subscription: one stream following one topic. Embedded in its owner (the stream). */
+/* A subscription: one stream following one topic. Embedded in its owner (the stream), which
+ * sets ops, owner, index, slot and who before fr_hub_subscribe; the hub owns the rest and
+ * writes away and topic only under its lock. */
 struct fr_sub_s {
-    fr_topic_t *topic;  /* NULL while not subscribed */
-    fr_list_t link;     /* in topic->slot[slot].subs while subscribed */
     const fr_sub_ops_t *ops;
     void *owner;        /* the stream */
     size_t index;       /* which of the owner's topics this is */
     unsigned slot;      /* the owner's worker */
     const char *who;    /* borrowed: the owner's presence id (NULL: anonymous) */
+    /* Read-only to the owner. */
+    fr_topic_t *topic;  /* NULL while not subscribed */
     int away;           /* the owner is ending: presence no longer counts it */
+    /* Private. */
+    fr_list_t link;     /* in topic->slot[slot].subs while subscribed */
 };
 
 /* One worker's subscribers of one topic. */
@@ -55,6 +59,8 @@ typedef struct {
     size_t nsubs;
 } fr_topic_slot_t;
 
+/* A topic: owned by the hub, read-only to everyone else, and only under the hub's lock (its
+ * `dropped` counter excepted: a slow stream bumps it, and a figure may lag). */
 struct fr_topic_s {
     char *name;          /* owned */
     fr_ring_t ring;
@@ -82,6 +88,8 @@ typedef struct {
     void *wake_ctx;
 } fr_hub_slot_t;
 
+/* Private to core/hub.c but for on_follow and follow_ctx, which the broker that spans nodes
+ * sets once before any stream subscribes and clears when it goes. */
 typedef struct fr_hub_s {
     pthread_mutex_t mu;   /* recursive; guards everything below but the slots' sub lists */
     fr_hub_slot_t *slots; /* owned, nslots */

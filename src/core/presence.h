@@ -12,6 +12,7 @@ struct fr_hub_s;
 
 #define FR_PRESENCE_MAX_IDS 1000
 
+/* An answer, owned by whoever asked (fr_presence_free). */
 typedef struct {
     size_t count;   /* streams following the topic */
     char **ids;     /* owned, distinct identity ids (at most FR_PRESENCE_MAX_IDS) */

@@ -15,7 +15,8 @@ typedef enum { FR_RL_CONNECT = 0, FR_RL_PUBLISH = 1, FR_RL_MESSAGE = 2 } fr_rl_k
 
 typedef struct fr_bucket_s fr_bucket_t;
 
-/* Shared by every worker thread of the process: the mutex guards the table. */
+/* Shared by every worker thread of the process: the mutex guards the table. Private to
+ * core/ratelimit.c. */
 typedef struct {
     pthread_mutex_t mu;
     fr_htable_t buckets; /* (kind, tier, client) → fr_bucket_t, owned through the table */

@@ -14,6 +14,7 @@
 
 #include "core/event.h"
 
+/* Private to core/ring.c; count, evicted_upto and has_evicted are read by the hub. */
 typedef struct {
     fr_event_t **slots; /* owned array; each non-empty slot owns one event reference */
     size_t cap;         /* allocated slots */

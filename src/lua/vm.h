@@ -45,6 +45,7 @@ typedef enum {
     FR_HOOK_COUNT
 } fr_hook_t;
 
+/* A route of the app: read-only once the VM is built, and lives as long as its VM. */
 typedef struct {
     fr_route_kind_t kind;
     fr_pattern_t pattern;      /* stream and publish routes */
@@ -58,6 +59,9 @@ typedef struct {
     int body_json;             /* publish bodies are decoded as JSON before the hook */
 } fr_route_t;
 
+/* Read-only to other modules: L (on the VM's own thread, through fr_vm_call), config, routes,
+ * encode_ref and decode_ref; filtering is set around a filter call by the stream layer. The
+ * rest is the VM's own. */
 typedef struct fr_vm_s {
     lua_State *L;
     int refs;

@@ -40,6 +40,9 @@
 
 struct fr_process_s;
 
+/* Private to the server layer: no other layer sees a worker, only the contexts it lends
+ * them. Other workers read metrics, census (under census_mu), tier_rejected and the counts of
+ * http and streams, each with relaxed atomic loads. */
 typedef struct fr_worker_s {
     uv_loop_t *loop;          /* borrowed (loop_storage, or the caller's) */
     uv_loop_t loop_storage;

@@ -37,7 +37,8 @@ typedef struct {
 } fr_item_t;
 
 /* Counts are 32 bits: a queue is bounded by its tier long before (an idle stream's size is
- * what a server with 100,000 streams pays for). */
+ * what a server with 100,000 streams pays for). Owned by the stream layer; transports and
+ * /metrics read live, unreported, streak and dropped. */
 typedef struct {
     fr_item_t *q;              /* owned ring, cap a power of two; NULL while idle */
     uint32_t cap, head, len;   /* len counts holes until they are passed or compacted */
