@@ -1,6 +1,6 @@
 -- The chat starter's sign-in (routes/login.lua, session.lua) and the tokens it hands out, as
 -- the room and post routes check them. freshet.jwt needs freshet.crypto, built from
--- src/lua_crypto.c as a Lua module (docs/LUA_API.md, "Outside the server"):
+-- src/lua/crypto.c as a Lua module (docs/LUA_API.md, "Outside the server"):
 --   busted --lpath="lua/?.lua;lua/?/init.lua" --cpath="/tmp/lua-c/?.so" tests/lua/chat_auth_spec.lua
 local t = require "freshet.test"
 local cjson = require "cjson"

@@ -1,4 +1,4 @@
--- freshet.crypto, the C module behind freshet.jwt, built from src/lua_crypto.c as
+-- freshet.crypto, the C module behind freshet.jwt, built from src/lua/crypto.c as
 -- freshet/crypto.so by tests/integration/16_busted.sh.
 local crypto = require "freshet.crypto"
 

@@ -1,4 +1,4 @@
--- freshet.jwt: HS256 tokens. Needs freshet.crypto (the test builds it from src/lua_crypto.c).
+-- freshet.jwt: HS256 tokens. Needs freshet.crypto (the test builds it from src/lua/crypto.c).
 local jwt = require "freshet.jwt"
 local crypto = require "freshet.crypto"
 local cjson = require "cjson"

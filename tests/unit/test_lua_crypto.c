@@ -1,4 +1,4 @@
-/* freshet.crypto (src/lua_crypto.c) from a bare Lua state: known-answer vectors, every
+/* freshet.crypto (src/lua/crypto.c) from a bare Lua state: known-answer vectors, every
  * decoder branch with hostile input (the sanitizer build watches the buffer arithmetic), and
  * the argument errors. tests/lua/crypto_spec.lua covers the same module from busted. */
 #include <lauxlib.h>
