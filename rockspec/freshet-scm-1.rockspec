@@ -66,7 +66,7 @@ build = {
     },
     ["freshet.native"] = {
       sources = {
-        "src/lua/native.c", "src/lua/shared.c",
+        "src/lua/native.c", "src/lua/shared.c", "src/lua/query.c",
         "src/core/event.c", "src/core/shared_dict.c",
         "src/codec/router.c", "src/codec/url.c", "src/codec/sse.c", "src/codec/id.c",
         "src/base/util.c", "src/base/log.c", "src/base/hash.c", "src/base/utf8.c",

@@ -9,26 +9,13 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "codec/url.h"
+#include "lua/query.h"
 
 /* The browser client (client/freshet.js), embedded at build time. */
 extern const char fr_client_js[];
 extern const size_t fr_client_js_len;
 
 /* ---- the `req` table -------------------------------------------------------------------- */
-
-static void on_query_pair(void *ctx, const char *k, size_t kl, const char *v, size_t vl) {
-    lua_State *L = ctx;
-    /* The first occurrence of a repeated key wins, as most frameworks do. */
-    lua_pushlstring(L, k, kl);
-    lua_rawget(L, -2);
-    int seen = !lua_isnil(L, -1);
-    lua_pop(L, 1);
-    if (seen)
-        return;
-    lua_pushlstring(L, k, kl);
-    lua_pushlstring(L, v, vl);
-    lua_rawset(L, -3);
-}
 
 /* Pushes {method, path, params, query, headers, remote} and returns a registry ref, or
  * LUA_NOREF when the query is malformed. */
@@ -47,8 +34,7 @@ static int push_request(fr_conn_t *c, lua_State *L, const char *path, fr_param_t
         lua_setfield(L, -2, params[i].name);
     }
     lua_setfield(L, -2, "params");
-    lua_newtable(L);
-    if (query && fr_url_each_query(query, qlen, on_query_pair, L) < 0) {
+    if (fr_lua_push_query(L, query, qlen) < 0) {
         lua_pop(L, 2);
         return LUA_NOREF;
     }

@@ -110,6 +110,7 @@ typedef struct batch_s batch_t;
 typedef struct {
     batch_t *batch;
     size_t index;
+    fr_priority_t prio;
 } item_ref_t;
 
 /* Events of one request on their way to the broker. */
@@ -117,7 +118,6 @@ struct batch_s {
     fr_conn_t *conn;    /* held until the last answer */
     fr_metrics_t *metrics;
     fr_id_t *ids;       /* owned */
-    fr_priority_t *prios; /* owned */
     item_ref_t *refs;   /* owned: the context of each event's callback */
     size_t n, pending;
     int many;
@@ -140,7 +140,6 @@ static void batch_done(batch_t *b) {
     }
     fr_conn_release(c);
     free(b->ids);
-    free(b->prios);
     free(b->refs);
     free(b);
 }
@@ -149,7 +148,7 @@ static void on_item_published(void *ctx, int status, fr_id_t id, const char *err
     item_ref_t *ref = ctx;
     batch_t *b = ref->batch;
     if (status == 0) {
-        FR_BUMP(b->metrics->published[b->prios[ref->index]], 1);
+        FR_BUMP(b->metrics->published[ref->prio], 1);
         b->ids[ref->index] = id;
     } else if (b->status == 0 || status == -1) {
         b->status = status;
@@ -276,7 +275,6 @@ static void publish_all(fr_app_t *app, fr_conn_t *c, const pub_item_t *items, si
     b->conn = c;
     b->metrics = app->metrics;
     b->ids = fr_calloc(n, sizeof *b->ids);
-    b->prios = fr_calloc(n, sizeof *b->prios);
     b->n = b->pending = n;
     b->many = many;
     b->refs = fr_calloc(n, sizeof *b->refs);
@@ -285,7 +283,7 @@ static void publish_all(fr_app_t *app, fr_conn_t *c, const pub_item_t *items, si
     for (size_t i = 0; i < n; i++) {
         b->refs[i].batch = b;
         b->refs[i].index = i;
-        b->prios[i] = items[i].prio;
+        b->refs[i].prio = items[i].prio;
         fr_pub_t ev = {items[i].topic, items[i].name, items[i].data, items[i].data_len,
                        items[i].prio, items[i].json};
         app->broker->ops->publish(app->broker, &ev, on_item_published, &b->refs[i]);

@@ -30,45 +30,87 @@ static fr_conn_t *conn_of(fr_sink_t *sink) {
     return FR_CONTAINER_OF(sink, fr_conn_t, sink);
 }
 
-/* "Access-Control-Allow-Origin: …\r\nVary: Origin\r\n" for an allowed Origin, else "". */
-static const char *cors_headers(fr_conn_t *c, char *buf, size_t len) {
-    const char *origin = fr_request_header(&c->req, "origin");
-    buf[0] = '\0';
-    if (origin && fr_config_cors_allows(c->http->config, origin) && !strpbrk(origin, "\r\n"))
-        snprintf(buf, len, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", origin);
-    return buf;
+/* A head under construction in a caller's buffer: pieces are copied in, and what does not fit
+ * is cut (the buffer is sized for any head freshet writes). */
+typedef struct {
+    char *p;
+    size_t len, cap;
+} head_t;
+
+static void put(head_t *h, const char *s, size_t n) {
+    if (h->len + n >= h->cap)
+        n = h->len < h->cap - 1 ? h->cap - 1 - h->len : 0;
+    memcpy(h->p + h->len, s, n);
+    h->len += n;
 }
 
-size_t fr_h1_head(fr_conn_t *c, const fr_head_t *h, char *out, size_t cap) {
-    int n;
-    if (h->status == 101) {
+static void puts_(head_t *h, const char *s) {
+    put(h, s, strlen(s));
+}
+
+/* Digits of v without printf: this runs once per answer. */
+static void put_uint(head_t *h, uint64_t v) {
+    char tmp[24];
+    size_t n = sizeof tmp;
+    do {
+        tmp[--n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    put(h, tmp + n, sizeof tmp - n);
+}
+
+/* "Access-Control-Allow-Origin: …\r\nVary: Origin\r\n" for an allowed Origin. */
+static void put_cors(head_t *h, fr_conn_t *c) {
+    const char *origin = fr_request_header(&c->req, "origin");
+    if (!origin || !fr_config_cors_allows(c->http->config, origin) || strpbrk(origin, "\r\n"))
+        return;
+    puts_(h, "Access-Control-Allow-Origin: ");
+    puts_(h, origin);
+    puts_(h, "\r\nVary: Origin\r\n");
+}
+
+size_t fr_h1_head(fr_conn_t *c, const fr_head_t *hd, char *out, size_t cap) {
+    head_t h = {out, 0, cap};
+    if (hd->status == 101) {
         c->raw = 1;
         c->streamed = 1;
-        n = snprintf(out, cap, "HTTP/1.1 101 Switching Protocols\r\n%s\r\n",
-                     h->headers ? h->headers : "");
-    } else {
-        char cors[512], framing[96];
-        cors_headers(c, cors, sizeof cors);
-        if (h->length >= 0) {
-            int keep = c->req.keep_alive && !c->http->stopping;
-            if (!keep)
-                c->close_after_write = 1;
-            snprintf(framing, sizeof framing, "Content-Length: %lld\r\nConnection: %s\r\n",
-                     (long long)h->length, keep ? "keep-alive" : "close");
-        } else {
-            /* HTTP/1.0 has no chunks: the body ends with the connection. */
-            c->chunked = c->req.http_major == 1 && c->req.http_minor >= 1;
-            c->streamed = 1;
-            snprintf(framing, sizeof framing, "%s",
-                     c->chunked ? "Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n"
-                                : "Connection: close\r\n");
-        }
-        n = snprintf(out, cap, "HTTP/1.1 %d %s\r\n%s%s%s%s%s%s\r\n", h->status,
-                     fr_http_status_text(h->status), h->content_type ? "Content-Type: " : "",
-                     h->content_type ? h->content_type : "", h->content_type ? "\r\n" : "",
-                     framing, h->headers ? h->headers : "", cors);
+        puts_(&h, "HTTP/1.1 101 Switching Protocols\r\n");
+        if (hd->headers)
+            puts_(&h, hd->headers);
+        put(&h, "\r\n", 2);
+        out[h.len] = '\0';
+        return h.len;
     }
-    return n < 0 ? 0 : (size_t)n >= cap ? cap - 1 : (size_t)n;
+    puts_(&h, "HTTP/1.1 ");
+    put_uint(&h, (uint64_t)hd->status);
+    put(&h, " ", 1);
+    puts_(&h, fr_http_status_text(hd->status));
+    put(&h, "\r\n", 2);
+    if (hd->content_type) {
+        puts_(&h, "Content-Type: ");
+        puts_(&h, hd->content_type);
+        put(&h, "\r\n", 2);
+    }
+    if (hd->length >= 0) {
+        int keep = c->req.keep_alive && !c->http->stopping;
+        if (!keep)
+            c->close_after_write = 1;
+        puts_(&h, "Content-Length: ");
+        put_uint(&h, (uint64_t)hd->length);
+        puts_(&h, keep ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n");
+    } else {
+        /* HTTP/1.0 has no chunks: the body ends with the connection. */
+        c->chunked = c->req.http_major == 1 && c->req.http_minor >= 1;
+        c->streamed = 1;
+        puts_(&h, c->chunked ? "Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n"
+                             : "Connection: close\r\n");
+    }
+    if (hd->headers)
+        puts_(&h, hd->headers);
+    put_cors(&h, c);
+    put(&h, "\r\n", 2);
+    out[h.len] = '\0';
+    return h.len;
 }
 
 void fr_h1_continue(fr_conn_t *c) {

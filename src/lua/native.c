@@ -8,6 +8,7 @@
 #include "codec/url.h"
 #include "core/event.h"
 #include "core/shared_dict.h"
+#include "lua/query.h"
 #include "lua/shared.h"
 
 #define PATTERN_MT "freshet.pattern"
@@ -201,26 +202,11 @@ static int l_native_decode_path(lua_State *L) {
     return 1;
 }
 
-/* As the server fills req.query: the first value of a repeated key wins. The table is on top. */
-static void on_query_pair(void *ctx, const char *k, size_t kl, const char *v, size_t vl) {
-    lua_State *L = ctx;
-    lua_pushlstring(L, k, kl);
-    lua_rawget(L, -2);
-    int seen = !lua_isnil(L, -1);
-    lua_pop(L, 1);
-    if (seen)
-        return;
-    lua_pushlstring(L, k, kl);
-    lua_pushlstring(L, v, vl);
-    lua_rawset(L, -3);
-}
-
 /* decode_query(query) → table | nil, err (without the '?'; '+' is a space) */
 static int l_native_decode_query(lua_State *L) {
     size_t len;
     const char *query = check_string(L, "decode_query", 1, "query", &len);
-    lua_newtable(L);
-    if (fr_url_each_query(query, len, on_query_pair, L) < 0)
+    if (fr_lua_push_query(L, query, len) < 0)
         return push_failure(L, BAD_QUERY);
     return 1;
 }
