@@ -12,13 +12,14 @@
 #include "core/metrics.h"
 #include "core/ratelimit.h"
 #include "http/conn.h"
+#include "http/exchange.h"
 #include "lua/vm.h"
 #include "stream/stream.h"
 
 /* What only the server layer can answer: views over every worker of the process. */
 typedef struct {
-    void (*health)(void *ctx, fr_conn_t *c);
-    void (*metrics)(void *ctx, fr_conn_t *c);
+    void (*health)(void *ctx, fr_exchange_t *x);
+    void (*metrics)(void *ctx, fr_exchange_t *x);
     /* 1 once descriptors are so scarce that new streams are refused. */
     int (*fds_full)(void *ctx);
 } fr_app_host_t;
@@ -37,18 +38,18 @@ typedef struct fr_app_s {
     void *host_ctx;
 } fr_app_t;
 
-/* The HTTP layer's handler (fr_http_t.handle): answers, or starts answering, c's request. */
-void fr_app_handle(void *ctx, fr_conn_t *c);
+/* The HTTP layer's handler (fr_http_t.handle): answers, or starts answering, a request. */
+void fr_app_handle(void *ctx, fr_exchange_t *x);
 
 /* A stream route: runs the open stages (app/open.c). Takes req_ref. */
-void fr_app_open(fr_app_t *app, fr_conn_t *c, const fr_route_t *route, int req_ref);
+void fr_app_open(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, int req_ref);
 /* A publish route (app/publish.c). Borrows req_ref. */
-void fr_app_publish(fr_app_t *app, fr_conn_t *c, const fr_route_t *route, int req_ref);
+void fr_app_publish(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, int req_ref);
 /* A file under a static route's directory (app/static.c). */
-void fr_app_static(fr_conn_t *c, const fr_route_t *route, const char *path, size_t path_len);
+void fr_app_static(fr_exchange_t *x, const fr_route_t *route, const char *path, size_t path_len);
 
 /* Answers 429 with Retry-After. */
-void fr_app_too_many(fr_conn_t *c, unsigned retry_after, const char *what);
+void fr_app_too_many(fr_exchange_t *x, unsigned retry_after, const char *what);
 /* Counts a 429 of `tier` (NULL: none). */
 void fr_app_count_limited(fr_app_t *app, const fr_tier_t *tier);
 

@@ -19,14 +19,14 @@ extern const size_t fr_client_js_len;
 
 /* Pushes {method, path, params, query, headers, remote} and returns a registry ref, or
  * LUA_NOREF when the query is malformed. */
-static int push_request(fr_conn_t *c, lua_State *L, const char *path, fr_param_t *params,
+static int push_request(fr_exchange_t *x, lua_State *L, const char *path, fr_param_t *params,
                         size_t nparams, const char *query, size_t qlen) {
     lua_createtable(L, 0, 6);
-    lua_pushstring(L, c->req.method);
+    lua_pushstring(L, x->req->method);
     lua_setfield(L, -2, "method");
     lua_pushstring(L, path);
     lua_setfield(L, -2, "path");
-    lua_pushstring(L, c->remote);
+    lua_pushstring(L, x->remote);
     lua_setfield(L, -2, "remote");
     lua_createtable(L, 0, (int)nparams);
     for (size_t i = 0; i < nparams; i++) {
@@ -39,9 +39,9 @@ static int push_request(fr_conn_t *c, lua_State *L, const char *path, fr_param_t
         return LUA_NOREF;
     }
     lua_setfield(L, -2, "query");
-    lua_createtable(L, 0, (int)c->req.nheaders);
-    for (size_t i = 0; i < c->req.nheaders; i++) {
-        fr_header_t *h = &c->req.headers[i];
+    lua_createtable(L, 0, (int)x->req->nheaders);
+    for (size_t i = 0; i < x->req->nheaders; i++) {
+        fr_header_t *h = &x->req->headers[i];
         if (!h->name)
             continue;
         lua_getfield(L, -1, h->name);
@@ -60,11 +60,11 @@ static int push_request(fr_conn_t *c, lua_State *L, const char *path, fr_param_t
     return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-void fr_app_too_many(fr_conn_t *c, unsigned retry_after, const char *what) {
+void fr_app_too_many(fr_exchange_t *x, unsigned retry_after, const char *what) {
     char headers[64], msg[128];
     snprintf(headers, sizeof headers, "Retry-After: %u\r\n", retry_after);
     snprintf(msg, sizeof msg, "{\"error\":\"too many %s: retry in %u s\"}", what, retry_after);
-    fr_conn_respond(c, 429, "application/json", headers, msg, strlen(msg));
+    fr_exchange_respond(x, 429, "application/json", headers, msg, strlen(msg));
 }
 
 void fr_app_count_limited(fr_app_t *app, const fr_tier_t *tier) {
@@ -74,7 +74,7 @@ void fr_app_count_limited(fr_app_t *app, const fr_tier_t *tier) {
 
 /* ---- preflight ---------------------------------------------------------------------------- */
 
-static void respond_preflight(fr_conn_t *c, const char *allow) {
+static void respond_preflight(fr_exchange_t *x, const char *allow) {
     char headers[512];
     snprintf(headers, sizeof headers,
              "Allow: %s\r\n"
@@ -83,7 +83,7 @@ static void respond_preflight(fr_conn_t *c, const char *allow) {
              "X-Event, X-Priority\r\n"
              "Access-Control-Max-Age: 600\r\n",
              allow, allow);
-    fr_conn_respond(c, 204, NULL, headers, NULL, 0);
+    fr_exchange_respond(x, 204, NULL, headers, NULL, 0);
 }
 
 static const char *route_methods(const fr_route_t *r) {
@@ -109,25 +109,25 @@ static int is_get(const char *method) {
 }
 
 /* The paths the server answers itself. Returns 1 when it answered. */
-static int answer_builtin(fr_app_t *app, fr_conn_t *c, const char *path, size_t len) {
+static int answer_builtin(fr_app_t *app, fr_exchange_t *x, const char *path, size_t len) {
     static const char client_path[] = "/_freshet/freshet.js";
     if (len == 7 && memcmp(path, "/health", 7) == 0) {
         static const char body[] = "{\"error\":\"/health answers GET and HEAD\"}";
-        if (is_get(c->req.method))
-            app->host->health(app->host_ctx, c);
+        if (is_get(x->req->method))
+            app->host->health(app->host_ctx, x);
         else
-            fr_conn_respond(c, 405, "application/json", "Allow: GET, HEAD\r\n", body,
+            fr_exchange_respond(x, 405, "application/json", "Allow: GET, HEAD\r\n", body,
                             sizeof body - 1);
         return 1;
     }
     if (len == sizeof client_path - 1 && memcmp(path, client_path, len) == 0 &&
-        is_get(c->req.method)) {
-        fr_conn_respond(c, 200, "text/javascript; charset=utf-8", "Cache-Control: no-cache\r\n",
+        is_get(x->req->method)) {
+        fr_exchange_respond(x, 200, "text/javascript; charset=utf-8", "Cache-Control: no-cache\r\n",
                         fr_client_js, fr_client_js_len);
         return 1;
     }
-    if (len == 8 && memcmp(path, "/metrics", 8) == 0 && is_get(c->req.method)) {
-        app->host->metrics(app->host_ctx, c);
+    if (len == 8 && memcmp(path, "/metrics", 8) == 0 && is_get(x->req->method)) {
+        app->host->metrics(app->host_ctx, x);
         return 1;
     }
     return 0;
@@ -193,77 +193,77 @@ static void match_static(const fr_vm_t *vm, const char *method, const char *path
     }
 }
 
-static void answer_unmatched(fr_conn_t *c, const match_t *m) {
+static void answer_unmatched(fr_exchange_t *x, const match_t *m) {
     if (!m->path_match) {
-        fr_conn_respond_error(c, 404, "no route for this path");
+        fr_exchange_respond_error(x, 404, "no route for this path");
         return;
     }
     char h[96], msg[128];
     snprintf(h, sizeof h, "Allow: %s\r\n", m->allow);
-    snprintf(msg, sizeof msg, "{\"error\":\"method %s is not allowed here\"}", c->req.method);
-    fr_conn_respond(c, 405, "application/json", h, msg, strlen(msg));
+    snprintf(msg, sizeof msg, "{\"error\":\"method %s is not allowed here\"}", x->req->method);
+    fr_exchange_respond(x, 405, "application/json", h, msg, strlen(msg));
 }
 
 /* A stream or publish route: the `req` table, then the route's own handling. */
-static void run_script_route(fr_app_t *app, fr_conn_t *c, match_t *m, const char *raw_path,
+static void run_script_route(fr_app_t *app, fr_exchange_t *x, match_t *m, const char *raw_path,
                              size_t path_len, const char *query, size_t qlen) {
     const fr_route_t *r = m->match;
     char *path = fr_malloc(path_len + 1);
     if (fr_url_decode(raw_path, path_len, path, 0) < 0) {
         free(path);
-        fr_conn_respond_error(c, 400, "invalid percent-encoding in the path");
+        fr_exchange_respond_error(x, 400, "invalid percent-encoding in the path");
         return;
     }
     lua_State *L = app->vm->L;
-    int req_ref = push_request(c, L, path, m->params, m->nparams, query, qlen);
+    int req_ref = push_request(x, L, path, m->params, m->nparams, query, qlen);
     free(path);
     if (req_ref == LUA_NOREF) {
-        fr_conn_respond_error(c, 400, "invalid percent-encoding in the query string");
+        fr_exchange_respond_error(x, 400, "invalid percent-encoding in the query string");
         return;
     }
     if (r->kind == FR_ROUTE_STREAM && app->http->stopping) {
-        fr_conn_respond(c, 503, "application/json", "Retry-After: 1\r\n",
+        fr_exchange_respond(x, 503, "application/json", "Retry-After: 1\r\n",
                         "{\"error\":\"shutting down\"}", 25);
         luaL_unref(L, LUA_REGISTRYINDEX, req_ref);
     } else if (r->kind == FR_ROUTE_STREAM) {
-        fr_app_open(app, c, r, req_ref);
+        fr_app_open(app, x, r, req_ref);
     } else {
-        fr_app_publish(app, c, r, req_ref);
+        fr_app_publish(app, x, r, req_ref);
         luaL_unref(L, LUA_REGISTRYINDEX, req_ref);
     }
 }
 
-void fr_app_handle(void *ctx, fr_conn_t *c) {
+void fr_app_handle(void *ctx, fr_exchange_t *x) {
     fr_app_t *app = ctx;
-    if (c->req.url[0] != '/') {
-        fr_conn_respond_error(c, 400, "request target must be an absolute path");
+    if (x->req->url[0] != '/') {
+        fr_exchange_respond_error(x, 400, "request target must be an absolute path");
         return;
     }
     size_t path_len, qlen;
     const char *query;
-    fr_url_split(c->req.url, c->req.url_len, &path_len, &query, &qlen);
-    const char *path = c->req.url;
-    if (answer_builtin(app, c, path, path_len))
+    fr_url_split(x->req->url, x->req->url_len, &path_len, &query, &qlen);
+    const char *path = x->req->url;
+    if (answer_builtin(app, x, path, path_len))
         return;
     /* Stream and publish routes first; then the static route with the longest matching
      * prefix. A path that matches only with another method answers 405 with the methods it
      * does take. */
     match_t m;
     memset(&m, 0, sizeof m);
-    if (match_patterns(app->vm, c->req.method, path, path_len, &m) < 0) {
-        fr_conn_respond_error(c, 400, "invalid percent-encoding in the path");
+    if (match_patterns(app->vm, x->req->method, path, path_len, &m) < 0) {
+        fr_exchange_respond_error(x, 400, "invalid percent-encoding in the path");
         return;
     }
     if (!m.match && !m.path_match)
-        match_static(app->vm, c->req.method, path, path_len, &m);
+        match_static(app->vm, x->req->method, path, path_len, &m);
     if (!m.match)
-        answer_unmatched(c, &m);
-    else if (strcmp(c->req.method, "OPTIONS") == 0)
-        respond_preflight(c, route_methods(m.match));
+        answer_unmatched(x, &m);
+    else if (strcmp(x->req->method, "OPTIONS") == 0)
+        respond_preflight(x, route_methods(m.match));
     else if (m.match->kind == FR_ROUTE_STATIC)
-        fr_app_static(c, m.match, path + strlen(m.match->prefix),
+        fr_app_static(x, m.match, path + strlen(m.match->prefix),
                       path_len - strlen(m.match->prefix));
     else
-        run_script_route(app, c, &m, path, path_len, query, qlen);
+        run_script_route(app, x, &m, path, path_len, query, qlen);
     fr_params_free(m.params, m.nparams);
 }

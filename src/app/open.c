@@ -27,7 +27,7 @@ typedef stage_result_t (*stage_fn)(open_t *o);
 
 struct open_s {
     fr_app_t *app;
-    fr_conn_t *conn;               /* held until the open is over */
+    fr_exchange_t *x;              /* held until the open is over */
     fr_vm_t *vm;                   /* one reference */
     const fr_route_t *route;       /* borrowed from vm */
     int req_ref;                   /* owned until the transport takes it (WebSocket) */
@@ -64,12 +64,12 @@ static void open_free(open_t *o) {
     free(o->slow);
     free(o->after);
     fr_vm_release(o->vm);
-    fr_conn_release(o->conn);
+    o->x->ops->release(o->x);
     free(o);
 }
 
 static stage_result_t refuse(open_t *o, int status, const char *msg) {
-    fr_conn_respond_error(o->conn, status, msg);
+    fr_exchange_respond_error(o->x, status, msg);
     return STAGE_DONE;
 }
 
@@ -98,7 +98,7 @@ static void on_data(void *owner, const char *bytes, size_t len) {
 static const fr_sink_owner_ops_t open_owner_ops = {on_gone, on_closed, on_data};
 
 static void own_sink(open_t *o, int own) {
-    fr_sink_attach(&o->conn->sink, own ? &open_owner_ops : NULL, own ? o : NULL);
+    fr_sink_attach(o->x->sink, own ? &open_owner_ops : NULL, own ? o : NULL);
 }
 
 /* ---- the stages --------------------------------------------------------------------------- */
@@ -106,7 +106,7 @@ static void own_sink(open_t *o, int own) {
 /* Which transport the client asked for: long-poll (?transport=poll), a WebSocket upgrade, or
  * an event stream (which its Accept header must allow). */
 static stage_result_t stage_transport(open_t *o) {
-    fr_conn_t *c = o->conn;
+    fr_exchange_t *x = o->x;
     lua_State *L = o->vm->L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, o->req_ref);
     lua_getfield(L, -1, "query");
@@ -117,18 +117,18 @@ static stage_result_t stage_transport(open_t *o) {
         o->tp = &fr_transport_poll;
         return STAGE_NEXT;
     }
-    if (fr_ws_wants_upgrade(&c->req)) {
+    if (fr_ws_wants_upgrade(x->req)) {
         fr_ws_refusal_t why;
         /* The transport keeps the request table for the topics hooks a subscribe calls. */
         lua_rawgeti(L, LUA_REGISTRYINDEX, o->req_ref);
         int ws_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        if (fr_ws_handshake(&c->req, o->app->config, ws_ref, &o->tp_state, &why) < 0) {
+        if (fr_ws_handshake(x->req, o->app->config, ws_ref, &o->tp_state, &why) < 0) {
             luaL_unref(L, LUA_REGISTRYINDEX, ws_ref);
             if (why.headers) {
                 char body[160];
                 int n = snprintf(body, sizeof body, "{\"error\":\"%s\"}", why.message);
-                c->req.keep_alive = 0;
-                fr_conn_respond(c, why.status, "application/json", why.headers, body,
+                x->last = 1;
+                fr_exchange_respond(x, why.status, "application/json", why.headers, body,
                                 (size_t)n);
                 return STAGE_DONE;
             }
@@ -137,7 +137,7 @@ static stage_result_t stage_transport(open_t *o) {
         o->tp = &fr_transport_ws;
         return STAGE_NEXT;
     }
-    if (!fr_sse_accepts(fr_request_header(&c->req, "accept")))
+    if (!fr_sse_accepts(fr_request_header(x->req, "accept")))
         return refuse(o, 406,
                       "this route streams text/event-stream; send Accept: text/event-stream "
                       "(or */*)");
@@ -150,7 +150,7 @@ static stage_result_t stage_capacity(open_t *o) {
     if (!app->host->fds_full(app->host_ctx))
         return STAGE_NEXT;
     FR_BUMP(app->metrics->refused_fds, 1);
-    fr_conn_respond(o->conn, 503, "application/json", "Retry-After: 5\r\n",
+    fr_exchange_respond(o->x, 503, "application/json", "Retry-After: 5\r\n",
                     "{\"error\":\"the server is at its connection limit\"}", 49);
     return STAGE_DONE;
 }
@@ -183,12 +183,12 @@ static stage_result_t stage_tier(open_t *o) {
         return STAGE_NEXT;
     char client[300];
     unsigned retry_after;
-    fr_hook_client_id(o->vm, o->who_ref, o->conn->remote, client, sizeof client);
+    fr_hook_client_id(o->vm, o->who_ref, o->x->remote, client, sizeof client);
     if (fr_ratelimit_take(app->limits, FR_RL_CONNECT, o->tier, client, 1, fr_mono_ms(),
                           &retry_after) == 0)
         return STAGE_NEXT;
     fr_app_count_limited(app, o->tier);
-    fr_app_too_many(o->conn, retry_after, "new streams");
+    fr_app_too_many(o->x, retry_after, "new streams");
     return STAGE_DONE;
 }
 
@@ -202,7 +202,7 @@ static stage_result_t stage_slow(open_t *o) {
  * clients that cannot set headers): one id per topic. */
 static stage_result_t stage_last_id(open_t *o) {
     lua_State *L = o->vm->L;
-    const char *last = fr_request_header(&o->conn->req, "last-event-id");
+    const char *last = fr_request_header(o->x->req, "last-event-id");
     int from_query = !last || !*last;
     if (from_query) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, o->req_ref);
@@ -255,9 +255,9 @@ static stage_result_t stage_join(open_t *o) {
         .topics = o->topics,
         .ntopics = o->ntopics,
         .slow = o->slow,
-        .id = o->conn->id,
-        .remote = o->conn->remote,
-        .opened_ms = o->conn->opened_ms,
+        .id = o->x->id,
+        .remote = o->x->remote,
+        .opened_ms = o->x->opened_ms,
     };
     o->stream = fr_stream_new(app->streams, &init);
     o->tp_state = NULL;
@@ -277,11 +277,11 @@ static stage_result_t stage_join(open_t *o) {
 
 static stage_result_t stage_start(open_t *o) {
     fr_app_t *app = o->app;
-    fr_conn_t *c = o->conn;
+    fr_exchange_t *x = o->x;
     own_sink(o, 0);
     if (o->joined.error) {
-        c->req.keep_alive = 0;
-        fr_conn_respond(c, 503, "application/json", "Retry-After: 2\r\n",
+        x->last = 1;
+        fr_exchange_respond(x, 503, "application/json", "Retry-After: 2\r\n",
                         "{\"error\":\"the broker is unavailable\"}", 37);
         return STAGE_DONE;
     }
@@ -299,7 +299,7 @@ static stage_result_t stage_start(open_t *o) {
     }
     fr_stream_t *s = o->stream;
     o->stream = NULL; /* the connection's sink owns it from here */
-    fr_stream_start(s, &c->sink, o->joined.stale);
+    fr_stream_start(s, x->sink, o->joined.stale);
     return STAGE_DONE;
 }
 
@@ -327,11 +327,11 @@ static void open_run(open_t *o) {
     open_free(o);
 }
 
-void fr_app_open(fr_app_t *app, fr_conn_t *c, const fr_route_t *route, int req_ref) {
+void fr_app_open(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, int req_ref) {
     open_t *o = fr_calloc(1, sizeof *o);
     o->app = app;
-    o->conn = c;
-    fr_conn_hold(c);
+    o->x = x;
+    x->ops->hold(x);
     o->vm = app->vm;
     fr_vm_retain(o->vm);
     o->route = route;

@@ -86,7 +86,7 @@ static int read_item(fr_vm_t *vm, const fr_route_t *route, int idx, pub_item_t *
     return 0;
 }
 
-static void respond_ids(fr_conn_t *c, fr_id_t *ids, size_t n, int many) {
+static void respond_ids(fr_exchange_t *x, fr_id_t *ids, size_t n, int many) {
     size_t cap = 16 + n * (FR_ID_MAX_LEN + 3), len = 0;
     char *body = fr_malloc(cap);
     const char *open = many ? "{\"ids\":[" : "{\"id\":";
@@ -101,7 +101,7 @@ static void respond_ids(fr_conn_t *c, fr_id_t *ids, size_t n, int many) {
     }
     memcpy(body + len, many ? "]}" : "}", many ? 2 : 1);
     len += many ? 2 : 1;
-    fr_conn_respond(c, 201, "application/json", NULL, body, len);
+    fr_exchange_respond(x, 201, "application/json", NULL, body, len);
     free(body);
 }
 
@@ -115,7 +115,7 @@ typedef struct {
 
 /* Events of one request on their way to the broker. */
 struct batch_s {
-    fr_conn_t *conn;    /* held until the last answer */
+    fr_exchange_t *x;       /* held until the last answer */
     fr_metrics_t *metrics;
     fr_id_t *ids;       /* owned */
     item_ref_t *refs;   /* owned: the context of each event's callback */
@@ -128,17 +128,17 @@ struct batch_s {
 static void batch_done(batch_t *b) {
     if (--b->pending > 0)
         return;
-    fr_conn_t *c = b->conn;
-    if (!c->closing) {
+    fr_exchange_t *x = b->x;
+    if (!x->gone) {
         if (b->status == FR_PUB_UNAVAILABLE)
-            fr_conn_respond(c, 503, "application/json", "Retry-After: 2\r\n",
+            fr_exchange_respond(x, 503, "application/json", "Retry-After: 2\r\n",
                             "{\"error\":\"the broker is unavailable\"}", 37);
         else if (b->status < 0)
-            fr_conn_respond_error(c, 400, b->err);
+            fr_exchange_respond_error(x, 400, b->err);
         else
-            respond_ids(c, b->ids, b->n, b->many);
+            respond_ids(x, b->ids, b->n, b->many);
     }
-    fr_conn_release(c);
+    x->ops->release(x);
     free(b->ids);
     free(b->refs);
     free(b);
@@ -159,28 +159,28 @@ static void on_item_published(void *ctx, int status, fr_id_t id, const char *err
 
 /* Runs publish(req, body, who), leaving its three results on the stack. Returns 0, or -1
  * after answering (a body that is not JSON, a script error). */
-static int run_hook(fr_vm_t *vm, fr_conn_t *c, const fr_route_t *route, int req_ref,
+static int run_hook(fr_vm_t *vm, fr_exchange_t *x, const fr_route_t *route, int req_ref,
                     int who_ref) {
     lua_State *L = vm->L;
     fr_vm_push_hook(vm, route, FR_HOOK_PUBLISH);
     lua_rawgeti(L, LUA_REGISTRYINDEX, req_ref);
-    const char *body = c->req.body ? c->req.body : "";
+    const char *body = x->req->body ? x->req->body : "";
     if (route->body_json) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, vm->decode_ref);
-        lua_pushlstring(L, body, c->req.body_len);
-        if (c->req.body_len == 0 || lua_pcall(L, 1, 1, 0) != 0) {
+        lua_pushlstring(L, body, x->req->body_len);
+        if (x->req->body_len == 0 || lua_pcall(L, 1, 1, 0) != 0) {
             char msg[256];
             snprintf(msg, sizeof msg, "invalid JSON body: %s",
-                     c->req.body_len == 0 ? "the body is empty" : lua_tostring(L, -1));
-            fr_conn_respond_error(c, 400, msg);
+                     x->req->body_len == 0 ? "the body is empty" : lua_tostring(L, -1));
+            fr_exchange_respond_error(x, 400, msg);
             return -1;
         }
     } else {
-        lua_pushlstring(L, body, c->req.body_len);
+        lua_pushlstring(L, body, x->req->body_len);
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, who_ref);
     if (fr_vm_call(vm, route, "publish", 3, 3) != 0) {
-        fr_conn_respond_error(c, 500, "internal error");
+        fr_exchange_respond_error(x, 500, "internal error");
         return -1;
     }
     return 0;
@@ -188,18 +188,18 @@ static int run_hook(fr_vm_t *vm, fr_conn_t *c, const fr_route_t *route, int req_
 
 /* The hook's refusal (nil, status, message) at r, answered. Returns -1; a result that is no
  * table and no refusal is the script's mistake (500, logged). */
-static int answer_refusal(lua_State *L, fr_conn_t *c, const fr_route_t *route, int r) {
+static int answer_refusal(lua_State *L, fr_exchange_t *x, const fr_route_t *route, int r) {
     if (lua_toboolean(L, r)) {
         fr_error("route %s: publish must return an event table, a list of them, or nil, "
                  "status, message; got %s",
                  route->pattern.source, luaL_typename(L, r));
-        fr_conn_respond_error(c, 500, "internal error");
+        fr_exchange_respond_error(x, 500, "internal error");
         return -1;
     }
     int status = lua_isnumber(L, r + 1) ? (int)lua_tointeger(L, r + 1) : 400;
     if (status < 400 || status > 599)
         status = 400;
-    fr_conn_respond_error(c, status,
+    fr_exchange_respond_error(x, status,
                           lua_isstring(L, r + 2) ? lua_tostring(L, r + 2) : "not published");
     return -1;
 }
@@ -243,11 +243,11 @@ static int read_events(fr_vm_t *vm, const fr_route_t *route, int r, pub_item_t *
 
 /* The tier's publish bucket (critical events bypass it: alerts must get through a flood).
  * Returns 0, or -1 after answering 429 or 500. */
-static int take_tokens(fr_app_t *app, fr_conn_t *c, const fr_route_t *route, int req_ref,
+static int take_tokens(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, int req_ref,
                        int who_ref, const pub_item_t *items, size_t n) {
     const fr_tier_t *tier = NULL;
     if (fr_hook_tier(app->vm, route, app->config, req_ref, who_ref, &tier) < 0) {
-        fr_conn_respond_error(c, 500, "internal error");
+        fr_exchange_respond_error(x, 500, "internal error");
         return -1;
     }
     if (!tier)
@@ -257,11 +257,11 @@ static int take_tokens(fr_app_t *app, fr_conn_t *c, const fr_route_t *route, int
         cost += items[i].prio != FR_PRIO_CRITICAL;
     char client[300];
     unsigned retry_after;
-    fr_hook_client_id(app->vm, who_ref, c->remote, client, sizeof client);
+    fr_hook_client_id(app->vm, who_ref, x->remote, client, sizeof client);
     if (cost > 0 && fr_ratelimit_take(app->limits, FR_RL_PUBLISH, tier, client, cost,
                                       fr_mono_ms(), &retry_after) < 0) {
         fr_app_count_limited(app, tier);
-        fr_app_too_many(c, retry_after, "publishes");
+        fr_app_too_many(x, retry_after, "publishes");
         return -1;
     }
     return 0;
@@ -269,16 +269,16 @@ static int take_tokens(fr_app_t *app, fr_conn_t *c, const fr_route_t *route, int
 
 /* Hands every event to the broker; the answer waits until it stored them all (at once for
  * memory). */
-static void publish_all(fr_app_t *app, fr_conn_t *c, const pub_item_t *items, size_t n,
+static void publish_all(fr_app_t *app, fr_exchange_t *x, const pub_item_t *items, size_t n,
                         int many) {
     batch_t *b = fr_calloc(1, sizeof *b);
-    b->conn = c;
+    b->x = x;
     b->metrics = app->metrics;
     b->ids = fr_calloc(n, sizeof *b->ids);
     b->n = b->pending = n;
     b->many = many;
     b->refs = fr_calloc(n, sizeof *b->refs);
-    fr_conn_hold(c);
+    x->ops->hold(x);
     b->pending++; /* the loop's own reference, so a synchronous broker cannot finish early */
     for (size_t i = 0; i < n; i++) {
         b->refs[i].batch = b;
@@ -291,7 +291,7 @@ static void publish_all(fr_app_t *app, fr_conn_t *c, const pub_item_t *items, si
     batch_done(b);
 }
 
-void fr_app_publish(fr_app_t *app, fr_conn_t *c, const fr_route_t *route, int req_ref) {
+void fr_app_publish(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, int req_ref) {
     fr_vm_t *vm = app->vm;
     lua_State *L = vm->L;
     int base = lua_gettop(L);
@@ -299,15 +299,15 @@ void fr_app_publish(fr_app_t *app, fr_conn_t *c, const fr_route_t *route, int re
     char refusal[256];
     int refused = fr_hook_auth(vm, route, req_ref, &who_ref, refusal, sizeof refusal);
     if (refused) {
-        fr_conn_respond_error(c, refused, refusal);
+        fr_exchange_respond_error(x, refused, refusal);
         return;
     }
     pub_item_t *items = NULL;
-    if (run_hook(vm, c, route, req_ref, who_ref) < 0)
+    if (run_hook(vm, x, route, req_ref, who_ref) < 0)
         goto out;
     int r = base + 1;
     if (!lua_istable(L, r)) {
-        answer_refusal(L, c, route, r);
+        answer_refusal(L, x, route, r);
         goto out;
     }
     lua_settop(L, r);
@@ -316,17 +316,17 @@ void fr_app_publish(fr_app_t *app, fr_conn_t *c, const fr_route_t *route, int re
     const char *msg = NULL;
     int status = read_events(vm, route, r, &items, &n, &many, &msg);
     if (status) {
-        fr_conn_respond_error(c, status, status == 500 ? "internal error" : msg);
+        fr_exchange_respond_error(x, status, status == 500 ? "internal error" : msg);
         goto out;
     }
-    if (take_tokens(app, c, route, req_ref, who_ref, items, n) < 0)
+    if (take_tokens(app, x, route, req_ref, who_ref, items, n) < 0)
         goto out;
     if (!app->broker->ops->ready(app->broker)) {
-        fr_conn_respond(c, 503, "application/json", "Retry-After: 2\r\n",
+        fr_exchange_respond(x, 503, "application/json", "Retry-After: 2\r\n",
                         "{\"error\":\"the broker is unavailable: nothing was published\"}", 60);
         goto out;
     }
-    publish_all(app, c, items, n, many);
+    publish_all(app, x, items, n, many);
 out:
     free(items);
     luaL_unref(L, LUA_REGISTRYINDEX, who_ref);

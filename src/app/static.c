@@ -33,22 +33,22 @@ static const char *content_type(const char *path) {
     return "application/octet-stream";
 }
 
-void fr_app_static(fr_conn_t *c, const fr_route_t *route, const char *rel, size_t rel_len) {
+void fr_app_static(fr_exchange_t *x, const fr_route_t *route, const char *rel, size_t rel_len) {
     if (fr_url_path_escapes(rel, rel_len)) {
-        fr_conn_respond_error(c, 400, "path is not allowed");
+        fr_exchange_respond_error(x, 400, "path is not allowed");
         return;
     }
     char *decoded = fr_malloc(rel_len + 1);
     if (fr_url_decode(rel, rel_len, decoded, 0) < 0) {
         free(decoded);
-        fr_conn_respond_error(c, 400, "invalid percent-encoding in the path");
+        fr_exchange_respond_error(x, 400, "invalid percent-encoding in the path");
         return;
     }
     char full[PATH_MAX];
     int n = snprintf(full, sizeof full, "%s%s%s", route->path, decoded[0] == '/' ? "" : "/", decoded);
     free(decoded);
     if (n < 0 || (size_t)n >= sizeof full - 16) {
-        fr_conn_respond_error(c, 414, "path too long");
+        fr_exchange_respond_error(x, 414, "path too long");
         return;
     }
     struct stat st;
@@ -61,14 +61,14 @@ void fr_app_static(fr_conn_t *c, const fr_route_t *route, const char *rel, size_
     size_t rootlen = strlen(route->path);
     if (!realpath(full, real) || strncmp(real, route->path, rootlen) != 0 ||
         (real[rootlen] != '/' && real[rootlen] != '\0')) {
-        fr_conn_respond_error(c, 404, "not found");
+        fr_exchange_respond_error(x, 404, "not found");
         return;
     }
     int fd = open(real, O_RDONLY | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > FR_STATIC_MAX) {
         if (fd >= 0)
             close(fd);
-        fr_conn_respond_error(c, 404, "not found");
+        fr_exchange_respond_error(x, 404, "not found");
         return;
     }
     /* Example pages are small; reading them on the loop is simpler than a thread pool hop. */
@@ -83,9 +83,9 @@ void fr_app_static(fr_conn_t *c, const fr_route_t *route, const char *rel, size_
     close(fd);
     if (got != size) {
         free(body);
-        fr_conn_respond_error(c, 500, "could not read the file");
+        fr_exchange_respond_error(x, 500, "could not read the file");
         return;
     }
-    fr_conn_respond(c, 200, content_type(real), "Cache-Control: no-cache\r\n", body, size);
+    fr_exchange_respond(x, 200, content_type(real), "Cache-Control: no-cache\r\n", body, size);
     free(body);
 }

@@ -76,7 +76,7 @@ void fr_http_expire(fr_http_t *h) {
         c->req.keep_alive = 0;
         c->close_reason = "timeout";
         FR_BUMP(h->metrics->timeouts, 1);
-        fr_conn_respond_error(c, 408, "the request did not arrive in time");
+        fr_exchange_respond_error(&c->x, 408, "the request did not arrive in time");
     }
     while ((c = longest_waiting(h, FR_WAIT_IDLE)) &&
            c->since + h->config->idle_timeout_ms <= now) {
@@ -111,6 +111,7 @@ void fr_http_close_all(fr_http_t *h, const char *reason) {
 static int on_message_begin(llhttp_t *p) {
     fr_conn_t *c = conn_of(p);
     fr_request_reset(&c->req);
+    c->x.last = 0;
     if (c->wait != FR_WAIT_READING)
         wait_enter(c, FR_WAIT_READING);
     return 0;
@@ -179,7 +180,7 @@ static int on_message_complete(llhttp_t *p) {
         fr_request_append_url(&c->req, "", 0);
     FR_BUMP(c->http->requests, 1);
     wait_leave(c);
-    c->http->handle(c->http->ctx, c);
+    c->http->handle(c->http->ctx, &c->x);
     if (!taken(c) && !c->streamed && !c->closing && !c->close_after_write)
         wait_enter(c, FR_WAIT_IDLE);
     /* A stream owns the connection from here, and a closing connection reads no more:
@@ -218,7 +219,7 @@ static void respond_parse_error(fr_conn_t *c, llhttp_errno_t err) {
     c->req.keep_alive = 0;
     c->close_reason = "error";
     wait_leave(c);
-    fr_conn_respond_error(c, status, msg);
+    fr_exchange_respond_error(&c->x, status, msg);
 }
 
 /* Keeps what a client sent while its answer is pending (a pipelined next request, WebSocket
@@ -351,19 +352,29 @@ static void on_closed(uv_handle_t *h) {
         free(c);
 }
 
-void fr_conn_hold(fr_conn_t *c) {
-    c->holds++;
+static void x_hold(fr_exchange_t *x) {
+    FR_CONTAINER_OF(x, fr_conn_t, x)->holds++;
 }
 
-void fr_conn_release(fr_conn_t *c) {
+static void x_release(fr_exchange_t *x) {
+    fr_conn_t *c = FR_CONTAINER_OF(x, fr_conn_t, x);
     if (--c->holds == 0 && c->closed)
         free(c);
 }
+
+static void x_respond(fr_exchange_t *x, int status, const char *content_type,
+                      const char *headers, const char *body, size_t len) {
+    fr_conn_respond(FR_CONTAINER_OF(x, fr_conn_t, x), status, content_type, headers, body, len);
+}
+
+/* An HTTP/1 connection carries one exchange at a time, embedded in it. */
+static const fr_exchange_ops_t conn_exchange_ops = {x_respond, x_hold, x_release};
 
 void fr_conn_close(fr_conn_t *c) {
     if (c->closing)
         return;
     c->closing = 1;
+    c->x.gone = 1;
     wait_leave(c);
     if (taken(c))
         c->sink.owner_ops->gone(c->sink.owner, c->close_reason);
@@ -408,6 +419,12 @@ void fr_conn_accept(fr_http_t *http, uv_stream_t *listener) {
         fr_log_fields(FR_LOG_INFO, f);
     }
     fr_h1_sink_init(c);
+    c->x = (fr_exchange_t){.ops = &conn_exchange_ops,
+                           .req = &c->req,
+                           .sink = &c->sink,
+                           .remote = c->remote,
+                           .id = c->id,
+                           .opened_ms = c->opened_ms};
     c->parser = fr_malloc(sizeof *c->parser);
     llhttp_init(c->parser, HTTP_REQUEST, &parser_settings);
     c->parser->data = c;
@@ -464,9 +481,3 @@ void fr_conn_respond(fr_conn_t *c, int status, const char *content_type,
     fr_conn_write(c, resp, hl + body_len);
 }
 
-void fr_conn_respond_error(fr_conn_t *c, int status, const char *msg) {
-    size_t len;
-    char *body = fr_http_error_body(msg, &len);
-    fr_conn_respond(c, status, "application/json", NULL, body, len);
-    free(body);
-}

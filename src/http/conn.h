@@ -21,6 +21,7 @@
 #include "codec/http.h"
 #include "core/config.h"
 #include "core/metrics.h"
+#include "http/exchange.h"
 #include "stream/sink.h"
 
 typedef struct fr_conn_s fr_conn_t;
@@ -30,8 +31,8 @@ typedef struct fr_http_s {
     uv_loop_t *loop;           /* borrowed */
     const fr_config_t *config; /* borrowed: limits, timeouts, CORS */
     fr_metrics_t *metrics;     /* borrowed */
-    /* Answers a complete request on c (the app's dispatch). */
-    void (*handle)(void *ctx, fr_conn_t *c);
+    /* Answers a complete request (the app's dispatch). */
+    void (*handle)(void *ctx, fr_exchange_t *x);
     /* Counts a connection opened (+1) or closed (-1): descriptors are a process budget. */
     void (*count)(void *ctx, int delta);
     void *ctx;                 /* for handle and count */
@@ -52,6 +53,7 @@ enum { FR_WAIT_NONE = 0, FR_WAIT_READING = 1, FR_WAIT_IDLE = 2 };
 struct fr_conn_s {
     uv_tcp_t tcp;
     fr_http_t *http;           /* borrowed */
+    fr_exchange_t x;           /* the request being answered, as the app sees it */
     fr_sink_t sink;            /* a stream writes through it (http/h1.c) */
     /* Read-only to other modules. */
     fr_request_t req;          /* the request being answered */
@@ -101,13 +103,6 @@ void fr_http_close_idle(fr_http_t *http, const char *reason);
  * reads the client's next request when it keeps it alive, else it closes. */
 void fr_conn_respond(fr_conn_t *c, int status, const char *content_type,
                      const char *extra_headers, const char *body, size_t body_len);
-/* Sends {"error": msg} with the status. */
-void fr_conn_respond_error(fr_conn_t *c, int status, const char *msg);
-
-/* An answer will come later (a broker reply): keep the connection's memory until
- * fr_conn_release, even if the socket closes meanwhile (then c->closing is set). */
-void fr_conn_hold(fr_conn_t *c);
-void fr_conn_release(fr_conn_t *c);
 
 /* Closes now (pending writes are cancelled). Safe to call twice. */
 void fr_conn_close(fr_conn_t *c);

@@ -92,7 +92,7 @@ size_t fr_h1_head(fr_conn_t *c, const fr_head_t *hd, char *out, size_t cap) {
         put(&h, "\r\n", 2);
     }
     if (hd->length >= 0) {
-        int keep = c->req.keep_alive && !c->http->stopping;
+        int keep = c->req.keep_alive && !c->http->stopping && !c->x.last;
         if (!keep)
             c->close_after_write = 1;
         puts_(&h, "Content-Length: ");

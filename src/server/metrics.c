@@ -211,7 +211,7 @@ static void put_scripts_and_limits(fr_buf_t *o, const fr_worker_t *w, const fr_t
             m->idle_closed);
 }
 
-void fr_server_respond_metrics(void *ctx, fr_conn_t *c) {
+void fr_server_respond_metrics(void *ctx, fr_exchange_t *x) {
     fr_worker_t *w = ctx;
     fr_totals_t totals;
     unsigned long *tier_rejected = fr_calloc(w->config->ntiers + 1, sizeof *tier_rejected);
@@ -241,13 +241,13 @@ void fr_server_respond_metrics(void *ctx, fr_conn_t *c) {
           (double)rss_bytes());
     gauge(&o, "freshet_uptime_seconds", "Seconds since start.",
           (double)(fr_mono_ms() - w->started_ms) / 1000.0);
-    fr_conn_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8",
+    fr_exchange_respond(x, 200, "text/plain; version=0.0.4; charset=utf-8",
                     "Cache-Control: no-cache\r\n", o.p, o.len);
     fr_buf_free(&o);
     free(tier_rejected);
 }
 
-void fr_server_respond_health(void *ctx, fr_conn_t *c) {
+void fr_server_respond_health(void *ctx, fr_exchange_t *x) {
     fr_worker_t *w = ctx;
     char body[320];
     int ok = w->broker && w->broker->ops->ready(w->broker);
@@ -261,5 +261,5 @@ void fr_server_respond_health(void *ctx, fr_conn_t *c) {
                      ok ? "ok" : "unavailable", t.nconns, t.nstreams, t.ntopics,
                      (unsigned long long)t.published,
                      (unsigned long long)((fr_mono_ms() - w->started_ms) / 1000));
-    fr_conn_respond(c, 200, "application/json", "Cache-Control: no-cache\r\n", body, (size_t)n);
+    fr_exchange_respond(x, 200, "application/json", "Cache-Control: no-cache\r\n", body, (size_t)n);
 }

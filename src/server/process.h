@@ -18,9 +18,9 @@ void fr_worker_abandon(fr_worker_t *w);
 /* Frees a worker whose loop has ended; returns its exit code. */
 int fr_worker_free(fr_worker_t *w);
 
-/* GET /health and GET /metrics: the whole process, answered on c (ctx is the worker). */
-void fr_server_respond_health(void *ctx, fr_conn_t *c);
-void fr_server_respond_metrics(void *ctx, fr_conn_t *c);
+/* GET /health and GET /metrics: the whole process, answered on x (ctx is the worker). */
+void fr_server_respond_health(void *ctx, fr_exchange_t *x);
+void fr_server_respond_metrics(void *ctx, fr_exchange_t *x);
 /* Refreshes w->census for other workers to read (w's thread only). */
 void fr_server_share_census(fr_worker_t *w);
 

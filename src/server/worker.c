@@ -19,9 +19,9 @@
 
 /* ---- what the layers ask of the worker ---------------------------------------------------- */
 
-static void on_request(void *ctx, fr_conn_t *c) {
+static void on_request(void *ctx, fr_exchange_t *x) {
     fr_worker_t *w = ctx;
-    fr_app_handle(&w->app, c);
+    fr_app_handle(&w->app, x);
 }
 
 static void on_count_conn(void *ctx, int delta) {
