@@ -22,7 +22,7 @@ extern const size_t fr_client_js_len;
 static int push_request(fr_exchange_t *x, lua_State *L, const char *path, fr_param_t *params,
                         size_t nparams, const char *query, size_t qlen) {
     lua_createtable(L, 0, 6);
-    lua_pushstring(L, x->req->method);
+    lua_pushstring(L, x->req.method);
     lua_setfield(L, -2, "method");
     lua_pushstring(L, path);
     lua_setfield(L, -2, "path");
@@ -39,9 +39,9 @@ static int push_request(fr_exchange_t *x, lua_State *L, const char *path, fr_par
         return LUA_NOREF;
     }
     lua_setfield(L, -2, "query");
-    lua_createtable(L, 0, (int)x->req->nheaders);
-    for (size_t i = 0; i < x->req->nheaders; i++) {
-        fr_header_t *h = &x->req->headers[i];
+    lua_createtable(L, 0, (int)x->req.nheaders);
+    for (size_t i = 0; i < x->req.nheaders; i++) {
+        fr_header_t *h = &x->req.headers[i];
         if (!h->name)
             continue;
         lua_getfield(L, -1, h->name);
@@ -113,7 +113,7 @@ static int answer_builtin(fr_app_t *app, fr_exchange_t *x, const char *path, siz
     static const char client_path[] = "/_freshet/freshet.js";
     if (len == 7 && memcmp(path, "/health", 7) == 0) {
         static const char body[] = "{\"error\":\"/health answers GET and HEAD\"}";
-        if (is_get(x->req->method))
+        if (is_get(x->req.method))
             app->host->health(app->host_ctx, x);
         else
             fr_exchange_respond(x, 405, "application/json", "Allow: GET, HEAD\r\n", body,
@@ -121,12 +121,12 @@ static int answer_builtin(fr_app_t *app, fr_exchange_t *x, const char *path, siz
         return 1;
     }
     if (len == sizeof client_path - 1 && memcmp(path, client_path, len) == 0 &&
-        is_get(x->req->method)) {
+        is_get(x->req.method)) {
         fr_exchange_respond(x, 200, "text/javascript; charset=utf-8", "Cache-Control: no-cache\r\n",
                         fr_client_js, fr_client_js_len);
         return 1;
     }
-    if (len == 8 && memcmp(path, "/metrics", 8) == 0 && is_get(x->req->method)) {
+    if (len == 8 && memcmp(path, "/metrics", 8) == 0 && is_get(x->req.method)) {
         app->host->metrics(app->host_ctx, x);
         return 1;
     }
@@ -200,7 +200,7 @@ static void answer_unmatched(fr_exchange_t *x, const match_t *m) {
     }
     char h[96], msg[128];
     snprintf(h, sizeof h, "Allow: %s\r\n", m->allow);
-    snprintf(msg, sizeof msg, "{\"error\":\"method %s is not allowed here\"}", x->req->method);
+    snprintf(msg, sizeof msg, "{\"error\":\"method %s is not allowed here\"}", x->req.method);
     fr_exchange_respond(x, 405, "application/json", h, msg, strlen(msg));
 }
 
@@ -235,14 +235,14 @@ static void run_script_route(fr_app_t *app, fr_exchange_t *x, match_t *m, const 
 
 void fr_app_handle(void *ctx, fr_exchange_t *x) {
     fr_app_t *app = ctx;
-    if (x->req->url[0] != '/') {
+    if (x->req.url[0] != '/') {
         fr_exchange_respond_error(x, 400, "request target must be an absolute path");
         return;
     }
     size_t path_len, qlen;
     const char *query;
-    fr_url_split(x->req->url, x->req->url_len, &path_len, &query, &qlen);
-    const char *path = x->req->url;
+    fr_url_split(x->req.url, x->req.url_len, &path_len, &query, &qlen);
+    const char *path = x->req.url;
     if (answer_builtin(app, x, path, path_len))
         return;
     /* Stream and publish routes first; then the static route with the longest matching
@@ -250,15 +250,15 @@ void fr_app_handle(void *ctx, fr_exchange_t *x) {
      * does take. */
     match_t m;
     memset(&m, 0, sizeof m);
-    if (match_patterns(app->vm, x->req->method, path, path_len, &m) < 0) {
+    if (match_patterns(app->vm, x->req.method, path, path_len, &m) < 0) {
         fr_exchange_respond_error(x, 400, "invalid percent-encoding in the path");
         return;
     }
     if (!m.match && !m.path_match)
-        match_static(app->vm, x->req->method, path, path_len, &m);
+        match_static(app->vm, x->req.method, path, path_len, &m);
     if (!m.match)
         answer_unmatched(x, &m);
-    else if (strcmp(x->req->method, "OPTIONS") == 0)
+    else if (strcmp(x->req.method, "OPTIONS") == 0)
         respond_preflight(x, route_methods(m.match));
     else if (m.match->kind == FR_ROUTE_STATIC)
         fr_app_static(x, m.match, path + strlen(m.match->prefix),

@@ -98,7 +98,7 @@ static void on_data(void *owner, const char *bytes, size_t len) {
 static const fr_sink_owner_ops_t open_owner_ops = {on_gone, on_closed, on_data};
 
 static void own_sink(open_t *o, int own) {
-    fr_sink_attach(o->x->sink, own ? &open_owner_ops : NULL, own ? o : NULL);
+    fr_sink_attach(&o->x->sink, own ? &open_owner_ops : NULL, own ? o : NULL);
 }
 
 /* ---- the stages --------------------------------------------------------------------------- */
@@ -117,12 +117,12 @@ static stage_result_t stage_transport(open_t *o) {
         o->tp = &fr_transport_poll;
         return STAGE_NEXT;
     }
-    if (fr_ws_wants_upgrade(x->req)) {
+    if (fr_ws_wants_upgrade(&x->req)) {
         fr_ws_refusal_t why;
         /* The transport keeps the request table for the topics hooks a subscribe calls. */
         lua_rawgeti(L, LUA_REGISTRYINDEX, o->req_ref);
         int ws_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        if (fr_ws_handshake(x->req, o->app->config, ws_ref, &o->tp_state, &why) < 0) {
+        if (fr_ws_handshake(&x->req, o->app->config, ws_ref, &o->tp_state, &why) < 0) {
             luaL_unref(L, LUA_REGISTRYINDEX, ws_ref);
             if (why.headers) {
                 char body[160];
@@ -137,7 +137,7 @@ static stage_result_t stage_transport(open_t *o) {
         o->tp = &fr_transport_ws;
         return STAGE_NEXT;
     }
-    if (!fr_sse_accepts(fr_request_header(x->req, "accept")))
+    if (!fr_sse_accepts(fr_request_header(&x->req, "accept")))
         return refuse(o, 406,
                       "this route streams text/event-stream; send Accept: text/event-stream "
                       "(or */*)");
@@ -202,7 +202,7 @@ static stage_result_t stage_slow(open_t *o) {
  * clients that cannot set headers): one id per topic. */
 static stage_result_t stage_last_id(open_t *o) {
     lua_State *L = o->vm->L;
-    const char *last = fr_request_header(o->x->req, "last-event-id");
+    const char *last = fr_request_header(&o->x->req, "last-event-id");
     int from_query = !last || !*last;
     if (from_query) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, o->req_ref);
@@ -299,7 +299,7 @@ static stage_result_t stage_start(open_t *o) {
     }
     fr_stream_t *s = o->stream;
     o->stream = NULL; /* the connection's sink owns it from here */
-    fr_stream_start(s, x->sink, o->joined.stale);
+    fr_stream_start(s, &x->sink, o->joined.stale);
     return STAGE_DONE;
 }
 

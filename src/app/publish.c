@@ -164,19 +164,19 @@ static int run_hook(fr_vm_t *vm, fr_exchange_t *x, const fr_route_t *route, int 
     lua_State *L = vm->L;
     fr_vm_push_hook(vm, route, FR_HOOK_PUBLISH);
     lua_rawgeti(L, LUA_REGISTRYINDEX, req_ref);
-    const char *body = x->req->body ? x->req->body : "";
+    const char *body = x->req.body ? x->req.body : "";
     if (route->body_json) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, vm->decode_ref);
-        lua_pushlstring(L, body, x->req->body_len);
-        if (x->req->body_len == 0 || lua_pcall(L, 1, 1, 0) != 0) {
+        lua_pushlstring(L, body, x->req.body_len);
+        if (x->req.body_len == 0 || lua_pcall(L, 1, 1, 0) != 0) {
             char msg[256];
             snprintf(msg, sizeof msg, "invalid JSON body: %s",
-                     x->req->body_len == 0 ? "the body is empty" : lua_tostring(L, -1));
+                     x->req.body_len == 0 ? "the body is empty" : lua_tostring(L, -1));
             fr_exchange_respond_error(x, 400, msg);
             return -1;
         }
     } else {
-        lua_pushlstring(L, body, x->req->body_len);
+        lua_pushlstring(L, body, x->req.body_len);
     }
     lua_rawgeti(L, LUA_REGISTRYINDEX, who_ref);
     if (fr_vm_call(vm, route, "publish", 3, 3) != 0) {

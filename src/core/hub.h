@@ -41,16 +41,19 @@ typedef struct {
  * sets ops, owner, index, slot and who before fr_hub_subscribe; the hub owns the rest and
  * writes away and topic only under its lock. */
 struct fr_sub_s {
+    /* Private. First: a fan-out reads link, ops, owner and index of every subscriber, and
+     * they share one cache line. */
+    fr_list_t link;     /* in topic->slot[slot].subs while subscribed */
+    /* Set by the owner. */
     const fr_sub_ops_t *ops;
     void *owner;        /* the stream */
     size_t index;       /* which of the owner's topics this is */
     unsigned slot;      /* the owner's worker */
-    const char *who;    /* borrowed: the owner's presence id (NULL: anonymous) */
     /* Read-only to the owner. */
-    fr_topic_t *topic;  /* NULL while not subscribed */
     int away;           /* the owner is ending: presence no longer counts it */
-    /* Private. */
-    fr_list_t link;     /* in topic->slot[slot].subs while subscribed */
+    fr_topic_t *topic;  /* NULL while not subscribed */
+    /* Set by the owner. */
+    const char *who;    /* borrowed: the owner's presence id (NULL: anonymous) */
 };
 
 /* One worker's subscribers of one topic. */

@@ -39,8 +39,8 @@ void fr_http_init(fr_http_t *http, uv_loop_t *loop, const fr_config_t *config,
 
 /* Request line and headers together must fit in limits.headers. */
 static int over_header_limit(fr_conn_t *c, size_t more) {
-    c->req.header_bytes += more;
-    if (c->req.header_bytes > c->http->config->max_headers) {
+    c->x.req.header_bytes += more;
+    if (c->x.req.header_bytes > c->http->config->max_headers) {
         c->err_status = 431;
         return -1;
     }
@@ -73,7 +73,7 @@ void fr_http_expire(fr_http_t *h) {
     while ((c = longest_waiting(h, FR_WAIT_READING)) &&
            c->since + h->config->header_timeout_ms <= now) {
         wait_leave(c);
-        c->req.keep_alive = 0;
+        c->x.req.keep_alive = 0;
         c->close_reason = "timeout";
         FR_BUMP(h->metrics->timeouts, 1);
         fr_exchange_respond_error(&c->x, 408, "the request did not arrive in time");
@@ -110,7 +110,7 @@ void fr_http_close_all(fr_http_t *h, const char *reason) {
 
 static int on_message_begin(llhttp_t *p) {
     fr_conn_t *c = conn_of(p);
-    fr_request_reset(&c->req);
+    fr_request_reset(&c->x.req);
     c->x.last = 0;
     if (c->wait != FR_WAIT_READING)
         wait_enter(c, FR_WAIT_READING);
@@ -121,7 +121,7 @@ static int on_url(llhttp_t *p, const char *at, size_t len) {
     fr_conn_t *c = conn_of(p);
     if (over_header_limit(c, len))
         return -1;
-    fr_request_append_url(&c->req, at, len);
+    fr_request_append_url(&c->x.req, at, len);
     return 0;
 }
 
@@ -129,7 +129,7 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
     fr_conn_t *c = conn_of(p);
     if (over_header_limit(c, len))
         return -1;
-    fr_request_append_field(&c->req, at, len);
+    fr_request_append_field(&c->x.req, at, len);
     return 0;
 }
 
@@ -137,47 +137,47 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
     fr_conn_t *c = conn_of(p);
     if (over_header_limit(c, len))
         return -1;
-    fr_request_append_value(&c->req, at, len);
+    fr_request_append_value(&c->x.req, at, len);
     return 0;
 }
 
 static int on_headers_complete(llhttp_t *p) {
     fr_conn_t *c = conn_of(p);
-    snprintf(c->req.method, sizeof c->req.method, "%s", llhttp_method_name(p->method));
-    c->req.http_major = p->http_major;
-    c->req.http_minor = p->http_minor;
+    snprintf(c->x.req.method, sizeof c->x.req.method, "%s", llhttp_method_name(p->method));
+    c->x.req.http_major = p->http_major;
+    c->x.req.http_minor = p->http_minor;
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->http->config->max_body) {
         c->err_status = 413;
         return -1;
     }
     /* A client that asks before sending its body (curl does for large POSTs) is told to go
      * on, rather than left to wait out its own timeout. */
-    const char *expect = fr_request_header(&c->req, "expect");
-    if (expect && strcasecmp(expect, "100-continue") == 0 && c->req.http_minor >= 1)
+    const char *expect = fr_request_header(&c->x.req, "expect");
+    if (expect && strcasecmp(expect, "100-continue") == 0 && c->x.req.http_minor >= 1)
         fr_h1_continue(c);
     return 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
     fr_conn_t *c = conn_of(p);
-    if (c->req.body_len + len > c->http->config->max_body) {
+    if (c->x.req.body_len + len > c->http->config->max_body) {
         c->err_status = 413;
         return -1;
     }
-    fr_request_append_body(&c->req, at, len);
+    fr_request_append_body(&c->x.req, at, len);
     return 0;
 }
 
 /* A writer took the answer over (a stream, or an open waiting on the broker). */
 static int taken(const fr_conn_t *c) {
-    return c->sink.owner_ops != NULL;
+    return c->x.sink.owner_ops != NULL;
 }
 
 static int on_message_complete(llhttp_t *p) {
     fr_conn_t *c = conn_of(p);
-    c->req.keep_alive = llhttp_should_keep_alive(p);
-    if (!c->req.url)
-        fr_request_append_url(&c->req, "", 0);
+    c->x.req.keep_alive = llhttp_should_keep_alive(p);
+    if (!c->x.req.url)
+        fr_request_append_url(&c->x.req, "", 0);
     FR_BUMP(c->http->requests, 1);
     wait_leave(c);
     c->http->handle(c->http->ctx, &c->x);
@@ -216,7 +216,7 @@ static void respond_parse_error(fr_conn_t *c, llhttp_errno_t err) {
                                                       : llhttp_errno_name(err));
         msg = detail;
     }
-    c->req.keep_alive = 0;
+    c->x.req.keep_alive = 0;
     c->close_reason = "error";
     wait_leave(c);
     fr_exchange_respond_error(&c->x, status, msg);
@@ -243,7 +243,7 @@ void fr_conn_shed(fr_conn_t *c) {
         return;
     free(c->parser);
     c->parser = NULL;
-    fr_request_reset(&c->req);
+    fr_request_reset(&c->x.req);
 }
 
 /* Parses request bytes; what follows a request that a writer took over goes to it (WebSocket
@@ -260,7 +260,7 @@ static void conn_feed(fr_conn_t *c, const char *data, size_t len) {
         if (!at || at < data || at >= end || c->closing)
             return;
         if (c->raw && taken(c))
-            c->sink.owner_ops->data(c->sink.owner, at, (size_t)(end - at));
+            c->x.sink.owner_ops->data(c->x.sink.owner, at, (size_t)(end - at));
         else if (c->parser)
             hold_input(c, at, (size_t)(end - at));
         return;
@@ -271,7 +271,7 @@ static void conn_feed(fr_conn_t *c, const char *data, size_t len) {
 }
 
 void fr_conn_next(fr_conn_t *c) {
-    fr_request_reset(&c->req);
+    fr_request_reset(&c->x.req);
     llhttp_resume(c->parser);
     wait_enter(c, FR_WAIT_IDLE);
     if (c->held_input) {
@@ -303,7 +303,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         return;
     if (c->raw) {
         if (taken(c))
-            c->sink.owner_ops->data(c->sink.owner, buf->base, (size_t)nread);
+            c->x.sink.owner_ops->data(c->x.sink.owner, buf->base, (size_t)nread);
         return;
     }
     /* An event stream reads only to notice the client leaving. */
@@ -324,8 +324,8 @@ static void log_closed(fr_conn_t *c) {
     char f[256];
     snprintf(f, sizeof f,
              "\"event\":\"CLOSED\",\"conn\":%llu,\"reason\":\"%s\",\"duration_ms\":%llu",
-             (unsigned long long)c->id, c->close_reason ? c->close_reason : "client",
-             (unsigned long long)(fr_mono_ms() - c->opened_ms));
+             (unsigned long long)c->x.id, c->close_reason ? c->close_reason : "client",
+             (unsigned long long)(fr_mono_ms() - c->x.opened_ms));
     fr_log_fields(FR_LOG_INFO, f);
 }
 
@@ -334,13 +334,13 @@ static void on_closed(uv_handle_t *h) {
     fr_http_t *http = c->http;
     if (taken(c)) {
         /* The writer logs its own CLOSED line (with what it sent) and frees itself. */
-        const fr_sink_owner_ops_t *ops = c->sink.owner_ops;
-        c->sink.owner_ops = NULL;
-        ops->closed(c->sink.owner);
+        const fr_sink_owner_ops_t *ops = c->x.sink.owner_ops;
+        c->x.sink.owner_ops = NULL;
+        ops->closed(c->x.sink.owner);
     } else if (!c->streamed) {
         log_closed(c);
     }
-    fr_request_reset(&c->req);
+    fr_request_reset(&c->x.req);
     free(c->parser);
     c->parser = NULL;
     free(c->held_input);
@@ -377,7 +377,7 @@ void fr_conn_close(fr_conn_t *c) {
     c->x.gone = 1;
     wait_leave(c);
     if (taken(c))
-        c->sink.owner_ops->gone(c->sink.owner, c->close_reason);
+        c->x.sink.owner_ops->gone(c->x.sink.owner, c->close_reason);
     uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
@@ -409,22 +409,18 @@ void fr_conn_accept(fr_http_t *http, uv_stream_t *listener) {
             uv_ip6_name((struct sockaddr_in6 *)&ss, c->remote, sizeof c->remote);
     }
     /* Unique over the process: each worker numbers its own residue class. */
-    c->id = http->next_id++ * http->id_step + http->id_first;
-    c->opened_ms = fr_mono_ms();
+    c->x.id = http->next_id++ * http->id_step + http->id_first;
+    c->x.opened_ms = fr_mono_ms();
     FR_BUMP(http->metrics->connections, 1);
     if (fr_log_enabled(FR_LOG_INFO)) {
         char f[160];
         snprintf(f, sizeof f, "\"event\":\"CONNECTING\",\"conn\":%llu,\"remote\":\"%s\"",
-                 (unsigned long long)c->id, c->remote);
+                 (unsigned long long)c->x.id, c->remote);
         fr_log_fields(FR_LOG_INFO, f);
     }
     fr_h1_sink_init(c);
-    c->x = (fr_exchange_t){.ops = &conn_exchange_ops,
-                           .req = &c->req,
-                           .sink = &c->sink,
-                           .remote = c->remote,
-                           .id = c->id,
-                           .opened_ms = c->opened_ms};
+    c->x.ops = &conn_exchange_ops;
+    c->x.remote = c->remote;
     c->parser = fr_malloc(sizeof *c->parser);
     llhttp_init(c->parser, HTTP_REQUEST, &parser_settings);
     c->parser->data = c;
@@ -472,7 +468,7 @@ void fr_conn_respond(fr_conn_t *c, int status, const char *content_type,
     char head[2048];
     size_t hl = fr_h1_head(c, &h, head, sizeof head);
     /* A HEAD answer says how long the body would be, and sends none. */
-    if (strcmp(c->req.method, "HEAD") == 0)
+    if (strcmp(c->x.req.method, "HEAD") == 0)
         body_len = 0;
     char *resp = fr_malloc(hl + body_len);
     memcpy(resp, head, hl);

@@ -53,13 +53,11 @@ enum { FR_WAIT_NONE = 0, FR_WAIT_READING = 1, FR_WAIT_IDLE = 2 };
 struct fr_conn_s {
     uv_tcp_t tcp;
     fr_http_t *http;           /* borrowed */
-    fr_exchange_t x;           /* the request being answered, as the app sees it */
-    fr_sink_t sink;            /* a stream writes through it (http/h1.c) */
+    /* The request being answered, as the app sees it: its request, the HTTP/1 sink
+     * (http/h1.c), the connection's id (unique per process) and opening time. */
+    fr_exchange_t x;
     /* Read-only to other modules. */
-    fr_request_t req;          /* the request being answered */
     char remote[48];           /* peer address, no port (INET6_ADDRSTRLEN fits) */
-    uint64_t id;               /* for log lines: unique per process */
-    uint64_t opened_ms;        /* monotonic */
     const char *close_reason;  /* static string for the CLOSED log line, or NULL */
     unsigned closing : 1;
     /* Private. */

@@ -7,8 +7,9 @@
  *                                                            │             (respond), or
  *                                                            └─ sink ───► stream through it
  *
- * The carrier owns the exchange and its request; the app borrows them for the handler's call,
- * and longer with fr_exchange_hold (an answer that waits for the broker). */
+ * The carrier owns the exchange (an HTTP/1 connection embeds its one) and the request in it;
+ * the app borrows them for the handler's call, and longer with hold (an answer that waits
+ * for the broker). */
 #ifndef FR_EXCHANGE_H
 #define FR_EXCHANGE_H
 
@@ -33,9 +34,9 @@ typedef struct {
 struct fr_exchange_s {
     const fr_exchange_ops_t *ops;
     /* Read-only to the app. */
-    fr_request_t *req;   /* borrowed from the carrier while the request is being answered */
-    fr_sink_t *sink;     /* where a streamed answer goes */
-    const char *remote;  /* the peer address, no port */
+    fr_request_t req;    /* filled by the carrier as the request is parsed */
+    fr_sink_t sink;      /* where a streamed answer goes: the carrier's implementation */
+    const char *remote;  /* borrowed: the peer address, no port */
     uint64_t id;         /* for log lines: the connection's id */
     uint64_t opened_ms;  /* monotonic, when the connection opened */
     unsigned gone : 1;   /* the client left: answer nobody */

@@ -27,7 +27,7 @@ static const char chunk_end[] = "\r\n";
 static const char body_end[] = "0\r\n\r\n";
 
 static fr_conn_t *conn_of(fr_sink_t *sink) {
-    return FR_CONTAINER_OF(sink, fr_conn_t, sink);
+    return FR_CONTAINER_OF(sink, fr_conn_t, x.sink);
 }
 
 /* A head under construction in a caller's buffer: pieces are copied in, and what does not fit
@@ -61,7 +61,7 @@ static void put_uint(head_t *h, uint64_t v) {
 
 /* "Access-Control-Allow-Origin: …\r\nVary: Origin\r\n" for an allowed Origin. */
 static void put_cors(head_t *h, fr_conn_t *c) {
-    const char *origin = fr_request_header(&c->req, "origin");
+    const char *origin = fr_request_header(&c->x.req, "origin");
     if (!origin || !fr_config_cors_allows(c->http->config, origin) || strpbrk(origin, "\r\n"))
         return;
     puts_(h, "Access-Control-Allow-Origin: ");
@@ -92,7 +92,7 @@ size_t fr_h1_head(fr_conn_t *c, const fr_head_t *hd, char *out, size_t cap) {
         put(&h, "\r\n", 2);
     }
     if (hd->length >= 0) {
-        int keep = c->req.keep_alive && !c->http->stopping && !c->x.last;
+        int keep = c->x.req.keep_alive && !c->http->stopping && !c->x.last;
         if (!keep)
             c->close_after_write = 1;
         puts_(&h, "Content-Length: ");
@@ -100,7 +100,7 @@ size_t fr_h1_head(fr_conn_t *c, const fr_head_t *hd, char *out, size_t cap) {
         puts_(&h, keep ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n");
     } else {
         /* HTTP/1.0 has no chunks: the body ends with the connection. */
-        c->chunked = c->req.http_major == 1 && c->req.http_minor >= 1;
+        c->chunked = c->x.req.http_major == 1 && c->x.req.http_minor >= 1;
         c->streamed = 1;
         puts_(&h, c->chunked ? "Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n"
                              : "Connection: close\r\n");
@@ -166,23 +166,26 @@ static int h1_write(fr_sink_t *sink, const uv_buf_t *bufs, size_t n, fr_sink_don
         return UV_ECANCELED;
     if (n + 2 > FR_H1_MAX_BUFS)
         return UV_EINVAL;
+    /* framed[0] is kept for the chunk head, filled once the body's length is known. */
     uv_buf_t framed[FR_H1_MAX_BUFS];
     char head[24];
-    size_t nf = 0, want = 0;
-    for (size_t i = 0; i < n; i++)
-        want += bufs[i].len;
-    if (want == 0)
+    size_t nf = 1, body = 0;
+    for (size_t i = 0; i < n; i++) {
+        framed[nf++] = bufs[i];
+        body += bufs[i].len;
+    }
+    if (body == 0)
         return FR_SINK_DONE;
-    if (c->chunked)
-        framed[nf++] = uv_buf_init(head, (unsigned)chunk_head(head, want));
-    memcpy(framed + nf, bufs, n * sizeof *bufs);
-    nf += n;
-    if (c->chunked)
+    size_t want = body;
+    uv_buf_t *first = framed + 1;
+    if (c->chunked) {
+        framed[0] = uv_buf_init(head, (unsigned)chunk_head(head, body));
         framed[nf++] = uv_buf_init((char *)chunk_end, 2);
-    want = 0;
-    for (size_t i = 0; i < nf; i++)
-        want += framed[i].len;
-    ssize_t sent = uv_try_write((uv_stream_t *)&c->tcp, framed, (unsigned)nf);
+        want += framed[0].len + 2;
+        first = framed;
+    }
+    nf -= (size_t)(first - framed);
+    ssize_t sent = uv_try_write((uv_stream_t *)&c->tcp, first, (unsigned)nf);
     if (sent == UV_EAGAIN)
         sent = 0;
     if (sent < 0)
@@ -197,15 +200,15 @@ static int h1_write(fr_sink_t *sink, const uv_buf_t *bufs, size_t n, fr_sink_don
     w->ctx = ctx;
     memcpy(w->head, head, sizeof head);
     size_t k = 0, skip = (size_t)sent;
-    while (skip >= framed[k].len) {
-        skip -= framed[k].len;
+    while (skip >= first[k].len) {
+        skip -= first[k].len;
         k++;
     }
-    framed[k].base += skip;
-    framed[k].len -= skip;
-    if (framed[k].base >= head && framed[k].base < head + sizeof head)
-        framed[k].base = w->head + (framed[k].base - head);
-    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, framed + k, (unsigned)(nf - k),
+    first[k].base += skip;
+    first[k].len -= skip;
+    if (first[k].base >= head && first[k].base < head + sizeof head)
+        first[k].base = w->head + (first[k].base - head);
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, first + k, (unsigned)(nf - k),
                  on_h1_written) != 0) {
         free(w);
         return UV_EPIPE;
@@ -215,7 +218,7 @@ static int h1_write(fr_sink_t *sink, const uv_buf_t *bufs, size_t n, fr_sink_don
 }
 
 static size_t h1_queued(const fr_sink_t *sink) {
-    const fr_conn_t *c = FR_CONTAINER_OF(sink, fr_conn_t, sink);
+    const fr_conn_t *c = FR_CONTAINER_OF(sink, fr_conn_t, x.sink);
     return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
 }
 
@@ -259,7 +262,7 @@ static const fr_sink_ops_t h1_sink_ops = {h1_head, h1_write, h1_queued, h1_end, 
                                           h1_ready};
 
 void fr_h1_sink_init(fr_conn_t *c) {
-    c->sink.ops = &h1_sink_ops;
-    c->sink.owner_ops = NULL;
-    c->sink.owner = NULL;
+    c->x.sink.ops = &h1_sink_ops;
+    c->x.sink.owner_ops = NULL;
+    c->x.sink.owner = NULL;
 }

@@ -92,7 +92,7 @@ static void census_take(fr_worker_t *w, fr_census_t *out) {
     const fr_list_t *conns = &w->http.conns;
     for (fr_list_t *l = fr_list_first(conns); l; l = fr_list_next(conns, l)) {
         const fr_conn_t *c = FR_LIST_ENTRY(l, fr_conn_t, link);
-        if (c->streamed || c->sink.owner_ops)
+        if (c->streamed || c->x.sink.owner_ops)
             continue; /* counted as a stream (or about to be one) */
         census_count(out, "", c->wait == FR_WAIT_IDLE ? "idle" : "reading", 1);
     }

@@ -10,27 +10,6 @@ void fr_outq_init(fr_outq_t *q) {
     q->next_seq = 1; /* 0 means "none" in a topic's last_seq */
 }
 
-fr_item_t *fr_outq_at(fr_outq_t *q, size_t i) {
-    return &q->q[(q->head + i) & (q->cap - 1)];
-}
-
-size_t fr_item_size(const fr_item_t *it) {
-    if (it->kind == FR_ITEM_EVENT && !it->ev)
-        return 0;
-    return (size_t)it->own_len + it->shared_len;
-}
-
-size_t fr_item_bufs(const fr_item_t *it, uv_buf_t *bufs) {
-    size_t n = 0;
-    if (it->kind == FR_ITEM_EVENT && !it->ev)
-        return 0;
-    if (it->own_len)
-        bufs[n++] = uv_buf_init(it->own, it->own_len);
-    if (it->shared_len)
-        bufs[n++] = uv_buf_init((char *)it->shared, it->shared_len);
-    return n;
-}
-
 void fr_item_release(fr_item_t *it) {
     if (it->ev)
         fr_event_release(it->ev);

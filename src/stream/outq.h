@@ -75,12 +75,29 @@ void fr_outq_init(fr_outq_t *q);
 /* Releases every item and the ring. */
 void fr_outq_close(fr_outq_t *q);
 
-/* The i-th item, oldest first. */
-fr_item_t *fr_outq_at(fr_outq_t *q, size_t i);
+/* The i-th item, oldest first. (Inline, as the next two: the writer runs them per item.) */
+static inline fr_item_t *fr_outq_at(fr_outq_t *q, size_t i) {
+    return &q->q[(q->head + i) & (q->cap - 1)];
+}
+
 /* Bytes the item puts on the wire (0 for a hole). */
-size_t fr_item_size(const fr_item_t *it);
+static inline size_t fr_item_size(const fr_item_t *it) {
+    if (it->kind == FR_ITEM_EVENT && !it->ev)
+        return 0;
+    return (size_t)it->own_len + it->shared_len;
+}
+
 /* Fills bufs with the item's bytes (at most 2); returns how many. */
-size_t fr_item_bufs(const fr_item_t *it, uv_buf_t *bufs);
+static inline size_t fr_item_bufs(const fr_item_t *it, uv_buf_t *bufs) {
+    size_t n = 0;
+    if (it->kind == FR_ITEM_EVENT && !it->ev)
+        return 0;
+    if (it->own_len)
+        bufs[n++] = uv_buf_init(it->own, it->own_len);
+    if (it->shared_len)
+        bufs[n++] = uv_buf_init((char *)it->shared, it->shared_len);
+    return n;
+}
 /* Releases what the item holds (event reference, owned bytes). */
 void fr_item_release(fr_item_t *it);
 
