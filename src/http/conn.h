@@ -1,15 +1,11 @@
-/* HTTP/1 connections: reading and parsing requests with llhttp, deadlines, answers, and the
- * sink a stream writes through (http/h1.c). A connection is never freed inside its own
- * callbacks: closing marks it, and libuv's close callback frees it.
+/* Connections and what a worker's connections share: accepting, reading, writing, deadlines,
+ * closing. A connection speaks a protocol (fr_proto_t: HTTP/1 today, http/h1.c), which turns
+ * its bytes into exchanges (http/exchange.h) that the app answers. A connection is never freed
+ * inside its own callbacks: closing marks it, and libuv's close callback frees it.
  *
- *   accept ──► read ──llhttp──► request complete ──handle()──► the app answers
- *                                                    │
- *              fr_conn_respond (a whole answer)  ◄───┤
- *              c->sink (a stream takes it over)  ◄───┘
- *
- * While a writer is attached to the sink, what the client sends is held (a long-poll's next
- * request), dropped (an event stream only listens for the end), or handed to the writer
- * (after a 101: WebSocket frames). */
+ *   accept ──► read ──proto->data──► exchange ──handle()──► the app answers it whole, or a
+ *                                                           writer streams through its sink
+ */
 #ifndef FR_CONN_H
 #define FR_CONN_H
 
@@ -25,6 +21,7 @@
 #include "stream/sink.h"
 
 typedef struct fr_conn_s fr_conn_t;
+struct fr_proto_s;
 
 /* A worker's connections and what they share. Owned by the worker, one per loop. */
 typedef struct fr_http_s {
@@ -53,6 +50,7 @@ enum { FR_WAIT_NONE = 0, FR_WAIT_READING = 1, FR_WAIT_IDLE = 2 };
 struct fr_conn_s {
     uv_tcp_t tcp;
     fr_http_t *http;           /* borrowed */
+    const struct fr_proto_s *proto; /* what it speaks */
     /* The request being answered, as the app sees it: its request, the HTTP/1 sink
      * (http/h1.c), the connection's id (unique per process) and opening time. */
     fr_exchange_t x;
@@ -82,6 +80,23 @@ struct fr_conn_s {
     fr_list_t wait_link;
 };
 
+/* The protocol a connection speaks: HTTP/1 (http/h1.c) today. */
+typedef struct fr_proto_s {
+    /* Starts it on a new connection. */
+    void (*start)(fr_conn_t *c);
+    /* Bytes the peer sent (borrowed for the call). */
+    void (*data)(fr_conn_t *c, const char *bytes, size_t len);
+    /* The request being read did not arrive within limits.headers' time. */
+    void (*timeout)(fr_conn_t *c);
+    /* The connection starts closing: its writers hear `gone`. */
+    void (*closing)(fr_conn_t *c);
+    /* libuv has closed it: writers hear `closed`; the protocol frees what it holds. Returns 1
+     * when a writer logged the CLOSED line itself. */
+    int (*closed)(fr_conn_t *c);
+} fr_proto_t;
+
+extern const fr_proto_t fr_h1_proto;
+
 /* Builds the HTTP parser's callback table; called once before any worker thread starts. */
 void fr_http_init_parser(void);
 void fr_http_init(fr_http_t *http, uv_loop_t *loop, const fr_config_t *config,
@@ -97,23 +112,39 @@ void fr_http_close_all(fr_http_t *http, const char *reason);
 /* Stops accepting requests on idle keep-alive connections: they close now. */
 void fr_http_close_idle(fr_http_t *http, const char *reason);
 
-/* Sends a complete answer (with CORS headers for allowed origins). After it the connection
- * reads the client's next request when it keeps it alive, else it closes. */
-void fr_conn_respond(fr_conn_t *c, int status, const char *content_type,
-                     const char *extra_headers, const char *body, size_t body_len);
-
 /* Closes now (pending writes are cancelled). Safe to call twice. */
 void fr_conn_close(fr_conn_t *c);
+
+/* ---- for the protocols (http/h1.c) ---------------------------------------------------------- */
+
+/* Puts the connection on a deadline list (FR_WAIT_*), or takes it off (FR_WAIT_NONE). */
+void fr_conn_wait(fr_conn_t *c, int list);
 
 /* Writes bytes as they are; takes ownership of buf (freed once written). */
 void fr_conn_write(fr_conn_t *c, char *buf, size_t len);
 
-/* For http/h1.c: the request is answered and a keep-alive connection reads the next one. */
-void fr_conn_next(fr_conn_t *c);
-/* For http/h1.c: a streaming connection drops its parser and request (now, or once the
- * parser returns). */
-void fr_conn_shed(fr_conn_t *c);
-/* For http/h1.c: the sink's callbacks. */
+/* Writes bufs[0..n) to the socket: FR_SINK_DONE when it took them all at once, FR_SINK_PENDING
+ * when it holds part of them until done(ctx, status) — the caller keeps their bytes alive,
+ * except bufs[0] when temp_first is set (a few bytes on the caller's stack, at most 24, e.g. a
+ * chunk head: copied) — or < 0 when it cannot (the connection is closing or the write failed). */
+int fr_conn_send(fr_conn_t *c, const uv_buf_t *bufs, size_t n, int temp_first,
+                 fr_sink_done_cb done, void *ctx);
+/* Bytes handed to the socket that it has not taken yet. */
+size_t fr_conn_queued(const fr_conn_t *c);
+
+/* An answer will come later: keep the connection's memory until release, even if the socket
+ * closes meanwhile (then c->closing is set). */
+void fr_conn_hold(fr_conn_t *c);
+void fr_conn_release(fr_conn_t *c);
+
+/* HTTP/1 (http/h1.c and h1_sink.c). */
+void fr_h1_respond(fr_conn_t *c, int status, const char *content_type,
+                   const char *extra_headers, const char *body, size_t body_len);
+/* The request is answered and a keep-alive connection reads the next one. */
+void fr_h1_next(fr_conn_t *c);
+/* A streaming connection drops its parser and request (now, or once the parser returns). */
+void fr_h1_shed(fr_conn_t *c);
+/* The sink's callbacks. */
 void fr_h1_sink_init(fr_conn_t *c);
 /* The interim "100 Continue" for a client that waits for it before its body. */
 void fr_h1_continue(fr_conn_t *c);

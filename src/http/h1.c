@@ -1,34 +1,239 @@
-/* The HTTP/1 sink: how a stream's bytes leave on an HTTP/1.x connection, and the one place
- * that writes an HTTP/1.1 response head.
+/* HTTP/1: requests read with llhttp, one exchange at a time per connection, whole answers, and
+ * the one place that writes an HTTP/1.1 response head. The sink that streams answers is
+ * http/h1_sink.c.
  *
- *   answer with a length   Content-Length, keep-alive when the client keeps it alive
- *   streamed answer        HTTP/1.1: chunked; HTTP/1.0: raw until the connection closes
- *   101                    raw from then on, both ways (the writer reads what comes in)
+ *   bytes ──llhttp──► request ──handle()──► the app answers (fr_h1_respond), or a writer takes
+ *                                            the exchange's sink (a stream, an open that waits)
  *
- * A write goes to the socket at once (uv_try_write, the caller's buffers as they are); only
- * what a full socket leaves is handed to uv_write, and the caller keeps those bytes alive
- * until its done callback. */
+ * While a writer holds the exchange, what the client sends is held (a long-poll's next
+ * request), dropped (an event stream listens only for the end) or handed to the writer (after
+ * a 101). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "base/log.h"
 #include "base/util.h"
 #include "http/conn.h"
 
-typedef struct {
-    uv_write_t req;
-    fr_conn_t *conn;
-    fr_sink_done_cb done;
-    void *ctx;
-    char head[24]; /* the chunk size line, when a partial write left part of it */
-} h1_write_t;
+static llhttp_settings_t parser_settings;
+static int settings_ready;
 
-static const char chunk_end[] = "\r\n";
-static const char body_end[] = "0\r\n\r\n";
+static void feed(fr_conn_t *c, const char *data, size_t len);
 
-static fr_conn_t *conn_of(fr_sink_t *sink) {
-    return FR_CONTAINER_OF(sink, fr_conn_t, x.sink);
+static fr_conn_t *conn_of(llhttp_t *p) {
+    return p->data;
 }
+
+/* A writer took the answer over (a stream, or an open waiting on the broker). */
+static int taken(const fr_conn_t *c) {
+    return c->x.sink.owner_ops != NULL;
+}
+
+/* ---- parsing ------------------------------------------------------------------------------- */
+
+/* Request line and headers together must fit in limits.headers. */
+static int over_header_limit(fr_conn_t *c, size_t more) {
+    c->x.req.header_bytes += more;
+    if (c->x.req.header_bytes > c->http->config->max_headers) {
+        c->err_status = 431;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_message_begin(llhttp_t *p) {
+    fr_conn_t *c = conn_of(p);
+    fr_request_reset(&c->x.req);
+    c->x.last = 0;
+    if (c->wait != FR_WAIT_READING)
+        fr_conn_wait(c, FR_WAIT_READING);
+    return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len) {
+    fr_conn_t *c = conn_of(p);
+    if (over_header_limit(c, len))
+        return -1;
+    fr_request_append_url(&c->x.req, at, len);
+    return 0;
+}
+
+static int on_header_field(llhttp_t *p, const char *at, size_t len) {
+    fr_conn_t *c = conn_of(p);
+    if (over_header_limit(c, len))
+        return -1;
+    fr_request_append_field(&c->x.req, at, len);
+    return 0;
+}
+
+static int on_header_value(llhttp_t *p, const char *at, size_t len) {
+    fr_conn_t *c = conn_of(p);
+    if (over_header_limit(c, len))
+        return -1;
+    fr_request_append_value(&c->x.req, at, len);
+    return 0;
+}
+
+static int on_headers_complete(llhttp_t *p) {
+    fr_conn_t *c = conn_of(p);
+    snprintf(c->x.req.method, sizeof c->x.req.method, "%s", llhttp_method_name(p->method));
+    c->x.req.http_major = p->http_major;
+    c->x.req.http_minor = p->http_minor;
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->http->config->max_body) {
+        c->err_status = 413;
+        return -1;
+    }
+    /* A client that asks before sending its body (curl does for large POSTs) is told to go
+     * on, rather than left to wait out its own timeout. */
+    const char *expect = fr_request_header(&c->x.req, "expect");
+    if (expect && strcasecmp(expect, "100-continue") == 0 && c->x.req.http_minor >= 1)
+        fr_h1_continue(c);
+    return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len) {
+    fr_conn_t *c = conn_of(p);
+    if (c->x.req.body_len + len > c->http->config->max_body) {
+        c->err_status = 413;
+        return -1;
+    }
+    fr_request_append_body(&c->x.req, at, len);
+    return 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+    fr_conn_t *c = conn_of(p);
+    c->x.req.keep_alive = llhttp_should_keep_alive(p);
+    if (!c->x.req.url)
+        fr_request_append_url(&c->x.req, "", 0);
+    FR_BUMP(c->http->requests, 1);
+    fr_conn_wait(c, FR_WAIT_NONE);
+    c->http->handle(c->http->ctx, &c->x);
+    if (!taken(c) && !c->streamed && !c->closing && !c->close_after_write)
+        fr_conn_wait(c, FR_WAIT_IDLE);
+    /* A stream owns the connection from here, and a closing connection reads no more:
+     * either way, stop parsing what else the client sent. */
+    if (taken(c) || c->streamed || c->closing || c->close_after_write)
+        return HPE_PAUSED;
+    return 0;
+}
+
+void fr_http_init_parser(void) {
+    llhttp_settings_init(&parser_settings);
+    parser_settings.on_message_begin = on_message_begin;
+    parser_settings.on_url = on_url;
+    parser_settings.on_header_field = on_header_field;
+    parser_settings.on_header_value = on_header_value;
+    parser_settings.on_headers_complete = on_headers_complete;
+    parser_settings.on_body = on_body;
+    parser_settings.on_message_complete = on_message_complete;
+    settings_ready = 1;
+}
+
+static void respond_parse_error(fr_conn_t *c, llhttp_errno_t err) {
+    int status = c->err_status ? c->err_status : 400;
+    const char *msg;
+    char detail[160];
+    if (status == 431) {
+        msg = "request line and headers are larger than the limit";
+    } else if (status == 413) {
+        msg = "request body is larger than the limit";
+    } else {
+        snprintf(detail, sizeof detail, "malformed HTTP request: %s",
+                 llhttp_get_error_reason(c->parser) ? llhttp_get_error_reason(c->parser)
+                                                      : llhttp_errno_name(err));
+        msg = detail;
+    }
+    c->x.req.keep_alive = 0;
+    c->close_reason = "error";
+    fr_conn_wait(c, FR_WAIT_NONE);
+    fr_exchange_respond_error(&c->x, status, msg);
+}
+
+/* Keeps what a client sent while its answer is pending (a pipelined next request, WebSocket
+ * frames behind the handshake): it is read once the answer is out. Bounded like a request. */
+static void hold_input(fr_conn_t *c, const char *data, size_t len) {
+    size_t limit = c->http->config->max_headers + c->http->config->max_body;
+    if (c->nheld_input + len > limit) {
+        c->close_reason = "error";
+        fr_conn_close(c);
+        return;
+    }
+    c->held_input = fr_realloc(c->held_input, c->nheld_input + len);
+    memcpy(c->held_input + c->nheld_input, data, len);
+    c->nheld_input += len;
+}
+
+/* A streaming connection reads no more requests: the parser and the request go, so an idle
+ * stream holds less. Inside the parser's own callbacks they stay until it returns. */
+void fr_h1_shed(fr_conn_t *c) {
+    if (c->parsing)
+        return;
+    free(c->parser);
+    c->parser = NULL;
+    fr_request_reset(&c->x.req);
+}
+
+/* Parses request bytes; what follows a request that a writer took over goes to it (WebSocket
+ * frames sent right behind the handshake) or waits (a long-poll's next request). */
+static void feed(fr_conn_t *c, const char *data, size_t len) {
+    c->parsing = 1;
+    llhttp_errno_t err = llhttp_execute(c->parser, data, len);
+    c->parsing = 0;
+    if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+        const char *at = llhttp_get_error_pos(c->parser);
+        const char *end = data + len;
+        if (c->streamed)
+            fr_h1_shed(c);
+        if (!at || at < data || at >= end || c->closing)
+            return;
+        if (c->raw && taken(c))
+            c->x.sink.owner_ops->data(c->x.sink.owner, at, (size_t)(end - at));
+        else if (c->parser)
+            hold_input(c, at, (size_t)(end - at));
+        return;
+    }
+    if (err == HPE_OK)
+        return;
+    respond_parse_error(c, err);
+}
+
+void fr_h1_next(fr_conn_t *c) {
+    fr_request_reset(&c->x.req);
+    llhttp_resume(c->parser);
+    fr_conn_wait(c, FR_WAIT_IDLE);
+    if (c->held_input) {
+        char *input = c->held_input;
+        size_t n = c->nheld_input;
+        c->held_input = NULL;
+        c->nheld_input = 0;
+        feed(c, input, n);
+        free(input);
+    }
+}
+
+/* ---- the exchange ------------------------------------------------------------------------- */
+
+static void x_hold(fr_exchange_t *x) {
+    fr_conn_hold(FR_CONTAINER_OF(x, fr_conn_t, x));
+}
+
+static void x_release(fr_exchange_t *x) {
+    fr_conn_release(FR_CONTAINER_OF(x, fr_conn_t, x));
+}
+
+static void x_respond(fr_exchange_t *x, int status, const char *content_type,
+                      const char *headers, const char *body, size_t len) {
+    fr_h1_respond(FR_CONTAINER_OF(x, fr_conn_t, x), status, content_type, headers, body, len);
+}
+
+/* An HTTP/1 connection carries one exchange at a time, embedded in it. */
+static const fr_exchange_ops_t h1_exchange_ops = {x_respond, x_hold, x_release};
+
+
+/* ---- answers -------------------------------------------------------------------------------- */
 
 /* A head under construction in a caller's buffer: pieces are copied in, and what does not fit
  * is cut (the buffer is sized for any head freshet writes). */
@@ -118,151 +323,79 @@ void fr_h1_continue(fr_conn_t *c) {
     fr_conn_write(c, fr_strndup(cont, sizeof cont - 1), sizeof cont - 1);
 }
 
-static void h1_head(fr_sink_t *sink, const fr_head_t *h) {
-    fr_conn_t *c = conn_of(sink);
+void fr_h1_respond(fr_conn_t *c, int status, const char *content_type,
+                     const char *extra_headers, const char *body, size_t body_len) {
+    fr_head_t h = {status, content_type, extra_headers, (int64_t)body_len};
     char head[2048];
-    size_t n = fr_h1_head(c, h, head, sizeof head);
-    fr_conn_write(c, fr_strndup(head, n), n);
+    size_t hl = fr_h1_head(c, &h, head, sizeof head);
+    /* A HEAD answer says how long the body would be, and sends none. */
+    if (strcmp(c->x.req.method, "HEAD") == 0)
+        body_len = 0;
+    char *resp = fr_malloc(hl + body_len);
+    memcpy(resp, head, hl);
+    if (body_len)
+        memcpy(resp + hl, body, body_len);
+    fr_conn_write(c, resp, hl + body_len);
+}
+
+
+/* ---- the protocol --------------------------------------------------------------------------- */
+
+static void h1_start(fr_conn_t *c) {
+    if (!settings_ready)
+        fr_http_init_parser(); /* a harness that skipped the server's start (one thread) */
+    fr_h1_sink_init(c);
+    c->x.ops = &h1_exchange_ops;
+    c->parser = fr_malloc(sizeof *c->parser);
+    llhttp_init(c->parser, HTTP_REQUEST, &parser_settings);
+    c->parser->data = c;
+    fr_conn_wait(c, FR_WAIT_READING);
+}
+
+static void h1_data(fr_conn_t *c, const char *data, size_t len) {
+    if (c->raw) {
+        if (taken(c))
+            c->x.sink.owner_ops->data(c->x.sink.owner, data, len);
+        return;
+    }
+    /* An event stream reads only to notice the client leaving. */
     if (c->streamed)
-        fr_conn_shed(c);
-}
-
-/* "<hex length>\r\n" without printf: this runs once per write of every stream. */
-static size_t chunk_head(char *out, size_t len) {
-    static const char hex[] = "0123456789abcdef";
-    char tmp[16];
-    size_t n = 0;
-    do {
-        tmp[n++] = hex[len & 15];
-        len >>= 4;
-    } while (len);
-    for (size_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    out[n] = '\r';
-    out[n + 1] = '\n';
-    return n + 2;
-}
-
-static void on_h1_written(uv_write_t *req, int status) {
-    h1_write_t *w = (h1_write_t *)req;
-    fr_conn_t *c = w->conn;
-    fr_sink_done_cb done = w->done;
-    void *ctx = w->ctx;
-    free(w);
-    c->pending_writes--;
-    done(ctx, status);
-    if (status < 0)
-        fr_conn_close(c);
-    else if (c->close_after_write && c->pending_writes == 0)
-        fr_conn_close(c);
-}
-
-#define FR_H1_MAX_BUFS 160
-
-static int h1_write(fr_sink_t *sink, const uv_buf_t *bufs, size_t n, fr_sink_done_cb done,
-                    void *ctx) {
-    fr_conn_t *c = conn_of(sink);
-    if (c->closing)
-        return UV_ECANCELED;
-    if (n + 2 > FR_H1_MAX_BUFS)
-        return UV_EINVAL;
-    /* framed[0] is kept for the chunk head, filled once the body's length is known. */
-    uv_buf_t framed[FR_H1_MAX_BUFS];
-    char head[24];
-    size_t nf = 1, body = 0;
-    for (size_t i = 0; i < n; i++) {
-        framed[nf++] = bufs[i];
-        body += bufs[i].len;
-    }
-    if (body == 0)
-        return FR_SINK_DONE;
-    size_t want = body;
-    uv_buf_t *first = framed + 1;
-    if (c->chunked) {
-        framed[0] = uv_buf_init(head, (unsigned)chunk_head(head, body));
-        framed[nf++] = uv_buf_init((char *)chunk_end, 2);
-        want += framed[0].len + 2;
-        first = framed;
-    }
-    nf -= (size_t)(first - framed);
-    ssize_t sent = uv_try_write((uv_stream_t *)&c->tcp, first, (unsigned)nf);
-    if (sent == UV_EAGAIN)
-        sent = 0;
-    if (sent < 0)
-        return (int)sent;
-    if ((size_t)sent == want)
-        return FR_SINK_DONE;
-    /* Partial: the socket buffer is full. The rest goes to uv_write, pointing into the
-     * caller's bytes (kept until done) and into a copy of the chunk head. */
-    h1_write_t *w = fr_malloc(sizeof *w);
-    w->conn = c;
-    w->done = done;
-    w->ctx = ctx;
-    memcpy(w->head, head, sizeof head);
-    size_t k = 0, skip = (size_t)sent;
-    while (skip >= first[k].len) {
-        skip -= first[k].len;
-        k++;
-    }
-    first[k].base += skip;
-    first[k].len -= skip;
-    if (first[k].base >= head && first[k].base < head + sizeof head)
-        first[k].base = w->head + (first[k].base - head);
-    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, first + k, (unsigned)(nf - k),
-                 on_h1_written) != 0) {
-        free(w);
-        return UV_EPIPE;
-    }
-    c->pending_writes++;
-    return FR_SINK_PENDING;
-}
-
-static size_t h1_queued(const fr_sink_t *sink) {
-    const fr_conn_t *c = FR_CONTAINER_OF(sink, fr_conn_t, x.sink);
-    return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
-}
-
-static void h1_end(fr_sink_t *sink, int reuse) {
-    fr_conn_t *c = conn_of(sink);
-    sink->owner_ops = NULL;
-    sink->owner = NULL;
-    if (c->closing)
         return;
-    if (c->chunked) {
-        c->chunked = 0;
-        fr_conn_write(c, fr_strndup(body_end, sizeof body_end - 1), sizeof body_end - 1);
-    }
-    if (!reuse || c->streamed || c->close_after_write) {
-        if (c->pending_writes == 0)
-            fr_conn_close(c);
-        else
-            c->close_after_write = 1;
+    if (taken(c)) {
+        hold_input(c, data, len);
         return;
     }
-    fr_conn_next(c);
-}
-
-static void h1_abort(fr_sink_t *sink) {
-    fr_conn_close(conn_of(sink));
-}
-
-static void h1_ready(fr_sink_t *sink) {
-    fr_conn_t *c = conn_of(sink);
-    if (!c->raw || !c->held_input || !sink->owner_ops || c->closing)
+    if (c->close_after_write)
         return;
-    char *input = c->held_input;
-    size_t n = c->nheld_input;
+    feed(c, data, len);
+}
+
+static void h1_timeout(fr_conn_t *c) {
+    c->x.req.keep_alive = 0;
+    fr_exchange_respond_error(&c->x, 408, "the request did not arrive in time");
+}
+
+static void h1_closing(fr_conn_t *c) {
+    c->x.gone = 1;
+    if (taken(c))
+        c->x.sink.owner_ops->gone(c->x.sink.owner, c->close_reason);
+}
+
+static int h1_closed(fr_conn_t *c) {
+    int logged = c->streamed;
+    if (taken(c)) {
+        /* The writer logs its own CLOSED line (with what it sent) and frees itself. */
+        const fr_sink_owner_ops_t *ops = c->x.sink.owner_ops;
+        c->x.sink.owner_ops = NULL;
+        ops->closed(c->x.sink.owner);
+        logged = 1;
+    }
+    fr_request_reset(&c->x.req);
+    free(c->parser);
+    c->parser = NULL;
+    free(c->held_input);
     c->held_input = NULL;
-    c->nheld_input = 0;
-    sink->owner_ops->data(sink->owner, input, n);
-    free(input);
+    return logged;
 }
 
-static const fr_sink_ops_t h1_sink_ops = {h1_head, h1_write, h1_queued, h1_end, h1_abort,
-                                          h1_ready};
-
-void fr_h1_sink_init(fr_conn_t *c) {
-    c->x.sink.ops = &h1_sink_ops;
-    c->x.sink.owner_ops = NULL;
-    c->x.sink.owner = NULL;
-}
+const fr_proto_t fr_h1_proto = {h1_start, h1_data, h1_timeout, h1_closing, h1_closed};
