@@ -158,6 +158,21 @@ function checks.limits(v)
   if v.headers ~= nil then check_int("limits.headers", v.headers, 1024) end
 end
 
+-- tls = { cert = "cert.pem", key = "key.pem" }: the listener speaks HTTPS. Paths are relative
+-- to the app file's directory; whether the files load is checked when the server starts (and
+-- by freshet --check).
+function checks.tls(v)
+  check_type("tls", v, "table")
+  check_keys("tls", v, { cert = true, key = true })
+  for _, k in ipairs { "cert", "key" } do
+    if v[k] == nil then
+      fail(("tls.%s is missing (tls = { cert = \"cert.pem\", key = \"key.pem\" })"):format(k))
+    end
+    check_type("tls." .. k, v[k], "string")
+    if v[k] == "" then fail(("tls.%s must be a file path, got an empty string"):format(k)) end
+  end
+end
+
 --- Builds an app from its settings; see docs/LUA_API.md for every key.
 function M.new(opts)
   if opts == nil then opts = {} end

@@ -38,6 +38,8 @@ void fr_config_free(fr_config_t *cfg) {
     for (size_t i = 0; i < cfg->ncors; i++)
         free(cfg->cors[i]);
     free(cfg->cors);
+    free(cfg->tls_cert);
+    free(cfg->tls_key);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -104,6 +106,8 @@ void fr_config_copy(fr_config_t *dst, const fr_config_t *src) {
     dst->cors = fr_calloc(src->ncors, sizeof *dst->cors);
     for (size_t i = 0; i < src->ncors; i++)
         dst->cors[i] = fr_strdup(src->cors[i]);
+    dst->tls_cert = src->tls_cert ? fr_strdup(src->tls_cert) : NULL;
+    dst->tls_key = src->tls_key ? fr_strdup(src->tls_key) : NULL;
 }
 
 int fr_slow_parse(const char *s, fr_slow_t *out) {

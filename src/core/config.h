@@ -53,6 +53,8 @@ typedef struct {
     uint64_t poll_timeout_ms;   /* a long-poll with nothing to send answers 204 after this */
     int log_json;               /* log lines as JSON objects */
     int log_level;              /* -1: as the command line says */
+    char *tls_cert;   /* owned: PEM certificate chain (resolved path); NULL: cleartext HTTP */
+    char *tls_key;    /* owned: its PEM private key; set exactly when tls_cert is */
 } fr_config_t;
 
 void fr_config_defaults(fr_config_t *cfg);

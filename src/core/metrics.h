@@ -26,6 +26,8 @@ typedef struct {
     unsigned long refused_fds;    /* new streams refused with 503 at 90% of descriptors */
     unsigned long timeouts;       /* requests answered 408 */
     unsigned long idle_closed;    /* keep-alive connections closed while idle */
+    unsigned long tls_handshakes; /* TLS handshakes completed */
+    unsigned long tls_failures;   /* TLS handshakes that failed or did not finish in time */
     unsigned long connections;    /* accepted since start */
     unsigned long streams;        /* started since start */
 } fr_metrics_t;

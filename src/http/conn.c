@@ -1,14 +1,41 @@
 /* Connections: accepting, reading, writing, deadlines and closing. What the bytes mean is the
- * protocol's (c->proto: HTTP/1 in http/h1.c). */
+ * protocol's (c->proto: HTTP/1 in http/h1.c); on an HTTPS listener TLS (http/tls.c) sits
+ * between the socket and the protocol, here. */
 #include "http/conn.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/log.h"
 #include "base/util.h"
+
+/* The protocols a TLS connection may speak, in the server's order of preference: ALPN offers
+ * these, and the client's choice picks the connection's protocol. A client that sends no ALPN
+ * speaks HTTP/1.1. */
+static const struct {
+    const char *alpn;
+    const fr_proto_t *proto;
+} protocols[] = {
+    {"http/1.1", &fr_h1_proto},
+};
+
+/* A TLS connection: the connection, then its TLS state, in one allocation, so a cleartext
+ * connection carries nothing for TLS (c->tls says which one a connection is). */
+typedef struct {
+    fr_conn_t c;
+    fr_tls_t tls;
+} tls_conn_t;
+
+_Static_assert(offsetof(tls_conn_t, c) == 0, "a TLS connection is freed as its fr_conn_t");
+
+static fr_tls_t *tls_of(fr_conn_t *c) {
+    return &FR_CONTAINER_OF(c, tls_conn_t, c)->tls;
+}
+
+static const fr_proto_t handshake_proto;
 
 void fr_http_init(fr_http_t *http, uv_loop_t *loop, const fr_config_t *config,
                   fr_metrics_t *metrics) {
@@ -47,7 +74,6 @@ void fr_http_expire(fr_http_t *h) {
            c->since + h->config->header_timeout_ms <= now) {
         fr_conn_wait(c, FR_WAIT_NONE);
         c->close_reason = "timeout";
-        FR_BUMP(h->metrics->timeouts, 1);
         c->proto->timeout(c);
     }
     while ((c = longest_waiting(h, FR_WAIT_IDLE)) &&
@@ -87,6 +113,8 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     buf->len = sizeof c->http->read_buf;
 }
 
+static void tls_read(fr_conn_t *c, const char *in, size_t n);
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     fr_conn_t *c = FR_CONTAINER_OF((uv_tcp_t *)s, fr_conn_t, tcp);
     if (nread < 0) {
@@ -95,6 +123,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     if (nread == 0 || c->closing)
         return;
+    if (c->tls) {
+        tls_read(c, buf->base, (size_t)nread);
+        return;
+    }
     c->proto->data(c, buf->base, (size_t)nread);
 }
 
@@ -114,6 +146,8 @@ static void on_closed(uv_handle_t *h) {
     fr_http_t *http = c->http;
     if (!c->proto->closed(c))
         log_closed(c);
+    if (c->tls)
+        fr_tls_close(tls_of(c));
     fr_list_remove(&c->link);
     http->nconns--;
     http->count(http->ctx, -1);
@@ -131,12 +165,16 @@ void fr_conn_release(fr_conn_t *c) {
         free(c);
 }
 
+static void tls_goodbye(fr_conn_t *c);
+
 void fr_conn_close(fr_conn_t *c) {
     if (c->closing)
         return;
     c->closing = 1;
     fr_conn_wait(c, FR_WAIT_NONE);
     c->proto->closing(c);
+    if (c->tls)
+        tls_goodbye(c);
     uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
@@ -145,7 +183,8 @@ static void on_unaccepted(uv_handle_t *h) {
 }
 
 void fr_conn_accept(fr_http_t *http, uv_stream_t *listener) {
-    fr_conn_t *c = fr_calloc(1, sizeof *c);
+    fr_conn_t *c = http->tls ? &((tls_conn_t *)fr_calloc(1, sizeof(tls_conn_t)))->c
+                             : fr_calloc(1, sizeof *c);
     c->http = http;
     uv_tcp_init(http->loop, &c->tcp);
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
@@ -176,7 +215,18 @@ void fr_conn_accept(fr_http_t *http, uv_stream_t *listener) {
                  (unsigned long long)c->x.id, c->remote);
         fr_log_fields(FR_LOG_INFO, f);
     }
-    c->proto = &fr_h1_proto;
+    if (http->tls) {
+        /* The protocol is chosen once the handshake is done (tls_start). */
+        c->tls = 1;
+        c->proto = &handshake_proto;
+        if (fr_tls_open(tls_of(c), http->tls) < 0) {
+            c->close_reason = "tls";
+            fr_conn_close(c);
+            return;
+        }
+    } else {
+        c->proto = &fr_h1_proto;
+    }
     c->proto->start(c);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
@@ -208,10 +258,23 @@ static void on_write_done(uv_write_t *req, int status) {
         fr_conn_close(c);
 }
 
+static int tls_encrypt(fr_conn_t *c, const uv_buf_t *bufs, size_t n);
+
 void fr_conn_write(fr_conn_t *c, char *buf, size_t len) {
     if (c->closing) {
         free(buf);
         return;
+    }
+    if (c->tls) {
+        /* The records take the plaintext's place, and go the way it would have gone. */
+        uv_buf_t plain = uv_buf_init(buf, (unsigned)len);
+        int rc = tls_encrypt(c, &plain, 1);
+        free(buf);
+        if (rc < 0) {
+            fr_conn_close(c);
+            return;
+        }
+        buf = fr_buf_take(&c->http->tls_out, &len);
     }
     write_req_t *wr = fr_calloc(1, sizeof *wr);
     wr->conn = c;
@@ -228,12 +291,20 @@ void fr_conn_write(fr_conn_t *c, char *buf, size_t len) {
 
 #define FR_SEND_MAX_BUFS 160
 
+static int tls_send(fr_conn_t *c, fr_sink_done_cb done, void *ctx);
+
 int fr_conn_send(fr_conn_t *c, const uv_buf_t *bufs, size_t n, int temp_first,
                  fr_sink_done_cb done, void *ctx) {
     if (c->closing)
         return UV_ECANCELED;
     if (n > FR_SEND_MAX_BUFS || (temp_first && bufs[0].len > sizeof((write_req_t *)0)->first))
         return UV_EINVAL;
+    if (c->tls) {
+        /* The caller's bytes become records now: nothing points into them afterwards. */
+        if (tls_encrypt(c, bufs, n) < 0)
+            return UV_EPROTO;
+        return tls_send(c, done, ctx);
+    }
     size_t want = 0;
     for (size_t i = 0; i < n; i++)
         want += bufs[i].len;
@@ -276,3 +347,191 @@ int fr_conn_send(fr_conn_t *c, const uv_buf_t *bufs, size_t n, int temp_first,
 size_t fr_conn_queued(const fr_conn_t *c) {
     return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
 }
+
+/* ---- TLS ------------------------------------------------------------------------------------ */
+
+/* The ALPN list of the protocols table in wire format, built once. */
+static pthread_once_t alpn_once = PTHREAD_ONCE_INIT;
+static unsigned char alpn_wire[64];
+static size_t alpn_len;
+
+static void build_alpn(void) {
+    for (size_t i = 0; i < FR_ARRAY_LEN(protocols); i++) {
+        size_t k = strlen(protocols[i].alpn);
+        if (k == 0 || k > 255 || alpn_len + 1 + k > sizeof alpn_wire)
+            abort(); /* the table is wrong: a programming error */
+        alpn_wire[alpn_len++] = (unsigned char)k;
+        memcpy(alpn_wire + alpn_len, protocols[i].alpn, k);
+        alpn_len += k;
+    }
+}
+
+fr_tls_ctx_t *fr_http_tls_new(const char *cert, const char *key, char *err, size_t errlen) {
+    pthread_once(&alpn_once, build_alpn);
+    return fr_tls_ctx_new(cert, key, alpn_wire, alpn_len, err, errlen);
+}
+
+void fr_http_set_tls(fr_http_t *http, fr_tls_ctx_t *ctx) {
+    fr_tls_ctx_free(http->tls);
+    http->tls = ctx;
+    if (!ctx)
+        fr_buf_free(&http->tls_out);
+}
+
+/* Encrypts into http->tls_out, which is empty before and is sent or taken right after. */
+static int tls_encrypt(fr_conn_t *c, const uv_buf_t *bufs, size_t n) {
+    if (fr_tls_write(tls_of(c), bufs, n, &c->http->tls_out) == 0)
+        return 0;
+    c->http->tls_out.len = 0;
+    c->close_reason = "tls";
+    return -1;
+}
+
+/* A write that keeps its own bytes (ciphertext that the socket did not take at once). */
+static int queue_write(fr_conn_t *c, char *buf, size_t len, fr_sink_done_cb done, void *ctx) {
+    write_req_t *wr = fr_calloc(1, sizeof *wr);
+    wr->conn = c;
+    wr->buf = buf;
+    wr->done = done;
+    wr->ctx = ctx;
+    uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+    if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_write_done) != 0) {
+        free(buf);
+        free(wr);
+        return UV_EPIPE;
+    }
+    c->pending_writes++;
+    return FR_SINK_PENDING;
+}
+
+/* Sends the ciphertext in http->tls_out as fr_conn_send sends bytes: what the socket takes at
+ * once is gone (FR_SINK_DONE); the rest is copied and queued, and done(ctx) runs once it has
+ * left (FR_SINK_PENDING). The queue counts in fr_conn_queued, so a slow TLS reader meets its
+ * stream's budgets exactly as a cleartext one does. */
+static int tls_send(fr_conn_t *c, fr_sink_done_cb done, void *ctx) {
+    fr_buf_t *out = &c->http->tls_out;
+    if (out->len == 0)
+        return FR_SINK_DONE;
+    uv_buf_t b = uv_buf_init(out->p, (unsigned)out->len);
+    ssize_t sent = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (sent == UV_EAGAIN)
+        sent = 0;
+    int rc = FR_SINK_DONE;
+    if (sent < 0) {
+        rc = (int)sent;
+    } else if ((size_t)sent < out->len) {
+        size_t rest = out->len - (size_t)sent;
+        char *copy = fr_malloc(rest);
+        memcpy(copy, out->p + sent, rest);
+        rc = queue_write(c, copy, rest, done, ctx);
+    }
+    out->len = 0;
+    /* One very large write does not keep its buffer's size for the worker's life. */
+    if (out->cap > (1u << 20))
+        fr_buf_free(out);
+    return rc;
+}
+
+/* The handshake is done: the protocol ALPN chose (HTTP/1.1 without ALPN) takes over. */
+static void tls_start(fr_conn_t *c) {
+    fr_tls_t *t = tls_of(c);
+    unsigned len;
+    const unsigned char *name = fr_tls_alpn(t, &len);
+    const fr_proto_t *proto = &fr_h1_proto;
+    for (size_t i = 0; name && i < FR_ARRAY_LEN(protocols); i++) {
+        if (strlen(protocols[i].alpn) == len && memcmp(protocols[i].alpn, name, len) == 0)
+            proto = protocols[i].proto;
+    }
+    FR_BUMP(c->http->metrics->tls_handshakes, 1);
+    if (fr_log_enabled(FR_LOG_DEBUG)) {
+        char f[200];
+        snprintf(f, sizeof f,
+                 "\"event\":\"TLS\",\"conn\":%llu,\"version\":\"%s\",\"cipher\":\"%s\","
+                 "\"alpn\":\"%.*s\"",
+                 (unsigned long long)c->x.id, fr_tls_version(t), fr_tls_cipher(t), (int)len,
+                 name ? (const char *)name : "");
+        fr_log_fields(FR_LOG_DEBUG, f);
+    }
+    c->proto = proto;
+    c->proto->start(c);
+}
+
+/* The peer sent close_notify (it leaves, as with a TCP FIN), or the session failed. */
+static void tls_failed(fr_conn_t *c, ssize_t why) {
+    if (why == FR_TLS_ERROR) {
+        if (c->proto == &handshake_proto)
+            FR_BUMP(c->http->metrics->tls_failures, 1);
+        if (!c->close_reason)
+            c->close_reason = "tls";
+        fr_debug("conn %llu from %s: tls: %s", (unsigned long long)c->x.id, c->remote,
+                 fr_tls_why());
+    }
+    fr_conn_close(c);
+}
+
+/* Ciphertext from the socket: handshake first, then plaintext to the protocol, record by
+ * record. What the server must send meanwhile (its handshake flights, a session ticket, an
+ * alert) leaves before the protocol sees anything, so it precedes any answer on the wire. */
+static void tls_read(fr_conn_t *c, const char *in, size_t n) {
+    fr_http_t *h = c->http;
+    fr_tls_t *t = tls_of(c);
+    while (!c->closing) {
+        ssize_t got = fr_tls_read(t, &in, &n, h->tls_plain, sizeof h->tls_plain, &h->tls_out);
+        if (tls_send(c, NULL, NULL) < 0) {
+            fr_conn_close(c);
+            return;
+        }
+        if (got < 0) {
+            tls_failed(c, got);
+            return;
+        }
+        if (c->proto == &handshake_proto && t->ready)
+            tls_start(c);
+        if (got == FR_TLS_AGAIN)
+            return;
+        c->proto->data(c, h->tls_plain, (size_t)got);
+    }
+}
+
+/* A close_notify before the socket closes, when nothing queued is still to go before it (the
+ * close cancels what is queued, and the alert must not overtake it). Best effort: a socket
+ * that cannot take it at once does without. */
+static void tls_goodbye(fr_conn_t *c) {
+    fr_buf_t *out = &c->http->tls_out;
+    if (c->proto == &handshake_proto || fr_conn_queued(c) > 0)
+        return;
+    fr_tls_shutdown(tls_of(c), out);
+    if (out->len) {
+        uv_buf_t b = uv_buf_init(out->p, (unsigned)out->len);
+        (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    }
+    out->len = 0;
+}
+
+/* While the handshake runs the connection speaks no protocol yet; it must finish within the
+ * time a request's headers have (limits: timeouts.headers). */
+static void hs_start(fr_conn_t *c) {
+    fr_conn_wait(c, FR_WAIT_READING);
+}
+
+static void hs_data(fr_conn_t *c, const char *bytes, size_t len) {
+    (void)c;
+    (void)bytes;
+    (void)len; /* never called: tls_read hands plaintext on only once a protocol is chosen */
+}
+
+static void hs_timeout(fr_conn_t *c) {
+    FR_BUMP(c->http->metrics->tls_failures, 1);
+    fr_conn_close(c);
+}
+
+static void hs_closing(fr_conn_t *c) {
+    (void)c;
+}
+
+static int hs_closed(fr_conn_t *c) {
+    (void)c;
+    return 0;
+}
+
+static const fr_proto_t handshake_proto = {hs_start, hs_data, hs_timeout, hs_closing, hs_closed};

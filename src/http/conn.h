@@ -5,7 +5,15 @@
  *
  *   accept ──► read ──proto->data──► exchange ──handle()──► the app answers it whole, or a
  *                                                           writer streams through its sink
- */
+ *
+ * On an HTTPS listener TLS goes under the bytes (http/tls.h), and the protocol does not know:
+ *
+ *   accept ──► handshake ──ALPN──► c->proto chosen from conn.c's table
+ *   read ──fr_tls_read──► proto->data        fr_conn_send / fr_conn_write ──fr_tls_write──►
+ *                                            ciphertext ──► socket (what it leaves is queued)
+ *
+ * A TLS connection is allocated with its TLS state behind it (one allocation); a cleartext one
+ * carries nothing for TLS but one bit. */
 #ifndef FR_CONN_H
 #define FR_CONN_H
 
@@ -18,6 +26,7 @@
 #include "core/config.h"
 #include "core/metrics.h"
 #include "http/exchange.h"
+#include "http/tls.h"
 #include "stream/sink.h"
 
 typedef struct fr_conn_s fr_conn_t;
@@ -35,6 +44,7 @@ typedef struct fr_http_s {
     void *ctx;                 /* for handle and count */
     int stopping;              /* answers say Connection: close */
     uint64_t id_step, id_first; /* connection ids: id_first, +id_step, … (unique per process) */
+    fr_tls_ctx_t *tls;         /* owned (fr_http_set_tls): new connections speak TLS; or NULL */
     /* Read-only to other modules. */
     fr_list_t conns;           /* every open connection (fr_conn_t.link) */
     size_t nconns;
@@ -42,7 +52,9 @@ typedef struct fr_http_s {
     /* Private. */
     uint64_t next_id;
     fr_list_t waits[3];        /* deadline lists by FR_WAIT_*, see fr_conn_t.wait */
+    fr_buf_t tls_out;          /* ciphertext on its way to a socket: empty between calls */
     char read_buf[65536];      /* every read on this loop lands here and is parsed at once */
+    char tls_plain[FR_TLS_RECORD]; /* what a TLS read decrypts, handed to the protocol */
 } fr_http_t;
 
 enum { FR_WAIT_NONE = 0, FR_WAIT_READING = 1, FR_WAIT_IDLE = 2 };
@@ -66,6 +78,7 @@ struct fr_conn_s {
     unsigned parsing : 1;      /* inside llhttp_execute: the parser must stay */
     unsigned chunked : 1;      /* the current answer's body is chunked */
     unsigned wait : 2;         /* FR_WAIT_*: which deadline list it is on */
+    unsigned tls : 1;          /* TLS state follows the struct (conn.c's tls_conn_t) */
     uint16_t err_status;       /* set by a callback that rejects the request (413, 431) */
     unsigned holds;            /* pending broker replies that will come back to this */
     unsigned pending_writes;
@@ -80,7 +93,8 @@ struct fr_conn_s {
     fr_list_t wait_link;
 };
 
-/* The protocol a connection speaks: HTTP/1 (http/h1.c) today. */
+/* The protocol a connection speaks: HTTP/1 (http/h1.c) today; on TLS, what ALPN chose from the
+ * table in conn.c. */
 typedef struct fr_proto_s {
     /* Starts it on a new connection. */
     void (*start)(fr_conn_t *c);
@@ -101,6 +115,14 @@ extern const fr_proto_t fr_h1_proto;
 void fr_http_init_parser(void);
 void fr_http_init(fr_http_t *http, uv_loop_t *loop, const fr_config_t *config,
                   fr_metrics_t *metrics);
+
+/* Loads a certificate chain and key (PEM files) into a TLS context that offers, by ALPN, the
+ * protocols of conn.c's table. NULL, with the file and the reason in err, when they cannot be
+ * loaded. */
+fr_tls_ctx_t *fr_http_tls_new(const char *cert, const char *key, char *err, size_t errlen);
+/* New connections speak TLS with ctx (taken; NULL: cleartext). The context it replaces is
+ * released: connections opened with it keep it until they close. */
+void fr_http_set_tls(fr_http_t *http, fr_tls_ctx_t *ctx);
 
 /* Accepts a pending connection from the listener. */
 void fr_conn_accept(fr_http_t *http, uv_stream_t *listener);

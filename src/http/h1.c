@@ -371,6 +371,7 @@ static void h1_data(fr_conn_t *c, const char *data, size_t len) {
 }
 
 static void h1_timeout(fr_conn_t *c) {
+    FR_BUMP(c->http->metrics->timeouts, 1);
     c->x.req.keep_alive = 0;
     fr_exchange_respond_error(&c->x, 408, "the request did not arrive in time");
 }

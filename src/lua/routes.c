@@ -16,7 +16,7 @@
 #include "base/log.h"
 #include "base/util.h"
 
-static char *resolve_path(const char *dir, const char *rel) {
+char *fr_vm_resolve(const char *dir, const char *rel) {
     /* An app file given as "app.lua" has the directory "."; its scripts are then named as the
      * app file names them ("routes/room.lua:3: …"), which reads better than "./routes/…". */
     if (rel[0] == '/' || strcmp(dir, ".") == 0)
@@ -456,7 +456,7 @@ static void add_sorted(fr_errors_t *errs, fr_errors_t *mine, const char *path) {
 /* Loads one route script and takes references to its hooks; problems are reported in the
  * order of the lines they are on. */
 static int vm_load_route(fr_vm_t *vm, fr_route_t *r, const char *where, fr_errors_t *errs) {
-    r->path = resolve_path(vm->app_dir, r->script);
+    r->path = fr_vm_resolve(vm->app_dir, r->script);
     fr_errors_t mine = {0};
     int rc = vm_check_route(vm, r, &mine);
     if (rc < 0 && mine.n == 0)
@@ -480,7 +480,7 @@ static int read_static(fr_vm_t *vm, fr_route_t *r, const char *pattern, const ch
     while (pl > 0 && pattern[pl - 1] == '/')
         pl--;
     r->prefix = fr_strndup(pattern, pl);
-    char *dir = resolve_path(vm->app_dir, target);
+    char *dir = fr_vm_resolve(vm->app_dir, target);
     char real[PATH_MAX];
     struct stat st;
     int rc = 0;

@@ -168,6 +168,35 @@ static int read_tiers(fr_vm_t *vm, int t, fr_errors_t *errs) {
     return 0;
 }
 
+/* tls = {cert, key}: PEM files, relative to the app file's directory as route scripts are.
+ * Whether they load is the http layer's to say (at start, under --check, on SIGHUP). */
+static int read_tls(fr_vm_t *vm, int t, fr_errors_t *errs) {
+    lua_State *L = vm->L;
+    fr_config_t *c = &vm->config;
+    lua_getfield(L, t, "tls");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    int ok = lua_istable(L, -1);
+    if (ok) {
+        lua_getfield(L, -1, "cert");
+        lua_getfield(L, -2, "key");
+        ok = lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING &&
+             lua_objlen(L, -2) > 0 && lua_objlen(L, -1) > 0;
+        if (ok) {
+            c->tls_cert = fr_vm_resolve(vm->app_dir, lua_tostring(L, -2));
+            c->tls_key = fr_vm_resolve(vm->app_dir, lua_tostring(L, -1));
+        }
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+    if (!ok)
+        fr_errors_add(errs, "%s: tls must be { cert = \"….pem\", key = \"….pem\" }",
+                      vm->app_path);
+    return ok ? 0 : -1;
+}
+
 int fr_settings_read(fr_vm_t *vm, int t, fr_errors_t *errs) {
     lua_State *L = vm->L;
     fr_config_t *c = &vm->config;
@@ -179,7 +208,7 @@ int fr_settings_read(fr_vm_t *vm, int t, fr_errors_t *errs) {
     lua_getfield(L, t, "broker");
     c->broker = fr_strdup(lua_isstring(L, -1) ? lua_tostring(L, -1) : "memory");
     lua_pop(L, 1);
-    if (read_cors(vm, t, errs) < 0)
+    if (read_cors(vm, t, errs) < 0 || read_tls(vm, t, errs) < 0)
         return -1;
     return read_tiers(vm, t, errs);
 }

@@ -19,6 +19,10 @@ int fr_settings_read(fr_vm_t *vm, int t, fr_errors_t *errs);
  * Goes on after a bad route, so one run reports them all. */
 int fr_routes_read(fr_vm_t *vm, int app, fr_errors_t *errs);
 
+/* A path the app file names (a route script, a static dir, a TLS file), relative to the app
+ * file's directory dir unless absolute. Returns a malloc'd string. */
+char *fr_vm_resolve(const char *dir, const char *rel);
+
 /* Frees what fr_routes_read allocated (the hooks' references go with the Lua state). */
 void fr_routes_free(fr_vm_t *vm);
 

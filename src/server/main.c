@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "http/conn.h"
 #include "server/worker.h"
 #include "core/shared_dict.h"
 #include "lua/vm.h"
@@ -20,7 +21,8 @@ static void usage(FILE *out) {
             "  --check            load the app and every route script, print the routes, exit\n"
             "  --listen HOST:PORT listen here instead of the app's `listen`\n"
             "  --log-level LEVEL  debug, info (default), warn or error\n"
-            "Signals: HUP reloads the scripts, TERM and INT drain and stop.\n");
+            "Signals: HUP reloads the scripts (and the TLS certificate and key), TERM and INT\n"
+            "drain and stop.\n");
 }
 
 static const char *route_kind(fr_route_kind_t k) {
@@ -37,8 +39,21 @@ static int check_app(const char *app) {
         fr_shared_shutdown();
         return 1;
     }
-    fprintf(stderr, "%s: ok, listen %s:%d, %zu routes\n", app, vm->config.host, vm->config.port,
-            vm->nroutes);
+    if (vm->config.tls_cert) {
+        /* What the server will load at start: a file that does not load fails the check. */
+        char err[512];
+        fr_tls_ctx_t *ctx =
+            fr_http_tls_new(vm->config.tls_cert, vm->config.tls_key, err, sizeof err);
+        if (!ctx) {
+            fprintf(stderr, "%s: %s\n", app, err);
+            fr_vm_release(vm);
+            fr_shared_shutdown();
+            return 1;
+        }
+        fr_tls_ctx_free(ctx);
+    }
+    fprintf(stderr, "%s: ok, listen %s:%d%s, %zu routes\n", app, vm->config.host,
+            vm->config.port, vm->config.tls_cert ? " (https)" : "", vm->nroutes);
     for (size_t i = 0; i < vm->nroutes; i++) {
         const fr_route_t *r = &vm->routes[i];
         printf("%-8s %-32s %s\n", route_kind(r->kind),

@@ -196,7 +196,8 @@ static void put_scripts_and_limits(fr_buf_t *o, const fr_worker_t *w, const fr_t
     fr_buf_printf(o, "freshet_lua_stopped_total{limit=\"budget\"} %lu\n", m->lua_budget_stops);
     fr_buf_printf(o, "freshet_lua_stopped_total{limit=\"memory\"} %lu\n", m->lua_memory_stops);
     counter(o, "freshet_reloads_total", "Successful script reloads.", t->reloads);
-    counter(o, "freshet_reload_failures_total", "Reloads refused because a script failed to load.",
+    counter(o, "freshet_reload_failures_total",
+            "Reloads refused because a script, or the TLS certificate or key, failed to load.",
             t->reload_failures);
     header(o, "freshet_rate_limited_total", "counter", "Requests answered 429, by tier.");
     for (size_t i = 0; i < w->config->ntiers; i++)
@@ -209,6 +210,10 @@ static void put_scripts_and_limits(fr_buf_t *o, const fr_worker_t *w, const fr_t
     counter(o, "freshet_request_timeouts_total", "Requests answered 408.", m->timeouts);
     counter(o, "freshet_idle_closed_total", "Keep-alive connections closed while idle.",
             m->idle_closed);
+    header(o, "freshet_tls_handshakes_total", "counter",
+           "TLS handshakes, by outcome (failed: refused, broken or not done in time).");
+    fr_buf_printf(o, "freshet_tls_handshakes_total{outcome=\"ok\"} %lu\n", m->tls_handshakes);
+    fr_buf_printf(o, "freshet_tls_handshakes_total{outcome=\"failed\"} %lu\n", m->tls_failures);
 }
 
 void fr_server_respond_metrics(void *ctx, fr_exchange_t *x) {

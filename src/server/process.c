@@ -96,7 +96,7 @@ static void run_workers(fr_process_t *p, const fr_config_t *cfg, size_t fd_limit
         p->workers[i]->fd_base = fd_base;
         p->workers[i]->fd_limit = fd_limit;
     }
-    fr_info("listening on http://%s:%d", cfg->host, cfg->port);
+    fr_info("listening on %s://%s:%d", cfg->tls_cert ? "https" : "http", cfg->host, cfg->port);
     if (p->nworkers > 1)
         fr_info("%zu workers (threads), each with its own listener, loop and Lua VM",
                 p->nworkers);

@@ -125,7 +125,26 @@ static void on_sweep(uv_timer_t *h) {
 
 /* ---- reload and drain --------------------------------------------------------------------- */
 
+/* The certificate and key are read again from the paths the app named at start: new
+ * connections get the new ones, open connections keep theirs. A file that does not load keeps
+ * the old pair serving and counts as a failed reload. */
+static void worker_reload_tls(fr_worker_t *w) {
+    if (!w->config->tls_cert)
+        return;
+    char err[512];
+    fr_tls_ctx_t *ctx = fr_http_tls_new(w->config->tls_cert, w->config->tls_key, err, sizeof err);
+    if (!ctx) {
+        FR_BUMP(w->reload_failures, 1);
+        fr_error("reload failed, keeping the old certificate and key: %s", err);
+        return;
+    }
+    fr_http_set_tls(&w->http, ctx);
+    fr_info("reloaded the certificate %s and key %s for new connections", w->config->tls_cert,
+            w->config->tls_key);
+}
+
 static void worker_reload(fr_worker_t *w) {
+    worker_reload_tls(w);
     fr_errors_t errs = {0};
     fr_vm_t *vm = fr_vm_new(w->app_path, &w->vm_host, &errs);
     if (!vm) {
@@ -141,7 +160,7 @@ static void worker_reload(fr_worker_t *w) {
     w->app.vm = vm;
     FR_BUMP(w->reloads, 1);
     fr_info("reloaded %s (%zu routes); routes, scripts, budget and jit changed; other settings "
-            "keep their start values until a restart",
+            "(tls: the files, not their paths) keep their start values until a restart",
             w->app_path, vm->nroutes);
 }
 
@@ -330,6 +349,18 @@ int fr_worker_setup(fr_process_t *p, fr_worker_t *w, const fr_config_t *cfg) {
         w->exit_code = 2;
         return -1;
     }
+    if (w->config->tls_cert) {
+        /* Before listening: a certificate that does not load must not leave a port open. */
+        char err[512];
+        fr_tls_ctx_t *ctx =
+            fr_http_tls_new(w->config->tls_cert, w->config->tls_key, err, sizeof err);
+        if (!ctx) {
+            fr_error("%s", err);
+            w->exit_code = 1;
+            return -1;
+        }
+        fr_http_set_tls(&w->http, ctx);
+    }
     if (worker_listen(w, p->nworkers > 1) < 0) {
         w->exit_code = 1;
         return -1;
@@ -429,6 +460,7 @@ int fr_worker_free(fr_worker_t *w) {
     if (code == 0 && !w->stopping)
         code = 1;
     fr_vm_release(w->vm);
+    fr_http_set_tls(&w->http, NULL);
     if (w->own_hub_ready)
         fr_hub_close(&w->own_hub);
     fr_config_free(&w->start_config);

@@ -93,6 +93,8 @@ static void test_config_helpers(void) {
     c.cors = calloc(1, sizeof *c.cors);
     c.cors[0] = strdup("https://a.example");
     c.broker = strdup("memory");
+    c.tls_cert = strdup("/etc/freshet/cert.pem");
+    c.tls_key = strdup("/etc/freshet/key.pem");
 
     fr_config_t copy;
     fr_config_copy(&copy, &c);
@@ -104,6 +106,8 @@ static void test_config_helpers(void) {
     CHECK_EQ_INT(fr_config_cors_allows(&copy, "https://a.example"), 1);
     CHECK_EQ_INT(fr_config_cors_allows(&copy, "https://b.example"), 0);
     CHECK_EQ_STR(copy.broker, "memory");
+    CHECK_EQ_STR(copy.tls_cert, "/etc/freshet/cert.pem");
+    CHECK_EQ_STR(copy.tls_key, "/etc/freshet/key.pem");
     fr_config_free(&copy);
 
     fr_config_defaults(&c);
@@ -377,6 +381,75 @@ static void test_nested_unknown_key(void) {
     appdir_remove(&a);
 }
 
+/* tls = {cert, key}: paths relative to the app file's directory (absolute ones kept); whether
+ * they load is not the VM's to check (the server and --check do). */
+static void test_tls_settings(void) {
+    appdir_t a;
+    REQUIRE(appdir_make(&a,
+                        "local freshet = require \"freshet\"\n"
+                        "local app = freshet.app {\n"
+                        "  tls = { cert = \"certs/cert.pem\", key = \"/etc/k.pem\" },\n"
+                        "}\n"
+                        "app:stream(\"/s\", \"r.lua\")\n"
+                        "return app\n",
+                        "r.lua", ROUTE_OK) == 0);
+    fr_errors_t errs = {0};
+    fr_vm_t *vm = fr_vm_new(a.app, NULL, &errs);
+    CHECK(vm != NULL);
+    if (vm) {
+        char want[200];
+        snprintf(want, sizeof want, "%s/certs/cert.pem", a.dir);
+        CHECK_EQ_STR(vm->config.tls_cert, want);
+        CHECK_EQ_STR(vm->config.tls_key, "/etc/k.pem");
+    }
+    fr_vm_release(vm);
+    fr_errors_free(&errs);
+    appdir_remove(&a);
+
+    /* Without the key: cleartext. */
+    REQUIRE(appdir_make(&a,
+                        "local freshet = require \"freshet\"\n"
+                        "local app = freshet.app {}\n"
+                        "app:stream(\"/s\", \"r.lua\")\n"
+                        "return app\n",
+                        "r.lua", ROUTE_OK) == 0);
+    vm = fr_vm_new(a.app, NULL, &errs);
+    CHECK(vm != NULL);
+    if (vm)
+        CHECK(vm->config.tls_cert == NULL && vm->config.tls_key == NULL);
+    fr_vm_release(vm);
+    fr_errors_free(&errs);
+    appdir_remove(&a);
+
+    /* Mistakes name the app file's line. */
+    static const struct {
+        const char *value;
+        const char *error;
+    } bad[] = {
+        {"{ cert = \"c.pem\", key = \"k.pem\", ciphers = \"ALL\" }", "tls: unknown key 'ciphers'"},
+        {"{ cert = \"c.pem\" }", "tls.key is missing"},
+        {"{ key = \"k.pem\" }", "tls.cert is missing"},
+        {"{ cert = 1, key = \"k.pem\" }", "tls.cert must be a string"},
+        {"{ cert = \"\", key = \"k.pem\" }", "tls.cert must be a file path"},
+        {"\"cert.pem\"", "tls must be a table"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char app[400];
+        snprintf(app, sizeof app,
+                 "local freshet = require \"freshet\"\n"
+                 "\n"
+                 "local app = freshet.app { tls = %s }\n"
+                 "app:stream(\"/s\", \"r.lua\")\n"
+                 "return app\n",
+                 bad[i].value);
+        REQUIRE(appdir_make(&a, app, "r.lua", ROUTE_OK) == 0);
+        char where[160];
+        snprintf(where, sizeof where, "%s:3:", a.app);
+        EXPECT_ERRORS(&a, bad[i].error, where);
+        appdir_remove(&a);
+    }
+}
+
 static void test_route_syntax_error(void) {
     appdir_t a;
     REQUIRE(appdir_make(&a,
@@ -534,6 +607,7 @@ int main(int argc, char **argv) {
     FR_RUN(test_unknown_key);
     FR_RUN(test_wrong_type);
     FR_RUN(test_nested_unknown_key);
+    FR_RUN(test_tls_settings);
     FR_RUN(test_route_syntax_error);
     FR_RUN(test_route_runtime_error);
     FR_RUN(test_stream_route_needs_topics);
