@@ -22,7 +22,7 @@ def recv_some(sock, timeout):
         return sock.recv(65536)
     except socket.timeout:
         return None
-    except ConnectionResetError:
+    except ft.GONE:
         return b""
 
 
@@ -64,7 +64,7 @@ def run():
     with ft.Server(app) as srv:
         with ft.subtest("slow-loris: headers one byte per 300 ms get 408 and a close"):
             req = ft.build_request("GET", "/health", {"X-Padding": "a" * 20}, None, srv.port)
-            sock = socket.create_connection((ft.HOST, srv.port), timeout=5)
+            sock = ft.wrap(socket.create_connection((ft.HOST, srv.port), timeout=5), srv.port)
             try:
                 started = time.monotonic()
                 got = b""
@@ -73,7 +73,7 @@ def run():
                     try:
                         sock.send(bytes([byte]))
                         sent += 1
-                    except (BrokenPipeError, ConnectionResetError):
+                    except (BrokenPipeError, *ft.GONE):
                         break
                     chunk = recv_some(sock, 0.3)
                     if chunk:
@@ -94,7 +94,7 @@ def run():
                                              f"(timeouts.headers = 1)")
 
         with ft.subtest("a connection that sends nothing gets 408 and a close"):
-            sock = socket.create_connection((ft.HOST, srv.port), timeout=5)
+            sock = ft.wrap(socket.create_connection((ft.HOST, srv.port), timeout=5), srv.port)
             try:
                 data, closed, waited = read_until_eof(sock, 4)
             finally:

@@ -14,6 +14,12 @@ Standard library only. A test is a plain script:
 `check` raises `Failure`; `subtest` records a failure and lets the script go on with the next
 subtest; `main` prints a summary, stops leftover servers, removes temp dirs and exits non-zero
 when anything failed.
+
+TLS: `Server(app, tls=True)` runs an app whose settings hold `tls = {...}`; with FRESHET_TLS=1
+in the environment every Server runs its app over HTTPS (a certificate made with openssl for
+the test process). Either way every client helper here (Conn, request, SSEStream, WSClient,
+small_rcvbuf_socket, StreamSwarm) speaks TLS to that server's port, so a test written for
+cleartext runs unchanged over TLS.
 """
 
 import codecs
@@ -27,6 +33,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -38,6 +45,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.environ.get("FRESHET_ROOT") or os.path.dirname(os.path.dirname(HERE))
 BIN = os.environ.get("FRESHET_BIN") or os.path.join(ROOT, "build", "freshet")
 SANITIZED = os.environ.get("FRESHET_SANITIZED", "0") == "1"
+# Every Server speaks HTTPS (see the module's comment).
+TLS = os.environ.get("FRESHET_TLS", "0") == "1"
 HOST = "127.0.0.1"
 BENCH_APP = os.path.join(ROOT, "scripts", "bench", "app.lua")
 CHAT_APP = os.path.join(ROOT, "scripts", "examples", "chat", "app.lua")
@@ -56,6 +65,10 @@ class Failure(AssertionError):
 class Deadline(BaseException):
     """The script ran past its time limit (BaseException so no subtest swallows it)."""
 
+
+# What a read raises when the server ended the connection: a reset, or over TLS an alert or a
+# close without close_notify. Catch it as `except ft.GONE:` where a test reads a raw socket.
+GONE = (ConnectionResetError, ssl.SSLError)
 
 _failures = []
 _live_servers = []
@@ -260,6 +273,95 @@ def pubsub_app(settings="", routes="", files=None):
 
 
 # ----------------------------------------------------------------------------------------------
+# TLS: certificates and the ports that speak it
+
+
+def make_cert(directory=None, cn="localhost", name="cert"):
+    """A self-signed P-256 certificate for localhost and 127.0.0.1, made with the openssl
+    command: returns (cert_path, key_path), <name>.pem and <name>-key.pem in directory (a new
+    temp dir when None)."""
+    directory = directory or tempdir("freshet-cert-")
+    cert = os.path.join(directory, f"{name}.pem")
+    key = os.path.join(directory, f"{name}-key.pem")
+    openssl = shutil.which("openssl")
+    check(openssl is not None, "the openssl command is missing (scripts/setup.sh installs it)")
+    r = subprocess.run([openssl, "req", "-x509", "-newkey", "ec",
+                        "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-sha256",
+                        "-keyout", key, "-out", cert, "-days", "2", "-subj", f"/CN={cn}",
+                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                       capture_output=True, timeout=30)
+    check(r.returncode == 0, "openssl req could not make a certificate", r.stderr[-500:])
+    return cert, key
+
+
+_TLS_PORTS = {}      # port -> ssl.SSLContext of the clients that talk to it
+_harness_cert = None  # (cert, key) of FRESHET_TLS=1 runs, made once per test process
+
+
+def client_tls_context(cafile=None, alpn=("http/1.1",)):
+    """A client context: checks the certificate against cafile, or (None) checks nothing."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if cafile:
+        ctx.load_verify_locations(cafile)
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    return ctx
+
+
+def tls_port(port, ctx):
+    """From now on the client helpers speak TLS to port with ctx (None: cleartext again)."""
+    if ctx is None:
+        _TLS_PORTS.pop(port, None)
+    else:
+        _TLS_PORTS[port] = ctx
+
+
+def is_tls(port):
+    return port in _TLS_PORTS
+
+
+def wrap(sock, port):
+    """sock, or a TLS socket over it when port speaks TLS (the handshake is done here, within
+    the socket's timeout)."""
+    ctx = _TLS_PORTS.get(port)
+    if ctx is None:
+        return sock
+    try:
+        return ctx.wrap_socket(sock, server_hostname="localhost" if ctx.check_hostname else None)
+    except Exception:
+        sock.close()
+        raise
+
+
+def _harness_tls_app(app):
+    """FRESHET_TLS=1: an app file that runs `app` with the harness's certificate. It sits in the
+    app's directory (route scripts are found from there); an app in the source tree is copied
+    to a temp dir first, so nothing is written into the repository."""
+    global _harness_cert
+    if _harness_cert is None:
+        _harness_cert = make_cert(name="harness")
+    app = os.path.abspath(app)
+    directory = os.path.dirname(app)
+    if not directory.startswith(os.path.realpath(tempfile.gettempdir()) + os.sep) and \
+            not directory.startswith(tempfile.gettempdir() + os.sep):
+        copy = os.path.join(tempdir("freshet-tlsapp-"), "app")
+        shutil.copytree(directory, copy, symlinks=True)
+        directory = copy
+        app = os.path.join(copy, os.path.basename(app))
+    wrapper = os.path.join(directory, ".frtest-tls-" + os.path.basename(app))
+    cert, key = _harness_cert
+    with open(wrapper, "w") as f:
+        f.write("-- Written by frtest.py (FRESHET_TLS=1): the test's app, over HTTPS.\n"
+                f"local app = dofile({json.dumps(app)})\n"
+                f"app.config.tls = {{ cert = {json.dumps(cert)}, key = {json.dumps(key)} }}\n"
+                "return app\n")
+    return wrapper
+
+
+# ----------------------------------------------------------------------------------------------
 # The server process
 
 
@@ -286,8 +388,15 @@ class Server:
     """One freshet process listening on a free port; a context manager that stops it and
     checks it exited 0."""
 
-    def __init__(self, app, args=(), env=None, port=None, ready_timeout=10, wrapper=()):
+    def __init__(self, app, args=(), env=None, port=None, ready_timeout=10, wrapper=(),
+                 tls=None, cafile=None):
         self.app = app.app if isinstance(app, AppDir) else app
+        # tls: True when the app's settings hold tls = {...}; None: as FRESHET_TLS says (the
+        # harness then adds its own certificate); False: cleartext. cafile: the clients check
+        # the server's certificate against it (default: they check nothing).
+        self.tls = TLS if tls is None else tls
+        self._run_app = _harness_tls_app(self.app) if tls is None and TLS else self.app
+        self.client_tls = client_tls_context(cafile) if self.tls else None
         # wrapper: a command the binary runs under that execs it (same PID), e.g.
         # ["prlimit", "--nofile=200:200"].
         self.wrapper = list(wrapper)
@@ -326,7 +435,9 @@ class Server:
             self.port = self.fixed_port or free_port()
             self.log_path = os.path.join(logdir, f"server-{attempt}.log")
             self._log_file = open(self.log_path, "wb")
-            cmd = [*self.wrapper, BIN, self.app, "--listen", f"{HOST}:{self.port}", *self.args]
+            cmd = [*self.wrapper, BIN, self._run_app, "--listen", f"{HOST}:{self.port}",
+                   *self.args]
+            tls_port(self.port, self.client_tls)
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log_file,
                                          stderr=self._log_file, cwd=logdir, env=self.env,
                                          preexec_fn=_die_with_parent)
@@ -412,7 +523,16 @@ class Server:
                 pass
         self._forget()
 
+    @property
+    def scheme(self):
+        return "https" if self.tls else "http"
+
+    def url(self, path=""):
+        return f"{self.scheme}://{HOST}:{self.port}{path}"
+
     def _forget(self):
+        if self.port is not None and _TLS_PORTS.get(self.port) is self.client_tls:
+            tls_port(self.port, None)
         if self in _live_servers:
             _live_servers.remove(self)
         if self._log_file is not None:
@@ -588,7 +708,7 @@ class Conn:
     def __init__(self, port, timeout=5, sock=None):
         self.port = port
         self.timeout = timeout
-        self.sock = sock or socket.create_connection((HOST, port), timeout=timeout)
+        self.sock = sock or wrap(socket.create_connection((HOST, port), timeout=timeout), port)
         self.sock.settimeout(timeout)
         self.buf = b""
         self.eof = False
@@ -620,7 +740,7 @@ class Conn:
         except socket.timeout:
             fail(f"no data from the server within {self.sock.gettimeout()}s",
                  {"buffered": self.buf[:2000]})
-        except ConnectionResetError:
+        except GONE:
             data = b""
         if not data:
             self.eof = True
@@ -701,7 +821,7 @@ class Conn:
                 data = self.sock.recv(65536)
             except socket.timeout:
                 return False
-            except (ConnectionResetError, BrokenPipeError):
+            except (*GONE, BrokenPipeError):
                 return True
             if not data:
                 return True
@@ -982,7 +1102,7 @@ class SSEStream:
             data = self.conn.sock.recv(65536)
         except socket.timeout:
             return False
-        except ConnectionResetError:
+        except GONE:
             data = b""
         if not data:
             self.ended = True
@@ -1086,7 +1206,7 @@ def small_rcvbuf_socket(port, rcvbuf=4096, timeout=5):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.settimeout(timeout)
     sock.connect((HOST, port))
-    return sock
+    return wrap(sock, port)
 
 
 class Publisher:
@@ -1204,6 +1324,7 @@ class StreamSwarm:
             self.decoder = ChunkedDecoder()
             self.parser = SSEParser()
             self.sent = False
+            self.handshaking = False  # TLS: connected, handshake under way
             self.error = None
             self.body_end_t = None   # when the chunked terminator arrived
             self.eof_t = None        # when the server closed the socket (EOF or reset)
@@ -1258,25 +1379,58 @@ class StreamSwarm:
         except (KeyError, ValueError):
             pass
 
+    def _send_request(self, c):
+        c.sock.send(self.request)  # a few hundred bytes: fits the empty send buffer
+        c.sent = True
+        self.sel.modify(c.sock, self._sel_mod.EVENT_READ, c)
+
+    def _handshake(self, c):
+        """TLS: one step of a non-blocking handshake; the request goes once it is done."""
+        try:
+            c.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self.sel.modify(c.sock, self._sel_mod.EVENT_READ, c)
+            return
+        except ssl.SSLWantWriteError:
+            self.sel.modify(c.sock, self._sel_mod.EVENT_WRITE, c)
+            return
+        except OSError as exc:
+            c.error = f"TLS handshake failed: {exc}"
+            self._forget(c)
+            return
+        c.handshaking = False
+        self._send_request(c)
+
     def step(self, timeout):
         for key, mask in self.sel.select(timeout):
             c = key.data
             t = time.monotonic()
-            if mask & self._sel_mod.EVENT_WRITE and not c.sent:
+            if c.handshaking:
+                self._handshake(c)
+            elif mask & self._sel_mod.EVENT_WRITE and not c.sent:
                 err = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 if err:
                     c.error = f"connect failed: {os.strerror(err)}"
                     self._forget(c)
                     continue
-                c.sock.send(self.request)  # a few hundred bytes: fits the empty send buffer
-                c.sent = True
-                self.sel.modify(c.sock, self._sel_mod.EVENT_READ, c)
+                ctx = _TLS_PORTS.get(self.port)
+                if ctx is None:
+                    self._send_request(c)
+                    continue
+                self._forget(c)
+                c.sock = ctx.wrap_socket(c.sock, do_handshake_on_connect=False)
+                self.sel.register(c.sock, self._sel_mod.EVENT_WRITE, c)
+                c.handshaking = True
+                self._handshake(c)
             elif mask & self._sel_mod.EVENT_READ:
                 try:
                     data = c.sock.recv(65536)
-                except BlockingIOError:
+                    # Records OpenSSL has decrypted already are not the socket's to signal.
+                    while isinstance(c.sock, ssl.SSLSocket) and c.sock.pending():
+                        data += c.sock.recv(65536)
+                except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
                     continue
-                except ConnectionResetError:
+                except GONE:
                     data = b""
                 if not data:
                     c.eof_t = t
@@ -1844,7 +1998,7 @@ class WSClient:
             data = self.conn.sock.recv(65536)
         except socket.timeout:
             return None
-        except ConnectionResetError:
+        except GONE:
             data = b""
         if not data:
             self.eof = True
