@@ -311,9 +311,65 @@ def app_seeds():
     return out
 
 
+# ---- TLS ------------------------------------------------------------------------------------
+
+
+def client_hello(alpn=("http/1.1",), version=None):
+    """A ClientHello from Python's TLS client on memory BIOs (random fields differ each run)."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    if version:
+        ctx.minimum_version = ctx.maximum_version = version
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(incoming, outgoing)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
+
+
+def tls_op(op, data, extra=b""):
+    """One operation of fuzz_tls's session mode: [op][len / 64][len % 64][data][extra] (extra:
+    the server's read length / 8 where the server reads, split lengths for op 1)."""
+    return bytes([op, len(data) // 64, len(data) % 64]) + data + extra
+
+
+def tls_seeds():
+    import ssl
+    hello = client_hello()
+    out = {
+        # raw: [0][read length / 16][bytes]…
+        "raw-clienthello": b"\x00\xff" + hello,
+        "raw-clienthello-split": b"\x00\x00" + hello[:1] + b"\x03" + hello[1:50] + b"\xff"
+                                 + hello[50:],
+        "raw-clienthello-h2": b"\x00\xff" + client_hello(("h2", "http/1.1")),
+        "raw-clienthello-tls12": b"\x00\xff" + client_hello(version=ssl.TLSVersion.TLSv1_2),
+        "raw-http": b"\x00\xff" + req("GET", "/health"),
+        "raw-sslv2": b"\x00\xff" + bytes.fromhex("802e0103010015000000100100800300800700c0"
+                                                  "060040020080040080") + b"\x00" * 16,
+    }
+    # session: [mode][handshake read length / 8][operations…]
+    request = req("GET", "/sub/a", [("Accept", "text/event-stream")])
+    for mode, name in ((1, "none"), (3, "h1"), (5, "h2-h1"), (7, "h2")):
+        out[f"session-{name}"] = (bytes([mode, 0xff]) + tls_op(0, request, b"\xff")
+                                  + tls_op(1, b"event: x\ndata: y\n\n" * 8, b"\x10")
+                                  + tls_op(0, request, b"\x00") + tls_op(4, b"", b"\xff"))
+    out["session-bytewise"] = b"\x03\x00" + tls_op(0, request, b"\x01") + tls_op(4, b"", b"\x00")
+    out["session-corrupt"] = b"\x03\xff" + tls_op(2, request, b"\x07\x03\xff")
+    out["session-inject"] = b"\x03\xff" + tls_op(3, b"\x17\x03\x03\x00\x20" + b"A" * 32, b"\xff")
+    out["session-server-close"] = b"\x03\xff" + tls_op(1, b"bye", b"\x00") + tls_op(5, b"")
+    return out
+
+
 def main():
     for target, seeds in (("http", http_seeds()), ("ws", ws_seeds()), ("id", id_seeds()),
-                          ("sse", sse_seeds()), ("url", url_seeds()), ("app", app_seeds())):
+                          ("sse", sse_seeds()), ("url", url_seeds()), ("app", app_seeds()),
+                          ("tls", tls_seeds())):
         clear(target)
         for name, data in seeds.items():
             write(target, name, data)
