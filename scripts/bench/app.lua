@@ -1,5 +1,6 @@
 -- The minimal app that benchmarks and checks use, in the URL shape of nchan's usual set-up
--- (FRESHET_BROKER picks the broker, FRESHET_WORKERS the worker threads: a count or "auto"):
+-- (FRESHET_BROKER picks the broker, FRESHET_WORKERS the worker threads: a count or "auto";
+-- FRESHET_TLS_CERT and FRESHET_TLS_KEY, PEM files, make it HTTPS):
 --   GET  /sub/{topic}     streams one topic (/sub/a,b,c streams several)
 --   POST /pub/{topic}     publishes the body as is; X-Event names it, X-Priority ranks it
 local freshet = require "freshet"
@@ -12,6 +13,8 @@ local app = freshet.app {
   broker = os.getenv("FRESHET_BROKER") or "memory",
   workers = os.getenv("FRESHET_WORKERS") or 1,
   limits = { body = 1048576, streams_at = tonumber(os.getenv("FRESHET_STREAMS_AT")) }, -- e.g. 0.99 for 19k streams
+  tls = os.getenv("FRESHET_TLS_CERT")
+        and { cert = os.getenv("FRESHET_TLS_CERT"), key = os.getenv("FRESHET_TLS_KEY") },
 }
 app:stream("/sub/:topics", "routes/sub.lua")
 app:publish("/pub/:topic", "routes/pub.lua")

@@ -1,6 +1,6 @@
 """freshet-bench against a real freshet: every published event reaches every subscriber once and
-in order, over SSE and over WebSocket, the JSON report is complete and consistent, and hosts
-outside 127.0.0.0/8 are refused."""
+in order, over SSE and over WebSocket, in cleartext and over TLS (--tls, --cacert), the JSON
+report is complete and consistent, and hosts outside 127.0.0.0/8 are refused."""
 
 import json
 import os
@@ -124,6 +124,41 @@ def run():
                 ft.check("127.0.0.0/8" in proc.stderr, f"error names the allowed range ({host})",
                          proc.stderr)
                 ft.check_eq(proc.stdout, "", f"no report for -h {host}")
+
+    tls_cases()
+
+
+def tls_cases():
+    cert, key = ft.make_cert()
+    env = dict(os.environ, FRESHET_TLS_CERT=cert, FRESHET_TLS_KEY=key)
+    with ft.Server(ft.BENCH_APP, ["--log-level", "warn"], env=env, tls=True) as srv:
+        with ft.subtest("--tls: every event once, in order, and the storm resumes over TLS"):
+            code, r, err = bench(srv.port, "--tls", "-c", 100, "-t", 1, "-r", 40, "-d", 2,
+                                 "--warmup", 1, "--prefix", "tls", "--storm")
+            ft.check_eq(code, 0, f"exit code (stderr: {err})")
+            ft.check(r is not None, "no JSON report", err)
+            ft.check_eq(r["tls"], True, "tls in the report")
+            ft.check_eq(r["connected"], 100, "connected")
+            ft.check_eq(r["delivered"], r["expected"], "delivered = expected")
+            check_clean(r, "run")
+            ft.check_eq(r["storm"]["live"], 100, "streams live again after the storm")
+            ft.check_eq(r["storm"]["caught_up"], 100, "streams caught up after the storm")
+
+        with ft.subtest("--cacert: WebSockets over TLS with the certificate checked"):
+            code, r, err = bench(srv.port, "--cacert", cert, "--ws", "-c", 50, "-r", 20, "-d", 1,
+                                 "--warmup", 0.5, "--prefix", "wss")
+            ft.check_eq(code, 0, f"exit code (stderr: {err})")
+            ft.check_eq((r["tls"], r["transport"], r["connected"]), (True, "ws", 50),
+                        "tls, transport, connected")
+            check_clean(r, "run")
+
+        with ft.subtest("--cacert with another certificate: every connect fails, and says why"):
+            other, _ = ft.make_cert(cn="someone else", name="other")
+            code, r, err = bench(srv.port, "--cacert", other, "-c", 5, "-r", 5, "-d", 0.5,
+                                 "--warmup", 0, "--tail", 0)
+            ft.check(code != 0, "the run succeeded with the wrong certificate", err)
+            ft.check(r is None or r["connected"] == 0, "streams connected", r)
+            ft.check("certificate verify failed" in err + json.dumps(r), "the reason", err)
 
 
 ft.main(run, limit=110)

@@ -39,6 +39,8 @@ typedef struct fr_opts_s {
     uint32_t nserver_pids;
     int storm;                 /* --storm: drop every stream at measure start and resume it */
     int ws;                    /* --ws: subscribers open WebSockets instead of SSE streams */
+    int tls;                   /* --tls: every connection speaks TLS (tls.h) */
+    char cacert[256];          /* --cacert: check the server's certificate against it; "" = no check */
     int json;                  /* --json */
     int quiet;                 /* -q: no progress line */
     char prefix[32];           /* --prefix: topic names are <prefix><k> */

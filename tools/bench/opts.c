@@ -25,6 +25,10 @@ void fr_opts_usage(FILE *out) {
             "                      j %% topics\n"
             " --ws                 Subscribers open WebSockets (GET <sub-path><topic> with\n"
             "                      Upgrade: websocket) instead of SSE streams\n"
+            " --tls                Every connection speaks TLS (HTTPS, WSS); the server's\n"
+            "                      certificate is not checked\n"
+            " --cacert <file>      --tls, checking the server's certificate against this PEM\n"
+            "                      file (it must name the -h host)\n"
             " -t <topics>          Topics <prefix>0 .. <prefix>N-1 (1)\n"
             " -r <rate>            Publishes per second in total, round-robin over the topics;\n"
             "                      0 = as fast as the pipeline allows (10)\n"
@@ -60,7 +64,8 @@ void fr_opts_usage(FILE *out) {
             "Examples:\n"
             "  freshet-bench -p 3000 -c 10000 -r 20 -d 30 --server-pid $(pidof freshet)\n"
             "  freshet-bench -p 3000 -c 1000 -r 0 --pipeline 16 -d 20 --json\n"
-            "  freshet-bench -p 3000 -c 2000 -r 20 -d 10 --ws\n",
+            "  freshet-bench -p 3000 -c 2000 -r 20 -d 10 --ws\n"
+            "  freshet-bench -p 3443 -c 10000 -r 5 -d 30 --tls --server-pid $(pidof freshet)\n",
             FR_PAYLOAD_MIN);
 }
 
@@ -178,6 +183,8 @@ enum {
     OPT_PUB_PORT,
     OPT_STORM,
     OPT_WS,
+    OPT_TLS,
+    OPT_CACERT,
     OPT_HELP,
     OPT_VERSION,
 };
@@ -198,6 +205,8 @@ static const struct option longopts[] = {
     {"pub-port", required_argument, NULL, OPT_PUB_PORT},
     {"storm", no_argument, NULL, OPT_STORM},
     {"ws", no_argument, NULL, OPT_WS},
+    {"tls", no_argument, NULL, OPT_TLS},
+    {"cacert", required_argument, NULL, OPT_CACERT},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
@@ -298,6 +307,13 @@ int fr_opts_parse(fr_opts_t *o, int argc, char **argv) {
             break;
         case OPT_WS:
             o->ws = 1;
+            break;
+        case OPT_TLS:
+            o->tls = 1;
+            break;
+        case OPT_CACERT:
+            o->tls = 1;
+            bad = text("--cacert", optarg, o->cacert, sizeof o->cacert) < 0;
             break;
         case OPT_HELP:
             fr_opts_usage(stdout);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "payload.h"
+#include "tls.h"
 
 /* Room before the body for the request head, which is written right-aligned against the body
  * so that head and body leave in one buffer. Paths, prefix and host are bounded by fr_opts_t. */
@@ -93,6 +94,26 @@ static void send_event(fr_pub_t *p, fr_pub_slot_t *s, uint64_t due) {
                       o->pub_path, o->prefix, pl.topic, o->host, ntohs(o->pub_server.sin_port), blen);
     memcpy(body - hl, head, (size_t)hl);
     uv_buf_t b = uv_buf_init(body - hl, (unsigned)((size_t)hl + blen));
+    if (p->_ssl) {
+        /* The slot's records replace the request: the write sends them. */
+        size_t n = 0, got;
+        if (fr_btls_write(p->_ssl, b.base, b.len) < 0) {
+            fail(p, "TLS: cannot encrypt a request");
+            return;
+        }
+        for (;;) {
+            if (s->ccap - n < 4096) {
+                s->ccap = s->ccap * 2 + 8192;
+                s->cbuf = realloc(s->cbuf, s->ccap);
+                if (!s->cbuf)
+                    abort();
+            }
+            if (!(got = fr_btls_take(p->_ssl, s->cbuf + n, s->ccap - n)))
+                break;
+            n += got;
+        }
+        b = uv_buf_init(s->cbuf, (unsigned)n);
+    }
     s->writing = 1;
     s->waiting = 1;
     s->sent = fr_now_mono();
@@ -200,16 +221,8 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     *buf = uv_buf_init(p->_rbuf, sizeof p->_rbuf);
 }
 
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-    fr_pub_t *p = stream->data;
-    if (nread == 0)
-        return;
-    if (nread < 0) {
-        fail(p, nread == UV_EOF ? "the server closed the keep-alive connection"
-                                : uv_strerror((int)nread));
-        return;
-    }
-    const char *c = buf->base, *end = buf->base + nread;
+/* Answers, as they arrive (plaintext): status lines, headers, bodies skipped. */
+static void parse_answers(fr_pub_t *p, const char *c, const char *end) {
     while (c < end && !p->_failed) {
         if (p->_rstate == RS_BODY) {
             size_t n = (size_t)(end - c);
@@ -237,7 +250,72 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
             p->_rline[p->_rllen++] = ch;
         }
     }
-    pump(p);
+}
+
+static void on_control_write(uv_write_t *req, int status) {
+    free(req);
+}
+
+/* --tls: sends the records that are not a request (handshake flights, a key update's answer). */
+static void tls_flush(fr_pub_t *p) {
+    char buf[16384 + 1024];
+    size_t n;
+    while ((n = fr_btls_take(p->_ssl, buf, sizeof buf)) > 0) {
+        uv_write_t *req = fr_malloc(sizeof *req + n);
+        memcpy(req + 1, buf, n);
+        uv_buf_t b = uv_buf_init((char *)(req + 1), (unsigned)n);
+        if (uv_write(req, (uv_stream_t *)&p->_tcp, &b, 1, on_control_write) < 0) {
+            free(req);
+            fail(p, "TLS: cannot write");
+            return;
+        }
+    }
+}
+
+/* The connection is up (with --tls: its handshake is done). */
+static void up(fr_pub_t *p) {
+    p->_connected = 1;
+    p->_on_connect(p);
+}
+
+/* --tls: the handshake first, then each record's plaintext to parse_answers. */
+static void tls_read(fr_pub_t *p, const char *c, size_t n) {
+    fr_btls_input(p->_ssl, c, n);
+    if (!p->_tls_up) {
+        const char *why = NULL;
+        int hs = fr_btls_handshake(p->_ssl, &why);
+        tls_flush(p);
+        if (hs < 0)
+            fail(p, why ? why : "TLS handshake failed");
+        if (hs <= 0)
+            return;
+        p->_tls_up = 1;
+        up(p);
+    }
+    ssize_t got;
+    while (!p->_failed && (got = fr_btls_read(p->_ssl, p->_tbuf, sizeof p->_tbuf)) > 0)
+        parse_answers(p, p->_tbuf, p->_tbuf + got);
+    if (!p->_failed && got < 0)
+        fail(p, "the server closed the TLS session");
+    if (!p->_failed)
+        tls_flush(p);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+    fr_pub_t *p = stream->data;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        fail(p, nread == UV_EOF ? "the server closed the keep-alive connection"
+                                : uv_strerror((int)nread));
+        return;
+    }
+    if (p->_ssl)
+        tls_read(p, buf->base, (size_t)nread);
+    else
+        parse_answers(p, buf->base, buf->base + nread);
+    if (p->_connected)
+        pump(p);
 }
 
 static void on_connect(uv_connect_t *req, int status) {
@@ -255,8 +333,18 @@ static void on_connect(uv_connect_t *req, int status) {
         fail(p, uv_strerror(rc));
         return;
     }
-    p->_connected = 1;
-    p->_on_connect(p);
+    if (p->_opts->tls) {
+        /* The ClientHello; the connection is up once the handshake is done (tls_read). */
+        const char *why = NULL;
+        p->_ssl = fr_btls_new(p->_opts);
+        if (!p->_ssl || fr_btls_handshake(p->_ssl, &why) < 0) {
+            fail(p, "TLS: cannot start a client");
+            return;
+        }
+        tls_flush(p);
+        return;
+    }
+    up(p);
 }
 
 void fr_pub_init(fr_pub_t *p, uv_loop_t *loop, const fr_opts_t *opts) {
@@ -333,9 +421,13 @@ static void on_close(uv_handle_t *h) {
     fr_pub_t *p = h->data;
     if (--p->_open > 0)
         return;
-    for (uint32_t i = 0; i < p->_nslots; i++)
+    for (uint32_t i = 0; i < p->_nslots; i++) {
         free(p->_slots[i].buf);
+        free(p->_slots[i].cbuf);
+    }
     free(p->_slots);
+    fr_btls_free(p->_ssl);
+    p->_ssl = NULL;
     p->_slots = NULL;
     close(p->_timerfd);
     p->_timerfd = -1;

@@ -1,5 +1,6 @@
 /* The publisher: one HTTP/1.1 keep-alive connection posting to <pub-path><prefix>K, topics
- * round-robin, up to --pipeline requests in flight.
+ * round-robin, up to --pipeline requests in flight (over TLS with --tls: a handshake first,
+ * and each request leaves as records from its slot).
  *
  * With a rate, event g is due at origin + g / rate on a fixed timetable and carries that time
  * in its payload; when the server answers slowly the publisher sends late, and the latency of
@@ -30,6 +31,8 @@ typedef struct fr_pub_slot_s {
     uint64_t sent;   /* monotonic ns when it was written, for the acknowledgement time */
     uint8_t writing; /* the write has not completed */
     uint8_t waiting; /* the answer has not arrived */
+    char *cbuf;      /* --tls: the request's records (owned), what the write sends */
+    size_t ccap;
 } fr_pub_slot_t;
 
 struct fr_pub_s {
@@ -53,6 +56,8 @@ struct fr_pub_s {
     const fr_opts_t *_opts;
     uv_tcp_t _tcp;
     uv_connect_t _connect;
+    struct ssl_st *_ssl; /* --tls: the connection's client (tls.h) */
+    int _tls_up;         /* the handshake is done */
     uv_poll_t _tick; /* readable when the timerfd below expires */
     int _timerfd;    /* CLOCK_REALTIME timer armed for the next due event, ns precise */
     fr_pub_slot_t *_slots;
@@ -73,6 +78,7 @@ struct fr_pub_s {
     uint32_t _rllen;
     char _rline[64];
     char _rbuf[16384];
+    char _tbuf[16384]; /* --tls: what a record decrypts to */
 };
 
 void fr_pub_init(fr_pub_t *pub, uv_loop_t *loop, const fr_opts_t *opts);

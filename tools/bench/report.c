@@ -121,8 +121,9 @@ void fr_report_text(FILE *out, const fr_result_t *r) {
     fprintf(out,
             "====== freshet-bench: %u %s subscribers, %u topic%s, %s, %g s (+%g s warmup), "
             "%u-byte payloads ======\n",
-            o->subscribers, o->ws ? "WebSocket" : "SSE", o->topics, o->topics == 1 ? "" : "s", rate,
-            o->duration, o->warmup, o->payload);
+            o->subscribers,
+            o->ws ? (o->tls ? "WebSocket (TLS)" : "WebSocket") : (o->tls ? "SSE (TLS)" : "SSE"),
+            o->topics, o->topics == 1 ? "" : "s", rate, o->duration, o->warmup, o->payload);
     if (r->interrupted)
         fprintf(out, "  (interrupted: figures cover the run so far)\n");
     fprintf(out,
@@ -206,10 +207,10 @@ void fr_report_json(FILE *out, const fr_result_t *r) {
     const fr_hist_t *l = &r->latency, *c = &r->connect, *a = &r->ack;
     fprintf(out, "{\"tool\":\"freshet-bench\",\"version\":\"%s\",", FR_BENCH_VERSION);
     fprintf(out,
-            "\"transport\":\"%s\",\"subscribers\":%u,\"topics\":%u,\"procs\":%u,\"rate\":%g,"
-            "\"duration_s\":%g,\"warmup_s\":%g,\"payload_bytes\":%u,\"pipeline\":%u,"
+            "\"transport\":\"%s\",\"tls\":%s,\"subscribers\":%u,\"topics\":%u,\"procs\":%u,"
+            "\"rate\":%g,\"duration_s\":%g,\"warmup_s\":%g,\"payload_bytes\":%u,\"pipeline\":%u,"
             "\"sources\":%u,",
-            o->ws ? "ws" : "sse", o->subscribers, o->topics, r->procs, o->rate, o->duration,
+            o->ws ? "ws" : "sse", o->tls ? "true" : "false", o->subscribers, o->topics, r->procs, o->rate, o->duration,
             o->warmup, o->payload, o->pipeline, o->src_count ? o->src_count : 1);
     fprintf(out, "\"connected\":%" PRIu64 ",\"connect_failed\":%" PRIu64 ",\"connect_s\":%.3f,",
             r->c.ready, r->c.connect_failed, r->connect_s);

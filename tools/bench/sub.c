@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "payload.h"
+#include "tls.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -63,6 +64,9 @@ static void handle_closed(fr_subs_t *g) {
 static void on_sub_close(uv_handle_t *h) {
     fr_sub_t *sub = FR_CONTAINER_OF(h, fr_sub_t, tcp);
     fr_subs_t *g = sub->group;
+    fr_btls_free(sub->ssl);
+    sub->ssl = NULL;
+    sub->tls_up = 0;
     int redial = sub->dropping && !g->_closing;
     sub->dropping = 0;
     sub->state = redial ? SUB_REDIAL : SUB_CLOSED;
@@ -266,7 +270,7 @@ static void on_late_write(uv_write_t *req, int status) {
  * small (a request, a pong, a close) and its socket's send buffer all but empty, so
  * uv_try_write takes it whole and no write request is kept per connection; the copy below is
  * for the odd case. */
-static int sub_write(fr_sub_t *sub, const char *data, size_t n) {
+static int raw_write(fr_sub_t *sub, const char *data, size_t n) {
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)n);
     int rc = uv_try_write((uv_stream_t *)&sub->tcp, &b, 1);
     if (rc >= 0 && (size_t)rc == n)
@@ -281,6 +285,27 @@ static int sub_write(fr_sub_t *sub, const char *data, size_t n) {
     if (rc < 0)
         free(w);
     return rc;
+}
+
+/* --tls: sends the records the client has made (handshake flights, requests, frames). */
+static int tls_flush(fr_sub_t *sub) {
+    char buf[16384 + 1024];
+    size_t n;
+    while ((n = fr_btls_take(sub->ssl, buf, sizeof buf)) > 0) {
+        int rc = raw_write(sub, buf, n);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Writes what the subscriber says: as it is, or with --tls as records. */
+static int sub_write(fr_sub_t *sub, const char *data, size_t n) {
+    if (!sub->ssl)
+        return raw_write(sub, data, n);
+    if (fr_btls_write(sub->ssl, data, n) < 0)
+        return UV_EPROTO;
+    return tls_flush(sub);
 }
 
 /* A masked control frame to the server; a failed write shows up as a failed read soon. */
@@ -332,23 +357,14 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     *buf = uv_buf_init(sub->group->_rbuf, sizeof sub->group->_rbuf);
 }
 
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-    fr_sub_t *sub = FR_CONTAINER_OF(stream, fr_sub_t, tcp);
+/* What the server sent (plaintext): the SSE stream or the WebSocket. */
+static void sub_data(fr_sub_t *sub, const char *p, size_t n) {
     fr_subs_t *g = sub->group;
-    if (nread == 0)
-        return;
-    if (nread < 0) {
-        lost(sub, nread == UV_EOF ? "the server closed the connection" : uv_strerror((int)nread));
-        return;
-    }
-    g->c.bytes += (uint64_t)nread;
-    g->c.reads++;
-    g->_now_rt = fr_now_rt();
     if (g->_opts->ws) {
-        ws_read(sub, buf->base, (size_t)nread);
+        ws_read(sub, p, n);
         return;
     }
-    int rc = fr_sse_reader_feed(&sub->reader, buf->base, (size_t)nread, &hooks, sub);
+    int rc = fr_sse_reader_feed(&sub->reader, p, n, &hooks, sub);
     if (rc == FR_SSE_OK)
         return;
     char why[64];
@@ -363,6 +379,61 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
         snprintf(why, sizeof why, "the server ended the stream");
     }
     lost(sub, why);
+}
+
+static int send_request(fr_sub_t *sub);
+
+static int live(const fr_sub_t *sub) {
+    return sub->state == SUB_CONNECTING || sub->state == SUB_STREAMING;
+}
+
+/* --tls: ciphertext from the server. The handshake first (then the request goes out), then
+ * each record's plaintext to sub_data. */
+static void tls_read(fr_sub_t *sub, const char *p, size_t n) {
+    fr_subs_t *g = sub->group;
+    fr_btls_input(sub->ssl, p, n);
+    if (!sub->tls_up) {
+        const char *why = NULL;
+        int hs = fr_btls_handshake(sub->ssl, &why);
+        if (tls_flush(sub) < 0 || hs < 0) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "TLS handshake: %s", why ? why : "cannot write");
+            lost(sub, msg);
+            return;
+        }
+        if (hs == 0)
+            return;
+        sub->tls_up = 1;
+        if (send_request(sub) < 0) {
+            lost(sub, "request: cannot write");
+            return;
+        }
+    }
+    ssize_t got;
+    while (live(sub) && (got = fr_btls_read(sub->ssl, g->_tbuf, sizeof g->_tbuf)) > 0)
+        sub_data(sub, g->_tbuf, (size_t)got);
+    if (live(sub) && got < 0)
+        lost(sub, "the server closed the TLS session");
+    else if (live(sub))
+        (void)tls_flush(sub); /* a key update's answer, if any */
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+    fr_sub_t *sub = FR_CONTAINER_OF(stream, fr_sub_t, tcp);
+    fr_subs_t *g = sub->group;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        lost(sub, nread == UV_EOF ? "the server closed the connection" : uv_strerror((int)nread));
+        return;
+    }
+    g->c.bytes += (uint64_t)nread;
+    g->c.reads++;
+    g->_now_rt = fr_now_rt();
+    if (sub->ssl)
+        tls_read(sub, buf->base, (size_t)nread);
+    else
+        sub_data(sub, buf->base, (size_t)nread);
 }
 
 /* ?lastEventId= takes the id percent-encoded: every byte but RFC 3986's unreserved ones. */
@@ -434,7 +505,19 @@ static void on_connect(uv_connect_t *req, int status) {
         lost(sub, why);
         return;
     }
-    int rc = send_request(sub);
+    int rc;
+    if (sub->group->_opts->tls) {
+        /* The ClientHello first; the request once the handshake is done (tls_read). */
+        const char *err = NULL;
+        sub->ssl = fr_btls_new(sub->group->_opts);
+        if (!sub->ssl || fr_btls_handshake(sub->ssl, &err) < 0) {
+            lost(sub, "TLS: cannot start a client");
+            return;
+        }
+        rc = tls_flush(sub);
+    } else {
+        rc = send_request(sub);
+    }
     if (rc == 0)
         rc = uv_read_start((uv_stream_t *)&sub->tcp, on_alloc, on_read);
     if (rc < 0) {

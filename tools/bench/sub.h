@@ -18,7 +18,8 @@
  *   STREAMING (live again: storm_live, time into the storm histogram)
  *
  * A stream starts (its connect time stops, a storm reconnect is live again) at the SSE
- * stream's first frame, or at a WebSocket's 101 answer with the right Sec-WebSocket-Accept. */
+ * stream's first frame, or at a WebSocket's 101 answer with the right Sec-WebSocket-Accept.
+ * With --tls the handshake comes first, so connect times include it. */
 #ifndef FR_SUB_H
 #define FR_SUB_H
 
@@ -37,6 +38,7 @@ typedef struct fr_sub_s {
     uv_tcp_t tcp;
     uv_connect_t connect;
     fr_subs_t *group;
+    struct ssl_st *ssl; /* --tls: the connection's client (tls.h); NULL before it connects */
     uint64_t started;  /* monotonic ns when the connect began */
     uint64_t next_seq; /* the sequence number this stream expects next on its topic */
     uint32_t topic;    /* topic index */
@@ -46,6 +48,7 @@ typedef struct fr_sub_s {
     uint8_t resumed;   /* reconnected by the storm: figures go to the storm_* counters too */
     uint8_t caught_up; /* resumed, and the first event published after the drop arrived */
     uint8_t idlen;     /* bytes in last_id; 0 = no id yet */
+    uint8_t tls_up;    /* --tls: the handshake is done and the request went out */
     char last_id[FR_SSE_ID_MAX]; /* id of the last event received, sent as Last-Event-ID */
     fr_sse_reader_t reader;      /* SSE only: a WebSocket's reader is in the group's _ws */
 } fr_sub_t;
@@ -83,6 +86,7 @@ struct fr_subs_s {
     fr_subs_cb _on_connected;
     fr_subs_cb _on_closed;
     char _rbuf[65536];
+    char _tbuf[16384]; /* --tls: what a record decrypts to */
 };
 
 /* Prepares `count` subscribers with global indices first .. first+count-1 (subscriber j reads
