@@ -292,7 +292,7 @@ static void tls_read(fr_pub_t *p, const char *c, size_t n) {
         p->_tls_up = 1;
         up(p);
     }
-    ssize_t got;
+    ssize_t got = 0;
     while (!p->_failed && (got = fr_btls_read(p->_ssl, p->_tbuf, sizeof p->_tbuf)) > 0)
         parse_answers(p, p->_tbuf, p->_tbuf + got);
     if (!p->_failed && got < 0)

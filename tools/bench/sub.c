@@ -409,7 +409,7 @@ static void tls_read(fr_sub_t *sub, const char *p, size_t n) {
             return;
         }
     }
-    ssize_t got;
+    ssize_t got = 0;
     while (live(sub) && (got = fr_btls_read(sub->ssl, g->_tbuf, sizeof g->_tbuf)) > 0)
         sub_data(sub, g->_tbuf, (size_t)got);
     if (live(sub) && got < 0)
