@@ -170,6 +170,13 @@ int fr_vm_call(fr_vm_t *vm, const fr_route_t *route, const char *what, int nargs
         snprintf(memmsg, sizeof memmsg, "memory limit exceeded (the VM may hold %d MB)",
                  (int)(vm->mem_limit >> 20));
         msg = memmsg;
+        /* What the stopped hook allocated is garbage now, but it still counts: collected here,
+         * before the caller pushes anything outside a protected call (its answer, its next
+         * stage), where a failed allocation would be a panic. How much room the hook left
+         * under the limit is otherwise down to where its last allocation fell. */
+        lua_pop(L, 1);
+        lua_gc(L, LUA_GCCOLLECT, 0);
+        lua_pushnil(L);
     }
     /* Lua starts messages with "file:line: " at the level the raiser chose (error(msg, 2)
      * blames the caller); that beats the innermost frame, which may be a library helper. */
