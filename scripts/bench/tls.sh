@@ -8,7 +8,9 @@
 #
 # Figures come from build/freshet-bench --json --server-pid (with --tls against the TLS server).
 # The medians over the rounds, with each round's value, go into docs/BENCHMARKS.md between
-# <!-- tls:begin --> and <!-- tls:end --> (nothing else in the file changes).
+# <!-- tls:begin --> and <!-- tls:end -->, and what build/tests/unit/test_tls_memory counts of
+# OpenSSL's memory per idle connection between <!-- tlsmem:begin --> and <!-- tlsmem:end -->
+# (nothing else in the file changes).
 #
 # Usage: scripts/bench/tls.sh [--rounds N] [--streams N] [--duration S] [--no-write] [--keep]
 #
@@ -125,6 +127,14 @@ for round in $(seq 1 "$rounds"); do
     done
 done
 elapsed=$(( $(date +%s) - t0 ))
+
+memtest="$root/build/tests/unit/test_tls_memory"
+if [ -x "$memtest" ]; then
+    { echo '```sh'; echo 'build/tests/unit/test_tls_memory'; echo '```'; echo
+      echo '```'; "$memtest" | sed -n 's/^    //p'; echo '```'; } >"$work/tlsmem.md"
+else
+    echo "(build/tests/unit/test_tls_memory is not built)" >"$work/tlsmem.md"
+fi
 
 section="$work/section.md"
 python3 - "$work" "$rounds" "$streams" "$duration" "$invocation" "$elapsed" "$when" \
@@ -251,21 +261,21 @@ print("\n".join(L))
 PY
 
 if [ "$write" = 1 ]; then
-    python3 - "$root/docs/BENCHMARKS.md" "$section" <<'PY'
+    python3 - "$root/docs/BENCHMARKS.md" "$section" "$work/tlsmem.md" <<'PY'
 import sys
-doc, section = sys.argv[1:]
+doc, section, tlsmem = sys.argv[1:]
 text = open(doc).read()
-body = open(section).read().rstrip("\n")
-begin, end = "<!-- tls:begin -->", "<!-- tls:end -->"
-if begin in text and end in text:
+for name, path in (("tls", section), ("tlsmem", tlsmem)):
+    body = open(path).read().rstrip("\n")
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    if begin not in text or end not in text:
+        sys.exit(f"tls.sh: docs/BENCHMARKS.md has no {begin} ... {end}")
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
     text = f"{head}{begin}\n{body}\n{end}{tail}"
-else:
-    text = text.rstrip("\n") + f"\n\n## HTTP/1.1 over TLS against cleartext, side by side\n\n{begin}\n{body}\n{end}\n"
 open(doc, "w").write(text)
 PY
-    echo "tls.sh: wrote the section of docs/BENCHMARKS.md" >&2
+    echo "tls.sh: wrote the sections of docs/BENCHMARKS.md" >&2
 else
-    cat "$section"
+    cat "$section" "$work/tlsmem.md"
 fi
