@@ -24,6 +24,7 @@ void fr_config_defaults(fr_config_t *cfg) {
     cfg->default_tier.lag = 1000;
     cfg->header_timeout_ms = 10000;
     cfg->idle_timeout_ms = 60000;
+    cfg->hook_timeout_ms = 5000;
     cfg->drain_ms = 5000;
     cfg->poll_timeout_ms = 25000;
     cfg->workers = 1;

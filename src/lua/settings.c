@@ -90,6 +90,7 @@ static void read_limits(lua_State *L, int t, fr_config_t *c) {
     if (lua_istable(L, -1)) {
         c->header_timeout_ms = field_num(L, -1, "headers", c->header_timeout_ms, 1000.0);
         c->idle_timeout_ms = field_num(L, -1, "idle", c->idle_timeout_ms, 1000.0);
+        c->hook_timeout_ms = field_num(L, -1, "hook", c->hook_timeout_ms, 1000.0);
     }
     lua_pop(L, 1);
     c->drain_ms = field_num(L, t, "drain", c->drain_ms, 1000.0);

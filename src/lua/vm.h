@@ -75,6 +75,7 @@ typedef struct fr_vm_s {
     int call_depth;             /* nested hook calls share the outermost budget */
     int filtering;              /* a filter hook runs (inside a delivery: no publishing) */
     fr_list_t timers;           /* live timers (fr_ltimer_t), stopped when the VM is retired */
+    fr_list_t tasks;            /* waiting tasks nobody owns (a timer's run), likewise */
     int retired;
     /* The Lua table of the event last passed to a filter: fan-out builds it once per VM. */
     fr_event_t *ev_cached;      /* one reference while cached */
