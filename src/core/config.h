@@ -50,6 +50,10 @@ typedef struct {
     uint64_t header_timeout_ms; /* a request must be complete within this (else 408) */
     uint64_t idle_timeout_ms;   /* keep-alive connections idle this long are closed */
     uint64_t hook_timeout_ms;   /* a hook that waits (network, sleep) ends with 504 after this */
+    /* freshet.http.request: a response's size, calls in flight per worker, calls per hook. */
+    size_t backend_response;
+    unsigned backend_calls;
+    unsigned calls_per_hook;
     uint64_t drain_ms;          /* SIGTERM spreads stream closes over this window */
     uint64_t poll_timeout_ms;   /* a long-poll with nothing to send answers 204 after this */
     int log_json;               /* log lines as JSON objects */

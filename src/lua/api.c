@@ -349,6 +349,8 @@ int fr_lua_open_core(lua_State *L) {
                                     {"timer", l_core_timer},     {"log", l_core_log},
                                     {"now", l_core_now},         {"metrics", l_core_metrics},
                                     {"sleep", fr_lua_sleep},     {"can_wait", fr_lua_can_wait},
+                                    {"http_request", fr_lua_http_request},
+                                    {"http_response", fr_lua_http_response},
                                     {NULL, NULL}};
     lua_newtable(L);
     luaL_register(L, NULL, core);

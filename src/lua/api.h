@@ -14,6 +14,9 @@ struct fr_vm_s *fr_lua_get_vm(lua_State *L);
 /* core.sleep and core.can_wait (lua/sleep.c). */
 int fr_lua_sleep(lua_State *L);
 int fr_lua_can_wait(lua_State *L);
+/* core.http_request and core.http_response (lua/http.c). */
+int fr_lua_http_request(lua_State *L);
+int fr_lua_http_response(lua_State *L);
 /* Stops and frees every timer of the VM. */
 void fr_lua_stop_timers(struct fr_vm_s *vm);
 

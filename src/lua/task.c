@@ -17,6 +17,7 @@ struct fr_task_s {
     lua_State *co;           /* the coroutine */
     int co_ref;              /* keeps it from the collector */
     int nresults;
+    unsigned calls;          /* backend calls made, against limits.calls_per_hook */
     fr_task_cb cb;
     void *ctx;
     void (*cancel)(void *op); /* what it waits on, while it waits */
@@ -42,6 +43,14 @@ fr_task_t *fr_task_current(lua_State *L) {
     fr_task_t *t = lua_touserdata(L, -1);
     lua_pop(L, 1);
     return t;
+}
+
+unsigned fr_task_count_call(fr_task_t *t) {
+    return ++t->calls;
+}
+
+const fr_vm_t *fr_task_vm(const fr_task_t *t) {
+    return t->vm;
 }
 
 lua_State *fr_task_thread(fr_task_t *t) {

@@ -50,6 +50,12 @@ void fr_task_cancel_unowned(fr_vm_t *vm);
 /* The task L runs in, or NULL when the code cannot wait there (a filter, the app file). */
 fr_task_t *fr_task_current(lua_State *L);
 
+/* Counts one more backend call of the task; returns how many it made. */
+unsigned fr_task_count_call(fr_task_t *t);
+
+/* The VM the task runs on (the one it started on, even after a reload). */
+const fr_vm_t *fr_task_vm(const fr_task_t *t);
+
 /* Parks the task on an operation: cancel(op) is called if the task is dropped or times out
  * before fr_task_resume. The C function then returns lua_yield(L, 0). */
 void fr_task_wait(fr_task_t *t, void (*cancel)(void *op), void *op);
