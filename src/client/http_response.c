@@ -25,29 +25,6 @@ static void clear_message(fr_hres_t *r) {
 
 /* ---- header fields: llhttp hands names and values over in as many pieces as reads cut --- */
 
-static void end_name(fr_hres_t *r) {
-    fr_hres_span_t *s = last_span(r);
-    s->name_len = r->text.len - s->name;
-    fr_buf_putc(&r->text, '\0');
-    s->value = r->text.len;
-    r->part = 2;
-}
-
-/* Closes the header being read; a value keeps no trailing blanks (RFC 9110 §5.5). */
-static void end_header(fr_hres_t *r) {
-    if (r->part == 0)
-        return;
-    if (r->part == 1)
-        end_name(r);
-    fr_hres_span_t *s = last_span(r);
-    while (r->text.len > s->value &&
-           (r->text.p[r->text.len - 1] == ' ' || r->text.p[r->text.len - 1] == '\t'))
-        r->text.len--;
-    s->value_len = r->text.len - s->value;
-    fr_buf_putc(&r->text, '\0');
-    r->part = 0;
-}
-
 /* RFC 9110 §5.6.2 tchar. llhttp lets some other bytes through in names; a script that
  * compares names should never meet them. */
 static int is_tchar(unsigned char c) {
@@ -55,15 +32,16 @@ static int is_tchar(unsigned char c) {
            (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
+/* part: 0 between headers, 1 in a name, 2 in a value. llhttp emits no piece for an empty
+ * name, so a name that completes without one (": value") is refused here. */
 static int on_header_field(llhttp_t *p, const char *at, size_t len) {
     fr_hres_t *r = res_of(p);
     for (size_t i = 0; i < len; i++)
         if (!is_tchar((unsigned char)at[i]))
             return -1;
-    if (r->in_trailers)
+    if (r->in_trailers || len == 0)
         return 0;
-    if (r->part != 1) {
-        end_header(r);
+    if (r->part == 0) {
         if (r->nspans == r->cap_spans) {
             r->cap_spans = r->cap_spans ? r->cap_spans * 2 : 16;
             r->spans = fr_realloc(r->spans, r->cap_spans * sizeof *r->spans);
@@ -81,6 +59,20 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
     return 0;
 }
 
+static int on_header_field_complete(llhttp_t *p) {
+    fr_hres_t *r = res_of(p);
+    if (r->in_trailers)
+        return 0;
+    if (r->part != 1)
+        return -1;
+    fr_hres_span_t *s = last_span(r);
+    s->name_len = r->text.len - s->name;
+    fr_buf_putc(&r->text, '\0');
+    s->value = r->text.len;
+    r->part = 2;
+    return 0;
+}
+
 static int on_header_value(llhttp_t *p, const char *at, size_t len) {
     fr_hres_t *r = res_of(p);
     /* Values reach scripts as strings: no line breaks or NUL, whatever the parser allows. */
@@ -89,9 +81,26 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
             return -1;
     if (r->in_trailers)
         return 0;
-    if (r->part == 1)
-        end_name(r);
+    if (r->part != 2)
+        return -1;
     fr_buf_put(&r->text, at, len);
+    return 0;
+}
+
+/* A value keeps no blanks at its ends (RFC 9110 §5.5); llhttp drops the leading ones. */
+static int on_header_value_complete(llhttp_t *p) {
+    fr_hres_t *r = res_of(p);
+    if (r->in_trailers)
+        return 0;
+    if (r->part != 2)
+        return -1;
+    fr_hres_span_t *s = last_span(r);
+    while (r->text.len > s->value &&
+           (r->text.p[r->text.len - 1] == ' ' || r->text.p[r->text.len - 1] == '\t'))
+        r->text.len--;
+    s->value_len = r->text.len - s->value;
+    fr_buf_putc(&r->text, '\0');
+    r->part = 0;
     return 0;
 }
 
@@ -102,7 +111,8 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len) {
  * which a server may send as the length the full answer would have. */
 static int on_headers_complete(llhttp_t *p) {
     fr_hres_t *r = res_of(p);
-    end_header(r);
+    if (r->part != 0)
+        return -1;
     r->in_trailers = 1;
     int status = p->status_code;
     /* We never ask to switch protocols, and only HTTP/1 is spoken here. */
@@ -133,7 +143,9 @@ static int on_message_complete(llhttp_t *p) {
 
 static const llhttp_settings_t settings = {
     .on_header_field = on_header_field,
+    .on_header_field_complete = on_header_field_complete,
     .on_header_value = on_header_value,
+    .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,

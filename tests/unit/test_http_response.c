@@ -234,6 +234,8 @@ static void test_invalid(void) {
         "HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n",
         "HTTP/1.1 099 Low\r\nContent-Length: 0\r\n\r\n",
         "HTTP/1.1 200 OK\r\nX: a\rb\r\n\r\n",
+        "HTTP/1.1 200 OK\r\n: no name\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nA: 1\r\n:\r\nContent-Length: 0\r\n\r\n",
     };
     for (size_t i = 0; i < FR_ARRAY_LEN(cases); i++) {
         fr_hres_t r;
