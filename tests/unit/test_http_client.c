@@ -240,12 +240,11 @@ static int wait_for(uv_loop_t *loop, const int *count, int want) {
 
 /* Runs the loop for about ms milliseconds. */
 static void spin(uv_loop_t *loop, uint64_t ms) {
-    int never = 0;
     uv_timer_t tick;
     uv_timer_init(loop, &tick);
     uv_timer_start(&tick, on_tick, 2, 2);
     uint64_t until = uv_hrtime() + ms * 1000000ull;
-    while (!never && uv_hrtime() < until)
+    while (uv_hrtime() < until)
         uv_run(loop, UV_RUN_ONCE);
     uv_close((uv_handle_t *)&tick, NULL);
     uv_run(loop, UV_RUN_NOWAIT);
@@ -392,6 +391,12 @@ static void test_request_bytes(void) {
     CHECK_EQ_STR(w.srv.last.p, want);
     CHECK_EQ_INT(r.status, 404);
     CHECK_EQ_UINT(stats(&w).reused, 1);
+    /* A query alone gets the root path; the default port is left out of Host. */
+    char u[64];
+    snprintf(u, sizeof u, "HTTP://127.0.0.1:%d?a=1&b", w.srv.port);
+    REQUIRE(call(&w, "DELETE", u, NULL, 2000, &r) == 0);
+    CHECK(w.srv.last.p && !strncmp(w.srv.last.p, "DELETE /?a=1&b HTTP/1.1\r\n", 25));
+    CHECK_EQ_INT(r.calls, 3);
     result_free(&r);
     world_close(&w);
 }
@@ -578,6 +583,7 @@ static void test_timeout(void) {
     CHECK_EQ_UINT(s.idle, 0);
     /* The connection was closed, not kept. */
     REQUIRE(wait_for(&w.loop, &w.srv.eofs, 1));
+    CHECK_EQ_INT(r.calls, 1);
     result_free(&r);
     world_close(&w);
 }
@@ -605,6 +611,8 @@ static void test_refused(void) {
     REQUIRE(call(&w, "GET", u, NULL, 2000, &r) == 0);
     CHECK_EQ_STR(r.err, "connection refused");
     CHECK_EQ_UINT(stats(&w).failures, 1);
+    spin(&w.loop, 20);
+    CHECK_EQ_INT(r.calls, 1);
     result_free(&r);
     world_close(&w);
 }
