@@ -149,7 +149,7 @@ end
 function checks.limits(v)
   check_type("limits", v, "table")
   check_keys("limits", v, { body = true, headers = true, streams_at = true,
-    backend_response = true, backend_calls = true, calls_per_hook = true })
+    backend_response = true, backend_calls = true, backend_idle = true, calls_per_hook = true })
   if v.streams_at ~= nil then
     check_type("limits.streams_at", v.streams_at, "number")
     if v.streams_at <= 0 or v.streams_at > 1 then
@@ -160,6 +160,7 @@ function checks.limits(v)
   if v.headers ~= nil then check_int("limits.headers", v.headers, 1024) end
   if v.backend_response ~= nil then check_int("limits.backend_response", v.backend_response, 1024) end
   if v.backend_calls ~= nil then check_int("limits.backend_calls", v.backend_calls, 1) end
+  if v.backend_idle ~= nil then check_int("limits.backend_idle", v.backend_idle, 0) end
   if v.calls_per_hook ~= nil then check_int("limits.calls_per_hook", v.calls_per_hook, 1) end
 end
 

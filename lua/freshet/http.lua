@@ -14,8 +14,9 @@ local M = {}
 
 local keys = { method = true, url = true, headers = true, body = true, timeout = true }
 
+-- Blames the script's line: level 4 is the caller of M.request (fail < read_spec < request).
 local function fail(msg)
-  error("freshet.http.request: " .. msg, 3)
+  error("freshet.http.request: " .. msg, 4)
 end
 
 -- The request's arguments, checked and normalized: method, url, headers, body, timeout.

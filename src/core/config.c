@@ -27,6 +27,7 @@ void fr_config_defaults(fr_config_t *cfg) {
     cfg->hook_timeout_ms = 5000;
     cfg->backend_response = 1u << 20;
     cfg->backend_calls = 256;
+    cfg->backend_idle = 64;
     cfg->calls_per_hook = 8;
     cfg->drain_ms = 5000;
     cfg->poll_timeout_ms = 25000;

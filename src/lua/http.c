@@ -94,8 +94,9 @@ int fr_lua_http_request(lua_State *L) {
                         (int)vm->config.calls_per_hook);
         return 2;
     }
-    /* Without its own timeout a call may take what is left of the hook's time. */
-    uint64_t timeout_ms = timeout > 0 ? (uint64_t)timeout : vm->config.hook_timeout_ms;
+    /* Without a timeout of its own a call has no deadline but the hook's (timeouts.hook),
+     * which answers 504. */
+    uint64_t timeout_ms = timeout > 0 ? (uint64_t)timeout : 0;
     fr_hrequest_t req = {method, url, headers, nheaders, body, body_len, timeout_ms};
     lcall_t *lc = fr_calloc(1, sizeof *lc);
     lc->task = t;

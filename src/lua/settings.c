@@ -87,6 +87,7 @@ static void read_limits(lua_State *L, int t, fr_config_t *c) {
         c->backend_response =
             field_num(L, -1, "backend_response", c->backend_response, 1.0);
         c->backend_calls = field_num(L, -1, "backend_calls", c->backend_calls, 1.0);
+        c->backend_idle = field_num(L, -1, "backend_idle", c->backend_idle, 1.0);
         c->calls_per_hook = field_num(L, -1, "calls_per_hook", c->calls_per_hook, 1.0);
     }
     lua_pop(L, 1);

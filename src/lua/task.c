@@ -22,7 +22,8 @@ struct fr_task_s {
     void *ctx;
     void (*cancel)(void *op); /* what it waits on, while it waits */
     void *op;
-    uv_timer_t *limit;       /* owned: the wall-clock limit, from its first wait */
+    uv_timer_t *limit;       /* owned: the wall-clock limit, set at its first wait */
+    uint64_t started_ms;     /* the loop's clock when the hook began */
     fr_list_t link;          /* in vm->tasks while a task nobody owns waits */
 };
 
@@ -119,6 +120,7 @@ int fr_task_start(fr_vm_t *vm, const fr_route_t *route, const char *what, int na
     t->route = route;
     t->what = what;
     t->nresults = nresults;
+    t->started_ms = vm->host ? uv_now(vm->host->loop) : 0;
     t->cb = cb;
     t->ctx = ctx;
     t->co = lua_newthread(L);
@@ -187,9 +189,12 @@ void fr_task_wait(fr_task_t *t, void (*cancel)(void *op), void *op) {
     if (t->limit || !t->vm->host)
         return;
     t->limit = fr_malloc(sizeof *t->limit);
-    uv_timer_init(t->vm->host->loop, t->limit);
+    uv_loop_t *loop = t->vm->host->loop;
+    uv_timer_init(loop, t->limit);
     t->limit->data = t;
-    uv_timer_start(t->limit, on_limit, t->vm->config.hook_timeout_ms, 0);
+    /* The limit counts from the hook's start, not from its first wait. */
+    uint64_t spent = uv_now(loop) - t->started_ms, limit = t->vm->config.hook_timeout_ms;
+    uv_timer_start(t->limit, on_limit, spent < limit ? limit - spent : 0, 0);
 }
 
 void fr_task_resume(fr_task_t *t, int nvalues) {

@@ -324,7 +324,7 @@ static int worker_wire(fr_worker_t *w, fr_hub_t *process_hub, size_t nworkers) {
     w->vm_host.broker = w->broker;
     fr_hclient_limits_t backend = {.max_response = cfg->backend_response,
                                    .max_in_flight = cfg->backend_calls,
-                                   .max_idle_per_host = 32,
+                                   .max_idle_per_host = cfg->backend_idle,
                                    .idle_ms = 30000};
     w->backend = fr_hclient_new(w->loop, &backend);
     w->vm_host.backend = w->backend;

@@ -181,7 +181,7 @@ def stream_burst(port, path, n, headers):
     for i in range(n):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.setblocking(False)
-        s.connect_ex((f"127.0.0.{1 + i % 8}", port))
+        s.connect_ex((ft.HOST, port))
         socks.append(s)
         sel.register(s, selectors.EVENT_WRITE, {"buf": b"", "sent": False})
     req = ft.build_request("GET", path, dict(headers, Accept="text/event-stream"), None, port)
@@ -211,6 +211,7 @@ def stream_burst(port, path, n, headers):
 
 
 def run():
+    ft.raise_nofile()  # before the server starts: it inherits the limit (1,000 streams + calls)
     with Backend(handler) as backend:
         env = dict(os.environ, TEST_BACKEND=backend.url(""))
         app = ft.pubsub_app(files={"app.lua": APP.encode(), **ROUTES})
@@ -326,7 +327,7 @@ def burst(srv):
         watcher = srv.stream("/sub/watch")
         watcher.drain(1.2)
         beats_before = len(watcher.comments())
-        health_worst = [0.0]
+        health = []
         import threading
         stop = threading.Event()
 
@@ -334,7 +335,7 @@ def burst(srv):
             while not stop.is_set():
                 t = time.monotonic()
                 ft.check_eq(srv.get("/health").status, 200, "health during the burst")
-                health_worst[0] = max(health_worst[0], time.monotonic() - t)
+                health.append(time.monotonic() - t)
                 time.sleep(0.02)
         th = threading.Thread(target=poll_health)
         th.start()
@@ -344,12 +345,18 @@ def burst(srv):
         finally:
             stop.set()
             th.join(10)
-        print(f"    1000 streams with a 200 ms backend auth: all answered in {took:.2f}s, "
-              f"worst /health {health_worst[0] * 1000:.1f} ms", flush=True)
+        health.sort()
+        median, worst = health[len(health) // 2], health[-1]
+        print(f"    1000 streams with a 200 ms backend auth: all answered in {took:.2f}s; "
+              f"/health during the burst: {len(health)} answers, median {median * 1000:.1f} ms, "
+              f"worst {worst * 1000:.1f} ms", flush=True)
         ft.check_eq(sorted(set(statuses)), [200], "every stream opened")
         ft.check_eq(len(statuses), 1000, "answers")
         ft.check(took < 2.5, f"1000 streams took {took:.2f}s to open (200 ms each, waiting at once)")
-        ft.check(health_worst[0] < 0.5, f"/health took {health_worst[0] * 1000:.0f} ms at worst")
+        # The client's own threads share the machine (and Python's lock) with the burst: the
+        # median says what the worker does, the worst case bounds it.
+        ft.check(median < 0.05, f"/health took {median * 1000:.0f} ms (median) during the burst")
+        ft.check(worst < 0.5, f"/health took {worst * 1000:.0f} ms at worst during the burst")
         watcher.drain(1.2)
         ft.check(len(watcher.comments()) > beats_before, "the existing stream kept its heartbeats")
         for s in socks:
