@@ -121,9 +121,10 @@ end
 
 function checks.timeouts(v)
   check_type("timeouts", v, "table")
-  check_keys("timeouts", v, { headers = true, idle = true })
+  check_keys("timeouts", v, { headers = true, idle = true, hook = true })
   if v.headers ~= nil then check_positive("timeouts.headers", v.headers) end
   if v.idle ~= nil then check_positive("timeouts.idle", v.idle) end
+  if v.hook ~= nil then check_positive("timeouts.hook", v.hook) end
 end
 
 function checks.poll_timeout(v) check_positive("poll_timeout", v) end
@@ -147,7 +148,8 @@ end
 
 function checks.limits(v)
   check_type("limits", v, "table")
-  check_keys("limits", v, { body = true, headers = true, streams_at = true })
+  check_keys("limits", v, { body = true, headers = true, streams_at = true,
+    backend_response = true, backend_calls = true, backend_idle = true, calls_per_hook = true })
   if v.streams_at ~= nil then
     check_type("limits.streams_at", v.streams_at, "number")
     if v.streams_at <= 0 or v.streams_at > 1 then
@@ -156,6 +158,10 @@ function checks.limits(v)
   end
   if v.body ~= nil then check_int("limits.body", v.body, 0) end
   if v.headers ~= nil then check_int("limits.headers", v.headers, 1024) end
+  if v.backend_response ~= nil then check_int("limits.backend_response", v.backend_response, 1024) end
+  if v.backend_calls ~= nil then check_int("limits.backend_calls", v.backend_calls, 1) end
+  if v.backend_idle ~= nil then check_int("limits.backend_idle", v.backend_idle, 0) end
+  if v.calls_per_hook ~= nil then check_int("limits.calls_per_hook", v.calls_per_hook, 1) end
 end
 
 --- Builds an app from its settings; see docs/LUA_API.md for every key.

@@ -16,6 +16,7 @@
 #include "lua/embedded.h"
 #include "lua/api.h"
 #include "lua/modules.h"
+#include "lua/task.h"
 #include "lua/vm_build.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -98,17 +99,7 @@ static void on_budget(lua_State *L, lua_Debug *ar) {
  * can name file:line even when a C function raised it. */
 static int on_error(lua_State *L) {
     err_where_t *w = lua_touserdata(L, lua_upvalueindex(1));
-    lua_Debug ar;
-    w->src[0] = '\0';
-    w->line = 0;
-    for (int level = 0; lua_getstack(L, level, &ar); level++) {
-        lua_getinfo(L, "Sl", &ar);
-        if (ar.currentline > 0) {
-            snprintf(w->src, sizeof w->src, "%s", ar.short_src);
-            w->line = ar.currentline;
-            break;
-        }
-    }
+    fr_vm_where(L, w->src, sizeof w->src, &w->line);
     if (!lua_isstring(L, 1)) {
         lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
         return 1;
@@ -139,14 +130,7 @@ static const char *split_location(const char *msg, char *src, size_t srclen, int
     return NULL;
 }
 
-int fr_vm_call(fr_vm_t *vm, const fr_route_t *route, const char *what, int nargs, int nresults) {
-    lua_State *L = vm->L;
-    int base = lua_gettop(L) - nargs;
-    /* Lua runs no message handler for a memory error: where stays as set here. */
-    err_where_t where = {"", 0};
-    lua_pushlightuserdata(L, &where);
-    lua_pushcclosure(L, on_error, 1);
-    lua_insert(L, base);
+void fr_vm_budget_begin(fr_vm_t *vm, lua_State *L) {
     if (vm->call_depth++ == 0) {
         vm->slices = 0;
         lua_sethook(L, on_budget, LUA_MASKCOUNT, FR_HOOK_SLICE);
@@ -155,13 +139,29 @@ int fr_vm_call(fr_vm_t *vm, const fr_route_t *route, const char *what, int nargs
         if (vm->mem_limit && vm->mem_used > vm->mem_limit / 4 * 3)
             lua_gc(L, LUA_GCCOLLECT, 0);
     }
-    int rc = lua_pcall(L, nargs, nresults, base);
+}
+
+void fr_vm_budget_end(fr_vm_t *vm, lua_State *L) {
     if (--vm->call_depth == 0)
         lua_sethook(L, NULL, 0, 0);
-    lua_remove(L, base);
-    if (rc == 0)
-        return 0;
-    const char *msg = lua_tostring(L, -1);
+}
+
+void fr_vm_where(lua_State *L, char *src, size_t len, int *line) {
+    lua_Debug ar;
+    src[0] = '\0';
+    *line = 0;
+    for (int level = 0; lua_getstack(L, level, &ar); level++) {
+        lua_getinfo(L, "Sl", &ar);
+        if (ar.currentline > 0) {
+            snprintf(src, len, "%s", ar.short_src);
+            *line = ar.currentline;
+            return;
+        }
+    }
+}
+
+void fr_vm_report(fr_vm_t *vm, const fr_route_t *route, const char *what, const char *msg,
+                  const char *where_src, int where_line, int rc) {
     if (!msg)
         msg = "(no message)";
     char memmsg[96];
@@ -173,8 +173,9 @@ int fr_vm_call(fr_vm_t *vm, const fr_route_t *route, const char *what, int nargs
     }
     /* Lua starts messages with "file:line: " at the level the raiser chose (error(msg, 2)
      * blames the caller); that beats the innermost frame, which may be a library helper. */
-    const char *src = where.src[0] ? where.src : (route ? route->script : vm->app_path);
-    int line = where.line;
+    const char *src = where_src && where_src[0] ? where_src
+                                                : (route ? route->script : vm->app_path);
+    int line = where_line;
     char msg_src[256];
     int msg_line;
     const char *rest = split_location(msg, msg_src, sizeof msg_src, &msg_line);
@@ -193,6 +194,23 @@ int fr_vm_call(fr_vm_t *vm, const fr_route_t *route, const char *what, int nargs
                  msg);
     else
         fr_error("lua error in %s:%d (%s): %s", src, line, what, msg);
+}
+
+int fr_vm_call(fr_vm_t *vm, const fr_route_t *route, const char *what, int nargs, int nresults) {
+    lua_State *L = vm->L;
+    int base = lua_gettop(L) - nargs;
+    /* Lua runs no message handler for a memory error: where stays as set here. */
+    err_where_t where = {"", 0};
+    lua_pushlightuserdata(L, &where);
+    lua_pushcclosure(L, on_error, 1);
+    lua_insert(L, base);
+    fr_vm_budget_begin(vm, L);
+    int rc = lua_pcall(L, nargs, nresults, base);
+    fr_vm_budget_end(vm, L);
+    lua_remove(L, base);
+    if (rc == 0)
+        return 0;
+    fr_vm_report(vm, route, what, lua_tostring(L, -1), where.src, where.line, rc);
     lua_pop(L, 1);
     return -1;
 }
@@ -371,6 +389,7 @@ static int vm_run_app(fr_vm_t *vm, fr_errors_t *errs) {
 fr_vm_t *fr_vm_new(const char *app_path, fr_vm_host_t *host, fr_errors_t *errs) {
     fr_vm_t *vm = fr_calloc(1, sizeof *vm);
     fr_list_init(&vm->timers);
+    fr_list_init(&vm->tasks);
     vm->refs = 1;
     vm->host = host;
     vm->app_path = fr_strdup(app_path);
@@ -407,4 +426,5 @@ void fr_vm_release(fr_vm_t *vm) {
 void fr_vm_retire(fr_vm_t *vm) {
     vm->retired = 1;
     fr_lua_stop_timers(vm);
+    fr_task_cancel_unowned(vm);
 }
