@@ -121,7 +121,8 @@ struct batch_s {
     item_ref_t *refs;   /* owned: the context of each event's callback */
     size_t n, pending;
     int many;
-    int status;         /* worst outcome so far: 0, -1 (unavailable), -2 (invalid) */
+    int status;         /* worst outcome so far: 0, then -2 (invalid), -1 (unavailable),
+                         * -3 (stored but not confirmed: the client must hear of it) */
     char err[200];
 };
 
@@ -133,6 +134,8 @@ static void batch_done(batch_t *b) {
         if (b->status == FR_PUB_UNAVAILABLE)
             fr_conn_respond(c, 503, "application/json", "Retry-After: 2\r\n",
                             "{\"error\":\"the broker is unavailable\"}", 37);
+        else if (b->status == FR_PUB_UNCERTAIN)
+            fr_conn_respond_error(c, 503, b->err); /* stored, maybe: no Retry-After */
         else if (b->status < 0)
             fr_conn_respond_error(c, 400, b->err);
         else
@@ -150,7 +153,8 @@ static void on_item_published(void *ctx, int status, fr_id_t id, const char *err
     if (status == 0) {
         FR_BUMP(b->metrics->published[ref->prio], 1);
         b->ids[ref->index] = id;
-    } else if (b->status == 0 || status == -1) {
+    } else if (b->status == 0 || status == FR_PUB_UNCERTAIN ||
+               (status == FR_PUB_UNAVAILABLE && b->status != FR_PUB_UNCERTAIN)) {
         b->status = status;
         snprintf(b->err, sizeof b->err, "%s", err ? err : "not published");
     }
