@@ -126,6 +126,15 @@ struct batch_s {
     char err[200];
 };
 
+/* 503 for events that may have been stored: the message says so (a client that publishes
+ * again may publish twice; one that gives up may have published after all). */
+static void respond_uncertain(fr_conn_t *c, const char *msg) {
+    size_t len;
+    char *body = fr_http_error_body(msg, &len);
+    fr_conn_respond(c, 503, "application/json", "Retry-After: 2\r\n", body, len);
+    free(body);
+}
+
 static void batch_done(batch_t *b) {
     if (--b->pending > 0)
         return;
@@ -135,7 +144,7 @@ static void batch_done(batch_t *b) {
             fr_conn_respond(c, 503, "application/json", "Retry-After: 2\r\n",
                             "{\"error\":\"the broker is unavailable\"}", 37);
         else if (b->status == FR_PUB_UNCERTAIN)
-            fr_conn_respond_error(c, 503, b->err); /* stored, maybe: no Retry-After */
+            respond_uncertain(c, b->err);
         else if (b->status < 0)
             fr_conn_respond_error(c, 400, b->err);
         else

@@ -278,8 +278,9 @@ static void on_published(redisAsyncContext *ac, void *reply, void *priv) {
     pub_t *p = priv;
     redisReply *rep = reply;
     fr_id_t id = {0, 0};
-    if (!rep)
-        p->cb(p->ctx, FR_PUB_UNAVAILABLE, id, "the connection to Redis was lost");
+    if (!rep) /* sent, maybe run: the client must not take it for "not published" */
+        p->cb(p->ctx, FR_PUB_UNCERTAIN, id, "the connection to Redis was lost before it "
+                                            "answered: the event may have been stored");
     else if (rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "freshet_publish:"))
         p->cb(p->ctx, FR_PUB_INVALID, id, rep->str); /* the function refused the event: 400 */
     else if (rep->type == REDIS_REPLY_ERROR && !fr_redis_conn_check_reply(ac->data, rep))

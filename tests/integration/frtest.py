@@ -1629,9 +1629,10 @@ class SentinelServer(RedisServer):
     Sentinel rewrites it as it learns. Timings are shortened for tests: down after
     `down_after` ms, and (SENTINEL DEBUG, Redis 7) INFO every second and hello messages every
     half second, so failovers and the return of an old primary are seen in about a second.
-    Stopped by PID, like RedisServer."""
+    Stopped by PID, like RedisServer. (A down-after below 2 s made Sentinels take a busy new
+    primary for a dead one under load, and fail over again.)"""
 
-    def __init__(self, master_port, name="mm", quorum=2, down_after=1000, failover_timeout=5000):
+    def __init__(self, master_port, name="mm", quorum=2, down_after=2000, failover_timeout=5000):
         super().__init__()
         self.master_port = master_port
         self.name = name
@@ -1672,7 +1673,7 @@ class SentinelGroup:
     Sentinel knows every replica and every other Sentinel (a failover needs that). Fails
     loudly when a process does not start."""
 
-    def __init__(self, replicas=1, sentinels=3, name="mm", down_after=1000):
+    def __init__(self, replicas=1, sentinels=3, name="mm", down_after=2000):
         self.name = name
         self.nreplicas = replicas
         self.nsentinels = sentinels
@@ -1681,10 +1682,12 @@ class SentinelGroup:
         self.sentinels = []
 
     def start(self, timeout=20):
-        primary = RedisServer().start()
+        # A replica (a returning primary too) syncs at once, not after diskless sync's 5 s.
+        fast = ["--repl-diskless-sync-delay", "0"]
+        primary = RedisServer(extra_args=fast).start()
         self.servers = [primary]
         for _ in range(self.nreplicas):
-            self.servers.append(RedisServer(extra_args=["--replicaof", HOST,
+            self.servers.append(RedisServer(extra_args=[*fast, "--replicaof", HOST,
                                                         str(primary.port)]).start())
         for _ in range(self.nsentinels):
             self.sentinels.append(SentinelServer(primary.port, self.name,
@@ -1693,9 +1696,8 @@ class SentinelGroup:
         deadline = time.monotonic() + timeout
         while True:
             states = []
-            for rs in self.servers[1:]:
-                info = rs.command("INFO", "replication")
-                states.append("master_link_status:up" in info)
+            primary.command("SET", "fr:test:synced", "1")  # WAIT counts replicas that have it
+            states.append(primary.command("WAIT", str(self.nreplicas), "50") == self.nreplicas)
             for sn in self.sentinels:
                 m = sn.master()
                 states.append(int(m.get("num-slaves", 0)) == self.nreplicas and
@@ -1730,6 +1732,19 @@ class SentinelGroup:
             sn.kill()
         for rs in self.servers:
             rs.kill()
+
+
+def wait_replicas(primary, n, timeout=10):
+    """Waits until n replicas acknowledge a write on primary (WAIT): a replica that has just
+    synced may say its link is up, and be counted by WAIT only a second later."""
+    deadline = time.monotonic() + timeout
+    with primary.conn() as c:
+        while True:
+            c.command("SET", "fr:test:synced", "1")
+            if c.command("WAIT", str(n), "100") >= n:
+                return
+            check(time.monotonic() < deadline, f"{n} replicas did not confirm a write within "
+                  f"{timeout}s", c.command("INFO", "replication"))
 
 
 def freshet_clients(redis_server):
