@@ -86,7 +86,12 @@ static void on_wait_reply(redisAsyncContext *ac, void *reply, void *priv) {
 }
 
 void fr_redis_wait_confirm(fr_redis_t *r, fr_published_cb cb, void *ctx, fr_id_t id) {
-    if (!r || !r->url.replicas) {
+    if (!r) { /* a context the broker let go of: nobody can vouch for the event */
+        cb(ctx, FR_PUB_UNCERTAIN, id, "the connection to Redis was dropped before the event "
+                                      "was confirmed: it may have been stored");
+        return;
+    }
+    if (!r->url.replicas) {
         cb(ctx, 0, id, NULL);
         return;
     }
