@@ -283,10 +283,10 @@ static void on_published(redisAsyncContext *ac, void *reply, void *priv) {
                                             "answered: the event may have been stored");
     else if (rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "freshet_publish:"))
         p->cb(p->ctx, FR_PUB_INVALID, id, rep->str); /* the function refused the event: 400 */
-    else if (rep->type == REDIS_REPLY_ERROR && !fr_redis_conn_check_reply(ac->data, rep))
-        p->cb(p->ctx, FR_PUB_UNAVAILABLE, id, rep->str); /* OOM…: 503 */
-    else if (rep->type == REDIS_REPLY_ERROR)
-        p->cb(p->ctx, FR_PUB_UNAVAILABLE, id, rep->str); /* READONLY…: 503, and a failover */
+    else if (rep->type == REDIS_REPLY_ERROR) {
+        fr_redis_conn_check_reply(ac->data, rep); /* READONLY, LOADING: a failover */
+        p->cb(p->ctx, FR_PUB_UNAVAILABLE, id, rep->str); /* OOM, READONLY…: 503 */
+    }
     else if (parse_id(rep, &id) < 0)
         p->cb(p->ctx, FR_PUB_UNAVAILABLE, id, "unexpected reply from Redis");
     else
