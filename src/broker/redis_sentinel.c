@@ -107,8 +107,7 @@ static void on_answer(redisAsyncContext *ac, void *reply, void *priv) {
     if (e < st->epoch || (st->epoch_unknown && e == st->epoch)) {
         /* This Sentinel has not heard of the newest failover yet: ask another next time. */
         fr_debug("redis: Sentinel %s:%d is behind (epoch %llu); ignoring its answer",
-                 sentinel_at(r, st->at)->host, sentinel_at(r, st->at)->port,
-                 (unsigned long long)e);
+                 sentinel_at(r, st->at)->host, sentinel_at(r, st->at)->port, (unsigned long long)e);
         st->at = (st->at + 1) % r->url.nsentinels;
         return;
     }
@@ -189,8 +188,7 @@ static void on_switch(redisAsyncContext *ac, void *reply, void *priv) {
     redisReply *rep = reply;
     if (!r || r->closing || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 ||
         rep->element[0]->type != REDIS_REPLY_STRING ||
-        rep->element[2]->type != REDIS_REPLY_STRING ||
-        strcmp(rep->element[0]->str, "message") != 0)
+        rep->element[2]->type != REDIS_REPLY_STRING || strcmp(rep->element[0]->str, "message") != 0)
         return;
     char name[256], oldip[256], newip[256];
     int oldport, newport;

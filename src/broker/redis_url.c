@@ -114,8 +114,10 @@ static int parse_params(const char *q, fr_redis_url_t *u, const char *url, char 
         if (klen == 8 && memcmp(q, "replicas", 8) == 0) {
             long n = parse_num(v, vlen, 0, 100);
             if (n < 0) {
-                snprintf(err, errlen, "broker: replicas must be a whole number from 0 to 100 in "
-                                      "'%s'", url);
+                snprintf(err, errlen,
+                         "broker: replicas must be a whole number from 0 to 100 in "
+                         "'%s'",
+                         url);
                 return -1;
             }
             u->replicas = (unsigned)n;
@@ -129,8 +131,10 @@ static int parse_params(const char *q, fr_redis_url_t *u, const char *url, char 
             u->wait_ms = (unsigned)n;
             have_wait = 1;
         } else {
-            snprintf(err, errlen, "broker: unknown parameter '%.*s' in '%s' (known: replicas, "
-                                  "wait)", (int)klen, q, url);
+            snprintf(err, errlen,
+                     "broker: unknown parameter '%.*s' in '%s' (known: replicas, "
+                     "wait)",
+                     (int)klen, q, url);
             return -1;
         }
         q += len + (amp ? 1 : 0);
@@ -169,12 +173,14 @@ static int parse_db(const char *s, size_t len, fr_redis_url_t *u, const char *ur
     return 0;
 }
 
-static int parse_sentinel(const char *p, size_t len, fr_redis_url_t *u, const char *url,
-                          char *err, size_t errlen) {
+static int parse_sentinel(const char *p, size_t len, fr_redis_url_t *u, const char *url, char *err,
+                          size_t errlen) {
     const char *slash = memchr(p, '/', len);
     if (!slash || slash == p) {
-        snprintf(err, errlen, "broker: expected redis-sentinel://host:port[,host:port...]/"
-                              "master-name[/db], got '%s'", url);
+        snprintf(err, errlen,
+                 "broker: expected redis-sentinel://host:port[,host:port...]/"
+                 "master-name[/db], got '%s'",
+                 url);
         return -1;
     }
     const char *h = p;
@@ -186,8 +192,8 @@ static int parse_sentinel(const char *p, size_t len, fr_redis_url_t *u, const ch
             return -1;
         }
         u->sentinels = fr_realloc(u->sentinels, (u->nsentinels + 1) * sizeof *u->sentinels);
-        if (parse_hostport(h, (size_t)(end - h), SENTINEL_PORT, 0,
-                           &u->sentinels[u->nsentinels], url, err, errlen) < 0)
+        if (parse_hostport(h, (size_t)(end - h), SENTINEL_PORT, 0, &u->sentinels[u->nsentinels],
+                           url, err, errlen) < 0)
             return -1;
         u->nsentinels++;
         h = end + (comma ? 1 : 0);
@@ -200,8 +206,10 @@ static int parse_sentinel(const char *p, size_t len, fr_redis_url_t *u, const ch
     const char *next = memchr(name, '/', (size_t)(end - name));
     size_t nlen = next ? (size_t)(next - name) : (size_t)(end - name);
     if (nlen == 0) {
-        snprintf(err, errlen, "broker: the master name is missing in '%s' "
-                              "(redis-sentinel://host:port/master-name)", url);
+        snprintf(err, errlen,
+                 "broker: the master name is missing in '%s' "
+                 "(redis-sentinel://host:port/master-name)",
+                 url);
         return -1;
     }
     for (size_t i = 0; i < nlen; i++) {
@@ -241,9 +249,11 @@ int fr_redis_url_parse(const char *url, fr_redis_url_t *u, char *err, size_t err
     }
     int sentinel = strncmp(url, "redis-sentinel://", 17) == 0;
     if (!sentinel && strncmp(url, "redis://", 8) != 0) {
-        snprintf(err, errlen, "broker: expected memory, redis://host:port[/db], "
-                              "redis-sentinel://host:port[,host:port...]/master-name[/db] or "
-                              "unix:///path, got '%s'", url);
+        snprintf(err, errlen,
+                 "broker: expected memory, redis://host:port[/db], "
+                 "redis-sentinel://host:port[,host:port...]/master-name[/db] or "
+                 "unix:///path, got '%s'",
+                 url);
         goto fail;
     }
     const char *hosts = url + (sentinel ? 17 : 8), *end = url + len;
@@ -258,8 +268,8 @@ int fr_redis_url_parse(const char *url, fr_redis_url_t *u, char *err, size_t err
         return 0;
     }
     const char *slash = memchr(hosts, '/', (size_t)(end - hosts));
-    if (parse_hostport(hosts, (size_t)((slash ? slash : end) - hosts), REDIS_PORT, 1, &u->addr,
-                       url, err, errlen) < 0)
+    if (parse_hostport(hosts, (size_t)((slash ? slash : end) - hosts), REDIS_PORT, 1, &u->addr, url,
+                       err, errlen) < 0)
         goto fail;
     if (slash && slash + 1 < end &&
         parse_db(slash + 1, (size_t)(end - slash - 1), u, url, err, errlen) < 0)

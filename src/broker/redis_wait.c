@@ -66,29 +66,33 @@ static void on_wait_reply(redisAsyncContext *ac, void *reply, void *priv) {
         return;
     }
     if (!rep) {
-        snprintf(msg, sizeof msg, "the connection to Redis was lost before %u replicas "
-                                  "confirmed the event: it may have been stored",
+        snprintf(msg, sizeof msg,
+                 "the connection to Redis was lost before %u replicas "
+                 "confirmed the event: it may have been stored",
                  r->url.replicas);
     } else if (rep->type == REDIS_REPLY_INTEGER) {
-        snprintf(msg, sizeof msg, "only %lld of %u replicas confirmed the event within %u ms: it "
-                                  "is stored on the primary and may still be delivered, or be "
-                                  "lost in a failover", rep->integer, r->url.replicas,
-                 r->url.wait_ms);
+        snprintf(msg, sizeof msg,
+                 "only %lld of %u replicas confirmed the event within %u ms: it "
+                 "is stored on the primary and may still be delivered, or be "
+                 "lost in a failover",
+                 rep->integer, r->url.replicas, r->url.wait_ms);
     } else {
         if (rep->type == REDIS_REPLY_ERROR) {
             fr_redis_conn_check_reply(r, rep);
             fr_warn("redis: WAIT refused: %s", rep->str);
         }
-        snprintf(msg, sizeof msg, "Redis did not confirm the event with WAIT: it may have been "
-                                  "stored");
+        snprintf(msg, sizeof msg,
+                 "Redis did not confirm the event with WAIT: it may have been "
+                 "stored");
     }
     answer_all(r, msg);
 }
 
 void fr_redis_wait_confirm(fr_redis_t *r, fr_published_cb cb, void *ctx, fr_id_t id) {
     if (!r) { /* a context the broker let go of: nobody can vouch for the event */
-        cb(ctx, FR_PUB_UNCERTAIN, id, "the connection to Redis was dropped before the event "
-                                      "was confirmed: it may have been stored");
+        cb(ctx, FR_PUB_UNCERTAIN, id,
+           "the connection to Redis was dropped before the event "
+           "was confirmed: it may have been stored");
         return;
     }
     if (!r->url.replicas) {

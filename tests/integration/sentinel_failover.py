@@ -279,7 +279,19 @@ def run(replicas, stall, label):
             stop.set()
             for t in threads:
                 t.join(timeout=15)
-            time.sleep(1.0)          # the last events reach the subscribers
+            # The last events reach the subscribers (a loaded machine, a sanitizer build: give
+            # them up to 10 s, then the checks below say what is missing).
+            newest = {}
+            for o in outcomes:
+                if maybe_stored(o) and o.id and (o.topic not in newest or
+                                                 ft.parse_id(o.id) > ft.parse_id(newest[o.topic])):
+                    newest[o.topic] = o.id
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not all(
+                    s.events and ft.parse_id(s.events[-1][0]) >= ft.parse_id(newest[s.topic])
+                    for s in subs if s.topic in newest):
+                time.sleep(0.05)
+            time.sleep(0.3)
             poll_stop.set()
             poller.join(timeout=5)
             for s in subs:
@@ -410,8 +422,21 @@ def run(replicas, stall, label):
                     absent = [x for x in want if x not in got and
                               not any(a < ft.parse_id(x) < b for a, b in told)]
                     if absent:
+                        around = []
+                        for x in absent[:3]:
+                            o = byid[x]
+                            k = ft.parse_id(x)
+                            before = [(eid, round(t - t_kill, 3)) for eid, _, t in s.events
+                                      if ft.parse_id(eid) < k][-2:]
+                            after = [(eid, round(t - t_kill, 3)) for eid, _, t in s.events
+                                     if ft.parse_id(eid) > k][:2]
+                            around.append({"id": x, "published on node": o.node,
+                                           "sent": round(o.t0 - t_kill, 3),
+                                           "answered": round(o.t1 - t_kill, 3),
+                                           "got before": before, "got after": after})
                         problems.append({"subscriber": s.describe(), "problem": "events "
-                                         "answered 201 not delivered", "absent": absent[:10]})
+                                         "answered 201 not delivered", "absent": absent[:10],
+                                         "around": around, "log": broker_log([s.node])})
                     extra = [(eid, d) for eid, d, _ in s.events if eid not in byid and
                              not (d in bydata and maybe_stored(bydata[d]))]
                     if extra:

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fr_test.h"
 #include "broker/redis_private.h"
+#include "fr_test.h"
 
 static int parse(const char *url, fr_redis_url_t *u, char *err) {
     memset(err, 0, 512);
