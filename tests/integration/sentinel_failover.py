@@ -222,6 +222,13 @@ def run(replicas, stall, label):
     final = None
     try:
         with ft.subtest(f"[{label}] SIGKILL the primary while two nodes publish 200/s"):
+            # Every stream is open (joined: its 200 is sent after the join) before the first
+            # publish, so every subscriber must get every event.
+            deadline = time.monotonic() + 10
+            while not all(any(st == 200 for _, st in s.connects) for s in subs):
+                ft.check(time.monotonic() < deadline, "the subscribers' streams did not open",
+                         [(s.describe(), s.connects, s.error) for s in subs])
+                time.sleep(0.02)
             for t in threads:
                 t.start()
             poller.start()
