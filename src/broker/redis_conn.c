@@ -219,7 +219,6 @@ static void on_probe_reply(redisAsyncContext *ac, void *reply, void *priv);
 static void sub_set_ready(fr_redis_t *r) {
     r->sub_ready = 1;
     r->sub_attempt = 0;
-    r->sub_gen++;
     r->probe_subscribed = 0;
     r->probe_seq = 0;
     r->probe_ok = fr_mono_ms(); /* the first probe is due one interval from now */

@@ -109,9 +109,8 @@ struct fr_redis_s {
     char probe_channel[48];
     int probe_subscribed;    /* Redis confirmed the subscription on the current connection */
     unsigned long probe_seq; /* the probe in flight (0: none) */
-    uint64_t probe_sent, probe_published, probe_ok; /* monotonic ms (published: Redis ran it) */
+    uint64_t probe_sent, probe_published, probe_ok; /* monotonic ms (published: its reply came) */
     uint64_t probe_rtt;      /* ms, of the last probe that came back */
-    unsigned sub_gen;        /* bumped on every subscriber connection */
     struct fr_redis_wait_s *waits; /* publishes stored, waiting for their WAIT (redis_wait.c) */
     int wait_in_flight;      /* a WAIT is sent and not answered */
     redisAsyncContext *cmd, *sub;
