@@ -123,9 +123,19 @@ struct batch_s {
     item_ref_t *refs;   /* owned: the context of each event's callback */
     size_t n, pending;
     int many;
-    int status;         /* worst outcome so far: 0, -1 (unavailable), -2 (invalid) */
+    int status;         /* worst outcome so far: 0, then -2 (invalid), -1 (unavailable),
+                         * -3 (stored but not confirmed: the client must hear of it) */
     char err[200];
 };
+
+/* 503 for events that may have been stored: the message says so (a client that publishes
+ * again may publish twice; one that gives up may have published after all). */
+static void respond_uncertain(fr_exchange_t *x, const char *msg) {
+    size_t len;
+    char *body = fr_http_error_body(msg, &len);
+    fr_exchange_respond(x, 503, "application/json", "Retry-After: 2\r\n", body, len);
+    free(body);
+}
 
 static void batch_done(batch_t *b) {
     if (--b->pending > 0)
@@ -135,6 +145,8 @@ static void batch_done(batch_t *b) {
         if (b->status == FR_PUB_UNAVAILABLE)
             fr_exchange_respond(x, 503, "application/json", "Retry-After: 2\r\n",
                             "{\"error\":\"the broker is unavailable\"}", 37);
+        else if (b->status == FR_PUB_UNCERTAIN)
+            respond_uncertain(x, b->err);
         else if (b->status < 0)
             fr_exchange_respond_error(x, 400, b->err);
         else
@@ -152,7 +164,8 @@ static void on_item_published(void *ctx, int status, fr_id_t id, const char *err
     if (status == 0) {
         FR_BUMP(b->metrics->published[ref->prio], 1);
         b->ids[ref->index] = id;
-    } else if (b->status == 0 || status == -1) {
+    } else if (b->status == 0 || status == FR_PUB_UNCERTAIN ||
+               (status == FR_PUB_UNAVAILABLE && b->status != FR_PUB_UNCERTAIN)) {
         b->status = status;
         snprintf(b->err, sizeof b->err, "%s", err ? err : "not published");
     }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "broker/redis.h"
 #include "server/worker.h"
 #include "core/shared_dict.h"
 #include "lua/vm.h"
@@ -34,6 +35,16 @@ static int check_app(const char *app) {
         for (size_t i = 0; i < errs.n; i++)
             fprintf(stderr, "%s\n", errs.items[i]);
         fr_errors_free(&errs);
+        fr_shared_shutdown();
+        return 1;
+    }
+    char err[512];
+    if (strcmp(vm->config.broker, "memory") != 0 &&
+        fr_redis_url_check(vm->config.broker, err, sizeof err) < 0) {
+        /* The app file's own check passed: this is the server's parser, which has the last
+         * word on the URL. */
+        fprintf(stderr, "%s: %s\n", app, err);
+        fr_vm_release(vm);
         fr_shared_shutdown();
         return 1;
     }

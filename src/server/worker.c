@@ -293,7 +293,7 @@ static int worker_wire(fr_worker_t *w, fr_hub_t *process_hub, size_t nworkers) {
         w->own_hub_ready = 1;
         char err[256];
         w->broker = fr_redis_broker_new(w->loop, &w->own_hub, cfg->broker, cfg->replay_events,
-                                        cfg->replay_ms, err, sizeof err);
+                                        cfg->replay_ms, &w->metrics, err, sizeof err);
         if (!w->broker) {
             fprintf(stderr, "freshet: %s\n", err);
             return -1;
