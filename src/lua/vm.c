@@ -58,7 +58,10 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
         vm->mem_used -= osize;
         return vm->base_alloc(vm->base_ud, ptr, osize, 0);
     }
-    if (nsize > osize && vm->mem_limit && vm->mem_used + (nsize - osize) > vm->mem_limit)
+    /* The limit holds while a script runs (where running out is a Lua error the hook's caller
+     * catches); what C does around hooks (references, request tables) must not fail. */
+    if (nsize > osize && vm->mem_limit && vm->call_depth > 0 &&
+        vm->mem_used + (nsize - osize) > vm->mem_limit)
         return NULL;
     void *q = vm->base_alloc(vm->base_ud, ptr, osize, nsize);
     if (q)
@@ -83,7 +86,6 @@ static void count_memory_stop(fr_vm_t *vm) {
 #define FR_HOOK_SLICE 10000
 
 static void on_budget(lua_State *L, lua_Debug *ar) {
-    (void)ar;
     fr_vm_t *vm = fr_lua_get_vm(L);
     vm->slices++;
     if ((uint64_t)vm->slices * FR_HOOK_SLICE >= vm->config.budget) {
@@ -91,6 +93,11 @@ static void on_budget(lua_State *L, lua_Debug *ar) {
         vm->budget_stops++;
         if (vm->host)
             FR_BUMP(vm->host->metrics->lua_budget_stops, 1);
+        /* The line is known only here: once a coroutine has unwound, its frame says -1. */
+        lua_getinfo(L, "Sl", ar);
+        if (ar->currentline > 0)
+            luaL_error(L, "%s:%d: instruction budget exceeded (the hook ran too long)",
+                       ar->short_src, ar->currentline);
         luaL_error(L, "instruction budget exceeded (the hook ran too long)");
     }
 }
