@@ -38,8 +38,8 @@ description = {
   detailed = [[
 freshet serves Server-Sent Events from a C core and lets small Lua scripts decide who may
 connect, which topics each connection follows and which events it sees. This rock holds the
-Lua modules that app files and route scripts require (freshet, freshet.app, freshet.jwt,
-freshet.request) and freshet.test, a harness that runs route scripts under busted (with
+Lua modules that app files and route scripts require (freshet, freshet.app, freshet.http,
+freshet.jwt, freshet.request) and freshet.test, a harness that runs route scripts under busted (with
 freshet.fakecore, its stand-in for the server's C half, and freshet.native, the server's own
 checks built as a C module).
 ]],
@@ -56,6 +56,7 @@ build = {
     ["freshet"] = "lua/freshet/init.lua",
     ["freshet.app"] = "lua/freshet/app.lua",
     ["freshet.fakecore"] = "lua/freshet/fakecore.lua",
+    ["freshet.http"] = "lua/freshet/http.lua",
     ["freshet.jwt"] = "lua/freshet/jwt.lua",
     ["freshet.request"] = "lua/freshet/request.lua",
     ["freshet.test"] = "lua/freshet/test.lua",

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Starts a starter app on the in-memory broker: set-up (packages, configure, build), then run.
-# Usage: scripts/run-example.sh [chat|ticker|notifications|dashboard] [--listen HOST:PORT]
+# Usage: scripts/run-example.sh [chat|ticker|notifications|dashboard|workspace] [--listen HOST:PORT]
+# An example that ships a backend.py (the app's own backend, which its route scripts call) gets
+# it started beside freshet on 127.0.0.1:3001, and stopped with it.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 name="chat"
@@ -21,4 +23,11 @@ if [ -f "$example_lines" ]; then
     sed "s|127.0.0.1:3000|$listen|g" "$example_lines"
 fi
 echo
-exec "$root/build/freshet" "$app" "$@"
+backend="$root/scripts/examples/$name/backend.py"
+if [ ! -f "$backend" ]; then
+    exec "$root/build/freshet" "$app" "$@"
+fi
+python3 "$backend" --port 3001 &
+backend_pid=$!
+trap 'kill "$backend_pid" 2>/dev/null || true' EXIT INT TERM
+"$root/build/freshet" "$app" "$@"

@@ -82,11 +82,120 @@ function checks.replay(v)
   end
 end
 
+-- The broker URL, read the way the server reads it (src/broker/redis_url.c), so that a mistake
+-- is reported with the app file's line:
+--   redis://[[user]:password@]host[:port][/db][?params]
+--   redis-sentinel://[[user]:password@]host[:port][,host[:port]...]/master-name[/db][?params]
+--   unix:///path[?params]
+--   params: replicas=N (0-100) and wait=MS (1-60000, with replicas), joined by '&'
+local BROKER_FORMS = "\"memory\", \"redis://[user:password@]host:port[/db]\", " ..
+  "\"redis-sentinel://host:port[,host:port...]/master-name[/db]\" or \"unix:///path\" " ..
+  "(each with an optional ?replicas=N&wait=MS)"
+
+local function broker_num(s, min, max)
+  if not s:match("^%d+$") or #s > 9 then return nil end
+  local n = tonumber(s)
+  if n < min or n > max then return nil end
+  return n
+end
+
+local function broker_params(q, url)
+  local replicas, wait = 0, nil
+  if q == "" then return end
+  for param in (q .. "&"):gmatch("([^&]*)&") do
+    local k, val = param:match("^([^=]*)=?(.*)$")
+    if param == "" then
+      fail(("broker: empty parameter in %q"):format(url))
+    elseif k == "replicas" then
+      replicas = broker_num(val, 0, 100)
+      if not replicas then
+        fail(("broker: replicas must be a whole number from 0 to 100 in %q"):format(url))
+      end
+    elseif k == "wait" then
+      wait = broker_num(val, 1, 60000)
+      if not wait then fail(("broker: wait must be milliseconds from 1 to 60000 in %q"):format(url)) end
+    else
+      fail(("broker: unknown parameter '%s' in %q (known: replicas, wait)"):format(k, url))
+    end
+  end
+  if wait and replicas == 0 then
+    fail(("broker: wait= only means something with replicas=N, in %q"):format(url))
+  end
+end
+
+local function broker_hostport(s, allow_empty, url)
+  local host, port -- port: nil when there is none
+  if s:sub(1, 1) == "[" then
+    local after
+    host, after = s:match("^%[([^%]]+)%](.*)$")
+    if not host then fail(("broker: bad IPv6 address in %q (write it as [addr]:port)"):format(url)) end
+    if after ~= "" then
+      if after:sub(1, 1) ~= ":" then fail(("broker: unexpected text after ']' in %q"):format(url)) end
+      port = after:sub(2)
+    end
+  else
+    local colon = s:find(":", 1, true)
+    host = colon and s:sub(1, colon - 1) or s
+    port = colon and s:sub(colon + 1) or nil
+  end
+  if host:find("[@/?,]") or host:find("[^\33-\126]") or (host:find(":", 1, true) and s:sub(1, 1) ~= "[") then
+    fail(("broker: bad host name in %q"):format(url))
+  end
+  if host == "" and not allow_empty then
+    fail(("broker: a Sentinel address without a host in %q"):format(url))
+  end
+  if #host >= 256 then fail("broker: host name too long") end
+  if port and not broker_num(port, 1, 65535) then fail(("broker: bad port in %q"):format(url)) end
+end
+
+local function broker_db(s, url)
+  if not broker_num(s, 0, 1000) then fail(("broker: bad database number in %q"):format(url)) end
+end
+
 function checks.broker(v)
   check_type("broker", v, "string")
-  if v ~= "memory" and not v:match("^redis://") and not v:match("^unix:///") then
-    fail(("broker must be \"memory\", \"redis://[user:password@]host:port[/db]\" or \"unix:///path\", got %q"):format(v))
+  if v == "memory" then return end
+  -- Neither the parameters nor a host or master name hold '@': the last one ends the password.
+  local at = v:match(".*()@")
+  local q = v:find("?", at or 1, true)
+  local base = q and v:sub(1, q - 1) or v
+  if q then broker_params(v:sub(q + 1), v) end
+  if base:match("^unix://") then
+    if not base:match("^unix:///.") then
+      fail(("broker: unix:// wants an absolute path, got %q"):format(v))
+    end
+    return
   end
+  local sentinel = base:match("^redis%-sentinel://") ~= nil
+  if not sentinel and not base:match("^redis://") then
+    fail(("broker must be %s, got %q"):format(BROKER_FORMS, v))
+  end
+  local rest = base:sub(sentinel and 18 or 9)
+  if at and at <= #base then rest = base:sub(at + 1) end
+  if not sentinel then
+    local hostport, db = rest:match("^([^/]*)/?(.*)$")
+    broker_hostport(hostport, true, v)
+    if db ~= "" then broker_db(db, v) end
+    return
+  end
+  local hosts, name, db = rest:match("^([^/]+)/([^/]*)/?(.*)$")
+  if not hosts then
+    fail(("broker: expected redis-sentinel://host:port[,host:port...]/master-name[/db], got %q"):format(v))
+  end
+  local n = 0
+  for hp in (hosts .. ","):gmatch("([^,]*),") do
+    n = n + 1
+    if n > 16 then fail(("broker: at most 16 Sentinels in %q"):format(v)) end
+    broker_hostport(hp, false, v)
+  end
+  if name == "" then
+    fail(("broker: the master name is missing in %q (redis-sentinel://host:port/master-name)"):format(v))
+  end
+  if name:find("[,@#]") or name:find("[^\33-\126]") then
+    fail(("broker: bad master name in %q"):format(v))
+  end
+  if #name > 200 then fail("broker: master name too long") end
+  if db ~= "" then broker_db(db, v) end
 end
 
 function checks.tiers(v)
@@ -121,9 +230,10 @@ end
 
 function checks.timeouts(v)
   check_type("timeouts", v, "table")
-  check_keys("timeouts", v, { headers = true, idle = true })
+  check_keys("timeouts", v, { headers = true, idle = true, hook = true })
   if v.headers ~= nil then check_positive("timeouts.headers", v.headers) end
   if v.idle ~= nil then check_positive("timeouts.idle", v.idle) end
+  if v.hook ~= nil then check_positive("timeouts.hook", v.hook) end
 end
 
 function checks.poll_timeout(v) check_positive("poll_timeout", v) end
@@ -147,7 +257,8 @@ end
 
 function checks.limits(v)
   check_type("limits", v, "table")
-  check_keys("limits", v, { body = true, headers = true, streams_at = true })
+  check_keys("limits", v, { body = true, headers = true, streams_at = true,
+    backend_response = true, backend_calls = true, backend_idle = true, calls_per_hook = true })
   if v.streams_at ~= nil then
     check_type("limits.streams_at", v.streams_at, "number")
     if v.streams_at <= 0 or v.streams_at > 1 then
@@ -156,6 +267,10 @@ function checks.limits(v)
   end
   if v.body ~= nil then check_int("limits.body", v.body, 0) end
   if v.headers ~= nil then check_int("limits.headers", v.headers, 1024) end
+  if v.backend_response ~= nil then check_int("limits.backend_response", v.backend_response, 1024) end
+  if v.backend_calls ~= nil then check_int("limits.backend_calls", v.backend_calls, 1) end
+  if v.backend_idle ~= nil then check_int("limits.backend_idle", v.backend_idle, 0) end
+  if v.calls_per_hook ~= nil then check_int("limits.calls_per_hook", v.calls_per_hook, 1) end
 end
 
 -- tls = { cert = "cert.pem", key = "key.pem" }: the listener speaks HTTPS. Paths are relative

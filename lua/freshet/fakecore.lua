@@ -18,6 +18,9 @@ local M = {}
 local IN_FILTER = "cannot publish from a filter (it runs during a delivery): use "
   .. "freshet.after(0, function() … end)"
 local LOADING = "cannot publish while the app file is loading (publish from a hook or a timer)"
+-- src/lua/task.h's FR_TASK_CANNOT_WAIT.
+local CANNOT_WAIT = "cannot wait here: waiting functions work in auth, topics, tier, publish, "
+  .. "message and timers, not in filter (it runs per delivery) or while the app file loads"
 
 local Timer = {}
 Timer.__index = Timer
@@ -107,6 +110,22 @@ local function new_core(srv)
   end
 
   function core.now() return srv.clock end
+
+  -- Waiting functions: the fake server answers at once. A sleep moves the clock (timers that
+  -- fall due meanwhile do not fire: srv:advance does that); a backend call goes to the stub
+  -- set with srv:on_http.
+  function core.can_wait()
+    if srv._delivering or srv._loading then return false, CANNOT_WAIT end
+    return true
+  end
+
+  function core.sleep(ms) srv.clock = srv.clock + ms end
+
+  function core.http_request(method, url, headers, body, timeout)
+    return srv:_http(method, url, headers, body, timeout)
+  end
+
+  function core.http_response(res) return res end
 
   return core
 end

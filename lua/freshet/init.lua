@@ -20,6 +20,12 @@ local function arg_error(fn, n, name, expected, got)
   error(("freshet.%s: bad argument #%d '%s' (%s expected, got %s)"):format(fn, n, name, expected, got), 3)
 end
 
+-- Waiting functions say where they cannot wait at the script's line.
+local function need_wait(name)
+  local ok, why = core.can_wait()
+  if not ok then error(("freshet.%s: %s"):format(name, why), 3) end
+end
+
 local priorities = { critical = true, normal = true, telemetry = true }
 
 --- Publishes `data` (string, or table sent as JSON) on `topic`; returns the event id.
@@ -64,6 +70,17 @@ function M.after(ms, fn)
   return core.timer("after", ms, fn)
 end
 
+--- Waits `ms` milliseconds without holding up the worker: the hook (auth, topics, tier,
+--- publish, message, a timer) goes on afterwards. Not in filter, nor while the app file loads.
+function M.sleep(ms)
+  need_core("sleep")
+  if type(ms) ~= "number" or ms ~= ms or ms < 0 or ms == math.huge then
+    arg_error("sleep", 1, "ms", "a number of milliseconds >= 0", type(ms) == "number" and tostring(ms) or type(ms))
+  end
+  need_wait("sleep")
+  core.sleep(ms)
+end
+
 --- Logs a line at level debug, info, warn or error; the other arguments are joined by spaces.
 function M.log(level, ...)
   need_core("log")
@@ -91,7 +108,8 @@ if core then M.shared = core.shared end
 
 -- Library modules load on first use: an app that never touches them pays nothing for them,
 -- and freshet.request stays usable in a plain Lua that lacks the C module freshet.jwt needs.
-local library = { jwt = "freshet.jwt", request = "freshet.request", presence = "freshet.presence" }
+local library = { jwt = "freshet.jwt", request = "freshet.request", presence = "freshet.presence",
+                  http = "freshet.http" }
 setmetatable(M, {
   __index = function(t, key)
     local name = library[key]

@@ -268,6 +268,7 @@ function M.server(opts)
     published = {}, -- every event published, in order (event tables, plus raw and json)
     logs = {},      -- { level, message, where } for each freshet.log line
     timers = {},    -- every timer created
+    http_calls = {}, -- every freshet.http.request call, in order (see srv:on_http)
     errors = {},    -- Lua errors the server would have logged (from route:open/post, filters)
     streams = {},   -- streams opened with route:open and not closed
     routes = {},    -- by pattern, when loaded from an app
@@ -427,6 +428,51 @@ function Server:advance(ms)
   end
   self.clock = target
   return calls
+end
+
+--- Answers the scripts' freshet.http.request calls: handler(req) gets { method, url, headers,
+--- body, timeout } and returns a response { status = 200, headers = {}, body = "" } (a table
+--- body is sent as JSON) or nil, err ("timeout", "connection refused", …). handler may also
+--- be a table of responses keyed by "METHOD url" or by url; a call it has no entry for gets
+--- nil, "connection refused". Every call is recorded in srv.http_calls.
+function Server:on_http(handler)
+  if type(handler) ~= "function" and type(handler) ~= "table" then
+    arg_error("on_http", 1, "handler", "function or table", type(handler))
+  end
+  self.http_handler = handler
+end
+
+local function stub_response(res, where)
+  if type(res) ~= "table" then
+    fail("on_http", where .. " must return a response table or nil, err; got " .. type(res), 0)
+  end
+  local out = { status = res.status or 200, headers = {}, body = res.body or "" }
+  if type(out.status) ~= "number" then fail("on_http", where .. ": status must be a number", 0) end
+  for k, v in pairs(res.headers or {}) do out.headers[tostring(k):lower()] = tostring(v) end
+  if type(out.body) == "table" then
+    out.body = cjson.encode(out.body)
+    out.headers["content-type"] = out.headers["content-type"] or "application/json"
+  end
+  return out
+end
+
+function Server:_http(method, url, headers, body, timeout)
+  local req = { method = method, url = url, headers = headers or {}, body = body, timeout = timeout }
+  self.http_calls[#self.http_calls + 1] = req
+  local h = self.http_handler
+  if h == nil then
+    error(("freshet.test: the script called freshet.http.request (%s %s) and this server has no "
+      .. "stub: srv:on_http(function(req) return { status = 200, body = ... } end)"):format(method, url), 0)
+  end
+  local res, err
+  if type(h) == "function" then
+    res, err = h(req)
+  else
+    res = h[method .. " " .. url] or h[url]
+    if res == nil then err = "connection refused" end
+  end
+  if res == nil then return nil, err or "connection refused" end
+  return stub_response(res, "the on_http stub for " .. method .. " " .. url)
 end
 
 --- The timers that have not been cancelled or run out.
@@ -871,8 +917,8 @@ local function read_item(route, item)
   return { topic = topic, event = name, priority = priority or "normal", data = data, json = json }
 end
 
---- Runs a POST through the server's steps — auth, body decoding, publish, the event checks,
---- tier — and publishes the events. Returns { status = 201, id = "<id>" } (or ids = { ... }
+--- Runs a POST through the server's steps — auth, tier, body decoding, publish, the event
+--- checks — and publishes the events. Returns { status = 201, id = "<id>" } (or ids = { ... }
 --- when the hook returned a list), with events = the published event tables; or
 --- { status, error } as the client would see it (500s also carry reason). body is a string
 --- (default ""); for a body = "json" route it may also be a table, taken as already decoded.
@@ -882,6 +928,9 @@ function Route:post(req, body)
   if body == nil then body = "" end
   local who, refused = run_auth(self, req)
   if not who then return refused end
+  -- The server asks tier before it reads the body and calls publish (src/app/publish.c).
+  local tier_ok, tier = self:_guard("tier", Route.tier, self, req, who)
+  if not tier_ok then return internal(tier) end
   if self.hooks.body == "json" and type(body) == "string" then
     if body == "" then return { status = 400, error = "invalid JSON body: the body is empty" } end
     local ok, value = pcall(cjson.decode, body)
@@ -925,8 +974,6 @@ function Route:post(req, body)
     end
     items[i] = it
   end
-  local tier_ok, tier = self:_guard("tier", Route.tier, self, req, who)
-  if not tier_ok then return internal(tier) end
   local ids, events = {}, {}
   for i, it in ipairs(items) do
     ids[i] = srv:_call(srv._publish, srv, it.topic, it.data, it.event, it.priority, it.json)

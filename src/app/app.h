@@ -43,7 +43,7 @@ void fr_app_handle(void *ctx, fr_exchange_t *x);
 
 /* A stream route: runs the open stages (app/open.c). Takes req_ref. */
 void fr_app_open(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, int req_ref);
-/* A publish route (app/publish.c). Borrows req_ref. */
+/* A publish route (app/publish.c). Takes req_ref. */
 void fr_app_publish(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, int req_ref);
 /* A file under a static route's directory (app/static.c). */
 void fr_app_static(fr_exchange_t *x, const fr_route_t *route, const char *path, size_t path_len);

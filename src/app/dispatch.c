@@ -229,7 +229,6 @@ static void run_script_route(fr_app_t *app, fr_exchange_t *x, match_t *m, const 
         fr_app_open(app, x, r, req_ref);
     } else {
         fr_app_publish(app, x, r, req_ref);
-        luaL_unref(L, LUA_REGISTRYINDEX, req_ref);
     }
 }
 

@@ -4,16 +4,18 @@
  *   transport → capacity → auth → topics → tier → on_slow → Last-Event-ID → join → start
  *
  * A stage goes on to the next, answers the request and stops, or waits: it returns
- * STAGE_WAIT and whatever it waits for calls open_run again on a later loop turn (the join
- * does this when the broker answers over the network). While a stage waits, the context is
- * the connection's writer: if the client leaves, the context learns it and the next stage
- * frees everything instead of answering. */
+ * STAGE_WAIT and whatever it waits for calls open_run again on a later loop turn. The hooks
+ * (auth, topics, tier) wait when the script waits (freshet.sleep, freshet.http.request: see
+ * app/hookcall.h); the join waits when the broker answers over the network. While a stage
+ * waits, the open is the exchange's writer: a client that leaves cancels the hook's wait and
+ * frees the open, or, during a join, the join's answer frees it instead of answering. */
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "app/app.h"
+#include "app/hookcall.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "lua/hooks.h"
@@ -24,6 +26,8 @@ typedef enum { STAGE_NEXT, STAGE_WAIT, STAGE_DONE } stage_result_t;
 
 typedef struct open_s open_t;
 typedef stage_result_t (*stage_fn)(open_t *o);
+/* Reads a hook's results from the VM's stack. */
+typedef stage_result_t (*reader_fn)(open_t *o);
 
 struct open_s {
     fr_app_t *app;
@@ -35,6 +39,9 @@ struct open_s {
     int running;                   /* open_run is on the stack */
     int waiting;                   /* a stage waits for a callback */
     int gone;                      /* the client left while a stage waited */
+    fr_hookcall_t hc;              /* the hook that waits, if one does */
+    reader_fn reader;              /* what reads its results */
+    const char *hook;              /* its name */
     /* What the stages found; each moves into the stream once it exists. */
     const fr_transport_t *tp;
     void *tp_state;                /* owned: the transport's state */
@@ -155,19 +162,60 @@ static stage_result_t stage_capacity(open_t *o) {
     return STAGE_DONE;
 }
 
-static stage_result_t stage_auth(open_t *o) {
+/* ---- hooks, which may wait ----------------------------------------------------------------- */
+
+static stage_result_t run_hook(open_t *o, const char *what, int nargs, int nresults,
+                               reader_fn read) {
+    int rc = fr_hookcall_run(&o->hc, o->vm, o->route, what, nargs, nresults);
+    if (rc == FR_TASK_WAIT) {
+        o->reader = read;
+        o->hook = what;
+        return STAGE_WAIT;
+    }
+    if (rc != FR_TASK_OK) {
+        fr_hookcall_refuse(o->x, rc, what);
+        return STAGE_DONE;
+    }
+    return read(o);
+}
+
+static void on_hook_done(fr_hookcall_t *hc, int status) {
+    open_t *o = FR_CONTAINER_OF(hc, open_t, hc);
+    stage_result_t r = STAGE_DONE;
+    if (status == FR_TASK_OK)
+        r = o->reader(o);
+    else
+        fr_hookcall_refuse(o->x, status, o->hook);
+    if (r == STAGE_DONE)
+        open_free(o);
+    else
+        open_run(o);
+}
+
+static void on_hook_dropped(fr_hookcall_t *hc) {
+    open_free(FR_CONTAINER_OF(hc, open_t, hc));
+}
+
+static stage_result_t read_auth(open_t *o) {
     char msg[256];
-    int status = fr_hook_auth(o->vm, o->route, o->req_ref, &o->who_ref, msg, sizeof msg);
+    int status = fr_hook_read_auth(o->vm, o->route, &o->who_ref, msg, sizeof msg);
     if (status)
         return refuse(o, status, msg);
     o->who_id = fr_hook_who_id(o->vm, o->who_ref);
     return STAGE_NEXT;
 }
 
-static stage_result_t stage_topics(open_t *o) {
+static stage_result_t stage_auth(open_t *o) {
+    int nargs = fr_hook_push_auth(o->vm, o->route, o->req_ref);
+    if (nargs)
+        return run_hook(o, "auth", nargs, 3, read_auth);
+    o->who_ref = fr_hook_anonymous(o->vm);
+    return STAGE_NEXT;
+}
+
+static stage_result_t read_topics(open_t *o) {
     const char *msg;
-    switch (fr_hook_topics(o->vm, o->route, o->req_ref, o->who_ref, LUA_NOREF, &o->topics,
-                           &o->ntopics, &msg)) {
+    switch (fr_hook_read_topics(o->vm, o->route, &o->topics, &o->ntopics, &msg)) {
     case FR_TOPICS_OK: return STAGE_NEXT;
     case FR_TOPICS_BAD_NAME:
         return refuse(o, 400, "the request names an invalid topic (CR, LF, NUL or not UTF-8)");
@@ -175,9 +223,14 @@ static stage_result_t stage_topics(open_t *o) {
     }
 }
 
-static stage_result_t stage_tier(open_t *o) {
+static stage_result_t stage_topics(open_t *o) {
+    int nargs = fr_hook_push_topics(o->vm, o->route, o->req_ref, o->who_ref, LUA_NOREF);
+    return run_hook(o, "topics", nargs, 1, read_topics);
+}
+
+static stage_result_t read_tier(open_t *o) {
     fr_app_t *app = o->app;
-    if (fr_hook_tier(o->vm, o->route, app->config, o->req_ref, o->who_ref, &o->tier) < 0)
+    if (fr_hook_read_tier(o->vm, o->route, app->config, &o->tier) < 0)
         return refuse_500(o);
     if (!o->tier)
         return STAGE_NEXT;
@@ -190,6 +243,13 @@ static stage_result_t stage_tier(open_t *o) {
     fr_app_count_limited(app, o->tier);
     fr_app_too_many(o->x, retry_after, "new streams");
     return STAGE_DONE;
+}
+
+static stage_result_t stage_tier(open_t *o) {
+    int nargs = fr_hook_push_tier(o->vm, o->route, o->req_ref, o->who_ref);
+    if (!nargs)
+        return STAGE_NEXT;
+    return run_hook(o, "tier", nargs, 1, read_tier);
 }
 
 static stage_result_t stage_slow(open_t *o) {
@@ -337,5 +397,8 @@ void fr_app_open(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, int r
     o->route = route;
     o->req_ref = req_ref;
     o->who_ref = LUA_NOREF;
+    o->hc.x = x;
+    o->hc.done = on_hook_done;
+    o->hc.dropped = on_hook_dropped;
     open_run(o);
 }

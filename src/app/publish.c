@@ -1,10 +1,12 @@
-/* Publish routes: POST body → auth → publish(req, body, who) → events → 201 with the ids. */
+/* Publish routes: POST body → auth → tier → publish(req, body, who) → events → 201 with the
+ * ids. Each hook may wait (app/hookcall.h); the request is held until the broker answered. */
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "app/app.h"
+#include "app/hookcall.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "lua/hooks.h"
@@ -121,9 +123,19 @@ struct batch_s {
     item_ref_t *refs;   /* owned: the context of each event's callback */
     size_t n, pending;
     int many;
-    int status;         /* worst outcome so far: 0, -1 (unavailable), -2 (invalid) */
+    int status;         /* worst outcome so far: 0, then -2 (invalid), -1 (unavailable),
+                         * -3 (stored but not confirmed: the client must hear of it) */
     char err[200];
 };
+
+/* 503 for events that may have been stored: the message says so (a client that publishes
+ * again may publish twice; one that gives up may have published after all). */
+static void respond_uncertain(fr_exchange_t *x, const char *msg) {
+    size_t len;
+    char *body = fr_http_error_body(msg, &len);
+    fr_exchange_respond(x, 503, "application/json", "Retry-After: 2\r\n", body, len);
+    free(body);
+}
 
 static void batch_done(batch_t *b) {
     if (--b->pending > 0)
@@ -133,6 +145,8 @@ static void batch_done(batch_t *b) {
         if (b->status == FR_PUB_UNAVAILABLE)
             fr_exchange_respond(x, 503, "application/json", "Retry-After: 2\r\n",
                             "{\"error\":\"the broker is unavailable\"}", 37);
+        else if (b->status == FR_PUB_UNCERTAIN)
+            respond_uncertain(x, b->err);
         else if (b->status < 0)
             fr_exchange_respond_error(x, 400, b->err);
         else
@@ -150,40 +164,12 @@ static void on_item_published(void *ctx, int status, fr_id_t id, const char *err
     if (status == 0) {
         FR_BUMP(b->metrics->published[ref->prio], 1);
         b->ids[ref->index] = id;
-    } else if (b->status == 0 || status == -1) {
+    } else if (b->status == 0 || status == FR_PUB_UNCERTAIN ||
+               (status == FR_PUB_UNAVAILABLE && b->status != FR_PUB_UNCERTAIN)) {
         b->status = status;
         snprintf(b->err, sizeof b->err, "%s", err ? err : "not published");
     }
     batch_done(b);
-}
-
-/* Runs publish(req, body, who), leaving its three results on the stack. Returns 0, or -1
- * after answering (a body that is not JSON, a script error). */
-static int run_hook(fr_vm_t *vm, fr_exchange_t *x, const fr_route_t *route, int req_ref,
-                    int who_ref) {
-    lua_State *L = vm->L;
-    fr_vm_push_hook(vm, route, FR_HOOK_PUBLISH);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, req_ref);
-    const char *body = x->req.body ? x->req.body : "";
-    if (route->body_json) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, vm->decode_ref);
-        lua_pushlstring(L, body, x->req.body_len);
-        if (x->req.body_len == 0 || lua_pcall(L, 1, 1, 0) != 0) {
-            char msg[256];
-            snprintf(msg, sizeof msg, "invalid JSON body: %s",
-                     x->req.body_len == 0 ? "the body is empty" : lua_tostring(L, -1));
-            fr_exchange_respond_error(x, 400, msg);
-            return -1;
-        }
-    } else {
-        lua_pushlstring(L, body, x->req.body_len);
-    }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, who_ref);
-    if (fr_vm_call(vm, route, "publish", 3, 3) != 0) {
-        fr_exchange_respond_error(x, 500, "internal error");
-        return -1;
-    }
-    return 0;
 }
 
 /* The hook's refusal (nil, status, message) at r, answered. Returns -1; a result that is no
@@ -241,32 +227,6 @@ static int read_events(fr_vm_t *vm, const fr_route_t *route, int r, pub_item_t *
     return 0;
 }
 
-/* The tier's publish bucket (critical events bypass it: alerts must get through a flood).
- * Returns 0, or -1 after answering 429 or 500. */
-static int take_tokens(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, int req_ref,
-                       int who_ref, const pub_item_t *items, size_t n) {
-    const fr_tier_t *tier = NULL;
-    if (fr_hook_tier(app->vm, route, app->config, req_ref, who_ref, &tier) < 0) {
-        fr_exchange_respond_error(x, 500, "internal error");
-        return -1;
-    }
-    if (!tier)
-        return 0;
-    double cost = 0;
-    for (size_t i = 0; i < n; i++)
-        cost += items[i].prio != FR_PRIO_CRITICAL;
-    char client[300];
-    unsigned retry_after;
-    fr_hook_client_id(app->vm, who_ref, x->remote, client, sizeof client);
-    if (cost > 0 && fr_ratelimit_take(app->limits, FR_RL_PUBLISH, tier, client, cost,
-                                      fr_mono_ms(), &retry_after) < 0) {
-        fr_app_count_limited(app, tier);
-        fr_app_too_many(x, retry_after, "publishes");
-        return -1;
-    }
-    return 0;
-}
-
 /* Hands every event to the broker; the answer waits until it stored them all (at once for
  * memory). */
 static void publish_all(fr_app_t *app, fr_exchange_t *x, const pub_item_t *items, size_t n,
@@ -291,44 +251,202 @@ static void publish_all(fr_app_t *app, fr_exchange_t *x, const pub_item_t *items
     batch_done(b);
 }
 
-void fr_app_publish(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, int req_ref) {
-    fr_vm_t *vm = app->vm;
-    lua_State *L = vm->L;
-    int base = lua_gettop(L);
-    int who_ref = LUA_NOREF;
-    char refusal[256];
-    int refused = fr_hook_auth(vm, route, req_ref, &who_ref, refusal, sizeof refusal);
-    if (refused) {
-        fr_exchange_respond_error(x, refused, refusal);
-        return;
+/* One publish request on its way through its hooks. */
+typedef struct {
+    fr_app_t *app;
+    fr_exchange_t *x;        /* held until the hooks are done */
+    fr_vm_t *vm;             /* one reference: a reload lets the request finish on its scripts */
+    const fr_route_t *route; /* borrowed from vm */
+    int req_ref;             /* owned */
+    int who_ref;             /* owned */
+    const fr_tier_t *tier;
+    size_t step;
+    fr_hookcall_t hc;
+} pubreq_t;
+
+/* A step pushes its hook and arguments (returns how many arguments; 0 when the route has no
+ * such hook, -1 after answering), then reads the results (0 to go on, -1 after answering). */
+typedef struct {
+    const char *what;
+    int nresults;
+    int (*push)(pubreq_t *p);
+    int (*read)(pubreq_t *p);
+} step_t;
+
+static int push_auth(pubreq_t *p) {
+    int nargs = fr_hook_push_auth(p->vm, p->route, p->req_ref);
+    if (!nargs)
+        p->who_ref = fr_hook_anonymous(p->vm);
+    return nargs;
+}
+
+static int read_auth(pubreq_t *p) {
+    char msg[256];
+    int status = fr_hook_read_auth(p->vm, p->route, &p->who_ref, msg, sizeof msg);
+    if (status) {
+        fr_exchange_respond_error(p->x, status, msg);
+        return -1;
     }
+    return 0;
+}
+
+static int push_tier(pubreq_t *p) {
+    return fr_hook_push_tier(p->vm, p->route, p->req_ref, p->who_ref);
+}
+
+static int read_tier(pubreq_t *p) {
+    if (fr_hook_read_tier(p->vm, p->route, p->app->config, &p->tier) < 0) {
+        fr_exchange_respond_error(p->x, 500, "internal error");
+        return -1;
+    }
+    return 0;
+}
+
+/* publish(req, body, who); a body route that is not JSON is answered 400 here. */
+static int push_publish(pubreq_t *p) {
+    fr_vm_t *vm = p->vm;
+    lua_State *L = vm->L;
+    fr_exchange_t *x = p->x;
+    fr_vm_push_hook(vm, p->route, FR_HOOK_PUBLISH);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->req_ref);
+    const char *body = x->req.body ? x->req.body : "";
+    if (p->route->body_json) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, vm->decode_ref);
+        lua_pushlstring(L, body, x->req.body_len);
+        if (x->req.body_len == 0 || lua_pcall(L, 1, 1, 0) != 0) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "invalid JSON body: %s",
+                     x->req.body_len == 0 ? "the body is empty" : lua_tostring(L, -1));
+            lua_pop(L, 3);
+            fr_exchange_respond_error(x, 400, msg);
+            return -1;
+        }
+    } else {
+        lua_pushlstring(L, body, x->req.body_len);
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, p->who_ref);
+    return 3;
+}
+
+/* The tier's publish bucket (critical events bypass it: alerts must get through a flood).
+ * Returns 0, or -1 after answering 429. */
+static int take_tokens(pubreq_t *p, const pub_item_t *items, size_t n) {
+    if (!p->tier)
+        return 0;
+    double cost = 0;
+    for (size_t i = 0; i < n; i++)
+        cost += items[i].prio != FR_PRIO_CRITICAL;
+    char client[300];
+    unsigned retry_after;
+    fr_hook_client_id(p->vm, p->who_ref, p->x->remote, client, sizeof client);
+    if (cost > 0 && fr_ratelimit_take(p->app->limits, FR_RL_PUBLISH, p->tier, client, cost,
+                                      fr_mono_ms(), &retry_after) < 0) {
+        fr_app_count_limited(p->app, p->tier);
+        fr_app_too_many(p->x, retry_after, "publishes");
+        return -1;
+    }
+    return 0;
+}
+
+/* The events publish returned (its three results on the top of the stack), checked, counted
+ * against the tier and handed to the broker. Always answers: returns -1. */
+static int read_publish(pubreq_t *p) {
+    fr_vm_t *vm = p->vm;
+    lua_State *L = vm->L;
+    fr_exchange_t *x = p->x;
+    int r = lua_gettop(L) - 2, base = r - 1;
     pub_item_t *items = NULL;
-    if (run_hook(vm, x, route, req_ref, who_ref) < 0)
-        goto out;
-    int r = base + 1;
     if (!lua_istable(L, r)) {
-        answer_refusal(L, x, route, r);
+        answer_refusal(L, x, p->route, r);
         goto out;
     }
     lua_settop(L, r);
     size_t n = 0;
     int many = 0;
     const char *msg = NULL;
-    int status = read_events(vm, route, r, &items, &n, &many, &msg);
+    int status = read_events(vm, p->route, r, &items, &n, &many, &msg);
     if (status) {
         fr_exchange_respond_error(x, status, status == 500 ? "internal error" : msg);
         goto out;
     }
-    if (take_tokens(app, x, route, req_ref, who_ref, items, n) < 0)
+    if (take_tokens(p, items, n) < 0)
         goto out;
-    if (!app->broker->ops->ready(app->broker)) {
+    if (!p->app->broker->ops->ready(p->app->broker)) {
         fr_exchange_respond(x, 503, "application/json", "Retry-After: 2\r\n",
-                        "{\"error\":\"the broker is unavailable: nothing was published\"}", 60);
+                            "{\"error\":\"the broker is unavailable: nothing was published\"}",
+                            60);
         goto out;
     }
-    publish_all(app, x, items, n, many);
+    publish_all(p->app, x, items, n, many);
 out:
     free(items);
-    luaL_unref(L, LUA_REGISTRYINDEX, who_ref);
     lua_settop(L, base);
+    return -1;
+}
+
+static const step_t steps[] = {{"auth", 3, push_auth, read_auth},
+                               {"tier", 1, push_tier, read_tier},
+                               {"publish", 3, push_publish, read_publish}};
+
+static void pubreq_free(pubreq_t *p) {
+    lua_State *L = p->vm->L;
+    luaL_unref(L, LUA_REGISTRYINDEX, p->req_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, p->who_ref);
+    fr_vm_release(p->vm);
+    p->x->ops->release(p->x);
+    free(p);
+}
+
+static void pubreq_run(pubreq_t *p) {
+    for (; p->step < FR_ARRAY_LEN(steps); p->step++) {
+        const step_t *st = &steps[p->step];
+        int nargs = st->push(p);
+        if (nargs < 0)
+            break;
+        if (nargs == 0)
+            continue;
+        int rc = fr_hookcall_run(&p->hc, p->vm, p->route, st->what, nargs, st->nresults);
+        if (rc == FR_TASK_WAIT)
+            return;
+        if (rc != FR_TASK_OK) {
+            fr_hookcall_refuse(p->x, rc, st->what);
+            break;
+        }
+        if (st->read(p) < 0)
+            break;
+    }
+    pubreq_free(p);
+}
+
+static void on_hook_done(fr_hookcall_t *hc, int status) {
+    pubreq_t *p = FR_CONTAINER_OF(hc, pubreq_t, hc);
+    const step_t *st = &steps[p->step];
+    if (status != FR_TASK_OK)
+        fr_hookcall_refuse(p->x, status, st->what);
+    else if (st->read(p) == 0) {
+        p->step++;
+        pubreq_run(p);
+        return;
+    }
+    pubreq_free(p);
+}
+
+static void on_hook_dropped(fr_hookcall_t *hc) {
+    pubreq_free(FR_CONTAINER_OF(hc, pubreq_t, hc));
+}
+
+void fr_app_publish(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, int req_ref) {
+    pubreq_t *p = fr_calloc(1, sizeof *p);
+    p->app = app;
+    p->x = x;
+    x->ops->hold(x);
+    p->vm = app->vm;
+    fr_vm_retain(p->vm);
+    p->route = route;
+    p->req_ref = req_ref;
+    p->who_ref = LUA_NOREF;
+    p->hc.x = x;
+    p->hc.done = on_hook_done;
+    p->hc.dropped = on_hook_dropped;
+    pubreq_run(p);
 }

@@ -33,8 +33,11 @@ typedef struct {
 } fr_pub_t;
 
 /* Told once the event is stored: status 0 with its id; FR_PUB_UNAVAILABLE when the broker
- * cannot take it (answer 503: nothing was stored); FR_PUB_INVALID with a message (400). */
-enum { FR_PUB_UNAVAILABLE = -1, FR_PUB_INVALID = -2 };
+ * cannot take it (answer 503: nothing was stored); FR_PUB_INVALID with a message (400);
+ * FR_PUB_UNCERTAIN with a message when the event was stored but not confirmed as durable as
+ * asked (Redis ?replicas=N: fewer replicas had it in time), so it may still be delivered or
+ * be lost (503 with the message: never a 201). */
+enum { FR_PUB_UNAVAILABLE = -1, FR_PUB_INVALID = -2, FR_PUB_UNCERTAIN = -3 };
 typedef void (*fr_published_cb)(void *ctx, int status, fr_id_t id, const char *err);
 
 /* What a join found for one topic. */
@@ -79,6 +82,10 @@ typedef struct {
     void (*presence)(fr_broker_t *b, const char *topic, fr_presence_t *out);
     /* 1 while publishes and joins can succeed. */
     int (*ready)(const fr_broker_t *b);
+    /* What /health shows of this broker beyond kind and status: JSON members, each preceded
+     * by a comma (",\"primary\":\"h:6379\""), into buf; returns their length (< cap).
+     * NULL when there is nothing more to say. */
+    size_t (*health)(const fr_broker_t *b, char *buf, size_t cap);
     /* Periodic upkeep (the time window of replay). */
     void (*sweep)(fr_broker_t *b);
     /* Stops: pending joins and publishes are told of the failure; the memory is freed once

@@ -1,7 +1,8 @@
 /* The Redis broker (see broker/redis.h): its fr_broker_ops_t, creating and freeing it,
- * publishing, and joins. The connections are in broker/redis_conn.c, the topics this node
- * follows in broker/redis_follow.c, presence in broker/redis_presence.c; what they share is in
- * broker/redis_private.h. */
+ * publishing, and joins. The URL is parsed in broker/redis_url.c, the connections are in
+ * broker/redis_conn.c (and the Sentinels in broker/redis_sentinel.c), replica confirmations in
+ * broker/redis_wait.c, the topics this node follows in broker/redis_follow.c, presence in
+ * broker/redis_presence.c; what they share is in broker/redis_private.h. */
 #include "broker/redis_private.h"
 
 #include <hiredis/hiredis.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/json.h"
 #include "base/log.h"
 #include "base/util.h"
 
@@ -75,11 +77,10 @@ static fr_event_t *event_from_entry(const char *topic, const redisReply *entry) 
 }
 
 static void on_resume_reply(redisAsyncContext *ac, void *reply, void *priv) {
-    (void)ac;
     join_t *j = priv;
     redisReply *rep = reply;
     if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != j->n) {
-        if (rep && rep->type == REDIS_REPLY_ERROR)
+        if (rep && rep->type == REDIS_REPLY_ERROR && !fr_redis_conn_check_reply(ac->data, rep))
             fr_error("redis: freshet_resume failed: %s", rep->str);
         fr_redis_join_fail(j);
         return;
@@ -165,84 +166,24 @@ static join_t *join_new(fr_redis_t *r, char *const *topics, const fr_id_t *after
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
 
-static int parse_url(fr_redis_t *r, const char *url, char *err, size_t errlen) {
-    if (strncmp(url, "unix://", 7) == 0) {
-        if (url[7] != '/') {
-            snprintf(err, errlen, "broker: unix:// wants an absolute path, got '%s'", url);
-            return -1;
-        }
-        r->unix_path = fr_strdup(url + 7);
-        return 0;
-    }
-    if (strncmp(url, "redis://", 8) != 0) {
-        snprintf(err, errlen, "broker: expected memory, redis://host:port[/db] or unix:///path");
-        return -1;
-    }
-    const char *p = url + 8, *at = strrchr(p, '@');
-    if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        if (colon) {
-            if (colon > p)
-                r->user = fr_strndup(p, (size_t)(colon - p));
-            r->password = fr_strndup(colon + 1, (size_t)(at - colon - 1));
-        } else {
-            r->password = fr_strndup(p, (size_t)(at - p));
-        }
-        p = at + 1;
-    }
-    const char *slash = strchr(p, '/');
-    size_t hostport = slash ? (size_t)(slash - p) : strlen(p);
-    char hp[256];
-    if (hostport >= sizeof hp) {
-        snprintf(err, errlen, "broker: host name too long");
-        return -1;
-    }
-    memcpy(hp, p, hostport);
-    hp[hostport] = '\0';
-    r->port = 6379;
-    char *colon = strrchr(hp, ':');
-    if (colon) {
-        *colon = '\0';
-        char *end;
-        long port = strtol(colon + 1, &end, 10);
-        if (*end || port <= 0 || port > 65535) {
-            snprintf(err, errlen, "broker: bad port in '%s'", url);
-            return -1;
-        }
-        r->port = (int)port;
-    }
-    snprintf(r->host, sizeof r->host, "%s", hp[0] ? hp : "127.0.0.1");
-    if (slash && slash[1]) {
-        char *end;
-        long db = strtol(slash + 1, &end, 10);
-        if (*end || db < 0 || db > 1000) {
-            snprintf(err, errlen, "broker: bad database number in '%s'", url);
-            return -1;
-        }
-        r->db = (int)db;
-    }
-    return 0;
-}
-
 static const fr_broker_ops_t redis_ops;
 
 fr_broker_t *fr_redis_broker_new(uv_loop_t *loop, fr_hub_t *hub, const char *url,
-                                 size_t replay_events, uint64_t replay_ms, char *err,
-                                 size_t errlen) {
+                                 size_t replay_events, uint64_t replay_ms, fr_metrics_t *metrics,
+                                 char *err, size_t errlen) {
     fr_redis_t *r = fr_calloc(1, sizeof *r);
+    if (fr_redis_url_parse(url, &r->url, err, errlen) < 0) {
+        free(r);
+        return NULL;
+    }
     r->base.ops = &redis_ops;
     r->base.hub = hub;
     r->base.slot = 0;
     r->loop = loop;
     r->replay_events = replay_events;
     r->replay_ms = replay_ms;
-    if (parse_url(r, url, err, errlen) < 0) {
-        free(r->unix_path);
-        free(r->user);
-        free(r->password);
-        free(r);
-        return NULL;
-    }
+    r->metrics = metrics;
+    r->primary = r->url.addr; /* redis-sentinel://: replaced by what the Sentinels say */
     fr_htable_init(&r->follows);
     fr_list_init(&r->watches);
     unsigned char rnd[8];
@@ -252,12 +193,13 @@ fr_broker_t *fr_redis_broker_new(uv_loop_t *loop, fr_hub_t *hub, const char *url
     }
     for (int i = 0; i < 8; i++)
         snprintf(r->node + 2 * i, 3, "%02x", rnd[i]);
-    uv_timer_t *timers[] = {&r->cmd_retry, &r->sub_retry, &r->tick};
-    for (int i = 0; i < 3; i++) {
+    uv_timer_t *timers[] = {&r->cmd_retry, &r->sub_retry, &r->tick, &r->failover,
+                            &r->sentinel.timer};
+    for (size_t i = 0; i < FR_ARRAY_LEN(timers); i++) {
         uv_timer_init(loop, timers[i]);
         timers[i]->data = r;
     }
-    r->handles_open = 3;
+    r->handles_open = (int)FR_ARRAY_LEN(timers);
     hub->on_follow = fr_redis_on_follow;
     hub->follow_ctx = r;
     fr_redis_conn_start(r);
@@ -271,9 +213,7 @@ static void on_timer_closed(uv_handle_t *h) {
     fr_redis_follow_free_all(r);
     fr_htable_close(&r->follows);
     fr_redis_presence_free(r);
-    free(r->unix_path);
-    free(r->user);
-    free(r->password);
+    fr_redis_url_free(&r->url);
     free(r);
 }
 
@@ -284,25 +224,47 @@ static void redis_free(fr_broker_t *b) {
     /* Streams that close after this must not reach a broker that is going away. */
     r->base.hub->on_follow = NULL;
     r->base.hub->follow_ctx = NULL;
-    /* Freeing the contexts answers every pending command with a NULL reply: publishes and
-     * joins hear of the failure; nothing reconnects once `closing` is set. */
+    /* Nothing reconnects once `closing` is set; pending publishes and joins hear of the
+     * failure. */
     r->closing = 1;
-    redisAsyncContext *cmd = r->cmd, *sub = r->sub;
-    r->cmd = r->sub = NULL;
-    r->cmd_ready = r->sub_ready = 0;
-    if (cmd)
-        redisAsyncFree(cmd);
-    if (sub)
-        redisAsyncFree(sub);
-    fr_redis_follow_fail_waiters(r);
-    uv_close((uv_handle_t *)&r->cmd_retry, on_timer_closed);
-    uv_close((uv_handle_t *)&r->sub_retry, on_timer_closed);
-    uv_close((uv_handle_t *)&r->tick, on_timer_closed);
+    fr_redis_conn_stop(r);
+    uv_timer_t *timers[] = {&r->cmd_retry, &r->sub_retry, &r->tick, &r->failover,
+                            &r->sentinel.timer};
+    for (size_t i = 0; i < FR_ARRAY_LEN(timers); i++)
+        uv_close((uv_handle_t *)timers[i], on_timer_closed);
 }
 
 static int redis_ready(const fr_broker_t *b) {
     const fr_redis_t *r = (const fr_redis_t *)b;
     return r->cmd_ready && r->sub_ready;
+}
+
+/* /health: where the primary is, whether the subscriber hears its probes, and the counts of
+ * what went wrong (this worker's). */
+static size_t redis_health(const fr_broker_t *b, char *buf, size_t cap) {
+    const fr_redis_t *r = (const fr_redis_t *)b;
+    char primary[300] = "null";
+    if (r->url.unix_path)
+        fr_json_write_string(primary, sizeof primary, r->url.unix_path, strlen(r->url.unix_path));
+    else if (r->have_primary || !r->url.sentinel) {
+        char hp[280];
+        snprintf(hp, sizeof hp, "%s:%d", r->primary.host, r->primary.port);
+        fr_json_write_string(primary, sizeof primary, hp, strlen(hp));
+    }
+    const fr_metrics_t *m = r->metrics;
+    unsigned long failovers = m ? m->redis_failovers : 0, probes = m ? m->redis_probe_failures : 0;
+    unsigned long losses = m ? m->redis_sub_losses : 0, unconfirmed = m ? m->redis_unconfirmed : 0;
+    int n = snprintf(buf, cap,
+                     ",\"primary\":%s,\"subscriber\":\"%s\",\"probe_ms\":%llu,"
+                     "\"probe_failures\":%lu,\"subscriber_losses\":%lu,\"failovers\":%lu",
+                     primary, r->sub_ready && r->probe_subscribed ? "ok" : "down",
+                     (unsigned long long)r->probe_rtt, probes, losses, failovers);
+    if (n > 0 && (size_t)n < cap && r->url.sentinel)
+        n += snprintf(buf + n, cap - (size_t)n, ",\"sentinels\":%zu", r->url.nsentinels);
+    if (n > 0 && (size_t)n < cap && r->url.replicas)
+        n += snprintf(buf + n, cap - (size_t)n, ",\"replicas\":%u,\"unconfirmed\":%lu",
+                      r->url.replicas, unconfirmed);
+    return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 }
 
 /* ---- publishing --------------------------------------------------------------------------- */
@@ -313,20 +275,22 @@ typedef struct {
 } pub_t;
 
 static void on_published(redisAsyncContext *ac, void *reply, void *priv) {
-    (void)ac;
     pub_t *p = priv;
     redisReply *rep = reply;
     fr_id_t id = {0, 0};
-    if (!rep)
-        p->cb(p->ctx, FR_PUB_UNAVAILABLE, id, "the connection to Redis was lost");
+    if (!rep) /* sent, maybe run: the client must not take it for "not published" */
+        p->cb(p->ctx, FR_PUB_UNCERTAIN, id, "the connection to Redis was lost before it "
+                                            "answered: the event may have been stored");
     else if (rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "freshet_publish:"))
         p->cb(p->ctx, FR_PUB_INVALID, id, rep->str); /* the function refused the event: 400 */
-    else if (rep->type == REDIS_REPLY_ERROR)
-        p->cb(p->ctx, FR_PUB_UNAVAILABLE, id, rep->str); /* OOM, readonly…: 503 */
+    else if (rep->type == REDIS_REPLY_ERROR) {
+        fr_redis_conn_check_reply(ac->data, rep); /* READONLY, LOADING: a failover */
+        p->cb(p->ctx, FR_PUB_UNAVAILABLE, id, rep->str); /* OOM, READONLY…: 503 */
+    }
     else if (parse_id(rep, &id) < 0)
         p->cb(p->ctx, FR_PUB_UNAVAILABLE, id, "unexpected reply from Redis");
     else
-        p->cb(p->ctx, 0, id, NULL);
+        fr_redis_wait_confirm(ac->data, p->cb, p->ctx, id); /* ?replicas=N: after WAIT */
     free(p);
 }
 
@@ -399,6 +363,7 @@ static const fr_broker_ops_t redis_ops = {
     .position = redis_position,
     .presence = fr_redis_presence,
     .ready = redis_ready,
+    .health = redis_health,
     .sweep = redis_sweep,
     .free = redis_free,
 };

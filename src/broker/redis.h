@@ -9,7 +9,8 @@
  * Two connections per worker: one for commands, one in subscribe mode. Both reconnect with
  * exponential backoff and jitter; when the subscriber comes back, each followed topic is
  * filled from its Stream from the last id this node delivered, so local streams see no gap.
- * When the Stream no longer holds that id, the hub is told the topic was lost (fr_hub_lose). */
+ * When the Stream no longer holds that id, the hub is told the topic was lost (fr_hub_lose).
+ * With redis-sentinel:// the primary's address comes from Sentinels and follows failovers. */
 #ifndef FR_BROKER_REDIS_H
 #define FR_BROKER_REDIS_H
 
@@ -18,16 +19,26 @@
 #include <uv.h>
 
 #include "broker/broker.h"
+#include "core/metrics.h"
 
 typedef struct fr_redis_s fr_redis_t;
 
-/* Parses redis://[user:password@]host:port[/db] or unix:///path and starts connecting on loop.
- * `hub` (borrowed; it must outlive the broker's streams) is this node's one-slot hub: the
- * broker fans what Redis delivers out through it. Returns NULL with a message in err for a
- * malformed URL. */
+/* Parses the URL (see fr_redis_url_check) and starts connecting on loop. `hub` (borrowed; it
+ * must outlive the broker's streams) is this node's one-slot hub: the broker fans what Redis
+ * delivers out through it. `metrics` (borrowed) are the worker's counters, where the broker
+ * counts failovers, probe failures and unconfirmed publishes. Returns NULL with a message in
+ * err for a malformed URL. */
 fr_broker_t *fr_redis_broker_new(uv_loop_t *loop, fr_hub_t *hub, const char *url,
-                                 size_t replay_events, uint64_t replay_ms, char *err,
-                                 size_t errlen);
+                                 size_t replay_events, uint64_t replay_ms, fr_metrics_t *metrics,
+                                 char *err, size_t errlen);
+
+/* Checks a Redis broker URL without connecting; 0, or -1 with a message in err:
+ *   redis://[[user]:password@]host[:port][/db][?params]
+ *   redis-sentinel://[[user]:password@]host[:port][,host[:port]...]/master-name[/db][?params]
+ *   unix:///path[?params]
+ *   params: replicas=N (0-100: a publish waits until N replicas have it), wait=MS (1-60000,
+ *           default 1000: for at most that long) */
+int fr_redis_url_check(const char *url, char *err, size_t errlen);
 
 /* The Redis function library that every node loads (FUNCTION LOAD REPLACE). */
 extern const char fr_redis_library[];

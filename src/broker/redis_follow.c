@@ -3,7 +3,8 @@
  * quick re-follow. Joins wait here until Redis confirms their subscriptions, so every event
  * after their replay arrives live. After the subscriber reconnects, each followed topic is
  * refilled from its Stream from the last id this node delivered, and the live events that
- * arrive meanwhile are held until the refill is delivered. */
+ * arrive meanwhile are held until the refill is delivered; when the primary lost events this
+ * node delivered (a failover), the lost stretch is recorded so resumes into it get 416. */
 #include "broker/redis_private.h"
 
 #include <hiredis/hiredis.h>
@@ -127,6 +128,8 @@ void fr_redis_follow_fail_waiters(fr_redis_t *r) {
     for (follow_t *f; (f = fr_redis_follow_of(fr_htable_iter_next(&it)));) {
         f->subscribed = 0;
         f->unsubscribing = 0;
+        f->fill_gen = 0; /* a fill in flight is void: the next subscription starts another */
+        f->refill = 0;
         follow_release_held(r, f, 0);
         while (f->nwaiters) {
             join_t *j = f->waiters[f->nwaiters - 1];
@@ -138,53 +141,184 @@ void fr_redis_follow_fail_waiters(fr_redis_t *r) {
     }
 }
 
-/* ---- refills after a reconnect ------------------------------------------------------------- */
+/* ---- refills after a reconnect -------------------------------------------------------------
+ * A fill reads the Stream after the last id this node delivered (stage FROM_LAST). When Redis
+ * does not hold that id:
+ *   - stale (older than what Redis holds, or Redis came back empty): read from the Stream's
+ *     start (FROM_START) to tell which; if events this node never delivered are gone, the
+ *     topic is lost (fr_hub_lose: its streams end and resume through Last-Event-ID);
+ *   - invalid (Redis holds events around it, or only older ones): this node delivered an
+ *     event that the primary it now talks to never got, a failover without ?replicas=N. The
+ *     lost stretch is recorded in Redis (MARK, below), so a resume into it answers 416 or
+ *     reset instead of 400 and no id in it is ever issued again; then the fill goes on from
+ *     the id (AFTER_MARK).
+ * Live events of the topic wait behind a fill in flight (`refilling`); while a fill waits for
+ * the command connection (`refill`) they are dropped, since the fill will read them. */
+
+enum { FROM_LAST, AFTER_MARK, FROM_START };
 
 typedef struct {
     fr_redis_t *r;
-    char *topic;    /* owned */
-    int from_start; /* second attempt, from the start of the Stream */
+    char *topic; /* owned */
+    char *after; /* owned: the id the fill reads after */
+    int stage;
+    unsigned gen; /* the follow's fill_gen when this fill started */
 } refill_t;
 
-static void refill_from(fr_redis_t *r, const char *topic, const char *after, int from_start);
+/* The follow this fill is for, unless the fill was overtaken (the subscriber came back and a
+ * newer fill started) or the broker is going. */
+static follow_t *refill_follow(const refill_t *rf) {
+    follow_t *f = rf->r->closing ? NULL : follow_find(rf->r, rf->topic);
+    return f && f->fill_gen == rf->gen ? f : NULL;
+}
+
+static void refill_from(fr_redis_t *r, const char *topic, const char *after, int stage);
+
+/* Records in Redis that every event up to `after` that it does not hold is lost: the Stream's
+ * last-generated and max-deleted ids (XSETID) and the topic's hash (last, evicted) rise to it,
+ * as if those events had been trimmed. One atomic script: KEYS Stream, hash; ARGV the id. */
+static const char mark_lost_script[] =
+    "local function parse(id)\n"
+    "  local ms, seq = string.match(id, '^(%d+)-(%d+)$')\n"
+    "  return tonumber(ms), tonumber(seq)\n"
+    "end\n"
+    "local function less(a, b)\n"
+    "  local am, as = parse(a)\n"
+    "  local bm, bs = parse(b)\n"
+    "  return am < bm or (am == bm and as < bs)\n"
+    "end\n"
+    "local s, m, x = KEYS[1], KEYS[2], ARGV[1]\n"
+    "if not parse(x) then return redis.error_reply('bad id') end\n"
+    "if redis.call('EXISTS', s) == 1 then\n"
+    "  local info = redis.call('XINFO', 'STREAM', s)\n"
+    "  local lastgen, maxdel = '0-0', '0-0'\n"
+    "  for i = 1, #info, 2 do\n"
+    "    if info[i] == 'last-generated-id' then lastgen = info[i + 1] end\n"
+    "    if info[i] == 'max-deleted-entry-id' then maxdel = info[i + 1] end\n"
+    "  end\n"
+    "  if less(lastgen, x) then lastgen = x end\n"
+    "  if less(maxdel, x) then maxdel = x end\n"
+    "  redis.call('XSETID', s, lastgen, 'MAXDELETEDID', maxdel)\n"
+    "end\n"
+    "local last = redis.call('HGET', m, 'last')\n"
+    "if not last or less(last, x) then redis.call('HSET', m, 'last', x) end\n"
+    "local ev = redis.call('HGET', m, 'evicted')\n"
+    "if not ev or less(ev, x) then redis.call('HSET', m, 'evicted', x) end\n"
+    "return 1\n";
+
+static void refill_done(refill_t *rf) {
+    free(rf->topic);
+    free(rf->after);
+    free(rf);
+}
+
+/* The fill could not run (the command connection went, or Redis answered badly): held live
+ * events are dropped, and the fill runs again once the command connection is ready. */
+static void refill_later(fr_redis_t *r, follow_t *f) {
+    if (!f)
+        return;
+    follow_release_held(r, f, 0);
+    if (f->wanted && f->subscribed)
+        f->refill = 1;
+}
+
+static void on_marked(redisAsyncContext *ac, void *reply, void *priv) {
+    (void)ac;
+    refill_t *rf = priv;
+    fr_redis_t *r = rf->r;
+    redisReply *rep = reply;
+    follow_t *f = refill_follow(rf);
+    if (!f) {
+        refill_done(rf);
+        return;
+    }
+    if (!rep) {
+        refill_later(r, f);
+    } else if (rep->type == REDIS_REPLY_ERROR) {
+        /* Without the mark the fill still tells new from lost by reading from the start. */
+        fr_warn("redis: cannot record the events of '%s' lost after %s: %s", rf->topic,
+                rf->after, rep->str);
+        refill_from(r, rf->topic, "0-0", FROM_START);
+    } else {
+        refill_from(r, rf->topic, rf->after, AFTER_MARK);
+    }
+    refill_done(rf);
+}
+
+static void mark_lost(fr_redis_t *r, refill_t *rf) {
+    fr_warn("redis: the primary does not hold event %s of '%s', which this node delivered: "
+            "events were lost in a failover; resumes into the lost stretch get 416 or reset",
+            rf->after, rf->topic);
+    size_t n = strlen(rf->topic) + 8;
+    char *s = fr_malloc(n), *m = fr_malloc(n);
+    snprintf(s, n, "fr:{%s}:s", rf->topic);
+    snprintf(m, n, "fr:{%s}:m", rf->topic);
+    refill_t *next = fr_calloc(1, sizeof *next);
+    next->r = r;
+    next->topic = fr_strdup(rf->topic);
+    next->after = fr_strdup(rf->after);
+    next->gen = rf->gen;
+    if (!r->cmd_ready || redisAsyncCommand(r->cmd, on_marked, next, "EVAL %s 2 %s %s %s",
+                                           mark_lost_script, s, m, rf->after) != REDIS_OK) {
+        refill_later(r, refill_follow(rf));
+        refill_done(next);
+    }
+    free(s);
+    free(m);
+}
 
 /* After a reconnect: deliver what the Stream holds beyond what this node delivered. */
 static void on_refill(void *ctx, fr_join_t *res) {
     refill_t *rf = ctx;
     fr_redis_t *r = rf->r;
-    follow_t *f = r->closing ? NULL : follow_find(r, rf->topic);
-    int again = 0;
-    if (!res->error && !r->closing && res->ntopics == 1) {
-        fr_join_topic_t *t = &res->topics[0];
-        for (size_t k = 0; k < t->nevents; k++)
-            fr_hub_deliver(r->base.hub, t->events[k]);
-        if (t->status != FR_JOIN_OK && !rf->from_start) {
-            /* Redis no longer knows this node's last id: it came back without it (then all it
-             * holds is new here) or trimmed past it. Read from its start to tell which. */
-            again = 1;
-        } else if (t->status != FR_JOIN_OK) {
-            fr_warn("redis: events of '%s' were trimmed while this node's subscription was "
-                    "down; its streams end and resume through Last-Event-ID", rf->topic);
+    follow_t *f = refill_follow(rf);
+    if (!f) {
+        fr_join_free(res);
+        refill_done(rf);
+        return;
+    }
+    if (res->error || res->ntopics != 1) {
+        fr_join_free(res);
+        refill_later(r, f);
+        refill_done(rf);
+        return;
+    }
+    fr_join_topic_t *t = &res->topics[0];
+    for (size_t k = 0; k < t->nevents; k++)
+        fr_hub_deliver(r->base.hub, t->events[k]);
+    int status = t->status;
+    fr_join_free(res);
+    if (status == FR_JOIN_INVALID && rf->stage == FROM_LAST) {
+        mark_lost(r, rf);
+    } else if (status != FR_JOIN_OK && rf->stage != FROM_START) {
+        /* Redis no longer knows this node's last id: it came back without it (then all it
+         * holds is new here) or trimmed past it. Read from its start to tell which. */
+        refill_from(r, rf->topic, "0-0", FROM_START);
+    } else {
+        if (status != FR_JOIN_OK) {
+            fr_warn("redis: events of '%s' were trimmed or lost while this node's subscription "
+                    "was down; its streams end and resume through Last-Event-ID", rf->topic);
             fr_hub_lose(r->base.hub, rf->topic);
         }
-    }
-    fr_join_free(res);
-    if (again)
-        refill_from(r, rf->topic, "0-0", 1);
-    else if (f)
         follow_release_held(r, f, 1);
-    free(rf->topic);
-    free(rf);
+    }
+    refill_done(rf);
 }
 
-static void refill_from(fr_redis_t *r, const char *topic, const char *after, int from_start) {
+static void refill_from(fr_redis_t *r, const char *topic, const char *after, int stage) {
     follow_t *f = follow_find(r, topic);
-    if (f)
-        f->refilling = 1;
+    if (!f)
+        return;
+    f->refilling = 1;
+    f->refill = 0;
     refill_t *rf = fr_calloc(1, sizeof *rf);
+    if (stage == FROM_LAST)
+        f->fill_gen = ++r->fills;
+    rf->gen = f->fill_gen;
     rf->r = r;
     rf->topic = fr_strdup(topic);
-    rf->from_start = from_start;
+    rf->after = fr_strdup(after);
+    rf->stage = stage;
     join_t *j = fr_calloc(1, sizeof *j);
     j->r = r;
     j->n = 1;
@@ -199,22 +333,23 @@ static void refill_from(fr_redis_t *r, const char *topic, const char *after, int
 }
 
 static void refill(fr_redis_t *r, follow_t *f) {
+    f->refill = 0;
     fr_topic_t *t = fr_hub_find(r->base.hub, f->topic);
-    if (!t)
+    if (!t) {
+        follow_release_held(r, f, 1); /* nothing here to fill */
         return;
+    }
     char idbuf[FR_ID_MAX_LEN];
     fr_id_format(t->last, idbuf);
-    refill_from(r, f->topic, idbuf, 0);
+    refill_from(r, f->topic, idbuf, FROM_LAST);
 }
 
 void fr_redis_follow_refill_pending(fr_redis_t *r) {
     fr_htable_iter_t it;
     fr_htable_iter_init(&r->follows, &it);
     for (follow_t *f; (f = fr_redis_follow_of(fr_htable_iter_next(&it)));) {
-        if (f->refill && f->subscribed) {
-            f->refill = 0;
+        if (f->refill && f->subscribed && !f->refilling)
             refill(r, f);
-        }
     }
 }
 
@@ -258,8 +393,13 @@ static void on_message(fr_redis_t *r, const char *topic, const char *p, size_t l
         return;
     }
     /* While a fill of this topic is in flight, live events wait: delivering one first would
-     * make the hub skip the older events the fill brings. */
+     * make the hub skip the older events the fill brings. While a fill waits for the command
+     * connection, they are dropped: it will read them from the Stream. */
     follow_t *f = follow_find(r, topic);
+    if (f && f->refill && !f->refilling) {
+        fr_event_release(ev);
+        return;
+    }
     if (f && f->refilling) {
         f->held = fr_realloc(f->held, (f->nheld + 1) * sizeof *f->held);
         f->held[f->nheld++] = ev;
@@ -292,14 +432,10 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv) {
         return;
     if (strcmp(kind, "subscribe") == 0) {
         f->subscribed = 1;
-        /* The fill needs the command connection; if it is not back yet, it runs when it is.
-         * Either way, live events wait behind it from now on. */
-        if (f->refill)
-            f->refilling = 1;
-        if (f->refill && r->cmd_ready) {
-            f->refill = 0;
+        /* The fill needs the command connection; if it is not back yet, it runs when it is
+         * (and the live events until then are read by it). */
+        if (f->refill && r->cmd_ready && !f->refilling)
             refill(r, f);
-        }
         /* Waiters read their replay only now: every event after this point arrives live. */
         while (f->nwaiters) {
             join_t *j = f->waiters[--f->nwaiters];

@@ -1,7 +1,11 @@
 /* What the files of the Redis broker share, and nobody else (other code sees broker/redis.h):
  *
  *   broker/redis.c           the broker: its fr_broker_ops_t, lifecycle, publishing, joins
- *   broker/redis_conn.c      the two connections: hiredis on libuv, reconnects, liveness
+ *   broker/redis_url.c       the URL: the primary's address or the Sentinels', credentials, db
+ *   broker/redis_conn.c      the two connections: hiredis on libuv, reconnects, liveness (PING,
+ *                            the subscriber's probe), failovers (READONLY, LOADING, ROLE)
+ *   broker/redis_sentinel.c  asking Sentinels where the primary is, and following +switch-master
+ *   broker/redis_wait.c      publishes confirmed by N replicas (WAIT) before they are answered
  *   broker/redis_follow.c    the topics this node follows on Redis, refills after a reconnect
  *   broker/redis_presence.c  this node's presence parts and the merged answers
  *   broker/redis_lib.c       the Redis function library every node loads
@@ -18,8 +22,46 @@
 #include "base/hash.h"
 #include "base/list.h"
 #include "broker/redis.h"
+#include "core/metrics.h"
 
 struct join_s;
+
+/* A host (a name or an IP address) and a port. */
+typedef struct {
+    char host[256];
+    int port;
+} fr_redis_addr_t;
+
+/* The broker's URL, parsed (broker/redis_url.c). */
+typedef struct {
+    int sentinel;               /* redis-sentinel:// */
+    fr_redis_addr_t addr;       /* redis://: the one address */
+    char *unix_path;            /* unix://: owned, else NULL */
+    fr_redis_addr_t *sentinels; /* redis-sentinel://: owned */
+    size_t nsentinels;
+    char *master;               /* the master name the Sentinels monitor; owned */
+    char *user, *password;      /* owned, may be NULL */
+    int db;
+    unsigned replicas;          /* a publish is answered once this many replicas have it */
+    unsigned wait_ms;           /* … or after this long (503) */
+} fr_redis_url_t;
+
+/* Talking to the Sentinels (broker/redis_sentinel.c). */
+typedef struct {
+    size_t at;                  /* the Sentinel queries go to (an index in url.sentinels) */
+    redisAsyncContext *q;       /* its query connection, NULL when closed */
+    int asking;                 /* a query is in flight; `timer` is its deadline */
+    unsigned failures;          /* queries failed in a row: the next one waits longer */
+    uint64_t asked_ms;          /* when the last query was sent (monotonic) */
+    size_t sub_at;              /* the Sentinel that tells of +switch-master */
+    redisAsyncContext *s;       /* its subscribed connection, NULL when closed */
+    uint64_t epoch;             /* the newest configuration epoch heard of */
+    int epoch_unknown;          /* a +switch-master arrived: answers of an epoch <= `epoch`
+                                 * come from a Sentinel that has not heard of it yet */
+    uv_timer_t timer;
+} fr_redis_sentinel_t;
+
+struct fr_redis_wait_s;
 
 /* A topic this node follows on Redis (subscribed to its channel). */
 typedef struct follow_s {
@@ -30,6 +72,7 @@ typedef struct follow_s {
     int unsubscribing;       /* UNSUBSCRIBE sent, its reply not yet seen */
     int refill;              /* fill from the Stream once subscribed (after a reconnect) */
     int refilling;           /* a fill is in flight: live messages wait behind it */
+    unsigned fill_gen;       /* the fill in flight; the answer of an older one is ignored */
     fr_event_t **held;       /* owned references: live events that arrived during the fill */
     size_t nheld;
     uint64_t unwanted_since; /* monotonic ms */
@@ -54,18 +97,34 @@ struct fr_redis_s {
     uv_loop_t *loop;
     size_t replay_events;
     uint64_t replay_ms;
-    char host[256];
-    int port;
-    char *unix_path, *user, *password; /* owned, may be NULL */
-    int db;
+    fr_redis_url_t url;
+    fr_redis_addr_t primary; /* where both connections go (redis://: the URL's address) */
+    int have_primary;        /* redis-sentinel://: a Sentinel has told where the primary is */
+    fr_redis_sentinel_t sentinel;
+    fr_metrics_t *metrics;   /* the worker's counters (borrowed) */
+    uv_timer_t failover;     /* runs the failover `failover_why` names, outside hiredis */
+    char failover_why[200];  /* empty unless a failover is pending */
+    /* The subscriber's end-to-end probe: PUBLISH on probe_channel through the command
+     * connection, heard back on the subscriber (redis_conn.c). */
+    char probe_channel[48];
+    int probe_subscribed;    /* Redis confirmed the subscription on the current connection */
+    unsigned long probe_seq; /* the probe in flight (0: none) */
+    uint64_t probe_sent, probe_published, probe_ok; /* monotonic ms (published: its reply came) */
+    uint64_t probe_rtt;      /* ms, of the last probe that came back */
+    struct fr_redis_wait_s *waits; /* publishes stored, waiting for their WAIT (redis_wait.c) */
+    int wait_in_flight;      /* a WAIT is sent and not answered */
     redisAsyncContext *cmd, *sub;
     int cmd_ready, sub_ready;
     int cmd_connecting, sub_connecting; /* an attempt is under way; its timer is its deadline */
+    int cmd_role, sub_role;  /* connected, ROLE not answered yet (redis-sentinel://) */
+    int cmd_wants_addr, sub_wants_addr; /* down, due to connect once a Sentinel answers */
+    uint64_t sub_since;      /* monotonic ms: when the subscriber became ready */
     unsigned cmd_attempt, sub_attempt;
     uv_timer_t cmd_retry, sub_retry, tick;
     int ping_pending;
     uint64_t ping_sent;
     fr_htable_t follows;     /* topic → follow_t, owned through the table */
+    unsigned fills;          /* fills started: each one's number (follow_t.fill_gen) */
     int closing;
     int handles_open;        /* timers still to be closed before the struct is freed */
     char node[17];           /* this node's presence field: random hex */
@@ -77,10 +136,52 @@ static inline follow_t *fr_redis_follow_of(fr_hnode_t *n) {
     return n ? FR_HTABLE_ENTRY(n, follow_t, hnode) : NULL;
 }
 
+/* ---- redis_url.c ---- */
+
+/* Parses a Redis broker URL into u (zeroed first). Returns 0, or -1 with a message in err and
+ * nothing to free. */
+int fr_redis_url_parse(const char *url, fr_redis_url_t *u, char *err, size_t errlen);
+void fr_redis_url_free(fr_redis_url_t *u);
+
 /* ---- redis_conn.c ---- */
 
-/* Starts the once-a-second tick and the first attempts of both connections. */
+/* Starts the once-a-second tick and the first attempts of both connections (with Sentinels:
+ * the first question to them). */
 void fr_redis_conn_start(fr_redis_t *r);
+/* A new hiredis context to addr (NULL: the primary) that authenticates with the URL's
+ * credentials and names itself freshet-<node>-<role>; NULL when it cannot even start. */
+redisAsyncContext *fr_redis_connect(fr_redis_t *r, const fr_redis_addr_t *addr,
+                                    const char *role);
+/* A Sentinel said where the primary is: when that is somewhere else, both connections are
+ * dropped (a failover happened); the ones that are down connect there now. */
+void fr_redis_conn_primary(fr_redis_t *r, const char *host, int port);
+/* Something said the primary is not one any more (READONLY, LOADING, ROLE, a refused
+ * connection): drops both connections and finds the primary again. Safe inside hiredis
+ * callbacks: the work runs from a timer. */
+void fr_redis_conn_failover(fr_redis_t *r, const char *why);
+/* 1 when the reply is an error that means "not a writable primary" (READONLY, LOADING,
+ * MASTERDOWN), after starting a failover; else 0. */
+int fr_redis_conn_check_reply(fr_redis_t *r, const redisReply *rep);
+/* Closes both connections and the probe for good (the broker is freed). */
+void fr_redis_conn_stop(fr_redis_t *r);
+
+/* ---- redis_sentinel.c ---- */
+
+/* Asks a Sentinel where the primary is (unless a question is in flight); the answer goes to
+ * fr_redis_conn_primary. */
+void fr_redis_sentinel_ask(fr_redis_t *r);
+/* Once a second: asks again every few seconds, and keeps a subscription to +switch-master. */
+void fr_redis_sentinel_tick(fr_redis_t *r, uint64_t now);
+/* Closes the Sentinel connections and timer (counted in r->handles_open). */
+void fr_redis_sentinel_stop(fr_redis_t *r);
+
+/* ---- redis_wait.c ---- */
+
+/* A publish Redis stored (id): with ?replicas=N, answers cb once a WAIT says N replicas have
+ * it (or 503 when they did not in time); without, answers now. */
+void fr_redis_wait_confirm(fr_redis_t *r, fr_published_cb cb, void *ctx, fr_id_t id);
+/* The command connection is gone: publishes still waiting are answered 503 (stored, maybe). */
+void fr_redis_wait_fail_all(fr_redis_t *r);
 
 /* ---- redis.c: joins ---- */
 

@@ -65,14 +65,6 @@ size_t fr_id_format(fr_id_t id, char *buf) {
     return n;
 }
 
-int fr_id_cmp(fr_id_t a, fr_id_t b) {
-    if (a.ms != b.ms)
-        return a.ms < b.ms ? -1 : 1;
-    if (a.seq != b.seq)
-        return a.seq < b.seq ? -1 : 1;
-    return 0;
-}
-
 fr_id_t fr_id_next(fr_id_t last, uint64_t now_ms) {
     fr_id_t id;
     if (now_ms > last.ms) {

@@ -25,7 +25,14 @@ int fr_id_parse_list(const char *s, size_t len, fr_id_t *out, size_t max);
 /* Writes the text form and a NUL into buf (FR_ID_MAX_LEN bytes); returns its length. */
 size_t fr_id_format(fr_id_t id, char *buf);
 
-int fr_id_cmp(fr_id_t a, fr_id_t b);
+/* -1, 0 or 1. Inline: every delivery compares the event's id with the stream's position. */
+static inline int fr_id_cmp(fr_id_t a, fr_id_t b) {
+    if (a.ms != b.ms)
+        return a.ms < b.ms ? -1 : 1;
+    if (a.seq != b.seq)
+        return a.seq < b.seq ? -1 : 1;
+    return 0;
+}
 
 /* The next id after `last` at wall-clock `now_ms`: the clock going backwards never makes ids
  * go backwards. */

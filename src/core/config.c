@@ -24,6 +24,11 @@ void fr_config_defaults(fr_config_t *cfg) {
     cfg->default_tier.lag = 1000;
     cfg->header_timeout_ms = 10000;
     cfg->idle_timeout_ms = 60000;
+    cfg->hook_timeout_ms = 5000;
+    cfg->backend_response = 1u << 20;
+    cfg->backend_calls = 256;
+    cfg->backend_idle = 64;
+    cfg->calls_per_hook = 8;
     cfg->drain_ms = 5000;
     cfg->poll_timeout_ms = 25000;
     cfg->workers = 1;

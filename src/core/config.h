@@ -49,6 +49,13 @@ typedef struct {
     fr_tier_t default_tier; /* budgets for streams whose route names no tier */
     uint64_t header_timeout_ms; /* a request must be complete within this (else 408) */
     uint64_t idle_timeout_ms;   /* keep-alive connections idle this long are closed */
+    uint64_t hook_timeout_ms;   /* a hook that waits (network, sleep) ends with 504 after this */
+    /* freshet.http.request: a response's size, calls in flight per worker, calls per hook,
+     * idle keep-alive connections kept per worker and backend host. */
+    size_t backend_response;
+    unsigned backend_calls;
+    unsigned backend_idle;
+    unsigned calls_per_hook;
     uint64_t drain_ms;          /* SIGTERM spreads stream closes over this window */
     uint64_t poll_timeout_ms;   /* a long-poll with nothing to send answers 204 after this */
     int log_json;               /* log lines as JSON objects */

@@ -20,6 +20,16 @@ typedef struct {
     unsigned long resume_invalid; /* answered 400 */
     unsigned long bytes_written;  /* stream bytes handed to the socket */
     unsigned long heartbeats;
+    /* The Redis broker (each worker is a node of its own). The last two are gauges kept as
+     * 0 or 1 by their worker, so their sum is the number of workers in that state. */
+    unsigned long redis_failovers;      /* connections dropped: the primary moved or stopped
+                                         * being one (Sentinel, READONLY, LOADING, ROLE) */
+    unsigned long redis_probe_failures; /* subscriber probes that did not come back */
+    unsigned long redis_sub_losses;     /* subscriber connections lost after being ready */
+    unsigned long redis_unconfirmed;    /* publishes stored but not on ?replicas=N in time */
+    unsigned long redis_primary_up;     /* gauge: the command connection is ready */
+    unsigned long redis_sub_live;       /* gauge: the subscriber is ready and subscribed to
+                                         * its probe channel */
     unsigned long lua_errors;
     unsigned long lua_budget_stops; /* hooks stopped by the instruction budget */
     unsigned long lua_memory_stops; /* hooks stopped by the VM memory limit */

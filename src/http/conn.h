@@ -76,6 +76,8 @@ struct fr_conn_s {
     unsigned streamed : 1;     /* a stream took the connection for good: it logs CLOSED */
     unsigned raw : 1;          /* after a 101: the writer gets what the client sends */
     unsigned parsing : 1;      /* inside llhttp_execute: the parser must stay */
+    unsigned paused : 1;       /* a writer took the answer: what the client sends is held until
+                                * the answer is out (fr_h1_next) */
     unsigned chunked : 1;      /* the current answer's body is chunked */
     unsigned wait : 2;         /* FR_WAIT_*: which deadline list it is on */
     unsigned tls : 1;          /* TLS state follows the struct (conn.c's tls_conn_t) */

@@ -114,9 +114,12 @@ static int on_message_complete(llhttp_t *p) {
     if (!taken(c) && !c->streamed && !c->closing && !c->close_after_write)
         fr_conn_wait(c, FR_WAIT_IDLE);
     /* A stream owns the connection from here, and a closing connection reads no more:
-     * either way, stop parsing what else the client sent. */
-    if (taken(c) || c->streamed || c->closing || c->close_after_write)
+     * either way, stop parsing what else the client sent. So does an answer that waits with
+     * the sink taken (a hook that waits): the next request is read once it is out. */
+    if (taken(c) || c->streamed || c->closing || c->close_after_write) {
+        c->paused = taken(c) && !c->streamed;
         return HPE_PAUSED;
+    }
     return 0;
 }
 
@@ -201,6 +204,7 @@ static void feed(fr_conn_t *c, const char *data, size_t len) {
 }
 
 void fr_h1_next(fr_conn_t *c) {
+    c->paused = 0;
     fr_request_reset(&c->x.req);
     llhttp_resume(c->parser);
     fr_conn_wait(c, FR_WAIT_IDLE);
@@ -336,6 +340,10 @@ void fr_h1_respond(fr_conn_t *c, int status, const char *content_type,
     if (body_len)
         memcpy(resp + hl, body, body_len);
     fr_conn_write(c, resp, hl + body_len);
+    /* The answer of a writer that gave the sink back (a hook that waited): the requests the
+     * client sent meanwhile are read now. */
+    if (c->paused && !taken(c) && !c->closing && !c->close_after_write)
+        fr_h1_next(c);
 }
 
 
@@ -361,7 +369,7 @@ static void h1_data(fr_conn_t *c, const char *data, size_t len) {
     /* An event stream reads only to notice the client leaving. */
     if (c->streamed)
         return;
-    if (taken(c)) {
+    if (taken(c) || c->paused) {
         hold_input(c, data, len);
         return;
     }

@@ -33,14 +33,11 @@ static void h1_head(fr_sink_t *sink, const fr_head_t *h) {
 /* "<hex length>\r\n" without printf: this runs once per write of every stream. */
 static size_t chunk_head(char *out, size_t len) {
     static const char hex[] = "0123456789abcdef";
-    char tmp[16];
-    size_t n = 0;
-    do {
-        tmp[n++] = hex[len & 15];
-        len >>= 4;
-    } while (len);
-    for (size_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
+    size_t n = 1;
+    for (size_t v = len >> 4; v; v >>= 4)
+        n++;
+    for (size_t i = n; i-- > 0; len >>= 4)
+        out[i] = hex[len & 15];
     out[n] = '\r';
     out[n + 1] = '\n';
     return n + 2;
@@ -48,31 +45,24 @@ static size_t chunk_head(char *out, size_t len) {
 
 #define FR_H1_MAX_BUFS 160
 
-static int h1_write(fr_sink_t *sink, const uv_buf_t *bufs, size_t n, fr_sink_done_cb done,
+/* A chunk is framed in the room around the writer's array (sink.h): its head goes in
+ * bufs[-1] (a temporary the connection copies if the write does not leave at once), its end
+ * in bufs[n]. */
+static int h1_write(fr_sink_t *sink, uv_buf_t *bufs, size_t n, size_t len, fr_sink_done_cb done,
                     void *ctx) {
     fr_conn_t *c = conn_of(sink);
     if (c->closing)
         return UV_ECANCELED;
     if (n + 2 > FR_H1_MAX_BUFS)
         return UV_EINVAL;
-    /* framed[0] is kept for the chunk head, filled once the body's length is known. */
-    uv_buf_t framed[FR_H1_MAX_BUFS];
-    char head[24];
-    size_t nf = 1, body = 0;
-    for (size_t i = 0; i < n; i++) {
-        framed[nf++] = bufs[i];
-        body += bufs[i].len;
-    }
-    if (body == 0)
+    if (len == 0)
         return FR_SINK_DONE;
-    uv_buf_t *first = framed + 1;
-    if (c->chunked) {
-        framed[0] = uv_buf_init(head, (unsigned)chunk_head(head, body));
-        framed[nf++] = uv_buf_init((char *)chunk_end, 2);
-        first = framed;
-    }
-    nf -= (size_t)(first - framed);
-    return fr_conn_send(c, first, nf, c->chunked, done, ctx);
+    if (!c->chunked)
+        return fr_conn_send(c, bufs, n, 0, done, ctx);
+    char head[24];
+    bufs[-1] = (uv_buf_t){.base = head, .len = chunk_head(head, len)};
+    bufs[n] = (uv_buf_t){.base = (char *)chunk_end, .len = 2};
+    return fr_conn_send(c, bufs - 1, n + 2, 1, done, ctx);
 }
 
 static size_t h1_queued(const fr_sink_t *sink) {

@@ -12,6 +12,7 @@
 #include "base/util.h"
 #include "lua/native.h"
 #include "lua/shared.h"
+#include "lua/task.h"
 #include "lua/vm.h"
 
 #define VM_KEY "freshet.vm"
@@ -184,7 +185,8 @@ static void on_timer(uv_timer_t *h) {
     if (!vm)
         return;
     lua_rawgeti(vm->L, LUA_REGISTRYINDEX, t->fn_ref);
-    fr_vm_call(vm, NULL, t->repeat ? "every" : "after", 0, 0);
+    /* A run may wait (freshet.http.request): it goes on by itself, owned by the VM. */
+    fr_task_start(vm, NULL, t->repeat ? "every" : "after", 0, 0, NULL, NULL, NULL);
     /* The callback may have cancelled its own timer; t stays allocated until its close. */
     if (!t->repeat)
         timer_stop(t);
@@ -346,6 +348,9 @@ int fr_lua_open_core(lua_State *L) {
     static const luaL_Reg core[] = {{"publish", l_core_publish}, {"encode", l_core_encode},
                                     {"timer", l_core_timer},     {"log", l_core_log},
                                     {"now", l_core_now},         {"metrics", l_core_metrics},
+                                    {"sleep", fr_lua_sleep},     {"can_wait", fr_lua_can_wait},
+                                    {"http_request", fr_lua_http_request},
+                                    {"http_response", fr_lua_http_response},
                                     {NULL, NULL}};
     lua_newtable(L);
     luaL_register(L, NULL, core);

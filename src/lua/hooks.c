@@ -8,20 +8,18 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "core/event.h"
+#include "lua/task.h"
 
-int fr_hook_auth(fr_vm_t *vm, const fr_route_t *route, int req_ref, int *who_ref, char *msg,
-                 size_t msglen) {
-    lua_State *L = vm->L;
-    if (!fr_vm_push_hook(vm, route, FR_HOOK_AUTH)) {
-        lua_newtable(L);
-        *who_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+int fr_hook_push_auth(fr_vm_t *vm, const fr_route_t *route, int req_ref) {
+    if (!fr_vm_push_hook(vm, route, FR_HOOK_AUTH))
         return 0;
-    }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, req_ref);
-    if (fr_vm_call(vm, route, "auth", 1, 3) != 0) {
-        snprintf(msg, msglen, "internal error");
-        return 500;
-    }
+    lua_rawgeti(vm->L, LUA_REGISTRYINDEX, req_ref);
+    return 1;
+}
+
+int fr_hook_read_auth(fr_vm_t *vm, const fr_route_t *route, int *who_ref, char *msg,
+                      size_t msglen) {
+    lua_State *L = vm->L;
     if (lua_istable(L, -3)) {
         lua_pop(L, 2);
         *who_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -40,6 +38,11 @@ int fr_hook_auth(fr_vm_t *vm, const fr_route_t *route, int req_ref, int *who_ref
     snprintf(msg, msglen, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "not allowed");
     lua_pop(L, 3);
     return status;
+}
+
+int fr_hook_anonymous(fr_vm_t *vm) {
+    lua_newtable(vm->L);
+    return luaL_ref(vm->L, LUA_REGISTRYINDEX);
 }
 
 char *fr_hook_who_id(fr_vm_t *vm, int who_ref) {
@@ -66,17 +69,19 @@ const char *fr_hook_client_id(fr_vm_t *vm, int who_ref, const char *remote, char
     return buf;
 }
 
-int fr_hook_tier(fr_vm_t *vm, const fr_route_t *route, const fr_config_t *cfg, int req_ref,
-                 int who_ref, const fr_tier_t **tier) {
-    lua_State *L = vm->L;
-    *tier = NULL;
+int fr_hook_push_tier(fr_vm_t *vm, const fr_route_t *route, int req_ref, int who_ref) {
     if (!fr_vm_push_hook(vm, route, FR_HOOK_TIER))
         return 0;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, req_ref);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, who_ref);
-    if (fr_vm_call(vm, route, "tier", 2, 1) != 0)
-        return -1;
+    lua_rawgeti(vm->L, LUA_REGISTRYINDEX, req_ref);
+    lua_rawgeti(vm->L, LUA_REGISTRYINDEX, who_ref);
+    return 2;
+}
+
+int fr_hook_read_tier(fr_vm_t *vm, const fr_route_t *route, const fr_config_t *cfg,
+                      const fr_tier_t **tier) {
+    lua_State *L = vm->L;
     int rc = 0;
+    *tier = NULL;
     if (lua_type(L, -1) == LUA_TSTRING) {
         *tier = fr_config_tier(cfg, lua_tostring(L, -1));
         if (!*tier) {
@@ -154,26 +159,24 @@ static fr_topics_result_t read_topics(lua_State *L, const fr_route_t *route, cha
     return FR_TOPICS_OK;
 }
 
-fr_topics_result_t fr_hook_topics(fr_vm_t *vm, const fr_route_t *route, int req_ref,
-                                  int who_ref, int change_ref, char ***topics, size_t *n,
-                                  const char **msg) {
+int fr_hook_push_topics(fr_vm_t *vm, const fr_route_t *route, int req_ref, int who_ref,
+                        int change_ref) {
     lua_State *L = vm->L;
-    *topics = NULL;
-    *n = 0;
     fr_vm_push_hook(vm, route, FR_HOOK_TOPICS);
     lua_rawgeti(L, LUA_REGISTRYINDEX, req_ref);
     lua_rawgeti(L, LUA_REGISTRYINDEX, who_ref);
-    int nargs = 2;
-    if (change_ref != LUA_NOREF) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, change_ref);
-        nargs = 3;
-    }
-    if (fr_vm_call(vm, route, "topics", nargs, 1) != 0) {
-        *msg = "internal error";
-        return FR_TOPICS_ERROR;
-    }
-    fr_topics_result_t rc = read_topics(L, route, topics, n, msg);
-    lua_pop(L, 1);
+    if (change_ref == LUA_NOREF)
+        return 2;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, change_ref);
+    return 3;
+}
+
+fr_topics_result_t fr_hook_read_topics(fr_vm_t *vm, const fr_route_t *route, char ***topics,
+                                       size_t *n, const char **msg) {
+    *topics = NULL;
+    *n = 0;
+    fr_topics_result_t rc = read_topics(vm->L, route, topics, n, msg);
+    lua_pop(vm->L, 1);
     return rc;
 }
 

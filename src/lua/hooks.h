@@ -14,12 +14,18 @@
 
 #define FR_MAX_TOPICS 64
 
-/* auth(req) → identity table, or nil, status, message. Returns 0 with a registry ref to the
- * identity in *who_ref (an empty table when the route has no auth hook); else the status to
- * answer, with the message in msg: the script's 4xx/5xx (403 when it gave none), or 500 after
- * a script error (logged). */
-int fr_hook_auth(fr_vm_t *vm, const fr_route_t *route, int req_ref, int *who_ref, char *msg,
-                 size_t msglen);
+/* Hooks may wait (lua/task.h), so each is two steps: push the hook and its arguments (returns
+ * how many arguments, 0 when the route has no such hook and nothing was pushed), run it as a
+ * task, then read its results from the stack. */
+
+/* auth(req) → identity table, or nil, status, message. Reads 3 results: returns 0 with a
+ * registry ref to the identity in *who_ref; else the status to answer, with the message in
+ * msg: the script's 4xx/5xx (403 when it gave none), or 500 for what is no answer (logged). */
+int fr_hook_push_auth(fr_vm_t *vm, const fr_route_t *route, int req_ref);
+int fr_hook_read_auth(fr_vm_t *vm, const fr_route_t *route, int *who_ref, char *msg,
+                      size_t msglen);
+/* The identity of a route without auth: an empty table (a registry ref). */
+int fr_hook_anonymous(fr_vm_t *vm);
 
 /* The identity's `id` (a string or number) as an owned string, or NULL. */
 char *fr_hook_who_id(fr_vm_t *vm, int who_ref);
@@ -28,10 +34,11 @@ char *fr_hook_who_id(fr_vm_t *vm, int who_ref);
 const char *fr_hook_client_id(fr_vm_t *vm, int who_ref, const char *remote, char *buf,
                               size_t len);
 
-/* tier(req, who) → a tier name or nil. Returns 0 with *tier (NULL: none), or -1 after logging
- * the script's mistake (a Lua error, an unknown tier, not a string). */
-int fr_hook_tier(fr_vm_t *vm, const fr_route_t *route, const fr_config_t *cfg, int req_ref,
-                 int who_ref, const fr_tier_t **tier);
+/* tier(req, who) → a tier name or nil. Reads 1 result: returns 0 with *tier (NULL: none), or
+ * -1 after logging the script's mistake (an unknown tier, not a string). */
+int fr_hook_push_tier(fr_vm_t *vm, const fr_route_t *route, int req_ref, int who_ref);
+int fr_hook_read_tier(fr_vm_t *vm, const fr_route_t *route, const fr_config_t *cfg,
+                      const fr_tier_t **tier);
 
 /* How a topic list read from a hook came out. */
 typedef enum {
@@ -42,12 +49,13 @@ typedef enum {
                          * likely from the request (a path parameter), the client's mistake */
 } fr_topics_result_t;
 
-/* Calls topics(req, who[, change]) — change is the registry ref of a table, or LUA_NOREF —
- * and reads its answer into owned names (*topics, *n). On failure *msg says what was wrong
- * in words a client may read. */
-fr_topics_result_t fr_hook_topics(fr_vm_t *vm, const fr_route_t *route, int req_ref,
-                                  int who_ref, int change_ref, char ***topics, size_t *n,
-                                  const char **msg);
+/* topics(req, who[, change]) — change is the registry ref of a table, or LUA_NOREF. The
+ * route always has the hook. Reads 1 result into owned names (*topics, *n); on failure *msg
+ * says what was wrong in words a client may read. */
+int fr_hook_push_topics(fr_vm_t *vm, const fr_route_t *route, int req_ref, int who_ref,
+                        int change_ref);
+fr_topics_result_t fr_hook_read_topics(fr_vm_t *vm, const fr_route_t *route, char ***topics,
+                                       size_t *n, const char **msg);
 void fr_topics_free(char **topics, size_t n);
 
 /* The policy of each topic for a slow client: the route's on_slow string, or its function

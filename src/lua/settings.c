@@ -84,12 +84,18 @@ static void read_limits(lua_State *L, int t, fr_config_t *c) {
         c->max_body = field_num(L, -1, "body", c->max_body, 1.0);
         c->max_headers = field_num(L, -1, "headers", c->max_headers, 1.0);
         c->streams_at = field_double(L, -1, "streams_at", c->streams_at);
+        c->backend_response =
+            field_num(L, -1, "backend_response", c->backend_response, 1.0);
+        c->backend_calls = field_num(L, -1, "backend_calls", c->backend_calls, 1.0);
+        c->backend_idle = field_num(L, -1, "backend_idle", c->backend_idle, 1.0);
+        c->calls_per_hook = field_num(L, -1, "calls_per_hook", c->calls_per_hook, 1.0);
     }
     lua_pop(L, 1);
     lua_getfield(L, t, "timeouts");
     if (lua_istable(L, -1)) {
         c->header_timeout_ms = field_num(L, -1, "headers", c->header_timeout_ms, 1000.0);
         c->idle_timeout_ms = field_num(L, -1, "idle", c->idle_timeout_ms, 1000.0);
+        c->hook_timeout_ms = field_num(L, -1, "hook", c->hook_timeout_ms, 1000.0);
     }
     lua_pop(L, 1);
     c->drain_ms = field_num(L, t, "drain", c->drain_ms, 1000.0);

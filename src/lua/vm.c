@@ -16,6 +16,7 @@
 #include "lua/embedded.h"
 #include "lua/api.h"
 #include "lua/modules.h"
+#include "lua/task.h"
 #include "lua/vm_build.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -57,7 +58,10 @@ static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
         vm->mem_used -= osize;
         return vm->base_alloc(vm->base_ud, ptr, osize, 0);
     }
-    if (nsize > osize && vm->mem_limit && vm->mem_used + (nsize - osize) > vm->mem_limit)
+    /* The limit holds while a script runs (where running out is a Lua error the hook's caller
+     * catches); what C does around hooks (references, request tables) must not fail. */
+    if (nsize > osize && vm->mem_limit && vm->call_depth > 0 &&
+        vm->mem_used + (nsize - osize) > vm->mem_limit)
         return NULL;
     void *q = vm->base_alloc(vm->base_ud, ptr, osize, nsize);
     if (q)
@@ -82,7 +86,6 @@ static void count_memory_stop(fr_vm_t *vm) {
 #define FR_HOOK_SLICE 10000
 
 static void on_budget(lua_State *L, lua_Debug *ar) {
-    (void)ar;
     fr_vm_t *vm = fr_lua_get_vm(L);
     vm->slices++;
     if ((uint64_t)vm->slices * FR_HOOK_SLICE >= vm->config.budget) {
@@ -90,6 +93,11 @@ static void on_budget(lua_State *L, lua_Debug *ar) {
         vm->budget_stops++;
         if (vm->host)
             FR_BUMP(vm->host->metrics->lua_budget_stops, 1);
+        /* The line is known only here: once a coroutine has unwound, its frame says -1. */
+        lua_getinfo(L, "Sl", ar);
+        if (ar->currentline > 0)
+            luaL_error(L, "%s:%d: instruction budget exceeded (the hook ran too long)",
+                       ar->short_src, ar->currentline);
         luaL_error(L, "instruction budget exceeded (the hook ran too long)");
     }
 }
@@ -98,17 +106,7 @@ static void on_budget(lua_State *L, lua_Debug *ar) {
  * can name file:line even when a C function raised it. */
 static int on_error(lua_State *L) {
     err_where_t *w = lua_touserdata(L, lua_upvalueindex(1));
-    lua_Debug ar;
-    w->src[0] = '\0';
-    w->line = 0;
-    for (int level = 0; lua_getstack(L, level, &ar); level++) {
-        lua_getinfo(L, "Sl", &ar);
-        if (ar.currentline > 0) {
-            snprintf(w->src, sizeof w->src, "%s", ar.short_src);
-            w->line = ar.currentline;
-            break;
-        }
-    }
+    fr_vm_where(L, w->src, sizeof w->src, &w->line);
     if (!lua_isstring(L, 1)) {
         lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
         return 1;
@@ -139,14 +137,7 @@ static const char *split_location(const char *msg, char *src, size_t srclen, int
     return NULL;
 }
 
-int fr_vm_call(fr_vm_t *vm, const fr_route_t *route, const char *what, int nargs, int nresults) {
-    lua_State *L = vm->L;
-    int base = lua_gettop(L) - nargs;
-    /* Lua runs no message handler for a memory error: where stays as set here. */
-    err_where_t where = {"", 0};
-    lua_pushlightuserdata(L, &where);
-    lua_pushcclosure(L, on_error, 1);
-    lua_insert(L, base);
+void fr_vm_budget_begin(fr_vm_t *vm, lua_State *L) {
     if (vm->call_depth++ == 0) {
         vm->slices = 0;
         lua_sethook(L, on_budget, LUA_MASKCOUNT, FR_HOOK_SLICE);
@@ -155,13 +146,29 @@ int fr_vm_call(fr_vm_t *vm, const fr_route_t *route, const char *what, int nargs
         if (vm->mem_limit && vm->mem_used > vm->mem_limit / 4 * 3)
             lua_gc(L, LUA_GCCOLLECT, 0);
     }
-    int rc = lua_pcall(L, nargs, nresults, base);
+}
+
+void fr_vm_budget_end(fr_vm_t *vm, lua_State *L) {
     if (--vm->call_depth == 0)
         lua_sethook(L, NULL, 0, 0);
-    lua_remove(L, base);
-    if (rc == 0)
-        return 0;
-    const char *msg = lua_tostring(L, -1);
+}
+
+void fr_vm_where(lua_State *L, char *src, size_t len, int *line) {
+    lua_Debug ar;
+    src[0] = '\0';
+    *line = 0;
+    for (int level = 0; lua_getstack(L, level, &ar); level++) {
+        lua_getinfo(L, "Sl", &ar);
+        if (ar.currentline > 0) {
+            snprintf(src, len, "%s", ar.short_src);
+            *line = ar.currentline;
+            return;
+        }
+    }
+}
+
+void fr_vm_report(fr_vm_t *vm, const fr_route_t *route, const char *what, const char *msg,
+                  const char *where_src, int where_line, int rc) {
     if (!msg)
         msg = "(no message)";
     char memmsg[96];
@@ -170,18 +177,12 @@ int fr_vm_call(fr_vm_t *vm, const fr_route_t *route, const char *what, int nargs
         snprintf(memmsg, sizeof memmsg, "memory limit exceeded (the VM may hold %d MB)",
                  (int)(vm->mem_limit >> 20));
         msg = memmsg;
-        /* What the stopped hook allocated is garbage now, but it still counts: collected here,
-         * before the caller pushes anything outside a protected call (its answer, its next
-         * stage), where a failed allocation would be a panic. How much room the hook left
-         * under the limit is otherwise down to where its last allocation fell. */
-        lua_pop(L, 1);
-        lua_gc(L, LUA_GCCOLLECT, 0);
-        lua_pushnil(L);
     }
     /* Lua starts messages with "file:line: " at the level the raiser chose (error(msg, 2)
      * blames the caller); that beats the innermost frame, which may be a library helper. */
-    const char *src = where.src[0] ? where.src : (route ? route->script : vm->app_path);
-    int line = where.line;
+    const char *src = where_src && where_src[0] ? where_src
+                                                : (route ? route->script : vm->app_path);
+    int line = where_line;
     char msg_src[256];
     int msg_line;
     const char *rest = split_location(msg, msg_src, sizeof msg_src, &msg_line);
@@ -200,6 +201,23 @@ int fr_vm_call(fr_vm_t *vm, const fr_route_t *route, const char *what, int nargs
                  msg);
     else
         fr_error("lua error in %s:%d (%s): %s", src, line, what, msg);
+}
+
+int fr_vm_call(fr_vm_t *vm, const fr_route_t *route, const char *what, int nargs, int nresults) {
+    lua_State *L = vm->L;
+    int base = lua_gettop(L) - nargs;
+    /* Lua runs no message handler for a memory error: where stays as set here. */
+    err_where_t where = {"", 0};
+    lua_pushlightuserdata(L, &where);
+    lua_pushcclosure(L, on_error, 1);
+    lua_insert(L, base);
+    fr_vm_budget_begin(vm, L);
+    int rc = lua_pcall(L, nargs, nresults, base);
+    fr_vm_budget_end(vm, L);
+    lua_remove(L, base);
+    if (rc == 0)
+        return 0;
+    fr_vm_report(vm, route, what, lua_tostring(L, -1), where.src, where.line, rc);
     lua_pop(L, 1);
     return -1;
 }
@@ -378,6 +396,7 @@ static int vm_run_app(fr_vm_t *vm, fr_errors_t *errs) {
 fr_vm_t *fr_vm_new(const char *app_path, fr_vm_host_t *host, fr_errors_t *errs) {
     fr_vm_t *vm = fr_calloc(1, sizeof *vm);
     fr_list_init(&vm->timers);
+    fr_list_init(&vm->tasks);
     vm->refs = 1;
     vm->host = host;
     vm->app_path = fr_strdup(app_path);
@@ -414,4 +433,5 @@ void fr_vm_release(fr_vm_t *vm) {
 void fr_vm_retire(fr_vm_t *vm) {
     vm->retired = 1;
     fr_lua_stop_timers(vm);
+    fr_task_cancel_unowned(vm);
 }

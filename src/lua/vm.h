@@ -25,6 +25,7 @@ typedef struct fr_vm_host_s {
     uv_loop_t *loop;             /* timers */
     fr_metrics_t *metrics;       /* Lua errors and stops, events published */
     struct fr_broker_s *broker;  /* freshet.publish, freshet.presence */
+    struct fr_hclient_s *backend; /* freshet.http.request: the worker's client, or NULL */
     const fr_config_t *config;   /* the settings in force */
     unsigned worker;             /* the worker's index (freshet.worker) */
     uint64_t started_ms;         /* monotonic */
@@ -75,6 +76,7 @@ typedef struct fr_vm_s {
     int call_depth;             /* nested hook calls share the outermost budget */
     int filtering;              /* a filter hook runs (inside a delivery: no publishing) */
     fr_list_t timers;           /* live timers (fr_ltimer_t), stopped when the VM is retired */
+    fr_list_t tasks;            /* waiting tasks nobody owns (a timer's run), likewise */
     int retired;
     /* The Lua table of the event last passed to a filter: fan-out builds it once per VM. */
     fr_event_t *ev_cached;      /* one reference while cached */

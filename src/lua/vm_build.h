@@ -1,6 +1,6 @@
 /* What the files that build a VM share, and nobody else: lua/vm.c runs the app file and calls
  * lua/settings.c for its settings and lua/routes.c for its routes. Other code sees a built VM
- * through lua/vm.h only.
+ * through lua/vm.h only; lua/task.c runs hooks as coroutines with the call path's pieces.
  *
  * Both readers add every problem to the error list as "file:line: message" (or "file:
  * message") and return -1 when there was one; what they could read stays in the VM, which
@@ -25,5 +25,16 @@ char *fr_vm_resolve(const char *dir, const char *rel);
 
 /* Frees what fr_routes_read allocated (the hooks' references go with the Lua state). */
 void fr_routes_free(fr_vm_t *vm);
+
+/* The call path's pieces, for lua/task.c (a hook that runs as a coroutine).
+ * The instruction budget around a run of Lua on L (nested runs share the outermost's). */
+void fr_vm_budget_begin(fr_vm_t *vm, lua_State *L);
+void fr_vm_budget_end(fr_vm_t *vm, lua_State *L);
+/* The innermost Lua frame of L with a line (src "" and line 0 when none). */
+void fr_vm_where(lua_State *L, char *src, size_t len, int *line);
+/* Logs and counts a Lua error of `what` (rc: lua_pcall's or lua_resume's code), located at
+ * where_src:where_line unless msg starts with its own "file:line: ". */
+void fr_vm_report(fr_vm_t *vm, const fr_route_t *route, const char *what, const char *msg,
+                  const char *where_src, int where_line, int rc);
 
 #endif

@@ -7,6 +7,7 @@
 
 #include "base/log.h"
 #include "http/conn.h"
+#include "broker/redis.h"
 #include "server/worker.h"
 #include "core/shared_dict.h"
 #include "lua/vm.h"
@@ -39,9 +40,18 @@ static int check_app(const char *app) {
         fr_shared_shutdown();
         return 1;
     }
+    char err[512];
+    if (strcmp(vm->config.broker, "memory") != 0 &&
+        fr_redis_url_check(vm->config.broker, err, sizeof err) < 0) {
+        /* The app file's own check passed: this is the server's parser, which has the last
+         * word on the URL. */
+        fprintf(stderr, "%s: %s\n", app, err);
+        fr_vm_release(vm);
+        fr_shared_shutdown();
+        return 1;
+    }
     if (vm->config.tls_cert) {
         /* What the server will load at start: a file that does not load fails the check. */
-        char err[512];
         fr_tls_ctx_t *ctx =
             fr_http_tls_new(vm->config.tls_cert, vm->config.tls_key, err, sizeof err);
         if (!ctx) {

@@ -216,6 +216,29 @@ static void put_scripts_and_limits(fr_buf_t *o, const fr_worker_t *w, const fr_t
     fr_buf_printf(o, "freshet_tls_handshakes_total{outcome=\"failed\"} %lu\n", m->tls_failures);
 }
 
+/* The Redis broker: each worker is a node with its own connections, so the gauges count the
+ * workers in that state (1 with one worker). */
+static void put_redis(fr_buf_t *o, const fr_metrics_t *m, size_t nworkers) {
+    gauge(o, "freshet_redis_nodes", "Redis nodes (workers) of this process.", (double)nworkers);
+    gauge(o, "freshet_redis_primary_up",
+          "Nodes whose command connection to the Redis primary is ready.",
+          (double)m->redis_primary_up);
+    gauge(o, "freshet_redis_subscriber_live",
+          "Nodes whose subscriber connection is ready and subscribed to its probe channel.",
+          (double)m->redis_sub_live);
+    counter(o, "freshet_redis_probe_failures_total",
+            "Subscriber probes that did not come back (the subscriber was reconnected).",
+            m->redis_probe_failures);
+    counter(o, "freshet_redis_subscriber_losses_total",
+            "Subscriber connections lost after they were ready.", m->redis_sub_losses);
+    counter(o, "freshet_redis_failovers_total",
+            "Times a node dropped its connections because the primary moved or stopped being "
+            "one.", m->redis_failovers);
+    counter(o, "freshet_redis_publishes_unconfirmed_total",
+            "Publishes stored but not confirmed by ?replicas=N in time (answered 503).",
+            m->redis_unconfirmed);
+}
+
 void fr_server_respond_metrics(void *ctx, fr_exchange_t *x) {
     fr_worker_t *w = ctx;
     fr_totals_t totals;
@@ -237,6 +260,8 @@ void fr_server_respond_metrics(void *ctx, fr_exchange_t *x) {
             m->bytes_written);
     counter(&o, "freshet_heartbeats_total", "Heartbeat comments sent.", m->heartbeats);
     put_scripts_and_limits(&o, w, &totals, tier_rejected);
+    if (strcmp(w->config->broker, "memory") != 0)
+        put_redis(&o, m, w->proc ? w->proc->nworkers : 1);
     counter(&o, "freshet_log_lines_dropped_total", "Log lines dropped because stderr was slow.",
             fr_log_dropped());
     gauge(&o, "freshet_topics", "Topics held in memory.", (double)totals.ntopics);
@@ -254,17 +279,21 @@ void fr_server_respond_metrics(void *ctx, fr_exchange_t *x) {
 
 void fr_server_respond_health(void *ctx, fr_exchange_t *x) {
     fr_worker_t *w = ctx;
-    char body[320];
+    char body[1024], extra[600] = "";
     int ok = w->broker && w->broker->ops->ready(w->broker);
+    if (w->broker && w->broker->ops->health)
+        w->broker->ops->health(w->broker, extra, sizeof extra);
     fr_totals_t t;
     fr_worker_totals(w, &t, NULL);
     int n = snprintf(body, sizeof body,
-                     "{\"status\":\"%s\",\"broker\":{\"kind\":\"%s\",\"status\":\"%s\"},"
+                     "{\"status\":\"%s\",\"broker\":{\"kind\":\"%s\",\"status\":\"%s\"%s},"
                      "\"connections\":%zu,\"streams\":%zu,\"topics\":%zu,"
                      "\"published\":%llu,\"uptime\":%llu}",
                      ok ? "ok" : "degraded", strcmp(w->config->broker, "memory") ? "redis" : "memory",
-                     ok ? "ok" : "unavailable", t.nconns, t.nstreams, t.ntopics,
+                     ok ? "ok" : "unavailable", extra, t.nconns, t.nstreams, t.ntopics,
                      (unsigned long long)t.published,
                      (unsigned long long)((fr_mono_ms() - w->started_ms) / 1000));
+    if (n < 0 || (size_t)n >= sizeof body)
+        n = (int)sizeof body - 1;
     fr_exchange_respond(x, 200, "application/json", "Cache-Control: no-cache\r\n", body, (size_t)n);
 }

@@ -164,6 +164,15 @@ static void worker_reload(fr_worker_t *w) {
             w->app_path, vm->nroutes);
 }
 
+static void backend_close(fr_worker_t *w) {
+    if (!w->backend)
+        return;
+    fr_hclient_t *c = w->backend;
+    w->backend = NULL;
+    w->vm_host.backend = NULL;
+    fr_hclient_close(c);
+}
+
 static void broker_free(fr_worker_t *w) {
     if (!w->broker)
         return;
@@ -176,6 +185,7 @@ static void broker_free(fr_worker_t *w) {
 /* Everything is gone or the window is over: close what is left, so the loop can end. */
 static void worker_finish(fr_worker_t *w) {
     fr_http_close_all(&w->http, "shutdown");
+    backend_close(w);
     if (!uv_is_closing((uv_handle_t *)&w->drain_timer))
         uv_close((uv_handle_t *)&w->drain_timer, NULL);
     broker_free(w);
@@ -302,7 +312,7 @@ static int worker_wire(fr_worker_t *w, fr_hub_t *process_hub, size_t nworkers) {
         w->own_hub_ready = 1;
         char err[256];
         w->broker = fr_redis_broker_new(w->loop, &w->own_hub, cfg->broker, cfg->replay_events,
-                                        cfg->replay_ms, err, sizeof err);
+                                        cfg->replay_ms, &w->metrics, err, sizeof err);
         if (!w->broker) {
             fprintf(stderr, "freshet: %s\n", err);
             return -1;
@@ -331,6 +341,12 @@ static int worker_wire(fr_worker_t *w, fr_hub_t *process_hub, size_t nworkers) {
                         .host_ctx = w};
     w->vm_host.config = cfg;
     w->vm_host.broker = w->broker;
+    fr_hclient_limits_t backend = {.max_response = cfg->backend_response,
+                                   .max_in_flight = cfg->backend_calls,
+                                   .max_idle_per_host = cfg->backend_idle,
+                                   .idle_ms = 30000};
+    w->backend = fr_hclient_new(w->loop, &backend);
+    w->vm_host.backend = w->backend;
     uv_async_init(w->loop, &w->wake, on_wake);
     uv_idle_init(w->loop, &w->more);
     uv_prepare_init(w->loop, &w->flush);
@@ -430,6 +446,7 @@ void fr_worker_main(void *arg) {
     uv_run(w->loop, UV_RUN_DEFAULT);
     fr_info("stopped");
     fr_vm_retire(w->vm);
+    backend_close(w);
     broker_free(w);
     uv_run(w->loop, UV_RUN_DEFAULT);
 }
@@ -450,6 +467,7 @@ void fr_worker_abandon(fr_worker_t *w) {
         uv_close((uv_handle_t *)&w->wake, NULL);
     }
     fr_vm_retire(w->vm);
+    backend_close(w);
     broker_free(w);
     uv_run(w->loop, UV_RUN_DEFAULT);
 }

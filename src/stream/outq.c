@@ -28,17 +28,20 @@ void fr_outq_close(fr_outq_t *q) {
     q->cap = q->head = q->len = 0;
 }
 
+void fr_outq_grow(fr_outq_t *q) {
+    size_t cap = q->cap ? q->cap * 2 : 4;
+    fr_item_t *ring = fr_malloc(cap * sizeof *ring);
+    for (size_t i = 0; i < q->len; i++)
+        ring[i] = *fr_outq_at(q, i);
+    free(q->q);
+    q->q = ring;
+    q->cap = (uint32_t)cap;
+    q->head = 0;
+}
+
 static fr_item_t *push(fr_outq_t *q, const fr_item_t *it) {
-    if (q->len == q->cap) {
-        size_t cap = q->cap ? q->cap * 2 : 4;
-        fr_item_t *ring = fr_malloc(cap * sizeof *ring);
-        for (size_t i = 0; i < q->len; i++)
-            ring[i] = *fr_outq_at(q, i);
-        free(q->q);
-        q->q = ring;
-        q->cap = cap;
-        q->head = 0;
-    }
+    if (q->len == q->cap)
+        fr_outq_grow(q);
     fr_item_t *slot = &q->q[(q->head + q->len) & (q->cap - 1)];
     *slot = *it;
     slot->seq = q->next_seq++;
@@ -191,16 +194,6 @@ fr_admit_t fr_outq_admit(fr_outq_t *q, fr_item_t *it, fr_slow_t slow, uint64_t *
     return lagging(q, budget) ? FR_ADMIT_EVICT_LAG : FR_ADMIT_QUEUED;
 }
 
-void fr_outq_skip_holes(fr_outq_t *q) {
-    while (q->len > 0) {
-        const fr_item_t *it = fr_outq_at(q, 0);
-        if (it->kind != FR_ITEM_EVENT || it->ev)
-            break;
-        q->head = (q->head + 1) & (q->cap - 1);
-        q->len--;
-    }
-}
-
 void fr_outq_take(fr_outq_t *q, size_t n) {
     for (size_t i = 0; i < n; i++) {
         const fr_item_t *it = fr_outq_at(q, i);
@@ -209,6 +202,22 @@ void fr_outq_take(fr_outq_t *q, size_t n) {
             q->live--;
             q->by_prio[it->ev->priority]--;
         }
+    }
+    q->head = q->cap ? (q->head + n) & (q->cap - 1) : 0;
+    q->len -= n;
+}
+
+void fr_outq_release_front(fr_outq_t *q, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        fr_item_t *it = fr_outq_at(q, i);
+        q->bytes -= fr_item_size(it);
+        if (it->ev) {
+            q->live -= it->kind == FR_ITEM_EVENT;
+            q->by_prio[it->ev->priority] -= it->kind == FR_ITEM_EVENT;
+            fr_event_release(it->ev);
+        }
+        if (it->own) /* most items own nothing: no call for them */
+            free(it->own);
     }
     q->head = q->cap ? (q->head + n) & (q->cap - 1) : 0;
     q->len -= n;

@@ -92,10 +92,11 @@ static inline size_t fr_item_bufs(const fr_item_t *it, uv_buf_t *bufs) {
     size_t n = 0;
     if (it->kind == FR_ITEM_EVENT && !it->ev)
         return 0;
+    /* Not uv_buf_init: a call into libuv per buffer, per delivery. */
     if (it->own_len)
-        bufs[n++] = uv_buf_init(it->own, it->own_len);
+        bufs[n++] = (uv_buf_t){.base = it->own, .len = it->own_len};
     if (it->shared_len)
-        bufs[n++] = uv_buf_init((char *)it->shared, it->shared_len);
+        bufs[n++] = (uv_buf_t){.base = (char *)it->shared, .len = it->shared_len};
     return n;
 }
 /* Releases what the item holds (event reference, owned bytes). */
@@ -112,15 +113,51 @@ void fr_outq_push_static(fr_outq_t *q, const char *bytes, size_t len);
 fr_admit_t fr_outq_admit(fr_outq_t *q, fr_item_t *it, fr_slow_t slow, uint64_t *last_seq,
                          const fr_tier_t *budget, size_t held, fr_admit_info_t *info);
 
+/* Grows the ring by one slot's worth (doubling); the slow half of the push below. */
+void fr_outq_grow(fr_outq_t *q);
+
+/* The common case of fr_outq_admit, inline because it runs for every delivery: nothing to
+ * conflate, room in the budget, no lag. Returns 1 when it queued the item (with a reference),
+ * 0 when fr_outq_admit must decide. */
+static inline int fr_outq_admit_fast(fr_outq_t *q, const fr_item_t *it, fr_slow_t slow,
+                                     uint64_t *last_seq, const fr_tier_t *budget, size_t held) {
+    size_t size = (size_t)it->own_len + it->shared_len;
+    if ((slow == FR_SLOW_CONFLATE && *last_seq) || q->live >= budget->queue ||
+        q->bytes + held + size > budget->bytes || q->live + 1 + q->streak > budget->lag)
+        return 0;
+    if (q->len == q->cap)
+        fr_outq_grow(q);
+    fr_item_t *slot = &q->q[(q->head + q->len) & (q->cap - 1)];
+    *slot = *it;
+    slot->seq = q->next_seq++;
+    *last_seq = slot->seq;
+    q->len++;
+    q->bytes += size;
+    q->live++;
+    q->by_prio[it->ev->priority]++;
+    fr_event_retain(it->ev);
+    return 1;
+}
+
 /* Drops every queued event (a stream being given up); bytes items stay. */
 void fr_outq_drop_events(fr_outq_t *q);
 /* Drops one queued event, leaving a hole. */
 void fr_outq_drop(fr_outq_t *q, fr_item_t *it);
 
 /* Passes over holes at the front. */
-void fr_outq_skip_holes(fr_outq_t *q);
+static inline void fr_outq_skip_holes(fr_outq_t *q) {
+    while (q->len > 0) {
+        const fr_item_t *it = fr_outq_at(q, 0);
+        if (it->kind != FR_ITEM_EVENT || it->ev)
+            break;
+        q->head = (q->head + 1) & (q->cap - 1);
+        q->len--;
+    }
+}
 /* Removes the n oldest items, which the caller has taken (their references move with them). */
 void fr_outq_take(fr_outq_t *q, size_t n);
+/* Removes the n oldest items, which were written: their references and bytes go. */
+void fr_outq_release_front(fr_outq_t *q, size_t n);
 /* A write has left: a queue that emptied ends its streak of drops. */
 void fr_outq_written(fr_outq_t *q);
 /* An empty queue that carried no events lately gives its ring back: idle streams hold none. */

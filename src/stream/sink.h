@@ -16,7 +16,11 @@
  *
  * The writer owns the bytes it hands to write(): when write() answers FR_SINK_PENDING the sink
  * keeps pointing into them until it calls done(), and the writer keeps them alive until then.
- * A writer has at most one write pending. */
+ * A writer has at most one write pending.
+ *
+ * write() gets the array itself, with room around it: bufs[-1] and bufs[n] are the sink's to
+ * fill, so it frames a body (an HTTP/1 chunk's head and end) in place instead of copying the
+ * array. The writer leaves them free and reads nothing back from the array. */
 #ifndef FR_SINK_H
 #define FR_SINK_H
 
@@ -43,12 +47,15 @@ typedef void (*fr_sink_done_cb)(void *ctx, int status);
 typedef struct {
     /* Sends the response head; a 101 turns the sink raw (bytes go out as they are). */
     void (*head)(fr_sink_t *sink, const fr_head_t *head);
-    /* Writes bufs[0..n) as body bytes: FR_SINK_DONE when the sink took them all, FR_SINK_PENDING
-     * when it holds part of them until done(ctx, status), or < 0 when it can take nothing
-     * (closing, or the write failed: the sink is finished). */
-    int (*write)(fr_sink_t *sink, const uv_buf_t *bufs, size_t n, fr_sink_done_cb done, void *ctx);
+    /* Writes bufs[0..n) (len bytes in all) as body bytes: FR_SINK_DONE when the sink took them
+     * all, FR_SINK_PENDING when it holds part of them until done(ctx, status), or < 0 when it
+     * can take nothing (closing, or the write failed: the sink is finished). bufs[-1] and
+     * bufs[n] are the sink's (see above). */
+    int (*write)(fr_sink_t *sink, uv_buf_t *bufs, size_t n, size_t len, fr_sink_done_cb done,
+                 void *ctx);
     /* Bytes accepted but not yet on the wire (the socket's queue, a closed flow-control
-     * window): they count against the writer's budget. */
+     * window): they count against the writer's budget. A sink holds a writer's bytes only
+     * while one of its writes is pending, so a writer asks only then. */
     size_t (*queued)(const fr_sink_t *sink);
     /* The body is complete. With reuse = 1 an HTTP/1 connection may carry the client's next
      * request; with 0 it closes once the last bytes are out. */

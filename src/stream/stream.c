@@ -185,8 +185,9 @@ static void count_drop(fr_stream_t *s, uint32_t topic, fr_priority_t prio) {
  * hook failed (the stream has been ended). */
 static int run_filter(fr_stream_t *s, fr_event_t *ev) {
     fr_vm_t *vm = s->vm;
-    if (!fr_vm_push_hook(vm, s->route, FR_HOOK_FILTER))
-        return 1;
+    if (s->route->hooks[FR_HOOK_FILTER] == LUA_NOREF)
+        return 1; /* most routes: nothing to call, per delivery */
+    fr_vm_push_hook(vm, s->route, FR_HOOK_FILTER);
     lua_State *L = vm->L;
     fr_vm_push_event(vm, ev);
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->who_ref);
@@ -204,10 +205,39 @@ static int run_filter(fr_stream_t *s, fr_event_t *ev) {
     return keep;
 }
 
-/* Offers one event (live or caught up) of topic `index` to the out-queue. */
+/* What fr_outq_admit decided for an event the fast path could not take: counts, and the
+ * stream given up when the policy says so. */
+static void offer_slow(fr_stream_t *s, size_t index, fr_event_t *ev, fr_item_t *it,
+                       size_t held) {
+    fr_admit_info_t info;
+    fr_admit_t verdict = fr_outq_admit(&s->out, it, (fr_slow_t)s->slow[index],
+                                       &s->last_seq[index], s->budget, held, &info);
+    if (info.conflated)
+        FR_BUMP(s->env->metrics->conflated, 1);
+    if (info.victim)
+        count_drop(s, info.victim_topic, info.victim_prio);
+    if (info.self_dropped)
+        count_drop(s, (uint32_t)index, ev->priority);
+    if (info.queued) {
+        if (!fr_list_linked(&s->pend_link)) {
+            if (verdict != FR_ADMIT_REPLACED)
+                fr_stream_touch(s);
+            fr_stream_mark_pending(s);
+        }
+    } else {
+        free(it->own);
+    }
+    switch (verdict) {
+    case FR_ADMIT_EVICT_SLOW: evict(s, "slow"); break;
+    case FR_ADMIT_EVICT_DROP: evict(s, "drop"); break;
+    case FR_ADMIT_EVICT_LAG: evict(s, "lag"); break;
+    default: break;
+    }
+}
+
+/* Offers one event (live or caught up) of topic `index` to the out-queue. This runs for every
+ * delivery, so the usual case (room in the queue) is decided inline. */
 static void offer(fr_stream_t *s, size_t index, fr_event_t *ev) {
-    if (s->detached || s->ending)
-        return;
     /* A broker may hand over an event twice (replay and live); ids say which was seen. */
     if (fr_id_cmp(ev->id, s->pos[index]) <= 0)
         return;
@@ -220,28 +250,18 @@ static void offer(fr_stream_t *s, size_t index, fr_event_t *ev) {
         return;
     fr_item_t it = {.kind = FR_ITEM_EVENT, .ev = ev, .topic = (uint32_t)index};
     s->tp->frame(s, index, ev, &it);
-    size_t held = s->sink ? s->sink->ops->queued(s->sink) : 0;
-    fr_admit_info_t info;
-    fr_admit_t verdict = fr_outq_admit(&s->out, &it, (fr_slow_t)s->slow[index],
-                                       &s->last_seq[index], s->budget, held, &info);
-    if (info.conflated)
-        FR_BUMP(s->env->metrics->conflated, 1);
-    if (info.victim)
-        count_drop(s, info.victim_topic, info.victim_prio);
-    if (info.self_dropped)
-        count_drop(s, (uint32_t)index, ev->priority);
-    if (info.queued) {
-        if (verdict != FR_ADMIT_REPLACED)
-            fr_stream_touch(s);
-        fr_stream_mark_pending(s);
-    } else {
-        free(it.own);
+    /* A sink holds a writer's bytes only while one of its writes is pending (sink.h). */
+    size_t held = s->writing ? s->sink->ops->queued(s->sink) : 0;
+    if (!fr_outq_admit_fast(&s->out, &it, (fr_slow_t)s->slow[index], &s->last_seq[index],
+                            s->budget, held)) {
+        offer_slow(s, index, ev, &it, held);
+        return;
     }
-    switch (verdict) {
-    case FR_ADMIT_EVICT_SLOW: evict(s, "slow"); break;
-    case FR_ADMIT_EVICT_DROP: evict(s, "drop"); break;
-    case FR_ADMIT_EVICT_LAG: evict(s, "lag"); break;
-    default: break;
+    /* The first event of a loop turn makes the stream pending and moves its heartbeat on;
+     * the loop's clock stands still until the flush, so later ones would change nothing. */
+    if (!fr_list_linked(&s->pend_link)) {
+        fr_stream_touch(s);
+        fr_stream_mark_pending(s);
     }
 }
 

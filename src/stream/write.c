@@ -19,12 +19,11 @@ typedef struct {
     fr_item_t items[]; /* each holds what its bytes point into until the write is done */
 } batch_t;
 
-static batch_t *batch_new(const fr_item_t *items, size_t n, char *notice, int carried) {
-    batch_t *b = fr_malloc(sizeof *b + n * sizeof *items);
+static batch_t *batch_new(size_t n, char *notice, int carried) {
+    batch_t *b = fr_malloc(sizeof *b + n * sizeof(fr_item_t));
     b->nitems = n;
     b->notice = notice;
     b->carried = carried;
-    memcpy(b->items, items, n * sizeof *items);
     return b;
 }
 
@@ -46,7 +45,8 @@ static int after_write(fr_stream_t *s, int status, int carried) {
     if (s->detached)
         return 0;
     fr_outq_written(&s->out);
-    fr_stream_catch_up(s);
+    if (s->catching_up)
+        fr_stream_catch_up(s);
     if (s->out.len == 0 && !s->ending && !carried) {
         /* An idle stream (its last write was a heartbeat or the opening retry:) keeps no
          * ring: most streams are idle most of the time. A stream receiving events keeps its
@@ -84,45 +84,49 @@ static int end_sink(fr_stream_t *s) {
     return 1;
 }
 
-/* Answers a long-poll with everything queued, as one response with a length. */
+/* Answers a long-poll with everything queued, as one response with a length. The body is
+ * copied into one buffer: a whole queue may be more pieces than one write takes, and the
+ * items go at once. */
 static void respond_whole(fr_stream_t *s, int status) {
-    size_t n = s->out.len;
-    uv_buf_t *bufs = fr_malloc((2 * n + 1) * sizeof *bufs);
-    fr_item_t *items = fr_malloc((n ? n : 1) * sizeof *items);
-    size_t nb = 0, total = 0;
-    char *notice = NULL;
-    if (s->out.unreported) {
-        size_t len;
-        notice = s->tp->dropped(s, &len);
-        bufs[nb++] = uv_buf_init(notice, (unsigned)len);
-        total += len;
-    }
+    size_t n = s->out.len, total = 0, nlen = 0;
+    char *notice = s->out.unreported ? s->tp->dropped(s, &nlen) : NULL;
+    s->out.unreported = 0;
+    total = nlen;
+    for (size_t i = 0; i < n; i++)
+        total += fr_item_size(fr_outq_at(&s->out, i));
+    char *body = fr_malloc(total ? total : 1);
+    if (nlen)
+        memcpy(body, notice, nlen);
+    free(notice);
+    size_t at = nlen;
     for (size_t i = 0; i < n; i++) {
         fr_item_t *it = fr_outq_at(&s->out, i);
-        items[i] = *it;
         if (it->kind == FR_ITEM_EVENT && it->ev) {
             s->sent++;
             FR_BUMP(s->env->metrics->delivered, 1);
         }
-        nb += fr_item_bufs(it, bufs + nb);
-        total += fr_item_size(it);
+        uv_buf_t part[2];
+        for (size_t k = 0, m = fr_item_bufs(it, part); k < m; k++) {
+            memcpy(body + at, part[k].base, part[k].len);
+            at += part[k].len;
+        }
     }
-    fr_outq_take(&s->out, n);
+    fr_outq_release_front(&s->out, n);
     s->bytes += total;
     FR_BUMP(s->env->metrics->bytes_written, total);
     fr_head_t head = {status, status == 200 ? "text/event-stream; charset=utf-8" : NULL,
                       "Cache-Control: no-cache\r\n", (int64_t)total};
     s->sink->ops->head(s->sink, &head);
-    int rc = total ? s->sink->ops->write(s->sink, bufs, nb, on_written, s) : FR_SINK_DONE;
-    free(bufs);
+    uv_buf_t bufs[3] = {{0}, {.base = body, .len = total}, {0}}; /* room around: sink.h */
+    int rc = total ? s->sink->ops->write(s->sink, bufs + 1, 1, total, on_written, s)
+                   : FR_SINK_DONE;
     if (rc == FR_SINK_PENDING) {
-        /* The sink holds the items' bytes: the batch keeps them until it is done. */
-        s->pending_batch = batch_new(items, n, notice, 1);
+        /* The sink points into the body: the batch keeps it until it is done. */
+        s->pending_batch = batch_new(0, body, 1);
         s->writing = 1;
     } else {
-        release_items(items, n, notice);
+        free(body);
     }
-    free(items);
     end_sink(s);
 }
 
@@ -143,11 +147,12 @@ static int write_batch(fr_stream_t *s) {
         return 0;
     }
     size_t n = s->out.len < FR_WRITE_BATCH ? s->out.len : FR_WRITE_BATCH;
-    fr_item_t items[FR_WRITE_BATCH];
-    uv_buf_t bufs[2 * FR_WRITE_BATCH + 1];
-    size_t nb = 0, total = 0;
+    /* The items stay in the queue while the sink writes them; they leave it once the write
+     * is done, or move to a batch that keeps them while the sink holds their bytes. bufs[0]
+     * and the slot after the last are the sink's, to frame in place (sink.h). */
+    uv_buf_t bufs[2 * FR_WRITE_BATCH + 3];
+    size_t nb = 1, total = 0, events = 0;
     char *notice = NULL;
-    int carried = 0;
     /* The drop report goes right before the first event of the batch (after the opening
      * retry: frame of a resumed stream), or first when the batch carries no event (before a
      * closing retry:). */
@@ -161,40 +166,46 @@ static int write_batch(fr_stream_t *s) {
     }
     if (s->out.unreported && notice_at == SIZE_MAX)
         notice_at = 0;
-    for (size_t i = 0; i <= n; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (i == notice_at) {
             size_t len;
             notice = s->tp->dropped(s, &len);
             s->out.unreported = 0;
-            bufs[nb++] = uv_buf_init(notice, (unsigned)len);
+            bufs[nb++] = (uv_buf_t){.base = notice, .len = len};
             total += len;
         }
-        if (i == n)
-            break;
-        fr_item_t *it = fr_outq_at(&s->out, i);
-        items[i] = *it;
+        const fr_item_t *it = fr_outq_at(&s->out, i);
         total += fr_item_size(it);
-        if (it->kind == FR_ITEM_EVENT && it->ev) {
-            carried = 1;
-            s->sent++;
-            FR_BUMP(s->env->metrics->delivered, 1);
-        }
+        events += it->kind == FR_ITEM_EVENT && it->ev;
         nb += fr_item_bufs(it, bufs + nb);
     }
-    fr_outq_take(&s->out, n);
+    if (notice_at == n) {
+        /* Nothing queued but a report to make. */
+        size_t len;
+        notice = s->tp->dropped(s, &len);
+        s->out.unreported = 0;
+        bufs[nb++] = (uv_buf_t){.base = notice, .len = len};
+        total += len;
+    }
+    int carried = events > 0;
+    s->sent += events;
+    FR_BUMP(s->env->metrics->delivered, events);
     s->bytes += total;
     FR_BUMP(s->env->metrics->bytes_written, total);
-    if (nb == 0) {
-        /* Only holes were taken. */
-        return after_write(s, 0, carried);
-    }
-    int rc = s->sink->ops->write(s->sink, bufs, nb, on_written, s);
+    int rc = nb > 1 ? s->sink->ops->write(s->sink, bufs + 1, nb - 1, total, on_written, s)
+                    : FR_SINK_DONE; /* only holes */
     if (rc == FR_SINK_PENDING) {
-        s->pending_batch = batch_new(items, n, notice, carried);
+        batch_t *b = batch_new(n, notice, carried);
+        for (size_t i = 0; i < n; i++)
+            b->items[i] = *fr_outq_at(&s->out, i);
+        fr_outq_take(&s->out, n);
+        s->pending_batch = b;
         s->writing = 1;
         return 0;
     }
-    release_items(items, n, notice);
+    fr_outq_release_front(&s->out, n);
+    if (notice)
+        free(notice);
     return after_write(s, rc < 0 ? rc : 0, carried);
 }
 

@@ -12,6 +12,7 @@
 #include "base/util.h"
 #include "codec/ws.h"
 #include "lua/hooks.h"
+#include "lua/task.h"
 
 static const char ping_frame[2] = {(char)0x89, 0x00};
 
@@ -25,6 +26,12 @@ typedef struct {
     int close_set;       /* close_code and close_text were chosen by the one who closed */
     uint16_t close_code; /* 0: an empty close payload (answering an empty close) */
     const char *close_text;
+    /* A hook that waits (a message or a topics change asking the backend): what the client
+     * sends meanwhile is held, so replies keep the order of the messages. */
+    fr_task_t *task;
+    void (*reader)(fr_stream_t *s); /* reads the hook's results */
+    const char *hook;
+    fr_buf_t held;                  /* owned: input behind the waiting message */
 } ws_state_t;
 
 /* ---- the handshake ------------------------------------------------------------------------ */
@@ -99,6 +106,9 @@ void fr_ws_state_discard(void *state, lua_State *L) {
     ws_state_t *ws = state;
     if (!ws)
         return;
+    if (ws->task)
+        fr_task_cancel(ws->task);
+    fr_buf_free(&ws->held);
     luaL_unref(L, LUA_REGISTRYINDEX, ws->req_ref);
     fr_ws_parser_close(&ws->parser);
     free(ws);
@@ -327,6 +337,59 @@ static void send_topics(fr_stream_t *s) {
     fr_buf_free(&b);
 }
 
+/* ---- hooks, which may wait ---------------------------------------------------------------- */
+
+static void ws_input(fr_stream_t *s, const char *data, size_t len);
+
+static void on_hook_done(void *ctx, int status) {
+    fr_stream_t *s = ctx;
+    ws_state_t *ws = s->tp_state;
+    ws->task = NULL;
+    if (status == FR_TASK_OK)
+        ws->reader(s);
+    else if (status == FR_TASK_TIMEOUT)
+        send_error(s, "the hook did not answer in time");
+    else
+        send_error(s, "internal error");
+    /* What came while the hook waited, in order; it may wait again and hold the rest. */
+    size_t len;
+    char *held = fr_buf_take(&ws->held, &len);
+    if (held) {
+        ws_input(s, held, len);
+        free(held);
+    }
+}
+
+/* Runs the hook below nargs arguments; its results are read now or when its wait ends. */
+static void run_hook(fr_stream_t *s, const char *what, int nargs, int nresults,
+                     void (*reader)(fr_stream_t *s)) {
+    ws_state_t *ws = s->tp_state;
+    int rc = fr_task_start(s->vm, s->route, what, nargs, nresults, on_hook_done, s, &ws->task);
+    if (rc == FR_TASK_WAIT) {
+        ws->reader = reader;
+        ws->hook = what;
+        return;
+    }
+    ws->task = NULL;
+    if (rc == FR_TASK_OK)
+        reader(s);
+    else
+        send_error(s, "internal error");
+}
+
+static void read_topics(fr_stream_t *s) {
+    char **topics;
+    size_t n;
+    const char *err;
+    if (fr_hook_read_topics(s->vm, s->route, &topics, &n, &err) != FR_TOPICS_OK) {
+        send_error(s, err);
+        return;
+    }
+    fr_stream_set_topics(s, topics, n);
+    fr_topics_free(topics, n);
+    send_topics(s);
+}
+
 /* Asks the route's topics hook for the new list: topics(req, who, {op=, topics=, current=}). */
 static void change_topics(fr_stream_t *s, lua_State *L, const char *op, int msg) {
     ws_state_t *ws = s->tp_state;
@@ -350,19 +413,33 @@ static void change_topics(fr_stream_t *s, lua_State *L, const char *op, int msg)
     lua_setfield(L, -2, "current");
     int change_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
-    char **topics;
-    size_t n;
-    const char *err;
-    fr_topics_result_t rc =
-        fr_hook_topics(s->vm, s->route, ws->req_ref, s->who_ref, change_ref, &topics, &n, &err);
+    int nargs = fr_hook_push_topics(s->vm, s->route, ws->req_ref, s->who_ref, change_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, change_ref);
-    if (rc != FR_TOPICS_OK) {
-        send_error(s, err);
-        return;
+    run_hook(s, "topics", nargs, 1, read_topics);
+}
+
+/* What message returned: a table (sent as JSON), a string (sent as it is) or nil. */
+static void read_reply(fr_stream_t *s) {
+    fr_vm_t *vm = s->vm;
+    lua_State *L = vm->L;
+    int top = lua_gettop(L) - 1;
+    if (lua_istable(L, -1)) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, vm->encode_ref);
+        lua_insert(L, -2);
+        if (lua_pcall(L, 1, 1, 0) != 0) {
+            fr_error("route %s: message hook returned what JSON cannot hold: %s",
+                     s->route->pattern.source, lua_tostring(L, -1));
+            lua_settop(L, top);
+            send_error(s, "internal error");
+            return;
+        }
     }
-    fr_stream_set_topics(s, topics, n);
-    fr_topics_free(topics, n);
-    send_topics(s);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        size_t n;
+        const char *reply = lua_tolstring(L, -1, &n);
+        send_json(s, reply, n);
+    }
+    lua_settop(L, top);
 }
 
 /* Hands a message to the route's message(conn, msg, who) hook; what it returns is sent back. */
@@ -385,28 +462,7 @@ static void to_hook(fr_stream_t *s, lua_State *L, int msg) {
     lua_setfield(L, -2, "topics");
     lua_pushvalue(L, msg);
     lua_rawgeti(L, LUA_REGISTRYINDEX, s->who_ref);
-    int top = lua_gettop(L) - 4;
-    if (fr_vm_call(vm, s->route, "message", 3, 1) != 0) {
-        send_error(s, "internal error");
-        return;
-    }
-    if (lua_istable(L, -1)) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, vm->encode_ref);
-        lua_insert(L, -2);
-        if (lua_pcall(L, 1, 1, 0) != 0) {
-            fr_error("route %s: message hook returned what JSON cannot hold: %s",
-                     s->route->pattern.source, lua_tostring(L, -1));
-            lua_settop(L, top);
-            send_error(s, "internal error");
-            return;
-        }
-    }
-    if (lua_type(L, -1) == LUA_TSTRING) {
-        size_t n;
-        const char *reply = lua_tolstring(L, -1, &n);
-        send_json(s, reply, n);
-    }
-    lua_settop(L, top);
+    run_hook(s, "message", 3, 1, read_reply);
 }
 
 /* A tier's message bucket: 1 when the message may go on, else the client is told when. */
@@ -462,9 +518,25 @@ static void on_text(fr_stream_t *s, const char *data, size_t len) {
     lua_settop(L, base);
 }
 
+/* Input held behind a waiting hook is bounded like one message: a client that floods a
+ * waiting hook is closed. */
+static int hold_input(fr_stream_t *s, const char *data, size_t len) {
+    ws_state_t *ws = s->tp_state;
+    if (ws->held.len + len > ws->parser.max_size + 4096) {
+        ws_close(s, FR_WS_CLOSE_TOO_BIG, "too much sent while a hook waits", "error");
+        return -1;
+    }
+    fr_buf_put(&ws->held, data, len);
+    return 0;
+}
+
 static void ws_input(fr_stream_t *s, const char *data, size_t len) {
     ws_state_t *ws = s->tp_state;
     while (len > 0 && !s->ending && !s->detached) {
+        if (ws->task) {
+            hold_input(s, data, len);
+            return;
+        }
         size_t used = 0;
         fr_ws_msg_t m;
         int rc = fr_ws_parse(&ws->parser, data, len, &used, &m);

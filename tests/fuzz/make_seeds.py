@@ -366,10 +366,54 @@ def tls_seeds():
     return out
 
 
+# ---- responses (the backend client's reader) ---------------------------------------------------
+
+
+def response_seeds():
+    """[flags][limit][bytes]: flags bit 0 HEAD, bits 1-5 piece size - 1, bit 6 close at the end;
+    limit 255 is 1 MiB."""
+    ok = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
+    s = {
+        "content-length": (0x00, ok),
+        "content-length-split": (0x06, ok),
+        "chunked": (0x02, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          b"5\r\nhello\r\n6;ext=v\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"),
+        "until-close": (0x40, b"HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\nthe rest of the stream"),
+        "http10": (0x40, b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok"),
+        "interim": (0x04, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n"
+                          b"Link: </a>\r\n\r\n" + ok),
+        "head": (0x01, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"),
+        "no-content": (0x00, b"HTTP/1.1 204 No Content\r\nContent-Length: 3\r\n\r\n"),
+        "not-modified": (0x00, b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 9\r\n\r\n"),
+        "close": (0x00, b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx"),
+        "pipelined": (0x00, ok + ok),
+        "cut-short": (0x40, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"),
+        "too-large": (0x01 << 1, b"HTTP/1.1 200 OK\r\nContent-Length: 300\r\n\r\n" + b"x" * 300),
+        "cl-and-te": (0x00, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        "two-cl": (0x00, b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"),
+        "switching": (0x00, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"),
+        "blank-values": (0x00, b"HTTP/1.1 200 OK\r\nX-Empty:\r\nX-Pad: \t a b \t\r\nContent-Length: 0\r\n\r\n"),
+        "obs-text": (0x00, b"HTTP/1.1 200 OK\r\nX-Latin: caf\xe9\r\nContent-Length: 0\r\n\r\n"),
+    }
+    out = {}
+    for name, (flags, data) in s.items():
+        limit = 3 if name == "too-large" else 255
+        out[name] = bytes([flags, limit]) + data
+    return out
+
+
+def response_dict():
+    words = ["HTTP/1.1 ", "HTTP/1.0 ", " 200 OK", " 100 Continue", " 204 ", " 304 ", " 101 ",
+             "\\x0d\\x0a", "\\x0d\\x0a\\x0d\\x0a", "Content-Length: ", "Transfer-Encoding: chunked",
+             "Transfer-Encoding: gzip", "Connection: close", "Connection: keep-alive",
+             "0\\x0d\\x0a\\x0d\\x0a", ";ext=", "Upgrade: "]
+    return "".join(f'"{w}"\n' for w in words)
+
+
 def main():
     for target, seeds in (("http", http_seeds()), ("ws", ws_seeds()), ("id", id_seeds()),
                           ("sse", sse_seeds()), ("url", url_seeds()), ("app", app_seeds()),
-                          ("tls", tls_seeds())):
+                          ("tls", tls_seeds()), ("http_response", response_seeds())):
         clear(target)
         for name, data in seeds.items():
             write(target, name, data)
@@ -378,6 +422,9 @@ def main():
     with open(os.path.join(HERE, "dict", "http.dict"), "w") as f:
         f.write("# HTTP, SSE and WebSocket tokens for fuzz_http (written by make_seeds.py)\n")
         f.write(http_dict())
+    with open(os.path.join(HERE, "dict", "http_response.dict"), "w") as f:
+        f.write("# HTTP/1.1 response tokens for fuzz_http_response (written by make_seeds.py)\n")
+        f.write(response_dict())
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ seconds="$2"
 shift 2
 out="$build/fuzz-long"
 mkdir -p "$out"
-declare -A max_len=([http]=16384 [ws]=8192 [id]=2048 [sse]=8192 [url]=4096 [app]=8192)
+declare -A max_len=([http]=16384 [ws]=8192 [id]=2048 [sse]=8192 [url]=4096 [app]=8192
+                   [http_response]=16384)
 for t in "$@"; do
     bin="$build/fuzz_$t"
     [ -x "$bin" ] || bin="$build/tests/fuzz/fuzz_$t"

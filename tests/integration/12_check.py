@@ -174,8 +174,8 @@ def run():
         ft.check_eq((rc, lines[-1:]), (0, ["app.lua: ok, listen 127.0.0.1:3000, 2 routes"]),
                     "--check of an app that calls freshet.metrics() at load")
 
-    with ft.subtest("the four starter apps check clean"):
-        for name in ("chat", "ticker", "notifications", "dashboard"):
+    with ft.subtest("the five starter apps check clean"):
+        for name in ("chat", "ticker", "notifications", "dashboard", "workspace"):
             app = os.path.join(ft.ROOT, "scripts", "examples", name, "app.lua")
             p = ft.run_cli(["--check", app])
             ft.check_eq(p.returncode, 0, f"--check of the {name} example: {p.stderr.decode()}")

@@ -28,6 +28,7 @@ ROUTES = """
     app:publish("/pubjson/:topic", "routes/pubjson.lua")
     app:stream("/gap/:topics", "routes/gap.lua")
     app:publish("/pubpair/:first/:second", "routes/pubpair.lua")
+    app:publish("/pubmany/:topic", "routes/pubmany.lua")
 """
 
 # Topics from the path; over WebSocket, subscribe/unsubscribe add or remove topics (kept ones
@@ -96,6 +97,17 @@ PUBPAIR = """
     function route.publish(req, body, who)
       return { { topic = req.params.first, data = body .. " " .. req.params.first },
                { topic = req.params.second, data = body .. " " .. req.params.second } }
+    end
+    return route
+"""
+
+# 200 events from one request: they reach a waiting long-poll together.
+PUBMANY = """
+    local route = {}
+    function route.publish(req, body, who)
+      local list = {}
+      for i = 1, 200 do list[i] = { topic = req.params.topic, data = body .. i } end
+      return list
     end
     return route
 """
@@ -545,6 +557,17 @@ def long_poll(srv):
                  "(queue = 4)", sizes)
         ft.check_eq([e.id for e in got], ids, "every event once, in order, over three polls")
 
+    with ft.subtest("long-poll: 200 events that arrive together come in one answer"):
+        with ft.Conn(port, timeout=10) as c:
+            c.send(ft.build_request("GET", ft.poll_path("/sub/bulk"), None, None, port))
+            time.sleep(0.3)  # the poll waits
+            resp = ft.publish_raw(port, "/pubmany/bulk", "b")
+            ft.check_eq(resp.status, 201, f"publish of 200 ({resp.text[:200]})")
+            answer = c.read_response()
+            ft.check_eq(answer.status, 200, "the poll's answer")
+            ft.check_eq([e.data for e in ft.parse_sse(answer.body)],
+                        [f"b{i}" for i in range(1, 201)], "all 200, in order, in one answer")
+
 
 # ---- the server's pings ---------------------------------------------------------------------
 
@@ -669,7 +692,7 @@ def run():
     ft.require_file(ft.BIN, "freshet binary")
     appdir = ft.pubsub_app(APP, routes=ROUTES, files={
         "routes/sub.lua": SUB, "routes/gap.lua": GAP, "routes/pubjson.lua": PUBJSON,
-        "routes/pubpair.lua": PUBPAIR})
+        "routes/pubpair.lua": PUBPAIR, "routes/pubmany.lua": PUBMANY})
     with ft.Server(appdir) as srv:
         same_events(srv)
         resume(srv)

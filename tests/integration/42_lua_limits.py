@@ -39,7 +39,7 @@ def run():
         with ft.subtest("a runaway hook is stopped by the budget"):
             r = srv.get("/spin", headers={"Accept": "text/event-stream"})
             r.check_error(500, "the runaway hook")
-            srv.wait_log(r"lua error in \S*routes/spin\.lua:\d+ \(topics\) route /spin: "
+            srv.wait_log(r"lua error in \S*routes/spin\.lua:1 \(topics\) route /spin: "
                          r"instruction budget exceeded")
 
         with ft.subtest("a hook allocating without bound gets 500, the worker keeps serving"):

@@ -205,7 +205,7 @@ def run():
             ft.check(all(st == 200 for port, st in cl.connects if port != a.port),
                      f"{cl.name}: a resume on another node was refused", cl.connects)
         for node in (b, c):
-            ft.check_eq(ft.wait_health(node)["broker"], {"kind": "redis", "status": "ok"},
+            ft.check_eq(ft.broker_state(ft.wait_health(node)), {"kind": "redis", "status": "ok"},
                         "broker of a surviving node")
 
     b.stop()

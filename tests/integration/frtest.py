@@ -1642,10 +1642,7 @@ class RedisServer:
                 self.port = free_port()
             self.starts += 1
             self.log_path = os.path.join(self.dir, f"redis-{self.starts}.log")
-            cmd = [REDIS_SERVER_BIN, "--port", str(self.port), "--bind", HOST,
-                   "--save", "", "--appendonly", "yes" if self.appendonly else "no",
-                   "--dir", self.dir, "--daemonize", "no", "--logfile", self.log_path,
-                   *self.extra_args]
+            cmd = self._command()
             self._out = open(os.path.join(self.dir, f"redis-{self.starts}.out"), "wb")
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._out,
                                          stderr=subprocess.STDOUT, cwd=self.dir,
@@ -1662,6 +1659,12 @@ class RedisServer:
                 f"did not answer PING within {self.ready_timeout}s"
             fail(f"redis-server {state}: {' '.join(cmd)}\n    log:\n{_indent(log, '    | ')}")
         fail("could not find a free port for redis-server")
+
+    def _command(self):
+        return [REDIS_SERVER_BIN, "--port", str(self.port), "--bind", HOST,
+                "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+                "--dir", self.dir, "--daemonize", "no", "--logfile", self.log_path,
+                *self.extra_args]
 
     def _wait_ready(self):
         deadline = time.monotonic() + self.ready_timeout
@@ -1774,6 +1777,139 @@ class RedisServer:
         return [e[0] for e in entries]
 
 
+class SentinelServer(RedisServer):
+    """A Redis Sentinel (`redis-server <conf> --sentinel`) on a free port, monitoring the
+    primary at master_port as `name`. Its config file is written into its temp dir, where the
+    Sentinel rewrites it as it learns. Timings are shortened for tests: down after
+    `down_after` ms, and (SENTINEL DEBUG, Redis 7) INFO every second and hello messages every
+    half second, so failovers and the return of an old primary are seen in about a second.
+    Stopped by PID, like RedisServer. (A down-after below 2 s made Sentinels take a busy new
+    primary for a dead one under load, and fail over again.)"""
+
+    def __init__(self, master_port, name="mm", quorum=2, down_after=2000, failover_timeout=5000):
+        super().__init__()
+        self.master_port = master_port
+        self.name = name
+        self.quorum = quorum
+        self.down_after = down_after
+        self.failover_timeout = failover_timeout
+
+    def _command(self):
+        conf = os.path.join(self.dir, "sentinel.conf")
+        if getattr(self, "_conf_port", None) != self.port:  # kept (and rewritten) on restarts
+            self._conf_port = self.port
+            with open(conf, "w") as f:
+                f.write(f"port {self.port}\nbind {HOST}\ndir {self.dir}\n"
+                        f"sentinel monitor {self.name} {HOST} {self.master_port} {self.quorum}\n"
+                        f"sentinel down-after-milliseconds {self.name} {self.down_after}\n"
+                        f"sentinel failover-timeout {self.name} {self.failover_timeout}\n")
+        return [REDIS_SERVER_BIN, conf, "--sentinel", "--logfile", self.log_path,
+                "--daemonize", "no"]
+
+    def start(self):
+        super().start()
+        self.command("SENTINEL", "DEBUG", "INFO-PERIOD", "1000", "PUBLISH-PERIOD", "500")
+        return self
+
+    def describe(self):
+        pid = self.proc.pid if self.proc else "-"
+        return f"redis sentinel pid {pid}, port {self.port}"
+
+    def master(self):
+        """SENTINEL MASTER as a dict."""
+        flat = self.command("SENTINEL", "MASTER", self.name)
+        return dict(zip(flat[0::2], flat[1::2]))
+
+
+class SentinelGroup:
+    """One primary, `replicas` replicas and `sentinels` Sentinels on free ports of 127.0.0.1,
+    all in temp dirs, stopped by PID. start() returns once every replica is in sync and every
+    Sentinel knows every replica and every other Sentinel (a failover needs that). Fails
+    loudly when a process does not start."""
+
+    def __init__(self, replicas=1, sentinels=3, name="mm", down_after=2000):
+        self.name = name
+        self.nreplicas = replicas
+        self.nsentinels = sentinels
+        self.down_after = down_after
+        self.servers = []   # the primary first, then the replicas (as started)
+        self.sentinels = []
+
+    def start(self, timeout=20):
+        # A replica (a returning primary too) syncs at once, not after diskless sync's 5 s.
+        fast = ["--repl-diskless-sync-delay", "0"]
+        primary = RedisServer(extra_args=fast).start()
+        self.servers = [primary]
+        for _ in range(self.nreplicas):
+            self.servers.append(RedisServer(extra_args=[*fast, "--replicaof", HOST,
+                                                        str(primary.port)]).start())
+        for _ in range(self.nsentinels):
+            self.sentinels.append(SentinelServer(primary.port, self.name,
+                                                 quorum=self.nsentinels // 2 + 1,
+                                                 down_after=self.down_after).start())
+        deadline = time.monotonic() + timeout
+        while True:
+            states = []
+            primary.command("SET", "fr:test:synced", "1")  # WAIT counts replicas that have it
+            states.append(primary.command("WAIT", str(self.nreplicas), "50") == self.nreplicas)
+            for sn in self.sentinels:
+                m = sn.master()
+                states.append(int(m.get("num-slaves", 0)) == self.nreplicas and
+                              int(m.get("num-other-sentinels", 0)) == self.nsentinels - 1)
+            if all(states):
+                return self
+            if time.monotonic() > deadline:
+                fail(f"the Sentinel group was not ready within {timeout}s",
+                     {"replicas in sync, Sentinels aware": states,
+                      "sentinel": self.sentinels[0].master()})
+            time.sleep(0.1)
+
+    def url(self, query=""):
+        hosts = ",".join(f"{HOST}:{sn.port}" for sn in self.sentinels)
+        return f"redis-sentinel://{hosts}/{self.name}" + (f"?{query}" if query else "")
+
+    def primary_port(self):
+        """Where a Sentinel that answers says the primary is (None when none answers)."""
+        for sn in self.sentinels:
+            try:
+                addr = sn.command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
+                return int(addr[1]) if addr else None
+            except (OSError, ConnectionError, RedisError):
+                continue
+        return None
+
+    def server_on(self, port):
+        return next(rs for rs in self.servers if rs.port == port)
+
+    def stop(self):
+        for sn in self.sentinels:
+            sn.kill()
+        for rs in self.servers:
+            rs.kill()
+
+
+def wait_replicas(primary, n, timeout=10):
+    """Waits until n replicas acknowledge a write on primary (WAIT): a replica that has just
+    synced may say its link is up, and be counted by WAIT only a second later."""
+    deadline = time.monotonic() + timeout
+    with primary.conn() as c:
+        while True:
+            c.command("SET", "fr:test:synced", "1")
+            if c.command("WAIT", str(n), "100") >= n:
+                return
+            check(time.monotonic() < deadline, f"{n} replicas did not confirm a write within "
+                  f"{timeout}s", c.command("INFO", "replication"))
+
+
+def freshet_clients(redis_server):
+    """The names of the freshet connections (CLIENT LIST) on a Redis server: freshet names
+    each of its connections freshet-<node>-<role>."""
+    with redis_server.conn(timeout=2) as c:  # a kept connection may have been killed
+        out = c.command("CLIENT", "LIST")
+    names = re.findall(r"\bname=(\S*)", out)
+    return sorted(n for n in names if n.startswith("freshet-"))
+
+
 def wait_health(srv, status="ok", timeout=15):
     """Waits until a node's /health says status ("ok" or "degraded"); returns the body. With
     the Redis broker a node answers /health before it has reached Redis: tests wait for "ok"
@@ -1786,6 +1922,13 @@ def wait_health(srv, status="ok", timeout=15):
         if time.monotonic() > deadline:
             fail(f"/health did not say status {status!r} within {timeout}s", h)
         time.sleep(0.05)
+
+
+def broker_state(health):
+    """The kind and status of /health's broker object (the Redis broker adds where its primary
+    is, its subscriber's probe and its counters, see docs/REDIS.md)."""
+    b = health.get("broker") or {}
+    return {"kind": b.get("kind"), "status": b.get("status")}
 
 
 def redis_node(redis, app=None, **kw):

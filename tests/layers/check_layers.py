@@ -9,7 +9,7 @@ import pathlib
 import re
 import sys
 
-LAYERS = ["base", "codec", "core", "broker", "lua", "stream", "transport", "http", "app", "server"]
+LAYERS = ["base", "codec", "core", "broker", "client", "lua", "stream", "transport", "http", "app", "server"]
 # System headers a layer must not include (the layer's contract, not just taste).
 FORBIDDEN = {
     "base": ["uv.h", "lua.h", "lauxlib.h", "lualib.h", "llhttp.h"],

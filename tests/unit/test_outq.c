@@ -183,6 +183,46 @@ static void test_byte_budget_counts_what_the_sink_holds(void) {
     fr_outq_close(&q);
 }
 
+/* The fast path decides as fr_outq_admit would, and a written front leaves with its counts. */
+static void test_fast_path_and_release_front(void) {
+    fr_outq_t q;
+    fr_outq_init(&q);
+    fr_tier_t budget = {.queue = 3, .bytes = 1 << 20, .lag = 100};
+    uint64_t last = 0;
+    size_t fast = 0;
+    for (uint64_t seq = 1; seq <= 4; seq++) {
+        fr_event_t *e = ev(seq, seq == 2 ? FR_PRIO_CRITICAL : FR_PRIO_NORMAL, "payload");
+        fr_item_t it = {.kind = FR_ITEM_EVENT, .ev = e, .shared = e->frame,
+                        .shared_len = (uint32_t)e->frame_len};
+        if (fr_outq_admit_fast(&q, &it, FR_SLOW_DROP, &last, &budget, 0))
+            fast++;
+        fr_event_release(e);
+    }
+    /* Three fit; the fourth is over the queue and left to fr_outq_admit. */
+    CHECK_EQ_UINT(fast, 3);
+    CHECK_EQ_UINT(q.live, 3);
+    CHECK_EQ_UINT(q.by_prio[FR_PRIO_CRITICAL], 1);
+    CHECK_EQ_UINT(last, fr_outq_at(&q, 2)->seq);
+    /* With conflation and a queued event of the topic, the fast path stands aside. */
+    fr_event_t *e = ev(9, FR_PRIO_NORMAL, "payload");
+    fr_item_t it = {.kind = FR_ITEM_EVENT, .ev = e, .shared = e->frame,
+                    .shared_len = (uint32_t)e->frame_len};
+    budget.queue = 10;
+    CHECK(!fr_outq_admit_fast(&q, &it, FR_SLOW_CONFLATE, &last, &budget, 0));
+    fr_event_release(e);
+    size_t bytes = q.bytes;
+    fr_outq_push_owned(&q, strdup("x"), 1);
+    fr_outq_release_front(&q, 2);
+    CHECK_EQ_UINT(q.len, 2);
+    CHECK_EQ_UINT(q.live, 1);
+    CHECK_EQ_UINT(q.by_prio[FR_PRIO_CRITICAL], 0);
+    CHECK_EQ_UINT(q.bytes, bytes / 3 + 1);
+    fr_outq_release_front(&q, 2);
+    CHECK_EQ_UINT(q.live, 0);
+    CHECK_EQ_UINT(q.bytes, 0);
+    fr_outq_close(&q);
+}
+
 static void test_bytes_items_and_take(void) {
     fr_outq_t q;
     fr_outq_init(&q);
@@ -212,5 +252,6 @@ int main(int argc, char **argv) {
     FR_RUN(test_lag_cut_off);
     FR_RUN(test_byte_budget_counts_what_the_sink_holds);
     FR_RUN(test_bytes_items_and_take);
+    FR_RUN(test_fast_path_and_release_front);
     return FR_TEST_END();
 }
