@@ -45,6 +45,9 @@ void fr_task_cancel(fr_task_t *t);
 /* Drops the waiting tasks the VM owns (fr_vm_retire: a reload or a shutdown). */
 void fr_task_cancel_unowned(fr_vm_t *vm);
 
+/* Frees the finished tasks kept for reuse (their coroutines go with the Lua state). */
+void fr_task_free_idle(fr_vm_t *vm);
+
 /* ---- for waiting functions ------------------------------------------------------------ */
 
 /* The task L runs in, or NULL when the code cannot wait there (a filter, the app file). */

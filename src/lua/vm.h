@@ -77,6 +77,8 @@ typedef struct fr_vm_s {
     int filtering;              /* a filter hook runs (inside a delivery: no publishing) */
     fr_list_t timers;           /* live timers (fr_ltimer_t), stopped when the VM is retired */
     fr_list_t tasks;            /* waiting tasks nobody owns (a timer's run), likewise */
+    fr_list_t idle_tasks;       /* finished tasks kept with their coroutines for reuse (task.c) */
+    unsigned nidle_tasks;
     int retired;
     /* The Lua table of the event last passed to a filter: fan-out builds it once per VM. */
     fr_event_t *ev_cached;      /* one reference while cached */
