@@ -230,10 +230,11 @@ end
 
 function checks.timeouts(v)
   check_type("timeouts", v, "table")
-  check_keys("timeouts", v, { headers = true, idle = true, hook = true })
+  check_keys("timeouts", v, { headers = true, idle = true, hook = true, ack = true })
   if v.headers ~= nil then check_positive("timeouts.headers", v.headers) end
   if v.idle ~= nil then check_positive("timeouts.idle", v.idle) end
   if v.hook ~= nil then check_positive("timeouts.hook", v.hook) end
+  if v.ack ~= nil then check_positive("timeouts.ack", v.ack) end
 end
 
 function checks.poll_timeout(v) check_positive("poll_timeout", v) end

@@ -36,6 +36,8 @@ typedef struct {
     unsigned long refused_fds;    /* new streams refused with 503 at 90% of descriptors */
     unsigned long timeouts;       /* requests answered 408 */
     unsigned long idle_closed;    /* keep-alive connections closed while idle */
+    unsigned long ack_timeouts;   /* connections whose peer stopped acknowledging (timeouts.ack) */
+    unsigned long resets;         /* connections closed abortively (RST, SO_LINGER 0) */
     unsigned long connections;    /* accepted since start */
     unsigned long streams;        /* started since start */
 } fr_metrics_t;

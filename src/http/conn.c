@@ -90,6 +90,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     fr_conn_t *c = FR_CONTAINER_OF((uv_tcp_t *)s, fr_conn_t, tcp);
     if (nread < 0) {
+        fr_sock_failed(c, (int)nread);
         fr_conn_close(c);
         return;
     }
@@ -137,6 +138,7 @@ void fr_conn_close(fr_conn_t *c) {
     c->closing = 1;
     fr_conn_wait(c, FR_WAIT_NONE);
     c->proto->closing(c);
+    fr_sock_close_mode(c);
     uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
@@ -156,6 +158,7 @@ void fr_conn_accept(fr_http_t *http, uv_stream_t *listener) {
     http->nconns++;
     http->count(http->ctx, +1);
     uv_tcp_nodelay(&c->tcp, 1);
+    fr_sock_tune(c);
     struct sockaddr_storage ss;
     int sl = sizeof ss;
     strcpy(c->remote, "unknown");
@@ -200,6 +203,8 @@ static void on_write_done(uv_write_t *req, int status) {
     free(wr->buf);
     free(wr);
     c->pending_writes--;
+    if (status < 0)
+        fr_sock_failed(c, status);
     if (done)
         done(ctx, status);
     if (status < 0)
@@ -240,8 +245,10 @@ int fr_conn_send(fr_conn_t *c, const uv_buf_t *bufs, size_t n, int temp_first,
     ssize_t sent = want ? uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)n) : 0;
     if (sent == UV_EAGAIN)
         sent = 0;
-    if (sent < 0)
+    if (sent < 0) {
+        fr_sock_failed(c, (int)sent);
         return (int)sent;
+    }
     if ((size_t)sent == want)
         return FR_SINK_DONE;
     /* Partial: the socket buffer is full. The rest goes to uv_write (which copies the array,

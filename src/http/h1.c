@@ -161,6 +161,7 @@ static void hold_input(fr_conn_t *c, const char *data, size_t len) {
     size_t limit = c->http->config->max_headers + c->http->config->max_body;
     if (c->nheld_input + len > limit) {
         c->close_reason = "error";
+        c->abortive = 1; /* a client that floods a pending answer gets nothing more */
         fr_conn_close(c);
         return;
     }

@@ -209,6 +209,14 @@ static void put_scripts_and_limits(fr_buf_t *o, const fr_worker_t *w, const fr_t
     counter(o, "freshet_request_timeouts_total", "Requests answered 408.", m->timeouts);
     counter(o, "freshet_idle_closed_total", "Keep-alive connections closed while idle.",
             m->idle_closed);
+    counter(o, "freshet_ack_timeouts_total",
+            "Connections closed because the peer left sent bytes or keep-alive probes "
+            "unacknowledged for timeouts.ack (a silent drop).",
+            m->ack_timeouts);
+    counter(o, "freshet_connections_reset_total",
+            "Connections closed abortively (RST): dead or hostile peers, bytes a peer would not "
+            "take.",
+            m->resets);
 }
 
 /* The Redis broker: each worker is a node with its own connections, so the gauges count the

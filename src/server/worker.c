@@ -109,6 +109,7 @@ static void on_heartbeat_tick(uv_timer_t *h) {
     fr_worker_t *w = h->data;
     fr_streams_tick(&w->streams);
     fr_http_expire(&w->http);
+    fr_sock_sweep(&w->http);
     if (w->proc && w->proc->nworkers > 1)
         fr_server_share_census(w);
     if (fr_worker_fds_used(w) * 4 < w->fd_limit * 3)
