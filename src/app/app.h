@@ -46,7 +46,8 @@ void fr_app_open(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, int r
 /* A publish route (app/publish.c). Takes req_ref. */
 void fr_app_publish(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, int req_ref);
 /* A file under a static route's directory (app/static.c). */
-void fr_app_static(fr_exchange_t *x, const fr_route_t *route, const char *path, size_t path_len);
+void fr_app_static(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, const char *path,
+                   size_t path_len);
 
 /* Answers 429 with Retry-After. */
 void fr_app_too_many(fr_exchange_t *x, unsigned retry_after, const char *what);

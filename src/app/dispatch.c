@@ -260,7 +260,7 @@ void fr_app_handle(void *ctx, fr_exchange_t *x) {
     else if (strcmp(x->req.method, "OPTIONS") == 0)
         respond_preflight(x, route_methods(m.match));
     else if (m.match->kind == FR_ROUTE_STATIC)
-        fr_app_static(x, m.match, path + strlen(m.match->prefix),
+        fr_app_static(app, x, m.match, path + strlen(m.match->prefix),
                       path_len - strlen(m.match->prefix));
     else
         run_script_route(app, x, &m, path, path_len, query, qlen);

@@ -305,9 +305,14 @@ size_t fr_h1_head(fr_conn_t *c, const fr_head_t *hd, char *out, size_t cap) {
         int keep = c->x.req.keep_alive && !c->http->stopping && !c->x.last;
         if (!keep)
             c->close_after_write = 1;
-        puts_(&h, "Content-Length: ");
-        put_uint(&h, (uint64_t)hd->length);
-        puts_(&h, keep ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n");
+        /* A 304 has no body, and the length of the one it stands for is not this answer's
+         * to state (RFC 9110 §8.6). */
+        if (hd->status != 304) {
+            puts_(&h, "Content-Length: ");
+            put_uint(&h, (uint64_t)hd->length);
+            put(&h, "\r\n", 2);
+        }
+        puts_(&h, keep ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
     } else {
         /* HTTP/1.0 has no chunks: the body ends with the connection. */
         c->chunked = c->x.req.http_major == 1 && c->x.req.http_minor >= 1;
