@@ -9,6 +9,7 @@
 
 #include "broker/broker.h"
 #include "core/config.h"
+#include "core/counts.h"
 #include "core/metrics.h"
 #include "core/ratelimit.h"
 #include "http/conn.h"
@@ -34,6 +35,7 @@ typedef struct fr_app_s {
     fr_ratelimit_t *limits;       /* borrowed */
     fr_metrics_t *metrics;        /* borrowed */
     unsigned long *tier_rejected; /* borrowed: 429s per tier, indexed like config->tiers */
+    fr_counts_t *deprecated;      /* borrowed: requests per deprecated route */
     const fr_app_host_t *host;
     void *host_ctx;
 } fr_app_t;

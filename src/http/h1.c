@@ -47,6 +47,7 @@ static int on_message_begin(llhttp_t *p) {
     fr_conn_t *c = conn_of(p);
     fr_request_reset(&c->x.req);
     c->x.last = 0;
+    c->x.route_headers = NULL;
     if (c->wait != FR_WAIT_READING)
         fr_conn_wait(c, FR_WAIT_READING);
     return 0;
@@ -287,6 +288,8 @@ size_t fr_h1_head(fr_conn_t *c, const fr_head_t *hd, char *out, size_t cap) {
         puts_(&h, "HTTP/1.1 101 Switching Protocols\r\n");
         if (hd->headers)
             puts_(&h, hd->headers);
+        if (c->x.route_headers)
+            puts_(&h, c->x.route_headers);
         put(&h, "\r\n", 2);
         out[h.len] = '\0';
         return h.len;
@@ -322,6 +325,8 @@ size_t fr_h1_head(fr_conn_t *c, const fr_head_t *hd, char *out, size_t cap) {
     }
     if (hd->headers)
         puts_(&h, hd->headers);
+    if (c->x.route_headers)
+        puts_(&h, c->x.route_headers);
     put_cors(&h, c);
     put(&h, "\r\n", 2);
     out[h.len] = '\0';

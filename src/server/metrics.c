@@ -219,6 +219,37 @@ static void put_scripts_and_limits(fr_buf_t *o, const fr_worker_t *w, const fr_t
             m->resets);
 }
 
+static void sum_count(void *ctx, const char *name, unsigned long n) {
+    fr_counts_add(ctx, name, n);
+}
+
+typedef struct {
+    fr_buf_t *o;
+    char lb[256];
+} put_count_t;
+
+static void put_count(void *ctx, const char *name, unsigned long n) {
+    put_count_t *p = ctx;
+    fr_buf_printf(p->o, "freshet_deprecated_requests_total{route=\"%s\"} %lu\n",
+                  label(name, p->lb, sizeof p->lb), n);
+}
+
+/* Requests to deprecated routes, by route, summed over the workers. */
+static void put_deprecated(fr_buf_t *o, fr_worker_t *w) {
+    header(o, "freshet_deprecated_requests_total", "counter",
+           "Requests to routes marked deprecated (answered with Deprecation, Sunset and Link), "
+           "by route.");
+    fr_counts_t sum;
+    fr_counts_init(&sum);
+    for (size_t i = 0; w->proc && i < w->proc->nworkers; i++)
+        fr_counts_each(&w->proc->workers[i]->deprecated, sum_count, &sum);
+    if (!w->proc)
+        fr_counts_each(&w->deprecated, sum_count, &sum);
+    put_count_t p = {.o = o};
+    fr_counts_each(&sum, put_count, &p);
+    fr_counts_free(&sum);
+}
+
 /* The Redis broker: each worker is a node with its own connections, so the gauges count the
  * workers in that state (1 with one worker). */
 static void put_redis(fr_buf_t *o, const fr_metrics_t *m, size_t nworkers) {
@@ -263,6 +294,7 @@ void fr_server_respond_metrics(void *ctx, fr_exchange_t *x) {
             m->bytes_written);
     counter(&o, "freshet_heartbeats_total", "Heartbeat comments sent.", m->heartbeats);
     put_scripts_and_limits(&o, w, &totals, tier_rejected);
+    put_deprecated(&o, w);
     if (strcmp(w->config->broker, "memory") != 0)
         put_redis(&o, m, w->proc ? w->proc->nworkers : 1);
     counter(&o, "freshet_log_lines_dropped_total", "Log lines dropped because stderr was slow.",
