@@ -32,6 +32,20 @@ static void skip_spaces(const char **p, const char *end) {
         (*p)++;
 }
 
+/* "0100007F:2E3E " (IPv4: 8 hex digits; IPv6: 32) then spaces: the port, or -1. */
+static long endpoint(const char **p, const char *end) {
+    while (*p < end && hexval(**p) >= 0)
+        (*p)++;
+    if (*p >= end || **p != ':')
+        return -1;
+    (*p)++;
+    long port = hex_field(p, end);
+    if (port < 0 || *p >= end || **p != ' ')
+        return -1;
+    skip_spaces(p, end);
+    return port;
+}
+
 /* "  12: 0100007F:2E3E 00000000:0000 0A ..." → local port and state, or -1. */
 static int parse_line(const char *p, const char *end, unsigned *port, unsigned *state) {
     skip_spaces(&p, end);
@@ -41,24 +55,9 @@ static int parse_line(const char *p, const char *end, unsigned *port, unsigned *
         return -1;
     p++;
     skip_spaces(&p, end);
-    /* The local address: 8 (IPv4) or 32 (IPv6) hex digits, then ':' and the port. */
-    while (p < end && hexval(*p) >= 0)
-        p++;
-    if (p >= end || *p != ':')
+    long lport = endpoint(&p, end);
+    if (lport < 0 || endpoint(&p, end) < 0)
         return -1;
-    p++;
-    long lport = hex_field(&p, end);
-    if (lport < 0 || p >= end || *p != ' ')
-        return -1;
-    skip_spaces(&p, end);
-    while (p < end && hexval(*p) >= 0)
-        p++;
-    if (p >= end || *p != ':')
-        return -1;
-    p++;
-    if (hex_field(&p, end) < 0 || p >= end || *p != ' ')
-        return -1;
-    skip_spaces(&p, end);
     long st = hex_field(&p, end);
     if (st <= 0 || st >= FR_TCP_STATES || (p < end && *p != ' '))
         return -1;
