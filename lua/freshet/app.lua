@@ -230,10 +230,11 @@ end
 
 function checks.timeouts(v)
   check_type("timeouts", v, "table")
-  check_keys("timeouts", v, { headers = true, idle = true, hook = true })
+  check_keys("timeouts", v, { headers = true, idle = true, hook = true, ack = true })
   if v.headers ~= nil then check_positive("timeouts.headers", v.headers) end
   if v.idle ~= nil then check_positive("timeouts.idle", v.idle) end
   if v.hook ~= nil then check_positive("timeouts.hook", v.hook) end
+  if v.ack ~= nil then check_positive("timeouts.ack", v.ack) end
 end
 
 function checks.poll_timeout(v) check_positive("poll_timeout", v) end
@@ -338,9 +339,32 @@ function App:publish(pattern, script)
   local app = add_route(self, "publish", pattern, script, "script")
   return app
 end
---- Static files under `dir` (relative to the app file), for example pages.
-function App:static(prefix, dir)
+--- Static files under `dir` (relative to the app file). opts: { max_age = seconds,
+-- immutable = true } for Cache-Control (default: no-cache, revalidate every time).
+function App:static(prefix, dir, opts)
   local app = add_route(self, "static", prefix, dir, "dir")
+  if opts ~= nil then
+    if type(opts) ~= "table" then
+      error(("app:static: options must be a table { max_age = seconds, immutable = true }, got %s"):format(type(opts)), 2)
+    end
+    for k in pairs(opts) do
+      if k ~= "max_age" and k ~= "immutable" then
+        error(("app:static: unknown option '%s' (max_age, immutable)"):format(tostring(k)), 2)
+      end
+    end
+    local ma = opts.max_age
+    if ma ~= nil and (type(ma) ~= "number" or ma < 0 or ma ~= math.floor(ma) or ma > 2147483647) then
+      error(("app:static: max_age must be a whole number of seconds >= 0, got %s"):format(tostring(ma)), 2)
+    end
+    if opts.immutable ~= nil and type(opts.immutable) ~= "boolean" then
+      error(("app:static: immutable must be true or false, got %s"):format(tostring(opts.immutable)), 2)
+    end
+    if opts.immutable and ma == nil then
+      error("app:static: immutable needs max_age (how long a cache may keep the files)", 2)
+    end
+    local r = self.routes[#self.routes]
+    r.max_age, r.immutable = ma, opts.immutable
+  end
   return app
 end
 

@@ -9,6 +9,7 @@
 
 #include "broker/broker.h"
 #include "core/config.h"
+#include "core/counts.h"
 #include "core/metrics.h"
 #include "core/ratelimit.h"
 #include "http/conn.h"
@@ -34,6 +35,7 @@ typedef struct fr_app_s {
     fr_ratelimit_t *limits;       /* borrowed */
     fr_metrics_t *metrics;        /* borrowed */
     unsigned long *tier_rejected; /* borrowed: 429s per tier, indexed like config->tiers */
+    fr_counts_t *deprecated;      /* borrowed: requests per deprecated route */
     const fr_app_host_t *host;
     void *host_ctx;
 } fr_app_t;
@@ -46,7 +48,8 @@ void fr_app_open(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, int r
 /* A publish route (app/publish.c). Takes req_ref. */
 void fr_app_publish(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, int req_ref);
 /* A file under a static route's directory (app/static.c). */
-void fr_app_static(fr_exchange_t *x, const fr_route_t *route, const char *path, size_t path_len);
+void fr_app_static(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, const char *path,
+                   size_t path_len);
 
 /* Answers 429 with Retry-After. */
 void fr_app_too_many(fr_exchange_t *x, unsigned retry_after, const char *what);

@@ -208,6 +208,12 @@ static void answer_unmatched(fr_exchange_t *x, const match_t *m) {
 static void run_script_route(fr_app_t *app, fr_exchange_t *x, match_t *m, const char *raw_path,
                              size_t path_len, const char *query, size_t qlen) {
     const fr_route_t *r = m->match;
+    if (r->deprecation) {
+        /* Every answer of the route says so, refusals included, and operators can see who
+         * still calls it. */
+        x->route_headers = r->deprecation;
+        fr_counts_bump(app->deprecated, r->pattern.source);
+    }
     char *path = fr_malloc(path_len + 1);
     if (fr_url_decode(raw_path, path_len, path, 0) < 0) {
         free(path);
@@ -260,7 +266,7 @@ void fr_app_handle(void *ctx, fr_exchange_t *x) {
     else if (strcmp(x->req.method, "OPTIONS") == 0)
         respond_preflight(x, route_methods(m.match));
     else if (m.match->kind == FR_ROUTE_STATIC)
-        fr_app_static(x, m.match, path + strlen(m.match->prefix),
+        fr_app_static(app, x, m.match, path + strlen(m.match->prefix),
                       path_len - strlen(m.match->prefix));
     else
         run_script_route(app, x, &m, path, path_len, query, qlen);

@@ -48,6 +48,10 @@ void fr_config_free(fr_config_t *cfg) {
     memset(cfg, 0, sizeof *cfg);
 }
 
+uint64_t fr_config_ack_ms(const fr_config_t *cfg) {
+    return cfg->ack_timeout_ms ? cfg->ack_timeout_ms : 2 * cfg->heartbeat_ms;
+}
+
 int fr_config_parse_listen(const char *s, char *host, size_t hostlen, int *port) {
     const char *colon;
     const char *h = s;

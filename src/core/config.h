@@ -49,6 +49,9 @@ typedef struct {
     fr_tier_t default_tier; /* budgets for streams whose route names no tier */
     uint64_t header_timeout_ms; /* a request must be complete within this (else 408) */
     uint64_t idle_timeout_ms;   /* keep-alive connections idle this long are closed */
+    /* A peer that leaves sent bytes unacknowledged this long (or does not answer keep-alive
+     * probes for this long) is dead: its connection is reset. 0: twice the heartbeat. */
+    uint64_t ack_timeout_ms;
     uint64_t hook_timeout_ms;   /* a hook that waits (network, sleep) ends with 504 after this */
     /* freshet.http.request: a response's size, calls in flight per worker, calls per hook,
      * idle keep-alive connections kept per worker and backend host. */
@@ -71,6 +74,9 @@ void fr_config_copy(fr_config_t *dst, const fr_config_t *src);
 
 /* Parses "host:port" (IPv4 or [IPv6]:port); returns 0 or -1. */
 int fr_config_parse_listen(const char *s, char *host, size_t hostlen, int *port);
+
+/* timeouts.ack in force: the setting, or twice the heartbeat. */
+uint64_t fr_config_ack_ms(const fr_config_t *cfg);
 
 const fr_tier_t *fr_config_tier(const fr_config_t *cfg, const char *name);
 /* 1 when `origin` may receive CORS headers. */

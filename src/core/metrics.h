@@ -38,6 +38,8 @@ typedef struct {
     unsigned long idle_closed;    /* keep-alive connections closed while idle */
     unsigned long tls_handshakes; /* TLS handshakes completed */
     unsigned long tls_failures;   /* TLS handshakes that failed or did not finish in time */
+    unsigned long ack_timeouts;   /* connections whose peer stopped acknowledging (timeouts.ack) */
+    unsigned long resets;         /* connections closed abortively (RST, SO_LINGER 0) */
     unsigned long connections;    /* accepted since start */
     unsigned long streams;        /* started since start */
 } fr_metrics_t;

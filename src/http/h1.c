@@ -47,6 +47,7 @@ static int on_message_begin(llhttp_t *p) {
     fr_conn_t *c = conn_of(p);
     fr_request_reset(&c->x.req);
     c->x.last = 0;
+    c->x.route_headers = NULL;
     if (c->wait != FR_WAIT_READING)
         fr_conn_wait(c, FR_WAIT_READING);
     return 0;
@@ -161,6 +162,7 @@ static void hold_input(fr_conn_t *c, const char *data, size_t len) {
     size_t limit = c->http->config->max_headers + c->http->config->max_body;
     if (c->nheld_input + len > limit) {
         c->close_reason = "error";
+        c->abortive = 1; /* a client that floods a pending answer gets nothing more */
         fr_conn_close(c);
         return;
     }
@@ -286,6 +288,8 @@ size_t fr_h1_head(fr_conn_t *c, const fr_head_t *hd, char *out, size_t cap) {
         puts_(&h, "HTTP/1.1 101 Switching Protocols\r\n");
         if (hd->headers)
             puts_(&h, hd->headers);
+        if (c->x.route_headers)
+            puts_(&h, c->x.route_headers);
         put(&h, "\r\n", 2);
         out[h.len] = '\0';
         return h.len;
@@ -304,9 +308,14 @@ size_t fr_h1_head(fr_conn_t *c, const fr_head_t *hd, char *out, size_t cap) {
         int keep = c->x.req.keep_alive && !c->http->stopping && !c->x.last;
         if (!keep)
             c->close_after_write = 1;
-        puts_(&h, "Content-Length: ");
-        put_uint(&h, (uint64_t)hd->length);
-        puts_(&h, keep ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n");
+        /* A 304 has no body, and the length of the one it stands for is not this answer's
+         * to state (RFC 9110 §8.6). */
+        if (hd->status != 304) {
+            puts_(&h, "Content-Length: ");
+            put_uint(&h, (uint64_t)hd->length);
+            put(&h, "\r\n", 2);
+        }
+        puts_(&h, keep ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
     } else {
         /* HTTP/1.0 has no chunks: the body ends with the connection. */
         c->chunked = c->x.req.http_major == 1 && c->x.req.http_minor >= 1;
@@ -316,6 +325,8 @@ size_t fr_h1_head(fr_conn_t *c, const fr_head_t *hd, char *out, size_t cap) {
     }
     if (hd->headers)
         puts_(&h, hd->headers);
+    if (c->x.route_headers)
+        puts_(&h, c->x.route_headers);
     put_cors(&h, c);
     put(&h, "\r\n", 2);
     out[h.len] = '\0';

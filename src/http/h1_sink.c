@@ -25,6 +25,12 @@ static void h1_head(fr_sink_t *sink, const fr_head_t *h) {
     fr_conn_t *c = conn_of(sink);
     char head[2048];
     size_t n = fr_h1_head(c, h, head, sizeof head);
+    /* A body with a length that comes in pieces (a file read chunk by chunk): the connection
+     * closes after the last piece (h1_end), not once the head alone is out. */
+    if (h->length >= 0 && c->close_after_write) {
+        c->close_after_write = 0;
+        c->x.last = 1;
+    }
     fr_conn_write(c, fr_strndup(head, n), n);
     if (c->streamed)
         fr_h1_shed(c);
@@ -79,7 +85,7 @@ static void h1_end(fr_sink_t *sink, int reuse) {
         c->chunked = 0;
         fr_conn_write(c, fr_strndup(body_end, sizeof body_end - 1), sizeof body_end - 1);
     }
-    if (!reuse || c->streamed || c->close_after_write) {
+    if (!reuse || c->streamed || c->close_after_write || c->x.last) {
         if (c->pending_writes == 0)
             fr_conn_close(c);
         else

@@ -71,7 +71,7 @@ static void read_runtime(lua_State *L, int t, fr_config_t *c) {
 }
 
 /* Sizes and times: replay = {events, seconds}, limits = {body, headers, streams_at},
- * timeouts = {headers, idle}, drain, poll_timeout. */
+ * timeouts = {headers, idle, hook, ack}, drain, poll_timeout. */
 static void read_limits(lua_State *L, int t, fr_config_t *c) {
     lua_getfield(L, t, "replay");
     if (lua_istable(L, -1)) {
@@ -96,6 +96,7 @@ static void read_limits(lua_State *L, int t, fr_config_t *c) {
         c->header_timeout_ms = field_num(L, -1, "headers", c->header_timeout_ms, 1000.0);
         c->idle_timeout_ms = field_num(L, -1, "idle", c->idle_timeout_ms, 1000.0);
         c->hook_timeout_ms = field_num(L, -1, "hook", c->hook_timeout_ms, 1000.0);
+        c->ack_timeout_ms = field_num(L, -1, "ack", c->ack_timeout_ms, 1000.0);
     }
     lua_pop(L, 1);
     c->drain_ms = field_num(L, t, "drain", c->drain_ms, 1000.0);

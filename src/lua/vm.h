@@ -58,6 +58,13 @@ typedef struct {
     int slow;                  /* fr_slow_t for every topic, unless slow_ref decides per topic */
     int slow_ref;              /* on_slow(topic, who) → policy name; LUA_NOREF when a string */
     int body_json;             /* publish bodies are decoded as JSON before the hook */
+    /* Static routes: Cache-Control max-age in seconds (-1: "no-cache", revalidate each time)
+     * and whether the files never change under their names (immutable). */
+    int64_t max_age;
+    int immutable;
+    /* Stream and publish routes with `deprecated`: owned header lines (Deprecation, Sunset,
+     * Link) added to every answer of the route, or NULL. */
+    char *deprecation;
 } fr_route_t;
 
 /* Read-only to other modules: L (on the VM's own thread, through fr_vm_call), config, routes,

@@ -1,5 +1,6 @@
 /* GET /metrics (Prometheus text format) and GET /health: the whole process, summed over its
  * workers, with gauges of the present counted when scraped. */
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include "base/buf.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "codec/procnet.h"
 #include "server/process.h"
 
 static void header(fr_buf_t *o, const char *name, const char *type, const char *help) {
@@ -214,6 +216,45 @@ static void put_scripts_and_limits(fr_buf_t *o, const fr_worker_t *w, const fr_t
            "TLS handshakes, by outcome (failed: refused, broken or not done in time).");
     fr_buf_printf(o, "freshet_tls_handshakes_total{outcome=\"ok\"} %lu\n", m->tls_handshakes);
     fr_buf_printf(o, "freshet_tls_handshakes_total{outcome=\"failed\"} %lu\n", m->tls_failures);
+    counter(o, "freshet_ack_timeouts_total",
+            "Connections closed because the peer left sent bytes or keep-alive probes "
+            "unacknowledged for timeouts.ack (a silent drop).",
+            m->ack_timeouts);
+    counter(o, "freshet_connections_reset_total",
+            "Connections closed abortively (RST): dead or hostile peers, bytes a peer would not "
+            "take.",
+            m->resets);
+}
+
+static void sum_count(void *ctx, const char *name, unsigned long n) {
+    fr_counts_add(ctx, name, n);
+}
+
+typedef struct {
+    fr_buf_t *o;
+    char lb[256];
+} put_count_t;
+
+static void put_count(void *ctx, const char *name, unsigned long n) {
+    put_count_t *p = ctx;
+    fr_buf_printf(p->o, "freshet_deprecated_requests_total{route=\"%s\"} %lu\n",
+                  label(name, p->lb, sizeof p->lb), n);
+}
+
+/* Requests to deprecated routes, by route, summed over the workers. */
+static void put_deprecated(fr_buf_t *o, fr_worker_t *w) {
+    header(o, "freshet_deprecated_requests_total", "counter",
+           "Requests to routes marked deprecated (answered with Deprecation, Sunset and Link), "
+           "by route.");
+    fr_counts_t sum;
+    fr_counts_init(&sum);
+    for (size_t i = 0; w->proc && i < w->proc->nworkers; i++)
+        fr_counts_each(&w->proc->workers[i]->deprecated, sum_count, &sum);
+    if (!w->proc)
+        fr_counts_each(&w->deprecated, sum_count, &sum);
+    put_count_t p = {.o = o};
+    fr_counts_each(&sum, put_count, &p);
+    fr_counts_free(&sum);
 }
 
 /* The Redis broker: each worker is a node with its own connections, so the gauges count the
@@ -239,6 +280,55 @@ static void put_redis(fr_buf_t *o, const fr_metrics_t *m, size_t nworkers) {
             m->redis_unconfirmed);
 }
 
+/* The port the worker listens on (the configured one, or what the kernel chose for 0). */
+static unsigned listen_port(fr_worker_t *w) {
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_is_active((uv_handle_t *)&w->listener) &&
+        uv_tcp_getsockname(&w->listener, (struct sockaddr *)&ss, &len) == 0)
+        return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                              : ((struct sockaddr_in *)&ss)->sin_port);
+    return (unsigned)w->config->port;
+}
+
+/* Reads a /proc table whole into b (it is generated as it is read: no disk is waited on). */
+static int read_table(const char *path, fr_buf_t *b) {
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char chunk[16384];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        fr_buf_put(b, chunk, n);
+    fclose(f);
+    return 0;
+}
+
+/* The listening port's TCP sockets by state, as the kernel counts them (every socket of the
+ * machine with that local port: this process's, and any other listening on it too). */
+static void put_socket_states(fr_buf_t *o, fr_worker_t *w) {
+    unsigned long counts[FR_TCP_STATES] = {0};
+    unsigned port = listen_port(w);
+    static const char *const tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+    int read_any = 0;
+    for (size_t i = 0; i < FR_ARRAY_LEN(tables); i++) {
+        fr_buf_t b = {0};
+        if (read_table(tables[i], &b) == 0) {
+            read_any = 1;
+            fr_procnet_count(b.p ? b.p : "", b.len, port, counts);
+        }
+        fr_buf_free(&b);
+    }
+    if (!read_any)
+        return;
+    header(o, "freshet_tcp_sockets", "gauge",
+           "TCP sockets on the listening port by state, counted by the kernel "
+           "(/proc/net/tcp and tcp6).");
+    for (int s = 1; s < FR_TCP_STATES; s++)
+        fr_buf_printf(o, "freshet_tcp_sockets{state=\"%s\"} %lu\n", fr_tcp_state_names[s],
+                      counts[s]);
+}
+
 void fr_server_respond_metrics(void *ctx, fr_exchange_t *x) {
     fr_worker_t *w = ctx;
     fr_totals_t totals;
@@ -260,6 +350,8 @@ void fr_server_respond_metrics(void *ctx, fr_exchange_t *x) {
             m->bytes_written);
     counter(&o, "freshet_heartbeats_total", "Heartbeat comments sent.", m->heartbeats);
     put_scripts_and_limits(&o, w, &totals, tier_rejected);
+    put_deprecated(&o, w);
+    put_socket_states(&o, w);
     if (strcmp(w->config->broker, "memory") != 0)
         put_redis(&o, m, w->proc ? w->proc->nworkers : 1);
     counter(&o, "freshet_log_lines_dropped_total", "Log lines dropped because stderr was slow.",

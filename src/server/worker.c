@@ -109,6 +109,7 @@ static void on_heartbeat_tick(uv_timer_t *h) {
     fr_worker_t *w = h->data;
     fr_streams_tick(&w->streams);
     fr_http_expire(&w->http);
+    fr_sock_sweep(&w->http);
     if (w->proc && w->proc->nworkers > 1)
         fr_server_share_census(w);
     if (fr_worker_fds_used(w) * 4 < w->fd_limit * 3)
@@ -337,6 +338,7 @@ static int worker_wire(fr_worker_t *w, fr_hub_t *process_hub, size_t nworkers) {
                         .limits = w->limits,
                         .metrics = &w->metrics,
                         .tier_rejected = w->tier_rejected,
+                        .deprecated = &w->deprecated,
                         .host = &app_host,
                         .host_ctx = w};
     w->vm_host.config = cfg;
@@ -418,6 +420,7 @@ fr_worker_t *fr_worker_new(fr_process_t *p, unsigned slot, const char *app_path,
     w->app_path = fr_strdup(app_path);
     w->started_ms = fr_mono_ms();
     pthread_mutex_init(&w->census_mu, NULL);
+    fr_counts_init(&w->deprecated);
     w->vm_host = (fr_vm_host_t){.loop = w->loop,
                                 .metrics = &w->metrics,
                                 .worker = slot,
@@ -431,6 +434,7 @@ fr_worker_t *fr_worker_new(fr_process_t *p, unsigned slot, const char *app_path,
             fprintf(stderr, "%s\n", errs.items[i]);
         fr_errors_free(&errs);
         pthread_mutex_destroy(&w->census_mu);
+        fr_counts_free(&w->deprecated);
         if (w->loop == &w->loop_storage)
             uv_loop_close(w->loop);
         free(w->app_path);
@@ -485,6 +489,7 @@ int fr_worker_free(fr_worker_t *w) {
     free(w->tier_rejected);
     free(w->app_path);
     pthread_mutex_destroy(&w->census_mu);
+    fr_counts_free(&w->deprecated);
     if (w->loop == &w->loop_storage) {
         int rc = uv_loop_close(w->loop);
         if (rc != 0) {

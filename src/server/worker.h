@@ -87,6 +87,7 @@ typedef struct fr_worker_s {
     unsigned long reloads, reload_failures;
     fr_metrics_t metrics;
     pthread_mutex_t census_mu; /* guards census */
+    fr_counts_t deprecated;    /* requests per deprecated route (pattern) */
     fr_census_t census;       /* this worker's connections for other workers' /metrics */
     unsigned long *tier_rejected; /* owned: 429s per tier, indexed like config->tiers */
 } fr_worker_t;

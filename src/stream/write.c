@@ -37,8 +37,8 @@ static void release_items(fr_item_t *items, size_t n, char *notice) {
  * ring given back when the stream went idle. Returns 1 when there is more to write. */
 static int after_write(fr_stream_t *s, int status, int carried) {
     if (status < 0 && !s->detached) {
-        if (!s->end_reason)
-            s->end_reason = "client";
+        /* The CLOSED line names what the sink says (a peer that stopped acknowledging), or
+         * the client. */
         s->sink->ops->abort(s->sink);
         return 0;
     }
