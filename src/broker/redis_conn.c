@@ -51,7 +51,12 @@ static void on_io(uv_poll_t *h, int status, int events) {
 }
 
 static void io_update(redis_io_t *io, int add, int events) {
-    io->events = add ? io->events | events : io->events & ~events;
+    int want = add ? io->events | events : io->events & ~events;
+    /* hiredis asks for the write event on every command it buffers; restarting the poll with
+     * the same events would cost an epoll_ctl each time. */
+    if (want == io->events)
+        return;
+    io->events = want;
     if (io->events)
         uv_poll_start(&io->poll, io->events, on_io);
     else
@@ -241,10 +246,6 @@ static void on_cmd_connected(const redisAsyncContext *ac, int status) {
     redisAsyncContext *c = r->cmd;
     if (r->db)
         redisAsyncCommand(c, NULL, NULL, "SELECT %d", r->db);
-    char events[24], seconds[24];
-    snprintf(events, sizeof events, "%zu", r->replay_events);
-    snprintf(seconds, sizeof seconds, "%.3f", (double)r->replay_ms / 1000.0);
-    redisAsyncCommand(c, NULL, NULL, "HSET fr:config events %s seconds %s", events, seconds);
     redisAsyncCommand(c, on_library_loaded, NULL, "FUNCTION LOAD REPLACE %s", fr_redis_library);
 }
 
