@@ -364,6 +364,31 @@ def external_producer(redis, srv):
             s.expect_no_event(0.3)
 
 
+def channel_format(redis, srv):
+    with ft.subtest("the channel message: <id>\\n<event>\\n<priority>\\n<json>\\n<ms>\\n<data>"):
+        # What an external subscriber of fr:{<topic>}:c reads (docs/REDIS.md), from a node's
+        # publish and from an external producer's FCALL alike.
+        with ft.RedisConn(redis.port) as c:
+            ft.check_eq(c.command("SUBSCRIBE", "fr:{chan}:c"), ["subscribe", "fr:{chan}:c", 1],
+                        "SUBSCRIBE reply")
+            before = int(time.time() * 1000)
+            a = srv.publish("/pub/chan", "line 1\nline 2", headers={"X-Event": "upd",
+                                                                    "X-Priority": "critical"})
+            b = redis.command("FCALL", "freshet_publish", "1", "fr:{chan}:s", '{"k":1}', "",
+                              "telemetry", "1")
+            after = int(time.time() * 1000)
+            got = [c._reply() for _ in range(2)]
+        for (kind, ch, msg), (eid, event, prio, json_flag, data) in zip(
+                got, [(a, "upd", "critical", "0", "line 1\nline 2"),
+                      (b, "", "telemetry", "1", '{"k":1}')]):
+            ft.check_eq((kind, ch), ("message", "fr:{chan}:c"), "message kind and channel")
+            parts = msg.split("\n", 5)
+            ft.check_eq([parts[0], parts[1], parts[2], parts[3], parts[5]],
+                        [eid, event, prio, json_flag, data], f"message of {eid}")
+            ft.check(parts[4].isdigit() and before - 1000 <= int(parts[4]) <= after + 1000,
+                     "the <ms> line is not the publish time", parts[4])
+
+
 def external_bad_utf8(redis, srv):
     with ft.subtest("FCALL with data that is not UTF-8 is refused, not stored and then dropped"):
         # Every node refuses to deliver such data (the HTTP route answers 400), so accepting it
@@ -476,6 +501,7 @@ def run():
     multi_topic(redis, srv)
     external_producer(redis, srv)
     external_bad_utf8(redis, srv)
+    channel_format(redis, srv)
     external_utf8_cases(redis)
     joins_during_traffic(redis, srv)
     srv.stop()
