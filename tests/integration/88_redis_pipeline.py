@@ -11,7 +11,9 @@ stall):
 - 20 HTTP clients publishing at the same moment: each gets the id the fake gave its event.
 
 The node's count of write system calls (/proc/PID/io syscw) confirms one write per batch,
-since the receiving side could also merge several small writes into one recv."""
+since the receiving side could also merge several small writes into one recv. (hiredis buffers
+every command; the adapter in src/broker/redis_conn.c writes the buffer once per loop
+iteration, right after the poll.)"""
 
 import json
 import socket
