@@ -237,19 +237,63 @@ def bench(work, tag, port, args, pub_port=None, server_pids=None):
         raise RuntimeError(f"freshet-bench failed: {out.stderr[-500:]}")
 
 
+# Sleeps 1 ms at a time and reports how much longer than asked the longest sleep took: a
+# process that does nothing else sees the machine's own stalls (the CPU taken by everything
+# else, or the virtual machine not running at all).
+STALL_PROBE = """
+import signal, sys, time
+worst, over = 0.0, 0.0
+def done(*_):
+    print(f"{worst:.1f} {over:.1f}", flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, done)
+t = time.monotonic()
+while True:
+    time.sleep(0.001)
+    n = time.monotonic()
+    late = (n - t) * 1000 - 1
+    worst = max(worst, late)
+    if late > 10:
+        over += late
+    t = n
+"""
+
+
+PROBES = []  # stopped by main() whatever happens
+
+
 class Meter:
-    """CPU of the processes measured, of this script's children, and of the whole machine."""
+    """CPU of the processes measured, of this script's children and of the whole machine, and
+    the longest stall a sleeping probe saw meanwhile."""
 
     def __init__(self, procs):
-        self.procs = procs
+        self.probe = subprocess.Popen([sys.executable, "-c", STALL_PROBE], stdout=subprocess.PIPE,
+                                      text=True)
+        PROBES.append(self.probe)
+        self.procs = procs + [self.probe.pid]  # its own CPU is not the others'
         self.t0, self.m0, self.c0 = time.monotonic(), machine_busy(), children_cpu()
-        self.p0 = sum(proc_cpu(p) for p in procs)
+        self.p0 = sum(proc_cpu(p) for p in self.procs)
 
     def others(self):
         """Cores' worth of CPU used by processes not measured here, over the span."""
         span = time.monotonic() - self.t0
         ours = (sum(proc_cpu(p) for p in self.procs) - self.p0) + (children_cpu() - self.c0)
         return max(0.0, (machine_busy() - self.m0 - ours) / span) if span > 0 else 0.0
+
+    def stalls(self):
+        """(longest stall in ms, ms of stalls over 10 ms) seen by the probe; stops it."""
+        self.probe.send_signal(signal.SIGTERM)
+        out, _ = self.probe.communicate(timeout=10)
+        try:
+            worst, over = (float(x) for x in out.split())
+        except ValueError:
+            worst, over = 0.0, 0.0
+        return worst, over
+
+    def close(self, res):
+        res["others"] = self.others()
+        res["stall_ms"], res["stalls_ms"] = self.stalls()
+        return res
 
 
 def xadd_baseline(work, clients):
@@ -268,7 +312,7 @@ def xadd_baseline(work, clients):
             raise RuntimeError(f"redis-benchmark ran no XADD: {out.stdout[-300:]}{out.stderr[-300:]}")
         line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
         rate = float(line.split(":")[-1].split("requests")[0]) if "requests" in line else 0.0
-        return {"redis_us": (cpu1 - cpu0) * 1e6 / n, "per_s": rate, "others": meter.others()}
+        return meter.close({"redis_us": (cpu1 - cpu0) * 1e6 / n, "per_s": rate})
     finally:
         r.stop()
 
@@ -293,8 +337,9 @@ def flat(work, tag, kind, with_redis, duration, pipeline, subscribers=1):
             "per_s": j["published"] / j["duration_s"],
             # the server's CPU counts from measure start, like `published`
             "node_us": j["server"]["cpu_s"] * 1e6 / max(1, j["published"]),
-            "missing": j["missing"], "errors": j["errors"], "others": meter.others(),
+            "missing": j["missing"], "errors": j["errors"],
         }
+        meter.close(res)
         if r:
             n = calls1.get("xadd", 0) - calls0.get("xadd", 0) if kind == "freshet" else pubs
             res["redis_us"] = (cpu1 - cpu0) * 1e6 / max(1, n)
@@ -325,7 +370,8 @@ def latency(work, tag, kind, two_nodes, duration):
         lat = j["latency_ms"]
         res = {"p50": lat["p50"], "p99": lat["p99"], "max": lat["max"], "missing": j["missing"],
                "gaps": j["gaps"], "duplicates": j["duplicates"], "errors": j["errors"],
-               "others": meter.others()}
+               "publisher_lag_ms": j["publisher_lag_max_ms"]}
+        meter.close(res)
         if r:
             n = calls1.get("xadd", 0) - calls0.get("xadd", 0) if kind == "freshet" else pubs
             res["redis_us"] = (cpu1 - cpu0) * 1e6 / max(1, n)
@@ -388,9 +434,13 @@ def section(res, opts, started, took, loads):
              ", ".join(fmt(statistics.median([rows[i]["others"] for rows in runs.values()
                                                if len(rows) > i]), 2)
                        for i in range(opts.rounds)) +
-             f"); load average {loads[0]} at the start and {loads[1]} at the end. Figures that "
-             "depend on scheduling (publishes per second, latency) are the noisiest; re-run the "
-             "command on a quiet machine to compare.")
+             f"); load average {loads[0]} at the start and {loads[1]} at the end. A probe that "
+             "only sleeps 1 ms at a time saw the machine stall for up to "
+             f"{fmt(max(r['stall_ms'] for rows in runs.values() for r in rows), 0)} ms (the "
+             "longest stall of each measurement: median "
+             f"{fmt(statistics.median(r['stall_ms'] for rows in runs.values() for r in rows), 0)}"
+             " ms). Figures that depend on scheduling (publishes per second, latency) are the "
+             "noisiest; re-run the command on a quiet machine to compare.")
     L.append("")
     L.append("**Targets**")
     L.append("")
@@ -464,15 +514,22 @@ def section(res, opts, started, took, loads):
              "publisher on node A, so every event crosses Redis; latency counts from the moment "
              "the publisher was scheduled to send")
     L.append("")
-    L.append("| server | p50 ms | p99 ms | max ms | missing | gaps | duplicates |")
-    L.append("|---|---|---|---|---|---|---|")
+    L.append("| server | p50 ms | p99 ms | max ms | missing | gaps | duplicates | publisher "
+             "behind, ms | longest machine stall, ms |")
+    L.append("|---|---|---|---|---|---|---|---|---|")
     for key, name in (("freshet-memory-1000", "freshet, one node, memory broker (reference)"),
                       ("freshet-redis-1000", "freshet, two nodes, Redis broker"),
                       ("nchan-redis-1000", "nginx+nchan, two nginx, Redis storage")):
         if key in R:
             L.append(f"| {name} | {cell(R[key], 'p50', 2)} | {cell(R[key], 'p99', 2)} | "
                      f"{cell(R[key], 'max', 2)} | {cell(R[key], 'missing', 0)} | "
-                     f"{cell(R[key], 'gaps', 0)} | {cell(R[key], 'duplicates', 0)} |")
+                     f"{cell(R[key], 'gaps', 0)} | {cell(R[key], 'duplicates', 0)} | "
+                     f"{cell(R[key], 'publisher_lag_ms', 0)} | {cell(R[key], 'stall_ms', 0)} |")
+    L.append("")
+    L.append("*Publisher behind* is how late freshet-bench's publisher (one request at a time) "
+             "fell on its timetable at worst: a stall anywhere on the way (the machine, a node, "
+             "Redis) delays every event after it until the publisher catches up, and counts in "
+             "their latency. *Longest machine stall* is what the sleeping probe saw meanwhile.")
     return "\n".join(L) + "\n"
 
 
@@ -542,6 +599,10 @@ def main():
             json.dump(res, f, indent=1)
         text = section(res, opts, started, took, (load0, load1))
     finally:
+        for probe in PROBES:
+            if probe.poll() is None:
+                probe.kill()
+                probe.wait()
         if not opts.keep:
             shutil.rmtree(work, ignore_errors=True)
         else:
