@@ -296,25 +296,44 @@ class Meter:
         return res
 
 
-def xadd_baseline(work, clients):
-    r = Redis(work, f"xadd-c{clients}")
+def redis_benchmark(work, tag, clients, command, count, library=False):
+    """redis-benchmark -c clients -P 16 running `command` on a fresh Redis: Redis CPU per call of
+    `count` (a commandstats name), and calls per second. With library, a freshet node loads the
+    function library first (and stops)."""
+    r = Redis(work, tag)
     try:
-        data = "x" * PAYLOAD
+        if library:
+            Server(work, "freshet", r).stop()
         cpu0, calls0 = r.stats()
         meter = Meter([r.pid()])
-        out = subprocess.run(
-            ["redis-benchmark", "-p", str(r.port), "-c", str(clients), "-P", "16", "-n",
-             str(XADD_N), "-q", "XADD", "fr:{bench}:s", "MAXLEN", "~", "1000", "*", "d", data,
-             "e", "", "p", "normal", "j", "0"], capture_output=True, text=True)
+        out = subprocess.run(["redis-benchmark", "-p", str(r.port), "-c", str(clients), "-P", "16",
+                              "-n", str(XADD_N), "-q"] + command, capture_output=True, text=True)
         cpu1, calls1 = r.stats()
-        n = calls1.get("xadd", 0) - calls0.get("xadd", 0)
+        n = calls1.get(count, 0) - calls0.get(count, 0)
         if n <= 0:
-            raise RuntimeError(f"redis-benchmark ran no XADD: {out.stdout[-300:]}{out.stderr[-300:]}")
+            raise RuntimeError(f"redis-benchmark ran no {count}: {out.stdout[-300:]}"
+                               f"{out.stderr[-300:]}")
         line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
         rate = float(line.split(":")[-1].split("requests")[0]) if "requests" in line else 0.0
         return meter.close({"redis_us": (cpu1 - cpu0) * 1e6 / n, "per_s": rate})
     finally:
         r.stop()
+
+
+def xadd_baseline(work, tag, clients):
+    return redis_benchmark(work, tag, clients,
+                           ["XADD", "fr:{bench}:s", "MAXLEN", "~", "1000", "*", "d", "x" * PAYLOAD,
+                            "e", "", "p", "normal", "j", "0"], "xadd")
+
+
+def fcall_baseline(work, tag, checked):
+    data = "x" * PAYLOAD
+    if checked:
+        command = ["FCALL", "freshet_publish", "1", "fr:{bench}:s", data, "", "normal", "0", "1000"]
+    else:
+        command = ["FCALL", "freshet_publish_unchecked", "1", "fr:{bench}:s", data, "", "normal",
+                   "0", "1001", "\n\nnormal\n0\n1700000000000\n"]
+    return redis_benchmark(work, tag, 8, command, "xadd", library=True)
 
 
 def flat(work, tag, kind, with_redis, duration, pipeline, subscribers=1):
@@ -472,6 +491,12 @@ def section(res, opts, started, took, loads):
              f"{cell(R['xadd-c8'], 'per_s', 0)} |")
     L.append(f"| the same with `-c 1 -P 16` | {cell(R['xadd-c1'], 'redis_us', 2)} | "
              f"{cell(R['xadd-c1'], 'per_s', 0)} |")
+    L.append(f"| `redis-benchmark -c 8 -P 16 FCALL freshet_publish_unchecked …` (what a node "
+             f"sends, without a node) | {cell(R['fcall-unchecked'], 'redis_us', 2)} | "
+             f"{cell(R['fcall-unchecked'], 'per_s', 0)} |")
+    L.append(f"| `redis-benchmark -c 8 -P 16 FCALL freshet_publish …` (an external producer's "
+             f"call, with its checks) | {cell(R['fcall-checked'], 'redis_us', 2)} | "
+             f"{cell(R['fcall-checked'], 'per_s', 0)} |")
     if "freshet-redis-pub16" in R:
         L.append(f"| freshet, one node, flat out, 16 in flight, no subscriber (publishing alone) | "
                  f"{cell(R['freshet-redis-pub16'], 'redis_us', 2)} | "
@@ -561,8 +586,10 @@ def main():
     version = subprocess.run(["redis-server", "--version"], capture_output=True,
                              text=True).stdout.split()[2].split("=")[1]
     plan = [
-        ("xadd-c8", lambda tag: xadd_baseline(work, 8)),
-        ("xadd-c1", lambda tag: xadd_baseline(work, 1)),
+        ("xadd-c8", lambda tag: xadd_baseline(work, tag, 8)),
+        ("xadd-c1", lambda tag: xadd_baseline(work, tag, 1)),
+        ("fcall-unchecked", lambda tag: fcall_baseline(work, tag, False)),
+        ("fcall-checked", lambda tag: fcall_baseline(work, tag, True)),
         ("freshet-redis-pub16", lambda tag: flat(work, tag, "freshet", True, opts.duration, 16,
                                                  subscribers=0)),
     ]
