@@ -15,6 +15,10 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "codec/resp.h"
+
+/* Every followed topic is trimmed to the time window at least this often (seconds). */
+#define TRIM_PERIOD_MAX_S 60
 
 /* ---- joins -------------------------------------------------------------------------------- */
 
@@ -115,31 +119,49 @@ static void on_resume_reply(redisAsyncContext *ac, void *reply, void *priv) {
     join_destroy(j);
 }
 
+/* "fr:{<topic>}:<kind>", the key of one of a topic's structures: in buf when it fits, else on
+ * the heap (free it when it is not buf). */
+static char *topic_key(const char *topic, char kind, char *buf, size_t cap) {
+    size_t n = strlen(topic) + 8;
+    char *k = n <= cap ? buf : fr_malloc(n);
+    snprintf(k, n, "fr:{%s}:%c", topic, kind);
+    return k;
+}
+
 void fr_redis_join_start(join_t *j) {
     fr_redis_t *r = j->r;
     if (!r->cmd_ready) {
         fr_redis_join_fail(j);
         return;
     }
-    size_t argc = 3 + 2 * j->n + 1;
+    /* FCALL freshet_resume <n> fr:{t}:s… <after>… <events> <seconds>: the window travels with
+     * the call, and the count is this node's window (a refill asks for no more than a join). */
+    size_t argc = 3 + 2 * j->n + 2;
     const char **argv = fr_calloc(argc, sizeof *argv);
     size_t *lens = fr_calloc(argc, sizeof *lens);
-    char nbuf[24], maxbuf[24];
+    char **keys = fr_calloc(j->n, sizeof *keys);
+    char nbuf[24], events[24], seconds[32];
+    size_t max = j->max_events < r->replay_events ? j->max_events : r->replay_events;
     snprintf(nbuf, sizeof nbuf, "%zu", j->n);
-    snprintf(maxbuf, sizeof maxbuf, "%zu", j->max_events);
+    snprintf(events, sizeof events, "%zu", max);
+    snprintf(seconds, sizeof seconds, "%.3f", (double)r->replay_ms / 1000.0);
     size_t a = 0;
     argv[a++] = "FCALL";
     argv[a++] = "freshet_resume";
     argv[a++] = nbuf;
     for (size_t i = 0; i < j->n; i++)
-        argv[a++] = j->topics[i];
+        argv[a++] = keys[i] = topic_key(j->topics[i], 's', NULL, 0);
     for (size_t i = 0; i < j->n; i++)
         argv[a++] = j->after[i];
-    argv[a++] = maxbuf;
+    argv[a++] = events;
+    argv[a++] = seconds;
     for (size_t i = 0; i < a; i++)
         lens[i] = strlen(argv[i]);
     if (redisAsyncCommandArgv(r->cmd, on_resume_reply, j, (int)a, argv, lens) != REDIS_OK)
         fr_redis_join_fail(j);
+    for (size_t i = 0; i < j->n; i++)
+        free(keys[i]);
+    free(keys);
     free(argv);
     free(lens);
 }
@@ -294,6 +316,68 @@ static void on_published(redisAsyncContext *ac, void *reply, void *priv) {
     free(p);
 }
 
+/* n in decimal into buf (at least 20 bytes, no NUL); returns the length. */
+static size_t decimal(uint64_t n, char *buf) {
+    char tmp[20];
+    size_t len = 0;
+    do {
+        tmp[len++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    for (size_t i = 0; i < len; i++)
+        buf[i] = tmp[len - 1 - i];
+    return len;
+}
+
+static size_t put(char *at, const char *s, size_t n) {
+    memcpy(at, s, n);
+    return n;
+}
+
+/* The command of one publish, formatted in one pass (hiredis' printf-like builder costs a few
+ * thousand instructions per command):
+ *
+ *   FCALL freshet_publish_unchecked 1 fr:{<topic>}:s <data> <event> <priority> <json> <maxlen>
+ *         <head>
+ *
+ * where maxlen is replay.events + 1 and head the channel message between the id and the data,
+ * "\n<event>\n<priority>\n<json>\n<ms>\n": the function only joins id, head and data (string
+ * work in Redis' Lua costs Redis CPU). In stack when it fits (cap bytes), else on the heap;
+ * *len is its size. */
+static char *publish_command(const fr_redis_t *r, const fr_pub_t *ev, char *stack, size_t cap,
+                             size_t *len) {
+    const char *name = ev->name ? ev->name : "", *prio = fr_priority_name(ev->prio);
+    const char *json = ev->json ? "1" : "0";
+    size_t tlen = strlen(ev->topic), nlen = strlen(name), plen = strlen(prio);
+    char maxlen[24], small[512];
+    size_t mlen = decimal(r->replay_events + 1, maxlen);
+    /* The key and the head, side by side in one scratch buffer. */
+    size_t need = tlen + 7 + nlen + plen + 32;
+    char *scratch = need <= sizeof small ? small : fr_malloc(need);
+    char *key = scratch, *head = scratch + tlen + 7;
+    size_t klen = put(key, "fr:{", 4);
+    klen += put(key + klen, ev->topic, tlen);
+    klen += put(key + klen, "}:s", 3);
+    size_t hlen = put(head, "\n", 1);
+    hlen += put(head + hlen, name, nlen);
+    hlen += put(head + hlen, "\n", 1);
+    hlen += put(head + hlen, prio, plen);
+    hlen += put(head + hlen, "\n", 1);
+    hlen += put(head + hlen, json, 1);
+    hlen += put(head + hlen, "\n", 1);
+    hlen += decimal(fr_now_ms(), head + hlen);
+    hlen += put(head + hlen, "\n", 1);
+    const char *argv[] = {"FCALL", "freshet_publish_unchecked", "1", key, ev->data, name, prio,
+                          json, maxlen, head};
+    size_t lens[] = {5, 25, 1, klen, ev->len, nlen, plen, 1, mlen, hlen};
+    *len = fr_resp_command_size(10, argv, lens);
+    char *cmd = *len <= cap ? stack : fr_malloc(*len);
+    fr_resp_command_write(cmd, 10, argv, lens);
+    if (scratch != small)
+        free(scratch);
+    return cmd;
+}
+
 static void redis_publish(fr_broker_t *b, const fr_pub_t *ev, fr_published_cb cb, void *ctx) {
     fr_redis_t *r = (fr_redis_t *)b;
     fr_id_t id = {0, 0};
@@ -311,14 +395,17 @@ static void redis_publish(fr_broker_t *b, const fr_pub_t *ev, fr_published_cb cb
     pub_t *p = fr_malloc(sizeof *p);
     p->cb = cb;
     p->ctx = ctx;
-    const char *argv[] = {"FCALL", "freshet_publish", "1", ev->topic, ev->data,
-                          ev->name ? ev->name : "", fr_priority_name(ev->prio),
-                          ev->json ? "1" : "0"};
-    size_t lens[8];
-    for (int i = 0; i < 8; i++)
-        lens[i] = strlen(argv[i]);
-    lens[4] = ev->len;
-    if (redisAsyncCommandArgv(r->cmd, on_published, p, 8, argv, lens) != REDIS_OK) {
+    /* The event was checked above, so the node calls the function that skips the checks: XADD
+     * and PUBLISH, nothing else. hiredis appends the command to its output buffer, which the
+     * adapter (broker/redis_conn.c) writes once per loop iteration: every publish of one
+     * iteration leaves in one write, and the replies come back in the same order. */
+    char stack[2048];
+    size_t n;
+    char *cmd = publish_command(r, ev, stack, sizeof stack, &n);
+    int rc = redisAsyncFormattedCommand(r->cmd, on_published, p, cmd, n);
+    if (cmd != stack)
+        free(cmd);
+    if (rc != REDIS_OK) {
         free(p);
         cb(ctx, FR_PUB_UNAVAILABLE, id, "the broker is unavailable");
     }
@@ -351,8 +438,34 @@ static fr_id_t redis_position(fr_broker_t *b, const char *topic) {
     return pos;
 }
 
+/* The time window is checked by every resume; this keeps the Streams this node follows from
+ * holding expired events for long. Each topic is trimmed once per period, a slice of the
+ * topics each second (by the hash of the name), so thousands of followed topics do not land on
+ * Redis in one burst; the count window needs nothing here (XADD trims). */
+static void trim_followed(fr_redis_t *r) {
+    uint64_t period = r->replay_ms / 4000;
+    period = period < 1 ? 1 : period > TRIM_PERIOD_MAX_S ? TRIM_PERIOD_MAX_S : period;
+    uint64_t slice = r->trim_round++ % period;
+    char seconds[32];
+    snprintf(seconds, sizeof seconds, "%.3f", (double)r->replay_ms / 1000.0);
+    fr_htable_iter_t it;
+    fr_htable_iter_init(&r->follows, &it);
+    for (follow_t *f; (f = fr_redis_follow_of(fr_htable_iter_next(&it)));) {
+        if (!f->wanted || f->hnode.hash % period != slice)
+            continue;
+        char keybuf[256];
+        char *key = topic_key(f->topic, 's', keybuf, sizeof keybuf);
+        redisAsyncCommand(r->cmd, NULL, NULL, "FCALL freshet_trim 1 %s %s", key, seconds);
+        if (key != keybuf)
+            free(key);
+    }
+}
+
 static void redis_sweep(fr_broker_t *b) {
+    fr_redis_t *r = (fr_redis_t *)b;
     fr_hub_sweep(b->hub);
+    if (r->cmd_ready && r->replay_ms > 0)
+        trim_followed(r);
 }
 
 static const fr_broker_ops_t redis_ops = {

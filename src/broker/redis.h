@@ -2,9 +2,11 @@
  * channel per topic, in one atomic step (a Redis function, see broker/redis_lib.c), so every
  * node sees the same ids and the same order, and any node can replay any topic.
  *
- *   publish ── FCALL freshet_publish ──► XADD fr:{topic}:s + trim + PUBLISH fr:{topic}:c
+ *   publish ── FCALL freshet_publish_unchecked ──► XADD fr:{topic}:s MAXLEN ~ …
+ *                                                 + PUBLISH fr:{topic}:c
  *   node ◄── SUBSCRIBE fr:{topic}:c (only while a local stream follows the topic)
  *   resume ── FCALL freshet_resume ──► per topic: ok | stale | invalid, last id, events after
+ *   sweep ── FCALL freshet_trim ──► drops what is older than the time window (followed topics)
  *
  * Two connections per worker: one for commands, one in subscribe mode. Both reconnect with
  * exponential backoff and jitter; when the subscriber comes back, each followed topic is

@@ -125,6 +125,7 @@ struct fr_redis_s {
     uint64_t ping_sent;
     fr_htable_t follows;     /* topic → follow_t, owned through the table */
     unsigned fills;          /* fills started: each one's number (follow_t.fill_gen) */
+    uint64_t trim_round;     /* sweeps so far: which slice of the follows freshet_trim visits */
     int closing;
     int handles_open;        /* timers still to be closed before the struct is freed */
     char node[17];           /* this node's presence field: random hex */

@@ -246,7 +246,7 @@ def redis_publisher(redis, topic, stop, out, every=0.005):
     with redis.conn() as c:
         while not stop.is_set():
             data = f"{topic} #{n}"
-            eid = c.command("FCALL", "freshet_publish", "1", topic, data)
+            eid = c.command("FCALL", "freshet_publish", "1", f"fr:{{{topic}}}:s", data)
             out.append((time.monotonic(), 201, eid, data))
             n += 1
             time.sleep(every)
