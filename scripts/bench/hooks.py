@@ -142,6 +142,7 @@ def open_streams(port, path, n, concurrency):
     sel = selectors.DefaultSelector()
     started = time.monotonic()
     opened = done = bad = 0
+    why = None
     live = 0
     while done < n:
         while live < concurrency and opened < n:
@@ -166,12 +167,13 @@ def open_streams(port, path, n, concurrency):
                 data = b""
             if data[:12] != b"HTTP/1.1 200":
                 bad += 1
+                why = why or data.split(b"\r\n\r\n")[-1][:120]
             sel.unregister(s)
             s.close()
             live -= 1
             done += 1
     if bad:
-        sys.exit(f"hooks.py: {bad} of {n} streams on {path} were not opened")
+        sys.exit(f"hooks.py: {bad} of {n} streams on {path} were not opened (first: {why!r})")
     return time.monotonic() - started
 
 
