@@ -199,6 +199,7 @@ def run():
         redis_down(srv, redis)
     no_redis()
     broker_default()
+    bad_settings()
 
 
 def sessions(srv, redis):
@@ -469,6 +470,34 @@ def broker_default():
             c.command("SELECT", "2")
             ft.check_eq(c.command("GET", "count:lobby"), "1", "the counter in db 2")
         redis.stop()
+
+
+def bad_settings():
+    cases = [
+        ('redis = "redis-sentinel://127.0.0.1:26379/mm"',
+         'freshet.app: redis must be "redis://[user:password@]host:port[/db]" or "unix:///path", '
+         'got "redis-sentinel://127.0.0.1:26379/mm"'),
+        ('redis = "redis://127.0.0.1:99999"',
+         "freshet.app: redis: bad port in \"redis://127.0.0.1:99999\""),
+        ('redis = "redis://127.0.0.1:6379?replicas=1"',
+         "freshet.app: redis: no ?parameters here (replicas and wait are the broker's)"),
+        ("timeouts = { redis = 0 }", "freshet.app: timeouts.redis must be a number > 0, got 0"),
+        ("limits = { redis_calls = 0 }",
+         "freshet.app: limits.redis_calls must be an integer >= 1, got 0"),
+    ]
+    for setting, message in cases:
+        with ft.subtest(f"--check names a bad setting at its line: {setting}"):
+            app = ft.AppDir({"app.lua": f"""
+                local freshet = require "freshet"
+                local app = freshet.app {{
+                  {setting},
+                }}
+                return app
+            """})
+            p = ft.run_cli(["--check", app.app])
+            ft.check(p.returncode != 0, "--check passed a bad setting", p.stdout + p.stderr)
+            out = (p.stdout + p.stderr).decode()
+            ft.check("app.lua:2: " + message in out, "the message at the app file's line", out)
 
 
 if __name__ == "__main__":
