@@ -5,9 +5,7 @@
  *   … the answer ──► resume with one light userdata (the answer) ──► http.lua calls
  *   core.http_response(it) at once ──► res table, or nil, err
  *
- * The table is built by the resumed coroutine itself rather than pushed from the callback:
- * building it allocates, and an allocation past the VM's memory limit must fail inside the
- * hook (a Lua error), not in C outside any protected call. */
+ * The table is built by the resumed coroutine itself (fr_task_resume_with). */
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,18 +28,12 @@ typedef struct {
     const char *err;
 } answer_t;
 
-static __thread const answer_t *current_answer;
-
 static void on_answer(void *ctx, const fr_hresponse_t *res, const char *err) {
     lcall_t *lc = ctx;
     fr_task_t *t = lc->task;
     free(lc);
     answer_t a = {res, err};
-    const answer_t *outer = current_answer;
-    current_answer = &a;
-    lua_pushlightuserdata(fr_task_thread(t), &a);
-    fr_task_resume(t, 1);
-    current_answer = outer;
+    fr_task_resume_with(t, &a);
 }
 
 static void cancel(void *op) {
@@ -115,8 +107,8 @@ int fr_lua_http_request(lua_State *L) {
  * headers are joined with ", " (as HTTP allows for all but Set-Cookie, which keeps the
  * last one). */
 int fr_lua_http_response(lua_State *L) {
-    const answer_t *a = lua_touserdata(L, 1);
-    if (!a || a != current_answer)
+    const answer_t *a = fr_task_answer(L, 1);
+    if (!a)
         return luaL_error(L, "core.http_response: no answer to read here");
     if (a->err) {
         lua_pushnil(L);

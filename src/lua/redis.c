@@ -5,8 +5,8 @@
  *   … the reply ──► resume with one light userdata (the answer) ──► redis.lua calls
  *   core.redis_reply(it) at once ──► the reply as Lua values, or nil, err
  *
- * As with freshet.http, the resumed coroutine builds the Lua values itself: building them
- * allocates, and an allocation past the VM's memory limit must fail inside the hook. */
+ * As with freshet.http, the resumed coroutine builds the Lua values itself
+ * (fr_task_resume_with). */
 #include <lauxlib.h>
 #include <math.h>
 #include <stdio.h>
@@ -34,18 +34,12 @@ typedef struct {
     const char *err;
 } answer_t;
 
-static __thread const answer_t *current_answer;
-
 static void on_answer(void *ctx, const redisReply *reply, const char *err) {
     lcall_t *lc = ctx;
     fr_task_t *t = lc->task;
     free(lc);
     answer_t a = {reply, err};
-    const answer_t *outer = current_answer;
-    current_answer = &a;
-    lua_pushlightuserdata(fr_task_thread(t), &a);
-    fr_task_resume(t, 1);
-    current_answer = outer;
+    fr_task_resume_with(t, &a);
 }
 
 static void cancel(void *op) {
@@ -171,8 +165,8 @@ static void push_reply(lua_State *L, const redisReply *r) {
 
 /* core.redis_reply(answer) → the reply, or nil, err (a failed call, or an error reply). */
 int fr_lua_redis_reply(lua_State *L) {
-    const answer_t *a = lua_touserdata(L, 1);
-    if (!a || a != current_answer)
+    const answer_t *a = fr_task_answer(L, 1);
+    if (!a)
         return luaL_error(L, "core.redis_reply: no answer to read here");
     if (a->err || a->reply->type == REDIS_REPLY_ERROR) {
         lua_pushnil(L);
