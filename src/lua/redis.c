@@ -23,29 +23,20 @@
 /* Room for a number's text: "%.17g" of any double, or a whole number below 2^53. */
 #define NUM_TEXT 32
 
-typedef struct {
-    fr_task_t *task;
-    fr_rcall_t *call;
-} lcall_t;
-
 /* What the task is resumed with; valid while the coroutine runs on from the resume. */
 typedef struct {
     const redisReply *reply;
     const char *err;
 } answer_t;
 
+/* ctx is the task; the call is what it waits on. */
 static void on_answer(void *ctx, const redisReply *reply, const char *err) {
-    lcall_t *lc = ctx;
-    fr_task_t *t = lc->task;
-    free(lc);
     answer_t a = {reply, err};
-    fr_task_resume_with(t, &a);
+    fr_task_resume_with(ctx, &a);
 }
 
-static void cancel(void *op) {
-    lcall_t *lc = op;
-    fr_rcall_cancel(lc->call);
-    free(lc);
+static void cancel(void *call) {
+    fr_rcall_cancel(call);
 }
 
 /* A number as Redis reads it: whole numbers without an exponent (INCRBY 1e15 would fail),
@@ -112,23 +103,21 @@ int fr_lua_redis(lua_State *L) {
         }
         lua_pop(L, 1);
     }
-    lcall_t *lc = fr_calloc(1, sizeof *lc);
-    lc->task = t;
+    fr_rcall_t *call;
     const char *err;
     int rc = fr_rclient_command(vm->host->redis, argc, argv, lens, vm->config.redis_timeout_ms,
-                                on_answer, lc, &lc->call, &err);
+                                on_answer, t, &call, &err);
     if (argv != argv_s) {
         free(argv);
         free(lens);
         free(nums);
     }
     if (rc < 0) {
-        free(lc);
         lua_pushnil(L);
         lua_pushstring(L, err);
         return 2;
     }
-    fr_task_wait(t, cancel, lc);
+    fr_task_wait(t, cancel, call);
     return lua_yield(L, 0);
 }
 
