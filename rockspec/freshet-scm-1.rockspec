@@ -57,6 +57,7 @@ build = {
     ["freshet.app"] = "lua/freshet/app.lua",
     ["freshet.fakecore"] = "lua/freshet/fakecore.lua",
     ["freshet.http"] = "lua/freshet/http.lua",
+    ["freshet.redis"] = "lua/freshet/redis.lua",
     ["freshet.jwt"] = "lua/freshet/jwt.lua",
     ["freshet.request"] = "lua/freshet/request.lua",
     ["freshet.test"] = "lua/freshet/test.lua",

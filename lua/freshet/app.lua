@@ -198,6 +198,24 @@ function checks.broker(v)
   if db ~= "" then broker_db(db, v) end
 end
 
+-- redis: the app's own Redis, for freshet.redis (without it, the broker's when that is Redis).
+-- The broker's URL forms, read by the same rules, but neither Sentinels nor ?parameters: those
+-- are the broker's.
+function checks.redis(v)
+  check_type("redis", v, "string")
+  if not (v:match("^redis://") or v:match("^unix://")) then
+    fail(("redis must be \"redis://[user:password@]host:port[/db]\" or \"unix:///path\", got %q"):format(v))
+  end
+  local ok, err = pcall(checks.broker, v)
+  if not ok then
+    if getmetatable(err) == Failure then err.msg = err.msg:gsub("^broker", "redis", 1) end
+    error(err, 0)
+  end
+  if v:find("?", v:match(".*()@") or 1, true) then
+    fail(("redis: no ?parameters here (replicas and wait are the broker's), got %q"):format(v))
+  end
+end
+
 function checks.tiers(v)
   check_type("tiers", v, "table")
   for name, t in pairs(v) do
@@ -230,11 +248,12 @@ end
 
 function checks.timeouts(v)
   check_type("timeouts", v, "table")
-  check_keys("timeouts", v, { headers = true, idle = true, hook = true, ack = true })
+  check_keys("timeouts", v, { headers = true, idle = true, hook = true, ack = true, redis = true })
   if v.headers ~= nil then check_positive("timeouts.headers", v.headers) end
   if v.idle ~= nil then check_positive("timeouts.idle", v.idle) end
   if v.hook ~= nil then check_positive("timeouts.hook", v.hook) end
   if v.ack ~= nil then check_positive("timeouts.ack", v.ack) end
+  if v.redis ~= nil then check_positive("timeouts.redis", v.redis) end
 end
 
 function checks.poll_timeout(v) check_positive("poll_timeout", v) end
@@ -259,7 +278,8 @@ end
 function checks.limits(v)
   check_type("limits", v, "table")
   check_keys("limits", v, { body = true, headers = true, streams_at = true,
-    backend_response = true, backend_calls = true, backend_idle = true, calls_per_hook = true })
+    backend_response = true, backend_calls = true, backend_idle = true, calls_per_hook = true,
+    redis_calls = true })
   if v.streams_at ~= nil then
     check_type("limits.streams_at", v.streams_at, "number")
     if v.streams_at <= 0 or v.streams_at > 1 then
@@ -272,6 +292,7 @@ function checks.limits(v)
   if v.backend_calls ~= nil then check_int("limits.backend_calls", v.backend_calls, 1) end
   if v.backend_idle ~= nil then check_int("limits.backend_idle", v.backend_idle, 0) end
   if v.calls_per_hook ~= nil then check_int("limits.calls_per_hook", v.calls_per_hook, 1) end
+  if v.redis_calls ~= nil then check_int("limits.redis_calls", v.redis_calls, 1) end
 end
 
 -- tls = { cert = "cert.pem", key = "key.pem" }: the listener speaks HTTPS. Paths are relative

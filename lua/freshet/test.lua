@@ -269,6 +269,7 @@ function M.server(opts)
     logs = {},      -- { level, message, where } for each freshet.log line
     timers = {},    -- every timer created
     http_calls = {}, -- every freshet.http.request call, in order (see srv:on_http)
+    redis_calls = {}, -- every freshet.redis call as { command, args... }, in order (srv:on_redis)
     errors = {},    -- Lua errors the server would have logged (from route:open/post, filters)
     streams = {},   -- streams opened with route:open and not closed
     routes = {},    -- by pattern, when loaded from an app
@@ -473,6 +474,73 @@ function Server:_http(method, url, headers, body, timeout)
   end
   if res == nil then return nil, err or "connection refused" end
   return stub_response(res, "the on_http stub for " .. method .. " " .. url)
+end
+
+--- Answers the scripts' freshet.redis calls: handler(command, args...) gets the command and
+--- its arguments as Redis would (numbers written as text) and returns the reply: a string, a
+--- whole number, a table (an array; nested the same way), freshet.null, or nothing for a
+--- missing value (freshet.null too); or nil, err for an error reply or a failed call
+--- ("ERR wrong type", "timeout", ...). Every call is recorded in srv.redis_calls.
+function Server:on_redis(handler)
+  if type(handler) ~= "function" then arg_error("on_redis", 1, "handler", "function", type(handler)) end
+  self.redis_handler = handler
+end
+
+-- The text Redis gets for a number argument (src/lua/redis.c's number_text).
+local function redis_number(v)
+  if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return string.format("%d", v) end
+  return string.format("%.17g", v)
+end
+
+local function check_redis_reply(v, where)
+  local t = type(v)
+  if t == "string" or v == cjson.null then return end
+  if t == "number" then
+    if v ~= math.floor(v) or math.abs(v) >= 2 ^ 63 then
+      fail("on_redis", where .. " returned " .. tostring(v) .. ": Redis integers are whole numbers "
+        .. "(return a string for other values)", 0)
+    end
+    return
+  end
+  if t == "table" then
+    if type(v.err) == "string" and next(v, next(v)) == nil then return end
+    local n = #v
+    for k in pairs(v) do
+      if type(k) ~= "number" or k < 1 or k > n or k ~= math.floor(k) then
+        fail("on_redis", where .. " returned a table with key " .. tostring(k)
+          .. ": a Redis array is a sequence (an error inside one is { err = \"...\" })", 0)
+      end
+    end
+    for i = 1, n do check_redis_reply(v[i], where) end
+    return
+  end
+  fail("on_redis", where .. " must return a string, a number, a table, freshet.null or nil, err; got "
+    .. t, 0)
+end
+
+function Server:_redis(cmd, args, n)
+  local call = { cmd }
+  for i = 1, n do
+    local v = args[i]
+    call[i + 1] = type(v) == "number" and redis_number(v) or v
+  end
+  self.redis_calls[#self.redis_calls + 1] = call
+  local h = self.redis_handler
+  if h == nil then
+    error(("freshet.test: the script called freshet.redis (%s) and this server has no stub: "
+      .. "srv:on_redis(function(cmd, ...) return reply end)"):format(cmd), 0)
+  end
+  local reply, err = h(unpack(call, 1, n + 1))
+  if reply == nil and err ~= nil then
+    if type(err) ~= "string" then
+      fail("on_redis", "the on_redis stub for " .. cmd .. " returned nil and a " .. type(err)
+        .. " (nil, err wants a string)", 0)
+    end
+    return nil, err
+  end
+  if reply == nil then reply = cjson.null end
+  check_redis_reply(reply, "the on_redis stub for " .. cmd)
+  return { reply }
 end
 
 --- The timers that have not been cancelled or run out.

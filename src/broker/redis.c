@@ -480,3 +480,13 @@ static const fr_broker_ops_t redis_ops = {
     .sweep = redis_sweep,
     .free = redis_free,
 };
+
+int fr_redis_broker_primary(const fr_broker_t *b, fr_redis_addr_t *out) {
+    if (!b || b->ops != &redis_ops)
+        return -1;
+    const fr_redis_t *r = (const fr_redis_t *)b;
+    if (r->url.unix_path || (r->url.sentinel && !r->have_primary))
+        return -1;
+    *out = r->url.sentinel ? r->primary : r->url.addr;
+    return 0;
+}

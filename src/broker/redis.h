@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "broker/broker.h"
+#include "broker/redis_url.h"
 #include "core/metrics.h"
 
 typedef struct fr_redis_s fr_redis_t;
@@ -41,6 +42,12 @@ fr_broker_t *fr_redis_broker_new(uv_loop_t *loop, fr_hub_t *hub, const char *url
  *   params: replicas=N (0-100: a publish waits until N replicas have it), wait=MS (1-60000,
  *           default 1000: for at most that long) */
 int fr_redis_url_check(const char *url, char *err, size_t errlen);
+
+/* Where the broker's Redis primary is now, for other clients of the same Redis
+ * (freshet.redis): the URL's address, or with redis-sentinel:// the one the Sentinels last
+ * named. Returns 0, or -1 when b is no Redis broker, connects through a unix socket, or no
+ * Sentinel has answered yet. Read-only; call it on the broker's loop. */
+int fr_redis_broker_primary(const fr_broker_t *b, fr_redis_addr_t *out);
 
 /* The Redis function library that every node loads (FUNCTION LOAD REPLACE). */
 extern const char fr_redis_library[];

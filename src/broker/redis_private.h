@@ -22,29 +22,10 @@
 #include "base/hash.h"
 #include "base/list.h"
 #include "broker/redis.h"
+#include "broker/redis_url.h"
 #include "core/metrics.h"
 
 struct join_s;
-
-/* A host (a name or an IP address) and a port. */
-typedef struct {
-    char host[256];
-    int port;
-} fr_redis_addr_t;
-
-/* The broker's URL, parsed (broker/redis_url.c). */
-typedef struct {
-    int sentinel;               /* redis-sentinel:// */
-    fr_redis_addr_t addr;       /* redis://: the one address */
-    char *unix_path;            /* unix://: owned, else NULL */
-    fr_redis_addr_t *sentinels; /* redis-sentinel://: owned */
-    size_t nsentinels;
-    char *master;               /* the master name the Sentinels monitor; owned */
-    char *user, *password;      /* owned, may be NULL */
-    int db;
-    unsigned replicas;          /* a publish is answered once this many replicas have it */
-    unsigned wait_ms;           /* … or after this long (503) */
-} fr_redis_url_t;
 
 /* Talking to the Sentinels (broker/redis_sentinel.c). */
 typedef struct {
@@ -136,13 +117,6 @@ struct fr_redis_s {
 static inline follow_t *fr_redis_follow_of(fr_hnode_t *n) {
     return n ? FR_HTABLE_ENTRY(n, follow_t, hnode) : NULL;
 }
-
-/* ---- redis_url.c ---- */
-
-/* Parses a Redis broker URL into u (zeroed first). Returns 0, or -1 with a message in err and
- * nothing to free. */
-int fr_redis_url_parse(const char *url, fr_redis_url_t *u, char *err, size_t errlen);
-void fr_redis_url_free(fr_redis_url_t *u);
 
 /* ---- redis_conn.c ---- */
 

@@ -29,6 +29,8 @@ void fr_config_defaults(fr_config_t *cfg) {
     cfg->backend_calls = 256;
     cfg->backend_idle = 64;
     cfg->calls_per_hook = 8;
+    cfg->redis_calls = 1024;
+    cfg->redis_timeout_ms = 1000;
     cfg->drain_ms = 5000;
     cfg->poll_timeout_ms = 25000;
     cfg->workers = 1;
@@ -37,6 +39,7 @@ void fr_config_defaults(fr_config_t *cfg) {
 
 void fr_config_free(fr_config_t *cfg) {
     free(cfg->broker);
+    free(cfg->redis);
     for (size_t i = 0; i < cfg->ntiers; i++)
         free(cfg->tiers[i].name);
     free(cfg->tiers);
@@ -107,6 +110,7 @@ int fr_config_cors_allows(const fr_config_t *cfg, const char *origin) {
 void fr_config_copy(fr_config_t *dst, const fr_config_t *src) {
     *dst = *src;
     dst->broker = src->broker ? fr_strdup(src->broker) : NULL;
+    dst->redis = src->redis ? fr_strdup(src->redis) : NULL;
     dst->tiers = fr_calloc(src->ntiers, sizeof *dst->tiers);
     for (size_t i = 0; i < src->ntiers; i++) {
         dst->tiers[i] = src->tiers[i];

@@ -35,6 +35,7 @@ typedef struct {
     size_t replay_events;
     uint64_t replay_ms;
     char *broker;         /* owned */
+    char *redis;          /* owned: the app's Redis for freshet.redis; NULL: the broker's */
     fr_tier_t *tiers;     /* owned array */
     size_t ntiers;
     char **cors;          /* owned array of allowed origins; "*" allows any */
@@ -59,6 +60,9 @@ typedef struct {
     unsigned backend_calls;
     unsigned backend_idle;
     unsigned calls_per_hook;
+    /* freshet.redis: calls in flight per worker, and each call's deadline. */
+    unsigned redis_calls;
+    uint64_t redis_timeout_ms;
     uint64_t drain_ms;          /* SIGTERM spreads stream closes over this window */
     uint64_t poll_timeout_ms;   /* a long-poll with nothing to send answers 204 after this */
     int log_json;               /* log lines as JSON objects */

@@ -71,7 +71,7 @@ static void read_runtime(lua_State *L, int t, fr_config_t *c) {
 }
 
 /* Sizes and times: replay = {events, seconds}, limits = {body, headers, streams_at},
- * timeouts = {headers, idle, hook, ack}, drain, poll_timeout. */
+ * timeouts = {headers, idle, hook, ack, redis}, drain, poll_timeout. */
 static void read_limits(lua_State *L, int t, fr_config_t *c) {
     lua_getfield(L, t, "replay");
     if (lua_istable(L, -1)) {
@@ -89,6 +89,7 @@ static void read_limits(lua_State *L, int t, fr_config_t *c) {
         c->backend_calls = field_num(L, -1, "backend_calls", c->backend_calls, 1.0);
         c->backend_idle = field_num(L, -1, "backend_idle", c->backend_idle, 1.0);
         c->calls_per_hook = field_num(L, -1, "calls_per_hook", c->calls_per_hook, 1.0);
+        c->redis_calls = field_num(L, -1, "redis_calls", c->redis_calls, 1.0);
     }
     lua_pop(L, 1);
     lua_getfield(L, t, "timeouts");
@@ -97,6 +98,7 @@ static void read_limits(lua_State *L, int t, fr_config_t *c) {
         c->idle_timeout_ms = field_num(L, -1, "idle", c->idle_timeout_ms, 1000.0);
         c->hook_timeout_ms = field_num(L, -1, "hook", c->hook_timeout_ms, 1000.0);
         c->ack_timeout_ms = field_num(L, -1, "ack", c->ack_timeout_ms, 1000.0);
+        c->redis_timeout_ms = field_num(L, -1, "redis", c->redis_timeout_ms, 1000.0);
     }
     lua_pop(L, 1);
     c->drain_ms = field_num(L, t, "drain", c->drain_ms, 1000.0);
@@ -214,6 +216,9 @@ int fr_settings_read(fr_vm_t *vm, int t, fr_errors_t *errs) {
     read_log(L, t, c);
     lua_getfield(L, t, "broker");
     c->broker = fr_strdup(lua_isstring(L, -1) ? lua_tostring(L, -1) : "memory");
+    lua_pop(L, 1);
+    lua_getfield(L, t, "redis");
+    c->redis = lua_isstring(L, -1) ? fr_strdup(lua_tostring(L, -1)) : NULL;
     lua_pop(L, 1);
     if (read_cors(vm, t, errs) < 0 || read_tls(vm, t, errs) < 0)
         return -1;

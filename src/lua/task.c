@@ -244,6 +244,21 @@ void fr_task_resume(fr_task_t *t, int nvalues) {
         finish(t, rc);
 }
 
+static __thread const void *current_answer;
+
+void fr_task_resume_with(fr_task_t *t, const void *answer) {
+    const void *outer = current_answer;
+    current_answer = answer;
+    lua_pushlightuserdata(t->co, (void *)answer);
+    fr_task_resume(t, 1);
+    current_answer = outer;
+}
+
+const void *fr_task_answer(lua_State *L, int idx) {
+    const void *a = lua_touserdata(L, idx);
+    return a && a == current_answer ? a : NULL;
+}
+
 void fr_task_cancel(fr_task_t *t) {
     if (t->cancel)
         t->cancel(t->op);

@@ -26,6 +26,7 @@ typedef struct fr_vm_host_s {
     fr_metrics_t *metrics;       /* Lua errors and stops, events published */
     struct fr_broker_s *broker;  /* freshet.publish, freshet.presence */
     struct fr_hclient_s *backend; /* freshet.http.request: the worker's client, or NULL */
+    struct fr_rclient_s *redis;   /* freshet.redis: the worker's client, or NULL: none set */
     const fr_config_t *config;   /* the settings in force */
     unsigned worker;             /* the worker's index (freshet.worker) */
     uint64_t started_ms;         /* monotonic */

@@ -166,12 +166,39 @@ static void worker_reload(fr_worker_t *w) {
 }
 
 static void backend_close(fr_worker_t *w) {
+    fr_rclient_t *r = w->redis;
+    w->redis = NULL;
+    w->vm_host.redis = NULL;
+    fr_rclient_close(r);
     if (!w->backend)
         return;
     fr_hclient_t *c = w->backend;
     w->backend = NULL;
     w->vm_host.backend = NULL;
     fr_hclient_close(c);
+}
+
+/* freshet.redis on a Sentinel-followed broker: the primary the broker follows now. */
+static int redis_where(void *ctx, fr_redis_addr_t *addr) {
+    fr_worker_t *w = ctx;
+    return fr_redis_broker_primary(w->broker, addr);
+}
+
+/* freshet.redis's client: the app's `redis`, else the broker's Redis, else none (a call
+ * then answers nil, "no redis configured"). */
+static int redis_open(fr_worker_t *w, int broker_is_redis) {
+    const fr_config_t *cfg = w->config;
+    const char *url = cfg->redis ? cfg->redis : broker_is_redis ? cfg->broker : NULL;
+    if (!url)
+        return 0;
+    char err[256];
+    w->redis = fr_rclient_new(w->loop, url, redis_where, w, cfg->redis_calls, err, sizeof err);
+    if (!w->redis) {
+        fprintf(stderr, "freshet: redis: %s\n", err);
+        return -1;
+    }
+    w->vm_host.redis = w->redis;
+    return 0;
 }
 
 static void broker_free(fr_worker_t *w) {
@@ -354,7 +381,7 @@ static int worker_wire(fr_worker_t *w, fr_hub_t *process_hub, size_t nworkers) {
     uv_prepare_init(w->loop, &w->flush);
     w->flush.data = w;
     uv_prepare_start(&w->flush, on_flush);
-    return 0;
+    return redis_open(w, process_hub == NULL);
 }
 
 /* Everything a worker needs before its loop runs: broker, layers, listener, timers, signals.

@@ -9,6 +9,7 @@
  *               ├─ app     (dispatch, opens, publishes: app/app.h)
  *               ├─ vm_host (what the Lua API needs: lua/vm.h)
  *               ├─ backend (freshet.http.request's pooled client: client/http_client.h)
+ *               ├─ redis   (freshet.redis's connection: client/redis_client.h)
  *               └─ broker  (memory: the process's hub; redis: a node with its own hub)
  *
  * `workers = N` (or "auto": one per core) runs N of them; what must be one for the whole
@@ -31,6 +32,7 @@
 #include "app/app.h"
 #include "broker/broker.h"
 #include "client/http_client.h"
+#include "client/redis_client.h"
 #include "core/config.h"
 #include "core/hub.h"
 #include "core/metrics.h"
@@ -58,6 +60,7 @@ typedef struct fr_worker_s {
     fr_vm_host_t vm_host;
     fr_broker_t *broker;      /* owned; NULL before setup and once freed */
     fr_hclient_t *backend;    /* owned: freshet.http.request's client; NULL once closed */
+    fr_rclient_t *redis;      /* owned: freshet.redis's client; NULL: none, or closed */
     fr_hub_t own_hub;         /* a Redis node's hub (the memory broker uses the process's) */
     int own_hub_ready;
     fr_ratelimit_t *limits;   /* the process's buckets */

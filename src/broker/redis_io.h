@@ -1,0 +1,13 @@
+/* hiredis on a worker's libuv loop (broker/redis_io.c says how): the broker's connections and
+ * freshet.redis's. */
+#ifndef FR_BROKER_REDIS_IO_H
+#define FR_BROKER_REDIS_IO_H
+
+#include <hiredis/async.h>
+#include <uv.h>
+
+/* Drives ac from loop until hiredis lets go of it (its cleanup closes the poll handle).
+ * Returns 0, or -1 when the descriptor cannot be polled (ac is untouched: free it). */
+int fr_redis_io_attach(redisAsyncContext *ac, uv_loop_t *loop);
+
+#endif
