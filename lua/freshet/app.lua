@@ -257,7 +257,7 @@ end
 
 function checks.limits(v)
   check_type("limits", v, "table")
-  check_keys("limits", v, { body = true, headers = true, streams_at = true,
+  check_keys("limits", v, { body = true, headers = true, header_lines = true, streams_at = true,
     backend_response = true, backend_calls = true, backend_idle = true, calls_per_hook = true })
   if v.streams_at ~= nil then
     check_type("limits.streams_at", v.streams_at, "number")
@@ -267,6 +267,7 @@ function checks.limits(v)
   end
   if v.body ~= nil then check_int("limits.body", v.body, 0) end
   if v.headers ~= nil then check_int("limits.headers", v.headers, 1024) end
+  if v.header_lines ~= nil then check_int("limits.header_lines", v.header_lines, 8) end
   if v.backend_response ~= nil then check_int("limits.backend_response", v.backend_response, 1024) end
   if v.backend_calls ~= nil then check_int("limits.backend_calls", v.backend_calls, 1) end
   if v.backend_idle ~= nil then check_int("limits.backend_idle", v.backend_idle, 0) end

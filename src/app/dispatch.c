@@ -17,6 +17,57 @@ extern const size_t fr_client_js_len;
 
 /* ---- the `req` table -------------------------------------------------------------------- */
 
+/* Pushes the headers table: one value per lower-case name, repeated headers joined with ", "
+ * (RFC 9110 §5.3). In linear time: a repeated name first collects its values in a list, and
+ * each list is joined once, so thousands of repeats cost what their bytes cost. */
+static void push_headers(lua_State *L, const fr_request_t *req) {
+    lua_createtable(L, 0, (int)req->nheaders);
+    int t = lua_gettop(L), repeated = 0;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const fr_header_t *h = &req->headers[i];
+        if (!h->name)
+            continue;
+        lua_getfield(L, t, h->name);
+        if (lua_isnil(L, -1)) {
+            lua_pushstring(L, h->value);
+            lua_setfield(L, t, h->name);
+        } else if (lua_isstring(L, -1)) {
+            lua_createtable(L, 4, 0);
+            lua_pushvalue(L, -2);
+            lua_rawseti(L, -2, 1);
+            lua_pushstring(L, h->value);
+            lua_rawseti(L, -2, 2);
+            lua_setfield(L, t, h->name);
+            repeated = 1;
+        } else {
+            lua_pushstring(L, h->value);
+            lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+        }
+        lua_pop(L, 1);
+    }
+    for (size_t i = 0; repeated && i < req->nheaders; i++) {
+        const char *name = req->headers[i].name;
+        if (!name)
+            continue;
+        lua_getfield(L, t, name);
+        if (lua_istable(L, -1)) {
+            luaL_Buffer b;
+            int list = lua_gettop(L);
+            size_t n = lua_objlen(L, list);
+            luaL_buffinit(L, &b);
+            for (size_t k = 1; k <= n; k++) {
+                if (k > 1)
+                    luaL_addlstring(&b, ", ", 2);
+                lua_rawgeti(L, list, (int)k);
+                luaL_addvalue(&b);
+            }
+            luaL_pushresult(&b);
+            lua_setfield(L, t, name);
+        }
+        lua_pop(L, 1);
+    }
+}
+
 /* Pushes {method, path, params, query, headers, remote} and returns a registry ref, or
  * LUA_NOREF when the query is malformed. */
 static int push_request(fr_exchange_t *x, lua_State *L, const char *path, fr_param_t *params,
@@ -39,23 +90,7 @@ static int push_request(fr_exchange_t *x, lua_State *L, const char *path, fr_par
         return LUA_NOREF;
     }
     lua_setfield(L, -2, "query");
-    lua_createtable(L, 0, (int)x->req.nheaders);
-    for (size_t i = 0; i < x->req.nheaders; i++) {
-        fr_header_t *h = &x->req.headers[i];
-        if (!h->name)
-            continue;
-        lua_getfield(L, -1, h->name);
-        if (lua_isstring(L, -1)) {
-            /* Repeated headers are joined with ", " (RFC 9110 field combination). */
-            lua_pushliteral(L, ", ");
-            lua_pushstring(L, h->value);
-            lua_concat(L, 3);
-        } else {
-            lua_pop(L, 1);
-            lua_pushstring(L, h->value);
-        }
-        lua_setfield(L, -2, h->name);
-    }
+    push_headers(L, &x->req);
     lua_setfield(L, -2, "headers");
     return luaL_ref(L, LUA_REGISTRYINDEX);
 }
@@ -235,7 +270,7 @@ static void run_script_route(fr_app_t *app, fr_exchange_t *x, match_t *m, const 
 void fr_app_handle(void *ctx, fr_exchange_t *x) {
     fr_app_t *app = ctx;
     if (x->req.url[0] != '/') {
-        fr_exchange_respond_error(x, 400, "request target must be an absolute path");
+        fr_exchange_respond_error(x, 400, "request target must be an absolute path or URL");
         return;
     }
     size_t path_len, qlen;

@@ -69,6 +69,7 @@ struct fr_conn_s {
     unsigned chunked : 1;      /* the current answer's body is chunked */
     unsigned wait : 2;         /* FR_WAIT_*: which deadline list it is on */
     uint16_t err_status;       /* set by a callback that rejects the request (413, 431) */
+    const char *err_msg;       /* static: what that callback found, or NULL */
     unsigned holds;            /* pending broker replies that will come back to this */
     unsigned pending_writes;
     llhttp_t *parser;          /* owned while the connection reads requests */
