@@ -324,6 +324,21 @@ function App:publish(pattern, script)
   local app = add_route(self, "publish", pattern, script, "script")
   return app
 end
+local http_methods = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = true }
+--- A plain HTTP route: requests with `method` handed to the `handle` hook of `script`, whose
+-- answer is the response (see docs/LUA_API.md, app:http).
+function App:http(method, pattern, script)
+  if getmetatable(self) ~= App then
+    error("app:http: call it with ':' (app:http(method, pattern, script))", 2)
+  end
+  if type(method) ~= "string" or not http_methods[method] then
+    error(("app:http: method must be one of GET, POST, PUT, PATCH, DELETE, got %s"):format(
+      tostring(method)), 2)
+  end
+  local app = add_route(self, "http", pattern, script, "script")
+  app.routes[#app.routes].method = method
+  return app
+end
 --- Static files under `dir` (relative to the app file), for example pages.
 function App:static(prefix, dir)
   local app = add_route(self, "static", prefix, dir, "dir")

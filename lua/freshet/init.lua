@@ -109,7 +109,7 @@ if core then M.shared = core.shared end
 -- Library modules load on first use: an app that never touches them pays nothing for them,
 -- and freshet.request stays usable in a plain Lua that lacks the C module freshet.jwt needs.
 local library = { jwt = "freshet.jwt", request = "freshet.request", presence = "freshet.presence",
-                  http = "freshet.http" }
+                  position = "freshet.position", http = "freshet.http" }
 setmetatable(M, {
   __index = function(t, key)
     local name = library[key]

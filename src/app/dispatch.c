@@ -121,10 +121,14 @@ static void respond_preflight(fr_exchange_t *x, const char *allow) {
     fr_exchange_respond(x, 204, NULL, headers, NULL, 0);
 }
 
-static const char *route_methods(const fr_route_t *r) {
+static const char *route_methods(const fr_route_t *r, char *buf, size_t len) {
     switch (r->kind) {
     case FR_ROUTE_STREAM: return "GET, OPTIONS";
     case FR_ROUTE_PUBLISH: return "POST, OPTIONS";
+    case FR_ROUTE_HTTP:
+        snprintf(buf, len, "%s%s, OPTIONS", r->method,
+                 strcmp(r->method, "GET") == 0 ? ", HEAD" : "");
+        return buf;
     default: return "GET, HEAD, OPTIONS";
     }
 }
@@ -133,6 +137,9 @@ static int route_accepts(const fr_route_t *r, const char *method) {
     switch (r->kind) {
     case FR_ROUTE_STREAM: return strcmp(method, "GET") == 0;
     case FR_ROUTE_PUBLISH: return strcmp(method, "POST") == 0;
+    case FR_ROUTE_HTTP:
+        return strcmp(method, r->method) == 0 ||
+               (strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0);
     default: return strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     }
 }
@@ -177,7 +184,7 @@ typedef struct {
     size_t nparams;
 } match_t;
 
-/* Stream and publish routes, in the order the app declared them. Returns -1 on a path whose
+/* Stream, publish and http routes, in the order the app declared them. Returns -1 on a path whose
  * percent-encoding is malformed. */
 static int match_patterns(const fr_vm_t *vm, const char *method, const char *path, size_t len,
                           match_t *m) {
@@ -194,11 +201,20 @@ static int match_patterns(const fr_vm_t *vm, const char *method, const char *pat
             m->match = r;
             return 0;
         }
+        char methods[64];
         if (!m->path_match) {
             m->path_match = r;
-            snprintf(m->allow, sizeof m->allow, "%s", route_methods(r));
-        } else if (r->kind != m->path_match->kind) {
-            snprintf(m->allow, sizeof m->allow, "GET, POST, OPTIONS");
+            snprintf(m->allow, sizeof m->allow, "%s", route_methods(r, methods, sizeof methods));
+        } else if (r->kind == FR_ROUTE_HTTP || r->kind != m->path_match->kind) {
+            /* Several routes on one path: every method any of them takes. */
+            const char *more = route_methods(r, methods, sizeof methods);
+            size_t mlen = strcspn(more, ",");
+            size_t have = strlen(m->allow) - strlen(", OPTIONS");
+            char token[24];
+            snprintf(token, sizeof token, "%.*s,", (int)mlen, more);
+            if (!strstr(m->allow, token) && have + mlen + 11 < sizeof m->allow)
+                snprintf(m->allow + have, sizeof m->allow - have, ", %.*s, OPTIONS", (int)mlen,
+                         more);
         }
         fr_params_free(m->params, m->nparams);
         m->nparams = 0;
@@ -224,7 +240,9 @@ static void match_static(const fr_vm_t *vm, const char *method, const char *path
     if (m->match && !route_accepts(m->match, method) && strcmp(method, "OPTIONS") != 0) {
         m->path_match = m->match;
         m->match = NULL;
-        snprintf(m->allow, sizeof m->allow, "%s", route_methods(m->path_match));
+        char methods[64];
+        snprintf(m->allow, sizeof m->allow, "%s",
+                 route_methods(m->path_match, methods, sizeof methods));
     }
 }
 
@@ -262,6 +280,8 @@ static void run_script_route(fr_app_t *app, fr_exchange_t *x, match_t *m, const 
         luaL_unref(L, LUA_REGISTRYINDEX, req_ref);
     } else if (r->kind == FR_ROUTE_STREAM) {
         fr_app_open(app, x, r, req_ref);
+    } else if (r->kind == FR_ROUTE_HTTP) {
+        fr_app_http(app, x, r, req_ref);
     } else {
         fr_app_publish(app, x, r, req_ref);
     }
@@ -292,8 +312,10 @@ void fr_app_handle(void *ctx, fr_exchange_t *x) {
         match_static(app->vm, x->req.method, path, path_len, &m);
     if (!m.match)
         answer_unmatched(x, &m);
-    else if (strcmp(x->req.method, "OPTIONS") == 0)
-        respond_preflight(x, route_methods(m.match));
+    else if (strcmp(x->req.method, "OPTIONS") == 0) {
+        char methods[64];
+        respond_preflight(x, route_methods(m.match, methods, sizeof methods));
+    }
     else if (m.match->kind == FR_ROUTE_STATIC)
         fr_app_static(x, m.match, path + strlen(m.match->prefix),
                       path_len - strlen(m.match->prefix));

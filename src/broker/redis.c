@@ -351,6 +351,45 @@ static fr_id_t redis_position(fr_broker_t *b, const char *topic) {
     return pos;
 }
 
+typedef struct {
+    fr_published_cb cb;
+    void *ctx;
+} locate_t;
+
+/* HGET fr:{topic}:m last: what freshet_resume answers as a fresh stream's position ("0-0"
+ * for a topic Redis holds nothing of). */
+static void on_located(redisAsyncContext *ac, void *reply, void *priv) {
+    (void)ac;
+    locate_t *l = priv;
+    redisReply *rep = reply;
+    fr_id_t id = {0, 0};
+    if (!rep || rep->type == REDIS_REPLY_ERROR)
+        l->cb(l->ctx, FR_PUB_UNAVAILABLE, id, rep ? rep->str : "the broker is unavailable");
+    else if (rep->type == REDIS_REPLY_NIL)
+        l->cb(l->ctx, 0, id, NULL);
+    else if (parse_id(rep, &id) < 0)
+        l->cb(l->ctx, FR_PUB_UNAVAILABLE, id, "unexpected reply from Redis");
+    else
+        l->cb(l->ctx, 0, id, NULL);
+    free(l);
+}
+
+static void redis_locate(fr_broker_t *b, const char *topic, fr_published_cb cb, void *ctx) {
+    fr_redis_t *r = (fr_redis_t *)b;
+    fr_id_t id = {0, 0};
+    if (!r->cmd_ready) {
+        cb(ctx, FR_PUB_UNAVAILABLE, id, "the broker is unavailable");
+        return;
+    }
+    locate_t *l = fr_malloc(sizeof *l);
+    l->cb = cb;
+    l->ctx = ctx;
+    if (redisAsyncCommand(r->cmd, on_located, l, "HGET fr:{%s}:m last", topic) != REDIS_OK) {
+        free(l);
+        cb(ctx, FR_PUB_UNAVAILABLE, id, "the broker is unavailable");
+    }
+}
+
 static void redis_sweep(fr_broker_t *b) {
     fr_hub_sweep(b->hub);
 }
@@ -361,6 +400,7 @@ static const fr_broker_ops_t redis_ops = {
     .join = redis_join,
     .replay = NULL, /* an open stream resumes by reconnecting */
     .position = redis_position,
+    .locate = redis_locate,
     .presence = fr_redis_presence,
     .ready = redis_ready,
     .health = redis_health,
