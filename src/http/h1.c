@@ -317,7 +317,7 @@ static void put_cors(head_t *h, fr_conn_t *c) {
         return;
     puts_(h, "Access-Control-Allow-Origin: ");
     puts_(h, origin);
-    puts_(h, "\r\nVary: Origin\r\n");
+    puts_(h, "\r\nAccess-Control-Expose-Headers: Last-Event-ID\r\nVary: Origin\r\n");
 }
 
 size_t fr_h1_head(fr_conn_t *c, const fr_head_t *hd, char *out, size_t cap) {
