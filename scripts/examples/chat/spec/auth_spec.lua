@@ -1,11 +1,11 @@
 -- The chat starter's sign-in (routes/login.lua, session.lua) and the tokens it hands out, as
 -- the room and post routes check them. freshet.jwt needs freshet.crypto, built from
 -- src/lua/crypto.c as a Lua module (docs/LUA_API.md, "Outside the server"):
---   busted --lpath="lua/?.lua;lua/?/init.lua" --cpath="/tmp/lua-c/?.so" tests/lua/chat_auth_spec.lua
+--   cd scripts/examples/chat && busted        (see .busted for the Lua paths)
 local t = require "freshet.test"
 local cjson = require "cjson"
 
-local APP = "scripts/examples/chat/app.lua"
+local APP = "app.lua" -- run from this app's directory: busted
 
 describe("chat example sign-in", function()
   local srv, room, post, login
