@@ -281,7 +281,9 @@ function M.server(opts)
   srv.shared = native.shared(function() return srv.clock end)
   srv.core = fakecore.new(srv)
   srv.freshet = load_freshet(srv.core)
-  srv._start = math.floor(srv.clock)
+  -- The fake process started just before its clock: what position answers for a topic with no
+  -- events, below the first id any topic issues (the hub's floor in src/core/hub.c).
+  srv._start = math.floor(srv.clock) - 1
   -- freshet.position: the server's is C (src/lua/position.c); this one answers as the memory
   -- broker does.
   rawset(srv.freshet, "position", function(topic)
@@ -367,7 +369,9 @@ function Server:_run_loading(chunk)
 end
 
 function Server:_next_id(topic)
-  local last = self._last[topic]
+  -- A topic's first id comes after the server's start id (what freshet.position answers for
+  -- a topic with no events), as the hub's floor works in src/core/hub.c.
+  local last = self._last[topic] or { self._start, 0 }
   local ms = math.floor(self.clock)
   local seq = 0
   if last and ms <= last[1] then ms, seq = last[1], last[2] + 1 end

@@ -241,22 +241,7 @@ HTTP_CASES = 15
 
 def build_native(tmp):
     """freshet/native.so from the rockspec's source list, as 16_busted.sh builds it."""
-    for tool in ("luajit", "cc", "pkg-config"):
-        ft.check(any(os.access(os.path.join(d, tool), os.X_OK)
-                     for d in os.environ.get("PATH", "").split(os.pathsep)),
-                 f"'{tool}' is not installed (scripts/setup.sh installs it)")
-    args = subprocess.run(["luajit", os.path.join(ft.ROOT, "tests/integration/rock_cmodule.lua"),
-                           ft.ROOT, "freshet.native"], capture_output=True, text=True)
-    ft.check(args.returncode == 0, "cannot read freshet.native's sources from the rockspec",
-             args.stderr)
-    cflags = subprocess.run(["pkg-config", "--cflags", "luajit"], capture_output=True,
-                            text=True, check=True).stdout.split()
-    os.makedirs(os.path.join(tmp, "freshet"), exist_ok=True)
-    cc = subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-g", "-Wall", "-Wextra", "-Werror",
-                         *cflags, *args.stdout.splitlines(), "-o",
-                         os.path.join(tmp, "freshet", "native.so")],
-                        capture_output=True, text=True)
-    ft.check(cc.returncode == 0, "cannot build freshet.native as a Lua module", cc.stderr)
+    ft.build_lua_modules(tmp, ["native"])
 
 
 def run_harness(app, tmp):

@@ -146,6 +146,27 @@ def main(fn, limit=60):
     sys.exit(0)
 
 
+def build_lua_modules(tmp, mods):
+    """Builds freshet/<mod>.so under tmp for each of mods ("native", "crypto") from the
+    rockspec's source lists, as tests/integration/16_busted.sh does, so that freshet.test runs
+    under a plain luajit with LUA_CPATH="<tmp>/?.so;;"."""
+    for tool in ("luajit", "cc", "pkg-config"):
+        check(shutil.which(tool), f"'{tool}' is not installed (scripts/setup.sh installs it)")
+    cflags = subprocess.run(["pkg-config", "--cflags", "luajit"], capture_output=True,
+                            text=True, check=True).stdout.split()
+    os.makedirs(os.path.join(tmp, "freshet"), exist_ok=True)
+    for mod in mods:
+        args = subprocess.run(["luajit", os.path.join(ROOT, "tests/integration/rock_cmodule.lua"),
+                               ROOT, f"freshet.{mod}"], capture_output=True, text=True)
+        check(args.returncode == 0, f"cannot read freshet.{mod}'s sources from the rockspec",
+              args.stderr)
+        cc = subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-g", "-Wall", "-Wextra", "-Werror",
+                             *cflags, *args.stdout.splitlines(), "-o",
+                             os.path.join(tmp, "freshet", f"{mod}.so")],
+                            capture_output=True, text=True)
+        check(cc.returncode == 0, f"cannot build freshet.{mod} as a Lua module", cc.stderr)
+
+
 def require_file(path, what):
     check(os.path.isfile(path), f"{what} not found at {path}")
 
