@@ -22,25 +22,19 @@ typedef struct {
     fr_vm_t *vm;             /* one reference: a reload lets the request finish on its scripts */
     const fr_route_t *route; /* borrowed from vm */
     int req_ref, who_ref;    /* owned */
-    size_t step;
-    fr_hookcall_t hc;
+    fr_hooksteps_t seq;
 } httpreq_t;
 
-typedef struct {
-    const char *what;
-    int nresults;
-    int (*push)(httpreq_t *h); /* arguments pushed, 0: no such hook, -1: answered */
-    int (*read)(httpreq_t *h); /* 0: go on, -1: answered */
-} step_t;
-
-static int push_auth(httpreq_t *h) {
+static int push_auth(void *owner) {
+    httpreq_t *h = owner;
     int nargs = fr_hook_push_auth(h->vm, h->route, h->req_ref);
     if (!nargs)
         h->who_ref = fr_hook_anonymous(h->vm);
     return nargs;
 }
 
-static int read_auth(httpreq_t *h) {
+static int read_auth(void *owner) {
+    httpreq_t *h = owner;
     char msg[256];
     int status = fr_hook_read_auth(h->vm, h->route, &h->who_ref, msg, sizeof msg);
     if (status) {
@@ -50,12 +44,14 @@ static int read_auth(httpreq_t *h) {
     return 0;
 }
 
-static int push_tier(httpreq_t *h) {
+static int push_tier(void *owner) {
+    httpreq_t *h = owner;
     return fr_hook_push_tier(h->vm, h->route, h->req_ref, h->who_ref);
 }
 
 /* The tier's request bucket: an http request costs what a publish does (one token). */
-static int read_tier(httpreq_t *h) {
+static int read_tier(void *owner) {
+    httpreq_t *h = owner;
     const fr_tier_t *tier;
     if (fr_hook_read_tier(h->vm, h->route, h->app->config, &tier) < 0) {
         fr_exchange_respond_error(h->x, 500, "internal error");
@@ -77,7 +73,8 @@ static int read_tier(httpreq_t *h) {
 
 /* handle(req, body, who): body is the raw text, or with body = "json" the decoded value
  * (nil when the request has no body; 400 when it is not JSON). */
-static int push_handle(httpreq_t *h) {
+static int push_handle(void *owner) {
+    httpreq_t *h = owner;
     fr_vm_t *vm = h->vm;
     lua_State *L = vm->L;
     fr_exchange_t *x = h->x;
@@ -165,7 +162,8 @@ static const char *read_headers(lua_State *L, int idx, fr_buf_t *b, int ctype_sl
 }
 
 /* status, body[, headers] on the top of the stack: the answer. Always answers: returns -1. */
-static int read_handle(httpreq_t *h) {
+static int read_handle(void *owner) {
+    httpreq_t *h = owner;
     lua_State *L = h->vm->L;
     int r = lua_gettop(L) - 2, base = r - 1;
     const char *bad = NULL;
@@ -219,55 +217,18 @@ static int read_handle(httpreq_t *h) {
     return -1;
 }
 
-static const step_t steps[] = {{"auth", 3, push_auth, read_auth},
-                               {"tier", 1, push_tier, read_tier},
-                               {"handle", 3, push_handle, read_handle}};
+static const fr_hookstep_t steps[] = {{"auth", 3, push_auth, read_auth},
+                                      {"tier", 1, push_tier, read_tier},
+                                      {"handle", 3, push_handle, read_handle}};
 
-static void httpreq_free(httpreq_t *h) {
+static void httpreq_free(void *owner) {
+    httpreq_t *h = owner;
     lua_State *L = h->vm->L;
     luaL_unref(L, LUA_REGISTRYINDEX, h->req_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, h->who_ref);
     fr_vm_release(h->vm);
     h->x->ops->release(h->x);
     free(h);
-}
-
-static void httpreq_run(httpreq_t *h) {
-    for (; h->step < FR_ARRAY_LEN(steps); h->step++) {
-        const step_t *st = &steps[h->step];
-        int nargs = st->push(h);
-        if (nargs < 0)
-            break;
-        if (nargs == 0)
-            continue;
-        int rc = fr_hookcall_run(&h->hc, h->vm, h->route, st->what, nargs, st->nresults);
-        if (rc == FR_TASK_WAIT)
-            return;
-        if (rc != FR_TASK_OK) {
-            fr_hookcall_refuse(h->x, rc, st->what);
-            break;
-        }
-        if (st->read(h) < 0)
-            break;
-    }
-    httpreq_free(h);
-}
-
-static void on_hook_done(fr_hookcall_t *hc, int status) {
-    httpreq_t *h = FR_CONTAINER_OF(hc, httpreq_t, hc);
-    const step_t *st = &steps[h->step];
-    if (status != FR_TASK_OK)
-        fr_hookcall_refuse(h->x, status, st->what);
-    else if (st->read(h) == 0) {
-        h->step++;
-        httpreq_run(h);
-        return;
-    }
-    httpreq_free(h);
-}
-
-static void on_hook_dropped(fr_hookcall_t *hc) {
-    httpreq_free(FR_CONTAINER_OF(hc, httpreq_t, hc));
 }
 
 void fr_app_http(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, int req_ref) {
@@ -280,8 +241,7 @@ void fr_app_http(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, int r
     h->route = route;
     h->req_ref = req_ref;
     h->who_ref = LUA_NOREF;
-    h->hc.x = x;
-    h->hc.done = on_hook_done;
-    h->hc.dropped = on_hook_dropped;
-    httpreq_run(h);
+    h->seq = (fr_hooksteps_t){.hc.x = x, .steps = steps, .nsteps = FR_ARRAY_LEN(steps),
+                              .vm = h->vm, .route = route, .owner = h, .finish = httpreq_free};
+    fr_hooksteps_run(&h->seq);
 }

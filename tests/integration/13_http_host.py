@@ -10,7 +10,6 @@
   /health on another connection answers meanwhile (repeats are joined in linear time); past
   limits.header_lines: 431."""
 
-import socket
 import threading
 import time
 
@@ -29,24 +28,7 @@ ECHO = """
 
 def raw(port, data, timeout=5.0):
     """Sends bytes on a new connection; returns (everything received, closed by the server)."""
-    s = socket.create_connection((ft.HOST, port), timeout=timeout)
-    try:
-        s.sendall(data)
-        out = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                chunk = s.recv(65536)
-            except socket.timeout:
-                return out, False
-            except ConnectionResetError:
-                return out, True
-            if not chunk:
-                return out, True
-            out += chunk
-        return out, False
-    finally:
-        s.close()
+    return ft.exchange(port, data, timeout)
 
 
 def status_of(data):

@@ -29,28 +29,7 @@ FILES = {
 
 
 def exchange(port, data, timeout=3.0, half_close=False):
-    """Sends raw bytes on a fresh connection; returns (bytes received, closed by the server)."""
-    sock = socket.create_connection((ft.HOST, port), timeout=timeout)
-    try:
-        sock.sendall(data)
-        if half_close:
-            sock.shutdown(socket.SHUT_WR)
-        out = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                chunk = sock.recv(65536)
-            except socket.timeout:
-                return out, False
-            except ConnectionResetError:
-                return out, True
-            if not chunk:
-                return out, True
-            out += chunk
-        return out, False
-    finally:
-        sock.close()
+    return ft.exchange(port, data, timeout, half_close)
 
 
 def responses(raw):

@@ -584,6 +584,31 @@ def _enc(value):
     return value if isinstance(value, bytes) else str(value).encode("utf-8")
 
 
+def exchange(port, data, timeout=3.0, half_close=False):
+    """Sends raw bytes on a fresh connection; returns (bytes received, closed by the server)."""
+    sock = socket.create_connection((HOST, port), timeout=timeout)
+    try:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        out = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                return out, False
+            except ConnectionResetError:
+                return out, True
+            if not chunk:
+                return out, True
+            out += chunk
+        return out, False
+    finally:
+        sock.close()
+
+
 def build_request(method, path, headers=None, body=None, port=None):
     """Request bytes. Host is added unless given; a header whose value is None is left out;
     Content-Length is added for a body unless Content-Length or Transfer-Encoding is given."""
