@@ -654,6 +654,10 @@
       }
       if (res.status === 200 || res.status === 204) {
         this._active({ transport: 'poll' });
+        // Where the next poll resumes, even from an empty answer: a client that had seen no
+        // event yet then still loses nothing published before its next poll.
+        const pos = res.headers && typeof res.headers.get === 'function' &&
+          res.headers.get('Last-Event-ID');
         // An answered poll is proof enough that the server is fine.
         this._attempt = 0;
         if (res.status === 200) {
@@ -663,6 +667,7 @@
             if (gen !== this._gen) return; // the app closed it from a callback
           }
         }
+        if (pos && gen === this._gen) this.lastEventId = pos;
         this._later(0, () => { if (gen === this._gen) this._pollOnce(gen); });
         return;
       }

@@ -277,7 +277,7 @@ end
 
 function checks.limits(v)
   check_type("limits", v, "table")
-  check_keys("limits", v, { body = true, headers = true, streams_at = true,
+  check_keys("limits", v, { body = true, headers = true, header_lines = true, streams_at = true,
     backend_response = true, backend_calls = true, backend_idle = true, calls_per_hook = true,
     redis_calls = true })
   if v.streams_at ~= nil then
@@ -288,6 +288,7 @@ function checks.limits(v)
   end
   if v.body ~= nil then check_int("limits.body", v.body, 0) end
   if v.headers ~= nil then check_int("limits.headers", v.headers, 1024) end
+  if v.header_lines ~= nil then check_int("limits.header_lines", v.header_lines, 8) end
   if v.backend_response ~= nil then check_int("limits.backend_response", v.backend_response, 1024) end
   if v.backend_calls ~= nil then check_int("limits.backend_calls", v.backend_calls, 1) end
   if v.backend_idle ~= nil then check_int("limits.backend_idle", v.backend_idle, 0) end
@@ -358,6 +359,21 @@ end
 --- A publish route: POST bodies handed to the `publish` hook of `script`.
 function App:publish(pattern, script)
   local app = add_route(self, "publish", pattern, script, "script")
+  return app
+end
+local http_methods = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = true }
+--- A plain HTTP route: requests with `method` handed to the `handle` hook of `script`, whose
+-- answer is the response (see docs/LUA_API.md, app:http).
+function App:http(method, pattern, script)
+  if getmetatable(self) ~= App then
+    error("app:http: call it with ':' (app:http(method, pattern, script))", 2)
+  end
+  if type(method) ~= "string" or not http_methods[method] then
+    error(("app:http: method must be one of GET, POST, PUT, PATCH, DELETE, got %s"):format(
+      tostring(method)), 2)
+  end
+  local app = add_route(self, "http", pattern, script, "script")
+  app.routes[#app.routes].method = method
   return app
 end
 --- Static files under `dir` (relative to the app file). opts: { max_age = seconds,

@@ -116,7 +116,7 @@ end
 -- Library modules load on first use: an app that never touches them pays nothing for them,
 -- and freshet.request stays usable in a plain Lua that lacks the C module freshet.jwt needs.
 local library = { jwt = "freshet.jwt", request = "freshet.request", presence = "freshet.presence",
-                  http = "freshet.http", redis = "freshet.redis" }
+                  position = "freshet.position", http = "freshet.http", redis = "freshet.redis" }
 setmetatable(M, {
   __index = function(t, key)
     local name = library[key]

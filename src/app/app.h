@@ -1,6 +1,6 @@
 /* The app: what a worker does with a complete request. Routes are matched in the order the
  * app file declared them; stream routes open a stream (app/open.c), publish routes publish
- * (app/publish.c), static routes serve files (app/static.c); /health and /metrics describe the
+ * (app/publish.c), http routes answer from their script (app/http_route.c), static routes serve files (app/static.c); /health and /metrics describe the
  * whole process and are answered by the server layer through `host`.
  *
  * fr_app_t is owned by the worker, which keeps `vm` current across reloads. */
@@ -47,6 +47,9 @@ void fr_app_handle(void *ctx, fr_exchange_t *x);
 void fr_app_open(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, int req_ref);
 /* A publish route (app/publish.c). Takes req_ref. */
 void fr_app_publish(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, int req_ref);
+/* An http route (app/http_route.c): auth, tier, then handle(req, body, who) answers. Takes
+ * req_ref. */
+void fr_app_http(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, int req_ref);
 /* A file under a static route's directory (app/static.c). */
 void fr_app_static(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, const char *path,
                    size_t path_len);

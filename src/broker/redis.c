@@ -461,6 +461,59 @@ static void trim_followed(fr_redis_t *r) {
     }
 }
 
+typedef struct {
+    fr_published_cb cb;
+    void *ctx;
+} locate_t;
+
+/* XINFO STREAM fr:{topic}:s: the Stream's last-generated-id is the position a resume from is
+ * exact (freshet_mark raises it past a failover's lost stretch too); "0-0" for a topic Redis
+ * holds nothing of (no such key). */
+static void on_located(redisAsyncContext *ac, void *reply, void *priv) {
+    (void)ac;
+    locate_t *l = priv;
+    redisReply *rep = reply;
+    fr_id_t id = {0, 0};
+    const redisReply *last = NULL;
+    if (rep && rep->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i + 1 < rep->elements; i += 2)
+            if (rep->element[i]->type == REDIS_REPLY_STRING &&
+                strcmp(rep->element[i]->str, "last-generated-id") == 0)
+                last = rep->element[i + 1];
+    if (!rep)
+        l->cb(l->ctx, FR_PUB_UNAVAILABLE, id, "the broker is unavailable");
+    else if (rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "no such key"))
+        l->cb(l->ctx, 0, id, NULL);
+    else if (rep->type == REDIS_REPLY_ERROR)
+        l->cb(l->ctx, FR_PUB_UNAVAILABLE, id, rep->str);
+    else if (!last || parse_id(last, &id) < 0)
+        l->cb(l->ctx, FR_PUB_UNAVAILABLE, id, "unexpected reply from Redis");
+    else
+        l->cb(l->ctx, 0, id, NULL);
+    free(l);
+}
+
+static void redis_locate(fr_broker_t *b, const char *topic, fr_published_cb cb, void *ctx) {
+    fr_redis_t *r = (fr_redis_t *)b;
+    fr_id_t id = {0, 0};
+    if (!r->cmd_ready) {
+        cb(ctx, FR_PUB_UNAVAILABLE, id, "the broker is unavailable");
+        return;
+    }
+    locate_t *l = fr_malloc(sizeof *l);
+    l->cb = cb;
+    l->ctx = ctx;
+    char keybuf[256];
+    char *key = topic_key(topic, 's', keybuf, sizeof keybuf);
+    int rc = redisAsyncCommand(r->cmd, on_located, l, "XINFO STREAM %s", key);
+    if (key != keybuf)
+        free(key);
+    if (rc != REDIS_OK) {
+        free(l);
+        cb(ctx, FR_PUB_UNAVAILABLE, id, "the broker is unavailable");
+    }
+}
+
 static void redis_sweep(fr_broker_t *b) {
     fr_redis_t *r = (fr_redis_t *)b;
     fr_hub_sweep(b->hub);
@@ -474,6 +527,7 @@ static const fr_broker_ops_t redis_ops = {
     .join = redis_join,
     .replay = NULL, /* an open stream resumes by reconnecting */
     .position = redis_position,
+    .locate = redis_locate,
     .presence = fr_redis_presence,
     .ready = redis_ready,
     .health = redis_health,

@@ -15,6 +15,7 @@ void fr_config_defaults(fr_config_t *cfg) {
     cfg->replay_ms = 300000;
     cfg->max_body = 65536;
     cfg->max_headers = 16384;
+    cfg->max_header_lines = 100;
     cfg->streams_at = 0.9;
     cfg->budget = 1000000;
     cfg->memory_kb = 128 * 1024;

@@ -42,6 +42,7 @@ typedef struct {
     size_t ncors;
     size_t max_body;
     size_t max_headers;
+    size_t max_header_lines; /* header lines in one request (limits.header_lines) */
     double streams_at;    /* fraction of the descriptor limit past which new streams get 503 */
     uint64_t budget;      /* Lua instructions per hook call */
     size_t memory_kb;     /* a VM's heap limit; a hook past it is stopped (0: none) */

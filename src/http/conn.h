@@ -83,6 +83,7 @@ struct fr_conn_s {
     unsigned tls : 1;          /* TLS state follows the struct (conn.c's tls_conn_t) */
     unsigned abortive : 1;     /* close with a reset, not a FIN (http/sockopt.c) */
     uint16_t err_status;       /* set by a callback that rejects the request (413, 431) */
+    const char *err_msg;       /* static: what that callback found, or NULL */
     unsigned holds;            /* pending broker replies that will come back to this */
     unsigned pending_writes;
     llhttp_t *parser;          /* owned while the connection reads requests */

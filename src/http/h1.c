@@ -66,6 +66,13 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
     if (over_header_limit(c, len))
         return -1;
     fr_request_append_field(&c->x.req, at, len);
+    /* A count as well as a size: thousands of tiny lines fit in a raised limits.headers, and
+     * each costs a header table entry. */
+    if (c->x.req.nheaders > c->http->config->max_header_lines) {
+        c->err_status = 431;
+        c->err_msg = "more header lines than limits.header_lines";
+        return -1;
+    }
     return 0;
 }
 
@@ -82,6 +89,12 @@ static int on_headers_complete(llhttp_t *p) {
     snprintf(c->x.req.method, sizeof c->x.req.method, "%s", llhttp_method_name(p->method));
     c->x.req.http_major = p->http_major;
     c->x.req.http_minor = p->http_minor;
+    const char *bad_host;
+    if (fr_request_check_host(&c->x.req, &bad_host) < 0) {
+        c->err_status = 400;
+        c->err_msg = bad_host;
+        return -1;
+    }
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->http->config->max_body) {
         c->err_status = 413;
         return -1;
@@ -136,11 +149,37 @@ void fr_http_init_parser(void) {
     settings_ready = 1;
 }
 
+/* An unknown method is 501 (RFC 9110 §9.1) when it is at least a method-shaped token at the
+ * start of a request line: garbage (a TLS hello on the plain port) stays a 400. llhttp stops
+ * inside the token, at the first byte no method it knows has there. */
+static int is_method_token(const char *data, size_t len, const char *at) {
+    if (!at || at < data || at > data + len)
+        return 0;
+    const char *start = at, *end = at;
+    while (start > data && strchr("\r\n", start[-1]) == NULL && start[-1] != ' ')
+        start--;
+    while (end < data + len && *end != ' ')
+        end++;
+    if (end == data + len || end == start || end - start > 32)
+        return 0;
+    for (const char *q = start; q < end; q++) {
+        unsigned char ch = (unsigned char)*q;
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", ch)))
+            return 0;
+    }
+    return 1;
+}
+
 static void respond_parse_error(fr_conn_t *c, llhttp_errno_t err) {
     int status = c->err_status ? c->err_status : 400;
     const char *msg;
     char detail[160];
-    if (status == 431) {
+    if (err == HPE_INVALID_METHOD && status == 501) {
+        msg = "the method is not implemented";
+    } else if (c->err_msg) {
+        msg = c->err_msg;
+    } else if (status == 431) {
         msg = "request line and headers are larger than the limit";
     } else if (status == 413) {
         msg = "request body is larger than the limit";
@@ -202,6 +241,9 @@ static void feed(fr_conn_t *c, const char *data, size_t len) {
     }
     if (err == HPE_OK)
         return;
+    if (err == HPE_INVALID_METHOD && !c->err_status &&
+        is_method_token(data, len, llhttp_get_error_pos(c->parser)))
+        c->err_status = 501;
     respond_parse_error(c, err);
 }
 
@@ -277,7 +319,7 @@ static void put_cors(head_t *h, fr_conn_t *c) {
         return;
     puts_(h, "Access-Control-Allow-Origin: ");
     puts_(h, origin);
-    puts_(h, "\r\nVary: Origin\r\n");
+    puts_(h, "\r\nAccess-Control-Expose-Headers: Last-Event-ID\r\nVary: Origin\r\n");
 }
 
 size_t fr_h1_head(fr_conn_t *c, const fr_head_t *hd, char *out, size_t cap) {

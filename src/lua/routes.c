@@ -1,4 +1,5 @@
-/* The app's routes: the route table the app file built (app:stream, app:publish, app:static),
+/* The app's routes: the route table the app file built (app:stream, app:publish, app:http,
+ * app:static),
  * and the route scripts it names. Each script is run once, when the VM is built; what it
  * returns is checked field by field (unknown names with a suggestion, hooks of the wrong type,
  * bad policy strings, missing hooks) and its hooks are kept as registry references. Problems
@@ -37,8 +38,18 @@ char *fr_vm_resolve(const char *dir, const char *rel) {
 static const char *const stream_keys[] = {"auth",    "topics",  "tier",       "filter", "on_gap",
                                           "on_slow", "message", "deprecated", NULL};
 static const char *const publish_keys[] = {"auth", "publish", "tier", "body", "deprecated", NULL};
+static const char *const http_keys[] = {"auth", "handle", "tier", "body", "deprecated", NULL};
 static const char *const hook_args[FR_HOOK_COUNT] = {
-    "req", "req, who[, change]", "req, who", "event, who", "req, body, who", "conn, msg, who"};
+    "req", "req, who[, change]", "req, who", "event, who", "req, body, who", "conn, msg, who",
+    "req, body, who"};
+
+static const char *kind_name(fr_route_kind_t k) {
+    return k == FR_ROUTE_STREAM ? "stream" : k == FR_ROUTE_PUBLISH ? "publish" : "http";
+}
+
+static const char *const *kind_keys(fr_route_kind_t k) {
+    return k == FR_ROUTE_STREAM ? stream_keys : k == FR_ROUTE_PUBLISH ? publish_keys : http_keys;
+}
 
 static int key_allowed(const char *const *keys, const char *k) {
     for (; *keys; keys++) {
@@ -86,16 +97,20 @@ static const char *suggest(const char *const *keys, const char *k) {
 /* Checks one field of a script's table that the route kind does not know. */
 static void report_unknown(const fr_route_t *r, const char *const *keys, const char *k,
                            int is_function, int line, fr_errors_t *errs) {
-    const char *kind = r->kind == FR_ROUTE_STREAM ? "stream" : "publish";
+    const char *kind = kind_name(r->kind);
     const char *what = is_function ? "hook" : "field";
-    const char *const *other = r->kind == FR_ROUTE_STREAM ? publish_keys : stream_keys;
     const char *near = suggest(keys, k);
-    if (key_allowed(other, k))
+    static const fr_route_kind_t kinds[] = {FR_ROUTE_STREAM, FR_ROUTE_PUBLISH, FR_ROUTE_HTTP};
+    const char *belongs = NULL;
+    for (size_t i = 0; i < 3 && !belongs; i++) {
+        if (kinds[i] != r->kind && key_allowed(kind_keys(kinds[i]), k))
+            belongs = kind_name(kinds[i]);
+    }
+    if (belongs)
         fr_errors_add(errs,
                       "%s:%d: unknown %s '%s' in a %s route script (it belongs in a %s "
                       "route script)",
-                      r->path, line, what, k, kind,
-                      r->kind == FR_ROUTE_STREAM ? "publish" : "stream");
+                      r->path, line, what, k, kind, belongs);
     else if (near)
         fr_errors_add(errs, "%s:%d: unknown %s '%s' (did you mean '%s'?)", r->path, line, what, k,
                       near);
@@ -106,7 +121,8 @@ static void report_unknown(const fr_route_t *r, const char *const *keys, const c
                       r->path, line, what, k, kind, kind,
                       r->kind == FR_ROUTE_STREAM
                           ? "auth, topics, tier, filter, message, on_gap, on_slow, deprecated"
-                          : "auth, publish, tier, body, deprecated");
+                      : r->kind == FR_ROUTE_PUBLISH ? "auth, publish, tier, body, deprecated"
+                                                    : "auth, handle, tier, body, deprecated");
 }
 
 /* ---- the environment a script loads in --------------------------------------------------- */
@@ -491,6 +507,11 @@ static void check_required_hooks(check_t *c) {
                       r->path);
         c->ok = -1;
     }
+    if (r->kind == FR_ROUTE_HTTP && r->hooks[FR_HOOK_HANDLE] == LUA_NOREF) {
+        fr_errors_add(c->errs, "%s:1: an http route needs a handle(req, body, who) hook",
+                      r->path);
+        c->ok = -1;
+    }
 }
 
 /* Runs the script and checks what it returned. */
@@ -499,7 +520,7 @@ static int vm_check_route(fr_vm_t *vm, fr_route_t *r, fr_errors_t *errs) {
     check_t c = {.vm = vm,
                  .r = r,
                  .errs = errs,
-                 .keys = r->kind == FR_ROUTE_STREAM ? stream_keys : publish_keys};
+                 .keys = kind_keys(r->kind)};
     if (run_script(&c) < 0)
         return -1;
     check_names(&c);
@@ -591,7 +612,9 @@ static int read_static(fr_vm_t *vm, fr_route_t *r, const char *pattern, const ch
 /* A stream or publish route: its pattern compiled, its script loaded. */
 static int read_scripted(fr_vm_t *vm, fr_route_t *r, const char *kind, const char *pattern,
                          const char *where, fr_errors_t *errs) {
-    r->kind = strcmp(kind, "stream") == 0 ? FR_ROUTE_STREAM : FR_ROUTE_PUBLISH;
+    r->kind = strcmp(kind, "stream") == 0    ? FR_ROUTE_STREAM
+              : strcmp(kind, "publish") == 0 ? FR_ROUTE_PUBLISH
+                                             : FR_ROUTE_HTTP;
     const char *perr;
     if (fr_pattern_compile(pattern, &r->pattern, &perr) < 0) {
         fr_errors_add(errs, "%s: app:%s: %s in \"%s\"", where, kind, perr, pattern);
@@ -610,6 +633,11 @@ static int read_route(fr_vm_t *vm, size_t i, fr_errors_t *errs) {
                       luaL_typename(L, -1));
         return -1;
     }
+    lua_getfield(L, -1, "method");
+    const char *method = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+    char method_copy[16];
+    snprintf(method_copy, sizeof method_copy, "%s", method);
+    lua_pop(L, 1);
     lua_getfield(L, -1, "kind");
     lua_getfield(L, -2, "pattern");
     lua_getfield(L, -3, "target");
@@ -619,7 +647,8 @@ static int read_route(fr_vm_t *vm, size_t i, fr_errors_t *errs) {
     const char *pattern = lua_type(L, -4) == LUA_TSTRING ? lua_tostring(L, -4) : NULL;
     const char *target = lua_type(L, -3) == LUA_TSTRING ? lua_tostring(L, -3) : NULL;
     if (!kind || !pattern || !target ||
-        (strcmp(kind, "stream") && strcmp(kind, "publish") && strcmp(kind, "static"))) {
+        (strcmp(kind, "stream") && strcmp(kind, "publish") && strcmp(kind, "static") &&
+         strcmp(kind, "http"))) {
         fr_errors_add(errs, "%s: route %zu lacks its kind, pattern or script", vm->app_path, i);
         lua_pop(L, 5);
         return -1;
@@ -633,6 +662,7 @@ static int read_route(fr_vm_t *vm, size_t i, fr_errors_t *errs) {
     r->slow_ref = LUA_NOREF;
     r->max_age = -1;
     r->script = fr_strdup(target);
+    memcpy(r->method, method_copy, sizeof r->method);
     int rc = strcmp(kind, "static") == 0 ? read_static(vm, r, pattern, target, where, errs)
                                          : read_scripted(vm, r, kind, pattern, where, errs);
     lua_pop(L, 5);

@@ -70,8 +70,8 @@ static void read_runtime(lua_State *L, int t, fr_config_t *c) {
     lua_pop(L, 1);
 }
 
-/* Sizes and times: replay = {events, seconds}, limits = {body, headers, streams_at},
- * timeouts = {headers, idle, hook, ack, redis}, drain, poll_timeout. */
+/* Sizes and times: replay = {events, seconds}, limits = {body, headers, header_lines,
+ * streams_at}, timeouts = {headers, idle, hook, ack, redis}, drain, poll_timeout. */
 static void read_limits(lua_State *L, int t, fr_config_t *c) {
     lua_getfield(L, t, "replay");
     if (lua_istable(L, -1)) {
@@ -83,6 +83,7 @@ static void read_limits(lua_State *L, int t, fr_config_t *c) {
     if (lua_istable(L, -1)) {
         c->max_body = field_num(L, -1, "body", c->max_body, 1.0);
         c->max_headers = field_num(L, -1, "headers", c->max_headers, 1.0);
+        c->max_header_lines = field_num(L, -1, "header_lines", c->max_header_lines, 1.0);
         c->streams_at = field_double(L, -1, "streams_at", c->streams_at);
         c->backend_response =
             field_num(L, -1, "backend_response", c->backend_response, 1.0);

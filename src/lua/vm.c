@@ -21,8 +21,8 @@
 #include "base/log.h"
 #include "base/util.h"
 
-const char *const fr_hook_names[FR_HOOK_COUNT] = {"auth",   "topics",  "tier",
-                                                  "filter", "publish", "message"};
+const char *const fr_hook_names[FR_HOOK_COUNT] = {"auth",   "topics",  "tier",   "filter",
+                                                  "publish", "message", "handle"};
 
 void fr_errors_add(fr_errors_t *e, const char *fmt, ...) {
     char buf[1024];

@@ -35,7 +35,7 @@ typedef struct fr_vm_host_s {
     void *ctx;
 } fr_vm_host_t;
 
-typedef enum { FR_ROUTE_STREAM, FR_ROUTE_PUBLISH, FR_ROUTE_STATIC } fr_route_kind_t;
+typedef enum { FR_ROUTE_STREAM, FR_ROUTE_PUBLISH, FR_ROUTE_STATIC, FR_ROUTE_HTTP } fr_route_kind_t;
 
 typedef enum {
     FR_HOOK_AUTH,
@@ -44,6 +44,7 @@ typedef enum {
     FR_HOOK_FILTER,
     FR_HOOK_PUBLISH,
     FR_HOOK_MESSAGE,
+    FR_HOOK_HANDLE,
     FR_HOOK_COUNT
 } fr_hook_t;
 
@@ -58,7 +59,7 @@ typedef struct {
     int on_gap_reset;          /* stale Last-Event-ID → `reset` event instead of 416 */
     int slow;                  /* fr_slow_t for every topic, unless slow_ref decides per topic */
     int slow_ref;              /* on_slow(topic, who) → policy name; LUA_NOREF when a string */
-    int body_json;             /* publish bodies are decoded as JSON before the hook */
+    int body_json;             /* publish and http bodies are decoded as JSON before the hook */
     /* Static routes: Cache-Control max-age in seconds (-1: "no-cache", revalidate each time)
      * and whether the files never change under their names (immutable). */
     int64_t max_age;
@@ -66,6 +67,7 @@ typedef struct {
     /* Stream and publish routes with `deprecated`: owned header lines (Deprecation, Sunset,
      * Link) added to every answer of the route, or NULL. */
     char *deprecation;
+    char method[16];           /* http routes: the method they answer (GET also answers HEAD) */
 } fr_route_t;
 
 /* Read-only to other modules: L (on the VM's own thread, through fr_vm_call), config, routes,

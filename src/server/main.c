@@ -27,7 +27,10 @@ static void usage(FILE *out) {
 }
 
 static const char *route_kind(fr_route_kind_t k) {
-    return k == FR_ROUTE_STREAM ? "stream" : k == FR_ROUTE_PUBLISH ? "publish" : "static";
+    return k == FR_ROUTE_STREAM    ? "stream"
+           : k == FR_ROUTE_PUBLISH ? "publish"
+           : k == FR_ROUTE_HTTP    ? "http"
+                                   : "static";
 }
 
 static int check_app(const char *app) {

@@ -444,11 +444,11 @@ void fr_stream_start(fr_stream_t *s, fr_sink_t *sink, int reset) {
     fr_sink_attach(sink, &stream_owner_ops, s);
     s->started = 1;
     FR_BUMP(s->env->metrics->streams, 1);
-    s->tp->begin(s);
     if (reset || !s->resume) {
         for (size_t i = 0; i < s->ntopics; i++)
             s->pos[i] = res->topics[i].last;
     }
+    s->tp->begin(s); /* after the positions: an SSE stream's first frame carries them */
     if (reset) {
         FR_BUMP(s->env->metrics->resume_reset, 1);
         s->tp->reset(s);

@@ -30,11 +30,22 @@ int fr_sse_accepts(const char *accept) {
     return 0;
 }
 
+/* The first frame: "retry: <ms>\nid: <positions>\n\n". An id with no data sets the client's
+ * last event id and dispatches no event (WHATWG HTML, "dispatch the event": the id is taken
+ * before an empty data buffer returns), so a client that drops before its first event still
+ * resumes exactly where its stream started. */
 static void sse_begin(fr_stream_t *s) {
     fr_head_t head = {200, "text/event-stream; charset=utf-8",
                       "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n", -1};
     s->sink->ops->head(s->sink, &head);
-    fr_stream_send_static(s, s->env->retry_frame, s->env->retry_frame_len);
+    size_t rlen = s->env->retry_frame_len - 1; /* without its blank line */
+    char *f = fr_malloc(rlen + 6 + fr_stream_positions_max(s));
+    memcpy(f, s->env->retry_frame, rlen);
+    memcpy(f + rlen, "id: ", 4);
+    size_t n = rlen + 4 + fr_stream_positions(s, f + rlen + 4);
+    f[n++] = '\n';
+    f[n++] = '\n';
+    fr_stream_send(s, f, n);
 }
 
 static void poll_begin(fr_stream_t *s) {

@@ -159,6 +159,27 @@ def main(fn, limit=60):
     sys.exit(0)
 
 
+def build_lua_modules(tmp, mods):
+    """Builds freshet/<mod>.so under tmp for each of mods ("native", "crypto") from the
+    rockspec's source lists, as tests/integration/16_busted.sh does, so that freshet.test runs
+    under a plain luajit with LUA_CPATH="<tmp>/?.so;;"."""
+    for tool in ("luajit", "cc", "pkg-config"):
+        check(shutil.which(tool), f"'{tool}' is not installed (scripts/setup.sh installs it)")
+    cflags = subprocess.run(["pkg-config", "--cflags", "luajit"], capture_output=True,
+                            text=True, check=True).stdout.split()
+    os.makedirs(os.path.join(tmp, "freshet"), exist_ok=True)
+    for mod in mods:
+        args = subprocess.run(["luajit", os.path.join(ROOT, "tests/integration/rock_cmodule.lua"),
+                               ROOT, f"freshet.{mod}"], capture_output=True, text=True)
+        check(args.returncode == 0, f"cannot read freshet.{mod}'s sources from the rockspec",
+              args.stderr)
+        cc = subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-g", "-Wall", "-Wextra", "-Werror",
+                             *cflags, *args.stdout.splitlines(), "-o",
+                             os.path.join(tmp, "freshet", f"{mod}.so")],
+                            capture_output=True, text=True)
+        check(cc.returncode == 0, f"cannot build freshet.{mod} as a Lua module", cc.stderr)
+
+
 def require_file(path, what):
     check(os.path.isfile(path), f"{what} not found at {path}")
 
@@ -681,6 +702,31 @@ def _header_items(headers):
 
 def _enc(value):
     return value if isinstance(value, bytes) else str(value).encode("utf-8")
+
+
+def exchange(port, data, timeout=3.0, half_close=False):
+    """Sends raw bytes on a fresh connection; returns (bytes received, closed by the server)."""
+    sock = socket.create_connection((HOST, port), timeout=timeout)
+    try:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        out = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                return out, False
+            except ConnectionResetError:
+                return out, True
+            if not chunk:
+                return out, True
+            out += chunk
+        return out, False
+    finally:
+        sock.close()
 
 
 def build_request(method, path, headers=None, body=None, port=None):
