@@ -377,7 +377,7 @@ static stage_result_t stage_join(open_t *o) {
     o->waiting = 1;
     own_sink(o, 1);
     int rc = fr_stream_join(o->stream, o->after, on_joined, o);
-    /* Joined or not, the streams' count holds it from here. */
+    /* From here the streams' count holds it (a failed join ends the open now). */
     open_leave_guard(o);
     if (rc < 0) {
         o->waiting = 0;

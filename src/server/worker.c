@@ -52,7 +52,9 @@ size_t fr_worker_accept_cap(const fr_worker_t *w) {
 }
 
 /* Streams are counted apart from connections: a burst of clients holds many connections that
- * have not asked for anything yet, and each of them may become a stream. */
+ * have not asked for anything yet, and each of them may become a stream. Workers read the
+ * sum without a lock, so two that admit at the same instant may pass the capacity by one each;
+ * the accept reserve has a descriptor per worker for that. */
 static void host_fds(void *ctx, fr_fds_view_t *v) {
     const fr_worker_t *w = ctx;
     size_t n = w->proc ? w->proc->nworkers : 1;
