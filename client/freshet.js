@@ -475,7 +475,11 @@
     // ---- Server-Sent Events ------------------------------------------------------------------
 
     _openSSE(gen) {
-      const url = withQuery(this._streamUrl(), { lastEventId: this.lastEventId }).href;
+      // refusal=status: this client reads statuses (through _probe), so the server refuses
+      // with 429/503 and Retry-After instead of the in-stream freshet-refused event it gives
+      // a bare EventSource (docs/ROUTES.md).
+      const url = withQuery(this._streamUrl(),
+                            { lastEventId: this.lastEventId, refusal: 'status' }).href;
       const es = new EventSource(url, { withCredentials: !!this.options.withCredentials });
       this._es = es;
       let opened = false;
@@ -686,7 +690,8 @@
       const resubscribe = this._topicOps.length > 0;
       const u = toWs(withQuery(this._streamUrl(),
                                { lastEventId: resubscribe ? null : this.lastEventId }));
-      const probeUrl = toHttp(withQuery(this._streamUrl(), { lastEventId: this.lastEventId })).href;
+      const probeUrl = toHttp(withQuery(this._streamUrl(),
+                                        { lastEventId: this.lastEventId, refusal: 'status' })).href;
       const ws = new WebSocket(u.href, ['freshet.v1']);
       this._ws = ws;
       let opened = false;

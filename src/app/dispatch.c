@@ -280,11 +280,7 @@ static void run_script_route(fr_app_t *app, fr_exchange_t *x, match_t *m, const 
         fr_exchange_respond_error(x, 400, "invalid percent-encoding in the query string");
         return;
     }
-    if (r->kind == FR_ROUTE_STREAM && app->http->stopping) {
-        fr_exchange_respond(x, 503, "application/json", "Retry-After: 1\r\n",
-                        "{\"error\":\"shutting down\"}", 25);
-        luaL_unref(L, LUA_REGISTRYINDEX, req_ref);
-    } else if (r->kind == FR_ROUTE_STREAM) {
+    if (r->kind == FR_ROUTE_STREAM) {
         fr_app_open(app, x, r, req_ref);
     } else if (r->kind == FR_ROUTE_HTTP) {
         fr_app_http(app, x, r, req_ref);

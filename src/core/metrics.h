@@ -33,7 +33,10 @@ typedef struct {
     unsigned long lua_errors;
     unsigned long lua_budget_stops; /* hooks stopped by the instruction budget */
     unsigned long lua_memory_stops; /* hooks stopped by the VM memory limit */
-    unsigned long refused_fds;    /* new streams refused with 503 at 90% of descriptors */
+    unsigned long refused_fds;    /* new streams refused at the stream guard's capacity */
+    unsigned long refused_in_band; /* stream refusals answered 200 + freshet-refused (an
+                                    * EventSource's form) */
+    unsigned long accept_pauses;  /* times accepting stopped near the descriptor limit */
     unsigned long timeouts;       /* requests answered 408 */
     unsigned long idle_closed;    /* keep-alive connections closed while idle */
     unsigned long tls_handshakes; /* TLS handshakes completed */

@@ -207,8 +207,14 @@ static void put_scripts_and_limits(fr_buf_t *o, const fr_worker_t *w, const fr_t
                       label(w->config->tiers[i].name, lb, sizeof lb), tier_rejected[i]);
     if (w->config->ntiers == 0)
         fr_buf_printf(o, "freshet_rate_limited_total{tier=\"\"} 0\n");
-    counter(o, "freshet_streams_refused_fd_total", "New streams refused at 90% of descriptors.",
-            m->refused_fds);
+    counter(o, "freshet_streams_refused_fd_total",
+            "New streams refused at the capacity the descriptor limit leaves.", m->refused_fds);
+    counter(o, "freshet_streams_refused_in_band_total",
+            "Stream refusals answered 200 with a freshet-refused event, so that a browser's "
+            "EventSource retries.",
+            m->refused_in_band);
+    counter(o, "freshet_accept_paused_total",
+            "Times accepting paused because the descriptor limit was near.", m->accept_pauses);
     counter(o, "freshet_request_timeouts_total", "Requests answered 408.", m->timeouts);
     counter(o, "freshet_idle_closed_total", "Keep-alive connections closed while idle.",
             m->idle_closed);
@@ -359,6 +365,9 @@ void fr_server_respond_metrics(void *ctx, fr_exchange_t *x) {
     gauge(&o, "freshet_topics", "Topics held in memory.", (double)totals.ntopics);
     gauge(&o, "freshet_open_fds", "Descriptors in use.", (double)fr_worker_fds_used(w));
     gauge(&o, "freshet_max_fds", "The descriptor limit in force.", (double)w->fd_limit);
+    gauge(&o, "freshet_stream_capacity",
+          "Streams admitted at most (streams_at of the limit, less what was open at start).",
+          (double)fr_worker_stream_capacity(w));
     gauge(&o, "freshet_resident_memory_bytes", "Resident set size of the process.",
           (double)rss_bytes());
     gauge(&o, "freshet_uptime_seconds", "Seconds since start.",

@@ -96,6 +96,10 @@ static void run_workers(fr_process_t *p, const fr_config_t *cfg, size_t fd_limit
         p->workers[i]->fd_base = fd_base;
         p->workers[i]->fd_limit = fd_limit;
     }
+    fr_info("descriptors: %zu open at start; up to %zu streams (%.0f%% of %zu), connections "
+            "accepted up to %zu",
+            fd_base, fr_worker_stream_capacity(p->workers[0]), cfg->streams_at * 100, fd_limit,
+            fr_worker_accept_cap(p->workers[0]));
     fr_info("listening on %s://%s:%d", cfg->tls_cert ? "https" : "http", cfg->host, cfg->port);
     if (p->nworkers > 1)
         fr_info("%zu workers (threads), each with its own listener, loop and Lua VM",

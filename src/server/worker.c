@@ -24,10 +24,15 @@ static void on_request(void *ctx, fr_exchange_t *x) {
     fr_app_handle(&w->app, x);
 }
 
+static void on_accept_retry(uv_timer_t *h);
+
 static void on_count_conn(void *ctx, int delta) {
     fr_worker_t *w = ctx;
     if (w->proc)
         __atomic_add_fetch(&w->proc->nconns, (size_t)(ssize_t)delta, __ATOMIC_RELAXED);
+    /* A descriptor came back: the connection waiting to be accepted may have room now. */
+    if (delta < 0 && w->accept_paused && !w->stopping)
+        uv_timer_start(&w->accept_timer, on_accept_retry, 0, 20);
 }
 
 size_t fr_worker_fds_used(const fr_worker_t *w) {
@@ -35,9 +40,35 @@ size_t fr_worker_fds_used(const fr_worker_t *w) {
     return w->fd_base + n;
 }
 
-static int host_fds_full(void *ctx) {
+size_t fr_worker_stream_capacity(const fr_worker_t *w) {
+    size_t at = (size_t)((double)w->fd_limit * w->config->streams_at + 1e-9);
+    return at > w->fd_base ? at - w->fd_base : 0;
+}
+
+size_t fr_worker_accept_cap(const fr_worker_t *w) {
+    size_t nworkers = w->proc ? w->proc->nworkers : 1;
+    size_t reserve = 8 + nworkers + w->fd_limit / 128;
+    return w->fd_limit > reserve ? w->fd_limit - reserve : 0;
+}
+
+/* Streams are counted apart from connections: a burst of clients holds many connections that
+ * have not asked for anything yet, and each of them may become a stream. Workers read the
+ * sum without a lock, so two that admit at the same instant may pass the capacity by one each;
+ * the accept reserve has a descriptor per worker for that. */
+static void host_fds(void *ctx, fr_fds_view_t *v) {
     const fr_worker_t *w = ctx;
-    return (double)fr_worker_fds_used(w) >= (double)w->fd_limit * w->config->streams_at;
+    size_t n = w->proc ? w->proc->nworkers : 1;
+    v->streams = 0;
+    for (size_t i = 0; i < n; i++) {
+        const fr_worker_t *x = w->proc ? w->proc->workers[i] : w;
+        if (!x)
+            continue;
+        v->streams += __atomic_load_n(&x->streams.count, __ATOMIC_RELAXED) +
+                      __atomic_load_n(&x->app.opening, __ATOMIC_RELAXED);
+    }
+    v->limit = w->fd_limit;
+    v->in_use = fr_worker_fds_used(w);
+    v->capacity = fr_worker_stream_capacity(w);
 }
 
 static void host_totals(void *ctx, fr_totals_t *t, unsigned long *tier_rejected) {
@@ -45,7 +76,7 @@ static void host_totals(void *ctx, fr_totals_t *t, unsigned long *tier_rejected)
 }
 
 static const fr_app_host_t app_host = {fr_server_respond_health, fr_server_respond_metrics,
-                                       host_fds_full};
+                                       host_fds};
 
 /* The 80% warning, once per crossing for the whole process. */
 static int *fd_warned_flag(fr_worker_t *w) {
@@ -53,6 +84,52 @@ static int *fd_warned_flag(fr_worker_t *w) {
 }
 
 /* ---- loop callbacks ----------------------------------------------------------------------- */
+
+/* Accepting pauses near the descriptor limit rather than at it: past the limit the kernel's
+ * accept fails, and libuv then drops waiting connections without a word. Paused, the
+ * connection libuv has taken waits unaccepted (libuv stops watching the listener until it is
+ * accepted) and the rest wait in the kernel's backlog; refused streams close at once, so room
+ * comes back and each of them gets an answer. */
+static int accept_room(const fr_worker_t *w) {
+    return fr_worker_fds_used(w) < fr_worker_accept_cap(w);
+}
+
+static void accept_one(fr_worker_t *w) {
+    fr_conn_accept(&w->http, (uv_stream_t *)&w->listener);
+    size_t used = fr_worker_fds_used(w);
+    if (used * 10 >= w->fd_limit * 8 &&
+        !__atomic_exchange_n(fd_warned_flag(w), 1, __ATOMIC_RELAXED)) {
+        fr_warn("descriptors: %zu of %zu in use (80%%); new streams past %zu are refused, and "
+                "accepting pauses at %zu",
+                used, w->fd_limit, fr_worker_stream_capacity(w), fr_worker_accept_cap(w));
+    }
+}
+
+static void accept_pause(fr_worker_t *w) {
+    w->accept_paused = 1;
+    FR_BUMP(w->metrics.accept_pauses, 1);
+    uint64_t now = fr_mono_ms();
+    if (now - w->accept_paused_logged_ms >= 1000) {
+        fr_warn("descriptors: %zu of %zu in use; accepting paused until connections close "
+                "(new clients wait in the listen backlog)",
+                fr_worker_fds_used(w), w->fd_limit);
+        w->accept_paused_logged_ms = now;
+    }
+    uv_timer_start(&w->accept_timer, on_accept_retry, 20, 20);
+}
+
+static void on_accept_retry(uv_timer_t *h) {
+    fr_worker_t *w = h->data;
+    if (!w->accept_paused || w->stopping) {
+        uv_timer_stop(h);
+        return;
+    }
+    if (!accept_room(w))
+        return;
+    w->accept_paused = 0;
+    uv_timer_stop(h);
+    accept_one(w); /* libuv watches the listener again, and accepts what waits */
+}
 
 static void on_connection(uv_stream_t *listener, int status) {
     fr_worker_t *w = listener->data;
@@ -67,13 +144,11 @@ static void on_connection(uv_stream_t *listener, int status) {
         }
         return;
     }
-    fr_conn_accept(&w->http, listener);
-    size_t used = fr_worker_fds_used(w);
-    if (used * 10 >= w->fd_limit * 8 &&
-        !__atomic_exchange_n(fd_warned_flag(w), 1, __ATOMIC_RELAXED)) {
-        fr_warn("descriptors: %zu of %zu in use (80%%); at %.0f%% new streams get 503", used,
-                w->fd_limit, w->config->streams_at * 100);
+    if (!accept_room(w)) {
+        accept_pause(w);
+        return;
     }
+    accept_one(w);
 }
 
 static void on_more(uv_idle_t *h) {
@@ -110,6 +185,7 @@ static void on_heartbeat_tick(uv_timer_t *h) {
     fr_streams_tick(&w->streams);
     fr_http_expire(&w->http);
     fr_sock_sweep(&w->http);
+    fr_app_refusals_flush(&w->app);
     if (w->proc && w->proc->nworkers > 1)
         fr_server_share_census(w);
     if (fr_worker_fds_used(w) * 4 < w->fd_limit * 3)
@@ -251,6 +327,7 @@ static void worker_stop(fr_worker_t *w, const char *why) {
     fr_info("%s: draining %zu streams and %zu connections over %llu ms", why, w->streams.count,
             w->http.nconns, (unsigned long long)w->config->drain_ms);
     uv_close((uv_handle_t *)&w->listener, NULL);
+    uv_close((uv_handle_t *)&w->accept_timer, NULL);
     uv_close((uv_handle_t *)&w->heartbeat_timer, NULL);
     uv_close((uv_handle_t *)&w->sweep_timer, NULL);
     uv_close((uv_handle_t *)&w->sig_hup, NULL);
@@ -414,6 +491,8 @@ int fr_worker_setup(fr_process_t *p, fr_worker_t *w, const fr_config_t *cfg) {
     if (tick > w->config->header_timeout_ms / 4)
         tick = w->config->header_timeout_ms / 4;
     tick = tick < 50 ? 50 : tick > 1000 ? 1000 : tick;
+    uv_timer_init(w->loop, &w->accept_timer);
+    w->accept_timer.data = w;
     uv_timer_init(w->loop, &w->heartbeat_timer);
     w->heartbeat_timer.data = w;
     uv_timer_start(&w->heartbeat_timer, on_heartbeat_tick, tick, tick);
@@ -487,6 +566,7 @@ void fr_worker_abandon(fr_worker_t *w) {
     if (w->ready) {
         w->stopping = 1;
         uv_close((uv_handle_t *)&w->listener, NULL);
+        uv_close((uv_handle_t *)&w->accept_timer, NULL);
         uv_close((uv_handle_t *)&w->heartbeat_timer, NULL);
         uv_close((uv_handle_t *)&w->sweep_timer, NULL);
         uv_close((uv_handle_t *)&w->sig_hup, NULL);

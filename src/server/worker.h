@@ -70,6 +70,7 @@ typedef struct fr_worker_s {
     fr_app_t app;
 
     uv_tcp_t listener;
+    uv_timer_t accept_timer;    /* while accepting is paused: looks for room again */
     uv_timer_t heartbeat_timer; /* one timer for every stream's heartbeat and every deadline */
     uv_timer_t sweep_timer;     /* replay window expiry */
     uv_prepare_t flush;         /* fans out and writes what this iteration queued */
@@ -81,7 +82,9 @@ typedef struct fr_worker_s {
     size_t fd_base;           /* descriptors open before the first connection */
     size_t fd_limit;          /* the soft RLIMIT_NOFILE in force */
     int fd_warned;            /* the 80% warning was logged and use has not dropped since */
+    int accept_paused;        /* a connection waits in libuv, not accepted: no room for it */
     uint64_t accept_error_logged_ms;
+    uint64_t accept_paused_logged_ms;
     uint64_t started_ms;      /* monotonic */
     int ready;                /* setup completed: every handle is open */
     int stopping;
@@ -114,6 +117,12 @@ void fr_worker_totals(const fr_worker_t *w, fr_totals_t *t, unsigned long *tier_
 
 /* Descriptors in use: what was open at start plus one per connection. */
 size_t fr_worker_fds_used(const fr_worker_t *w);
+/* Streams admitted at most: the fraction streams_at of the limit, less what was open at
+ * start. */
+size_t fr_worker_stream_capacity(const fr_worker_t *w);
+/* Connections accepted at most before accepting pauses: the limit less a reserve for what
+ * else needs a descriptor (Redis, backend calls, files, libuv's held connection). */
+size_t fr_worker_accept_cap(const fr_worker_t *w);
 
 /* A worker on `loop` (the caller's) that runs the app at app_path without threads, listener
  * or signals: for harnesses that accept connections themselves. NULL when the app fails to

@@ -9,9 +9,8 @@
 
 static const char heartbeat_frame[] = ":\n\n";
 
-int fr_sse_accepts(const char *accept) {
-    if (!accept)
-        return 1;
+/* 1 when the Accept list names text/event-stream, or (wildcards) a text or any-type range. */
+static int accept_names(const char *accept, int wildcards) {
     const char *p = accept;
     while (*p) {
         while (*p == ' ' || *p == '\t' || *p == ',')
@@ -21,13 +20,21 @@ int fr_sse_accepts(const char *accept) {
             p++;
         size_t n = (size_t)(p - start);
         if ((n == 17 && strncasecmp(start, "text/event-stream", 17) == 0) ||
-            (n == 6 && strncasecmp(start, "text/*", 6) == 0) ||
-            (n == 3 && strncmp(start, "*/*", 3) == 0))
+            (wildcards && n == 6 && strncasecmp(start, "text/*", 6) == 0) ||
+            (wildcards && n == 3 && strncmp(start, "*/*", 3) == 0))
             return 1;
         while (*p && *p != ',')
             p++;
     }
     return 0;
+}
+
+int fr_sse_accepts(const char *accept) {
+    return !accept || accept_names(accept, 1);
+}
+
+int fr_sse_asks(const char *accept) {
+    return accept && accept_names(accept, 0);
 }
 
 /* The first frame: "retry: <ms>\nid: <positions>\n\n". An id with no data sets the client's

@@ -681,6 +681,30 @@ class Response:
     def summary(self):
         return f"{self.head.decode('latin-1')}{_show(self.text, 1500)}"
 
+    def check_refused(self, reason, status, what, retry_ms=None):
+        """A refusal for now in the form a browser's EventSource survives: 200, a whole
+        text/event-stream body (`retry: N`, `event: freshet-refused`, a JSON `data:` naming the
+        reason, no `id:`), Connection: close. Returns the data as a dict."""
+        check_eq(self.status, 200, f"{what}: status of the in-stream refusal")
+        ctype = (self.header("content-type") or "").split(";")[0].strip().lower()
+        check_eq(ctype, "text/event-stream", f"{what}: Content-Type of the in-stream refusal")
+        check(self.header("content-length") is not None,
+              f"{what}: the in-stream refusal has no length (it must end)", self.summary())
+        check_eq((self.header("connection") or "").lower(), "close",
+                 f"{what}: Connection of the in-stream refusal")
+        m = re.fullmatch(r"retry: (\d+)\nevent: freshet-refused\ndata: (\{.*\})\n\n", self.text)
+        check(m is not None, f"{what}: not retry + event: freshet-refused + data", self.summary())
+        data = json.loads(m.group(2))
+        check_eq((data.get("reason"), data.get("status"), data.get("retry_ms")),
+                 (reason, status, int(m.group(1))), f"{what}: reason, status and retry_ms")
+        check(isinstance(data.get("error"), str) and data["error"],
+              f"{what}: the refusal has no error message", data)
+        if retry_ms is not None:
+            lo, hi = retry_ms
+            check(lo <= data["retry_ms"] <= hi,
+                  f"{what}: retry_ms {data['retry_ms']} is not within [{lo}, {hi}]", data)
+        return data
+
     def check_error(self, status, what):
         """Every error is JSON {"error": "..."} with Content-Type application/json."""
         check_eq(self.status, status, f"{what}: status", )
@@ -1084,7 +1108,9 @@ class SSEStream:
         self.closed = False
         self.ended = False  # saw the last chunk or EOF
         self.chunked = "chunked" in (self.response.header("transfer-encoding") or "").lower()
-        if self.status != 200:
+        # An answer with a length is whole: an error, or a refusal in the stream's own form
+        # (Response.check_refused).
+        if self.status != 200 or self.response.header("content-length") is not None:
             self.response.body = self.conn.read_body(self.response)
             self.ended = True
             return
@@ -1118,6 +1144,11 @@ class SSEStream:
     @property
     def items(self):
         return self.parser.items
+
+    @property
+    def refused(self):
+        """An error status, or 200 with the in-stream refusal (Response.check_refused)."""
+        return self.status != 200 or b"event: freshet-refused" in self.response.body
 
     def events(self):
         return [i for i in self.parser.items if isinstance(i, Event)]
