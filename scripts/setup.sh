@@ -42,7 +42,7 @@ run_packages=(build-essential cmake pkg-config libuv1-dev node-llhttp libluajit-
 # packaging tests use (esbuild, man, systemd-analyze).
 test_packages=(luajit luarocks lua5.1 liblua5.1-0-dev lua-busted redis-server python3 curl
                util-linux iproute2 prometheus nginx libnginx-mod-nchan chromium clang
-               libclang-rt-14-dev esbuild man-db systemd)
+               libclang-rt-14-dev esbuild node-typescript man-db systemd)
 # The services that those packages start on a systemd host, by package.
 declare -A services=([redis-server]=redis-server [nginx]=nginx [prometheus]=prometheus)
 
