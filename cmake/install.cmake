@@ -67,14 +67,17 @@ install(DIRECTORY ${CMAKE_SOURCE_DIR}/scripts/examples/
 install(FILES ${CMAKE_SOURCE_DIR}/dist/freshet.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
 
 # The unit names the binary by its installed path, which depends on the prefix given at install
-# time: it is written then, into the build tree, and installed from there.
+# time: it is written then, into the build tree (a file per destination, so that concurrent
+# installs to different places do not share one), and installed from there.
 set(FRESHET_SYSTEMD_UNIT_DIR "lib/systemd/system" CACHE PATH "systemd unit directory, under the prefix")
 install(CODE "
     set(FRESHET_BIN \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR}/freshet\")
-    configure_file(\"${CMAKE_SOURCE_DIR}/dist/freshet.service.in\"
-                   \"${CMAKE_BINARY_DIR}/dist/freshet.service\" @ONLY)
+    string(MD5 _where \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}\")
+    set(_unit \"${CMAKE_BINARY_DIR}/dist/\${_where}/freshet.service\")
+    configure_file(\"${CMAKE_SOURCE_DIR}/dist/freshet.service.in\" \"\${_unit}\" @ONLY)
+    file(INSTALL DESTINATION \"\${CMAKE_INSTALL_PREFIX}/${FRESHET_SYSTEMD_UNIT_DIR}\" TYPE FILE
+         FILES \"\${_unit}\")
 ")
-install(FILES ${CMAKE_BINARY_DIR}/dist/freshet.service DESTINATION ${FRESHET_SYSTEMD_UNIT_DIR})
 
 file(GLOB FR_DOCS ${CMAKE_SOURCE_DIR}/docs/*.md)
 install(FILES ${CMAKE_SOURCE_DIR}/README.md ${CMAKE_SOURCE_DIR}/LICENSE ${FR_DOCS}
