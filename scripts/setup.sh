@@ -39,7 +39,7 @@ run_packages=(build-essential cmake pkg-config libuv1-dev node-llhttp libluajit-
 # Testing: the servers and clients the tests drive (Redis, nginx with nchan, Prometheus's
 # promtool, Chromium and Node.js for the browser, curl, iproute2's tc), Lua tooling (luajit,
 # LuaRocks, busted), clang for the fuzzers, Python for the integration tests, and what the
-# packaging tests use (esbuild, man, systemd-analyze).
+# packaging tests use (esbuild and TypeScript for the npm client, man, systemd-analyze).
 test_packages=(luajit luarocks lua5.1 liblua5.1-0-dev lua-busted redis-server python3 curl
                util-linux iproute2 prometheus nginx libnginx-mod-nchan chromium clang
                libclang-rt-14-dev esbuild node-typescript man-db systemd)
