@@ -56,7 +56,7 @@ install(CODE "
          FILES \"$<TARGET_FILE:freshet_lua_crypto>\" \"$<TARGET_FILE:freshet_lua_native>\")
 ")
 
-install(FILES ${CMAKE_SOURCE_DIR}/client/freshet.js ${CMAKE_SOURCE_DIR}/client/freshet.mjs
+install(FILES ${CMAKE_SOURCE_DIR}/client/freshet.js ${CMAKE_BINARY_DIR}/client/freshet.mjs
               ${CMAKE_SOURCE_DIR}/client/index.d.ts ${CMAKE_SOURCE_DIR}/client/freshet.d.mts
         DESTINATION ${CMAKE_INSTALL_DATADIR}/freshet/client)
 

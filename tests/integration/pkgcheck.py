@@ -59,10 +59,10 @@ def layout(prefix, lua_cdir, unit_dir):
     for mod in ("crypto", "native"):
         ft.require_file(os.path.join(lua_cdir, "freshet", f"{mod}.so"), f"freshet.{mod} C module")
     ft.require_file(os.path.join(unit_dir, "freshet.service"), "the systemd unit")
-    for rel in ("share/freshet/client/freshet.js", "share/freshet/client/freshet.mjs"):
-        with open(os.path.join(ft.ROOT, "client", os.path.basename(rel)), "rb") as a, \
-                open(os.path.join(prefix, rel), "rb") as b:
-            ft.check(a.read() == b.read(), f"{rel} differs from client/{os.path.basename(rel)}")
+    for rel, built in (("share/freshet/client/freshet.js", os.path.join(ft.ROOT, "client/freshet.js")),
+                       ("share/freshet/client/freshet.mjs", os.path.join(build_dir(), "client/freshet.mjs"))):
+        with open(built, "rb") as a, open(os.path.join(prefix, rel), "rb") as b:
+            ft.check(a.read() == b.read(), f"{rel} differs from {built}")
 
 
 def serve_chat(bin_path, examples_dir, client_js):
