@@ -82,3 +82,5 @@ install(CODE "
 file(GLOB FR_DOCS ${CMAKE_SOURCE_DIR}/docs/*.md)
 install(FILES ${CMAKE_SOURCE_DIR}/README.md ${CMAKE_SOURCE_DIR}/LICENSE ${FR_DOCS}
         DESTINATION ${CMAKE_INSTALL_DOCDIR})
+# Where Debian's tools and users look for the license.
+install(FILES ${CMAKE_SOURCE_DIR}/LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR} RENAME copyright)

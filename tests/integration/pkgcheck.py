@@ -48,6 +48,7 @@ def layout(prefix, lua_cdir, unit_dir):
         "share/freshet/client/freshet.mjs",
         "share/freshet/client/index.d.ts",
         "share/doc/freshet/LICENSE",
+        "share/doc/freshet/copyright",
         "share/doc/freshet/README.md",
         *[f"share/lua/5.1/freshet/{m}.lua" for m in LUA_MODULES],
         *[f"share/freshet/examples/{e}/app.lua" for e in EXAMPLES],
