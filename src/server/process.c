@@ -69,7 +69,7 @@ static size_t raise_nofile(void) {
     return (size_t)rl.rlim_cur;
 }
 
-static size_t count_open_fds(void) {
+size_t fr_process_count_fds(void) {
     size_t n = 0;
     DIR *d = opendir("/proc/self/fd");
     if (!d)
@@ -91,7 +91,7 @@ static size_t cores(void) {
 
 /* Starts the worker threads (worker 0 is this one) and waits for all of them. */
 static void run_workers(fr_process_t *p, const fr_config_t *cfg, size_t fd_limit) {
-    size_t fd_base = count_open_fds();
+    size_t fd_base = fr_process_count_fds();
     for (size_t i = 0; i < p->nworkers; i++) {
         p->workers[i]->fd_base = fd_base;
         p->workers[i]->fd_limit = fd_limit;

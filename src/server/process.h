@@ -18,6 +18,9 @@ void fr_worker_abandon(fr_worker_t *w);
 /* Frees a worker whose loop has ended; returns its exit code. */
 int fr_worker_free(fr_worker_t *w);
 
+/* Descriptors open now (/proc/self/fd). */
+size_t fr_process_count_fds(void);
+
 /* GET /health and GET /metrics: the whole process, answered on x (ctx is the worker). */
 void fr_server_respond_health(void *ctx, fr_exchange_t *x);
 void fr_server_respond_metrics(void *ctx, fr_exchange_t *x);

@@ -386,6 +386,7 @@ fr_worker_t *fr_worker_new(fr_process_t *p, unsigned slot, const char *app_path,
     w->slot = slot;
     w->app_path = fr_strdup(app_path);
     w->started_ms = fr_mono_ms();
+    w->started_unix_ms = fr_now_ms();
     pthread_mutex_init(&w->census_mu, NULL);
     w->vm_host = (fr_vm_host_t){.loop = w->loop,
                                 .metrics = &w->metrics,

@@ -80,6 +80,7 @@ typedef struct fr_worker_s {
     int fd_warned;            /* the 80% warning was logged and use has not dropped since */
     uint64_t accept_error_logged_ms;
     uint64_t started_ms;      /* monotonic */
+    uint64_t started_unix_ms; /* wall clock, for process_start_time_seconds */
     int ready;                /* setup completed: every handle is open */
     int stopping;
     int exit_code;

@@ -25,8 +25,8 @@ def run():
         try:
             with ft.subtest("the start-up log names the descriptor limits"):
                 srv.wait_log(rf"open files: soft limit {LIMIT} \(was {LIMIT}\), hard limit {LIMIT}")
-                ft.check_eq(ft.metric(srv.metrics(), "freshet_max_fds"), float(LIMIT),
-                            "freshet_max_fds")
+                ft.check_eq(ft.metric(srv.metrics(), "process_max_fds"), float(LIMIT),
+                            "process_max_fds")
 
             refused = None
             fds_at_refusal = None
@@ -56,9 +56,9 @@ def run():
                 h = srv.health()
                 ft.check_eq(h.get("streams"), len(streams), "/health streams")
                 m = srv.metrics()
-                ft.check(ft.metric(m, "freshet_open_fds") >= LIMIT * 0.9,
-                         "freshet_open_fds is below 90% while streams are refused",
-                         ft.metric(m, "freshet_open_fds"))
+                ft.check(ft.metric(m, "process_open_fds") >= LIMIT * 0.9,
+                         "process_open_fds is below 90% while streams are refused",
+                         ft.metric(m, "process_open_fds"))
                 ft.check(ft.metric(m, "freshet_streams_refused_fd_total") >= 1,
                          "no refusal counted in freshet_streams_refused_fd_total")
                 # Still refused: the guard holds.
