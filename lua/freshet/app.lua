@@ -56,6 +56,25 @@ function checks.listen(v)
   end
 end
 
+-- admin = "host:port": a listener of its own for /health, /readyz and /metrics.
+function checks.admin(v)
+  check_type("admin", v, "string")
+  if not (v:match("^[^:]+:%d+$") or v:match("^%[[%x:]+%]:%d+$")) then
+    fail(("admin must be \"host:port\", got %q"):format(v))
+  end
+end
+
+-- access_log = { path = "/var/log/freshet/access.log" | "stderr", format = "text" | "json" }
+function checks.access_log(v)
+  check_type("access_log", v, "table")
+  check_keys("access_log", v, { path = true, format = true })
+  check_type("access_log.path", v.path, "string")
+  if v.path == "" then fail("access_log.path must name a file, or be \"stderr\"") end
+  if v.format ~= nil and v.format ~= "text" and v.format ~= "json" then
+    fail("access_log.format must be \"text\" or \"json\", got " .. tostring(v.format))
+  end
+end
+
 function checks.heartbeat(v) check_positive("heartbeat", v) end
 function checks.retry(v) check_int("retry", v, 0) end
 function checks.budget(v) check_int("budget", v, 1000) end

@@ -305,6 +305,30 @@ void fr_server_respond_metrics(void *ctx, fr_exchange_t *x) {
     free(tier_rejected);
 }
 
+/* Whether a load balancer should send this process new clients: not while it drains, and not
+ * while a worker's broker cannot take publishes (Redis down, no primary). With Redis each worker
+ * is a node with connections of its own, and a publish may reach any of them: all must be up. */
+void fr_server_respond_ready(void *ctx, fr_exchange_t *x) {
+    fr_worker_t *w = ctx;
+    const char *why = NULL;
+    int draining = w->proc ? __atomic_load_n(&w->proc->draining, __ATOMIC_RELAXED) : w->stopping;
+    if (draining) {
+        why = "draining";
+    } else if (strcmp(w->config->broker, "memory") != 0) {
+        fr_totals_t t;
+        fr_worker_totals(w, &t, NULL);
+        if (t.m.redis_primary_up < (w->proc ? w->proc->nworkers : 1))
+            why = "broker unavailable";
+    }
+    char body[96];
+    int n = why ? snprintf(body, sizeof body, "{\"ready\":false,\"reason\":\"%s\"}", why)
+                : snprintf(body, sizeof body, "{\"ready\":true}");
+    fr_exchange_respond(x, why ? 503 : 200, "application/json",
+                        why ? "Cache-Control: no-cache\r\nRetry-After: 5\r\n"
+                            : "Cache-Control: no-cache\r\n",
+                        body, (size_t)n);
+}
+
 void fr_server_respond_health(void *ctx, fr_exchange_t *x) {
     fr_worker_t *w = ctx;
     char body[1024], extra[600] = "";

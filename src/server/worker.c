@@ -45,7 +45,7 @@ static void host_totals(void *ctx, fr_totals_t *t, unsigned long *tier_rejected)
 }
 
 static const fr_app_host_t app_host = {fr_server_respond_health, fr_server_respond_metrics,
-                                       host_fds_full};
+                                       fr_server_respond_ready, host_fds_full};
 
 /* The 80% warning, once per crossing for the whole process. */
 static int *fd_warned_flag(fr_worker_t *w) {
@@ -109,6 +109,8 @@ static void on_heartbeat_tick(uv_timer_t *h) {
     fr_worker_t *w = h->data;
     fr_streams_tick(&w->streams);
     fr_http_expire(&w->http);
+    if (w->admin_http)
+        fr_http_expire(w->admin_http);
     if (w->proc && w->proc->nworkers > 1)
         fr_server_share_census(w);
     if (fr_worker_fds_used(w) * 4 < w->fd_limit * 3)
@@ -163,9 +165,19 @@ static void broker_free(fr_worker_t *w) {
     b->ops->free(b);
 }
 
+/* The admin listener closes last: through the drain /readyz says 503. */
+static void admin_close(fr_worker_t *w) {
+    if (!w->admin_open)
+        return;
+    w->admin_open = 0;
+    uv_close((uv_handle_t *)&w->admin_listener, NULL);
+    fr_http_close_all(w->admin_http, "shutdown");
+}
+
 /* Everything is gone or the window is over: close what is left, so the loop can end. */
 static void worker_finish(fr_worker_t *w) {
     fr_http_close_all(&w->http, "shutdown");
+    admin_close(w);
     backend_close(w);
     if (!uv_is_closing((uv_handle_t *)&w->drain_timer))
         uv_close((uv_handle_t *)&w->drain_timer, NULL);
@@ -201,6 +213,8 @@ static void worker_stop(fr_worker_t *w, const char *why) {
     }
     w->stopping = 1;
     w->http.stopping = 1;
+    if (w->proc)
+        __atomic_store_n(&w->proc->draining, 1, __ATOMIC_RELAXED);
     fr_info("%s: draining %zu streams and %zu connections over %llu ms", why, w->streams.count,
             w->http.nconns, (unsigned long long)w->config->drain_ms);
     uv_close((uv_handle_t *)&w->listener, NULL);
@@ -248,35 +262,76 @@ static int listen_socket(const struct sockaddr *addr, int reuseport, uv_os_sock_
     return 0;
 }
 
-static int worker_listen(fr_worker_t *w, int reuseport) {
+/* Opens `tcp` listening on host:port; a port 0 becomes the one the kernel chose. */
+static int open_listener(fr_worker_t *w, uv_tcp_t *tcp, const char *host, int *port,
+                         int reuseport, uv_connection_cb on_conn) {
     struct sockaddr_storage addr;
-    int rc = uv_ip4_addr(w->config->host, w->config->port, (struct sockaddr_in *)&addr);
+    int rc = uv_ip4_addr(host, *port, (struct sockaddr_in *)&addr);
     if (rc != 0)
-        rc = uv_ip6_addr(w->config->host, w->config->port, (struct sockaddr_in6 *)&addr);
+        rc = uv_ip6_addr(host, *port, (struct sockaddr_in6 *)&addr);
     if (rc != 0) {
-        fr_error("listen: '%s' is not an IP address", w->config->host);
+        fr_error("listen: '%s' is not an IP address", host);
         return -1;
     }
-    uv_tcp_init(w->loop, &w->listener);
-    w->listener.data = w;
+    uv_tcp_init(w->loop, tcp);
+    tcp->data = w;
     uv_os_sock_t fd = -1;
     rc = listen_socket((struct sockaddr *)&addr, reuseport, &fd);
-    if (rc == 0 && (rc = uv_tcp_open(&w->listener, fd)) != 0)
+    if (rc == 0 && (rc = uv_tcp_open(tcp, fd)) != 0)
         close(fd);
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&w->listener, 4096, on_connection);
+        rc = uv_listen((uv_stream_t *)tcp, 4096, on_conn);
     if (rc != 0) {
-        fr_error("listen on %s:%d: %s", w->config->host, w->config->port, uv_strerror(rc));
-        uv_close((uv_handle_t *)&w->listener, NULL);
+        fr_error("listen on %s:%d: %s", host, *port, uv_strerror(rc));
+        uv_close((uv_handle_t *)tcp, NULL);
         return -1;
     }
-    if (w->config->port == 0) {
-        /* Port 0: the kernel chose one; the other workers listen on the same. */
+    if (*port == 0) {
         struct sockaddr_storage got;
         int len = sizeof got;
-        if (uv_tcp_getsockname(&w->listener, (struct sockaddr *)&got, &len) == 0)
-            w->config->port = ntohs(((struct sockaddr_in *)&got)->sin_port);
+        if (uv_tcp_getsockname(tcp, (struct sockaddr *)&got, &len) == 0)
+            *port = ntohs(((struct sockaddr_in *)&got)->sin_port);
     }
+    return 0;
+}
+
+/* Port 0: the kernel chooses one for the first worker, and the others listen on the same. */
+static int worker_listen(fr_worker_t *w, int reuseport) {
+    return open_listener(w, &w->listener, w->config->host, &w->config->port, reuseport,
+                         on_connection);
+}
+
+/* The admin listener: one, on the first worker, whatever the number of workers. What it
+ * answers describes the whole process (server/metrics.c sums every worker), so one is enough,
+ * and it needs no SO_REUSEPORT. It stays open through a drain, so /readyz can say 503. */
+static void on_admin_request(void *ctx, fr_exchange_t *x) {
+    fr_worker_t *w = ctx;
+    size_t len = strcspn(x->req.url, "?");
+    if (!fr_app_answer_probe(&app_host, w, x, x->req.url, len))
+        fr_exchange_respond_error(x, 404, "the admin listener answers /health, /readyz and "
+                                          "/metrics only");
+}
+
+static void on_admin_connection(uv_stream_t *listener, int status) {
+    fr_worker_t *w = listener->data;
+    if (status == 0)
+        fr_conn_accept(w->admin_http, listener);
+}
+
+static int admin_listen(fr_worker_t *w) {
+    w->admin_http = fr_calloc(1, sizeof *w->admin_http);
+    fr_http_init(w->admin_http, w->loop, w->config, &w->admin_metrics);
+    w->admin_http->handle = on_admin_request;
+    w->admin_http->count = on_count_conn;
+    w->admin_http->ctx = w;
+    /* Connection ids stay unique over the process: the admin's are numbered from 2^62. */
+    w->admin_http->id_first = (uint64_t)1 << 62;
+    if (open_listener(w, &w->admin_listener, w->config->admin_host, &w->config->admin_port, 0,
+                      on_admin_connection) < 0)
+        return -1;
+    w->admin_open = 1;
+    fr_info("admin listener (/health, /readyz, /metrics) on http://%s:%d", w->config->admin_host,
+            w->config->admin_port);
     return 0;
 }
 
@@ -310,7 +365,8 @@ static int worker_wire(fr_worker_t *w, fr_hub_t *process_hub, size_t nworkers) {
     /* Connection ids are unique over the process: worker k numbers k+1, k+1+N, … */
     w->http.id_step = nworkers;
     w->http.id_first = w->slot + 1;
-    w->app = (fr_app_t){.vm = w->vm,
+    w->app = (fr_app_t){.builtins_elsewhere = cfg->admin_port >= 0,
+                        .vm = w->vm,
                         .config = cfg,
                         .http = &w->http,
                         .streams = &w->streams,
@@ -347,6 +403,11 @@ int fr_worker_setup(fr_process_t *p, fr_worker_t *w, const fr_config_t *cfg) {
         return -1;
     }
     if (worker_listen(w, p->nworkers > 1) < 0) {
+        w->exit_code = 1;
+        return -1;
+    }
+    if (w->slot == 0 && w->config->admin_port >= 0 && admin_listen(w) < 0) {
+        uv_close((uv_handle_t *)&w->listener, NULL);
         w->exit_code = 1;
         return -1;
     }
@@ -452,6 +513,7 @@ int fr_worker_free(fr_worker_t *w) {
         fr_hub_close(&w->own_hub);
     fr_config_free(&w->start_config);
     free(w->tier_rejected);
+    free(w->admin_http);
     free(w->app_path);
     pthread_mutex_destroy(&w->census_mu);
     if (w->loop == &w->loop_storage) {

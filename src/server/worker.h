@@ -67,6 +67,10 @@ typedef struct fr_worker_s {
     fr_app_t app;
 
     uv_tcp_t listener;
+    uv_tcp_t admin_listener;  /* `admin`: worker 0 only */
+    int admin_open;
+    fr_http_t *admin_http;    /* owned: the admin listener's connections, or NULL */
+    fr_metrics_t admin_metrics; /* what the admin's connections count: not the app's */
     uv_timer_t heartbeat_timer; /* one timer for every stream's heartbeat and every deadline */
     uv_timer_t sweep_timer;     /* replay window expiry */
     uv_prepare_t flush;         /* fans out and writes what this iteration queued */
@@ -100,6 +104,7 @@ typedef struct fr_process_s {
     fr_ratelimit_t limits;
     size_t nconns;            /* atomic: connections over every worker */
     int fd_warned;            /* atomic: the 80% warning was logged and use has not dropped */
+    int draining;             /* atomic: SIGTERM or SIGINT came; /readyz answers 503 */
 } fr_process_t;
 
 /* Loads the app, listens and runs until SIGTERM/SIGINT. Returns the process exit code. */

@@ -286,8 +286,11 @@ class Server:
     """One freshet process listening on a free port; a context manager that stops it and
     checks it exited 0."""
 
-    def __init__(self, app, args=(), env=None, port=None, ready_timeout=10, wrapper=()):
+    def __init__(self, app, args=(), env=None, port=None, ready_timeout=10, wrapper=(),
+                 health_port=None):
         self.app = app.app if isinstance(app, AppDir) else app
+        # health_port: where GET /health answers when the app moves it to an admin listener.
+        self.health_port = health_port
         # wrapper: a command the binary runs under that execs it (same PID), e.g.
         # ["prlimit", "--nofile=200:200"].
         self.wrapper = list(wrapper)
@@ -350,7 +353,7 @@ class Server:
             if self.proc.poll() is not None:
                 return False
             try:
-                resp = request(self.port, "GET", "/health", timeout=1)
+                resp = request(self.health_port or self.port, "GET", "/health", timeout=1)
                 if resp.status == 200:
                     return self.proc.poll() is None
             except (OSError, Failure):
