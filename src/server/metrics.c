@@ -297,6 +297,10 @@ void fr_server_respond_metrics(void *ctx, fr_exchange_t *x) {
         put_redis(&o, m, w->proc ? w->proc->nworkers : 1);
     counter(&o, "freshet_log_lines_dropped_total", "Log lines dropped because stderr was slow.",
             fr_log_dropped());
+    if (w->proc && w->proc->access)
+        counter(&o, "freshet_access_log_lines_dropped_total",
+                "Access-log lines dropped because the file was written too slowly.",
+                fr_linefile_dropped(w->proc->access));
     gauge(&o, "freshet_topics", "Topics held in memory.", (double)totals.ntopics);
     put_process(&o, w);
     fr_exchange_respond(x, 200, "text/plain; version=0.0.4; charset=utf-8",

@@ -148,6 +148,24 @@ int fr_server_run(const char *app_path, const char *listen_override) {
         p->hub_ready = 1;
     }
     fr_ratelimit_init(&p->limits);
+    if (cfg.access_log) {
+        char err[512];
+        if (!(p->access = fr_linefile_open(cfg.access_log, err, sizeof err))) {
+            fr_error("access_log: %s", err);
+            first->stopping = 1;
+            first->exit_code = 1;
+            fr_worker_abandon(first);
+            code = fr_worker_free(first);
+            free(p->workers);
+            if (p->hub_ready)
+                fr_hub_close(&p->hub);
+            fr_ratelimit_close(&p->limits);
+            fr_config_free(&cfg);
+            fr_shared_shutdown();
+            fr_log_stop();
+            return code;
+        }
+    }
 
     size_t started = 0;
     int failed = 0;
@@ -178,6 +196,8 @@ int fr_server_run(const char *app_path, const char *listen_override) {
     if (p->hub_ready)
         fr_hub_close(&p->hub);
     fr_ratelimit_close(&p->limits);
+    if (p->access)
+        fr_linefile_close(p->access);
     fr_config_free(&cfg);
     fr_shared_shutdown();
     fr_log_stop();

@@ -188,6 +188,8 @@ static void worker_finish(fr_worker_t *w) {
         uv_close((uv_handle_t *)&w->wake, NULL);
     }
     if (!uv_is_closing((uv_handle_t *)&w->sig_term)) {
+        if (w->slot == 0)
+            uv_close((uv_handle_t *)&w->sig_usr1, NULL);
         uv_close((uv_handle_t *)&w->sig_term, NULL);
         uv_close((uv_handle_t *)&w->sig_int, NULL);
     }
@@ -234,6 +236,12 @@ static void worker_stop(fr_worker_t *w, const char *why) {
 
 static void on_signal(uv_signal_t *h, int signum) {
     fr_worker_t *w = h->data;
+    if ((signum == SIGHUP || signum == SIGUSR1) && w->slot == 0 && w->proc && w->proc->access) {
+        fr_linefile_reopen(w->proc->access);
+        fr_info("%s: reopening the access log", signum == SIGHUP ? "SIGHUP" : "SIGUSR1");
+    }
+    if (signum == SIGUSR1)
+        return;
     if (signum == SIGHUP)
         worker_reload(w);
     else
@@ -359,6 +367,8 @@ static int worker_wire(fr_worker_t *w, fr_hub_t *process_hub, size_t nworkers) {
     w->streams.limits = w->limits;
     w->streams.tier_rejected = w->tier_rejected;
     fr_http_init(&w->http, w->loop, cfg, &w->metrics);
+    w->http.access = w->proc ? w->proc->access : NULL;
+    w->streams.access = w->http.access;
     w->http.handle = on_request;
     w->http.count = on_count_conn;
     w->http.ctx = w;
@@ -422,9 +432,10 @@ int fr_worker_setup(fr_process_t *p, fr_worker_t *w, const fr_config_t *cfg) {
     w->sweep_timer.data = w;
     uv_timer_start(&w->sweep_timer, on_sweep, 1000, 1000);
     /* Every worker's loop watches the signals: a reload or a drain reaches each of them. */
-    uv_signal_t *sigs[] = {&w->sig_hup, &w->sig_term, &w->sig_int};
-    int signums[] = {SIGHUP, SIGTERM, SIGINT};
-    for (int i = 0; i < 3; i++) {
+    uv_signal_t *sigs[] = {&w->sig_hup, &w->sig_term, &w->sig_int, &w->sig_usr1};
+    int signums[] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
+    /* SIGUSR1 (reopen the access log) is the first worker's: one reopen is enough. */
+    for (int i = 0; i < (w->slot == 0 ? 4 : 3); i++) {
         uv_signal_init(w->loop, sigs[i]);
         sigs[i]->data = w;
         uv_signal_start(sigs[i], on_signal, signums[i]);

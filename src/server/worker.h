@@ -76,6 +76,7 @@ typedef struct fr_worker_s {
     uv_prepare_t flush;         /* fans out and writes what this iteration queued */
     uv_idle_t more;             /* keeps the loop from sleeping while writes remain */
     uv_signal_t sig_hup, sig_term, sig_int;
+    uv_signal_t sig_usr1;     /* worker 0: reopens the access log */
     uv_timer_t drain_timer;
     uint64_t drain_started;
 
@@ -105,6 +106,7 @@ typedef struct fr_process_s {
     size_t nconns;            /* atomic: connections over every worker */
     int fd_warned;            /* atomic: the 80% warning was logged and use has not dropped */
     int draining;             /* atomic: SIGTERM or SIGINT came; /readyz answers 503 */
+    fr_linefile_t *access;    /* owned: the access log, or NULL (off) */
 } fr_process_t;
 
 /* Loads the app, listens and runs until SIGTERM/SIGINT. Returns the process exit code. */

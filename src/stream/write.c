@@ -116,7 +116,7 @@ static void respond_whole(fr_stream_t *s, int status) {
     FR_BUMP(s->env->metrics->bytes_written, total);
     fr_head_t head = {status, status == 200 ? "text/event-stream; charset=utf-8" : NULL,
                       "Cache-Control: no-cache\r\n", (int64_t)total};
-    s->sink->ops->head(s->sink, &head);
+    fr_stream_head(s, &head);
     uv_buf_t bufs[3] = {{0}, {.base = body, .len = total}, {0}}; /* room around: sink.h */
     int rc = total ? s->sink->ops->write(s->sink, bufs + 1, 1, total, on_written, s)
                    : FR_SINK_DONE;

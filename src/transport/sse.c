@@ -33,7 +33,7 @@ int fr_sse_accepts(const char *accept) {
 static void sse_begin(fr_stream_t *s) {
     fr_head_t head = {200, "text/event-stream; charset=utf-8",
                       "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n", -1};
-    s->sink->ops->head(s->sink, &head);
+    fr_stream_head(s, &head);
     fr_stream_send_static(s, s->env->retry_frame, s->env->retry_frame_len);
 }
 
