@@ -8,7 +8,8 @@ shift || true
 
 packages=(build-essential cmake pkg-config libuv1-dev node-llhttp libluajit-5.1-dev luajit
           lua-cjson lua-cjson-dev libhiredis-dev libssl-dev redis-server luarocks lua5.1 liblua5.1-0-dev
-          python3 curl util-linux prometheus lua-busted nginx libnginx-mod-nchan chromium clang libclang-rt-14-dev iproute2)
+          python3 curl util-linux prometheus lua-busted nginx libnginx-mod-nchan chromium clang libclang-rt-14-dev iproute2
+          openssl)
 # Node.js runs the browser tests; a machine that has it from elsewhere keeps its own.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
