@@ -49,20 +49,17 @@ end
 
 local checks = {}
 
-function checks.listen(v)
-  check_type("listen", v, "string")
+-- "host:port" (IPv4 or a name) or "[v6addr]:port".
+local function check_address(name, v)
+  check_type(name, v, "string")
   if not (v:match("^[^:]+:%d+$") or v:match("^%[[%x:]+%]:%d+$")) then
-    fail(("listen must be \"host:port\", got %q"):format(v))
+    fail(("%s must be \"host:port\", got %q"):format(name, v))
   end
 end
 
+function checks.listen(v) check_address("listen", v) end
 -- admin = "host:port": a listener of its own for /health, /readyz and /metrics.
-function checks.admin(v)
-  check_type("admin", v, "string")
-  if not (v:match("^[^:]+:%d+$") or v:match("^%[[%x:]+%]:%d+$")) then
-    fail(("admin must be \"host:port\", got %q"):format(v))
-  end
-end
+function checks.admin(v) check_address("admin", v) end
 
 -- access_log = { path = "/var/log/freshet/access.log" | "stderr", format = "text" | "json" }
 function checks.access_log(v)
