@@ -6,9 +6,7 @@ freshet_build_info; no empty label values."""
 
 import os
 import re
-import shutil
 import signal
-import subprocess
 import time
 
 import frtest as ft
@@ -32,22 +30,6 @@ BOOM = """
     end
     return route
 """
-
-
-def promtool_check(text):
-    """Runs `promtool check metrics` on the exposition; fails on any problem it reports."""
-    tool = shutil.which("promtool")
-    ft.check(tool is not None,
-             "promtool not found: install the Debian package prometheus (scripts/setup.sh does); "
-             "this test needs the real parser and is never skipped")
-    try:
-        p = subprocess.run([tool, "check", "metrics"], input=text.encode(), capture_output=True,
-                           timeout=30)
-    except subprocess.TimeoutExpired:
-        ft.fail("promtool check metrics did not finish within 30 s")
-    out = (p.stdout + p.stderr).decode("utf-8", "replace").strip()
-    ft.check(p.returncode == 0 and not out,
-             f"promtool check metrics exited {p.returncode}: {out or '(no output)'}", text[:3000])
 
 
 def family_of(name, types):
@@ -159,7 +141,7 @@ def run():
                          "Content-Type is not the Prometheus text format", resp.summary()[:400])
 
             with ft.subtest("promtool check metrics accepts the exposition"):
-                promtool_check(text)
+                ft.promtool_check(text)
 
             with ft.subtest("each metric family is one group of lines"):
                 check_grouping(text)

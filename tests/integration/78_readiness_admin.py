@@ -93,6 +93,8 @@ def redis_broker():
             redis = ft.RedisServer(port=port).start()
             wait_ready(srv.port, 200)
             ft.check_eq(srv.post("/pub/x", b"x").status, 201, "a publish once /readyz is 200")
+            # The Redis families pass the same checks as the rest (76_metrics).
+            ft.promtool_check(ft.request(srv.port, "GET", "/metrics").text)
         redis.stop()
 
 

@@ -82,7 +82,12 @@ def text_format():
             ft.check_eq(p.status, 200, "long-poll with a backlog")
             r = ft.request(srv.port, "GET", "/health?token=abc123&x=1&Api%5FKey=k9&sig=s")
             health_len = len(r.body)
-            lines = read_lines(path, 8, keep=app_lines)
+            metrics = ft.request(srv.port, "GET", "/metrics").text
+            ft.promtool_check(metrics)
+            ft.check_eq(ft.metric(ft.parse_metrics(metrics),
+                                  "freshet_access_log_lines_dropped_total"), 0.0,
+                        "access-log lines dropped")
+            lines = [x for x in read_lines(path, 9, keep=app_lines) if '"GET /metrics"' not in x]
         ft.check_eq(len(lines), 8, "access-log lines (health twice, 404, two publishes, sse, "
                                    "ws, poll)")
         parsed = []

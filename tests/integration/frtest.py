@@ -1134,6 +1134,23 @@ _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\S+)?$'
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*,?')
 
 
+def promtool_check(text):
+    """Runs `promtool check metrics` on the exposition; fails on any problem it reports."""
+    tool = shutil.which("promtool")
+    check(tool is not None,
+             "promtool not found: install the Debian package prometheus (scripts/setup.sh does); "
+             "this test needs the real parser and is never skipped")
+    try:
+        p = subprocess.run([tool, "check", "metrics"], input=text.encode(), capture_output=True,
+                           timeout=30)
+    except subprocess.TimeoutExpired:
+        fail("promtool check metrics did not finish within 30 s")
+    out = (p.stdout + p.stderr).decode("utf-8", "replace").strip()
+    check(p.returncode == 0 and not out,
+             f"promtool check metrics exited {p.returncode}: {out or '(no output)'}", text[:3000])
+
+
+
 def parse_metrics(text):
     """Prometheus text format samples -> {(name, ((label, value), ...sorted)): float}. Only
     enough to read values back; promtool is what validates the format."""
