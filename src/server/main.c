@@ -22,7 +22,8 @@ static void usage(FILE *out) {
             "  --listen HOST:PORT listen here instead of the app's `listen`\n"
             "  --log-level LEVEL  debug, info (default), warn or error\n"
             "Options that take a value accept both --name VALUE and --name=VALUE.\n"
-            "Signals: HUP reloads the scripts, TERM and INT drain and stop.\n"
+            "Signals: HUP reloads the scripts and reopens the access log, USR1 only reopens\n"
+            "the access log, TERM and INT drain and stop.\n"
             "Exit codes: 0 after a drain, 1 when the app or a script fails to load or the\n"
             "listener cannot bind, 2 for a bad command line or an unreadable app file.\n");
 }
