@@ -49,10 +49,26 @@ end
 
 local checks = {}
 
-function checks.listen(v)
-  check_type("listen", v, "string")
+-- "host:port" (IPv4 or a name) or "[v6addr]:port".
+local function check_address(name, v)
+  check_type(name, v, "string")
   if not (v:match("^[^:]+:%d+$") or v:match("^%[[%x:]+%]:%d+$")) then
-    fail(("listen must be \"host:port\", got %q"):format(v))
+    fail(("%s must be \"host:port\", got %q"):format(name, v))
+  end
+end
+
+function checks.listen(v) check_address("listen", v) end
+-- admin = "host:port": a listener of its own for /health, /readyz and /metrics.
+function checks.admin(v) check_address("admin", v) end
+
+-- access_log = { path = "/var/log/freshet/access.log" | "stderr", format = "text" | "json" }
+function checks.access_log(v)
+  check_type("access_log", v, "table")
+  check_keys("access_log", v, { path = true, format = true })
+  check_type("access_log.path", v.path, "string")
+  if v.path == "" then fail("access_log.path must name a file, or be \"stderr\"") end
+  if v.format ~= nil and v.format ~= "text" and v.format ~= "json" then
+    fail("access_log.format must be \"text\" or \"json\", got " .. tostring(v.format))
   end
 end
 

@@ -30,6 +30,9 @@ typedef struct {
 typedef struct {
     void (*health)(void *ctx, fr_exchange_t *x);
     void (*metrics)(void *ctx, fr_exchange_t *x);
+    /* GET /readyz: 200 when this process takes new clients, 503 while it drains or while its
+     * broker cannot accept publishes. */
+    void (*ready)(void *ctx, fr_exchange_t *x);
     void (*fds)(void *ctx, fr_fds_view_t *out);
 } fr_app_host_t;
 
@@ -47,6 +50,9 @@ typedef enum {
 
 /* Filled by the worker (which swaps vm on reload); read-only to the app layer. */
 typedef struct fr_app_s {
+    /* The process answers /health, /readyz and /metrics on an admin listener of its own
+     * (`admin`): this listener answers them with 404. */
+    int builtins_elsewhere;
     fr_vm_t *vm;                  /* borrowed: the worker's current VM */
     const fr_config_t *config;    /* borrowed */
     fr_http_t *http;              /* borrowed */
@@ -78,6 +84,11 @@ void fr_app_http(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, int r
 /* A file under a static route's directory (app/static.c). */
 void fr_app_static(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, const char *path,
                    size_t path_len);
+
+/* /health, /readyz and /metrics (path without its query): answers through host and returns 1,
+ * or returns 0 for any other path. 405 for a method other than GET and HEAD. */
+int fr_app_answer_probe(const fr_app_host_t *host, void *ctx, fr_exchange_t *x,
+                        const char *path, size_t len);
 
 /* Answers 429 with Retry-After. */
 void fr_app_too_many(fr_exchange_t *x, unsigned retry_after, const char *what);

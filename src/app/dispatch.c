@@ -153,26 +153,42 @@ static int is_get(const char *method) {
 /* The paths the server answers itself. Returns 1 when it answered. */
 static int answer_builtin(fr_app_t *app, fr_exchange_t *x, const char *path, size_t len) {
     static const char client_path[] = "/_freshet/freshet.js";
-    if (len == 7 && memcmp(path, "/health", 7) == 0) {
-        static const char body[] = "{\"error\":\"/health answers GET and HEAD\"}";
-        if (is_get(x->req.method))
-            app->host->health(app->host_ctx, x);
-        else
-            fr_exchange_respond(x, 405, "application/json", "Allow: GET, HEAD\r\n", body,
-                            sizeof body - 1);
+    if (!app->builtins_elsewhere && fr_app_answer_probe(app->host, app->host_ctx, x, path, len))
         return 1;
-    }
     if (len == sizeof client_path - 1 && memcmp(path, client_path, len) == 0 &&
         is_get(x->req.method)) {
         fr_exchange_respond(x, 200, "text/javascript; charset=utf-8", "Cache-Control: no-cache\r\n",
                         fr_client_js, fr_client_js_len);
         return 1;
     }
-    if (len == 8 && memcmp(path, "/metrics", 8) == 0 && is_get(x->req.method)) {
-        app->host->metrics(app->host_ctx, x);
+    return 0;
+}
+
+int fr_app_answer_probe(const fr_app_host_t *host, void *ctx, fr_exchange_t *x,
+                        const char *path, size_t len) {
+    static const struct {
+        const char *path;
+        size_t len;
+    } probes[] = {{"/health", 7}, {"/readyz", 7}, {"/metrics", 8}};
+    size_t i = 0;
+    while (i < 3 && !(len == probes[i].len && memcmp(path, probes[i].path, len) == 0))
+        i++;
+    if (i == 3)
+        return 0;
+    if (!is_get(x->req.method)) {
+        char body[96];
+        int n = snprintf(body, sizeof body, "{\"error\":\"%s answers GET and HEAD\"}",
+                         probes[i].path);
+        fr_exchange_respond(x, 405, "application/json", "Allow: GET, HEAD\r\n", body, (size_t)n);
         return 1;
     }
-    return 0;
+    if (i == 0)
+        host->health(ctx, x);
+    else if (i == 1)
+        host->ready(ctx, x);
+    else
+        host->metrics(ctx, x);
+    return 1;
 }
 
 /* What matching found: the route to run, or one that matches the path with another method

@@ -366,6 +366,10 @@ static stage_result_t stage_join(open_t *o) {
         .id = o->x->id,
         .remote = o->x->remote,
         .opened_ms = o->x->opened_ms,
+        .started_us = o->x->started_us,
+        .access_target = app->streams->access && o->x->req.url
+                             ? fr_strndup(o->x->req.url, o->x->req.url_len)
+                             : NULL,
     };
     o->stream = fr_stream_new(app->streams, &init);
     o->tp_state = NULL;

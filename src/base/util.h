@@ -23,6 +23,8 @@ char *fr_xstrdup(const char *s, const char *file, int line);
 uint64_t fr_now_ms(void);
 /* Monotonic milliseconds (timeouts, heartbeats, uptime). */
 uint64_t fr_mono_ms(void);
+/* Monotonic microseconds (durations in the access log). */
+uint64_t fr_mono_us(void);
 
 #define FR_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define FR_CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr) - offsetof(type, field)))

@@ -36,11 +36,13 @@ void fr_config_defaults(fr_config_t *cfg) {
     cfg->poll_timeout_ms = 25000;
     cfg->workers = 1;
     cfg->log_level = -1;
+    cfg->admin_port = -1;
 }
 
 void fr_config_free(fr_config_t *cfg) {
     free(cfg->broker);
     free(cfg->redis);
+    free(cfg->access_log);
     for (size_t i = 0; i < cfg->ntiers; i++)
         free(cfg->tiers[i].name);
     free(cfg->tiers);
@@ -112,6 +114,7 @@ void fr_config_copy(fr_config_t *dst, const fr_config_t *src) {
     *dst = *src;
     dst->broker = src->broker ? fr_strdup(src->broker) : NULL;
     dst->redis = src->redis ? fr_strdup(src->redis) : NULL;
+    dst->access_log = src->access_log ? fr_strdup(src->access_log) : NULL;
     dst->tiers = fr_calloc(src->ntiers, sizeof *dst->tiers);
     for (size_t i = 0; i < src->ntiers; i++) {
         dst->tiers[i] = src->tiers[i];

@@ -67,6 +67,13 @@ typedef struct {
     uint64_t drain_ms;          /* SIGTERM spreads stream closes over this window */
     uint64_t poll_timeout_ms;   /* a long-poll with nothing to send answers 204 after this */
     int log_json;               /* log lines as JSON objects */
+    /* admin = "host:port": /health, /readyz and /metrics on a listener of their own, and
+     * nowhere else. admin_port < 0: none. */
+    char admin_host[256];
+    int admin_port;
+    /* access_log = {path, format}: one line per request and per stream; NULL: off. */
+    char *access_log;           /* owned: a file path, or "stderr" */
+    int access_log_json;
     int log_level;              /* -1: as the command line says */
     char *tls_cert;   /* owned: PEM certificate chain (resolved path); NULL: cleartext HTTP */
     char *tls_key;    /* owned: its PEM private key; set exactly when tls_cert is */

@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "base/linefile.h"
 #include "base/list.h"
 #include "codec/http.h"
 #include "core/config.h"
@@ -37,6 +38,7 @@ typedef struct fr_http_s {
     uv_loop_t *loop;           /* borrowed */
     const fr_config_t *config; /* borrowed: limits, timeouts, CORS */
     fr_metrics_t *metrics;     /* borrowed */
+    fr_linefile_t *access;     /* borrowed: the access log, or NULL (off) */
     /* Answers a complete request (the app's dispatch). */
     void (*handle)(void *ctx, fr_exchange_t *x);
     /* Counts a connection opened (+1) or closed (-1): descriptors are a process budget. */

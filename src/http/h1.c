@@ -15,6 +15,7 @@
 
 #include "base/log.h"
 #include "base/util.h"
+#include "codec/access.h"
 #include "http/conn.h"
 
 static llhttp_settings_t parser_settings;
@@ -48,6 +49,7 @@ static int on_message_begin(llhttp_t *p) {
     fr_request_reset(&c->x.req);
     c->x.last = 0;
     c->x.route_headers = NULL;
+    c->x.started_us = fr_mono_us();
     if (c->wait != FR_WAIT_READING)
         fr_conn_wait(c, FR_WAIT_READING);
     return 0;
@@ -393,6 +395,18 @@ void fr_h1_respond(fr_conn_t *c, int status, const char *content_type,
     if (body_len)
         memcpy(resp + hl, body, body_len);
     fr_conn_write(c, resp, hl + body_len);
+    if (c->http->access) {
+        fr_access_entry_t e = {.unix_ms = fr_now_ms(),
+                               .remote = c->remote,
+                               .method = c->x.req.method,
+                               .target = c->x.req.url,
+                               .target_len = c->x.req.url ? c->x.req.url_len : 0,
+                               .status = status,
+                               .bytes = body_len,
+                               .duration_us = fr_mono_us() - c->x.started_us,
+                               .transport = "http"};
+        fr_access_emit(c->http->access, c->http->config->access_log_json, &e);
+    }
     /* The answer of a writer that gave the sink back (a hook that waited): the requests the
      * client sent meanwhile are read now. */
     if (c->paused && !taken(c) && !c->closing && !c->close_after_write)
@@ -407,6 +421,7 @@ static void h1_start(fr_conn_t *c) {
         fr_http_init_parser(); /* a harness that skipped the server's start (one thread) */
     fr_h1_sink_init(c);
     c->x.ops = &h1_exchange_ops;
+    c->x.started_us = fr_mono_us();
     c->parser = fr_malloc(sizeof *c->parser);
     llhttp_init(c->parser, HTTP_REQUEST, &parser_settings);
     c->parser->data = c;

@@ -51,6 +51,32 @@ static int read_listen(fr_vm_t *vm, int t, fr_errors_t *errs) {
     return 0;
 }
 
+/* admin = "host:port"; access_log = {path, format}. */
+static int read_operations(fr_vm_t *vm, int t, fr_errors_t *errs) {
+    lua_State *L = vm->L;
+    fr_config_t *c = &vm->config;
+    lua_getfield(L, t, "admin");
+    if (lua_isstring(L, -1) && fr_config_parse_listen(lua_tostring(L, -1), c->admin_host,
+                                                      sizeof c->admin_host, &c->admin_port) < 0) {
+        fr_errors_add(errs, "%s: admin: cannot parse \"%s\"", vm->app_path, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return -1;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, t, "access_log");
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "path");
+        if (lua_isstring(L, -1))
+            c->access_log = fr_strdup(lua_tostring(L, -1));
+        lua_pop(L, 1);
+        lua_getfield(L, -1, "format");
+        c->access_log_json = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "json") == 0;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
 /* The streams' heartbeat and retry, the hooks' budget, memory and jit, the worker count. */
 static void read_runtime(lua_State *L, int t, fr_config_t *c) {
     c->heartbeat_ms = field_num(L, t, "heartbeat", c->heartbeat_ms, 1000.0);
@@ -215,6 +241,8 @@ int fr_settings_read(fr_vm_t *vm, int t, fr_errors_t *errs) {
     read_runtime(L, t, c);
     read_limits(L, t, c);
     read_log(L, t, c);
+    if (read_operations(vm, t, errs) < 0)
+        return -1;
     lua_getfield(L, t, "broker");
     c->broker = fr_strdup(lua_isstring(L, -1) ? lua_tostring(L, -1) : "memory");
     lua_pop(L, 1);

@@ -69,7 +69,7 @@ static size_t raise_nofile(void) {
     return (size_t)rl.rlim_cur;
 }
 
-static size_t count_open_fds(void) {
+size_t fr_process_count_fds(void) {
     size_t n = 0;
     DIR *d = opendir("/proc/self/fd");
     if (!d)
@@ -91,7 +91,7 @@ static size_t cores(void) {
 
 /* Starts the worker threads (worker 0 is this one) and waits for all of them. */
 static void run_workers(fr_process_t *p, const fr_config_t *cfg, size_t fd_limit) {
-    size_t fd_base = count_open_fds();
+    size_t fd_base = fr_process_count_fds();
     for (size_t i = 0; i < p->nworkers; i++) {
         p->workers[i]->fd_base = fd_base;
         p->workers[i]->fd_limit = fd_limit;
@@ -152,6 +152,24 @@ int fr_server_run(const char *app_path, const char *listen_override) {
         p->hub_ready = 1;
     }
     fr_ratelimit_init(&p->limits);
+    if (cfg.access_log) {
+        char err[512];
+        if (!(p->access = fr_linefile_open(cfg.access_log, err, sizeof err))) {
+            fr_error("access_log: %s", err);
+            first->stopping = 1;
+            first->exit_code = 1;
+            fr_worker_abandon(first);
+            code = fr_worker_free(first);
+            free(p->workers);
+            if (p->hub_ready)
+                fr_hub_close(&p->hub);
+            fr_ratelimit_close(&p->limits);
+            fr_config_free(&cfg);
+            fr_shared_shutdown();
+            fr_log_stop();
+            return code;
+        }
+    }
 
     size_t started = 0;
     int failed = 0;
@@ -182,6 +200,8 @@ int fr_server_run(const char *app_path, const char *listen_override) {
     if (p->hub_ready)
         fr_hub_close(&p->hub);
     fr_ratelimit_close(&p->limits);
+    if (p->access)
+        fr_linefile_close(p->access);
     fr_config_free(&cfg);
     fr_shared_shutdown();
     fr_log_stop();

@@ -76,7 +76,7 @@ static void host_totals(void *ctx, fr_totals_t *t, unsigned long *tier_rejected)
 }
 
 static const fr_app_host_t app_host = {fr_server_respond_health, fr_server_respond_metrics,
-                                       host_fds};
+                                       fr_server_respond_ready, host_fds};
 
 /* The 80% warning, once per crossing for the whole process. */
 static int *fd_warned_flag(fr_worker_t *w) {
@@ -186,6 +186,8 @@ static void on_heartbeat_tick(uv_timer_t *h) {
     fr_http_expire(&w->http);
     fr_sock_sweep(&w->http);
     fr_app_refusals_flush(&w->app);
+    if (w->admin_http)
+        fr_http_expire(w->admin_http);
     if (w->proc && w->proc->nworkers > 1)
         fr_server_share_census(w);
     if (fr_worker_fds_used(w) * 4 < w->fd_limit * 3)
@@ -286,9 +288,19 @@ static void broker_free(fr_worker_t *w) {
     b->ops->free(b);
 }
 
+/* The admin listener closes last: through the drain /readyz says 503. */
+static void admin_close(fr_worker_t *w) {
+    if (!w->admin_open)
+        return;
+    w->admin_open = 0;
+    uv_close((uv_handle_t *)&w->admin_listener, NULL);
+    fr_http_close_all(w->admin_http, "shutdown");
+}
+
 /* Everything is gone or the window is over: close what is left, so the loop can end. */
 static void worker_finish(fr_worker_t *w) {
     fr_http_close_all(&w->http, "shutdown");
+    admin_close(w);
     backend_close(w);
     if (!uv_is_closing((uv_handle_t *)&w->drain_timer))
         uv_close((uv_handle_t *)&w->drain_timer, NULL);
@@ -299,6 +311,8 @@ static void worker_finish(fr_worker_t *w) {
         uv_close((uv_handle_t *)&w->wake, NULL);
     }
     if (!uv_is_closing((uv_handle_t *)&w->sig_term)) {
+        if (w->slot == 0)
+            uv_close((uv_handle_t *)&w->sig_usr1, NULL);
         uv_close((uv_handle_t *)&w->sig_term, NULL);
         uv_close((uv_handle_t *)&w->sig_int, NULL);
     }
@@ -324,6 +338,8 @@ static void worker_stop(fr_worker_t *w, const char *why) {
     }
     w->stopping = 1;
     w->http.stopping = 1;
+    if (w->proc)
+        __atomic_store_n(&w->proc->draining, 1, __ATOMIC_RELAXED);
     fr_info("%s: draining %zu streams and %zu connections over %llu ms", why, w->streams.count,
             w->http.nconns, (unsigned long long)w->config->drain_ms);
     uv_close((uv_handle_t *)&w->listener, NULL);
@@ -344,6 +360,12 @@ static void worker_stop(fr_worker_t *w, const char *why) {
 
 static void on_signal(uv_signal_t *h, int signum) {
     fr_worker_t *w = h->data;
+    if ((signum == SIGHUP || signum == SIGUSR1) && w->slot == 0 && w->proc && w->proc->access) {
+        fr_linefile_reopen(w->proc->access);
+        fr_info("%s: reopening the access log", signum == SIGHUP ? "SIGHUP" : "SIGUSR1");
+    }
+    if (signum == SIGUSR1)
+        return;
     if (signum == SIGHUP)
         worker_reload(w);
     else
@@ -372,35 +394,76 @@ static int listen_socket(const struct sockaddr *addr, int reuseport, uv_os_sock_
     return 0;
 }
 
-static int worker_listen(fr_worker_t *w, int reuseport) {
+/* Opens `tcp` listening on host:port; a port 0 becomes the one the kernel chose. */
+static int open_listener(fr_worker_t *w, uv_tcp_t *tcp, const char *host, int *port,
+                         int reuseport, uv_connection_cb on_conn) {
     struct sockaddr_storage addr;
-    int rc = uv_ip4_addr(w->config->host, w->config->port, (struct sockaddr_in *)&addr);
+    int rc = uv_ip4_addr(host, *port, (struct sockaddr_in *)&addr);
     if (rc != 0)
-        rc = uv_ip6_addr(w->config->host, w->config->port, (struct sockaddr_in6 *)&addr);
+        rc = uv_ip6_addr(host, *port, (struct sockaddr_in6 *)&addr);
     if (rc != 0) {
-        fr_error("listen: '%s' is not an IP address", w->config->host);
+        fr_error("listen: '%s' is not an IP address", host);
         return -1;
     }
-    uv_tcp_init(w->loop, &w->listener);
-    w->listener.data = w;
+    uv_tcp_init(w->loop, tcp);
+    tcp->data = w;
     uv_os_sock_t fd = -1;
     rc = listen_socket((struct sockaddr *)&addr, reuseport, &fd);
-    if (rc == 0 && (rc = uv_tcp_open(&w->listener, fd)) != 0)
+    if (rc == 0 && (rc = uv_tcp_open(tcp, fd)) != 0)
         close(fd);
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&w->listener, 4096, on_connection);
+        rc = uv_listen((uv_stream_t *)tcp, 4096, on_conn);
     if (rc != 0) {
-        fr_error("listen on %s:%d: %s", w->config->host, w->config->port, uv_strerror(rc));
-        uv_close((uv_handle_t *)&w->listener, NULL);
+        fr_error("listen on %s:%d: %s", host, *port, uv_strerror(rc));
+        uv_close((uv_handle_t *)tcp, NULL);
         return -1;
     }
-    if (w->config->port == 0) {
-        /* Port 0: the kernel chose one; the other workers listen on the same. */
+    if (*port == 0) {
         struct sockaddr_storage got;
         int len = sizeof got;
-        if (uv_tcp_getsockname(&w->listener, (struct sockaddr *)&got, &len) == 0)
-            w->config->port = ntohs(((struct sockaddr_in *)&got)->sin_port);
+        if (uv_tcp_getsockname(tcp, (struct sockaddr *)&got, &len) == 0)
+            *port = ntohs(((struct sockaddr_in *)&got)->sin_port);
     }
+    return 0;
+}
+
+/* Port 0: the kernel chooses one for the first worker, and the others listen on the same. */
+static int worker_listen(fr_worker_t *w, int reuseport) {
+    return open_listener(w, &w->listener, w->config->host, &w->config->port, reuseport,
+                         on_connection);
+}
+
+/* The admin listener: one, on the first worker, whatever the number of workers. What it
+ * answers describes the whole process (server/metrics.c sums every worker), so one is enough,
+ * and it needs no SO_REUSEPORT. It stays open through a drain, so /readyz can say 503. */
+static void on_admin_request(void *ctx, fr_exchange_t *x) {
+    fr_worker_t *w = ctx;
+    size_t len = strcspn(x->req.url, "?");
+    if (!fr_app_answer_probe(&app_host, w, x, x->req.url, len))
+        fr_exchange_respond_error(x, 404, "the admin listener answers /health, /readyz and "
+                                          "/metrics only");
+}
+
+static void on_admin_connection(uv_stream_t *listener, int status) {
+    fr_worker_t *w = listener->data;
+    if (status == 0)
+        fr_conn_accept(w->admin_http, listener);
+}
+
+static int admin_listen(fr_worker_t *w) {
+    w->admin_http = fr_calloc(1, sizeof *w->admin_http);
+    fr_http_init(w->admin_http, w->loop, w->config, &w->admin_metrics);
+    w->admin_http->handle = on_admin_request;
+    w->admin_http->count = on_count_conn;
+    w->admin_http->ctx = w;
+    /* Connection ids stay unique over the process: the admin's are numbered from 2^62. */
+    w->admin_http->id_first = (uint64_t)1 << 62;
+    if (open_listener(w, &w->admin_listener, w->config->admin_host, &w->config->admin_port, 0,
+                      on_admin_connection) < 0)
+        return -1;
+    w->admin_open = 1;
+    fr_info("admin listener (/health, /readyz, /metrics) on http://%s:%d", w->config->admin_host,
+            w->config->admin_port);
     return 0;
 }
 
@@ -428,13 +491,16 @@ static int worker_wire(fr_worker_t *w, fr_hub_t *process_hub, size_t nworkers) {
     w->streams.limits = w->limits;
     w->streams.tier_rejected = w->tier_rejected;
     fr_http_init(&w->http, w->loop, cfg, &w->metrics);
+    w->http.access = w->proc ? w->proc->access : NULL;
+    w->streams.access = w->http.access;
     w->http.handle = on_request;
     w->http.count = on_count_conn;
     w->http.ctx = w;
     /* Connection ids are unique over the process: worker k numbers k+1, k+1+N, … */
     w->http.id_step = nworkers;
     w->http.id_first = w->slot + 1;
-    w->app = (fr_app_t){.vm = w->vm,
+    w->app = (fr_app_t){.builtins_elsewhere = cfg->admin_port >= 0,
+                        .vm = w->vm,
                         .config = cfg,
                         .http = &w->http,
                         .streams = &w->streams,
@@ -487,6 +553,11 @@ int fr_worker_setup(fr_process_t *p, fr_worker_t *w, const fr_config_t *cfg) {
         w->exit_code = 1;
         return -1;
     }
+    if (w->slot == 0 && w->config->admin_port >= 0 && admin_listen(w) < 0) {
+        uv_close((uv_handle_t *)&w->listener, NULL);
+        w->exit_code = 1;
+        return -1;
+    }
     uint64_t tick = w->config->heartbeat_ms / 4;
     if (tick > w->config->header_timeout_ms / 4)
         tick = w->config->header_timeout_ms / 4;
@@ -500,9 +571,10 @@ int fr_worker_setup(fr_process_t *p, fr_worker_t *w, const fr_config_t *cfg) {
     w->sweep_timer.data = w;
     uv_timer_start(&w->sweep_timer, on_sweep, 1000, 1000);
     /* Every worker's loop watches the signals: a reload or a drain reaches each of them. */
-    uv_signal_t *sigs[] = {&w->sig_hup, &w->sig_term, &w->sig_int};
-    int signums[] = {SIGHUP, SIGTERM, SIGINT};
-    for (int i = 0; i < 3; i++) {
+    uv_signal_t *sigs[] = {&w->sig_hup, &w->sig_term, &w->sig_int, &w->sig_usr1};
+    int signums[] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
+    /* SIGUSR1 (reopen the access log) is the first worker's: one reopen is enough. */
+    for (int i = 0; i < (w->slot == 0 ? 4 : 3); i++) {
         uv_signal_init(w->loop, sigs[i]);
         sigs[i]->data = w;
         uv_signal_start(sigs[i], on_signal, signums[i]);
@@ -525,6 +597,7 @@ fr_worker_t *fr_worker_new(fr_process_t *p, unsigned slot, const char *app_path,
     w->slot = slot;
     w->app_path = fr_strdup(app_path);
     w->started_ms = fr_mono_ms();
+    w->started_unix_ms = fr_now_ms();
     pthread_mutex_init(&w->census_mu, NULL);
     fr_counts_init(&w->deprecated);
     w->vm_host = (fr_vm_host_t){.loop = w->loop,
@@ -594,6 +667,7 @@ int fr_worker_free(fr_worker_t *w) {
         fr_hub_close(&w->own_hub);
     fr_config_free(&w->start_config);
     free(w->tier_rejected);
+    free(w->admin_http);
     free(w->app_path);
     pthread_mutex_destroy(&w->census_mu);
     fr_counts_free(&w->deprecated);

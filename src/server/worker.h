@@ -71,11 +71,16 @@ typedef struct fr_worker_s {
 
     uv_tcp_t listener;
     uv_timer_t accept_timer;    /* while accepting is paused: looks for room again */
+    uv_tcp_t admin_listener;  /* `admin`: worker 0 only */
+    int admin_open;
+    fr_http_t *admin_http;    /* owned: the admin listener's connections, or NULL */
+    fr_metrics_t admin_metrics; /* what the admin's connections count: not the app's */
     uv_timer_t heartbeat_timer; /* one timer for every stream's heartbeat and every deadline */
     uv_timer_t sweep_timer;     /* replay window expiry */
     uv_prepare_t flush;         /* fans out and writes what this iteration queued */
     uv_idle_t more;             /* keeps the loop from sleeping while writes remain */
     uv_signal_t sig_hup, sig_term, sig_int;
+    uv_signal_t sig_usr1;     /* worker 0: reopens the access log */
     uv_timer_t drain_timer;
     uint64_t drain_started;
 
@@ -86,6 +91,7 @@ typedef struct fr_worker_s {
     uint64_t accept_error_logged_ms;
     uint64_t accept_paused_logged_ms;
     uint64_t started_ms;      /* monotonic */
+    uint64_t started_unix_ms; /* wall clock, for process_start_time_seconds */
     int ready;                /* setup completed: every handle is open */
     int stopping;
     int exit_code;
@@ -106,6 +112,8 @@ typedef struct fr_process_s {
     fr_ratelimit_t limits;
     size_t nconns;            /* atomic: connections over every worker */
     int fd_warned;            /* atomic: the 80% warning was logged and use has not dropped */
+    int draining;             /* atomic: SIGTERM or SIGINT came; /readyz answers 503 */
+    fr_linefile_t *access;    /* owned: the access log, or NULL (off) */
 } fr_process_t;
 
 /* Loads the app, listens and runs until SIGTERM/SIGINT. Returns the process exit code. */

@@ -122,7 +122,7 @@ static void respond_whole(fr_stream_t *s, int status) {
     memcpy(headers + hn, "\r\n", 3);
     fr_head_t head = {status, status == 200 ? "text/event-stream; charset=utf-8" : NULL, headers,
                       (int64_t)total};
-    s->sink->ops->head(s->sink, &head);
+    fr_stream_head(s, &head);
     free(headers);
     uv_buf_t bufs[3] = {{0}, {.base = body, .len = total}, {0}}; /* room around: sink.h */
     int rc = total ? s->sink->ops->write(s->sink, bufs + 1, 1, total, on_written, s)

@@ -44,7 +44,7 @@ int fr_sse_asks(const char *accept) {
 static void sse_begin(fr_stream_t *s) {
     fr_head_t head = {200, "text/event-stream; charset=utf-8",
                       "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n", -1};
-    s->sink->ops->head(s->sink, &head);
+    fr_stream_head(s, &head);
     size_t rlen = s->env->retry_frame_len - 1; /* without its blank line */
     char *f = fr_malloc(rlen + 6 + fr_stream_positions_max(s));
     memcpy(f, s->env->retry_frame, rlen);

@@ -295,7 +295,7 @@ def misuse(srv):
                 500, what)
             srv.wait_log(pattern, start=mark)
     with ft.subtest("more calls than limits.calls_per_hook: nil, err"):
-        resp = srv.get("/bad/many", headers={"Accept": "text/event-stream"})
+        resp = srv.get("/bad/many?refusal=status", headers={"Accept": "text/event-stream"})
         resp.check_error(429, "past calls_per_hook")
         ft.check("call 13: too many backend calls in one hook (limits.calls_per_hook = 12)"
                  in resp.text, "the 13th call's error", resp.text)
@@ -388,7 +388,7 @@ def redis_stopped(srv, redis):
     with ft.subtest("Redis stopped (SIGSTOP): calls answer nil, \"timeout\" after timeouts.redis (1 s)"):
         os.kill(redis.proc.pid, signal.SIGSTOP)
         try:
-            results, health = health_while(srv, "/me?sid=s1", 20)
+            results, health = health_while(srv, "/me?sid=s1&refusal=status", 20)
         finally:
             os.kill(redis.proc.pid, signal.SIGCONT)
         for resp, took in results:
@@ -415,14 +415,14 @@ def redis_down(srv, redis):
         # over, a call tries again and hears the refusal, and calls until the next try hear it
         # at once.
         for _ in range(10):
-            resp, took = timed_get(srv, "/me?sid=s1")
+            resp, took = timed_get(srv, "/me?sid=s1&refusal=status")
             resp.check_error(503, "auth with Redis down")
             seen.add(resp.text.strip())
             ft.check(took < 0.5, f"answered after {took:.2f}s with Redis down")
             time.sleep(0.1)
         ft.check(any("connection refused" in t for t in seen), "the script saw connection "
                  "refused", seen)
-        results, health = health_while(srv, "/me?sid=s1", 20)
+        results, health = health_while(srv, "/me?sid=s1&refusal=status", 20)
         ft.check(all(r.status == 503 for r, _ in results), "every auth answered 503")
         ft.check(health < 0.5, f"20 /health took {health:.3f}s with Redis down")
 
@@ -436,7 +436,7 @@ def no_redis():
             return app
         """, "routes/me.lua": ROUTES["routes/me.lua"]})
         with ft.Server(app) as srv:
-            resp = srv.get("/me?sid=x", headers={"Accept": "text/event-stream"})
+            resp = srv.get("/me?sid=x&refusal=status", headers={"Accept": "text/event-stream"})
             resp.check_error(503, "auth without Redis")
             ft.check("sessions: no redis configured" in resp.text, "the error", resp.text)
 

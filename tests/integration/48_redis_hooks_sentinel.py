@@ -32,7 +32,8 @@ ROUTES = {
 def hit(srv):
     """One stream open; returns (status, seconds, body of a refusal)."""
     started = time.monotonic()
-    s = ft.SSEStream(srv.port, "/hit", timeout=10)
+    # ?refusal=status: a refusal as a status code, not an EventSource's in-stream retry
+    s = ft.SSEStream(srv.port, "/hit?refusal=status", timeout=10)
     s.close()
     return s.status, time.monotonic() - started, s.response.summary()
 

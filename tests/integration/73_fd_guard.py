@@ -128,7 +128,7 @@ def run():
                 ft.check_eq(accept_cap, LIMIT - ACCEPT_RESERVE, "connections accepted at most")
                 ft.check(5 <= base <= 30, f"{base} descriptors open at start?")
                 metrics = srv.metrics()
-                ft.check_eq(ft.metric(metrics, "freshet_max_fds"), float(LIMIT), "freshet_max_fds")
+                ft.check_eq(ft.metric(metrics, "process_max_fds"), float(LIMIT), "process_max_fds")
                 ft.check_eq(ft.metric(metrics, "freshet_stream_capacity"), float(capacity),
                             "freshet_stream_capacity")
                 print(f"    {base} descriptors at start: capacity {capacity} streams, "
@@ -205,8 +205,8 @@ def run():
                 ft.check_eq(srv.health().get("streams"), capacity, "/health streams")
                 m = srv.metrics()
                 # The streams, and the connection asking for /metrics.
-                ft.check_eq(ft.metric(m, "freshet_open_fds"), float(base + capacity + 1),
-                            "freshet_open_fds")
+                ft.check_eq(ft.metric(m, "process_open_fds"), float(base + capacity + 1),
+                            "process_open_fds")
 
             with ft.subtest("open streams keep flowing while new ones are refused"):
                 eid = srv.publish("/pub/full", "still flowing")

@@ -410,7 +410,7 @@ class Server:
     checks it exited 0."""
 
     def __init__(self, app, args=(), env=None, port=None, ready_timeout=10, wrapper=(),
-                 tls=None, cafile=None):
+                 tls=None, cafile=None, health_port=None):
         self.app = app.app if isinstance(app, AppDir) else app
         # tls: True when the app's settings hold tls = {...}; None: as FRESHET_TLS says (the
         # harness then adds its own certificate); False: cleartext. cafile: the clients check
@@ -418,6 +418,8 @@ class Server:
         self.tls = TLS if tls is None else tls
         self._run_app = _harness_tls_app(self.app) if tls is None and TLS else self.app
         self.client_tls = client_tls_context(cafile) if self.tls else None
+        # health_port: where GET /health answers when the app moves it to an admin listener.
+        self.health_port = health_port
         # wrapper: a command the binary runs under that execs it (same PID), e.g.
         # ["prlimit", "--nofile=200:200"].
         self.wrapper = list(wrapper)
@@ -482,7 +484,7 @@ class Server:
             if self.proc.poll() is not None:
                 return False
             try:
-                resp = request(self.port, "GET", "/health", timeout=1)
+                resp = request(self.health_port or self.port, "GET", "/health", timeout=1)
                 if resp.status == 200:
                     return self.proc.poll() is None
             except (OSError, Failure):
@@ -1326,6 +1328,23 @@ class Publisher:
 
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\S+)?$')
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*,?')
+
+
+def promtool_check(text):
+    """Runs `promtool check metrics` on the exposition; fails on any problem it reports."""
+    tool = shutil.which("promtool")
+    check(tool is not None,
+             "promtool not found: install the Debian package prometheus (scripts/setup.sh does); "
+             "this test needs the real parser and is never skipped")
+    try:
+        p = subprocess.run([tool, "check", "metrics"], input=text.encode(), capture_output=True,
+                           timeout=30)
+    except subprocess.TimeoutExpired:
+        fail("promtool check metrics did not finish within 30 s")
+    out = (p.stdout + p.stderr).decode("utf-8", "replace").strip()
+    check(p.returncode == 0 and not out,
+             f"promtool check metrics exited {p.returncode}: {out or '(no output)'}", text[:3000])
+
 
 
 def parse_metrics(text):
