@@ -97,6 +97,11 @@ static void on_idle(uv_idle_t *h) {
 
 static void on_check(uv_check_t *h) {
     redis_io_t *io = h->data;
+    /* The publishes of this iteration become their calls first (the check is still active:
+     * hiredis' request to write them asks for nothing more). */
+    fr_redis_t *r = io->ac ? io->ac->data : NULL;
+    if (r && io->ac == r->cmd && r->nbatches)
+        fr_redis_publish_flush(r);
     uv_idle_stop(&io->idle);
     uv_check_stop(&io->check);
     if (!io->ac)
@@ -128,6 +133,11 @@ static void io_del_write(void *p) {
     io_update(io, 0, UV_WRITABLE);
     uv_idle_stop(&io->idle);
     uv_check_stop(&io->check);
+}
+
+void fr_redis_conn_want_write(fr_redis_t *r) {
+    if (r->cmd)
+        io_add_write(r->cmd->ev.data);
 }
 
 static void io_cleanup(void *p) {
@@ -479,6 +489,7 @@ static void on_cmd_disconnected(const redisAsyncContext *ac, int status) {
     r->cmd_role = 0;
     r->probe_seq = 0;
     publish_gauges(r);
+    fr_redis_publish_fail_all(r);
     fr_redis_wait_fail_all(r);
     if (r->closing)
         return;
