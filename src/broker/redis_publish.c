@@ -69,22 +69,9 @@ static size_t put(char *at, const char *s, size_t n) {
     return n;
 }
 
-/* n in decimal at `at` (no NUL); returns the length. */
-static size_t decimal(char *at, uint64_t n) {
-    char tmp[20];
-    size_t len = 0;
-    do {
-        tmp[len++] = (char)('0' + n % 10);
-        n /= 10;
-    } while (n);
-    for (size_t i = 0; i < len; i++)
-        at[i] = tmp[len - 1 - i];
-    return len;
-}
-
 static void batch_start(fr_redis_t *r, fr_redis_batch_t *b, const char *topic, size_t tlen) {
     char maxlen[20];
-    size_t mlen = decimal(maxlen, r->replay_events + 1);
+    size_t mlen = fr_u64_format(maxlen, r->replay_events + 1);
     b->len = ARGC_ROOM;
     b->n = 0;
     reserve(b, 4 * FR_RESP_BULK_EXTRA + 32 + tlen + 7 + FR_RESP_BULK_EXTRA + mlen);
@@ -132,7 +119,7 @@ static void batch_add(fr_redis_batch_t *b, const fr_pub_t *ev) {
     const char *json = ev->json ? "1" : "0";
     size_t nlen = strlen(name), plen = strlen(prio);
     char ms[20];
-    size_t mslen = decimal(ms, fr_now_ms());
+    size_t mslen = fr_u64_format(ms, fr_now_ms());
     size_t hlen = 1 + nlen + 1 + plen + 1 + 1 + 1 + mslen + 1;
     reserve(b, ev->len + nlen + plen + 1 + hlen + 5 * FR_RESP_BULK_EXTRA);
     char *p = b->buf;
