@@ -26,6 +26,10 @@ uint64_t fr_mono_ms(void);
 /* Monotonic microseconds (durations in the access log). */
 uint64_t fr_mono_us(void);
 
+/* v in decimal at out (room for 20 bytes; no NUL); returns the length. For hot paths that
+ * format numbers (ids, Redis commands) without printf. */
+size_t fr_u64_format(char *out, uint64_t v);
+
 #define FR_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define FR_CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr) - offsetof(type, field)))
 

@@ -1,8 +1,9 @@
-/* The Redis broker (see broker/redis.h): its fr_broker_ops_t, creating and freeing it,
- * publishing, and joins. The URL is parsed in broker/redis_url.c, the connections are in
- * broker/redis_conn.c (and the Sentinels in broker/redis_sentinel.c), replica confirmations in
- * broker/redis_wait.c, the topics this node follows in broker/redis_follow.c, presence in
- * broker/redis_presence.c; what they share is in broker/redis_private.h. */
+/* The Redis broker (see broker/redis.h): its fr_broker_ops_t, creating and freeing it, and
+ * joins. Publishing is in broker/redis_publish.c, the URL is parsed in broker/redis_url.c, the
+ * connections are in broker/redis_conn.c (and the Sentinels in broker/redis_sentinel.c),
+ * replica confirmations in broker/redis_wait.c, the topics this node follows in
+ * broker/redis_follow.c, presence in broker/redis_presence.c; what they share is in
+ * broker/redis_private.h. */
 #include "broker/redis_private.h"
 
 #include <hiredis/hiredis.h>
@@ -15,7 +16,6 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/util.h"
-#include "codec/resp.h"
 
 /* Every followed topic is trimmed to the time window at least this often (seconds). */
 #define TRIM_PERIOD_MAX_S 60
@@ -235,6 +235,7 @@ static void on_timer_closed(uv_handle_t *h) {
     fr_redis_follow_free_all(r);
     fr_htable_close(&r->follows);
     fr_redis_presence_free(r);
+    fr_redis_publish_free(r);
     fr_redis_url_free(&r->url);
     free(r);
 }
@@ -249,6 +250,7 @@ static void redis_free(fr_broker_t *b) {
     /* Nothing reconnects once `closing` is set; pending publishes and joins hear of the
      * failure. */
     r->closing = 1;
+    fr_redis_publish_fail_all(r);
     fr_redis_conn_stop(r);
     uv_timer_t *timers[] = {&r->cmd_retry, &r->sub_retry, &r->tick, &r->failover,
                             &r->sentinel.timer};
@@ -287,128 +289,6 @@ static size_t redis_health(const fr_broker_t *b, char *buf, size_t cap) {
         n += snprintf(buf + n, cap - (size_t)n, ",\"replicas\":%u,\"unconfirmed\":%lu",
                       r->url.replicas, unconfirmed);
     return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
-}
-
-/* ---- publishing --------------------------------------------------------------------------- */
-
-typedef struct {
-    fr_published_cb cb;
-    void *ctx;
-} pub_t;
-
-static void on_published(redisAsyncContext *ac, void *reply, void *priv) {
-    pub_t *p = priv;
-    redisReply *rep = reply;
-    fr_id_t id = {0, 0};
-    if (!rep) /* sent, maybe run: the client must not take it for "not published" */
-        p->cb(p->ctx, FR_PUB_UNCERTAIN, id, "the connection to Redis was lost before it "
-                                            "answered: the event may have been stored");
-    else if (rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "freshet_publish:"))
-        p->cb(p->ctx, FR_PUB_INVALID, id, rep->str); /* the function refused the event: 400 */
-    else if (rep->type == REDIS_REPLY_ERROR) {
-        fr_redis_conn_check_reply(ac->data, rep); /* READONLY, LOADING: a failover */
-        p->cb(p->ctx, FR_PUB_UNAVAILABLE, id, rep->str); /* OOM, READONLY…: 503 */
-    }
-    else if (parse_id(rep, &id) < 0)
-        p->cb(p->ctx, FR_PUB_UNAVAILABLE, id, "unexpected reply from Redis");
-    else
-        fr_redis_wait_confirm(ac->data, p->cb, p->ctx, id); /* ?replicas=N: after WAIT */
-    free(p);
-}
-
-/* n in decimal into buf (at least 20 bytes, no NUL); returns the length. */
-static size_t decimal(uint64_t n, char *buf) {
-    char tmp[20];
-    size_t len = 0;
-    do {
-        tmp[len++] = (char)('0' + n % 10);
-        n /= 10;
-    } while (n);
-    for (size_t i = 0; i < len; i++)
-        buf[i] = tmp[len - 1 - i];
-    return len;
-}
-
-static size_t put(char *at, const char *s, size_t n) {
-    memcpy(at, s, n);
-    return n;
-}
-
-/* The command of one publish, formatted in one pass (hiredis' printf-like builder costs a few
- * thousand instructions per command):
- *
- *   FCALL freshet_publish_unchecked 1 fr:{<topic>}:s <data> <event> <priority> <json> <maxlen>
- *         <head>
- *
- * where maxlen is replay.events + 1 and head the channel message between the id and the data,
- * "\n<event>\n<priority>\n<json>\n<ms>\n": the function only joins id, head and data (string
- * work in Redis' Lua costs Redis CPU). In stack when it fits (cap bytes), else on the heap;
- * *len is its size. */
-static char *publish_command(const fr_redis_t *r, const fr_pub_t *ev, char *stack, size_t cap,
-                             size_t *len) {
-    const char *name = ev->name ? ev->name : "", *prio = fr_priority_name(ev->prio);
-    const char *json = ev->json ? "1" : "0";
-    size_t tlen = strlen(ev->topic), nlen = strlen(name), plen = strlen(prio);
-    char maxlen[24], small[512];
-    size_t mlen = decimal(r->replay_events + 1, maxlen);
-    /* The key and the head, side by side in one scratch buffer. */
-    size_t need = tlen + 7 + nlen + plen + 32;
-    char *scratch = need <= sizeof small ? small : fr_malloc(need);
-    char *key = scratch, *head = scratch + tlen + 7;
-    size_t klen = put(key, "fr:{", 4);
-    klen += put(key + klen, ev->topic, tlen);
-    klen += put(key + klen, "}:s", 3);
-    size_t hlen = put(head, "\n", 1);
-    hlen += put(head + hlen, name, nlen);
-    hlen += put(head + hlen, "\n", 1);
-    hlen += put(head + hlen, prio, plen);
-    hlen += put(head + hlen, "\n", 1);
-    hlen += put(head + hlen, json, 1);
-    hlen += put(head + hlen, "\n", 1);
-    hlen += decimal(fr_now_ms(), head + hlen);
-    hlen += put(head + hlen, "\n", 1);
-    const char *argv[] = {"FCALL", "freshet_publish_unchecked", "1", key, ev->data, name, prio,
-                          json, maxlen, head};
-    size_t lens[] = {5, 25, 1, klen, ev->len, nlen, plen, 1, mlen, hlen};
-    *len = fr_resp_command_size(10, argv, lens);
-    char *cmd = *len <= cap ? stack : fr_malloc(*len);
-    fr_resp_command_write(cmd, 10, argv, lens);
-    if (scratch != small)
-        free(scratch);
-    return cmd;
-}
-
-static void redis_publish(fr_broker_t *b, const fr_pub_t *ev, fr_published_cb cb, void *ctx) {
-    fr_redis_t *r = (fr_redis_t *)b;
-    fr_id_t id = {0, 0};
-    const char *err;
-    /* Checked here as the memory broker's hub checks it: Redis would store what a client then
-     * could not read. */
-    if (fr_event_validate(ev->topic, ev->name, ev->data, ev->len, &err) < 0) {
-        cb(ctx, FR_PUB_INVALID, id, err);
-        return;
-    }
-    if (!r->cmd_ready) {
-        cb(ctx, FR_PUB_UNAVAILABLE, id, "the broker is unavailable");
-        return;
-    }
-    pub_t *p = fr_malloc(sizeof *p);
-    p->cb = cb;
-    p->ctx = ctx;
-    /* The event was checked above, so the node calls the function that skips the checks: XADD
-     * and PUBLISH, nothing else. hiredis appends the command to its output buffer, which the
-     * adapter (broker/redis_conn.c) writes once per loop iteration: every publish of one
-     * iteration leaves in one write, and the replies come back in the same order. */
-    char stack[2048];
-    size_t n;
-    char *cmd = publish_command(r, ev, stack, sizeof stack, &n);
-    int rc = redisAsyncFormattedCommand(r->cmd, on_published, p, cmd, n);
-    if (cmd != stack)
-        free(cmd);
-    if (rc != REDIS_OK) {
-        free(p);
-        cb(ctx, FR_PUB_UNAVAILABLE, id, "the broker is unavailable");
-    }
 }
 
 /* ---- the rest of the interface ------------------------------------------------------------ */
@@ -523,7 +403,7 @@ static void redis_sweep(fr_broker_t *b) {
 
 static const fr_broker_ops_t redis_ops = {
     .kind = "redis",
-    .publish = redis_publish,
+    .publish = fr_redis_publish,
     .join = redis_join,
     .replay = NULL, /* an open stream resumes by reconnecting */
     .position = redis_position,

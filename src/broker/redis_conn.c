@@ -40,6 +40,14 @@ static void sub_connect(fr_redis_t *r);
 static void on_cmd_retry(uv_timer_t *t);
 static void on_sub_retry(uv_timer_t *t);
 
+/* The publishes of this iteration become their calls first, right before the command
+ * connection writes (hiredis' request to write them then asks for nothing more). */
+static void before_write(redisAsyncContext *ac) {
+    fr_redis_t *r = ac->data;
+    if (r && ac == r->cmd && r->nbatches)
+        fr_redis_publish_flush(r);
+}
+
 /* ---- connecting ----------------------------------------------------------------------------- */
 
 redisAsyncContext *fr_redis_connect(fr_redis_t *r, const fr_redis_addr_t *addr,
@@ -58,7 +66,7 @@ redisAsyncContext *fr_redis_connect(fr_redis_t *r, const fr_redis_addr_t *addr,
         return NULL;
     }
     ac->data = r;
-    if (fr_redis_io_attach(ac, r->loop) < 0) {
+    if (fr_redis_io_attach(ac, r->loop, before_write) < 0) {
         redisAsyncFree(ac);
         return NULL;
     }
@@ -74,6 +82,11 @@ redisAsyncContext *fr_redis_connect(fr_redis_t *r, const fr_redis_addr_t *addr,
     /* Names the connection in CLIENT LIST (where an operator, or a test, looks for it). */
     redisAsyncCommand(ac, NULL, NULL, "CLIENT SETNAME freshet-%s-%s", r->node, role);
     return ac;
+}
+
+void fr_redis_conn_want_write(fr_redis_t *r) {
+    if (r->cmd)
+        fr_redis_io_want_write(r->cmd);
 }
 
 static unsigned backoff_ms(unsigned attempt) {
@@ -361,6 +374,7 @@ static void on_cmd_disconnected(const redisAsyncContext *ac, int status) {
     r->cmd_role = 0;
     r->probe_seq = 0;
     publish_gauges(r);
+    fr_redis_publish_fail_all(r);
     fr_redis_wait_fail_all(r);
     if (r->closing)
         return;

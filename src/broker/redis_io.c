@@ -26,6 +26,7 @@ typedef struct {
     int events;            /* what the poll waits for */
     int flushing;          /* inside the check's write */
     int open;              /* handles not closed yet: the struct goes with the last */
+    void (*before_write)(redisAsyncContext *ac); /* optional: fills the buffer last thing */
 } redis_io_t;
 
 static void on_io_closed(uv_handle_t *h) {
@@ -68,6 +69,8 @@ static void on_check(uv_check_t *h) {
     uv_check_stop(&io->check);
     if (!io->ac)
         return;
+    if (io->before_write)
+        io->before_write(io->ac);
     io->flushing = 1;
     redisAsyncHandleWrite(io->ac); /* may end the connection: io->ac is NULL then */
     io->flushing = 0;
@@ -105,7 +108,8 @@ static void io_cleanup(void *p) {
     uv_close((uv_handle_t *)&io->check, on_io_closed);
 }
 
-int fr_redis_io_attach(redisAsyncContext *ac, uv_loop_t *loop) {
+int fr_redis_io_attach(redisAsyncContext *ac, uv_loop_t *loop,
+                       void (*before_write)(redisAsyncContext *ac)) {
     redis_io_t *io = fr_calloc(1, sizeof *io);
     if (uv_poll_init(loop, &io->poll, ac->c.fd) != 0) {
         free(io);
@@ -115,6 +119,7 @@ int fr_redis_io_attach(redisAsyncContext *ac, uv_loop_t *loop) {
     uv_check_init(loop, &io->check);
     io->open = 3;
     io->ac = ac;
+    io->before_write = before_write;
     io->poll.data = io->idle.data = io->check.data = io;
     ac->ev.data = io;
     ac->ev.addRead = io_add_read;
@@ -123,4 +128,8 @@ int fr_redis_io_attach(redisAsyncContext *ac, uv_loop_t *loop) {
     ac->ev.delWrite = io_del_write;
     ac->ev.cleanup = io_cleanup;
     return 0;
+}
+
+void fr_redis_io_want_write(redisAsyncContext *ac) {
+    io_add_write(ac->ev.data);
 }

@@ -7,7 +7,13 @@
 #include <uv.h>
 
 /* Drives ac from loop until hiredis lets go of it (its cleanup closes the poll handle).
- * Returns 0, or -1 when the descriptor cannot be polled (ac is untouched: free it). */
-int fr_redis_io_attach(redisAsyncContext *ac, uv_loop_t *loop);
+ * before_write, when not NULL, runs right before each batched write (to add the commands a
+ * loop turn gathered). Returns 0, or -1 when the descriptor cannot be polled (ac is untouched:
+ * free it). */
+int fr_redis_io_attach(redisAsyncContext *ac, uv_loop_t *loop,
+                       void (*before_write)(redisAsyncContext *ac));
+
+/* Asks for the batched write after this loop iteration's poll, as a new command would. */
+void fr_redis_io_want_write(redisAsyncContext *ac);
 
 #endif

@@ -175,7 +175,7 @@ static int open_conn(fr_rclient_t *c, const char **err) {
         }
         ac = redisAsyncConnect(a.host, a.port);
     }
-    if (!ac || ac->err || fr_redis_io_attach(ac, c->loop) < 0) {
+    if (!ac || ac->err || fr_redis_io_attach(ac, c->loop, NULL) < 0) {
         const char *why = ac && ac->err ? transport_error(&ac->c) : "connection failed";
         if (ac)
             redisAsyncFree(ac);

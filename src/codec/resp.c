@@ -25,6 +25,20 @@ static size_t header(char *out, char c, size_t n) {
     return d + 3;
 }
 
+size_t fr_resp_prefix(char *out, char kind, size_t n) {
+    return header(out, kind, n);
+}
+
+size_t fr_resp_bulk(char *out, const char *s, size_t len) {
+    size_t at = header(out, '$', len);
+    if (len)
+        memcpy(out + at, s, len);
+    at += len;
+    out[at++] = '\r';
+    out[at++] = '\n';
+    return at;
+}
+
 size_t fr_resp_command_size(size_t argc, const char *const *argv, const size_t *lens) {
     (void)argv;
     size_t n = 3 + digits(argc);
@@ -35,13 +49,7 @@ size_t fr_resp_command_size(size_t argc, const char *const *argv, const size_t *
 
 size_t fr_resp_command_write(char *out, size_t argc, const char *const *argv, const size_t *lens) {
     size_t at = header(out, '*', argc);
-    for (size_t i = 0; i < argc; i++) {
-        at += header(out + at, '$', lens[i]);
-        if (lens[i])
-            memcpy(out + at, argv[i], lens[i]);
-        at += lens[i];
-        out[at++] = '\r';
-        out[at++] = '\n';
-    }
+    for (size_t i = 0; i < argc; i++)
+        at += fr_resp_bulk(out + at, argv[i], lens[i]);
     return at;
 }

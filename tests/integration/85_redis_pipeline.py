@@ -8,7 +8,12 @@ stall):
 - a Lua timer that publishes 50 events in one callback;
 - a publish route whose hook returns 50 events;
 - a WebSocket `message` hook that publishes 50 events;
-- 20 HTTP clients publishing at the same moment: each gets the id the fake gave its event.
+- 20 HTTP clients publishing at the same moment: each gets the id the fake gave its event;
+- a publish route whose events go to two topics, a a a b b a.
+
+Consecutive events of one topic in one loop iteration travel in one call (FCALL
+freshet_publish_unchecked with five arguments per event), whose reply holds their ids in order;
+another topic's event starts another call, so answers keep the order of the publishes.
 
 The node's count of write system calls (/proc/PID/io syscw) confirms one write per batch,
 since the receiving side could also merge several small writes into one recv. (hiredis buffers
@@ -27,6 +32,7 @@ PUB_FN = b"freshet_publish_unchecked"
 APP_ROUTES = """
 app:publish("/go", "routes/go.lua")
 app:publish("/many/:topic", "routes/many.lua")
+app:publish("/mix", "routes/mix.lua")
 app:stream("/ws/:topic", "routes/ws.lua")
 """
 
@@ -50,6 +56,18 @@ MANY_ROUTE = """
     function route.publish(req, body, who)
       local list = {}
       for i = 1, 50 do list[i] = { topic = req.params.topic, data = body .. i } end
+      return list
+    end
+    return route
+"""
+
+MIX_ROUTE = """
+    local route = {}
+    function route.publish(req, body, who)
+      local list = {}
+      for i, t in ipairs({ "a", "a", "a", "b", "b", "a" }) do
+        list[i] = { topic = "mix-" .. t, data = "m" .. i }
+      end
       return list
     end
     return route
@@ -84,6 +102,7 @@ class FakeRedis:
         self.lock = threading.Condition()
         self.recvs = []          # (connection number, bytes, [commands completed by this recv])
         self.published = []      # (data, id) in arrival order
+        self.calls = []          # (key, [data…]) per publish call
         self.hold = 0            # answers to publishes wait until len(published) >= hold
         self.base = int(time.time() * 1000)
         self.conns = []
@@ -160,9 +179,15 @@ class FakeRedis:
             return b"-ERR the fake does not know " + name + b"\r\n"
         fn = argv[1]
         if fn == PUB_FN:
+            # 1 <key> <maxlen> then <data> <event> <priority> <json> <head> per event
+            if argv[2] != b"1" or (len(argv) - 5) % 5 or len(argv) < 10:
+                return b"-ERR malformed " + PUB_FN + b"\r\n"
             with self.lock:
-                self.published.append([argv[4].decode(), None])
-                return ("pub", len(self.published) - 1)
+                first = len(self.published)
+                for data in argv[5::5]:
+                    self.published.append([data.decode(), None])
+                self.calls.append((argv[3].decode(), [d.decode() for d in argv[5::5]]))
+                return ("pub", first, len(self.published))
         if fn == b"freshet_resume":
             n = int(argv[2])
             last = b"%d-%d" % (self.base, len(self.published))
@@ -197,9 +222,10 @@ class FakeRedis:
                         while out and (isinstance(out[0], bytes) or ready):
                             r = out.pop(0)
                             if not isinstance(r, bytes):
-                                pid = b"%d-%d" % (self.base, r[1] + 1)
-                                self.published[r[1]][1] = pid.decode()
-                                r = self._bulk(pid)
+                                ids = [b"%d-%d" % (self.base, k + 1) for k in range(r[1], r[2])]
+                                for k, pid in zip(range(r[1], r[2]), ids):
+                                    self.published[k][1] = pid.decode()
+                                r = b"*%d\r\n" % len(ids) + b"".join(map(self._bulk, ids))
                             send += r
                         held = bool(out)
                         if held:
@@ -258,11 +284,16 @@ class FakeRedis:
         with self.lock:
             out = []
             for num, size, cmds in self.recvs[since:]:
-                k = sum(1 for a in cmds if a[0].upper() == b"FCALL" and a[1] == PUB_FN and
-                        a[4].decode().startswith(prefix))
+                k = sum(1 for a in cmds if a[0].upper() == b"FCALL" and a[1] == PUB_FN
+                        for d in a[5::5] if d.decode().startswith(prefix))
                 if k:
                     out.append(k)
             return out
+
+    def calls_of(self, prefix):
+        """The publish calls holding events whose data starts with prefix: (key, events)."""
+        with self.lock:
+            return [(k, len(ds)) for k, ds in self.calls if any(d.startswith(prefix) for d in ds)]
 
     def ids_of(self, prefix):
         with self.lock:
@@ -277,9 +308,11 @@ def syscw(pid):
     ft.fail("no syscw in /proc/PID/io")
 
 
-def check_one_batch(fake, srv, since, writes_before, prefix, n, what):
+def check_one_batch(fake, srv, since, writes_before, prefix, n, what, key):
     batches = fake.batches(since, prefix)
     ft.check_eq(batches, [n], f"{what}: publishes completed per recv by the fake Redis")
+    ft.check_eq(fake.calls_of(prefix), [(key, n)],
+                f"{what}: publish calls (one FCALL per topic and loop iteration)")
     writes = syscw(srv.proc.pid) - writes_before
     # the batch itself, the HTTP or WebSocket answer, at most a PING and a presence write
     ft.check(writes <= 8, f"{what}: the node made {writes} write calls for {n} publishes "
@@ -290,6 +323,7 @@ def run():
     fake = FakeRedis()
     app = ft.pubsub_app(settings=f'broker = "{fake.url()}",', routes=APP_ROUTES,
                         files={"routes/go.lua": GO_ROUTE, "routes/many.lua": MANY_ROUTE,
+                               "routes/mix.lua": MIX_ROUTE,
                                "routes/ws.lua": WS_ROUTE})
     srv = ft.Server(app, args=["--log-level", "warn"]).start()
     ft.wait_health(srv)
@@ -302,7 +336,7 @@ def run():
         resp = ft.publish_raw(srv.port, "/go", "x")
         ft.check_eq(resp.status, 201, f"POST /go ({resp.text[:200]})")
         fake.wait_published(total)
-        check_one_batch(fake, srv, since, before, "t", 50, "timer")
+        check_one_batch(fake, srv, since, before, "t", 50, "timer", "fr:{timer}:s")
         ft.check_eq([d for d, _ in fake.ids_of("t")], [f"t{i}" for i in range(1, 51)],
                     "the timer's events in publish order")
 
@@ -312,7 +346,7 @@ def run():
         fake.expect(total)
         resp = ft.publish_raw(srv.port, "/many/http", "h")
         ft.check_eq(resp.status, 201, f"POST /many/http ({resp.text[:200]})")
-        check_one_batch(fake, srv, since, before, "h", 50, "publish route")
+        check_one_batch(fake, srv, since, before, "h", 50, "publish route", "fr:{http}:s")
         given = [i for d, i in fake.ids_of("h")]
         ft.check_eq(resp.json()["ids"], given, "ids in the 201 vs ids the fake gave, in order")
 
@@ -324,7 +358,7 @@ def run():
             ws.send_json({"type": "go"})
             ws.next_control("done", timeout=10)
             fake.wait_published(total)
-            check_one_batch(fake, srv, since, before, "w", 50, "message hook")
+            check_one_batch(fake, srv, since, before, "w", 50, "message hook", "fr:{ws-out}:s")
 
     with ft.subtest("20 clients publishing at once: nobody waits for another's reply, each gets "
                     "its own id"):
@@ -342,6 +376,19 @@ def run():
         for k, resp in enumerate(answers):
             ft.check_eq(resp.status, 201, f"client {k} ({resp.text[:200]})")
             ft.check_eq(resp.json()["id"], given.get(f"c{k}"), f"the id client {k} got")
+
+    with ft.subtest("events of two topics, a a a b b a: a call per run of one topic, ids in order"):
+        total += 6
+        fake.expect(total)
+        resp = ft.publish_raw(srv.port, "/mix", "x")
+        ft.check_eq(resp.status, 201, f"POST /mix ({resp.text[:200]})")
+        with fake.lock:
+            calls = [(k, ds) for k, ds in fake.calls if ds[0].startswith("m")]
+        ft.check_eq(calls, [("fr:{mix-a}:s", ["m1", "m2", "m3"]), ("fr:{mix-b}:s", ["m4", "m5"]),
+                            ("fr:{mix-a}:s", ["m6"])], "publish calls, in order")
+        given = dict(fake.ids_of("m"))
+        ft.check_eq(resp.json()["ids"], [given[f"m{i}"] for i in range(1, 7)],
+                    "ids in the 201, in the order of the route's events")
 
     ft.check(not fake.errors, "the fake Redis failed", fake.errors)
     srv.stop()
