@@ -41,4 +41,15 @@ size_t fr_u64_format(char *out, uint64_t v);
 #define FR_DROP(x, n) \
     __atomic_store_n(&(x), __atomic_load_n(&(x), __ATOMIC_RELAXED) - (n), __ATOMIC_RELAXED)
 
+/* The value of a hexadecimal digit, or -1. */
+static inline int fr_hex_value(char c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 #endif

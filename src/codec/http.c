@@ -9,6 +9,7 @@
 #include "base/buf.h"
 #include "base/json.h"
 #include "base/util.h"
+#include "base/util.h"
 
 void fr_request_reset(fr_request_t *req) {
     for (size_t i = 0; i < req->nheaders; i++) {
@@ -85,10 +86,6 @@ static int reg_name_char(unsigned char ch) {
            (ch && strchr("-._~!$&'()*+,;=", ch) != NULL);
 }
 
-static int hex_digit(unsigned char ch) {
-    return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F');
-}
-
 int fr_http_host_valid(const char *s, size_t len) {
     size_t i = 0;
     if (len && s[0] == '[') {
@@ -105,8 +102,8 @@ int fr_http_host_valid(const char *s, size_t len) {
         for (; i < len && s[i] != ':'; i++) {
             unsigned char ch = (unsigned char)s[i];
             if (ch == '%') {
-                if (i + 2 >= len || !hex_digit((unsigned char)s[i + 1]) ||
-                    !hex_digit((unsigned char)s[i + 2]))
+                if (i + 2 >= len || fr_hex_value(s[i + 1]) < 0 ||
+                    fr_hex_value(s[i + 2]) < 0)
                     return 0;
                 i += 2;
             } else if (!reg_name_char(ch)) {

@@ -1,26 +1,18 @@
 #include "codec/procnet.h"
 
+#include "base/util.h"
+
 const char *const fr_tcp_state_names[FR_TCP_STATES] = {
     NULL,        "established", "syn_sent",  "syn_recv", "fin_wait1",
     "fin_wait2", "time_wait",   "close",     "close_wait", "last_ack",
     "listen",    "closing",     "new_syn_recv"};
 
-static int hexval(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Reads hex digits at *p up to a non-hex byte (at most 8): the value, or -1 when none. */
 static long hex_field(const char **p, const char *end) {
     long v = 0;
     int n = 0;
-    while (*p < end && hexval(**p) >= 0 && n < 8) {
-        v = v * 16 + hexval(**p);
+    while (*p < end && fr_hex_value(**p) >= 0 && n < 8) {
+        v = v * 16 + fr_hex_value(**p);
         (*p)++;
         n++;
     }
@@ -34,7 +26,7 @@ static void skip_spaces(const char **p, const char *end) {
 
 /* "0100007F:2E3E " (IPv4: 8 hex digits; IPv6: 32) then spaces: the port, or -1. */
 static long endpoint(const char **p, const char *end) {
-    while (*p < end && hexval(**p) >= 0)
+    while (*p < end && fr_hex_value(**p) >= 0)
         (*p)++;
     if (*p >= end || **p != ':')
         return -1;
