@@ -371,9 +371,10 @@ static void on_bridge(uv_async_t *h) {
                 fr_info("nats: reconnected to %s", url);
                 n->connected = 1;
                 n->reconnects++;
-                /* The stream may be new (a server that lost its store); then every followed
-                 * topic is filled from the last event this node delivered. */
-                n->stream_ready = 0;
+                /* Publishes go on meanwhile (JetStream answers them, or they time out); the
+                 * check tells whether the stream is new (a server that lost its store), then
+                 * every followed topic is filled from the last event this node delivered. */
+                n->need_ensure = 1;
                 ensure_stream(n);
                 break;
             }
@@ -404,9 +405,12 @@ static void on_ensured(njob_t *j) {
     if (n->closing)
         return;
     if (j->failed) {
-        fr_warn("nats: cannot create or update stream '%s': %s", n->url.stream, j->err);
+        if (n->ensure_failures++ % 10 == 0)
+            fr_warn("nats: cannot create or update stream '%s': %s", n->url.stream, j->err);
         return; /* the tick tries again */
     }
+    n->ensure_failures = 0;
+    n->need_ensure = 0;
     uint64_t was = n->created_ms;
     n->created_ms = j->created_ms;
     n->stream_ready = 1;
@@ -467,7 +471,7 @@ static void on_tick(uv_timer_t *t) {
     uint64_t now = fr_mono_ms();
     if (!n->nc && now >= n->next_connect)
         connect_now(n);
-    if (n->nc && n->connected && !n->stream_ready)
+    if (n->nc && n->connected && (!n->stream_ready || n->need_ensure))
         ensure_stream(n);
     pubs_expire(n, now, 0);
     fr_nats_follow_tick(n, now);

@@ -144,6 +144,8 @@ struct fr_nats_s {
     int connected;           /* the library says connected (as far as the loop heard) */
     int stream_ready;        /* the stream exists as configured; `created_ms` holds */
     int ensuring;            /* a JOB_ENSURE is in flight */
+    int need_ensure;         /* reconnected: check the stream (and fill) once it answers */
+    unsigned ensure_failures;
     uint64_t created_ms;     /* the stream's creation time: every id's ms part */
     unsigned connect_failures;
     uint64_t next_connect;   /* monotonic ms */

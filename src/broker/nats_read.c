@@ -166,9 +166,9 @@ static void work_ensure(njob_t *j) {
     }
     if (s != NATS_OK || !si) {
         j->failed = 1;
+        const char *why = nats_GetLastError(NULL);
         snprintf(j->err, sizeof j->err, "%s (JetStream error %d)",
-                 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s),
-                 (int)code);
+                 why && *why ? why : natsStatus_GetText(s), (int)code);
         jsStreamInfo_Destroy(si);
         return;
     }
