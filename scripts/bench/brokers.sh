@@ -30,7 +30,8 @@ pids+=($!)
 c=($(free_port) $(free_port) $(free_port)) n3=()
 for i in 0 1 2; do
     p=$(free_port); n3+=("127.0.0.1:$p")
-    routes=$(for k in 0 1 2; do [ "$k" != "$i" ] && printf 'nats://127.0.0.1:%s,' "${c[$k]}"; done)
+    routes=""
+    for k in 0 1 2; do if [ "$k" != "$i" ]; then routes+="nats://127.0.0.1:${c[$k]},"; fi; done
     nats-server -a 127.0.0.1 -p "$p" -js -sd "$work/c$i" -n "c$i" --cluster_name fr \
         --cluster "nats://127.0.0.1:${c[$i]}" --routes "${routes%,}" >"$work/nats3-$i.log" 2>&1 &
     pids+=($!)

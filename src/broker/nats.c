@@ -236,14 +236,6 @@ static void watch_free(nwatch_t *w) {
     free(w);
 }
 
-static void presence_copy(fr_presence_t *dst, const fr_presence_t *src) {
-    memset(dst, 0, sizeof *dst);
-    dst->count = src->count;
-    dst->nodes = src->nodes;
-    for (size_t i = 0; i < src->nids; i++)
-        fr_presence_add_id(dst, src->ids[i]);
-}
-
 /* Asks every node following the topic for its part; the answers of one round become the
  * cached answer when the next round starts (a second later). */
 static void watch_ask(fr_nats_t *n, nwatch_t *w) {
@@ -298,7 +290,7 @@ static void nats_presence(fr_broker_t *b, const char *topic, fr_presence_t *out)
     }
     w->asked_ms = fr_mono_ms();
     if (w->fetched)
-        presence_copy(out, &w->cached);
+        fr_presence_copy(out, &w->cached);
     else
         fr_presence_local(n->base.hub, topic, out);
 }
