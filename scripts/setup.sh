@@ -32,16 +32,18 @@ build="${1:-$root/build}"
 shift || true
 
 # Building and running: a C compiler and CMake, the libraries the binary links (libuv, LuaJIT,
-# lua-cjson's static module, hiredis, OpenSSL's libcrypto) and llhttp's C sources. (Debian's
+# lua-cjson's static module, hiredis, the NATS C client, OpenSSL's libcrypto) and llhttp's C
+# sources. (Debian's
 # node-llhttp, the only package with those sources, depends on nodejs.)
 run_packages=(build-essential cmake pkg-config libuv1-dev node-llhttp libluajit-5.1-dev
-              lua-cjson lua-cjson-dev libhiredis-dev libssl-dev)
-# Testing: the servers and clients the tests drive (Redis, nginx with nchan, Prometheus's
+              lua-cjson lua-cjson-dev libhiredis-dev libnats-dev libssl-dev)
+# Testing: the servers and clients the tests drive (Redis, NATS with JetStream, nginx with nchan, Prometheus's
 # promtool, Chromium and Node.js for the browser, curl, iproute2's tc, iptables for silent
 # drops, the openssl command for test certificates), Lua tooling (luajit,
 # LuaRocks, busted), clang for the fuzzers, Python for the integration tests, and what the
 # packaging tests use (esbuild and TypeScript for the npm client, man, systemd-analyze).
-test_packages=(luajit luarocks lua5.1 liblua5.1-0-dev lua-busted redis-server python3 curl
+test_packages=(luajit luarocks lua5.1 liblua5.1-0-dev lua-busted redis-server nats-server
+               python3 curl
                util-linux iproute2 prometheus nginx libnginx-mod-nchan chromium clang
                libclang-rt-14-dev esbuild node-typescript man-db systemd openssl
                iptables)

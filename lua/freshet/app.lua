@@ -106,7 +106,8 @@ end
 --   params: replicas=N (0-100) and wait=MS (1-60000, with replicas), joined by '&'
 local BROKER_FORMS = "\"memory\", \"redis://[user:password@]host:port[/db]\", " ..
   "\"redis-sentinel://host:port[,host:port...]/master-name[/db]\" or \"unix:///path\" " ..
-  "(each with an optional ?replicas=N&wait=MS)"
+  "(each with an optional ?replicas=N&wait=MS), or " ..
+  "\"nats://[user:password@]host:port[,host:port...][?replicas=N&stream=NAME]\""
 
 local function broker_num(s, min, max)
   if not s:match("^%d+$") or #s > 9 then return nil end
@@ -168,9 +169,52 @@ local function broker_db(s, url)
   if not broker_num(s, 0, 1000) then fail(("broker: bad database number in %q"):format(url)) end
 end
 
+-- nats://[user:password@]host[:port][,host[:port]...][?replicas=N&stream=NAME]
+-- (src/broker/nats_url.c)
+local function nats_broker(v)
+  local rest = v:sub(8)
+  local at = rest:match(".*()@")
+  local q = rest:find("?", at or 1, true)
+  local base = q and rest:sub(1, q - 1) or rest
+  if at and at <= #base then
+    local cred = base:sub(1, at - 1)
+    if cred:find("[^\33-\126]") or cred:find("[/,]") then
+      fail(("broker: bad credentials (user:password@) in %q"):format(v))
+    end
+    base = base:sub(at + 1)
+  end
+  if base == "" then fail(("broker: no server address in %q"):format(v)) end
+  local n = 0
+  for hp in (base .. ","):gmatch("([^,]*),") do
+    n = n + 1
+    if n > 16 then fail(("broker: at most 16 servers in %q"):format(v)) end
+    if hp == "" then fail(("broker: a server address without a host in %q"):format(v)) end
+    broker_hostport(hp, false, v)
+  end
+  if not q then return end
+  local params = rest:sub(q + 1)
+  for param in (params .. "&"):gmatch("([^&]*)&") do
+    local k, val = param:match("^([^=]*)=(.*)$")
+    if not k then
+      fail(("broker: empty or malformed parameter in %q"):format(v))
+    elseif k == "replicas" then
+      if not broker_num(val, 1, 5) then
+        fail(("broker: replicas must be a whole number from 1 to 5 in %q"):format(v))
+      end
+    elseif k == "stream" then
+      if not val:match("^[%w_%-]+$") or #val > 64 then
+        fail(("broker: stream must be 1-64 characters from A-Z a-z 0-9 _ - in %q"):format(v))
+      end
+    else
+      fail(("broker: unknown parameter '%s' in %q (known: replicas, stream)"):format(k, v))
+    end
+  end
+end
+
 function checks.broker(v)
   check_type("broker", v, "string")
   if v == "memory" then return end
+  if v:match("^nats://") then return nats_broker(v) end
   -- Neither the parameters nor a host or master name hold '@': the last one ends the password.
   local at = v:match(".*()@")
   local q = v:find("?", at or 1, true)

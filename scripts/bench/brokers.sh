@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Memory broker vs Redis broker, side by side in one run: N subscribers on one topic, a publisher
-# at R msg/s. Memory: one node serves both. Redis: subscribers on node B, publisher on node A,
-# so every event crosses Redis. Rounds alternate (memory, redis, memory, redis…) so both see
-# the same machine noise; the table gives each round and the medians.
+# The brokers side by side in one run: N subscribers on one topic, a publisher at R msg/s.
+# Memory: one node serves both. Redis, NATS JetStream with one server (nats1, stream R1) and
+# with a cluster of three (nats3, stream R3): subscribers on node B, publisher on node A, so
+# every event crosses the broker. Rounds alternate (memory, redis, nats1, nats3, memory…) so all
+# see the same machine noise; the table gives each round and the medians.
 # Usage: scripts/bench/brokers.sh [subscribers=10000] [rate=5] [seconds=15] [rounds=2]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -10,6 +11,7 @@ subs="${1:-10000}" rate="${2:-5}" secs="${3:-15}" rounds="${4:-2}"
 bin="$root/build/freshet" bench="$root/build/freshet-bench" app="$root/scripts/bench/app.lua"
 [ -x "$bin" ] && [ -x "$bench" ] || { echo "build first: scripts/setup.sh" >&2; exit 2; }
 command -v redis-server >/dev/null || { echo "redis-server is missing" >&2; exit 2; }
+command -v nats-server >/dev/null || { echo "nats-server is missing" >&2; exit 2; }
 work="$(mktemp -d)"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -21,7 +23,22 @@ wait_http() { for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1/health" >/de
 rport=$(free_port)
 redis-server --port "$rport" --save '' --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
 pids+=($!)
-sleep 0.5
+# NATS: one server for R1, three routed into a cluster for R3.
+n1=$(free_port)
+nats-server -a 127.0.0.1 -p "$n1" -js -sd "$work/n1" >"$work/nats1.log" 2>&1 &
+pids+=($!)
+c=($(free_port) $(free_port) $(free_port)) n3=()
+for i in 0 1 2; do
+    p=$(free_port); n3+=("127.0.0.1:$p")
+    routes=""
+    for k in 0 1 2; do if [ "$k" != "$i" ]; then routes+="nats://127.0.0.1:${c[$k]},"; fi; done
+    nats-server -a 127.0.0.1 -p "$p" -js -sd "$work/c$i" -n "c$i" --cluster_name fr \
+        --cluster "nats://127.0.0.1:${c[$i]}" --routes "${routes%,}" >"$work/nats3-$i.log" 2>&1 &
+    pids+=($!)
+done
+sleep 3
+declare -A url=([redis]="redis://127.0.0.1:$rport" [nats1]="nats://127.0.0.1:$n1"
+                [nats3]="nats://$(IFS=,; echo "${n3[*]}")?replicas=3")
 
 run_one() { # kind round
     local kind=$1 round=$2 a b pa pb
@@ -31,12 +48,14 @@ run_one() { # kind round
         b=$a; pb=$pa
     else
         b=$(free_port)
-        FRESHET_BROKER="redis://127.0.0.1:$rport" "$bin" "$app" --listen "127.0.0.1:$a" \
+        FRESHET_BROKER="${url[$kind]}" "$bin" "$app" --listen "127.0.0.1:$a" \
             --log-level warn 2>>"$work/node.log" & pa=$!
-        FRESHET_BROKER="redis://127.0.0.1:$rport" "$bin" "$app" --listen "127.0.0.1:$b" \
+        FRESHET_BROKER="${url[$kind]}" "$bin" "$app" --listen "127.0.0.1:$b" \
             --log-level warn 2>>"$work/node.log" & pb=$!
     fi
     wait_http "$a"; wait_http "$b"
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$a/health" | grep -q '"status":"ok"' &&
+        curl -sf "http://127.0.0.1:$b/health" | grep -q '"status":"ok"' && break; sleep 0.1; done
     "$bench" -p "$b" --pub-port "$a" -c "$subs" -t 1 -r "$rate" -d "$secs" --prefix "r$round$kind" \
         --server-pid "$pb" --json -q >"$work/$kind.$round.json" || true
     kill "$pa" 2>/dev/null || true
@@ -48,20 +67,19 @@ run_one() { # kind round
 }
 
 for round in $(seq 1 "$rounds"); do
-    run_one memory "$round"
-    run_one redis "$round"
+    for kind in memory redis nats1 nats3; do run_one "$kind" "$round"; done
 done
 
 python3 - "$work" "$subs" "$rate" "$secs" "$rounds" <<'PY'
 import json, statistics, sys, os
 work, subs, rate, secs, rounds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
-rows = {"memory": [], "redis": []}
+rows = {"memory": [], "redis": [], "nats1": [], "nats3": []}
 for kind in rows:
     for r in range(1, rounds + 1):
         with open(os.path.join(work, f"{kind}.{r}.json")) as f:
             rows[kind].append(json.load(f))
-print(f"{subs} subscribers on one topic, {rate} msg/s for {secs} s; Redis: subscribers on node B, "
-      f"publisher on node A")
+print(f"{subs} subscribers on one topic, {rate} msg/s for {secs} s; Redis and NATS: subscribers "
+      f"on node B, publisher on node A")
 print()
 print("| broker | round | delivered / expected | deliveries/s | p50 ms | p99 ms | max ms | gaps | dups | sub-node CPU % |")
 print("|---|---|---|---|---|---|---|---|---|---|")
@@ -78,6 +96,7 @@ for kind, rs in rows.items():
     dps = statistics.median(j["deliveries_per_s"] for j in rs)
     print(f"median {kind}: p50 {p50:.1f} ms, p99 {p99:.1f} ms, {dps:.0f} deliveries/s")
 m = statistics.median(j["latency_ms"]["p99"] for j in rows["memory"])
-r = statistics.median(j["latency_ms"]["p99"] for j in rows["redis"])
-print(f"redis/memory p99 ratio: {r / m:.2f}" if m else "")
+for kind in ("redis", "nats1", "nats3"):
+    r = statistics.median(j["latency_ms"]["p99"] for j in rows[kind])
+    print(f"{kind}/memory p99 ratio: {r / m:.2f}" if m else "")
 PY

@@ -103,14 +103,6 @@ void fr_redis_presence_tick(fr_redis_t *r, uint64_t now) {
     }
 }
 
-static void presence_copy(fr_presence_t *dst, const fr_presence_t *src) {
-    memset(dst, 0, sizeof *dst);
-    dst->count = src->count;
-    dst->nodes = src->nodes;
-    for (size_t i = 0; i < src->nids; i++)
-        fr_presence_add_id(dst, src->ids[i]);
-}
-
 void fr_redis_presence(fr_broker_t *b, const char *topic, fr_presence_t *out) {
     fr_redis_t *r = (fr_redis_t *)b;
     watch_t *w = watch_find(r, topic);
@@ -123,7 +115,7 @@ void fr_redis_presence(fr_broker_t *b, const char *topic, fr_presence_t *out) {
     }
     w->asked_ms = fr_mono_ms();
     if (w->fetched)
-        presence_copy(out, &w->cached);
+        fr_presence_copy(out, &w->cached);
     else
         fr_presence_local(r->base.hub, topic, out);
 }

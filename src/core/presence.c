@@ -93,3 +93,11 @@ int fr_presence_merge(fr_presence_t *p, const char *s, size_t len) {
     }
     return 0;
 }
+
+void fr_presence_copy(fr_presence_t *dst, const fr_presence_t *src) {
+    memset(dst, 0, sizeof *dst);
+    dst->count = src->count;
+    dst->nodes = src->nodes;
+    for (size_t i = 0; i < src->nids; i++)
+        fr_presence_add_id(dst, src->ids[i]);
+}

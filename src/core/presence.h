@@ -25,6 +25,9 @@ void fr_presence_free(fr_presence_t *p);
 /* This node's own part: the hub's subscribers of `topic` (every worker's, under the hub's lock). */
 void fr_presence_local(struct fr_hub_s *hub, const char *topic, fr_presence_t *out);
 
+/* dst (not initialised) becomes a copy of src. */
+void fr_presence_copy(fr_presence_t *dst, const fr_presence_t *src);
+
 /* Adds id to p unless it is there already (or p is full). */
 void fr_presence_add_id(fr_presence_t *p, const char *id);
 

@@ -7,6 +7,7 @@
 
 #include "base/log.h"
 #include "http/conn.h"
+#include "broker/nats.h"
 #include "broker/redis.h"
 #include "server/worker.h"
 #include "core/shared_dict.h"
@@ -49,7 +50,9 @@ static int check_app(const char *app) {
     }
     char err[512];
     if (strcmp(vm->config.broker, "memory") != 0 &&
-        fr_redis_url_check(vm->config.broker, err, sizeof err) < 0) {
+        (fr_nats_url_is(vm->config.broker)
+             ? fr_nats_url_check(vm->config.broker, err, sizeof err)
+             : fr_redis_url_check(vm->config.broker, err, sizeof err)) < 0) {
         /* The app file's own check passed: this is the server's parser, which has the last
          * word on the URL. */
         fprintf(stderr, "%s: %s\n", app, err);
@@ -155,5 +158,7 @@ int main(int argc, char **argv) {
     }
     if (check)
         return check_app(app);
-    return fr_server_run(app, listen);
+    int rc = fr_server_run(app, listen);
+    fr_nats_shutdown();
+    return rc;
 }

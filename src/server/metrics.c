@@ -451,7 +451,7 @@ void fr_server_respond_health(void *ctx, fr_exchange_t *x) {
                      "{\"status\":\"%s\",\"broker\":{\"kind\":\"%s\",\"status\":\"%s\"%s},"
                      "\"connections\":%zu,\"streams\":%zu,\"topics\":%zu,"
                      "\"published\":%llu,\"uptime\":%llu}",
-                     ok ? "ok" : "degraded", strcmp(w->config->broker, "memory") ? "redis" : "memory",
+                     ok ? "ok" : "degraded", w->broker ? w->broker->ops->kind : "memory",
                      ok ? "ok" : "unavailable", extra, t.nconns, t.nstreams, t.ntopics,
                      (unsigned long long)t.published,
                      (unsigned long long)((fr_mono_ms() - w->started_ms) / 1000));

@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "broker/memory.h"
+#include "broker/nats.h"
 #include "broker/redis.h"
 #include "server/process.h"
 
@@ -479,8 +480,13 @@ static int worker_wire(fr_worker_t *w, fr_hub_t *process_hub, size_t nworkers) {
         fr_hub_init(&w->own_hub, 1, cfg->replay_events, cfg->replay_ms, 0);
         w->own_hub_ready = 1;
         char err[256];
-        w->broker = fr_redis_broker_new(w->loop, &w->own_hub, cfg->broker, cfg->replay_events,
-                                        cfg->replay_ms, &w->metrics, err, sizeof err);
+        if (fr_nats_url_is(cfg->broker))
+            w->broker = fr_nats_broker_new(w->loop, &w->own_hub, cfg->broker, cfg->replay_events,
+                                           cfg->replay_ms, &w->metrics, err, sizeof err);
+        else
+            w->broker = fr_redis_broker_new(w->loop, &w->own_hub, cfg->broker,
+                                            cfg->replay_events, cfg->replay_ms, &w->metrics, err,
+                                            sizeof err);
         if (!w->broker) {
             fprintf(stderr, "freshet: %s\n", err);
             return -1;
@@ -524,7 +530,7 @@ static int worker_wire(fr_worker_t *w, fr_hub_t *process_hub, size_t nworkers) {
     uv_prepare_init(w->loop, &w->flush);
     w->flush.data = w;
     uv_prepare_start(&w->flush, on_flush);
-    return redis_open(w, process_hub == NULL);
+    return redis_open(w, process_hub == NULL && !fr_nats_url_is(cfg->broker));
 }
 
 /* Everything a worker needs before its loop runs: broker, layers, listener, timers, signals.

@@ -2455,3 +2455,252 @@ def poll_path(path, last_id=None):
     if last_id is not None:
         out += "&lastEventId=" + quote(last_id, safe="")
     return out
+
+
+# ---- NATS ---------------------------------------------------------------------------------
+
+NATS_SERVER_BIN = os.environ.get("FRESHET_NATS_SERVER") or shutil.which("nats-server")
+
+
+class NatsServer:
+    """A nats-server with JetStream on a free port of 127.0.0.1, its store in a temp dir, and
+    its monitoring port (for /healthz and /jsz). With `routes` (the cluster ports of its peers)
+    and `cluster_port` it is one node of a cluster named `cluster`. Fails loudly when
+    nats-server is missing or does not start: the NATS tests never skip. stop() and kill()
+    signal the process by its PID; start() again reuses the same ports and store (a restart)."""
+
+    def __init__(self, name="n1", cluster=None, cluster_port=None, routes=(), ready_timeout=15):
+        self.name = name
+        self.cluster = cluster
+        self.cluster_port = cluster_port
+        self.routes = list(routes)
+        self.ready_timeout = ready_timeout
+        self.dir = None
+        self.port = None
+        self.mport = None
+        self.proc = None
+        self.log_path = None
+        self.starts = 0
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    @property
+    def url(self):
+        return f"nats://{HOST}:{self.port}"
+
+    @property
+    def hostport(self):
+        return f"{HOST}:{self.port}"
+
+    def env(self, url=None, **extra):
+        return dict(os.environ, FRESHET_BROKER=url or self.url, **extra)
+
+    def start(self, wait_js=True):
+        check(NATS_SERVER_BIN and os.access(NATS_SERVER_BIN, os.X_OK),
+              "nats-server not found (install the nats-server package; the NATS tests need it "
+              "and never skip)")
+        if self.dir is None:
+            self.dir = tempdir("freshet-nats-")
+            _cleanups.append(self.kill)
+        if self.port is None:
+            self.port, self.mport = free_port(), free_port()
+        self.starts += 1
+        self.log_path = os.path.join(self.dir, f"nats-{self.starts}.log")
+        cmd = [NATS_SERVER_BIN, "-a", HOST, "-p", str(self.port), "-m", str(self.mport),
+               "-js", "-sd", os.path.join(self.dir, "store"), "-n", self.name,
+               "-l", self.log_path]
+        if self.cluster:
+            cmd += ["--cluster_name", self.cluster,
+                    "--cluster", f"nats://{HOST}:{self.cluster_port}",
+                    "--routes", ",".join(f"nats://{HOST}:{p}" for p in self.routes)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, cwd=self.dir,
+                                     preexec_fn=_die_with_parent)
+        _live_redis.append(self)
+        if wait_js and not self.wait_ready(self.ready_timeout):
+            exited = self.proc.poll() is not None
+            log = self.log_tail(30)
+            self.kill()
+            fail(f"nats-server {'exited' if exited else 'did not become healthy'}: "
+                 f"{' '.join(cmd)}\n    log:\n{_indent(log, '    | ')}")
+        return self
+
+    def monitor(self, path, timeout=2):
+        import urllib.request
+        with urllib.request.urlopen(f"http://{HOST}:{self.mport}{path}", timeout=timeout) as r:
+            return json.loads(r.read().decode())
+
+    def wait_ready(self, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                if self.monitor("/healthz").get("status") == "ok":
+                    return True
+            except Exception:
+                pass
+            time.sleep(0.1)
+        return False
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._forget()
+        return self.proc.returncode
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        self._forget()
+
+    def _forget(self):
+        if self in _live_redis:
+            _live_redis.remove(self)
+
+    def describe(self):
+        pid = self.proc.pid if self.proc else "-"
+        return f"nats-server {self.name} pid {pid}, port {self.port}"
+
+    def log_tail(self, n=30):
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except (OSError, TypeError):
+            return "(no log)"
+        return "\n".join(lines[-n:]) if lines else "(empty)"
+
+    def stream_info(self, stream="freshet"):
+        """The stream's details from /jsz (config, state, cluster leader), or None."""
+        j = self.monitor("/jsz?accounts=true&streams=true&config=true")
+        for acc in j.get("account_details") or []:
+            for st in acc.get("stream_detail") or []:
+                if st.get("name") == stream:
+                    return st
+        return None
+
+
+class NatsCluster:
+    """Three nats-server nodes routed into one JetStream cluster."""
+
+    def __init__(self, size=3, name="fr"):
+        cports = [free_port() for _ in range(size)]
+        self.nodes = [NatsServer(name=f"{name}{i + 1}", cluster=name, cluster_port=cports[i],
+                                 routes=[p for k, p in enumerate(cports) if k != i])
+                      for i in range(size)]
+
+    def start(self):
+        for n in self.nodes:
+            n.start(wait_js=False)
+        deadline = time.monotonic() + 30
+        for n in self.nodes:
+            if not n.wait_ready(max(1, deadline - time.monotonic())):
+                fail(f"{n.describe()} did not become healthy", n.log_tail(30))
+        return self
+
+    @property
+    def url(self):
+        return "nats://" + ",".join(n.hostport for n in self.nodes)
+
+    def leader(self, stream="freshet"):
+        """The node that leads the stream now (per the live nodes' /jsz), or None."""
+        for n in self.nodes:
+            if not n.alive():
+                continue
+            try:
+                st = n.stream_info(stream)
+            except Exception:
+                continue
+            if st and (st.get("cluster") or {}).get("leader"):
+                name = st["cluster"]["leader"]
+                for m in self.nodes:
+                    if m.name == name:
+                        return m
+        return None
+
+
+class NatsConn:
+    """A bare NATS client over a socket (the protocol is text): enough for tests to publish as
+    an external producer would, with headers, and read the answer."""
+
+    def __init__(self, port, timeout=5):
+        self.sock = socket.create_connection((HOST, port), timeout=timeout)
+        self.buf = b""
+        self._line()  # INFO
+        self.sock.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,'
+                          b'"no_responders":true,"protocol":1}\r\nPING\r\n')
+        while self._line() != b"PONG":
+            pass
+        self.sid = 0
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("NATS closed the connection")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _take(self, n):
+        while len(self.buf) < n + 2:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("NATS closed the connection")
+            self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n + 2:]
+        return data
+
+    def request(self, subject, data, headers=None):
+        """Publishes with a reply inbox; returns (headers text, payload) of the first answer."""
+        self.sid += 1
+        inbox = f"_INBOX.frtest{os.getpid()}.{self.sid}"
+        self.sock.sendall(f"SUB {inbox} {self.sid}\r\n".encode())
+        data = data.encode() if isinstance(data, str) else data
+        if headers:
+            hdr = "NATS/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+            hb = hdr.encode()
+            self.sock.sendall(f"HPUB {subject} {inbox} {len(hb)} {len(hb) + len(data)}\r\n"
+                              .encode() + hb + data + b"\r\n")
+        else:
+            self.sock.sendall(f"PUB {subject} {inbox} {len(data)}\r\n".encode() + data + b"\r\n")
+        while True:
+            line = self._line()
+            if line == b"PING":
+                self.sock.sendall(b"PONG\r\n")
+                continue
+            parts = line.split()
+            if parts[0] == b"MSG":
+                return "", self._take(int(parts[-1]))
+            if parts[0] == b"HMSG":
+                body = self._take(int(parts[-1]))
+                hl = int(parts[-2])
+                return body[:hl].decode(), body[hl:]
