@@ -586,9 +586,17 @@ static void cluster_presence(fr_broker_t *b, const char *topic, fr_presence_t *o
         fr_presence_local(b->hub, topic, out);
 }
 
+/* 1 while some shard can take publishes: a cluster with one shard down still serves the
+ * topics of the others (a publish to the shard that is down answers 503 itself). /health
+ * counts the shards that are ready. */
 static int cluster_ready(const fr_broker_t *b) {
     const fr_cluster_t *c = (const fr_cluster_t *)b;
-    return c->have_map && c->nshards > 0 && !shard_down(c);
+    if (!c->have_map)
+        return 0;
+    for (size_t i = 0; i < c->nshards; i++)
+        if (c->shards[i]->cmd_ready && c->shards[i]->sub_ready)
+            return 1;
+    return 0;
 }
 
 /* /health: the shards' primaries, how many are ready, and this worker's counts. */

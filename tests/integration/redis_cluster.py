@@ -118,8 +118,8 @@ class RedisCluster:
         """The port of the primary that owns a slot now."""
         for s in self.shards():
             if any(a <= slot <= b for a, b in s["slots"]):
-                return next(n["port"] for n in s["nodes"]
-                            if n["role"] == "master" and n["health"] == "online")
+                return next((n["port"] for n in s["nodes"]
+                             if n["role"] == "master" and n["health"] == "online"), None)
         return None
 
     def primaries(self):
@@ -152,11 +152,12 @@ def cluster_app(url, settings=""):
 
 
 def wait_ready(node, timeout=20):
-    """Until the node's /health says the broker is ok (it has the slot map and every shard)."""
+    """Until the node's /health says the broker is ok and every shard is ready."""
     deadline = time.monotonic() + timeout
     while True:
         h = node.health()
-        if h.get("status") == "ok":
+        b = h.get("broker", {})
+        if h.get("status") == "ok" and b.get("shards") and b.get("shards_ready") == b["shards"]:
             return h
         if time.monotonic() > deadline:
             ft.fail(f"node on port {node.port} not ready within {timeout}s", h)
