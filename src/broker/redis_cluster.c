@@ -274,7 +274,7 @@ static void on_shards(redisAsyncContext *ac, void *reply, void *priv) {
     c->asking = 0;
     fr_redis_shards_t m;
     char err[256];
-    if (fr_redis_shards_parse(reply, &m, err, sizeof err) < 0) {
+    if (fr_redis_shards_parse(reply, c->q_addr.host, &m, err, sizeof err) < 0) {
         fr_redis_shards_free(&m);
         ask_failed(c, err);
         return;

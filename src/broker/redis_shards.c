@@ -59,15 +59,24 @@ static int host_ok(const redisReply *r) {
     return 1;
 }
 
-static int node_parse(const redisReply *n, fr_redis_node_t *out) {
+static int node_parse(const redisReply *n, const char *asked, fr_redis_node_t *out) {
     const redisReply *host = field(n, "endpoint");
     if (!host_ok(host))
         host = field(n, "ip");
     int port = port_of(field(n, "port"));
-    if (!host_ok(host) || port < 0)
+    if (port < 0)
         return -1;
-    memcpy(out->addr.host, host->str, host->len);
-    out->addr.host[host->len] = '\0';
+    if (host_ok(host)) {
+        memcpy(out->addr.host, host->str, host->len);
+        out->addr.host[host->len] = '\0';
+    } else if (asked && host && host->type == REDIS_REPLY_STRING && host->len == 0 &&
+               strlen(asked) < sizeof out->addr.host) {
+        /* A node that never met another one does not know its own address: it is the one
+         * that was asked. */
+        strcpy(out->addr.host, asked);
+    } else {
+        return -1;
+    }
     out->addr.port = port;
     out->primary = is_str(field(n, "role"), "master");
     out->online = is_str(field(n, "health"), "online");
@@ -80,7 +89,7 @@ static long long slot_num(const redisReply *r) {
                : -1;
 }
 
-static void shard_parse(const redisReply *s, fr_redis_shard_t *out) {
+static void shard_parse(const redisReply *s, const char *asked, fr_redis_shard_t *out) {
     out->primary = -1;
     const redisReply *slots = field(s, "slots"), *nodes = field(s, "nodes");
     if (slots && slots->type == REDIS_REPLY_ARRAY) {
@@ -102,7 +111,7 @@ static void shard_parse(const redisReply *s, fr_redis_shard_t *out) {
         out->nodes = n ? fr_calloc(n, sizeof *out->nodes) : NULL;
         for (size_t i = 0; i < n; i++) {
             fr_redis_node_t *node = &out->nodes[out->nnodes];
-            if (node_parse(nodes->element[i], node) < 0)
+            if (node_parse(nodes->element[i], asked, node) < 0)
                 continue;
             /* The first online primary serves the shard (a second one would be a cluster in
              * the middle of changing its mind; the next refresh settles it); a failed one
@@ -115,8 +124,8 @@ static void shard_parse(const redisReply *s, fr_redis_shard_t *out) {
     }
 }
 
-int fr_redis_shards_parse(const redisReply *rep, fr_redis_shards_t *out, char *err,
-                          size_t errlen) {
+int fr_redis_shards_parse(const redisReply *rep, const char *asked, fr_redis_shards_t *out,
+                          char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     if (!rep || rep->type != REDIS_REPLY_ARRAY) {
         snprintf(err, errlen, "%s", rep && rep->type == REDIS_REPLY_ERROR
@@ -129,7 +138,7 @@ int fr_redis_shards_parse(const redisReply *rep, fr_redis_shards_t *out, char *e
     for (size_t i = 0; i < n; i++) {
         if (!rep->element[i] || rep->element[i]->type != REDIS_REPLY_ARRAY)
             continue;
-        shard_parse(rep->element[i], &out->shards[out->nshards++]);
+        shard_parse(rep->element[i], asked, &out->shards[out->nshards++]);
     }
     return 0;
 }

@@ -35,10 +35,12 @@ typedef struct {
     size_t nshards;
 } fr_redis_shards_t;
 
-/* Reads a CLUSTER SHARDS reply into out (zeroed first). Returns 0, or -1 with a message in err
- * when rep is not a CLUSTER SHARDS answer at all; shards and nodes that are malformed are left
- * out. Free with fr_redis_shards_free either way. */
-int fr_redis_shards_parse(const redisReply *rep, fr_redis_shards_t *out, char *err, size_t errlen);
+/* Reads a CLUSTER SHARDS reply into out (zeroed first). `asked` (may be NULL) is the host the
+ * question went to: a node with an empty address (one that never met another node) is there.
+ * Returns 0, or -1 with a message in err when rep is not a CLUSTER SHARDS answer at all; shards
+ * and nodes that are malformed are left out. Free with fr_redis_shards_free either way. */
+int fr_redis_shards_parse(const redisReply *rep, const char *asked, fr_redis_shards_t *out,
+                          char *err, size_t errlen);
 void fr_redis_shards_free(fr_redis_shards_t *m);
 
 #endif

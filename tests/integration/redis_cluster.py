@@ -6,6 +6,7 @@ PID. Fails loudly when a server or redis-cli does not do its part: the Redis tes
 Shared by 97_redis_cluster.py, 98_redis_cluster_failover.py and 99_redis_cluster_reshard.py,
 with what they share: the multi-topic subscriber route and the slot of a topic."""
 
+import socket
 import subprocess
 import time
 
@@ -33,6 +34,19 @@ def key_slot(key):
     return crc16(k) % 16384
 
 
+def bus_free_port():
+    """A free port whose cluster bus port (+10000) is free too (a node needs both)."""
+    for _ in range(100):
+        port = ft.free_port()
+        with socket.socket() as s:
+            try:
+                s.bind((ft.HOST, port + 10000))
+                return port
+            except OSError:
+                continue
+    ft.fail("no free port with a free cluster bus port")
+
+
 def topic_slot(topic):
     return key_slot(f"fr:{{{topic}}}:s")
 
@@ -56,7 +70,8 @@ class RedisCluster:
     def start(self, timeout=30):
         ft.check(ft.REDIS_CLI_BIN, "redis-cli not found (package redis-tools)")
         n = self.nprimaries * (1 + self.nreplicas)
-        self.servers = [ft.RedisServer(extra_args=self._args()).start() for _ in range(n)]
+        self.servers = [ft.RedisServer(extra_args=self._args(), port=bus_free_port()).start()
+                        for _ in range(n)]
         addrs = [f"{ft.HOST}:{rs.port}" for rs in self.servers]
         r = subprocess.run([ft.REDIS_CLI_BIN, "--cluster", "create", *addrs,
                             "--cluster-replicas", str(self.nreplicas), "--cluster-yes"],
