@@ -31,6 +31,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from redis import http_get, wait_until  # noqa: E402  (scripts/bench/redis.py, this directory)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.join(ROOT, "build", "freshet")
 BENCH = os.path.join(ROOT, "build", "freshet-bench")
@@ -58,18 +61,6 @@ def free_port(bus=False):
             return port
 
 
-def wait_until(fn, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if fn():
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    sys.exit(f"redis_cluster.py: {what} not ready within {timeout}s")
-
-
 def command(port, *args):
     """One command on a fresh connection; a simple or bulk reply as text (enough here)."""
     out = b"*%d\r\n" % len(args) + b"".join(
@@ -88,15 +79,6 @@ def command(port, *args):
                 head, _, rest = data.partition(b"\r\n")
                 if len(rest) >= int(head[1:]) + 2:
                     return rest[:int(head[1:])].decode()
-
-
-def http_health(port):
-    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
-        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return data.decode("utf-8", "replace")
 
 
 class Cluster:
@@ -155,7 +137,7 @@ class Node:
         self.proc = subprocess.Popen([BIN, APP, "--listen", f"127.0.0.1:{self.port}",
                                       "--log-level", "warn"], env=env,
                                      stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
-        wait_until(lambda: '"shards_ready":' in (h := http_health(self.port)) and
+        wait_until(lambda: '"shards_ready":' in (h := http_get(self.port, "/health")) and
                    '"status":"ok"' in h and self.all_ready(h), 20, "freshet")
 
     @staticmethod

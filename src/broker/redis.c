@@ -190,6 +190,16 @@ join_t *fr_redis_join_new(fr_redis_t *r, char *const *topics, const fr_id_t *aft
 
 static const fr_broker_ops_t redis_ops;
 
+void fr_redis_node_name(char out[17]) {
+    unsigned char rnd[8];
+    if (RAND_bytes(rnd, sizeof rnd) != 1) {
+        uint64_t t = fr_now_ms() ^ (uint64_t)getpid();
+        memcpy(rnd, &t, sizeof rnd);
+    }
+    for (int i = 0; i < 8; i++)
+        snprintf(out + 2 * i, 3, "%02x", rnd[i]);
+}
+
 /* The struct of a broker on one Redis; the URL is already parsed into r->url. */
 static fr_redis_t *redis_new(fr_redis_t *r, uv_loop_t *loop, fr_hub_t *hub, size_t replay_events,
                              uint64_t replay_ms, fr_metrics_t *metrics, const char *node) {
@@ -202,17 +212,10 @@ static fr_redis_t *redis_new(fr_redis_t *r, uv_loop_t *loop, fr_hub_t *hub, size
     r->metrics = metrics;
     fr_htable_init(&r->follows);
     fr_list_init(&r->watches);
-    if (node) {
+    if (node)
         snprintf(r->node, sizeof r->node, "%s", node);
-    } else {
-        unsigned char rnd[8];
-        if (RAND_bytes(rnd, sizeof rnd) != 1) {
-            uint64_t t = fr_now_ms() ^ (uint64_t)getpid();
-            memcpy(rnd, &t, sizeof rnd);
-        }
-        for (int i = 0; i < 8; i++)
-            snprintf(r->node + 2 * i, 3, "%02x", rnd[i]);
-    }
+    else
+        fr_redis_node_name(r->node);
     uv_timer_t *timers[] = {&r->cmd_retry, &r->sub_retry, &r->tick, &r->failover,
                             &r->sentinel.timer};
     for (size_t i = 0; i < FR_ARRAY_LEN(timers); i++) {

@@ -24,11 +24,9 @@
 #include "broker/redis_shards.h"
 
 #include <hiredis/hiredis.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "base/json.h"
 #include "base/log.h"
@@ -695,13 +693,7 @@ fr_broker_t *fr_redis_cluster_new(uv_loop_t *loop, fr_hub_t *hub, const char *ur
     c->replay_ms = replay_ms;
     c->metrics = metrics;
     c->library = library_sharded();
-    unsigned char rnd[8];
-    if (RAND_bytes(rnd, sizeof rnd) != 1) {
-        uint64_t t = fr_now_ms() ^ (uint64_t)getpid();
-        memcpy(rnd, &t, sizeof rnd);
-    }
-    for (int i = 0; i < 8; i++)
-        snprintf(c->node + 2 * i, 3, "%02x", rnd[i]);
+    fr_redis_node_name(c->node);
     hub->on_follow = on_follow;
     hub->follow_ctx = c;
     uv_timer_init(loop, &c->timer);

@@ -169,6 +169,10 @@ void fr_redis_wait_fail_all(fr_redis_t *r);
 
 /* ---- redis.c: shards and joins ---- */
 
+/* A random name for this node (16 hex digits and a NUL): its presence field, its connections'
+ * names. */
+void fr_redis_node_name(char out[17]);
+
 /* A shard of a cluster: a Redis broker on one primary, `addr`, with the cluster's URL
  * (credentials, replicas, wait) and node name. Connects at once. */
 fr_redis_t *fr_redis_shard_new(uv_loop_t *loop, fr_hub_t *hub, const fr_redis_url_t *url,

@@ -63,11 +63,7 @@ def run():
     with ft.Server(appdir.app) as a, ft.Server(appdir.app) as b:
         rc.wait_ready(a)
         rc.wait_ready(b)
-        readers = []
-        for k in range(0, len(TOPICS), PER_STREAM):
-            topics = TOPICS[k:k + PER_STREAM]
-            readers.append((topics, ft.StreamReader(a.stream("/sub/" + ",".join(topics)))))
-        a.wait_streams(len(readers))
+        readers = rc.open_readers(a, TOPICS, PER_STREAM)
         victim = cluster.primaries()[1]
         victim_topics = {t for t in TOPICS if cluster.owner_port(rc.topic_slot(t)) == victim.port}
         ft.check(victim_topics, "the victim shard owns some topics")
@@ -118,26 +114,9 @@ def run():
             print(f"    {len(load.out)} publishes, {sum(map(len, accepted.values()))} "
                   f"accepted; statuses {statuses}", flush=True)
             time.sleep(2)
-            problems = []
-            for topics, reader in readers:
-                got = [e.data for e in reader.events()]
+            for _, reader in readers:
                 ft.check(not reader.stream.ended, "a stream stayed open through the failover")
-                by = {}
-                for d in got:
-                    by.setdefault(d.split(":", 1)[0], []).append(d)
-                for t in topics:
-                    mine = by.get(t, [])
-                    if len(mine) != len(set(mine)):
-                        problems.append((t, "duplicates"))
-                    missing = [d for d in accepted.get(t, []) if d not in set(mine)]
-                    if missing:
-                        problems.append((t, "missing accepted", missing[:5]))
-                    # Each publisher's events of a topic arrive in the order they were sent.
-                    for k in range(4):
-                        seq = [int(d.rsplit("-", 1)[1]) for d in mine
-                               if d.split(":", 1)[1].startswith(f"{k}-")]
-                        if seq != sorted(seq):
-                            problems.append((t, f"publisher {k} out of order"))
+            problems = rc.delivery_problems(readers, accepted, 4)
             ft.check(not problems, f"{len(problems)} delivery problems", problems[:8])
             h = a.health()["broker"]
             ft.check(f"127.0.0.1:{new_port}" in h.get("primaries", []),

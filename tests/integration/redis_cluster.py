@@ -177,3 +177,37 @@ def wait_ready(node, timeout=20):
         if time.monotonic() > deadline:
             ft.fail(f"node on port {node.port} not ready within {timeout}s", h)
         time.sleep(0.1)
+
+
+def open_readers(node, topics, per_stream):
+    """Streams of `per_stream` topics each on node, read on threads; waits until all are open.
+    Returns [(topics, StreamReader)]."""
+    readers = []
+    for k in range(0, len(topics), per_stream):
+        part = topics[k:k + per_stream]
+        readers.append((part, ft.StreamReader(node.stream("/sub/" + ",".join(part)))))
+    node.wait_streams(len(readers))
+    return readers
+
+
+def delivery_problems(readers, accepted, publishers):
+    """What each stream got against what was accepted (topic → data list): missing, twice, or
+    out of the order each publisher sent (data "<topic>:<publisher>-<n>")."""
+    problems = []
+    for topics, reader in readers:
+        by = {}
+        for e in reader.events():
+            by.setdefault(e.data.split(":", 1)[0], []).append(e.data)
+        for t in topics:
+            mine = by.get(t, [])
+            if len(mine) != len(set(mine)):
+                problems.append((t, "duplicates"))
+            missing = [d for d in accepted.get(t, []) if d not in set(mine)]
+            if missing:
+                problems.append((t, "missing accepted", missing[:5]))
+            for k in range(publishers):
+                seq = [int(d.rsplit("-", 1)[1]) for d in mine
+                       if d.split(":", 1)[1].startswith(f"{k}-")]
+                if seq != sorted(seq):
+                    problems.append((t, f"publisher {k} out of order"))
+    return problems
