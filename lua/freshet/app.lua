@@ -102,10 +102,12 @@ end
 -- is reported with the app file's line:
 --   redis://[[user]:password@]host[:port][/db][?params]
 --   redis-sentinel://[[user]:password@]host[:port][,host[:port]...]/master-name[/db][?params]
+--   redis-cluster://[[user]:password@]host[:port][,host[:port]...][?params]
 --   unix:///path[?params]
 --   params: replicas=N (0-100) and wait=MS (1-60000, with replicas), joined by '&'
 local BROKER_FORMS = "\"memory\", \"redis://[user:password@]host:port[/db]\", " ..
-  "\"redis-sentinel://host:port[,host:port...]/master-name[/db]\" or \"unix:///path\" " ..
+  "\"redis-sentinel://host:port[,host:port...]/master-name[/db]\", " ..
+  "\"redis-cluster://host:port[,host:port...]\" or \"unix:///path\" " ..
   "(each with an optional ?replicas=N&wait=MS), or " ..
   "\"nats://[user:password@]host:port[,host:port...][?replicas=N&stream=NAME]\""
 
@@ -227,11 +229,28 @@ function checks.broker(v)
     return
   end
   local sentinel = base:match("^redis%-sentinel://") ~= nil
-  if not sentinel and not base:match("^redis://") then
+  local cluster = base:match("^redis%-cluster://") ~= nil
+  if not sentinel and not cluster and not base:match("^redis://") then
     fail(("broker must be %s, got %q"):format(BROKER_FORMS, v))
   end
-  local rest = base:sub(sentinel and 18 or 9)
+  local rest = base:sub(sentinel and 18 or cluster and 17 or 9)
   if at and at <= #base then rest = base:sub(at + 1) end
+  if cluster then
+    if rest:find("/", 1, true) then
+      fail(("broker: a Redis Cluster has no database number, in %q"):format(v))
+    end
+    if rest == "" then
+      fail(("broker: redis-cluster:// needs at least one host:port, in %q"):format(v))
+    end
+    local n = 0
+    for hp in (rest .. ","):gmatch("([^,]*),") do
+      n = n + 1
+      if n > 16 then fail(("broker: at most 16 seed nodes in %q"):format(v)) end
+      if hp == "" then fail(("broker: a seed address without a host in %q"):format(v)) end
+      broker_hostport(hp, false, v)
+    end
+    return
+  end
   if not sentinel then
     local hostport, db = rest:match("^([^/]*)/?(.*)$")
     broker_hostport(hostport, true, v)

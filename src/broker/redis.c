@@ -166,7 +166,7 @@ void fr_redis_join_start(join_t *j) {
     free(lens);
 }
 
-static join_t *join_new(fr_redis_t *r, char *const *topics, const fr_id_t *after, size_t n,
+join_t *fr_redis_join_new(fr_redis_t *r, char *const *topics, const fr_id_t *after, size_t n,
                         size_t max_events, fr_join_cb cb, void *ctx) {
     join_t *j = fr_calloc(1, sizeof *j);
     j->r = r;
@@ -190,14 +190,19 @@ static join_t *join_new(fr_redis_t *r, char *const *topics, const fr_id_t *after
 
 static const fr_broker_ops_t redis_ops;
 
-fr_broker_t *fr_redis_broker_new(uv_loop_t *loop, fr_hub_t *hub, const char *url,
-                                 size_t replay_events, uint64_t replay_ms, fr_metrics_t *metrics,
-                                 char *err, size_t errlen) {
-    fr_redis_t *r = fr_calloc(1, sizeof *r);
-    if (fr_redis_url_parse(url, &r->url, err, errlen) < 0) {
-        free(r);
-        return NULL;
+void fr_redis_node_name(char out[17]) {
+    unsigned char rnd[8];
+    if (RAND_bytes(rnd, sizeof rnd) != 1) {
+        uint64_t t = fr_now_ms() ^ (uint64_t)getpid();
+        memcpy(rnd, &t, sizeof rnd);
     }
+    for (int i = 0; i < 8; i++)
+        snprintf(out + 2 * i, 3, "%02x", rnd[i]);
+}
+
+/* The struct of a broker on one Redis; the URL is already parsed into r->url. */
+static fr_redis_t *redis_new(fr_redis_t *r, uv_loop_t *loop, fr_hub_t *hub, size_t replay_events,
+                             uint64_t replay_ms, fr_metrics_t *metrics, const char *node) {
     r->base.ops = &redis_ops;
     r->base.hub = hub;
     r->base.slot = 0;
@@ -205,16 +210,12 @@ fr_broker_t *fr_redis_broker_new(uv_loop_t *loop, fr_hub_t *hub, const char *url
     r->replay_events = replay_events;
     r->replay_ms = replay_ms;
     r->metrics = metrics;
-    r->primary = r->url.addr; /* redis-sentinel://: replaced by what the Sentinels say */
     fr_htable_init(&r->follows);
     fr_list_init(&r->watches);
-    unsigned char rnd[8];
-    if (RAND_bytes(rnd, sizeof rnd) != 1) {
-        uint64_t t = fr_now_ms() ^ (uint64_t)getpid();
-        memcpy(rnd, &t, sizeof rnd);
-    }
-    for (int i = 0; i < 8; i++)
-        snprintf(r->node + 2 * i, 3, "%02x", rnd[i]);
+    if (node)
+        snprintf(r->node, sizeof r->node, "%s", node);
+    else
+        fr_redis_node_name(r->node);
     uv_timer_t *timers[] = {&r->cmd_retry, &r->sub_retry, &r->tick, &r->failover,
                             &r->sentinel.timer};
     for (size_t i = 0; i < FR_ARRAY_LEN(timers); i++) {
@@ -222,10 +223,44 @@ fr_broker_t *fr_redis_broker_new(uv_loop_t *loop, fr_hub_t *hub, const char *url
         timers[i]->data = r;
     }
     r->handles_open = (int)FR_ARRAY_LEN(timers);
-    hub->on_follow = fr_redis_on_follow;
-    hub->follow_ctx = r;
+    if (!r->cluster) {
+        hub->on_follow = fr_redis_on_follow;
+        hub->follow_ctx = r;
+    }
     fr_redis_conn_start(r);
-    return &r->base;
+    return r;
+}
+
+fr_broker_t *fr_redis_broker_new(uv_loop_t *loop, fr_hub_t *hub, const char *url,
+                                 size_t replay_events, uint64_t replay_ms, fr_metrics_t *metrics,
+                                 char *err, size_t errlen) {
+    if (strncmp(url, "redis-cluster://", 16) == 0)
+        return fr_redis_cluster_new(loop, hub, url, replay_events, replay_ms, metrics, err,
+                                    errlen);
+    fr_redis_t *r = fr_calloc(1, sizeof *r);
+    if (fr_redis_url_parse(url, &r->url, err, errlen) < 0) {
+        free(r);
+        return NULL;
+    }
+    r->primary = r->url.addr; /* redis-sentinel://: replaced by what the Sentinels say */
+    return &redis_new(r, loop, hub, replay_events, replay_ms, metrics, NULL)->base;
+}
+
+fr_redis_t *fr_redis_shard_new(uv_loop_t *loop, fr_hub_t *hub, const fr_redis_url_t *url,
+                               const fr_redis_addr_t *addr, const char *node, size_t replay_events,
+                               uint64_t replay_ms, fr_metrics_t *metrics,
+                               struct fr_cluster_s *cluster) {
+    fr_redis_t *r = fr_calloc(1, sizeof *r);
+    /* A plain redis:// broker on the primary, as far as its connections know. */
+    r->url.user = url->user ? fr_strdup(url->user) : NULL;
+    r->url.password = url->password ? fr_strdup(url->password) : NULL;
+    r->url.replicas = url->replicas;
+    r->url.wait_ms = url->wait_ms;
+    r->url.addr = *addr;
+    r->primary = *addr;
+    r->have_primary = 1; /* a move (fr_redis_conn_primary) is a failover, not the first answer */
+    r->cluster = cluster;
+    return redis_new(r, loop, hub, replay_events, replay_ms, metrics, node);
 }
 
 static void on_timer_closed(uv_handle_t *h) {
@@ -244,9 +279,12 @@ static void redis_free(fr_broker_t *b) {
     fr_redis_t *r = (fr_redis_t *)b;
     if (r->closing)
         return;
-    /* Streams that close after this must not reach a broker that is going away. */
-    r->base.hub->on_follow = NULL;
-    r->base.hub->follow_ctx = NULL;
+    /* Streams that close after this must not reach a broker that is going away (a cluster's
+     * shard leaves the hub to the cluster). */
+    if (!r->cluster) {
+        r->base.hub->on_follow = NULL;
+        r->base.hub->follow_ctx = NULL;
+    }
     /* Nothing reconnects once `closing` is set; pending publishes and joins hear of the
      * failure. */
     r->closing = 1;
@@ -302,7 +340,7 @@ static int redis_join(fr_broker_t *b, fr_sub_t *subs, char *const *topics, const
      * the join waits for Redis to confirm every subscription before it reads positions. */
     for (size_t i = 0; i < n; i++)
         fr_hub_subscribe(b->hub, &subs[i], topics[i]);
-    join_t *j = join_new(r, topics, after, n, max_events, cb, ctx);
+    join_t *j = fr_redis_join_new(r, topics, after, n, max_events, cb, ctx);
     for (size_t i = 0; i < n; i++)
         fr_redis_follow_wait(r, j, topics[i]);
     if (j->waiting == 0)

@@ -35,9 +35,16 @@ fr_broker_t *fr_redis_broker_new(uv_loop_t *loop, fr_hub_t *hub, const char *url
                                  size_t replay_events, uint64_t replay_ms, fr_metrics_t *metrics,
                                  char *err, size_t errlen);
 
+/* The redis-cluster:// broker (broker/redis_cluster.c); fr_redis_broker_new calls it for such a
+ * URL. */
+fr_broker_t *fr_redis_cluster_new(uv_loop_t *loop, fr_hub_t *hub, const char *url,
+                                  size_t replay_events, uint64_t replay_ms, fr_metrics_t *metrics,
+                                  char *err, size_t errlen);
+
 /* Checks a Redis broker URL without connecting; 0, or -1 with a message in err:
  *   redis://[[user]:password@]host[:port][/db][?params]
  *   redis-sentinel://[[user]:password@]host[:port][,host[:port]...]/master-name[/db][?params]
+ *   redis-cluster://[[user]:password@]host[:port][,host[:port]...][?params]
  *   unix:///path[?params]
  *   params: replicas=N (0-100: a publish waits until N replicas have it), wait=MS (1-60000,
  *           default 1000: for at most that long) */

@@ -212,6 +212,8 @@ static void on_sub_disconnected(const redisAsyncContext *ac, int status) {
     fr_redis_t *r = ac->data;
     if (!r)
         return;
+    if (r->cluster && !r->closing)
+        fr_redis_cluster_stale(r->cluster); /* a primary that died: its replica may take over */
     int was_ready = r->sub_ready;
     r->sub = NULL;
     r->sub_ready = 0;
@@ -228,6 +230,27 @@ static void on_sub_disconnected(const redisAsyncContext *ac, int status) {
     sub_retry_later(r);
 }
 
+/* A cluster shard's subscriber reads every reply itself (hiredis 0.14 does not know sharded
+ * pub/sub): the probe's, the topics', and errors, which for SSUBSCRIBE mean the slot moved. */
+static void on_sub_raw(redisAsyncContext *ac, redisReply *rep) {
+    fr_redis_t *r = ac->data;
+    if (!r || r->closing || ac != r->sub)
+        return;
+    if (rep->type == REDIS_REPLY_ERROR) {
+        if (strncmp(rep->str, "MOVED ", 6) == 0 || strncmp(rep->str, "ASK ", 4) == 0) {
+            fr_redis_cluster_moved(r->cluster, r, rep->str);
+        } else {
+            fr_warn("redis: the subscriber of %s:%d got '%.200s'", r->primary.host,
+                    r->primary.port, rep->str);
+            fr_redis_cluster_stale(r->cluster);
+        }
+        return;
+    }
+    on_probe_reply(ac, rep, NULL);
+    if (ac->data == r && r->sub == ac)
+        fr_redis_follow_on_reply(ac, rep, NULL);
+}
+
 static void sub_connect(fr_redis_t *r) {
     r->sub_wants_addr = 0;
     if (r->closing || r->sub)
@@ -237,6 +260,8 @@ static void sub_connect(fr_redis_t *r) {
         sub_retry_later(r);
         return;
     }
+    if (r->cluster)
+        fr_redis_io_raw(r->sub, on_sub_raw);
     redisAsyncSetConnectCallback(r->sub, on_sub_connected);
     redisAsyncSetDisconnectCallback(r->sub, on_sub_disconnected);
     r->sub_connecting = 1;
@@ -318,7 +343,8 @@ static void cmd_setup(fr_redis_t *r) {
     redisAsyncContext *c = r->cmd;
     if (r->url.db)
         redisAsyncCommand(c, NULL, NULL, "SELECT %d", r->url.db);
-    redisAsyncCommand(c, on_library_loaded, NULL, "FUNCTION LOAD REPLACE %s", fr_redis_library);
+    const char *lib = r->cluster ? fr_redis_cluster_library(r->cluster) : fr_redis_library;
+    redisAsyncCommand(c, on_library_loaded, NULL, "FUNCTION LOAD REPLACE %s", lib);
 }
 
 static void on_cmd_role(redisAsyncContext *ac, void *reply, void *priv) {
@@ -378,6 +404,8 @@ static void on_cmd_disconnected(const redisAsyncContext *ac, int status) {
     fr_redis_wait_fail_all(r);
     if (r->closing)
         return;
+    if (r->cluster)
+        fr_redis_cluster_stale(r->cluster);
     fr_warn("redis: command connection lost; publishes answer 503 until it is back");
     cmd_retry_later(r);
 }
@@ -425,7 +453,8 @@ void fr_redis_conn_primary(fr_redis_t *r, const char *host, int port) {
     if (moved) {
         if (r->have_primary) {
             fr_warn("redis: the primary of '%s' is now %s:%d (was %s:%d); reconnecting there",
-                    r->url.master, host, port, r->primary.host, r->primary.port);
+                    r->url.master ? r->url.master : "a cluster shard", host, port,
+                    r->primary.host, r->primary.port);
             if (r->metrics)
                 FR_BUMP(r->metrics->redis_failovers, 1);
         } else {
@@ -480,6 +509,12 @@ void fr_redis_conn_failover(fr_redis_t *r, const char *why) {
 int fr_redis_conn_check_reply(fr_redis_t *r, const redisReply *rep) {
     if (!r || !rep || rep->type != REDIS_REPLY_ERROR)
         return 0;
+    if (r->cluster && (strncmp(rep->str, "MOVED ", 6) == 0 || strncmp(rep->str, "ASK ", 4) == 0)) {
+        fr_redis_cluster_moved(r->cluster, r, rep->str);
+        return 0;
+    }
+    if (r->cluster && strncmp(rep->str, "CLUSTERDOWN", 11) == 0)
+        fr_redis_cluster_stale(r->cluster);
     if (strncmp(rep->str, "READONLY", 8) != 0 && strncmp(rep->str, "LOADING", 7) != 0 &&
         strncmp(rep->str, "MASTERDOWN", 10) != 0)
         return 0;

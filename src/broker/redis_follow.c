@@ -14,6 +14,7 @@
 
 #include "base/log.h"
 #include "base/util.h"
+#include "broker/redis_io.h"
 
 #define UNFOLLOW_AFTER_MS 5000
 
@@ -72,11 +73,20 @@ static const char *topic_of(const char *channel, size_t len, char *buf, size_t c
     return buf;
 }
 
-static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv);
-
 static void send_subscribe(fr_redis_t *r, follow_t *f, const char *verb) {
+    if (!r->sub)
+        return;
     char *ch = channel_of(f->topic);
-    redisAsyncCommand(r->sub, on_sub_reply, NULL, "%s %s", verb, ch);
+    if (r->cluster) {
+        /* Sharded pub/sub, on the shard's raw subscriber (its replies reach this file from
+         * redis_conn.c's on_sub_raw). */
+        const char *v = verb[0] == 'S' ? "SSUBSCRIBE" : "SUNSUBSCRIBE";
+        const char *argv[2] = {v, ch};
+        size_t lens[2] = {strlen(v), strlen(ch)};
+        fr_redis_io_send(r->sub, 2, argv, lens);
+    } else {
+        redisAsyncCommand(r->sub, fr_redis_follow_on_reply, NULL, "%s %s", verb, ch);
+    }
     free(ch);
 }
 
@@ -376,7 +386,7 @@ static void on_message(fr_redis_t *r, const char *topic, const char *p, size_t l
     fr_event_release(ev);
 }
 
-static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv) {
+void fr_redis_follow_on_reply(redisAsyncContext *ac, void *reply, void *priv) {
     (void)priv;
     fr_redis_t *r = ac->data;
     redisReply *rep = reply;
@@ -384,6 +394,14 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv) {
         rep->element[0]->type != REDIS_REPLY_STRING || rep->element[1]->type != REDIS_REPLY_STRING)
         return;
     const char *kind = rep->element[0]->str;
+    /* A cluster shard's topics are sharded: smessage, ssubscribe, sunsubscribe. */
+    if (r->cluster) {
+        if (kind[0] != 's' || (strcmp(kind + 1, "message") != 0 &&
+                               strcmp(kind + 1, "subscribe") != 0 &&
+                               strcmp(kind + 1, "unsubscribe") != 0))
+            return;
+        kind++;
+    }
     char buf[1024];
     const char *topic =
         topic_of(rep->element[1]->str, rep->element[1]->len, buf, sizeof buf);
@@ -410,6 +428,11 @@ static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv) {
                 fr_redis_join_start(j);
         }
     } else if (strcmp(kind, "unsubscribe") == 0) {
+        /* In a cluster, Redis unsubscribes on its own when the topic's slot leaves this shard:
+         * subscribing again either works (the slot stayed) and the fill covers what was
+         * published meanwhile, or answers MOVED with the new owner (redis_cluster.c). */
+        if (r->cluster && !f->unsubscribing && f->wanted && !f->refilling)
+            f->refill = 1;
         f->unsubscribing = 0;
         f->subscribed = 0;
         if (f->wanted || f->nwaiters)
@@ -453,4 +476,63 @@ void fr_redis_follow_free_all(fr_redis_t *r) {
     fr_htable_iter_init(&r->follows, &it);
     for (follow_t *f; (f = fr_redis_follow_of(fr_htable_iter_next(&it)));)
         follow_free(r, f);
+}
+
+/* ---- cluster: moving follows between shards -------------------------------------------------- */
+
+int fr_redis_follow_has(fr_redis_t *r, const char *topic) {
+    return follow_find(r, topic) != NULL;
+}
+
+/* Moves f from `from` to `to`: `from` lets go of it (and of its subscription), `to` subscribes
+ * and, for a topic a local stream follows, fills it from the Stream after the last id
+ * delivered here. Joins waiting on it fail: their replay would be read from the wrong shard. */
+static void follow_move(fr_redis_t *from, fr_redis_t *to, follow_t *f) {
+    while (f->nwaiters) {
+        join_t *j = f->waiters[f->nwaiters - 1];
+        join_unwait(from, j);
+        fr_redis_join_fail(j);
+    }
+    int wanted = f->wanted;
+    uint64_t unwanted_since = f->unwanted_since;
+    if (f->subscribed && !f->unsubscribing)
+        send_subscribe(from, f, "UNSUBSCRIBE");
+    char *topic = fr_strdup(f->topic);
+    follow_free(from, f);
+    if (!wanted) {
+        free(topic);
+        return;
+    }
+    follow_t *g = follow_get(to, topic);
+    free(topic);
+    g->wanted = 1;
+    g->unwanted_since = unwanted_since;
+    g->refill = 1;
+    if (!g->subscribed && !g->unsubscribing && to->sub_ready && !g->nwaiters)
+        send_subscribe(to, g, "SUBSCRIBE");
+}
+
+void fr_redis_follow_rehome(fr_redis_t *r, fr_redis_t *(*where)(void *ctx, const char *topic),
+                            void *ctx) {
+    fr_htable_iter_t it;
+    fr_htable_iter_init(&r->follows, &it);
+    for (follow_t *f; (f = fr_redis_follow_of(fr_htable_iter_next(&it)));) {
+        fr_redis_t *to = where(ctx, f->topic);
+        if (to && to != r) {
+            fr_info("redis: topic '%s' moved to the shard of %s:%d", f->topic, to->primary.host,
+                    to->primary.port);
+            follow_move(r, to, f);
+        }
+    }
+}
+
+void fr_redis_follow_retry(fr_redis_t *r) {
+    if (!r->sub_ready)
+        return;
+    fr_htable_iter_t it;
+    fr_htable_iter_init(&r->follows, &it);
+    for (follow_t *f; (f = fr_redis_follow_of(fr_htable_iter_next(&it)));) {
+        if ((f->wanted || f->nwaiters) && !f->subscribed && !f->unsubscribing)
+            send_subscribe(r, f, "SUBSCRIBE");
+    }
 }

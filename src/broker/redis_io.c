@@ -27,6 +27,7 @@ typedef struct {
     int flushing;          /* inside the check's write */
     int open;              /* handles not closed yet: the struct goes with the last */
     void (*before_write)(redisAsyncContext *ac); /* optional: fills the buffer last thing */
+    fr_redis_raw_cb raw;   /* set: replies go here, not to hiredis' callbacks */
 } redis_io_t;
 
 static void on_io_closed(uv_handle_t *h) {
@@ -35,11 +36,38 @@ static void on_io_closed(uv_handle_t *h) {
         free(io);
 }
 
+/* A raw context's read: what the socket holds goes into hiredis' reader, and each whole reply
+ * to io->raw. The end of the connection (or a protocol error) frees the context, which reports
+ * the disconnect as hiredis would. */
+static void raw_read(redis_io_t *io) {
+    redisAsyncContext *ac = io->ac;
+    if (redisBufferRead(&ac->c) != REDIS_OK) {
+        redisAsyncFree(ac);
+        return;
+    }
+    while (io->ac) {
+        void *rep = NULL;
+        if (redisReaderGetReply(io->ac->c.reader, &rep) != REDIS_OK) {
+            redisAsyncFree(io->ac);
+            return;
+        }
+        if (!rep)
+            return;
+        io->raw(io->ac, rep); /* may free the context: io->ac is NULL then */
+        freeReplyObject(rep);
+    }
+}
+
 static void on_io(uv_poll_t *h, int status, int events) {
     redis_io_t *io = h->data;
     if (!io->ac)
         return;
-    if (status < 0 || (events & (UV_READABLE | UV_DISCONNECT))) {
+    if (io->raw && (io->ac->c.flags & REDIS_CONNECTED) &&
+        (status < 0 || (events & (UV_READABLE | UV_DISCONNECT)))) {
+        raw_read(io);
+        if (!io->ac)
+            return;
+    } else if (status < 0 || (events & (UV_READABLE | UV_DISCONNECT))) {
         redisAsyncHandleRead(io->ac);
         if (!io->ac)
             return; /* the read found the end of the connection */
@@ -132,4 +160,19 @@ int fr_redis_io_attach(redisAsyncContext *ac, uv_loop_t *loop,
 
 void fr_redis_io_want_write(redisAsyncContext *ac) {
     io_add_write(ac->ev.data);
+}
+
+void fr_redis_io_raw(redisAsyncContext *ac, fr_redis_raw_cb cb) {
+    redis_io_t *io = ac->ev.data;
+    io->raw = cb;
+}
+
+int fr_redis_io_send(redisAsyncContext *ac, int argc, const char **argv, const size_t *lens) {
+    if (ac->c.flags & (REDIS_DISCONNECTING | REDIS_FREEING))
+        return -1;
+    if (redisAppendCommandArgv(&ac->c, argc, argv, lens) != REDIS_OK)
+        return -1;
+    if (ac->ev.addWrite)
+        ac->ev.addWrite(ac->ev.data);
+    return 0;
 }

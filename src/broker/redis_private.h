@@ -10,6 +10,9 @@
  *   broker/redis_follow.c    the topics this node follows on Redis, refills after a reconnect
  *   broker/redis_presence.c  this node's presence parts and the merged answers
  *   broker/redis_lib.c       the Redis function library every node loads
+ *   broker/redis_cluster.c   redis-cluster://: one fr_redis_t per primary (a shard), the slot
+ *                            map, and the routing of each topic to the shard owning its slot
+ *   broker/redis_shards.c    the slot map read from a CLUSTER SHARDS reply
  *
  * Everything runs on the worker's loop thread. */
 #ifndef FR_BROKER_REDIS_PRIVATE_H
@@ -27,6 +30,7 @@
 #include "core/metrics.h"
 
 struct join_s;
+struct fr_cluster_s;
 
 /* Talking to the Sentinels (broker/redis_sentinel.c). */
 typedef struct {
@@ -77,6 +81,11 @@ typedef struct join_s {
 
 struct fr_redis_s {
     fr_broker_t base;        /* first: the broker interface (base.hub is borrowed) */
+    /* Set when this is one shard of a redis-cluster:// broker (borrowed: the cluster owns the
+     * shard). The shard then uses sharded pub/sub (SSUBSCRIBE on a raw subscriber, the library
+     * with SPUBLISH), leaves the hub's on_follow to the cluster, and tells it of MOVED replies
+     * and lost connections. */
+    struct fr_cluster_s *cluster;
     uv_loop_t *loop;
     size_t replay_events;
     uint64_t replay_ms;
@@ -177,7 +186,22 @@ void fr_redis_wait_confirm(fr_redis_t *r, fr_published_cb cb, void *ctx, fr_id_t
 /* The command connection is gone: publishes still waiting are answered 503 (stored, maybe). */
 void fr_redis_wait_fail_all(fr_redis_t *r);
 
-/* ---- redis.c: joins ---- */
+/* ---- redis.c: shards and joins ---- */
+
+/* A random name for this node (16 hex digits and a NUL): its presence field, its connections'
+ * names. */
+void fr_redis_node_name(char out[17]);
+
+/* A shard of a cluster: a Redis broker on one primary, `addr`, with the cluster's URL
+ * (credentials, replicas, wait) and node name. Connects at once. */
+fr_redis_t *fr_redis_shard_new(uv_loop_t *loop, fr_hub_t *hub, const fr_redis_url_t *url,
+                               const fr_redis_addr_t *addr, const char *node, size_t replay_events,
+                               uint64_t replay_ms, fr_metrics_t *metrics,
+                               struct fr_cluster_s *cluster);
+/* A join of n topics with their ids (after NULL: fresh), to be started with
+ * fr_redis_join_start once its subscriptions are confirmed (fr_redis_follow_wait). */
+join_t *fr_redis_join_new(fr_redis_t *r, char *const *topics, const fr_id_t *after, size_t n,
+                          size_t max_events, fr_join_cb cb, void *ctx);
 
 /* Every subscription of j is confirmed: reads positions and replays in one atomic call. Takes
  * j; its callback runs once, now (no command connection) or with the reply. */
@@ -205,6 +229,19 @@ void fr_redis_follow_fail_waiters(fr_redis_t *r);
 void fr_redis_follow_sweep(fr_redis_t *r, uint64_t now);
 /* Frees every follow (the broker's memory goes). */
 void fr_redis_follow_free_all(fr_redis_t *r);
+/* What the subscriber hears about followed topics (a hiredis callback; a cluster shard's raw
+ * subscriber calls it for every reply). */
+void fr_redis_follow_on_reply(redisAsyncContext *ac, void *reply, void *priv);
+/* 1 when r holds a follow of topic. */
+int fr_redis_follow_has(fr_redis_t *r, const char *topic);
+/* Cluster: every follow of r for which where(ctx, topic) names another shard moves there: r
+ * forgets it (SUNSUBSCRIBE when it was subscribed; joins waiting on it fail), the other shard
+ * subscribes and fills it from its Stream after the last id this node delivered. */
+void fr_redis_follow_rehome(fr_redis_t *r, fr_redis_t *(*where)(void *ctx, const char *topic),
+                            void *ctx);
+/* Cluster: subscribes again to every wanted topic whose subscription was refused (MOVED to a
+ * shard not known yet, CLUSTERDOWN); a second confirmation of one in flight is harmless. */
+void fr_redis_follow_retry(fr_redis_t *r);
 
 /* ---- redis_presence.c ---- */
 
@@ -219,5 +256,15 @@ void fr_redis_presence_tick(fr_redis_t *r, uint64_t now);
 void fr_redis_presence_drop(fr_redis_t *r, const char *topic);
 /* Frees every watch (the broker's memory goes). */
 void fr_redis_presence_free(fr_redis_t *r);
+
+/* ---- redis_cluster.c: what a shard tells its cluster ---- */
+
+/* Something suggests the slot map changed (a connection lost, CLUSTERDOWN): ask again soon. */
+void fr_redis_cluster_stale(struct fr_cluster_s *c);
+/* A reply "MOVED <slot> <host>:<port>" or "ASK …" came back on one of shard's connections: the
+ * slot has another owner; its follows move there, and the map is asked for again. */
+void fr_redis_cluster_moved(struct fr_cluster_s *c, fr_redis_t *shard, const char *err);
+/* The function library as a cluster's primaries load it (announcing with SPUBLISH). */
+const char *fr_redis_cluster_library(struct fr_cluster_s *c);
 
 #endif

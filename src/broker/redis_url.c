@@ -4,6 +4,7 @@
  *   redis://[[user]:password@]host[:port][/db][?params]                    port 6379
  *   redis-sentinel://[[user]:password@]host[:port][,host[:port]…]/master[/db][?params]
  *                                                                          port 26379
+ *   redis-cluster://[[user]:password@]host[:port][,host[:port]…][?params]   port 6379
  *   unix:///path/to/redis.sock[?params]
  *   params: replicas=N (0–100) and wait=MS (1–60000, only with replicas), joined by '&'
  *
@@ -173,6 +174,41 @@ static int parse_db(const char *s, size_t len, fr_redis_url_t *u, const char *ur
     return 0;
 }
 
+/* "host[:port],host[:port]…" of a cluster: the seed nodes asked for the slot map. No database:
+ * a cluster has only database 0. */
+static int parse_cluster(const char *p, size_t len, fr_redis_url_t *u, const char *url, char *err,
+                         size_t errlen) {
+    if (memchr(p, '/', len)) {
+        snprintf(err, errlen, "broker: a Redis Cluster has no database number, in '%s'", url);
+        return -1;
+    }
+    if (len == 0) {
+        snprintf(err, errlen, "broker: redis-cluster:// needs at least one host:port, in '%s'",
+                 url);
+        return -1;
+    }
+    const char *h = p, *end = p + len;
+    while (h < end) {
+        const char *comma = memchr(h, ',', (size_t)(end - h));
+        const char *stop = comma ? comma : end;
+        if (u->nsentinels == SENTINELS_MAX) {
+            snprintf(err, errlen, "broker: at most %d seed nodes in '%s'", SENTINELS_MAX, url);
+            return -1;
+        }
+        u->sentinels = fr_realloc(u->sentinels, (u->nsentinels + 1) * sizeof *u->sentinels);
+        if (parse_hostport(h, (size_t)(stop - h), REDIS_PORT, 0, &u->sentinels[u->nsentinels],
+                           url, err, errlen) < 0)
+            return -1;
+        u->nsentinels++;
+        h = stop + (comma ? 1 : 0);
+        if (comma && h == end) {
+            snprintf(err, errlen, "broker: a seed address without a host in '%s'", url);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int parse_sentinel(const char *p, size_t len, fr_redis_url_t *u, const char *url, char *err,
                           size_t errlen) {
     const char *slash = memchr(p, '/', len);
@@ -248,18 +284,26 @@ int fr_redis_url_parse(const char *url, fr_redis_url_t *u, char *err, size_t err
         return 0;
     }
     int sentinel = strncmp(url, "redis-sentinel://", 17) == 0;
-    if (!sentinel && strncmp(url, "redis://", 8) != 0) {
+    int cluster = strncmp(url, "redis-cluster://", 16) == 0;
+    if (!sentinel && !cluster && strncmp(url, "redis://", 8) != 0) {
         snprintf(err, errlen,
                  "broker: expected memory, redis://host:port[/db], "
-                 "redis-sentinel://host:port[,host:port...]/master-name[/db] or "
-                 "unix:///path, got '%s'",
+                 "redis-sentinel://host:port[,host:port...]/master-name[/db], "
+                 "redis-cluster://host:port[,host:port...] or unix:///path, got '%s'",
                  url);
         goto fail;
     }
-    const char *hosts = url + (sentinel ? 17 : 8), *end = url + len;
+    const char *hosts = url + (sentinel ? 17 : cluster ? 16 : 8), *end = url + len;
     if (at && at < end) {
         parse_userinfo(hosts, at, u);
         hosts = at + 1;
+    }
+    if (cluster) {
+        u->cluster = 1;
+        if (parse_cluster(hosts, (size_t)(end - hosts), u, url, err, errlen) < 0)
+            goto fail;
+        u->addr = u->sentinels[0];
+        return 0;
     }
     if (sentinel) {
         u->sentinel = 1;

@@ -13,9 +13,10 @@ typedef struct {
 
 typedef struct {
     int sentinel;               /* redis-sentinel:// */
+    int cluster;                /* redis-cluster://: the seeds are in `sentinels` */
     fr_redis_addr_t addr;       /* redis://: the one address */
     char *unix_path;            /* unix://: owned, else NULL */
-    fr_redis_addr_t *sentinels; /* redis-sentinel://: owned */
+    fr_redis_addr_t *sentinels; /* redis-sentinel://: owned; redis-cluster://: the seeds */
     size_t nsentinels;
     char *master;               /* the master name the Sentinels monitor; owned */
     char *user, *password;      /* owned, may be NULL */

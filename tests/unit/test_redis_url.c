@@ -106,6 +106,24 @@ static void test_sentinel_forms(void) {
     fr_redis_url_free(&u);
 }
 
+static void test_cluster_forms(void) {
+    fr_redis_url_t u;
+    char err[512];
+    REQUIRE(parse("redis-cluster://:pw@10.0.0.1:7000,10.0.0.2,[::1]:7002?replicas=1", &u, err) ==
+            0);
+    CHECK_EQ_INT(u.cluster, 1);
+    CHECK_EQ_INT(u.sentinel, 0);
+    REQUIRE(u.nsentinels == 3);
+    CHECK_EQ_STR(u.sentinels[0].host, "10.0.0.1");
+    CHECK_EQ_INT(u.sentinels[0].port, 7000);
+    CHECK_EQ_INT(u.sentinels[1].port, 6379);
+    CHECK_EQ_STR(u.sentinels[2].host, "::1");
+    CHECK_EQ_STR(u.password, "pw");
+    CHECK_EQ_INT(u.replicas, 1);
+    CHECK(u.master == NULL);
+    fr_redis_url_free(&u);
+}
+
 /* Each malformed URL is refused, with the words a user needs; nothing is left to free. */
 static void test_refusals(void) {
     static const struct {
@@ -147,6 +165,12 @@ static void test_refusals(void) {
         {"redis-sentinel://h/m/db", "bad database number"},
         {"redis-sentinel://h/m?replicas=1&wait=x", "wait must be milliseconds"},
         {"redis-sentinel://a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q/m", "at most 16 Sentinels"},
+        {"redis-cluster://", "needs at least one host:port"},
+        {"redis-cluster://h:7000/1", "has no database number"},
+        {"redis-cluster://h1,,h2", "address without a host"},
+        {"redis-cluster://h1,", "a seed address without a host"},
+        {"redis-cluster://h:0", "bad port"},
+        {"redis-cluster://h?wait=1", "wait= only means something with replicas"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         fr_redis_url_t u;
@@ -176,6 +200,7 @@ int main(int argc, char **argv) {
     FR_TEST_BEGIN(argc, argv);
     FR_RUN(test_redis_forms);
     FR_RUN(test_sentinel_forms);
+    FR_RUN(test_cluster_forms);
     FR_RUN(test_refusals);
     FR_RUN(test_check);
     return FR_TEST_END();
