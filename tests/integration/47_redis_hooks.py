@@ -311,10 +311,12 @@ def client_leaves(srv, redis):
     with ft.subtest("a client that leaves while its hook waits on Redis: the hook is dropped"):
         redis.command("DEL", "after-hold")
         before = srv.metrics()
-        # The first call holds Redis for 0.5 s; the others wait behind it in the pipeline.
+        # The first call holds Redis for 0.8 s; the others wait behind it in the pipeline. The
+        # clients leave at 0.2 s: the server has most of the hold to see them go (a loop that
+        # sees a close and the reply in the same turn may take them in either order).
         conns = [ft.Conn(srv.port) for _ in range(20)]
         for i, c in enumerate(conns):
-            path = "/hold?s=0.5" if i == 0 else "/hold"
+            path = "/hold?s=0.8" if i == 0 else "/hold"
             c.send(ft.build_request("GET", path, {"Accept": "text/event-stream"}, None,
                                     srv.port))
             if i == 0:
@@ -322,7 +324,7 @@ def client_leaves(srv, redis):
         time.sleep(0.15)
         for c in conns:
             c.close()
-        time.sleep(1.5)
+        time.sleep(2.0)
         after = srv.metrics()
         conns_of = lambda m: sum(v for (n, _), v in m.items() if n == "freshet_connections")
         ft.check_eq(conns_of(after), conns_of(before), "connections left after the clients went")
