@@ -7,8 +7,11 @@ build="${1:-$root/build}"
 shift || true
 
 packages=(build-essential cmake pkg-config libuv1-dev node-llhttp libluajit-5.1-dev luajit
-          lua-cjson lua-cjson-dev libhiredis-dev libssl-dev openssl redis-server luarocks lua5.1 liblua5.1-0-dev
-          python3 curl util-linux prometheus lua-busted nginx libnginx-mod-nchan chromium clang libclang-rt-14-dev iproute2)
+          lua-cjson lua-cjson-dev libhiredis-dev libssl-dev libnghttp2-dev openssl redis-server luarocks lua5.1 liblua5.1-0-dev
+          python3 curl util-linux prometheus lua-busted nginx libnginx-mod-nchan chromium clang libclang-rt-14-dev iproute2
+          python3-h2 nghttp2-client)
+# python3-h2 (the raw HTTP/2 client of 14_h2.py, for /usr/bin/python3) and nghttp2-client
+# (h2load) are for the tests and benchmarks only.
 # Node.js runs the browser tests; a machine that has it from elsewhere keeps its own.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
