@@ -39,6 +39,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "fuzz_common.h"
+#include "fuzz_worker.h"
 #include "server/worker.h"
 
 #define MAX_CONNS 2
@@ -67,54 +68,35 @@ static const char app_lua[] =
     "app:static(\"/files\", \"public\")\n"
     "return app\n";
 
-/* The topic from the path when it is one (non-empty, no CR/LF/NUL, ASCII here), else "t". */
-static const char sub_lua[] =
-    "local route = {}\n"
-    "function route.topics(req)\n"
+/* The topic from the path when it is one (non-empty, letters, digits and -_.), else "t". */
+static const char topic_lua[] =
+    "return function(req)\n"
     "  local t = req.params.topic\n"
     "  if #t == 0 or t:find(\"[^%w%-_.]\") then t = \"t\" end\n"
-    "  return { t }\n"
-    "end\n"
-    "return route\n";
+    "  return t\n"
+    "end\n";
+
+static const char sub_lua[] =
+    "local topic = require \"routes.topic\"\n"
+    "return { topics = function(req) return { topic(req) } end }\n";
 
 static const char tier_lua[] =
-    "local route = {}\n"
-    "function route.topics(req)\n"
-    "  local t = req.params.topic\n"
-    "  if #t == 0 or t:find(\"[^%w%-_.]\") then t = \"t\" end\n"
-    "  return { t }\n"
-    "end\n"
-    "function route.tier() return \"slow\" end\n"
-    "route.on_slow = \"disconnect\"\n"
-    "return route\n";
+    "local topic = require \"routes.topic\"\n"
+    "return { topics = function(req) return { topic(req) } end,\n"
+    "         tier = function() return \"slow\" end, on_slow = \"disconnect\" }\n";
 
 static const char pub_lua[] =
+    "local topic = require \"routes.topic\"\n"
     "local route = {}\n"
     "function route.publish(req, body)\n"
-    "  local t = req.params.topic\n"
-    "  if #t == 0 or t:find(\"[^%w%-_.]\") then t = \"t\" end\n"
     "  if body:find(\"[%z\\r]\") then return nil, 400, \"no\" end\n"
-    "  return { topic = t, data = body, priority = req.headers[\"x-priority\"] == \"telemetry\"\n"
+    "  return { topic = topic(req), data = body, priority = req.headers[\"x-priority\"] == \"telemetry\"\n"
     "           and \"telemetry\" or nil }\n"
     "end\n"
     "return route\n";
 
 static void write_file(const char *rel, const char *text) {
-    char path[512], dir[512];
-    snprintf(path, sizeof path, "%s/%s", app_root, rel);
-    snprintf(dir, sizeof dir, "%s", path);
-    for (char *p = dir + strlen(app_root) + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(dir, 0700);
-            *p = '/';
-        }
-    }
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(text, 1, strlen(text), f) != strlen(text) || fclose(f) != 0) {
-        fprintf(stderr, "fuzz_h2: cannot write %s\n", path);
-        abort();
-    }
+    fw_write_file(app_root, rel, text);
 }
 
 static void release_worker(void) {
@@ -125,12 +107,7 @@ static void release_worker(void) {
 }
 
 static void rm_tree(void) {
-    char cmd[600];
-    if (app_root[0] && strncmp(app_root, "/tmp/fr-fuzz-h2-", 16) == 0) {
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", app_root);
-        if (system(cmd) != 0)
-            fprintf(stderr, "fuzz_h2: could not remove %s\n", app_root);
-    }
+    fw_rm_tree(app_root, "/tmp/fr-fuzz-h2-");
 }
 
 static void on_connection(uv_stream_t *l, int status) {
@@ -139,10 +116,7 @@ static void on_connection(uv_stream_t *l, int status) {
 }
 
 static void fresh_state(void) {
-    fr_hub_close(W->streams.hub);
-    fr_ratelimit_close(W->limits);
-    fr_hub_init(W->streams.hub, 1, W->config->replay_events, W->config->replay_ms, fr_now_ms());
-    fr_ratelimit_init(W->limits);
+    fw_fresh_state(W);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -153,6 +127,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         abort();
     atexit(rm_tree);
     write_file("app.lua", app_lua);
+    write_file("routes/topic.lua", topic_lua);
     write_file("routes/sub.lua", sub_lua);
     write_file("routes/tier.lua", tier_lua);
     write_file("routes/pub.lua", pub_lua);
@@ -169,16 +144,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         abort();
     }
     atexit(release_worker);
-    struct sockaddr_in addr;
-    uv_ip4_addr("127.0.0.1", 0, &addr);
-    uv_tcp_init(&loop, &listener);
-    if (uv_tcp_bind(&listener, (struct sockaddr *)&addr, 0) != 0 ||
-        uv_listen((uv_stream_t *)&listener, 128, on_connection) != 0)
-        abort();
-    struct sockaddr_in bound;
-    int bl = sizeof bound;
-    uv_tcp_getsockname(&listener, (struct sockaddr *)&bound, &bl);
-    port = ntohs(bound.sin_port);
+    port = fw_listen(&loop, &listener, on_connection);
     return 0;
 }
 
@@ -191,17 +157,7 @@ typedef struct {
 } client_t;
 
 static void client_read(client_t *c) {
-    char buf[65536];
-    while (c->fd >= 0 && !c->eof) {
-        ssize_t n = recv(c->fd, buf, sizeof buf, 0);
-        if (n > 0) {
-            fz_put(&c->in, buf, (size_t)n);
-            continue;
-        }
-        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
-            c->eof = 1;
-        return;
-    }
+    fw_recv(c->fd, &c->in, &c->eof);
 }
 
 static void pump(client_t *cs, size_t n, int rounds) {
@@ -214,24 +170,7 @@ static void pump(client_t *cs, size_t n, int rounds) {
 
 static void client_open(client_t *c) {
     memset(c, 0, sizeof *c);
-    c->fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (c->fd < 0)
-        abort();
-    struct sockaddr_in a;
-    uv_ip4_addr("127.0.0.1", port, &a);
-    if (connect(c->fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        struct pollfd pfd = {c->fd, POLLOUT, 0};
-        int err = errno, soerr = 0;
-        socklen_t sl = sizeof soerr;
-        if (err != EINTR || poll(&pfd, 1, 2000) != 1 ||
-            getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr != 0) {
-            perror("fuzz_h2: connect to the worker");
-            abort();
-        }
-    }
-    fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->fd = fw_connect(port);
 }
 
 static void client_send(client_t *cs, size_t n, client_t *c, const uint8_t *p, size_t len,

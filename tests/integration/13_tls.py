@@ -41,9 +41,7 @@ def tls_app(cert_rel="cert.pem", key_rel="key.pem", extra=""):
     return app
 
 
-def curl(args, timeout=15):
-    ft.check(CURL is not None, "curl is missing (scripts/setup.sh installs it)")
-    return subprocess.run([CURL, "-sS", *args], capture_output=True, timeout=timeout)
+curl = ft.curl
 
 
 def peer_der(port, alpn=("http/1.1",)):

@@ -45,18 +45,11 @@ import frtest as ft
 
 CURL = shutil.which("curl")
 
-SLOW_ROUTE = """
-    local route = {}
-    function route.topics(req, who)
-      local list = {}
-      for name in req.params.topics:gmatch("[^,]+") do list[#list + 1] = name end
-      return list
-    end
-    function route.tier(req, who)
+# The pubsub app's stream route, with the tier "tiny" for topics that say "slow".
+SLOW_ROUTE = ft.SUB_ROUTE.replace("return route", """function route.tier(req, who)
       if req.params.topics:find("slow", 1, true) then return "tiny" end
     end
-    return route
-"""
+    return route""")
 
 
 def h2_app(tls=True, extra=""):
@@ -83,9 +76,7 @@ def h2_app(tls=True, extra=""):
     return app
 
 
-def curl(args, timeout=15):
-    ft.check(CURL is not None, "curl is missing (scripts/setup.sh installs it)")
-    return subprocess.run([CURL, "-sS", *args], capture_output=True, timeout=timeout)
+curl = ft.curl
 
 
 def metric_value(text, name, **labels):
