@@ -34,6 +34,8 @@
  * (ENHANCE_YOUR_CALM). A browser sends a handful; a flood sends thousands. */
 #define FR_H2_CONTROL_PER_S 1000
 #define FR_H2_RESETS_PER_S 200
+/* A socket that has not taken a write of frames for this long is a stalled client. */
+#define FR_H2_STALLED_MS 1000
 /* Frames gathered into one socket write at most. */
 #define FR_H2_GATHER (64 * 1024)
 
@@ -68,6 +70,7 @@ struct fr_h2_s {
     size_t nstreams;
     uint32_t calm;         /* an error code to go away with, set by a callback */
     unsigned sending : 1;  /* a write of frames is on the socket */
+    uint64_t sending_ms;   /* since when */
     unsigned draining : 1; /* GOAWAY sent: close once the streams are done */
     unsigned in_session : 1;
     uint64_t window_ms;    /* the second the counters below count */
@@ -375,11 +378,20 @@ static void sink_end(fr_sink_t *sink, int reuse) {
 }
 
 /* Stops this stream, not the connection: RST_STREAM(CANCEL). The writer hears gone now and
- * closed once the session has closed the stream. */
+ * closed once the session has closed the stream. When the socket itself has not drained for a
+ * second the slow one is the connection, not the stream (and a reset could not be sent
+ * anyway): it closes, with every stream on it. */
 static void sink_abort(fr_sink_t *sink) {
     h2_stream_t *st = stream_of_sink(sink);
     if (!st->h2 || st->x.gone)
         return;
+    fr_h2_t *h = st->h2;
+    if (h->sending && fr_mono_ms() - h->sending_ms >= FR_H2_STALLED_MS) {
+        if (!h->c->close_reason)
+            h->c->close_reason = "slow";
+        fr_conn_close(h->c);
+        return;
+    }
     st->x.gone = 1;
     nghttp2_submit_rst_stream(st->h2->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
     mark_dirty(st->h2);
@@ -589,6 +601,7 @@ static void flush_conn(fr_h2_t *h) {
         }
         if (rc == FR_SINK_PENDING) {
             h->sending = 1;
+            h->sending_ms = fr_mono_ms();
             break;
         }
     }

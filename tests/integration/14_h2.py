@@ -102,8 +102,8 @@ def scrape(base, path="/metrics"):
 class H2Client:
     """A raw HTTP/2 client on one connection (TLS with ALPN h2, or h2c prior knowledge)."""
 
-    def __init__(self, port, tls=True, settings=None, window=None):
-        raw = socket.create_connection((ft.HOST, port), timeout=10)
+    def __init__(self, port, tls=True, settings=None, window=None, sock=None):
+        raw = sock or socket.create_connection((ft.HOST, port), timeout=10)
         if tls:
             ctx = ssl.create_default_context()
             ctx.check_hostname = False
@@ -475,6 +475,32 @@ def run():
             c.wait(lambda: pub in c.ended, what="the publish answer")
             ft.check_eq(c.headers[pub][":status"], "201", "publish over h2c")
             c.wait(lambda: b"data: posted over h2c" in c.data[sid], what="the posted event")
+            c.close()
+
+        with ft.subtest("a client that stops reading altogether: its connection is closed, "
+                        "the worker goes on"):
+            # Windows wide open: what stops the bytes is the socket, not flow control.
+            c = H2Client(srv.port, tls=False, window=1 << 30,
+                         settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2 ** 31 - 1},
+                         sock=ft.small_rcvbuf_socket(srv.port, rcvbuf=4096))
+            sids = [c.request(f"/slow/slowstall{i},slowstall") for i in range(3)]
+            c.wait(lambda: len(c.headers) == 3, what="3 heads")
+            srv.wait_streams(3)
+            log_at = srv.log_size()
+            # One at a time, each within the tier's 4 KB: the streams write every event until
+            # the socket is full, then fall behind and are ended, which cannot be sent either.
+            big = "s" * 3000
+            with ft.Publisher(srv.port, timeout=20) as pub:
+                for i in range(20):
+                    pub.publish_ids([("/pub/slowstall", f"{i}.{k} {big}", None)
+                                     for k in range(200)], window=1)
+                    if srv.health()["streams"] == 0:
+                        break
+            srv.wait_streams(0, timeout=20)
+            srv.wait_log(r'"event":"CLOSED","conn":\d+,"reason":"slow","duration_ms":\d+}',
+                         start=log_at, timeout=10)
+            r = curl(["--http2-prior-knowledge", "-w", " %{http_code}", base + "/health"])
+            ft.check(r.stdout.endswith(b" 200"), "/health after the stalled client", r.stdout)
             c.close()
 
 
