@@ -29,8 +29,8 @@
 #include "base/util.h"
 #include "http/conn.h"
 
-/* Control frames (SETTINGS, PING, WINDOW_UPDATE, PRIORITY, RST_STREAM, CONTINUATION) and
- * client resets a connection may send per second; past either it is closed with GOAWAY
+/* Control frames (SETTINGS, PING, WINDOW_UPDATE, PRIORITY, RST_STREAM) and client resets a
+ * connection may send per second (CONTINUATION floods are nghttp2's to stop); past either it is closed with GOAWAY
  * (ENHANCE_YOUR_CALM). A browser sends a handful; a flood sends thousands. */
 #define FR_H2_CONTROL_PER_S 1000
 #define FR_H2_RESETS_PER_S 200
@@ -673,9 +673,13 @@ static void h2_data(fr_conn_t *c, const char *bytes, size_t len) {
     ssize_t rc = nghttp2_session_mem_recv(h->ng, (const uint8_t *)bytes, len);
     h->in_session = 0;
     if (rc < 0) {
-        /* A flood nghttp2 noticed, or bytes that are no HTTP/2: GOAWAY if it still can. */
-        c->close_reason = "h2";
-        if (rc == NGHTTP2_ERR_FLOODED)
+        /* A flood nghttp2 noticed (its queue of unsent acknowledgements, CONTINUATION frames
+         * past its limit), or bytes that are no HTTP/2: GOAWAY with the reason, if the socket
+         * takes it. */
+        int flood = rc == NGHTTP2_ERR_FLOODED || rc == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS;
+        c->close_reason = flood ? "h2 flood" : "h2";
+        h->calm = flood ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_PROTOCOL_ERROR;
+        if (flood)
             FR_BUMP(c->http->metrics->h2_abuse, 1);
         fr_conn_close(c);
         return;

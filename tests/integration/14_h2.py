@@ -332,6 +332,27 @@ def run():
             ft.check(not c.closed and c.goaway is None, "the connection stays open")
             c.close()
 
+        with ft.subtest("the connection's window holds: a client that gives nothing back gets "
+                        "at most 65,535 bytes of DATA over all its streams"):
+            c = H2Client(srv.port)
+            sids = [c.request(f"/sub/win{i},win") for i in range(5)]
+            c.no_ack.update(sids)
+            c.wait(lambda: len(c.headers) == 5, what="5 heads")
+            for i in range(40):
+                srv.publish("/pub/win", f"{i} " + "w" * 4000)
+            c.wait(lambda: sum(len(d) for d in c.data.values()) >= 65535, timeout=10,
+                   what="the connection's window to fill")
+            c.pump(1.0)
+            ft.check_eq(sum(len(c.data[s]) for s in sids), 65535, "DATA bytes received")
+            c.conn.increment_flow_control_window(1 << 20)
+            for s in sids:
+                c.conn.increment_flow_control_window(1 << 20, stream_id=s)
+            c.flush()
+            c.no_ack.clear()
+            c.wait(lambda: all(b"data: 39 " in c.data[s] for s in sids),
+                   what="every stream to get the rest once the windows open")
+            c.close()
+
         with ft.subtest("SETTINGS_MAX_CONCURRENT_STREAMS: a client past it is sent away"):
             c = H2Client(srv.port)
             c.pump(0.3)
@@ -399,7 +420,17 @@ def run():
             # One more than the protocol allows, written by hand (the library refuses).
             c.sock.sendall(b"\x00\x00\x04\x08\x00\x00\x00\x00\x00" + (2 ** 31 - 1).to_bytes(4, "big"))
 
+        def continuation_flood(c):
+            sid = c.conn.get_next_available_stream_id()
+            block = b"\x82\x87\x04\x07/health"  # GET https, :path /health (HPACK, no Huffman)
+            frames = [len(block).to_bytes(3, "big") + b"\x01\x00" + sid.to_bytes(4, "big") + block]
+            frames += [b"\x00\x00\x00\x09\x00" + sid.to_bytes(4, "big")] * 3000
+            c.flush()
+            c.sock.sendall(b"".join(frames))
+
         hostile("rapid reset (2,000 HEADERS + RST_STREAM)", rapid_reset)
+        hostile("CONTINUATION flood (3,000 empty frames after a HEADERS)", continuation_flood,
+                h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
         hostile("a header block past limits.headers", huge_headers)
         hostile("PING flood", ping_flood)
         hostile("SETTINGS flood", settings_flood)
