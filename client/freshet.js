@@ -475,7 +475,11 @@
     // ---- Server-Sent Events ------------------------------------------------------------------
 
     _openSSE(gen) {
-      const url = withQuery(this._streamUrl(), { lastEventId: this.lastEventId }).href;
+      // refusal=status: this client reads statuses (through _probe), so the server refuses
+      // with 429/503 and Retry-After instead of the in-stream freshet-refused event it gives
+      // a bare EventSource (docs/ROUTES.md).
+      const url = withQuery(this._streamUrl(),
+                            { lastEventId: this.lastEventId, refusal: 'status' }).href;
       const es = new EventSource(url, { withCredentials: !!this.options.withCredentials });
       this._es = es;
       let opened = false;
@@ -654,6 +658,10 @@
       }
       if (res.status === 200 || res.status === 204) {
         this._active({ transport: 'poll' });
+        // Where the next poll resumes, even from an empty answer: a client that had seen no
+        // event yet then still loses nothing published before its next poll.
+        const pos = res.headers && typeof res.headers.get === 'function' &&
+          res.headers.get('Last-Event-ID');
         // An answered poll is proof enough that the server is fine.
         this._attempt = 0;
         if (res.status === 200) {
@@ -663,6 +671,7 @@
             if (gen !== this._gen) return; // the app closed it from a callback
           }
         }
+        if (pos && gen === this._gen) this.lastEventId = pos;
         this._later(0, () => { if (gen === this._gen) this._pollOnce(gen); });
         return;
       }
@@ -681,7 +690,8 @@
       const resubscribe = this._topicOps.length > 0;
       const u = toWs(withQuery(this._streamUrl(),
                                { lastEventId: resubscribe ? null : this.lastEventId }));
-      const probeUrl = toHttp(withQuery(this._streamUrl(), { lastEventId: this.lastEventId })).href;
+      const probeUrl = toHttp(withQuery(this._streamUrl(),
+                                        { lastEventId: this.lastEventId, refusal: 'status' })).href;
       const ws = new WebSocket(u.href, ['freshet.v1']);
       this._ws = ws;
       let opened = false;

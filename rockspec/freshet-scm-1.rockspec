@@ -13,8 +13,9 @@
 -- (src/lua/native.c and the server code it calls: the event checks, the shared dictionary, the
 -- route patterns) for freshet.test, so the harness refuses what the server refuses, in its
 -- words. They build with LuaRocks' builtin backend: a C compiler, the Lua 5.1 headers and
--- libcrypto's (Debian: liblua5.1-0-dev, libssl-dev). freshet.request and freshet.test also
--- need cjson (Debian: lua-cjson).
+-- OpenSSL's (Debian: liblua5.1-0-dev, libssl-dev; OPENSSL_DIR=/path points LuaRocks at another
+-- OpenSSL). freshet.jwt, freshet.request and freshet.test need cjson: the lua-cjson rock, or
+-- Debian's lua-cjson package declared to LuaRocks as provided (see the README).
 --
 -- From the repository root:
 --   luarocks --lua-version=5.1 make --tree /tmp/fr-tree rockspec/freshet-scm-1.rockspec
@@ -35,6 +36,8 @@ source = {
 
 description = {
   summary = "Lua side of freshet, a Server-Sent Events server scripted in Lua",
+  license = "MIT",
+  maintainer = "the freshet authors",
   detailed = [[
 freshet serves Server-Sent Events from a C core and lets small Lua scripts decide who may
 connect, which topics each connection follows and which events it sees. This rock holds the
@@ -48,6 +51,11 @@ checks built as a C module).
 
 dependencies = {
   "lua >= 5.1",
+  "lua-cjson >= 2.1.0",
+}
+
+external_dependencies = {
+  OPENSSL = { header = "openssl/evp.h", library = "crypto" },
 }
 
 build = {
@@ -57,12 +65,14 @@ build = {
     ["freshet.app"] = "lua/freshet/app.lua",
     ["freshet.fakecore"] = "lua/freshet/fakecore.lua",
     ["freshet.http"] = "lua/freshet/http.lua",
+    ["freshet.redis"] = "lua/freshet/redis.lua",
     ["freshet.jwt"] = "lua/freshet/jwt.lua",
     ["freshet.request"] = "lua/freshet/request.lua",
     ["freshet.test"] = "lua/freshet/test.lua",
     ["freshet.crypto"] = {
       sources = { "src/lua/crypto.c" },
-      incdirs = { "src" },
+      incdirs = { "src", "$(OPENSSL_INCDIR)" },
+      libdirs = { "$(OPENSSL_LIBDIR)" },
       libraries = { "crypto" },
     },
     ["freshet.native"] = {

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts a starter app on the in-memory broker: set-up (packages, configure, build), then run.
+# Starts a starter app on the in-memory broker (or FRESHET_BROKER's): set-up (the packages that
+# building and running need, configure, build), then run.
 # Usage: scripts/run-example.sh [chat|ticker|notifications|dashboard|workspace] [--listen HOST:PORT]
 # An example that ships a backend.py (the app's own backend, which its route scripts call) gets
 # it started beside freshet on 127.0.0.1:3001, and stopped with it.
@@ -9,7 +10,12 @@ name="chat"
 if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then name="$1"; shift; fi
 app="$root/scripts/examples/$name/app.lua"
 [ -f "$app" ] || { echo "run-example: no example named '$name' (scripts/examples/*/app.lua)" >&2; exit 2; }
-"$root/scripts/setup.sh" "$root/build"
+# Only what building and running need; redis-server when the broker is Redis
+# (FRESHET_BROKER=redis://…, which every example reads), python3 for an example's backend.py.
+with=()
+case "${FRESHET_BROKER:-memory}" in redis*) with+=(--with redis-server) ;; esac
+[ -f "$root/scripts/examples/$name/backend.py" ] && with+=(--with python3)
+"$root/scripts/setup.sh" --run "${with[@]}" "$root/build"
 
 listen="127.0.0.1:3000"
 args=("$@")

@@ -49,10 +49,26 @@ end
 
 local checks = {}
 
-function checks.listen(v)
-  check_type("listen", v, "string")
+-- "host:port" (IPv4 or a name) or "[v6addr]:port".
+local function check_address(name, v)
+  check_type(name, v, "string")
   if not (v:match("^[^:]+:%d+$") or v:match("^%[[%x:]+%]:%d+$")) then
-    fail(("listen must be \"host:port\", got %q"):format(v))
+    fail(("%s must be \"host:port\", got %q"):format(name, v))
+  end
+end
+
+function checks.listen(v) check_address("listen", v) end
+-- admin = "host:port": a listener of its own for /health, /readyz and /metrics.
+function checks.admin(v) check_address("admin", v) end
+
+-- access_log = { path = "/var/log/freshet/access.log" | "stderr", format = "text" | "json" }
+function checks.access_log(v)
+  check_type("access_log", v, "table")
+  check_keys("access_log", v, { path = true, format = true })
+  check_type("access_log.path", v.path, "string")
+  if v.path == "" then fail("access_log.path must name a file, or be \"stderr\"") end
+  if v.format ~= nil and v.format ~= "text" and v.format ~= "json" then
+    fail("access_log.format must be \"text\" or \"json\", got " .. tostring(v.format))
   end
 end
 
@@ -201,6 +217,24 @@ function checks.broker(v)
   if db ~= "" then broker_db(db, v) end
 end
 
+-- redis: the app's own Redis, for freshet.redis (without it, the broker's when that is Redis).
+-- The broker's URL forms, read by the same rules, but neither Sentinels nor ?parameters: those
+-- are the broker's.
+function checks.redis(v)
+  check_type("redis", v, "string")
+  if not (v:match("^redis://") or v:match("^unix://")) then
+    fail(("redis must be \"redis://[user:password@]host:port[/db]\" or \"unix:///path\", got %q"):format(v))
+  end
+  local ok, err = pcall(checks.broker, v)
+  if not ok then
+    if getmetatable(err) == Failure then err.msg = err.msg:gsub("^broker", "redis", 1) end
+    error(err, 0)
+  end
+  if v:find("?", v:match(".*()@") or 1, true) then
+    fail(("redis: no ?parameters here (replicas and wait are the broker's), got %q"):format(v))
+  end
+end
+
 function checks.tiers(v)
   check_type("tiers", v, "table")
   for name, t in pairs(v) do
@@ -233,10 +267,12 @@ end
 
 function checks.timeouts(v)
   check_type("timeouts", v, "table")
-  check_keys("timeouts", v, { headers = true, idle = true, hook = true })
+  check_keys("timeouts", v, { headers = true, idle = true, hook = true, ack = true, redis = true })
   if v.headers ~= nil then check_positive("timeouts.headers", v.headers) end
   if v.idle ~= nil then check_positive("timeouts.idle", v.idle) end
   if v.hook ~= nil then check_positive("timeouts.hook", v.hook) end
+  if v.ack ~= nil then check_positive("timeouts.ack", v.ack) end
+  if v.redis ~= nil then check_positive("timeouts.redis", v.redis) end
 end
 
 function checks.poll_timeout(v) check_positive("poll_timeout", v) end
@@ -260,9 +296,9 @@ end
 
 function checks.limits(v)
   check_type("limits", v, "table")
-  check_keys("limits", v, { body = true, headers = true, streams_at = true,
+  check_keys("limits", v, { body = true, headers = true, header_lines = true, streams_at = true,
     backend_response = true, backend_calls = true, backend_idle = true, calls_per_hook = true,
-    h2_streams = true })
+    redis_calls = true, h2_streams = true })
   if v.streams_at ~= nil then
     check_type("limits.streams_at", v.streams_at, "number")
     if v.streams_at <= 0 or v.streams_at > 1 then
@@ -271,11 +307,13 @@ function checks.limits(v)
   end
   if v.body ~= nil then check_int("limits.body", v.body, 0) end
   if v.headers ~= nil then check_int("limits.headers", v.headers, 1024) end
+  if v.header_lines ~= nil then check_int("limits.header_lines", v.header_lines, 8) end
   if v.backend_response ~= nil then check_int("limits.backend_response", v.backend_response, 1024) end
   if v.backend_calls ~= nil then check_int("limits.backend_calls", v.backend_calls, 1) end
   if v.backend_idle ~= nil then check_int("limits.backend_idle", v.backend_idle, 0) end
   if v.calls_per_hook ~= nil then check_int("limits.calls_per_hook", v.calls_per_hook, 1) end
   if v.h2_streams ~= nil then check_int("limits.h2_streams", v.h2_streams, 1) end
+  if v.redis_calls ~= nil then check_int("limits.redis_calls", v.redis_calls, 1) end
 end
 
 -- tls = { cert = "cert.pem", key = "key.pem" }: the listener speaks HTTPS. Paths are relative
@@ -343,9 +381,47 @@ function App:publish(pattern, script)
   local app = add_route(self, "publish", pattern, script, "script")
   return app
 end
---- Static files under `dir` (relative to the app file), for example pages.
-function App:static(prefix, dir)
+local http_methods = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = true }
+--- A plain HTTP route: requests with `method` handed to the `handle` hook of `script`, whose
+-- answer is the response (see docs/LUA_API.md, app:http).
+function App:http(method, pattern, script)
+  if getmetatable(self) ~= App then
+    error("app:http: call it with ':' (app:http(method, pattern, script))", 2)
+  end
+  if type(method) ~= "string" or not http_methods[method] then
+    error(("app:http: method must be one of GET, POST, PUT, PATCH, DELETE, got %s"):format(
+      tostring(method)), 2)
+  end
+  local app = add_route(self, "http", pattern, script, "script")
+  app.routes[#app.routes].method = method
+  return app
+end
+--- Static files under `dir` (relative to the app file). opts: { max_age = seconds,
+-- immutable = true } for Cache-Control (default: no-cache, revalidate every time).
+function App:static(prefix, dir, opts)
   local app = add_route(self, "static", prefix, dir, "dir")
+  if opts ~= nil then
+    if type(opts) ~= "table" then
+      error(("app:static: options must be a table { max_age = seconds, immutable = true }, got %s"):format(type(opts)), 2)
+    end
+    for k in pairs(opts) do
+      if k ~= "max_age" and k ~= "immutable" then
+        error(("app:static: unknown option '%s' (max_age, immutable)"):format(tostring(k)), 2)
+      end
+    end
+    local ma = opts.max_age
+    if ma ~= nil and (type(ma) ~= "number" or ma < 0 or ma ~= math.floor(ma) or ma > 2147483647) then
+      error(("app:static: max_age must be a whole number of seconds >= 0, got %s"):format(tostring(ma)), 2)
+    end
+    if opts.immutable ~= nil and type(opts.immutable) ~= "boolean" then
+      error(("app:static: immutable must be true or false, got %s"):format(tostring(opts.immutable)), 2)
+    end
+    if opts.immutable and ma == nil then
+      error("app:static: immutable needs max_age (how long a cache may keep the files)", 2)
+    end
+    local r = self.routes[#self.routes]
+    r.max_age, r.immutable = ma, opts.immutable
+  end
   return app
 end
 

@@ -127,6 +127,14 @@ local function new_core(srv)
 
   function core.http_response(res) return res end
 
+  -- A Redis command goes to the stub set with srv:on_redis, its numbers written as the
+  -- server writes them (src/lua/redis.c); the answer comes boxed, as the C side's does.
+  function core.redis(cmd, args, n)
+    return srv:_redis(cmd, args, n)
+  end
+
+  function core.redis_reply(box) return box[1] end
+
   return core
 end
 

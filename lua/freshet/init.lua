@@ -106,10 +106,17 @@ end
 
 if core then M.shared = core.shared end
 
+-- A missing value in a freshet.redis reply (a nil bulk): cjson.null, so it also encodes as
+-- JSON null. A table stands in where cjson is not installed.
+do
+  local has_cjson, cjson = pcall(require, "cjson")
+  M.null = has_cjson and cjson.null or setmetatable({}, { __tostring = function() return "freshet.null" end })
+end
+
 -- Library modules load on first use: an app that never touches them pays nothing for them,
 -- and freshet.request stays usable in a plain Lua that lacks the C module freshet.jwt needs.
 local library = { jwt = "freshet.jwt", request = "freshet.request", presence = "freshet.presence",
-                  http = "freshet.http" }
+                  position = "freshet.position", http = "freshet.http", redis = "freshet.redis" }
 setmetatable(M, {
   __index = function(t, key)
     local name = library[key]

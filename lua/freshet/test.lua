@@ -269,9 +269,11 @@ function M.server(opts)
     logs = {},      -- { level, message, where } for each freshet.log line
     timers = {},    -- every timer created
     http_calls = {}, -- every freshet.http.request call, in order (see srv:on_http)
+    redis_calls = {}, -- every freshet.redis call as { command, args... }, in order (srv:on_redis)
     errors = {},    -- Lua errors the server would have logged (from route:open/post, filters)
     streams = {},   -- streams opened with route:open and not closed
     routes = {},    -- by pattern, when loaded from an app
+    ordered = {},   -- the app's scripted routes in its order (srv:http matches through them)
     modules = {},   -- what this server's scripts required, kept apart from other servers
     depth = 0,
     dir = opts.dir,
@@ -280,6 +282,17 @@ function M.server(opts)
   srv.shared = native.shared(function() return srv.clock end)
   srv.core = fakecore.new(srv)
   srv.freshet = load_freshet(srv.core)
+  -- The fake process started just before its clock: what position answers for a topic with no
+  -- events, below the first id any topic issues (the hub's floor in src/core/hub.c).
+  srv._start = math.floor(srv.clock) - 1
+  -- freshet.position: the server's is C (src/lua/position.c); this one answers as the memory
+  -- broker does.
+  rawset(srv.freshet, "position", function(topic)
+    if type(topic) ~= "string" then
+      error(("freshet.position: bad argument #1 'topic' (string expected, got %s)"):format(type(topic)), 2)
+    end
+    return srv:position(topic)
+  end)
   if opts.tiers then srv:_set_tiers(opts.tiers) end
   if opts.app then srv:_load_app(opts.app) end
   return srv
@@ -357,7 +370,9 @@ function Server:_run_loading(chunk)
 end
 
 function Server:_next_id(topic)
-  local last = self._last[topic]
+  -- A topic's first id comes after the server's start id (what freshet.position answers for
+  -- a topic with no events), as the hub's floor works in src/core/hub.c.
+  local last = self._last[topic] or { self._start, 0 }
   local ms = math.floor(self.clock)
   local seq = 0
   if last and ms <= last[1] then ms, seq = last[1], last[2] + 1 end
@@ -475,6 +490,73 @@ function Server:_http(method, url, headers, body, timeout)
   return stub_response(res, "the on_http stub for " .. method .. " " .. url)
 end
 
+--- Answers the scripts' freshet.redis calls: handler(command, args...) gets the command and
+--- its arguments as Redis would (numbers written as text) and returns the reply: a string, a
+--- whole number, a table (an array; nested the same way), freshet.null, or nothing for a
+--- missing value (freshet.null too); or nil, err for an error reply or a failed call
+--- ("ERR wrong type", "timeout", ...). Every call is recorded in srv.redis_calls.
+function Server:on_redis(handler)
+  if type(handler) ~= "function" then arg_error("on_redis", 1, "handler", "function", type(handler)) end
+  self.redis_handler = handler
+end
+
+-- The text Redis gets for a number argument (src/lua/redis.c's number_text).
+local function redis_number(v)
+  if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return string.format("%d", v) end
+  return string.format("%.17g", v)
+end
+
+local function check_redis_reply(v, where)
+  local t = type(v)
+  if t == "string" or v == cjson.null then return end
+  if t == "number" then
+    if v ~= math.floor(v) or math.abs(v) >= 2 ^ 63 then
+      fail("on_redis", where .. " returned " .. tostring(v) .. ": Redis integers are whole numbers "
+        .. "(return a string for other values)", 0)
+    end
+    return
+  end
+  if t == "table" then
+    if type(v.err) == "string" and next(v, next(v)) == nil then return end
+    local n = #v
+    for k in pairs(v) do
+      if type(k) ~= "number" or k < 1 or k > n or k ~= math.floor(k) then
+        fail("on_redis", where .. " returned a table with key " .. tostring(k)
+          .. ": a Redis array is a sequence (an error inside one is { err = \"...\" })", 0)
+      end
+    end
+    for i = 1, n do check_redis_reply(v[i], where) end
+    return
+  end
+  fail("on_redis", where .. " must return a string, a number, a table, freshet.null or nil, err; got "
+    .. t, 0)
+end
+
+function Server:_redis(cmd, args, n)
+  local call = { cmd }
+  for i = 1, n do
+    local v = args[i]
+    call[i + 1] = type(v) == "number" and redis_number(v) or v
+  end
+  self.redis_calls[#self.redis_calls + 1] = call
+  local h = self.redis_handler
+  if h == nil then
+    error(("freshet.test: the script called freshet.redis (%s) and this server has no stub: "
+      .. "srv:on_redis(function(cmd, ...) return reply end)"):format(cmd), 0)
+  end
+  local reply, err = h(unpack(call, 1, n + 1))
+  if reply == nil and err ~= nil then
+    if type(err) ~= "string" then
+      fail("on_redis", "the on_redis stub for " .. cmd .. " returned nil and a " .. type(err)
+        .. " (nil, err wants a string)", 0)
+    end
+    return nil, err
+  end
+  if reply == nil then reply = cjson.null end
+  check_redis_reply(reply, "the on_redis stub for " .. cmd)
+  return { reply }
+end
+
 --- The timers that have not been cancelled or run out.
 function Server:active_timers()
   local out = {}
@@ -517,14 +599,18 @@ function Server:_load_app(path)
   if not self.tiers then self:_set_tiers(app.config.tiers or {}) end
   self.app = app
   for _, r in ipairs(app.routes) do
-    if r.kind == "stream" or r.kind == "publish" then
+    if r.kind == "stream" or r.kind == "publish" or r.kind == "http" then
       local _, err = native.pattern(r.pattern)
       if err then
         error(("%s:%d: app:%s: %s in \"%s\""):format(r.source, r.line, r.kind, err, r.pattern), 0)
       end
-      self.routes[r.pattern] = self:load(join(dirname(path), r.target), {
-        kind = r.kind, pattern = r.pattern,
+      local route = self:load(join(dirname(path), r.target), {
+        kind = r.kind, pattern = r.pattern, method = r.method,
       })
+      -- srv:route(pattern) finds the first route of a pattern; srv:http finds each http route
+      -- by method and path, in the app's order, as the server matches them.
+      self.routes[r.pattern] = self.routes[r.pattern] or route
+      self.ordered[#self.ordered + 1] = route
     end
   end
 end
@@ -535,11 +621,12 @@ local route_fields = {
   stream = { auth = true, topics = true, tier = true, filter = true, on_gap = true,
              on_slow = true, message = true },
   publish = { auth = true, publish = true, tier = true, body = true },
+  http = { auth = true, handle = true, tier = true, body = true },
 }
-local hook_names = { "auth", "topics", "tier", "filter", "publish", "message" }
+local hook_names = { "auth", "topics", "tier", "filter", "publish", "message", "handle" }
 local slow_policies = { drop = true, conflate = true, disconnect = true }
 
-local load_keys = { kind = true, pattern = true, dir = true }
+local load_keys = { kind = true, pattern = true, dir = true, method = true }
 
 --- Loads a route script into this server. path is relative to the current directory.
 --- opts: kind ("stream" or "publish"; default: "publish" when the script has a publish hook),
@@ -570,9 +657,12 @@ function Server:load(path, opts)
   if type(hooks) ~= "table" then
     error(("%s:1: a route script must return a table of hooks, got %s"):format(path, type(hooks)), 0)
   end
-  local kind = opts.kind or (hooks.publish ~= nil and "publish" or "stream")
+  local kind = opts.kind or (hooks.publish ~= nil and "publish")
+    or (hooks.handle ~= nil and "http") or "stream"
   local allowed = route_fields[kind]
-  if not allowed then fail("load", "opts.kind must be \"stream\" or \"publish\", got " .. tostring(kind)) end
+  if not allowed then
+    fail("load", "opts.kind must be \"stream\", \"publish\" or \"http\", got " .. tostring(kind))
+  end
   local problems = {}
   local function problem(fmt, ...) problems[#problems + 1] = path .. ":1: " .. fmt:format(...) end
   for k in pairs(hooks) do
@@ -602,10 +692,14 @@ function Server:load(path, opts)
   if kind == "publish" and type(hooks.publish) ~= "function" then
     problem("a publish route needs a publish(req, body, who) hook")
   end
+  if kind == "http" and type(hooks.handle) ~= "function" then
+    problem("an http route needs a handle(req, body, who) hook")
+  end
   if #problems > 0 then error(table.concat(problems, "\n"), 0) end
   return setmetatable({
     server = self, freshet = self.freshet, hooks = hooks, path = path, kind = kind,
     pattern = opts.pattern, _pattern = pattern, _env = env,
+    method = kind == "http" and (opts.method or "GET") or nil,
   }, Route)
 end
 
@@ -632,7 +726,7 @@ function Route:request(spec)
   if spec == nil then spec = {} end
   if type(spec) ~= "table" then arg_error("request", 1, "spec", "table", type(spec)) end
   spec = copy(spec)
-  spec.method = spec.method or (self.kind == "publish" and "POST" or "GET")
+  spec.method = spec.method or self.method or (self.kind == "publish" and "POST" or "GET")
   -- Through pcall, so that a bad spec blames the caller's line rather than this one.
   local ok, req = pcall(M.request, spec)
   if not ok then error(req, 2) end
@@ -689,11 +783,29 @@ local function topics_problem(list)
   return nil
 end
 
---- Calls topics(req, who) (who defaults to {}) and returns the list.
-function Route:topics(req, who)
+-- What a WebSocket topic change hands the topics hook, as src/transport/ws.c builds it:
+-- { op = "subscribe" | "unsubscribe", topics = <the client's list>, current = <the stream's> }.
+local function check_change(change)
+  if change == nil then return end
+  if type(change) ~= "table" then
+    error(("freshet.test: route:topics: bad argument #3 'change' (table expected, got %s)"):format(
+      type(change)), 3)
+  end
+  if change.op ~= "subscribe" and change.op ~= "unsubscribe" then
+    error("freshet.test: route:topics: change.op must be \"subscribe\" or \"unsubscribe\"", 3)
+  end
+  if type(change.topics) ~= "table" or type(change.current) ~= "table" then
+    error("freshet.test: route:topics: change.topics and change.current must be lists", 3)
+  end
+end
+
+--- Calls topics(req, who[, change]) (who defaults to {}) and returns the list. change is what
+--- a WebSocket client's subscribe/unsubscribe hands the hook: { op =, topics =, current = }.
+function Route:topics(req, who, change)
   check_req("topics", req)
   if not self.hooks.topics then fail("topics", "the route has no topics hook", 1) end
-  local list = self.server:_call(self.hooks.topics, req, who or {})
+  check_change(change)
+  local list = self.server:_call(self.hooks.topics, req, who or {}, change)
   local problem = topics_problem(list)
   if problem then self:_mistake(problem) end
   return list
@@ -982,6 +1094,148 @@ function Route:post(req, body)
   local res = { status = 201, events = events }
   if many then res.ids = ids else res.id = ids[1] end
   return res
+end
+
+-- ---- http routes -------------------------------------------------------------------------
+
+--- Calls handle(req, body, who) and returns what it returned (status, body, headers). A string
+--- body is decoded first when the script has body = "json" ("" becomes nil), as the server does.
+function Route:handle(req, body, who)
+  check_req("handle", req)
+  if not self.hooks.handle then fail("handle", "the route has no handle hook", 1) end
+  if self.hooks.body == "json" and type(body) == "string" then
+    if body == "" then
+      body = nil
+    else
+      local value, err = request.json(body)
+      if value == nil then fail("handle", "the route takes JSON bodies and this one is not: " .. err, 1) end
+      body = value
+    end
+  elseif body == nil and self.hooks.body ~= "json" then
+    body = ""
+  end
+  return self.server:_call(self.hooks.handle, req, body, who or {})
+end
+
+local reserved_headers = { ["content-length"] = true, ["transfer-encoding"] = true, connection = true }
+
+-- handle's results as src/app/http_route.c reads them: { status, body, headers } as the client
+-- gets them, or nil and what was wrong.
+local function read_answer(status, body, headers)
+  if type(status) ~= "number" then return nil, "the first result must be the status (a number)" end
+  if status ~= math.floor(status) or status < 200 or status > 599 then
+    return nil, "the status must be an integer from 200 to 599"
+  end
+  local out = { status = status, headers = {} }
+  if type(body) == "table" then
+    local ok, text = pcall(cjson.encode, body)
+    if not ok then return nil, "the body table cannot be sent as JSON: " .. tostring(text) end
+    out.body, out.json, out.headers["content-type"] = text, body, "application/json"
+  elseif body == nil then
+    out.body = ""
+  elseif type(body) == "string" then
+    out.body, out.headers["content-type"] = body, "text/plain; charset=utf-8"
+  else
+    return nil, "the body must be a string, a table (sent as JSON) or nil"
+  end
+  if headers ~= nil then
+    if type(headers) ~= "table" then return nil, "headers must be a table of name = value" end
+    for name, value in pairs(headers) do
+      if type(name) ~= "string" or (type(value) ~= "string" and type(value) ~= "number") then
+        return nil, "headers must be a table of name = string"
+      end
+      value = tostring(value)
+      if name == "" then return nil, "an empty header name" end
+      if not name:match("^[%w!#$%%&'*+%-.^_`|~]+$") then return nil, "a header name that is not a token" end
+      if value:find("[\r\n%z]") then return nil, "CR, LF or NUL in a header value" end
+      if reserved_headers[name:lower()] then
+        return nil, "a header the server sets itself (Content-Length, Transfer-Encoding, Connection)"
+      end
+      out.headers[name:lower()] = value
+    end
+  end
+  if out.body == "" then out.headers["content-type"] = nil end
+  return out
+end
+
+--- Runs a request through the server's steps for an http route — auth, tier, body decoding,
+--- handle, the answer's checks — and returns { status, body, headers } as the client gets them
+--- (headers by lower-case name; json = the decoded body when handle returned a table), or
+--- { status, error } for a refusal (500s also carry reason).
+function Route:call(req, body)
+  check_req("call", req)
+  if self.kind ~= "http" then fail("call", "route:call is for http routes", 1) end
+  local who, refused = run_auth(self, req)
+  if not who then return refused end
+  local tier_ok, tier = self:_guard("tier", Route.tier, self, req, who)
+  if not tier_ok then return internal(tier) end
+  if body == nil then body = "" end
+  if self.hooks.body == "json" and type(body) == "string" then
+    if body == "" then
+      body = nil
+    else
+      local ok, value = pcall(cjson.decode, body)
+      if not ok then return { status = 400, error = "invalid JSON body: " .. tostring(value) } end
+      body = value
+    end
+  end
+  local srv = self.server
+  local r = pack(self:_guard("handle", srv._call, srv, self.hooks.handle, req, body, who))
+  if not r[1] then return internal(r[2]) end
+  local out, why = read_answer(r[2], r[3], r[4])
+  if not out then
+    local reason = ("route %s: handle must return status, body[, headers]: %s"):format(self:_name(), why)
+    srv.errors[#srv.errors + 1] = { hook = "handle", route = self:_name(), message = reason }
+    return internal(reason)
+  end
+  return out
+end
+
+local http_keys = { headers = true, body = true, query = true, cookies = true, remote = true }
+
+--- Sends a request to the app's http routes as the server would route it: srv:http("POST",
+--- "/login", { body = '{"name":"ann"}', headers = { ... } }) returns status, body, headers
+--- (and the answer table as a fourth value). A path no http route takes answers 404 (405 when
+--- one takes it with another method). body may be a table for a body = "json" route.
+function Server:http(method, path, opts)
+  if type(method) ~= "string" then arg_error("http", 1, "method", "string", type(method)) end
+  if type(path) ~= "string" then arg_error("http", 2, "path", "string", type(path)) end
+  if opts ~= nil and type(opts) ~= "table" then arg_error("http", 3, "opts", "table", type(opts)) end
+  opts = opts or {}
+  check_keys("http", opts, http_keys)
+  local raw = path:gsub("%?.*$", "")
+  local other = false
+  for _, route in ipairs(self.ordered) do
+    if route.kind == "http" and route._pattern then
+      local params = route._pattern:match(raw)
+      if params then
+        if route.method == method or (method == "HEAD" and route.method == "GET") then
+          local req = route:request { method = method, path = path, headers = opts.headers,
+                                      query = opts.query, cookies = opts.cookies, remote = opts.remote }
+          local body = opts.body
+          if type(body) == "table" and route.hooks.body ~= "json" then
+            fail("http", "a table body needs a body = \"json\" route", 1)
+          end
+          local res = route:call(req, body)
+          if res.error then res.body = cjson.encode({ error = res.error }) end
+          return res.status, res.body, res.headers or { ["content-type"] = "application/json" }, res
+        end
+        other = true
+      end
+    end
+  end
+  local res = other and { status = 405, error = ("method %s is not allowed here"):format(method) }
+    or { status = 404, error = "no route for this path" }
+  return res.status, cjson.encode({ error = res.error }), { ["content-type"] = "application/json" }, res
+end
+
+--- freshet.position(topic) in the fake server: the topic's newest id, or the server's start
+--- id ("<clock at start>-0") for a topic with no events, as the memory broker answers.
+function Server:position(topic)
+  if type(topic) ~= "string" then arg_error("position", 1, "topic", "string", type(topic)) end
+  local last = self._last[topic]
+  if last then return ("%d-%d"):format(last[1], last[2]) end
+  return ("%d-0"):format(self._start)
 end
 
 M.Server, M.Route, M.Stream = Server, Route, Stream

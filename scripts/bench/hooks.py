@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Hooks that wait, measured: streams opened per second, and the server's CPU per stream, when
-`auth` makes one HTTP call to a local backend, against the same stream route with an `auth` that
-only computes. Both routes are served by one freshet process; rounds alternate the two, so both
-see the same machine noise; figures are medians over the rounds.
+`auth` makes one HTTP call to a local backend, or one freshet.redis GET on a local redis-server,
+against the same stream route with an `auth` that only computes. The routes are served by one
+freshet process; rounds rotate them, so all see the same machine noise; figures are medians over
+the rounds.
 
     scripts/bench/hooks.py [--streams 4000] [--rounds 5] [--concurrency 500] [--delay 0]
 
@@ -11,7 +12,9 @@ answering after --delay seconds. The client opens --streams event streams, at mo
 each closed once its head arrived; a round's rate is streams / seconds until the last head. CPU
 is the time the freshet process's threads spent on a CPU over the round (/proc schedstat, ns). The difference between the
 two routes' CPU per stream is the cost of one waiting call: the coroutine, the request, the
-pooled connection and the response parse."""
+pooled connection and the response parse; for Redis, the command joining the worker's pipeline
+and the reply mapped to Lua. The redis-server (from PATH) runs on a free port without
+persistence."""
 
 import argparse
 import os
@@ -30,10 +33,12 @@ BIN = os.path.join(ROOT, "build", "freshet")
 
 APP = """
 local freshet = require "freshet"
-local app = freshet.app { heartbeat = 60, limits = { backend_calls = 4096 },
-                          log = { level = "warn" } }
+local app = freshet.app { heartbeat = 60, limits = { backend_calls = 4096, redis_calls = 4096 },
+                          redis = os.getenv("BENCH_REDIS"), log = { level = "warn" } }
 app:stream("/sync", "sync.lua")
 app:stream("/http", "http.lua")
+app:stream("/redis", "redis.lua")
+app:stream("/redis8", "redis8.lua")
 return app
 """
 
@@ -63,6 +68,27 @@ end
 function route.topics() return { "bench" } end
 return route
 """
+
+REDIS = """
+local freshet = require "freshet"
+local route = {}
+function route.auth(req)
+  local sid = (req.headers.cookie or ""):match("sid=(.*)")
+  if not sid then return nil, 401, "no session" end
+  local user, err = freshet.redis("GET", "session:" .. sid)
+  if not user then return nil, 503, err end
+  if user == freshet.null then return nil, 401, "no session" end
+  return { id = user }
+end
+function route.topics() return { "bench" } end
+return route
+"""
+
+# Eight calls in turn: the cost of a call, apart from the stream's own, is a difference eight
+# times as large as with one, so it stands out of the rounds' noise.
+REDIS8 = REDIS.replace('local user, err = freshet.redis("GET", "session:" .. sid)',
+                       'local user, err\n  for _ = 1, 8 do user, err = '
+                       'freshet.redis("GET", "session:" .. sid) end')
 
 
 def free_port():
@@ -116,6 +142,7 @@ def open_streams(port, path, n, concurrency):
     sel = selectors.DefaultSelector()
     started = time.monotonic()
     opened = done = bad = 0
+    why = None
     live = 0
     while done < n:
         while live < concurrency and opened < n:
@@ -140,12 +167,13 @@ def open_streams(port, path, n, concurrency):
                 data = b""
             if data[:12] != b"HTTP/1.1 200":
                 bad += 1
+                why = why or data.split(b"\r\n\r\n")[-1][:120]
             sel.unregister(s)
             s.close()
             live -= 1
             done += 1
     if bad:
-        sys.exit(f"hooks.py: {bad} of {n} streams on {path} were not opened")
+        sys.exit(f"hooks.py: {bad} of {n} streams on {path} were not opened (first: {why!r})")
     return time.monotonic() - started
 
 
@@ -162,11 +190,28 @@ def main():
                                stdout=subprocess.PIPE)
     backend_port = int(backend.stdout.readline())
     work = tempfile.mkdtemp(prefix="freshet-bench-hooks-")
-    for name, text in (("app.lua", APP), ("sync.lua", SYNC), ("http.lua", HTTP)):
+    redis_port = free_port()
+    redis = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port",
+                              str(redis_port), "--bind", "127.0.0.1", "--save", "",
+                              "--appendonly", "no", "--dir", work],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            with socket.create_connection(("127.0.0.1", redis_port), timeout=1) as c:
+                c.sendall(b"*3\r\n$3\r\nSET\r\n$13\r\nsession:bench\r\n$5\r\nbench\r\n")
+                if c.recv(16).startswith(b"+OK"):
+                    break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        sys.exit("hooks.py: redis-server did not start")
+    for name, text in (("app.lua", APP), ("sync.lua", SYNC), ("http.lua", HTTP),
+                       ("redis.lua", REDIS), ("redis8.lua", REDIS8)):
         with open(os.path.join(work, name), "w") as f:
             f.write(text)
     port = free_port()
-    env = dict(os.environ, BENCH_BACKEND=f"http://127.0.0.1:{backend_port}")
+    env = dict(os.environ, BENCH_BACKEND=f"http://127.0.0.1:{backend_port}",
+               BENCH_REDIS=f"redis://127.0.0.1:{redis_port}")
     log = open(os.path.join(work, "server.log"), "wb")
     proc = subprocess.Popen([BIN, os.path.join(work, "app.lua"), "--listen", f"127.0.0.1:{port}"],
                             stdout=log, stderr=log, env=env)
@@ -179,9 +224,12 @@ def main():
                 time.sleep(0.05)
         open_streams(port, "/http", 200, 100)  # warm the pool and the VM
         open_streams(port, "/sync", 200, 100)
-        figures = {"/sync": [], "/http": []}
+        open_streams(port, "/redis", 200, 100)
+        open_streams(port, "/redis8", 200, 100)
+        paths = ["/sync", "/http", "/redis", "/redis8"]
+        figures = {p: [] for p in paths}
         for r in range(args.rounds):
-            for path in ("/sync", "/http") if r % 2 == 0 else ("/http", "/sync"):
+            for path in paths[r % 4:] + paths[:r % 4]:
                 cpu0 = cpu_seconds(proc.pid)
                 took = open_streams(port, path, args.streams, args.concurrency)
                 time.sleep(0.3)  # the closes are counted in the round that made them
@@ -192,6 +240,8 @@ def main():
         proc.wait(10)
         backend.terminate()
         backend.wait(10)
+        redis.terminate()
+        redis.wait(10)
         log.close()
         shutil.rmtree(work, ignore_errors=True)
 
@@ -203,13 +253,19 @@ def main():
     print("| auth | streams opened per second | server CPU µs per stream (open + close) |")
     print("|---|---|---|")
     for path, label in (("/sync", "computes (no call)"),
-                        ("/http", "one freshet.http.request to a local backend")):
+                        ("/http", "one freshet.http.request to a local backend"),
+                        ("/redis", "one freshet.redis GET on a local redis-server"),
+                        ("/redis8", "eight freshet.redis GETs in turn")):
         rates = " / ".join(f"{f[0]:,.0f}" for f in figures[path])
         cpus = " / ".join(f"{f[1]:.1f}" for f in figures[path])
         print(f"| {label} | {med(path, 0):,.0f} ({rates}) | {med(path, 1):.1f} ({cpus}) |")
     extra = med("/http", 1) - med("/sync", 1)
     print(f"\nOne waiting call costs the server {extra:.1f} µs of CPU (the difference of the "
           f"medians); opening is {med('/http', 0) / med('/sync', 0):.2f}× as fast with it.")
+    extra = med("/redis", 1) - med("/sync", 1)
+    per = (med("/redis8", 1) - med("/sync", 1)) / 8
+    print(f"One freshet.redis call costs {extra:.1f} µs of CPU ({per:.1f} µs each from eight "
+          f"in turn); opening is {med('/redis', 0) / med('/sync', 0):.2f}× as fast with it.")
 
 
 if __name__ == "__main__":

@@ -51,3 +51,44 @@ void fr_hookcall_refuse(fr_exchange_t *x, int status, const char *what) {
     snprintf(msg, sizeof msg, "the route's %s hook did not answer in time", what);
     fr_exchange_respond_error(x, 504, msg);
 }
+
+static void on_step_done(fr_hookcall_t *hc, int status) {
+    fr_hooksteps_t *s = FR_CONTAINER_OF(hc, fr_hooksteps_t, hc);
+    const fr_hookstep_t *st = &s->steps[s->step];
+    if (status != FR_TASK_OK)
+        fr_hookcall_refuse(hc->x, status, st->what);
+    else if (st->read(s->owner) == 0) {
+        s->step++;
+        fr_hooksteps_run(s);
+        return;
+    }
+    s->finish(s->owner);
+}
+
+static void on_step_dropped(fr_hookcall_t *hc) {
+    fr_hooksteps_t *s = FR_CONTAINER_OF(hc, fr_hooksteps_t, hc);
+    s->finish(s->owner);
+}
+
+void fr_hooksteps_run(fr_hooksteps_t *s) {
+    s->hc.done = on_step_done;
+    s->hc.dropped = on_step_dropped;
+    for (; s->step < s->nsteps; s->step++) {
+        const fr_hookstep_t *st = &s->steps[s->step];
+        int nargs = st->push(s->owner);
+        if (nargs < 0)
+            break;
+        if (nargs == 0)
+            continue;
+        int rc = fr_hookcall_run(&s->hc, s->vm, s->route, st->what, nargs, st->nresults);
+        if (rc == FR_TASK_WAIT)
+            return;
+        if (rc != FR_TASK_OK) {
+            fr_hookcall_refuse(s->hc.x, rc, st->what);
+            break;
+        }
+        if (st->read(s->owner) < 0)
+            break;
+    }
+    s->finish(s->owner);
+}

@@ -32,4 +32,29 @@ int fr_hookcall_run(fr_hookcall_t *hc, fr_vm_t *vm, const fr_route_t *route, con
 /* The answer to a hook that failed (status FR_TASK_ERROR or FR_TASK_TIMEOUT). */
 void fr_hookcall_refuse(fr_exchange_t *x, int status, const char *what);
 
+/* A request's hooks in order (a publish: auth, tier, publish; an http route: auth, tier,
+ * handle). Each step pushes its hook and arguments (returns how many arguments; 0 when the
+ * route has no such hook, -1 after answering), then reads the results (0 to go on, -1 after
+ * answering). A hook that waits resumes the sequence from its callback; when the sequence
+ * ends (answered, or the client left) finish(owner) frees the owner. */
+typedef struct {
+    const char *what;
+    int nresults;
+    int (*push)(void *owner);
+    int (*read)(void *owner);
+} fr_hookstep_t;
+
+typedef struct {
+    fr_hookcall_t hc;            /* hc.x set by the owner */
+    const fr_hookstep_t *steps;  /* static */
+    size_t nsteps, step;
+    fr_vm_t *vm;                 /* borrowed: the owner holds a reference */
+    const fr_route_t *route;
+    void *owner;
+    void (*finish)(void *owner);
+} fr_hooksteps_t;
+
+/* Runs the steps from the current one. */
+void fr_hooksteps_run(fr_hooksteps_t *s);
+
 #endif

@@ -39,6 +39,8 @@ struct open_s {
     int running;                   /* open_run is on the stack */
     int waiting;                   /* a stage waits for a callback */
     int gone;                      /* the client left while a stage waited */
+    int in_band;                   /* refusals for now go in the stream (an EventSource) */
+    int admitted;                  /* holds a place in app->opening until it joins */
     fr_hookcall_t hc;              /* the hook that waits, if one does */
     reader_fn reader;              /* what reads its results */
     const char *hook;              /* its name */
@@ -58,8 +60,17 @@ struct open_s {
 
 static void open_run(open_t *o);
 
+/* Gives back the place the stream guard gave this open. */
+static void open_leave_guard(open_t *o) {
+    if (o->admitted) {
+        o->admitted = 0;
+        FR_DROP(o->app->opening, 1);
+    }
+}
+
 static void open_free(open_t *o) {
     lua_State *L = o->vm->L;
+    open_leave_guard(o);
     if (o->stream)
         fr_stream_free(o->stream);
     if (o->tp_state)
@@ -82,6 +93,34 @@ static stage_result_t refuse(open_t *o, int status, const char *msg) {
 
 static stage_result_t refuse_500(open_t *o) {
     return refuse(o, 500, "internal error");
+}
+
+/* A refusal that only means "not now": an EventSource gets it in the stream, so it comes
+ * back (app/refuse.c). */
+static stage_result_t refuse_for_now(open_t *o, fr_refusal_t why, int status,
+                                     unsigned retry_after_s, const char *msg) {
+    fr_app_refuse_stream(o->app, o->x, o->in_band, why, status, retry_after_s, msg);
+    return STAGE_DONE;
+}
+
+/* A hook that failed: 504 when it did not answer in time (which may pass), else 500. */
+static stage_result_t refuse_hook(open_t *o, int status, const char *what) {
+    if (status != FR_TASK_TIMEOUT)
+        return refuse_500(o);
+    char msg[160];
+    snprintf(msg, sizeof msg, "the route's %s hook did not answer in time", what);
+    return refuse_for_now(o, FR_REFUSAL_TIMEOUT, 504, 0, msg);
+}
+
+/* 1 when the request's query has key=value. */
+static int query_is(open_t *o, const char *key, const char *value) {
+    lua_State *L = o->vm->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, o->req_ref);
+    lua_getfield(L, -1, "query");
+    lua_getfield(L, -1, key);
+    int is = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), value) == 0;
+    lua_pop(L, 3);
+    return is;
 }
 
 /* ---- while a stage waits, the open is the connection's writer ----------------------------- */
@@ -115,12 +154,7 @@ static void own_sink(open_t *o, int own) {
 static stage_result_t stage_transport(open_t *o) {
     fr_exchange_t *x = o->x;
     lua_State *L = o->vm->L;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, o->req_ref);
-    lua_getfield(L, -1, "query");
-    lua_getfield(L, -1, "transport");
-    int poll = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "poll") == 0;
-    lua_pop(L, 3);
-    if (poll) {
+    if (query_is(o, "transport", "poll")) {
         o->tp = &fr_transport_poll;
         return STAGE_NEXT;
     }
@@ -144,22 +178,33 @@ static stage_result_t stage_transport(open_t *o) {
         o->tp = &fr_transport_ws;
         return STAGE_NEXT;
     }
-    if (!fr_sse_accepts(fr_request_header(&x->req, "accept")))
+    const char *accept = fr_request_header(&x->req, "accept");
+    if (!fr_sse_accepts(accept))
         return refuse(o, 406,
                       "this route streams text/event-stream; send Accept: text/event-stream "
                       "(or */*)");
     o->tp = &fr_transport_sse;
+    /* What a browser's EventSource sends, unless the client says it reads statuses. */
+    o->in_band = fr_sse_asks(accept) && !query_is(o, "refusal", "status");
     return STAGE_NEXT;
 }
 
+/* The stream guard: streams, and opens on their way to becoming one, stay within the capacity
+ * the descriptor limit leaves (connections still reading a request do not count: they may be
+ * the streams). An open that passes holds its place until it joins or ends. */
 static stage_result_t stage_capacity(open_t *o) {
     fr_app_t *app = o->app;
-    if (!app->host->fds_full(app->host_ctx))
-        return STAGE_NEXT;
-    FR_BUMP(app->metrics->refused_fds, 1);
-    fr_exchange_respond(o->x, 503, "application/json", "Retry-After: 5\r\n",
-                    "{\"error\":\"the server is at its connection limit\"}", 49);
-    return STAGE_DONE;
+    if (app->http->stopping)
+        return refuse_for_now(o, FR_REFUSAL_DRAIN, 503, 1, "shutting down");
+    fr_fds_view_t v;
+    app->host->fds(app->host_ctx, &v);
+    if (v.streams >= v.capacity) {
+        FR_BUMP(app->metrics->refused_fds, 1);
+        return refuse_for_now(o, FR_REFUSAL_FDS, 503, 5, "the server is at its connection limit");
+    }
+    o->admitted = 1;
+    FR_BUMP(app->opening, 1);
+    return STAGE_NEXT;
 }
 
 /* ---- hooks, which may wait ----------------------------------------------------------------- */
@@ -172,10 +217,8 @@ static stage_result_t run_hook(open_t *o, const char *what, int nargs, int nresu
         o->hook = what;
         return STAGE_WAIT;
     }
-    if (rc != FR_TASK_OK) {
-        fr_hookcall_refuse(o->x, rc, what);
-        return STAGE_DONE;
-    }
+    if (rc != FR_TASK_OK)
+        return refuse_hook(o, rc, what);
     return read(o);
 }
 
@@ -185,7 +228,7 @@ static void on_hook_done(fr_hookcall_t *hc, int status) {
     if (status == FR_TASK_OK)
         r = o->reader(o);
     else
-        fr_hookcall_refuse(o->x, status, o->hook);
+        r = refuse_hook(o, status, o->hook);
     if (r == STAGE_DONE)
         open_free(o);
     else
@@ -199,6 +242,10 @@ static void on_hook_dropped(fr_hookcall_t *hc) {
 static stage_result_t read_auth(open_t *o) {
     char msg[256];
     int status = fr_hook_read_auth(o->vm, o->route, &o->who_ref, msg, sizeof msg);
+    /* The route says "not now" (a backend it needs is down, a limit of its own): as the
+     * server's own refusals. 401 and 403 stay final: retrying brings no new credentials. */
+    if (status == 429 || status == 503)
+        return refuse_for_now(o, FR_REFUSAL_ROUTE, status, 0, msg);
     if (status)
         return refuse(o, status, msg);
     o->who_id = fr_hook_who_id(o->vm, o->who_ref);
@@ -241,8 +288,9 @@ static stage_result_t read_tier(open_t *o) {
                           &retry_after) == 0)
         return STAGE_NEXT;
     fr_app_count_limited(app, o->tier);
-    fr_app_too_many(o->x, retry_after, "new streams");
-    return STAGE_DONE;
+    char msg[96];
+    snprintf(msg, sizeof msg, "too many new streams: retry in %u s", retry_after);
+    return refuse_for_now(o, FR_REFUSAL_RATE, 429, retry_after, msg);
 }
 
 static stage_result_t stage_tier(open_t *o) {
@@ -318,6 +366,10 @@ static stage_result_t stage_join(open_t *o) {
         .id = o->x->id,
         .remote = o->x->remote,
         .opened_ms = o->x->opened_ms,
+        .started_us = o->x->started_us,
+        .access_target = app->streams->access && o->x->req.url
+                             ? fr_strndup(o->x->req.url, o->x->req.url_len)
+                             : NULL,
     };
     o->stream = fr_stream_new(app->streams, &init);
     o->tp_state = NULL;
@@ -328,7 +380,10 @@ static stage_result_t stage_join(open_t *o) {
     o->slow = NULL;
     o->waiting = 1;
     own_sink(o, 1);
-    if (fr_stream_join(o->stream, o->after, on_joined, o) < 0) {
+    int rc = fr_stream_join(o->stream, o->after, on_joined, o);
+    /* From here the streams' count holds it (a failed join ends the open now). */
+    open_leave_guard(o);
+    if (rc < 0) {
         o->waiting = 0;
         o->joined.error = 1;
     }
@@ -339,12 +394,8 @@ static stage_result_t stage_start(open_t *o) {
     fr_app_t *app = o->app;
     fr_exchange_t *x = o->x;
     own_sink(o, 0);
-    if (o->joined.error) {
-        x->last = 1;
-        fr_exchange_respond(x, 503, "application/json", "Retry-After: 2\r\n",
-                        "{\"error\":\"the broker is unavailable\"}", 37);
-        return STAGE_DONE;
-    }
+    if (o->joined.error)
+        return refuse_for_now(o, FR_REFUSAL_BROKER, 503, 2, "the broker is unavailable");
     if (o->joined.invalid) {
         FR_BUMP(app->metrics->resume_invalid, 1);
         return refuse(o, 400, "Last-Event-ID was never issued by this stream");

@@ -260,27 +260,19 @@ typedef struct {
     int req_ref;             /* owned */
     int who_ref;             /* owned */
     const fr_tier_t *tier;
-    size_t step;
-    fr_hookcall_t hc;
+    fr_hooksteps_t seq;
 } pubreq_t;
 
-/* A step pushes its hook and arguments (returns how many arguments; 0 when the route has no
- * such hook, -1 after answering), then reads the results (0 to go on, -1 after answering). */
-typedef struct {
-    const char *what;
-    int nresults;
-    int (*push)(pubreq_t *p);
-    int (*read)(pubreq_t *p);
-} step_t;
-
-static int push_auth(pubreq_t *p) {
+static int push_auth(void *owner) {
+    pubreq_t *p = owner;
     int nargs = fr_hook_push_auth(p->vm, p->route, p->req_ref);
     if (!nargs)
         p->who_ref = fr_hook_anonymous(p->vm);
     return nargs;
 }
 
-static int read_auth(pubreq_t *p) {
+static int read_auth(void *owner) {
+    pubreq_t *p = owner;
     char msg[256];
     int status = fr_hook_read_auth(p->vm, p->route, &p->who_ref, msg, sizeof msg);
     if (status) {
@@ -290,11 +282,13 @@ static int read_auth(pubreq_t *p) {
     return 0;
 }
 
-static int push_tier(pubreq_t *p) {
+static int push_tier(void *owner) {
+    pubreq_t *p = owner;
     return fr_hook_push_tier(p->vm, p->route, p->req_ref, p->who_ref);
 }
 
-static int read_tier(pubreq_t *p) {
+static int read_tier(void *owner) {
+    pubreq_t *p = owner;
     if (fr_hook_read_tier(p->vm, p->route, p->app->config, &p->tier) < 0) {
         fr_exchange_respond_error(p->x, 500, "internal error");
         return -1;
@@ -303,7 +297,8 @@ static int read_tier(pubreq_t *p) {
 }
 
 /* publish(req, body, who); a body route that is not JSON is answered 400 here. */
-static int push_publish(pubreq_t *p) {
+static int push_publish(void *owner) {
+    pubreq_t *p = owner;
     fr_vm_t *vm = p->vm;
     lua_State *L = vm->L;
     fr_exchange_t *x = p->x;
@@ -350,7 +345,8 @@ static int take_tokens(pubreq_t *p, const pub_item_t *items, size_t n) {
 
 /* The events publish returned (its three results on the top of the stack), checked, counted
  * against the tier and handed to the broker. Always answers: returns -1. */
-static int read_publish(pubreq_t *p) {
+static int read_publish(void *owner) {
+    pubreq_t *p = owner;
     fr_vm_t *vm = p->vm;
     lua_State *L = vm->L;
     fr_exchange_t *x = p->x;
@@ -384,55 +380,18 @@ out:
     return -1;
 }
 
-static const step_t steps[] = {{"auth", 3, push_auth, read_auth},
-                               {"tier", 1, push_tier, read_tier},
-                               {"publish", 3, push_publish, read_publish}};
+static const fr_hookstep_t steps[] = {{"auth", 3, push_auth, read_auth},
+                                      {"tier", 1, push_tier, read_tier},
+                                      {"publish", 3, push_publish, read_publish}};
 
-static void pubreq_free(pubreq_t *p) {
+static void pubreq_free(void *owner) {
+    pubreq_t *p = owner;
     lua_State *L = p->vm->L;
     luaL_unref(L, LUA_REGISTRYINDEX, p->req_ref);
     luaL_unref(L, LUA_REGISTRYINDEX, p->who_ref);
     fr_vm_release(p->vm);
     p->x->ops->release(p->x);
     free(p);
-}
-
-static void pubreq_run(pubreq_t *p) {
-    for (; p->step < FR_ARRAY_LEN(steps); p->step++) {
-        const step_t *st = &steps[p->step];
-        int nargs = st->push(p);
-        if (nargs < 0)
-            break;
-        if (nargs == 0)
-            continue;
-        int rc = fr_hookcall_run(&p->hc, p->vm, p->route, st->what, nargs, st->nresults);
-        if (rc == FR_TASK_WAIT)
-            return;
-        if (rc != FR_TASK_OK) {
-            fr_hookcall_refuse(p->x, rc, st->what);
-            break;
-        }
-        if (st->read(p) < 0)
-            break;
-    }
-    pubreq_free(p);
-}
-
-static void on_hook_done(fr_hookcall_t *hc, int status) {
-    pubreq_t *p = FR_CONTAINER_OF(hc, pubreq_t, hc);
-    const step_t *st = &steps[p->step];
-    if (status != FR_TASK_OK)
-        fr_hookcall_refuse(p->x, status, st->what);
-    else if (st->read(p) == 0) {
-        p->step++;
-        pubreq_run(p);
-        return;
-    }
-    pubreq_free(p);
-}
-
-static void on_hook_dropped(fr_hookcall_t *hc) {
-    pubreq_free(FR_CONTAINER_OF(hc, pubreq_t, hc));
 }
 
 void fr_app_publish(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, int req_ref) {
@@ -445,8 +404,7 @@ void fr_app_publish(fr_app_t *app, fr_exchange_t *x, const fr_route_t *route, in
     p->route = route;
     p->req_ref = req_ref;
     p->who_ref = LUA_NOREF;
-    p->hc.x = x;
-    p->hc.done = on_hook_done;
-    p->hc.dropped = on_hook_dropped;
-    pubreq_run(p);
+    p->seq = (fr_hooksteps_t){.hc.x = x, .steps = steps, .nsteps = FR_ARRAY_LEN(steps),
+                              .vm = p->vm, .route = route, .owner = p, .finish = pubreq_free};
+    fr_hooksteps_run(&p->seq);
 }

@@ -23,6 +23,12 @@ char *fr_xstrdup(const char *s, const char *file, int line);
 uint64_t fr_now_ms(void);
 /* Monotonic milliseconds (timeouts, heartbeats, uptime). */
 uint64_t fr_mono_ms(void);
+/* Monotonic microseconds (durations in the access log). */
+uint64_t fr_mono_us(void);
+
+/* v in decimal at out (room for 20 bytes; no NUL); returns the length. For hot paths that
+ * format numbers (ids, Redis commands) without printf. */
+size_t fr_u64_format(char *out, uint64_t v);
 
 #define FR_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define FR_CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr) - offsetof(type, field)))
@@ -34,5 +40,16 @@ uint64_t fr_mono_ms(void);
     __atomic_store_n(&(x), __atomic_load_n(&(x), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
 #define FR_DROP(x, n) \
     __atomic_store_n(&(x), __atomic_load_n(&(x), __ATOMIC_RELAXED) - (n), __ATOMIC_RELAXED)
+
+/* The value of a hexadecimal digit, or -1. */
+static inline int fr_hex_value(char c) {
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
 
 #endif

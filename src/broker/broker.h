@@ -78,6 +78,11 @@ typedef struct {
     /* The newest id of a topic, as far as this node knows (a topic added to an open stream
      * starts there). */
     fr_id_t (*position)(fr_broker_t *b, const char *topic);
+    /* The topic's newest id as the broker itself holds it (freshet.position): resuming from it
+     * gets every event published after the answer. cb gets 0 and the id, or
+     * FR_PUB_UNAVAILABLE; it may run before locate returns. NULL when position() is exact
+     * (memory: the hub is the broker). */
+    void (*locate)(fr_broker_t *b, const char *topic, fr_published_cb cb, void *ctx);
     /* Who follows a topic: this process (memory) or every node (redis). Fills out. */
     void (*presence)(fr_broker_t *b, const char *topic, fr_presence_t *out);
     /* 1 while publishes and joins can succeed. */

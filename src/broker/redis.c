@@ -1,8 +1,9 @@
-/* The Redis broker (see broker/redis.h): its fr_broker_ops_t, creating and freeing it,
- * publishing, and joins. The URL is parsed in broker/redis_url.c, the connections are in
- * broker/redis_conn.c (and the Sentinels in broker/redis_sentinel.c), replica confirmations in
- * broker/redis_wait.c, the topics this node follows in broker/redis_follow.c, presence in
- * broker/redis_presence.c; what they share is in broker/redis_private.h. */
+/* The Redis broker (see broker/redis.h): its fr_broker_ops_t, creating and freeing it, and
+ * joins. Publishing is in broker/redis_publish.c, the URL is parsed in broker/redis_url.c, the
+ * connections are in broker/redis_conn.c (and the Sentinels in broker/redis_sentinel.c),
+ * replica confirmations in broker/redis_wait.c, the topics this node follows in
+ * broker/redis_follow.c, presence in broker/redis_presence.c; what they share is in
+ * broker/redis_private.h. */
 #include "broker/redis_private.h"
 
 #include <hiredis/hiredis.h>
@@ -15,6 +16,9 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/util.h"
+
+/* Every followed topic is trimmed to the time window at least this often (seconds). */
+#define TRIM_PERIOD_MAX_S 60
 
 /* ---- joins -------------------------------------------------------------------------------- */
 
@@ -115,31 +119,49 @@ static void on_resume_reply(redisAsyncContext *ac, void *reply, void *priv) {
     join_destroy(j);
 }
 
+/* "fr:{<topic>}:<kind>", the key of one of a topic's structures: in buf when it fits, else on
+ * the heap (free it when it is not buf). */
+static char *topic_key(const char *topic, char kind, char *buf, size_t cap) {
+    size_t n = strlen(topic) + 8;
+    char *k = n <= cap ? buf : fr_malloc(n);
+    snprintf(k, n, "fr:{%s}:%c", topic, kind);
+    return k;
+}
+
 void fr_redis_join_start(join_t *j) {
     fr_redis_t *r = j->r;
     if (!r->cmd_ready) {
         fr_redis_join_fail(j);
         return;
     }
-    size_t argc = 3 + 2 * j->n + 1;
+    /* FCALL freshet_resume <n> fr:{t}:s… <after>… <events> <seconds>: the window travels with
+     * the call, and the count is this node's window (a refill asks for no more than a join). */
+    size_t argc = 3 + 2 * j->n + 2;
     const char **argv = fr_calloc(argc, sizeof *argv);
     size_t *lens = fr_calloc(argc, sizeof *lens);
-    char nbuf[24], maxbuf[24];
+    char **keys = fr_calloc(j->n, sizeof *keys);
+    char nbuf[24], events[24], seconds[32];
+    size_t max = j->max_events < r->replay_events ? j->max_events : r->replay_events;
     snprintf(nbuf, sizeof nbuf, "%zu", j->n);
-    snprintf(maxbuf, sizeof maxbuf, "%zu", j->max_events);
+    snprintf(events, sizeof events, "%zu", max);
+    snprintf(seconds, sizeof seconds, "%.3f", (double)r->replay_ms / 1000.0);
     size_t a = 0;
     argv[a++] = "FCALL";
     argv[a++] = "freshet_resume";
     argv[a++] = nbuf;
     for (size_t i = 0; i < j->n; i++)
-        argv[a++] = j->topics[i];
+        argv[a++] = keys[i] = topic_key(j->topics[i], 's', NULL, 0);
     for (size_t i = 0; i < j->n; i++)
         argv[a++] = j->after[i];
-    argv[a++] = maxbuf;
+    argv[a++] = events;
+    argv[a++] = seconds;
     for (size_t i = 0; i < a; i++)
         lens[i] = strlen(argv[i]);
     if (redisAsyncCommandArgv(r->cmd, on_resume_reply, j, (int)a, argv, lens) != REDIS_OK)
         fr_redis_join_fail(j);
+    for (size_t i = 0; i < j->n; i++)
+        free(keys[i]);
+    free(keys);
     free(argv);
     free(lens);
 }
@@ -213,6 +235,7 @@ static void on_timer_closed(uv_handle_t *h) {
     fr_redis_follow_free_all(r);
     fr_htable_close(&r->follows);
     fr_redis_presence_free(r);
+    fr_redis_publish_free(r);
     fr_redis_url_free(&r->url);
     free(r);
 }
@@ -227,6 +250,7 @@ static void redis_free(fr_broker_t *b) {
     /* Nothing reconnects once `closing` is set; pending publishes and joins hear of the
      * failure. */
     r->closing = 1;
+    fr_redis_publish_fail_all(r);
     fr_redis_conn_stop(r);
     uv_timer_t *timers[] = {&r->cmd_retry, &r->sub_retry, &r->tick, &r->failover,
                             &r->sentinel.timer};
@@ -267,63 +291,6 @@ static size_t redis_health(const fr_broker_t *b, char *buf, size_t cap) {
     return n < 0 ? 0 : (size_t)n < cap ? (size_t)n : cap - 1;
 }
 
-/* ---- publishing --------------------------------------------------------------------------- */
-
-typedef struct {
-    fr_published_cb cb;
-    void *ctx;
-} pub_t;
-
-static void on_published(redisAsyncContext *ac, void *reply, void *priv) {
-    pub_t *p = priv;
-    redisReply *rep = reply;
-    fr_id_t id = {0, 0};
-    if (!rep) /* sent, maybe run: the client must not take it for "not published" */
-        p->cb(p->ctx, FR_PUB_UNCERTAIN, id, "the connection to Redis was lost before it "
-                                            "answered: the event may have been stored");
-    else if (rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "freshet_publish:"))
-        p->cb(p->ctx, FR_PUB_INVALID, id, rep->str); /* the function refused the event: 400 */
-    else if (rep->type == REDIS_REPLY_ERROR) {
-        fr_redis_conn_check_reply(ac->data, rep); /* READONLY, LOADING: a failover */
-        p->cb(p->ctx, FR_PUB_UNAVAILABLE, id, rep->str); /* OOM, READONLY…: 503 */
-    }
-    else if (parse_id(rep, &id) < 0)
-        p->cb(p->ctx, FR_PUB_UNAVAILABLE, id, "unexpected reply from Redis");
-    else
-        fr_redis_wait_confirm(ac->data, p->cb, p->ctx, id); /* ?replicas=N: after WAIT */
-    free(p);
-}
-
-static void redis_publish(fr_broker_t *b, const fr_pub_t *ev, fr_published_cb cb, void *ctx) {
-    fr_redis_t *r = (fr_redis_t *)b;
-    fr_id_t id = {0, 0};
-    const char *err;
-    /* Checked here as the memory broker's hub checks it: Redis would store what a client then
-     * could not read. */
-    if (fr_event_validate(ev->topic, ev->name, ev->data, ev->len, &err) < 0) {
-        cb(ctx, FR_PUB_INVALID, id, err);
-        return;
-    }
-    if (!r->cmd_ready) {
-        cb(ctx, FR_PUB_UNAVAILABLE, id, "the broker is unavailable");
-        return;
-    }
-    pub_t *p = fr_malloc(sizeof *p);
-    p->cb = cb;
-    p->ctx = ctx;
-    const char *argv[] = {"FCALL", "freshet_publish", "1", ev->topic, ev->data,
-                          ev->name ? ev->name : "", fr_priority_name(ev->prio),
-                          ev->json ? "1" : "0"};
-    size_t lens[8];
-    for (int i = 0; i < 8; i++)
-        lens[i] = strlen(argv[i]);
-    lens[4] = ev->len;
-    if (redisAsyncCommandArgv(r->cmd, on_published, p, 8, argv, lens) != REDIS_OK) {
-        free(p);
-        cb(ctx, FR_PUB_UNAVAILABLE, id, "the broker is unavailable");
-    }
-}
-
 /* ---- the rest of the interface ------------------------------------------------------------ */
 
 static int redis_join(fr_broker_t *b, fr_sub_t *subs, char *const *topics, const fr_id_t *after,
@@ -351,19 +318,109 @@ static fr_id_t redis_position(fr_broker_t *b, const char *topic) {
     return pos;
 }
 
+/* The time window is checked by every resume; this keeps the Streams this node follows from
+ * holding expired events for long. Each topic is trimmed once per period, a slice of the
+ * topics each second (by the hash of the name), so thousands of followed topics do not land on
+ * Redis in one burst; the count window needs nothing here (XADD trims). */
+static void trim_followed(fr_redis_t *r) {
+    uint64_t period = r->replay_ms / 4000;
+    period = period < 1 ? 1 : period > TRIM_PERIOD_MAX_S ? TRIM_PERIOD_MAX_S : period;
+    uint64_t slice = r->trim_round++ % period;
+    char seconds[32];
+    snprintf(seconds, sizeof seconds, "%.3f", (double)r->replay_ms / 1000.0);
+    fr_htable_iter_t it;
+    fr_htable_iter_init(&r->follows, &it);
+    for (follow_t *f; (f = fr_redis_follow_of(fr_htable_iter_next(&it)));) {
+        if (!f->wanted || f->hnode.hash % period != slice)
+            continue;
+        char keybuf[256];
+        char *key = topic_key(f->topic, 's', keybuf, sizeof keybuf);
+        redisAsyncCommand(r->cmd, NULL, NULL, "FCALL freshet_trim 1 %s %s", key, seconds);
+        if (key != keybuf)
+            free(key);
+    }
+}
+
+typedef struct {
+    fr_published_cb cb;
+    void *ctx;
+} locate_t;
+
+/* XINFO STREAM fr:{topic}:s: the Stream's last-generated-id is the position a resume from is
+ * exact (freshet_mark raises it past a failover's lost stretch too); "0-0" for a topic Redis
+ * holds nothing of (no such key). */
+static void on_located(redisAsyncContext *ac, void *reply, void *priv) {
+    (void)ac;
+    locate_t *l = priv;
+    redisReply *rep = reply;
+    fr_id_t id = {0, 0};
+    const redisReply *last = NULL;
+    if (rep && rep->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i + 1 < rep->elements; i += 2)
+            if (rep->element[i]->type == REDIS_REPLY_STRING &&
+                strcmp(rep->element[i]->str, "last-generated-id") == 0)
+                last = rep->element[i + 1];
+    if (!rep)
+        l->cb(l->ctx, FR_PUB_UNAVAILABLE, id, "the broker is unavailable");
+    else if (rep->type == REDIS_REPLY_ERROR && strstr(rep->str, "no such key"))
+        l->cb(l->ctx, 0, id, NULL);
+    else if (rep->type == REDIS_REPLY_ERROR)
+        l->cb(l->ctx, FR_PUB_UNAVAILABLE, id, rep->str);
+    else if (!last || parse_id(last, &id) < 0)
+        l->cb(l->ctx, FR_PUB_UNAVAILABLE, id, "unexpected reply from Redis");
+    else
+        l->cb(l->ctx, 0, id, NULL);
+    free(l);
+}
+
+static void redis_locate(fr_broker_t *b, const char *topic, fr_published_cb cb, void *ctx) {
+    fr_redis_t *r = (fr_redis_t *)b;
+    fr_id_t id = {0, 0};
+    if (!r->cmd_ready) {
+        cb(ctx, FR_PUB_UNAVAILABLE, id, "the broker is unavailable");
+        return;
+    }
+    locate_t *l = fr_malloc(sizeof *l);
+    l->cb = cb;
+    l->ctx = ctx;
+    char keybuf[256];
+    char *key = topic_key(topic, 's', keybuf, sizeof keybuf);
+    int rc = redisAsyncCommand(r->cmd, on_located, l, "XINFO STREAM %s", key);
+    if (key != keybuf)
+        free(key);
+    if (rc != REDIS_OK) {
+        free(l);
+        cb(ctx, FR_PUB_UNAVAILABLE, id, "the broker is unavailable");
+    }
+}
+
 static void redis_sweep(fr_broker_t *b) {
+    fr_redis_t *r = (fr_redis_t *)b;
     fr_hub_sweep(b->hub);
+    if (r->cmd_ready && r->replay_ms > 0)
+        trim_followed(r);
 }
 
 static const fr_broker_ops_t redis_ops = {
     .kind = "redis",
-    .publish = redis_publish,
+    .publish = fr_redis_publish,
     .join = redis_join,
     .replay = NULL, /* an open stream resumes by reconnecting */
     .position = redis_position,
+    .locate = redis_locate,
     .presence = fr_redis_presence,
     .ready = redis_ready,
     .health = redis_health,
     .sweep = redis_sweep,
     .free = redis_free,
 };
+
+int fr_redis_broker_primary(const fr_broker_t *b, fr_redis_addr_t *out) {
+    if (!b || b->ops != &redis_ops)
+        return -1;
+    const fr_redis_t *r = (const fr_redis_t *)b;
+    if (r->url.unix_path || (r->url.sentinel && !r->have_primary))
+        return -1;
+    *out = r->url.sentinel ? r->primary : r->url.addr;
+    return 0;
+}

@@ -2,9 +2,11 @@
  * channel per topic, in one atomic step (a Redis function, see broker/redis_lib.c), so every
  * node sees the same ids and the same order, and any node can replay any topic.
  *
- *   publish ── FCALL freshet_publish ──► XADD fr:{topic}:s + trim + PUBLISH fr:{topic}:c
+ *   publish ── FCALL freshet_publish_unchecked ──► XADD fr:{topic}:s MAXLEN ~ …
+ *                                                 + PUBLISH fr:{topic}:c
  *   node ◄── SUBSCRIBE fr:{topic}:c (only while a local stream follows the topic)
  *   resume ── FCALL freshet_resume ──► per topic: ok | stale | invalid, last id, events after
+ *   sweep ── FCALL freshet_trim ──► drops what is older than the time window (followed topics)
  *
  * Two connections per worker: one for commands, one in subscribe mode. Both reconnect with
  * exponential backoff and jitter; when the subscriber comes back, each followed topic is
@@ -19,6 +21,7 @@
 #include <uv.h>
 
 #include "broker/broker.h"
+#include "broker/redis_url.h"
 #include "core/metrics.h"
 
 typedef struct fr_redis_s fr_redis_t;
@@ -39,6 +42,12 @@ fr_broker_t *fr_redis_broker_new(uv_loop_t *loop, fr_hub_t *hub, const char *url
  *   params: replicas=N (0-100: a publish waits until N replicas have it), wait=MS (1-60000,
  *           default 1000: for at most that long) */
 int fr_redis_url_check(const char *url, char *err, size_t errlen);
+
+/* Where the broker's Redis primary is now, for other clients of the same Redis
+ * (freshet.redis): the URL's address, or with redis-sentinel:// the one the Sentinels last
+ * named. Returns 0, or -1 when b is no Redis broker, connects through a unix socket, or no
+ * Sentinel has answered yet. Read-only; call it on the broker's loop. */
+int fr_redis_broker_primary(const fr_broker_t *b, fr_redis_addr_t *out);
 
 /* The Redis function library that every node loads (FUNCTION LOAD REPLACE). */
 extern const char fr_redis_library[];

@@ -12,6 +12,7 @@
  *   connecting ──► (redis-sentinel://: ROLE must say master) ──► ready
  *   ready ──EOF, error, PING unanswered, probe lost, READONLY/LOADING──► down
  *   any ──a Sentinel names another primary──► both dropped, both connect there now */
+#include "broker/redis_io.h"
 #include "broker/redis_private.h"
 
 #include <hiredis/hiredis.h>
@@ -39,76 +40,12 @@ static void sub_connect(fr_redis_t *r);
 static void on_cmd_retry(uv_timer_t *t);
 static void on_sub_retry(uv_timer_t *t);
 
-/* ---- hiredis on the worker's loop ------------------------------------------------------------
- * hiredis' own libuv adapter returns early when libuv reports a poll error, so a connection
- * that dies with an error (or a refused connect) is never noticed. This one hands every error
- * to hiredis as a read, and hiredis then finds the failure and reports the disconnect. */
-
-typedef struct {
-    uv_poll_t poll;
-    redisAsyncContext *ac; /* NULL once hiredis has let go of the context */
-    int events;
-} redis_io_t;
-
-static void on_io_closed(uv_handle_t *h) {
-    free(h->data);
-}
-
-static void on_io(uv_poll_t *h, int status, int events) {
-    redis_io_t *io = h->data;
-    if (!io->ac)
-        return;
-    if (status < 0 || (events & (UV_READABLE | UV_DISCONNECT))) {
-        redisAsyncHandleRead(io->ac);
-        if (!io->ac)
-            return; /* the read found the end of the connection */
-    }
-    if (status == 0 && (events & UV_WRITABLE))
-        redisAsyncHandleWrite(io->ac);
-}
-
-static void io_update(redis_io_t *io, int add, int events) {
-    io->events = add ? io->events | events : io->events & ~events;
-    if (io->events)
-        uv_poll_start(&io->poll, io->events, on_io);
-    else
-        uv_poll_stop(&io->poll);
-}
-
-static void io_add_read(void *p) {
-    io_update(p, 1, UV_READABLE);
-}
-static void io_del_read(void *p) {
-    io_update(p, 0, UV_READABLE);
-}
-static void io_add_write(void *p) {
-    io_update(p, 1, UV_WRITABLE);
-}
-static void io_del_write(void *p) {
-    io_update(p, 0, UV_WRITABLE);
-}
-
-static void io_cleanup(void *p) {
-    redis_io_t *io = p;
-    io->ac = NULL;
-    uv_close((uv_handle_t *)&io->poll, on_io_closed);
-}
-
-static int io_attach(redisAsyncContext *ac, uv_loop_t *loop) {
-    redis_io_t *io = fr_calloc(1, sizeof *io);
-    if (uv_poll_init(loop, &io->poll, ac->c.fd) != 0) {
-        free(io);
-        return -1;
-    }
-    io->ac = ac;
-    io->poll.data = io;
-    ac->ev.data = io;
-    ac->ev.addRead = io_add_read;
-    ac->ev.delRead = io_del_read;
-    ac->ev.addWrite = io_add_write;
-    ac->ev.delWrite = io_del_write;
-    ac->ev.cleanup = io_cleanup;
-    return 0;
+/* The publishes of this iteration become their calls first, right before the command
+ * connection writes (hiredis' request to write them then asks for nothing more). */
+static void before_write(redisAsyncContext *ac) {
+    fr_redis_t *r = ac->data;
+    if (r && ac == r->cmd && r->nbatches)
+        fr_redis_publish_flush(r);
 }
 
 /* ---- connecting ----------------------------------------------------------------------------- */
@@ -129,7 +66,7 @@ redisAsyncContext *fr_redis_connect(fr_redis_t *r, const fr_redis_addr_t *addr,
         return NULL;
     }
     ac->data = r;
-    if (io_attach(ac, r->loop) < 0) {
+    if (fr_redis_io_attach(ac, r->loop, before_write) < 0) {
         redisAsyncFree(ac);
         return NULL;
     }
@@ -145,6 +82,11 @@ redisAsyncContext *fr_redis_connect(fr_redis_t *r, const fr_redis_addr_t *addr,
     /* Names the connection in CLIENT LIST (where an operator, or a test, looks for it). */
     redisAsyncCommand(ac, NULL, NULL, "CLIENT SETNAME freshet-%s-%s", r->node, role);
     return ac;
+}
+
+void fr_redis_conn_want_write(fr_redis_t *r) {
+    if (r->cmd)
+        fr_redis_io_want_write(r->cmd);
 }
 
 static unsigned backoff_ms(unsigned attempt) {
@@ -371,15 +313,11 @@ static void on_library_loaded(redisAsyncContext *ac, void *reply, void *priv) {
     fr_info("redis: connected to %s, functions loaded", where(r, buf, sizeof buf));
 }
 
-/* The connection is to a primary: set it up (database, replay window, functions). */
+/* The connection is to a primary: set it up (database, functions). */
 static void cmd_setup(fr_redis_t *r) {
     redisAsyncContext *c = r->cmd;
     if (r->url.db)
         redisAsyncCommand(c, NULL, NULL, "SELECT %d", r->url.db);
-    char events[24], seconds[24];
-    snprintf(events, sizeof events, "%zu", r->replay_events);
-    snprintf(seconds, sizeof seconds, "%.3f", (double)r->replay_ms / 1000.0);
-    redisAsyncCommand(c, NULL, NULL, "HSET fr:config events %s seconds %s", events, seconds);
     redisAsyncCommand(c, on_library_loaded, NULL, "FUNCTION LOAD REPLACE %s", fr_redis_library);
 }
 
@@ -436,6 +374,7 @@ static void on_cmd_disconnected(const redisAsyncContext *ac, int status) {
     r->cmd_role = 0;
     r->probe_seq = 0;
     publish_gauges(r);
+    fr_redis_publish_fail_all(r);
     fr_redis_wait_fail_all(r);
     if (r->closing)
         return;

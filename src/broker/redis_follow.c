@@ -149,7 +149,7 @@ void fr_redis_follow_fail_waiters(fr_redis_t *r) {
  *     topic is lost (fr_hub_lose: its streams end and resume through Last-Event-ID);
  *   - invalid (Redis holds events around it, or only older ones): this node delivered an
  *     event that the primary it now talks to never got, a failover without ?replicas=N. The
- *     lost stretch is recorded in Redis (MARK, below), so a resume into it answers 416 or
+ *     lost stretch is recorded in Redis (freshet_mark), so a resume into it answers 416 or
  *     reset instead of 400 and no id in it is ever issued again; then the fill goes on from
  *     the id (AFTER_MARK).
  * Live events of the topic wait behind a fill in flight (`refilling`); while a fill waits for
@@ -173,38 +173,6 @@ static follow_t *refill_follow(const refill_t *rf) {
 }
 
 static void refill_from(fr_redis_t *r, const char *topic, const char *after, int stage);
-
-/* Records in Redis that every event up to `after` that it does not hold is lost: the Stream's
- * last-generated and max-deleted ids (XSETID) and the topic's hash (last, evicted) rise to it,
- * as if those events had been trimmed. One atomic script: KEYS Stream, hash; ARGV the id. */
-static const char mark_lost_script[] =
-    "local function parse(id)\n"
-    "  local ms, seq = string.match(id, '^(%d+)-(%d+)$')\n"
-    "  return tonumber(ms), tonumber(seq)\n"
-    "end\n"
-    "local function less(a, b)\n"
-    "  local am, as = parse(a)\n"
-    "  local bm, bs = parse(b)\n"
-    "  return am < bm or (am == bm and as < bs)\n"
-    "end\n"
-    "local s, m, x = KEYS[1], KEYS[2], ARGV[1]\n"
-    "if not parse(x) then return redis.error_reply('bad id') end\n"
-    "if redis.call('EXISTS', s) == 1 then\n"
-    "  local info = redis.call('XINFO', 'STREAM', s)\n"
-    "  local lastgen, maxdel = '0-0', '0-0'\n"
-    "  for i = 1, #info, 2 do\n"
-    "    if info[i] == 'last-generated-id' then lastgen = info[i + 1] end\n"
-    "    if info[i] == 'max-deleted-entry-id' then maxdel = info[i + 1] end\n"
-    "  end\n"
-    "  if less(lastgen, x) then lastgen = x end\n"
-    "  if less(maxdel, x) then maxdel = x end\n"
-    "  redis.call('XSETID', s, lastgen, 'MAXDELETEDID', maxdel)\n"
-    "end\n"
-    "local last = redis.call('HGET', m, 'last')\n"
-    "if not last or less(last, x) then redis.call('HSET', m, 'last', x) end\n"
-    "local ev = redis.call('HGET', m, 'evicted')\n"
-    "if not ev or less(ev, x) then redis.call('HSET', m, 'evicted', x) end\n"
-    "return 1\n";
 
 static void refill_done(refill_t *rf) {
     free(rf->topic);
@@ -250,21 +218,20 @@ static void mark_lost(fr_redis_t *r, refill_t *rf) {
             "events were lost in a failover; resumes into the lost stretch get 416 or reset",
             rf->after, rf->topic);
     size_t n = strlen(rf->topic) + 8;
-    char *s = fr_malloc(n), *m = fr_malloc(n);
+    char *s = fr_malloc(n);
     snprintf(s, n, "fr:{%s}:s", rf->topic);
-    snprintf(m, n, "fr:{%s}:m", rf->topic);
     refill_t *next = fr_calloc(1, sizeof *next);
     next->r = r;
     next->topic = fr_strdup(rf->topic);
     next->after = fr_strdup(rf->after);
     next->gen = rf->gen;
-    if (!r->cmd_ready || redisAsyncCommand(r->cmd, on_marked, next, "EVAL %s 2 %s %s %s",
-                                           mark_lost_script, s, m, rf->after) != REDIS_OK) {
+    /* freshet_mark (broker/redis_lib.c): the Stream's last and max-deleted ids rise to it. */
+    if (!r->cmd_ready || redisAsyncCommand(r->cmd, on_marked, next, "FCALL freshet_mark 1 %s %s",
+                                           s, rf->after) != REDIS_OK) {
         refill_later(r, refill_follow(rf));
         refill_done(next);
     }
     free(s);
-    free(m);
 }
 
 /* After a reconnect: deliver what the Stream holds beyond what this node delivered. */

@@ -67,8 +67,8 @@ static void presence_fetch(fr_redis_t *r, const char *topic) {
     presence_fetch_t *pf = fr_malloc(sizeof *pf);
     pf->r = r;
     pf->topic = fr_strdup(topic);
-    if (redisAsyncCommand(r->cmd, on_presence, pf, "FCALL freshet_presence_get 1 %s", topic) !=
-        REDIS_OK) {
+    if (redisAsyncCommand(r->cmd, on_presence, pf, "FCALL freshet_presence_get 1 fr:{%s}:p",
+                          topic) != REDIS_OK) {
         free(pf->topic);
         free(pf);
     }
@@ -87,7 +87,7 @@ void fr_redis_presence_tick(fr_redis_t *r, uint64_t now) {
             fr_presence_local(r->base.hub, f->topic, &mine);
             size_t len;
             char *part = fr_presence_encode(&mine, &len);
-            redisAsyncCommand(r->cmd, NULL, NULL, "FCALL freshet_presence_put 1 %s %s %b %d",
+            redisAsyncCommand(r->cmd, NULL, NULL, "FCALL freshet_presence_put 1 fr:{%s}:p %s %b %d",
                               f->topic, r->node, part, len, PRESENCE_TTL_MS);
             free(part);
             fr_presence_free(&mine);
@@ -130,7 +130,7 @@ void fr_redis_presence(fr_broker_t *b, const char *topic, fr_presence_t *out) {
 
 void fr_redis_presence_drop(fr_redis_t *r, const char *topic) {
     if (r->cmd_ready)
-        redisAsyncCommand(r->cmd, NULL, NULL, "FCALL freshet_presence_drop 1 %s %s", topic,
+        redisAsyncCommand(r->cmd, NULL, NULL, "FCALL freshet_presence_drop 1 fr:{%s}:p %s", topic,
                           r->node);
 }
 

@@ -5,6 +5,7 @@
  *   broker/redis_conn.c      the two connections: hiredis on libuv, reconnects, liveness (PING,
  *                            the subscriber's probe), failovers (READONLY, LOADING, ROLE)
  *   broker/redis_sentinel.c  asking Sentinels where the primary is, and following +switch-master
+ *   broker/redis_publish.c   publishing: a loop iteration's publishes, a call per topic run
  *   broker/redis_wait.c      publishes confirmed by N replicas (WAIT) before they are answered
  *   broker/redis_follow.c    the topics this node follows on Redis, refills after a reconnect
  *   broker/redis_presence.c  this node's presence parts and the merged answers
@@ -22,29 +23,10 @@
 #include "base/hash.h"
 #include "base/list.h"
 #include "broker/redis.h"
+#include "broker/redis_url.h"
 #include "core/metrics.h"
 
 struct join_s;
-
-/* A host (a name or an IP address) and a port. */
-typedef struct {
-    char host[256];
-    int port;
-} fr_redis_addr_t;
-
-/* The broker's URL, parsed (broker/redis_url.c). */
-typedef struct {
-    int sentinel;               /* redis-sentinel:// */
-    fr_redis_addr_t addr;       /* redis://: the one address */
-    char *unix_path;            /* unix://: owned, else NULL */
-    fr_redis_addr_t *sentinels; /* redis-sentinel://: owned */
-    size_t nsentinels;
-    char *master;               /* the master name the Sentinels monitor; owned */
-    char *user, *password;      /* owned, may be NULL */
-    int db;
-    unsigned replicas;          /* a publish is answered once this many replicas have it */
-    unsigned wait_ms;           /* … or after this long (503) */
-} fr_redis_url_t;
 
 /* Talking to the Sentinels (broker/redis_sentinel.c). */
 typedef struct {
@@ -62,6 +44,7 @@ typedef struct {
 } fr_redis_sentinel_t;
 
 struct fr_redis_wait_s;
+typedef struct fr_redis_batch_s fr_redis_batch_t;
 
 /* A topic this node follows on Redis (subscribed to its channel). */
 typedef struct follow_s {
@@ -125,6 +108,10 @@ struct fr_redis_s {
     uint64_t ping_sent;
     fr_htable_t follows;     /* topic → follow_t, owned through the table */
     unsigned fills;          /* fills started: each one's number (follow_t.fill_gen) */
+    uint64_t trim_round;     /* sweeps so far: which slice of the follows freshet_trim visits */
+    fr_redis_batch_t *batches; /* owned: this iteration's publishes, a call per run of one
+                              * topic's (the slots past nbatches keep their buffers) */
+    size_t nbatches, batches_cap;
     int closing;
     int handles_open;        /* timers still to be closed before the struct is freed */
     char node[17];           /* this node's presence field: random hex */
@@ -135,13 +122,6 @@ struct fr_redis_s {
 static inline follow_t *fr_redis_follow_of(fr_hnode_t *n) {
     return n ? FR_HTABLE_ENTRY(n, follow_t, hnode) : NULL;
 }
-
-/* ---- redis_url.c ---- */
-
-/* Parses a Redis broker URL into u (zeroed first). Returns 0, or -1 with a message in err and
- * nothing to free. */
-int fr_redis_url_parse(const char *url, fr_redis_url_t *u, char *err, size_t errlen);
-void fr_redis_url_free(fr_redis_url_t *u);
 
 /* ---- redis_conn.c ---- */
 
@@ -174,6 +154,20 @@ void fr_redis_sentinel_ask(fr_redis_t *r);
 void fr_redis_sentinel_tick(fr_redis_t *r, uint64_t now);
 /* Closes the Sentinel connections and timer (counted in r->handles_open). */
 void fr_redis_sentinel_stop(fr_redis_t *r);
+
+/* Commands are due on the command connection: the adapter's check runs after this iteration's
+ * poll (it flushes the publishes gathered meanwhile, then writes). */
+void fr_redis_conn_want_write(fr_redis_t *r);
+
+/* ---- redis_publish.c ---- */
+
+/* The broker's publish: joins this iteration's last call when it is the same topic's. */
+void fr_redis_publish(fr_broker_t *b, const fr_pub_t *ev, fr_published_cb cb, void *ctx);
+/* Hands this iteration's calls to hiredis (from the adapter's check, before it writes). */
+void fr_redis_publish_flush(fr_redis_t *r);
+/* The command connection is gone before the calls left: their publishes answer 503. */
+void fr_redis_publish_fail_all(fr_redis_t *r);
+void fr_redis_publish_free(fr_redis_t *r);
 
 /* ---- redis_wait.c ---- */
 

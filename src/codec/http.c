@@ -4,9 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "base/buf.h"
 #include "base/json.h"
+#include "base/util.h"
 #include "base/util.h"
 
 void fr_request_reset(fr_request_t *req) {
@@ -76,6 +78,105 @@ const char *fr_request_header(const fr_request_t *req, const char *name) {
             return req->headers[i].value;
     }
     return NULL;
+}
+
+/* unreserved / sub-delims (RFC 3986 §2.2, 2.3): what a reg-name holds besides %HH. */
+static int reg_name_char(unsigned char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("-._~!$&'()*+,;=", ch) != NULL);
+}
+
+int fr_http_host_valid(const char *s, size_t len) {
+    size_t i = 0;
+    if (len && s[0] == '[') {
+        /* IP-literal: IPv6 or IPvFuture, checked for its alphabet only. */
+        for (i = 1; i < len && s[i] != ']'; i++) {
+            unsigned char ch = (unsigned char)s[i];
+            if (!reg_name_char(ch) && ch != ':')
+                return 0;
+        }
+        if (i == len || i == 1)
+            return 0;
+        i++;
+    } else {
+        for (; i < len && s[i] != ':'; i++) {
+            unsigned char ch = (unsigned char)s[i];
+            if (ch == '%') {
+                if (i + 2 >= len || fr_hex_value(s[i + 1]) < 0 ||
+                    fr_hex_value(s[i + 2]) < 0)
+                    return 0;
+                i += 2;
+            } else if (!reg_name_char(ch)) {
+                return 0;
+            }
+        }
+    }
+    if (i == len)
+        return 1;
+    if (s[i] != ':' || len - i - 1 > 5)
+        return 0;
+    for (i++; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return 0;
+    }
+    return 1;
+}
+
+/* "http://" or "https://" (any case): the length of the prefix, else 0. */
+static size_t absolute_prefix(const char *url, size_t len) {
+    if (len >= 7 && strncasecmp(url, "http://", 7) == 0)
+        return 7;
+    if (len >= 8 && strncasecmp(url, "https://", 8) == 0)
+        return 8;
+    return 0;
+}
+
+int fr_request_check_host(fr_request_t *req, const char **msg) {
+    fr_header_t *host = NULL;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        if (!req->headers[i].name || strcmp(req->headers[i].name, "host") != 0)
+            continue;
+        if (host) {
+            *msg = "the request has more than one Host header";
+            return -1;
+        }
+        host = &req->headers[i];
+    }
+    if (!host && req->http_major == 1 && req->http_minor >= 1) {
+        *msg = "an HTTP/1.1 request needs a Host header";
+        return -1;
+    }
+    if (host && !fr_http_host_valid(host->value, strlen(host->value))) {
+        *msg = "the Host header is not a valid host[:port]";
+        return -1;
+    }
+    size_t skip = req->url ? absolute_prefix(req->url, req->url_len) : 0;
+    if (!skip)
+        return 0;
+    /* The target's authority wins over the Host header (RFC 9112 §3.2.2). */
+    const char *auth = req->url + skip;
+    size_t alen = strcspn(auth, "/?#");
+    if (alen == 0 || !fr_http_host_valid(auth, alen)) {
+        *msg = "the request target's authority is not a valid host[:port]";
+        return -1;
+    }
+    if (host) {
+        free(host->value);
+        host->value = fr_strndup(auth, alen);
+    }
+    const char *rest = auth + alen;
+    size_t rlen = req->url_len - skip - alen;
+    int slash = rlen == 0 || rest[0] != '/';
+    char *url = fr_malloc(rlen + 2);
+    if (slash)
+        url[0] = '/';
+    memcpy(url + slash, rest, rlen);
+    url[rlen + slash] = '\0';
+    free(req->url);
+    req->url = url;
+    req->url_len = (uint32_t)(rlen + slash);
+    req->_url_cap = (uint32_t)(rlen + 2);
+    return 0;
 }
 
 const char *fr_http_status_text(int status) {

@@ -36,6 +36,16 @@ void fr_request_append_body(fr_request_t *req, const char *at, size_t len);
 /* The value of a header (name in lower case), or NULL. */
 const char *fr_request_header(const fr_request_t *req, const char *name);
 
+/* RFC 9112 §3.2: checks the request's Host once its headers are complete (method and version
+ * set). A repeated Host, an invalid one, or none on HTTP/1.1 returns -1 with *msg (answer 400;
+ * HTTP/1.0 may omit it). An absolute-form target ("http://a.example/p?q", §3.2.2) is turned
+ * into its origin form ("/p?q") and its authority replaces the Host value, so everything after
+ * sees one host and one path. Returns 0 otherwise. */
+int fr_request_check_host(fr_request_t *req, const char **msg);
+
+/* 1 when s[0..len) is a valid Host value: uri-host [":" port] (RFC 3986 §3.2.2, 3.2.3). */
+int fr_http_host_valid(const char *s, size_t len);
+
 const char *fr_http_status_text(int status);
 
 /* Writes {"error":"<msg>"} with JSON escaping (base/json.h) into a malloc'd string. */

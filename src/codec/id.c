@@ -2,6 +2,8 @@
 
 #include <stdio.h>
 
+#include "base/util.h"
+
 static int parse_u64(const char *s, size_t len, uint64_t *out) {
     if (len == 0 || len > 20 || (len > 1 && s[0] == '0'))
         return -1;
@@ -44,23 +46,10 @@ int fr_id_parse_list(const char *s, size_t len, fr_id_t *out, size_t max) {
     return (int)n;
 }
 
-/* Decimal digits of v at out; returns how many. (Every publish formats ids: no printf.) */
-static size_t put_u64(char *out, uint64_t v) {
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        out[i] = tmp[n - 1 - i];
-    return n;
-}
-
 size_t fr_id_format(fr_id_t id, char *buf) {
-    size_t n = put_u64(buf, id.ms);
+    size_t n = fr_u64_format(buf, id.ms);
     buf[n++] = '-';
-    n += put_u64(buf + n, id.seq);
+    n += fr_u64_format(buf + n, id.seq);
     buf[n] = '\0';
     return n;
 }

@@ -5,16 +5,6 @@
 
 #include "base/util.h"
 
-static int hexval(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 long fr_url_decode(const char *src, size_t len, char *out, int plus_is_space) {
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
@@ -22,7 +12,7 @@ long fr_url_decode(const char *src, size_t len, char *out, int plus_is_space) {
         if (c == '%') {
             if (i + 2 >= len)
                 return -1;
-            int hi = hexval(src[i + 1]), lo = hexval(src[i + 2]);
+            int hi = fr_hex_value(src[i + 1]), lo = fr_hex_value(src[i + 2]);
             if (hi < 0 || lo < 0)
                 return -1;
             c = (char)(hi * 16 + lo);

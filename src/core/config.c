@@ -15,6 +15,7 @@ void fr_config_defaults(fr_config_t *cfg) {
     cfg->replay_ms = 300000;
     cfg->max_body = 65536;
     cfg->max_headers = 16384;
+    cfg->max_header_lines = 100;
     cfg->streams_at = 0.9;
     cfg->budget = 1000000;
     cfg->memory_kb = 128 * 1024;
@@ -30,14 +31,19 @@ void fr_config_defaults(fr_config_t *cfg) {
     cfg->backend_idle = 64;
     cfg->calls_per_hook = 8;
     cfg->h2_streams = 128;
+    cfg->redis_calls = 1024;
+    cfg->redis_timeout_ms = 1000;
     cfg->drain_ms = 5000;
     cfg->poll_timeout_ms = 25000;
     cfg->workers = 1;
     cfg->log_level = -1;
+    cfg->admin_port = -1;
 }
 
 void fr_config_free(fr_config_t *cfg) {
     free(cfg->broker);
+    free(cfg->redis);
+    free(cfg->access_log);
     for (size_t i = 0; i < cfg->ntiers; i++)
         free(cfg->tiers[i].name);
     free(cfg->tiers);
@@ -47,6 +53,10 @@ void fr_config_free(fr_config_t *cfg) {
     free(cfg->tls_cert);
     free(cfg->tls_key);
     memset(cfg, 0, sizeof *cfg);
+}
+
+uint64_t fr_config_ack_ms(const fr_config_t *cfg) {
+    return cfg->ack_timeout_ms ? cfg->ack_timeout_ms : 2 * cfg->heartbeat_ms;
 }
 
 int fr_config_parse_listen(const char *s, char *host, size_t hostlen, int *port) {
@@ -104,6 +114,8 @@ int fr_config_cors_allows(const fr_config_t *cfg, const char *origin) {
 void fr_config_copy(fr_config_t *dst, const fr_config_t *src) {
     *dst = *src;
     dst->broker = src->broker ? fr_strdup(src->broker) : NULL;
+    dst->redis = src->redis ? fr_strdup(src->redis) : NULL;
+    dst->access_log = src->access_log ? fr_strdup(src->access_log) : NULL;
     dst->tiers = fr_calloc(src->ntiers, sizeof *dst->tiers);
     for (size_t i = 0; i < src->ntiers; i++) {
         dst->tiers[i] = src->tiers[i];

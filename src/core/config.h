@@ -35,12 +35,14 @@ typedef struct {
     size_t replay_events;
     uint64_t replay_ms;
     char *broker;         /* owned */
+    char *redis;          /* owned: the app's Redis for freshet.redis; NULL: the broker's */
     fr_tier_t *tiers;     /* owned array */
     size_t ntiers;
     char **cors;          /* owned array of allowed origins; "*" allows any */
     size_t ncors;
     size_t max_body;
     size_t max_headers;
+    size_t max_header_lines; /* header lines in one request (limits.header_lines) */
     double streams_at;    /* fraction of the descriptor limit past which new streams get 503 */
     uint64_t budget;      /* Lua instructions per hook call */
     size_t memory_kb;     /* a VM's heap limit; a hook past it is stopped (0: none) */
@@ -49,6 +51,9 @@ typedef struct {
     fr_tier_t default_tier; /* budgets for streams whose route names no tier */
     uint64_t header_timeout_ms; /* a request must be complete within this (else 408) */
     uint64_t idle_timeout_ms;   /* keep-alive connections idle this long are closed */
+    /* A peer that leaves sent bytes unacknowledged this long (or does not answer keep-alive
+     * probes for this long) is dead: its connection is reset. 0: twice the heartbeat. */
+    uint64_t ack_timeout_ms;
     uint64_t hook_timeout_ms;   /* a hook that waits (network, sleep) ends with 504 after this */
     /* freshet.http.request: a response's size, calls in flight per worker, calls per hook,
      * idle keep-alive connections kept per worker and backend host. */
@@ -56,9 +61,19 @@ typedef struct {
     unsigned backend_calls;
     unsigned backend_idle;
     unsigned calls_per_hook;
+    /* freshet.redis: calls in flight per worker, and each call's deadline. */
+    unsigned redis_calls;
+    uint64_t redis_timeout_ms;
     uint64_t drain_ms;          /* SIGTERM spreads stream closes over this window */
     uint64_t poll_timeout_ms;   /* a long-poll with nothing to send answers 204 after this */
     int log_json;               /* log lines as JSON objects */
+    /* admin = "host:port": /health, /readyz and /metrics on a listener of their own, and
+     * nowhere else. admin_port < 0: none. */
+    char admin_host[256];
+    int admin_port;
+    /* access_log = {path, format}: one line per request and per stream; NULL: off. */
+    char *access_log;           /* owned: a file path, or "stderr" */
+    int access_log_json;
     int log_level;              /* -1: as the command line says */
     char *tls_cert;   /* owned: PEM certificate chain (resolved path); NULL: cleartext HTTP */
     char *tls_key;    /* owned: its PEM private key; set exactly when tls_cert is */
@@ -73,6 +88,9 @@ void fr_config_copy(fr_config_t *dst, const fr_config_t *src);
 
 /* Parses "host:port" (IPv4 or [IPv6]:port); returns 0 or -1. */
 int fr_config_parse_listen(const char *s, char *host, size_t hostlen, int *port);
+
+/* timeouts.ack in force: the setting, or twice the heartbeat. */
+uint64_t fr_config_ack_ms(const fr_config_t *cfg);
 
 const fr_tier_t *fr_config_tier(const fr_config_t *cfg, const char *name);
 /* 1 when `origin` may receive CORS headers. */

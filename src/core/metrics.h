@@ -33,7 +33,10 @@ typedef struct {
     unsigned long lua_errors;
     unsigned long lua_budget_stops; /* hooks stopped by the instruction budget */
     unsigned long lua_memory_stops; /* hooks stopped by the VM memory limit */
-    unsigned long refused_fds;    /* new streams refused with 503 at 90% of descriptors */
+    unsigned long refused_fds;    /* new streams refused at the stream guard's capacity */
+    unsigned long refused_in_band; /* stream refusals answered 200 + freshet-refused (an
+                                    * EventSource's form) */
+    unsigned long accept_pauses;  /* times accepting stopped near the descriptor limit */
     unsigned long timeouts;       /* requests answered 408 */
     unsigned long idle_closed;    /* keep-alive connections closed while idle */
     unsigned long tls_handshakes; /* TLS handshakes completed */
@@ -42,6 +45,8 @@ typedef struct {
     unsigned long h2_streams;     /* HTTP/2 streams (requests) opened */
     unsigned long h2_resets;      /* HTTP/2 streams the client reset (RST_STREAM) */
     unsigned long h2_abuse;       /* HTTP/2 connections sent away for floods or huge headers */
+    unsigned long ack_timeouts;   /* connections whose peer stopped acknowledging (timeouts.ack) */
+    unsigned long resets;         /* connections closed abortively (RST, SO_LINGER 0) */
     unsigned long connections;    /* accepted since start */
     unsigned long streams;        /* started since start */
 } fr_metrics_t;

@@ -127,6 +127,7 @@ static void tls_read(fr_conn_t *c, const char *in, size_t n);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     fr_conn_t *c = FR_CONTAINER_OF((uv_tcp_t *)s, fr_conn_t, tcp);
     if (nread < 0) {
+        fr_sock_failed(c, (int)nread);
         fr_conn_close(c);
         return;
     }
@@ -184,6 +185,7 @@ void fr_conn_close(fr_conn_t *c) {
     c->proto->closing(c);
     if (c->tls)
         tls_goodbye(c);
+    fr_sock_close_mode(c);
     uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
@@ -204,6 +206,7 @@ void fr_conn_accept(fr_http_t *http, uv_stream_t *listener) {
     http->nconns++;
     http->count(http->ctx, +1);
     uv_tcp_nodelay(&c->tcp, 1);
+    fr_sock_tune(c);
     struct sockaddr_storage ss;
     int sl = sizeof ss;
     strcpy(c->remote, "unknown");
@@ -260,6 +263,8 @@ static void on_write_done(uv_write_t *req, int status) {
     free(wr->buf);
     free(wr);
     c->pending_writes--;
+    if (status < 0)
+        fr_sock_failed(c, status);
     if (done)
         done(ctx, status);
     if (status < 0)
@@ -321,8 +326,10 @@ int fr_conn_send(fr_conn_t *c, const uv_buf_t *bufs, size_t n, int temp_first,
     ssize_t sent = want ? uv_try_write((uv_stream_t *)&c->tcp, bufs, (unsigned)n) : 0;
     if (sent == UV_EAGAIN)
         sent = 0;
-    if (sent < 0)
+    if (sent < 0) {
+        fr_sock_failed(c, (int)sent);
         return (int)sent;
+    }
     if ((size_t)sent == want)
         return FR_SINK_DONE;
     /* Partial: the socket buffer is full. The rest goes to uv_write (which copies the array,

@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "base/linefile.h"
 #include "base/list.h"
 #include "codec/http.h"
 #include "core/config.h"
@@ -38,6 +39,7 @@ typedef struct fr_http_s {
     uv_loop_t *loop;           /* borrowed */
     const fr_config_t *config; /* borrowed: limits, timeouts, CORS */
     fr_metrics_t *metrics;     /* borrowed */
+    fr_linefile_t *access;     /* borrowed: the access log, or NULL (off) */
     /* Answers a complete request (the app's dispatch). */
     void (*handle)(void *ctx, fr_exchange_t *x);
     /* Counts a connection opened (+1) or closed (-1): descriptors are a process budget. */
@@ -85,7 +87,9 @@ struct fr_conn_s {
     unsigned chunked : 1;      /* the current answer's body is chunked */
     unsigned wait : 2;         /* FR_WAIT_*: which deadline list it is on */
     unsigned tls : 1;          /* TLS state follows the struct (conn.c's tls_conn_t) */
+    unsigned abortive : 1;     /* close with a reset, not a FIN (http/sockopt.c) */
     uint16_t err_status;       /* set by a callback that rejects the request (413, 431) */
+    const char *err_msg;       /* static: what that callback found, or NULL */
     unsigned holds;            /* pending broker replies that will come back to this */
     unsigned pending_writes;
     union {
@@ -100,6 +104,8 @@ struct fr_conn_s {
      * tick only looks at the heads. */
     uint64_t since;
     fr_list_t wait_link;
+    /* Silent-drop detection (http/sockopt.c): when the peer was last known to acknowledge. */
+    uint64_t acked_ms;
 };
 
 /* The protocol a connection speaks: HTTP/1 (http/h1.c) or HTTP/2 (http/h2.c); on TLS, what ALPN
@@ -153,6 +159,19 @@ void fr_http_close_idle(fr_http_t *http, const char *reason);
 
 /* Closes now (pending writes are cancelled). Safe to call twice. */
 void fr_conn_close(fr_conn_t *c);
+
+/* Socket options and close modes (http/sockopt.c). */
+/* Arms silent-drop detection on an accepted connection (keep-alive probes on a quiet one). */
+void fr_sock_tune(fr_conn_t *c);
+/* A read or write failed with err (< 0): a peer that stopped acknowledging is named and
+ * counted, and its connection will be reset. */
+void fr_sock_failed(fr_conn_t *c, int err);
+/* Closes the worker's connections whose peer has acknowledged nothing for timeouts.ack while
+ * bytes or probes were outstanding; called once per heartbeat tick. */
+void fr_sock_sweep(fr_http_t *http);
+/* Called as the connection closes: a reset (SO_LINGER 0) when the peer is dead or hostile or
+ * bytes are still waiting to be handed to the socket, else a graceful FIN. */
+void fr_sock_close_mode(fr_conn_t *c);
 
 /* ---- for the protocols (http/h1.c) ---------------------------------------------------------- */
 

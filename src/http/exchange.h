@@ -39,6 +39,10 @@ struct fr_exchange_s {
     const char *remote;  /* borrowed: the peer address, no port */
     uint64_t id;         /* for log lines: the connection's id */
     uint64_t opened_ms;  /* monotonic, when the connection opened */
+    /* Set by the app for the request it answers: header lines every answer to it carries (a
+     * deprecated route's Deprecation, Sunset, Link), borrowed from the route, or NULL. */
+    const char *route_headers;
+    uint64_t started_us; /* monotonic, when the request's first byte came (the access log) */
     unsigned gone : 1;   /* the client left: answer nobody */
     /* Set by the app: after this answer the client should open a new connection (HTTP/1:
      * Connection: close; HTTP/2 has nothing to close). */

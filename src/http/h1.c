@@ -15,6 +15,7 @@
 
 #include "base/log.h"
 #include "base/util.h"
+#include "codec/access.h"
 #include "http/conn.h"
 
 static llhttp_settings_t parser_settings;
@@ -47,6 +48,8 @@ static int on_message_begin(llhttp_t *p) {
     fr_conn_t *c = conn_of(p);
     fr_request_reset(&c->x.req);
     c->x.last = 0;
+    c->x.route_headers = NULL;
+    c->x.started_us = fr_mono_us();
     if (c->wait != FR_WAIT_READING)
         fr_conn_wait(c, FR_WAIT_READING);
     return 0;
@@ -65,6 +68,13 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len) {
     if (over_header_limit(c, len))
         return -1;
     fr_request_append_field(&c->x.req, at, len);
+    /* A count as well as a size: thousands of tiny lines fit in a raised limits.headers, and
+     * each costs a header table entry. */
+    if (c->x.req.nheaders > c->http->config->max_header_lines) {
+        c->err_status = 431;
+        c->err_msg = "more header lines than limits.header_lines";
+        return -1;
+    }
     return 0;
 }
 
@@ -81,6 +91,12 @@ static int on_headers_complete(llhttp_t *p) {
     snprintf(c->x.req.method, sizeof c->x.req.method, "%s", llhttp_method_name(p->method));
     c->x.req.http_major = p->http_major;
     c->x.req.http_minor = p->http_minor;
+    const char *bad_host;
+    if (fr_request_check_host(&c->x.req, &bad_host) < 0) {
+        c->err_status = 400;
+        c->err_msg = bad_host;
+        return -1;
+    }
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->http->config->max_body) {
         c->err_status = 413;
         return -1;
@@ -135,11 +151,37 @@ void fr_http_init_parser(void) {
     settings_ready = 1;
 }
 
+/* An unknown method is 501 (RFC 9110 §9.1) when it is at least a method-shaped token at the
+ * start of a request line: garbage (a TLS hello on the plain port) stays a 400. llhttp stops
+ * inside the token, at the first byte no method it knows has there. */
+static int is_method_token(const char *data, size_t len, const char *at) {
+    if (!at || at < data || at > data + len)
+        return 0;
+    const char *start = at, *end = at;
+    while (start > data && strchr("\r\n", start[-1]) == NULL && start[-1] != ' ')
+        start--;
+    while (end < data + len && *end != ' ')
+        end++;
+    if (end == data + len || end == start || end - start > 32)
+        return 0;
+    for (const char *q = start; q < end; q++) {
+        unsigned char ch = (unsigned char)*q;
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", ch)))
+            return 0;
+    }
+    return 1;
+}
+
 static void respond_parse_error(fr_conn_t *c, llhttp_errno_t err) {
     int status = c->err_status ? c->err_status : 400;
     const char *msg;
     char detail[160];
-    if (status == 431) {
+    if (err == HPE_INVALID_METHOD && status == 501) {
+        msg = "the method is not implemented";
+    } else if (c->err_msg) {
+        msg = c->err_msg;
+    } else if (status == 431) {
         msg = "request line and headers are larger than the limit";
     } else if (status == 413) {
         msg = "request body is larger than the limit";
@@ -161,6 +203,7 @@ static void hold_input(fr_conn_t *c, const char *data, size_t len) {
     size_t limit = c->http->config->max_headers + c->http->config->max_body;
     if (c->nheld_input + len > limit) {
         c->close_reason = "error";
+        c->abortive = 1; /* a client that floods a pending answer gets nothing more */
         fr_conn_close(c);
         return;
     }
@@ -200,6 +243,9 @@ static void feed(fr_conn_t *c, const char *data, size_t len) {
     }
     if (err == HPE_OK)
         return;
+    if (err == HPE_INVALID_METHOD && !c->err_status &&
+        is_method_token(data, len, llhttp_get_error_pos(c->parser)))
+        c->err_status = 501;
     respond_parse_error(c, err);
 }
 
@@ -275,7 +321,7 @@ static void put_cors(head_t *h, fr_conn_t *c) {
         return;
     puts_(h, "Access-Control-Allow-Origin: ");
     puts_(h, origin);
-    puts_(h, "\r\nVary: Origin\r\n");
+    puts_(h, "\r\nAccess-Control-Expose-Headers: Last-Event-ID\r\nVary: Origin\r\n");
 }
 
 size_t fr_h1_head(fr_conn_t *c, const fr_head_t *hd, char *out, size_t cap) {
@@ -286,6 +332,8 @@ size_t fr_h1_head(fr_conn_t *c, const fr_head_t *hd, char *out, size_t cap) {
         puts_(&h, "HTTP/1.1 101 Switching Protocols\r\n");
         if (hd->headers)
             puts_(&h, hd->headers);
+        if (c->x.route_headers)
+            puts_(&h, c->x.route_headers);
         put(&h, "\r\n", 2);
         out[h.len] = '\0';
         return h.len;
@@ -304,9 +352,14 @@ size_t fr_h1_head(fr_conn_t *c, const fr_head_t *hd, char *out, size_t cap) {
         int keep = c->x.req.keep_alive && !c->http->stopping && !c->x.last;
         if (!keep)
             c->close_after_write = 1;
-        puts_(&h, "Content-Length: ");
-        put_uint(&h, (uint64_t)hd->length);
-        puts_(&h, keep ? "\r\nConnection: keep-alive\r\n" : "\r\nConnection: close\r\n");
+        /* A 304 has no body, and the length of the one it stands for is not this answer's
+         * to state (RFC 9110 §8.6). */
+        if (hd->status != 304) {
+            puts_(&h, "Content-Length: ");
+            put_uint(&h, (uint64_t)hd->length);
+            put(&h, "\r\n", 2);
+        }
+        puts_(&h, keep ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
     } else {
         /* HTTP/1.0 has no chunks: the body ends with the connection. */
         c->chunked = c->x.req.http_major == 1 && c->x.req.http_minor >= 1;
@@ -316,6 +369,8 @@ size_t fr_h1_head(fr_conn_t *c, const fr_head_t *hd, char *out, size_t cap) {
     }
     if (hd->headers)
         puts_(&h, hd->headers);
+    if (c->x.route_headers)
+        puts_(&h, c->x.route_headers);
     put_cors(&h, c);
     put(&h, "\r\n", 2);
     out[h.len] = '\0';
@@ -340,6 +395,18 @@ void fr_h1_respond(fr_conn_t *c, int status, const char *content_type,
     if (body_len)
         memcpy(resp + hl, body, body_len);
     fr_conn_write(c, resp, hl + body_len);
+    if (c->http->access) {
+        fr_access_entry_t e = {.unix_ms = fr_now_ms(),
+                               .remote = c->remote,
+                               .method = c->x.req.method,
+                               .target = c->x.req.url,
+                               .target_len = c->x.req.url ? c->x.req.url_len : 0,
+                               .status = status,
+                               .bytes = body_len,
+                               .duration_us = fr_mono_us() - c->x.started_us,
+                               .transport = "http"};
+        fr_access_emit(c->http->access, c->http->config->access_log_json, &e);
+    }
     /* The answer of a writer that gave the sink back (a hook that waited): the requests the
      * client sent meanwhile are read now. */
     if (c->paused && !taken(c) && !c->closing && !c->close_after_write)
@@ -354,6 +421,7 @@ static void h1_start(fr_conn_t *c) {
         fr_http_init_parser(); /* a harness that skipped the server's start (one thread) */
     fr_h1_sink_init(c);
     c->x.ops = &h1_exchange_ops;
+    c->x.started_us = fr_mono_us();
     c->parser = fr_malloc(sizeof *c->parser);
     llhttp_init(c->parser, HTTP_REQUEST, &parser_settings);
     c->parser->data = c;

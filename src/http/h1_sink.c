@@ -23,9 +23,18 @@ static fr_conn_t *conn_of(fr_sink_t *sink) {
 
 static void h1_head(fr_sink_t *sink, const fr_head_t *h) {
     fr_conn_t *c = conn_of(sink);
-    char head[2048];
-    size_t n = fr_h1_head(c, h, head, sizeof head);
-    fr_conn_write(c, fr_strndup(head, n), n);
+    /* A long-poll's Last-Event-ID header grows with its topics. */
+    size_t cap = 2048 + (h->headers ? strlen(h->headers) : 0) +
+                 (c->x.route_headers ? strlen(c->x.route_headers) : 0);
+    char *head = fr_malloc(cap);
+    size_t n = fr_h1_head(c, h, head, cap);
+    /* A body with a length that comes in pieces (a file read chunk by chunk): the connection
+     * closes after the last piece (h1_end), not once the head alone is out. */
+    if (h->length >= 0 && c->close_after_write) {
+        c->close_after_write = 0;
+        c->x.last = 1;
+    }
+    fr_conn_write(c, head, n);
     if (c->streamed)
         fr_h1_shed(c);
 }
@@ -79,7 +88,7 @@ static void h1_end(fr_sink_t *sink, int reuse) {
         c->chunked = 0;
         fr_conn_write(c, fr_strndup(body_end, sizeof body_end - 1), sizeof body_end - 1);
     }
-    if (!reuse || c->streamed || c->close_after_write) {
+    if (!reuse || c->streamed || c->close_after_write || c->x.last) {
         if (c->pending_writes == 0)
             fr_conn_close(c);
         else

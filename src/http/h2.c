@@ -27,6 +27,7 @@
 
 #include "base/log.h"
 #include "base/util.h"
+#include "codec/access.h"
 #include "http/conn.h"
 
 /* Control frames (SETTINGS, PING, WINDOW_UPDATE, PRIORITY, RST_STREAM) and client resets a
@@ -132,6 +133,7 @@ static h2_stream_t *stream_new(fr_h2_t *h, int32_t id) {
     st->x.remote = c->remote;
     st->x.id = fr_http_next_id(c->http);
     st->x.opened_ms = fr_mono_ms();
+    st->x.started_us = fr_mono_us();
     st->x.req.http_major = 2;
     st->x.req.keep_alive = 1;
     st->holds = 1; /* the session's, dropped when it closes the stream */
@@ -306,6 +308,19 @@ static void x_respond(fr_exchange_t *x, int status, const char *content_type,
         fr_buf_put(&st->out, body, len);
     st->eof = 1;
     submit_head(st, &hd, bodyless);
+    fr_http_t *http = st->c->http;
+    if (http->access) {
+        fr_access_entry_t e = {.unix_ms = fr_now_ms(),
+                               .remote = st->x.remote,
+                               .method = st->x.req.method,
+                               .target = st->x.req.url,
+                               .target_len = st->x.req.url ? st->x.req.url_len : 0,
+                               .status = status,
+                               .bytes = bodyless ? 0 : len,
+                               .duration_us = fr_mono_us() - st->x.started_us,
+                               .transport = "h2"};
+        fr_access_emit(http->access, http->config->access_log_json, &e);
+    }
 }
 
 static const fr_exchange_ops_t h2_exchange_ops = {x_respond, x_hold, x_release};

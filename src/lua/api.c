@@ -351,6 +351,8 @@ int fr_lua_open_core(lua_State *L) {
                                     {"sleep", fr_lua_sleep},     {"can_wait", fr_lua_can_wait},
                                     {"http_request", fr_lua_http_request},
                                     {"http_response", fr_lua_http_response},
+                                    {"redis", fr_lua_redis},
+                                    {"redis_reply", fr_lua_redis_reply},
                                     {NULL, NULL}};
     lua_newtable(L);
     luaL_register(L, NULL, core);

@@ -17,6 +17,9 @@ int fr_lua_can_wait(lua_State *L);
 /* core.http_request and core.http_response (lua/http.c). */
 int fr_lua_http_request(lua_State *L);
 int fr_lua_http_response(lua_State *L);
+/* core.redis and core.redis_reply (lua/redis.c). */
+int fr_lua_redis(lua_State *L);
+int fr_lua_redis_reply(lua_State *L);
 /* Stops and frees every timer of the VM. */
 void fr_lua_stop_timers(struct fr_vm_s *vm);
 

@@ -3,11 +3,18 @@
 #include <lauxlib.h>
 #include <string.h>
 
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/decoder.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/param_build.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
 
 /* The largest input the codecs take. libcrypto's block codecs count in int; a token or a key
  * is never near this, so the bound only keeps the size arithmetic below from overflowing. */
@@ -216,6 +223,317 @@ static int l_crypto_random_bytes(lua_State *L) {
     return 1;
 }
 
+/* ---- public-key signatures: RS256 and ES256 ------------------------------------------------ */
+
+/* A key is a userdata holding one EVP_PKEY, freed by the collector. The algorithm a key may
+ * serve follows from the key alone (RSA of 2048 bits or more: RS256; EC on P-256: ES256), and
+ * sign and verify refuse any other pairing, so a token can never choose how its signature is
+ * checked. */
+#define KEY_MT "freshet.crypto.key"
+
+typedef struct {
+    EVP_PKEY *pkey;
+} key_ud_t;
+
+static int key_gc(lua_State *L) {
+    key_ud_t *k = luaL_checkudata(L, 1, KEY_MT);
+    EVP_PKEY_free(k->pkey);
+    k->pkey = NULL;
+    return 0;
+}
+
+static int key_tostring(lua_State *L) {
+    key_ud_t *k = luaL_checkudata(L, 1, KEY_MT);
+    lua_pushfstring(L, "freshet.crypto.key (%s, %d bits)",
+                    k->pkey ? EVP_PKEY_get0_type_name(k->pkey) : "freed",
+                    k->pkey ? EVP_PKEY_get_bits(k->pkey) : 0);
+    return 1;
+}
+
+/* Takes ownership of pkey. */
+static int push_key(lua_State *L, EVP_PKEY *pkey) {
+    key_ud_t *k = lua_newuserdata(L, sizeof *k);
+    k->pkey = pkey;
+    if (luaL_newmetatable(L, KEY_MT)) {
+        lua_pushcfunction(L, key_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, key_tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_pushliteral(L, "freshet.crypto.key");
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+static EVP_PKEY *check_key(lua_State *L, int idx, const char *fn) {
+    key_ud_t *k = lua_touserdata(L, idx);
+    if (!k || !lua_getmetatable(L, idx))
+        raise_arg(L, fn, idx, "key", "freshet.crypto.key");
+    luaL_getmetatable(L, KEY_MT);
+    int same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (!same || !k->pkey)
+        raise_arg(L, fn, idx, "key", "freshet.crypto.key");
+    return k->pkey;
+}
+
+/* Pushes nil and "<what>: <libcrypto's reason>". */
+static int push_ssl_failure(lua_State *L, const char *what) {
+    char err[200] = "";
+    unsigned long e = ERR_peek_last_error();
+    if (e)
+        ERR_error_string_n(e, err, sizeof err);
+    ERR_clear_error();
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s%s%s", what, err[0] ? ": " : "", err);
+    return 2;
+}
+
+static int is_private(const EVP_PKEY *pkey) {
+    BIGNUM *bn = NULL;
+    int id = EVP_PKEY_get_base_id(pkey);
+    const char *name = id == EVP_PKEY_RSA ? OSSL_PKEY_PARAM_RSA_D : OSSL_PKEY_PARAM_PRIV_KEY;
+    int has = EVP_PKEY_get_bn_param(pkey, name, &bn) == 1 && bn != NULL;
+    BN_clear_free(bn);
+    ERR_clear_error();
+    return has;
+}
+
+/* "P-256" for a key on prime256v1, else NULL. */
+static const char *key_curve(const EVP_PKEY *pkey) {
+    char group[64];
+    size_t len = 0;
+    if (EVP_PKEY_get_base_id(pkey) != EVP_PKEY_EC ||
+        EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
+                                       &len) != 1) {
+        ERR_clear_error();
+        return NULL;
+    }
+    return strcmp(group, "prime256v1") == 0 || strcmp(group, "P-256") == 0 ? "P-256" : NULL;
+}
+
+/* The one algorithm a key serves: "RS256", "ES256", or NULL (a key freshet does not use). */
+static const char *key_alg(const EVP_PKEY *pkey) {
+    if (EVP_PKEY_get_base_id(pkey) == EVP_PKEY_RSA)
+        return EVP_PKEY_get_bits(pkey) >= 2048 ? "RS256" : NULL; /* RFC 7518 3.3 */
+    return key_curve(pkey) ? "ES256" : NULL;
+}
+
+/* key_from_pem(pem) → key | nil, err
+ * A public key (PUBLIC KEY, RSA PUBLIC KEY), a private key (PRIVATE KEY, RSA PRIVATE KEY,
+ * EC PRIVATE KEY: it can sign too) or a certificate (its public key). */
+static int l_crypto_key_from_pem(lua_State *L) {
+    size_t len;
+    const char *pem = check_bytes(L, 1, "key_from_pem", "pem", &len);
+    EVP_PKEY *pkey = NULL;
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    OSSL_DECODER_CTX *dctx =
+        bio ? OSSL_DECODER_CTX_new_for_pkey(&pkey, "PEM", NULL, NULL, 0, NULL, NULL) : NULL;
+    if (dctx && OSSL_DECODER_from_bio(dctx, bio) != 1)
+        pkey = NULL;
+    OSSL_DECODER_CTX_free(dctx);
+    if (!pkey && bio && BIO_reset(bio) == 1) {
+        X509 *cert = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+        if (cert)
+            pkey = X509_get_pubkey(cert);
+        X509_free(cert);
+    }
+    BIO_free(bio);
+    if (!pkey)
+        return push_ssl_failure(L, "not a PEM public key, private key or certificate");
+    if (!key_alg(pkey)) {
+        EVP_PKEY_free(pkey);
+        ERR_clear_error();
+        return push_failure(L, "unsupported key: only RSA of 2048 bits or more (RS256) and EC "
+                               "on P-256 (ES256)");
+    }
+    ERR_clear_error();
+    return push_key(L, pkey);
+}
+
+/* Builds a public key from OSSL parameters. */
+static EVP_PKEY *key_from_params(const char *type, OSSL_PARAM_BLD *bld) {
+    EVP_PKEY *pkey = NULL;
+    OSSL_PARAM *params = OSSL_PARAM_BLD_to_param(bld);
+    EVP_PKEY_CTX *ctx = params ? EVP_PKEY_CTX_new_from_name(NULL, type, NULL) : NULL;
+    if (!ctx || EVP_PKEY_fromdata_init(ctx) != 1 ||
+        EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1)
+        pkey = NULL;
+    EVP_PKEY_CTX_free(ctx);
+    OSSL_PARAM_free(params);
+    if (pkey) {
+        /* A point off the curve (or a malformed modulus) is refused here, not at verify. */
+        EVP_PKEY_CTX *check = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+        if (!check || EVP_PKEY_public_check(check) != 1) {
+            EVP_PKEY_free(pkey);
+            pkey = NULL;
+        }
+        EVP_PKEY_CTX_free(check);
+    }
+    return pkey;
+}
+
+/* key_from_jwk_rsa(n, e) → key | nil, err: n and e as big-endian bytes (a JWK's, decoded) */
+static int l_crypto_key_from_jwk_rsa(lua_State *L) {
+    size_t nlen, elen;
+    const char *n = check_bytes(L, 1, "key_from_jwk_rsa", "n", &nlen);
+    const char *e = check_bytes(L, 2, "key_from_jwk_rsa", "e", &elen);
+    if (nlen == 0 || elen == 0 || elen > 8)
+        return push_failure(L, "malformed RSA key: n and e must not be empty, e at most 8 bytes");
+    BIGNUM *bn_n = BN_bin2bn((const unsigned char *)n, (int)nlen, NULL);
+    BIGNUM *bn_e = BN_bin2bn((const unsigned char *)e, (int)elen, NULL);
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    EVP_PKEY *pkey = NULL;
+    if (bn_n && bn_e && bld && OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn_n) &&
+        OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, bn_e))
+        pkey = key_from_params("RSA", bld);
+    OSSL_PARAM_BLD_free(bld);
+    BN_free(bn_n);
+    BN_free(bn_e);
+    if (!pkey)
+        return push_ssl_failure(L, "malformed RSA key");
+    if (!key_alg(pkey)) {
+        EVP_PKEY_free(pkey);
+        return push_failure(L, "unsupported key: an RSA key needs 2048 bits or more");
+    }
+    return push_key(L, pkey);
+}
+
+/* key_from_jwk_ec(crv, x, y) → key | nil, err: crv "P-256", x and y 32 bytes each */
+static int l_crypto_key_from_jwk_ec(lua_State *L) {
+    size_t clen, xlen, ylen;
+    const char *crv = check_bytes(L, 1, "key_from_jwk_ec", "crv", &clen);
+    const char *x = check_bytes(L, 2, "key_from_jwk_ec", "x", &xlen);
+    const char *y = check_bytes(L, 3, "key_from_jwk_ec", "y", &ylen);
+    if (strcmp(crv, "P-256") != 0)
+        return push_failure(L, "unsupported curve: only P-256 (ES256)");
+    if (xlen != 32 || ylen != 32)
+        return push_failure(L, "malformed EC key: x and y must be 32 bytes each on P-256");
+    unsigned char point[65];
+    point[0] = 0x04; /* uncompressed */
+    memcpy(point + 1, x, 32);
+    memcpy(point + 33, y, 32);
+    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
+    EVP_PKEY *pkey = NULL;
+    if (bld &&
+        OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) &&
+        OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point, sizeof point))
+        pkey = key_from_params("EC", bld);
+    OSSL_PARAM_BLD_free(bld);
+    if (!pkey)
+        return push_ssl_failure(L, "malformed EC key (not a point on P-256)");
+    return push_key(L, pkey);
+}
+
+/* key_info(key) → alg ("RS256" | "ES256"), bits, private (boolean) */
+static int l_crypto_key_info(lua_State *L) {
+    EVP_PKEY *pkey = check_key(L, 1, "key_info");
+    lua_pushstring(L, key_alg(pkey));
+    lua_pushinteger(L, EVP_PKEY_get_bits(pkey));
+    lua_pushboolean(L, is_private(pkey));
+    return 3;
+}
+
+/* The algorithm argument must be the key's own: anything else raises (a caller bug, or an
+ * attempt to make a key serve an algorithm it was not meant for). */
+static void check_alg(lua_State *L, EVP_PKEY *pkey, const char *fn) {
+    size_t len;
+    const char *alg = check_bytes(L, 2, fn, "alg", &len);
+    const char *own = key_alg(pkey);
+    if (!own || strcmp(alg, own) != 0) {
+        lua_pushfstring(L, "algorithm '%s' does not match the key (%s)", alg, own ? own : "none");
+        raise(L, fn);
+    }
+}
+
+/* The raw r||s of a JWS ECDSA signature (RFC 7518 3.4) as the DER libcrypto verifies; NULL
+ * when it is not 64 bytes. Caller frees with OPENSSL_free. */
+static unsigned char *ecdsa_raw_to_der(const unsigned char *sig, size_t len, int *der_len) {
+    if (len != 64)
+        return NULL;
+    ECDSA_SIG *es = ECDSA_SIG_new();
+    BIGNUM *r = BN_bin2bn(sig, 32, NULL), *s = BN_bin2bn(sig + 32, 32, NULL);
+    unsigned char *der = NULL;
+    if (es && r && s && ECDSA_SIG_set0(es, r, s) == 1) {
+        r = s = NULL; /* owned by es now */
+        *der_len = i2d_ECDSA_SIG(es, &der);
+        if (*der_len <= 0)
+            der = NULL;
+    }
+    BN_free(r);
+    BN_free(s);
+    ECDSA_SIG_free(es);
+    return der;
+}
+
+/* verify(key, alg, input, sig) → boolean: sig is the token's signature, decoded */
+static int l_crypto_verify(lua_State *L) {
+    EVP_PKEY *pkey = check_key(L, 1, "verify");
+    check_alg(L, pkey, "verify");
+    size_t ilen, slen;
+    const char *input = check_bytes(L, 3, "verify", "input", &ilen);
+    const unsigned char *sig =
+        (const unsigned char *)check_bytes(L, 4, "verify", "sig", &slen);
+    unsigned char *der = NULL;
+    int der_len = 0;
+    if (EVP_PKEY_get_base_id(pkey) == EVP_PKEY_EC) {
+        if (!(der = ecdsa_raw_to_der(sig, slen, &der_len))) {
+            ERR_clear_error();
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+        sig = der;
+        slen = (size_t)der_len;
+    }
+    EVP_MD_CTX *mctx = EVP_MD_CTX_new();
+    int ok = mctx && EVP_DigestVerifyInit(mctx, NULL, EVP_sha256(), NULL, pkey) == 1 &&
+             EVP_DigestVerify(mctx, sig, slen, (const unsigned char *)input, ilen) == 1;
+    EVP_MD_CTX_free(mctx);
+    OPENSSL_free(der);
+    ERR_clear_error();
+    lua_pushboolean(L, ok);
+    return 1;
+}
+
+/* sign(key, alg, input) → signature (RS256: PKCS #1 v1.5; ES256: raw r||s) | nil, err */
+static int l_crypto_sign(lua_State *L) {
+    EVP_PKEY *pkey = check_key(L, 1, "sign");
+    check_alg(L, pkey, "sign");
+    size_t ilen;
+    const char *input = check_bytes(L, 3, "sign", "input", &ilen);
+    if (!is_private(pkey))
+        return push_failure(L, "a public key cannot sign: load the private key");
+    EVP_MD_CTX *mctx = EVP_MD_CTX_new();
+    size_t slen = 0;
+    unsigned char *sig = NULL;
+    if (!mctx || EVP_DigestSignInit(mctx, NULL, EVP_sha256(), NULL, pkey) != 1 ||
+        EVP_DigestSign(mctx, NULL, &slen, (const unsigned char *)input, ilen) != 1) {
+        EVP_MD_CTX_free(mctx);
+        return push_ssl_failure(L, "signing failed");
+    }
+    sig = scratch(L, slen);
+    int ok = EVP_DigestSign(mctx, sig, &slen, (const unsigned char *)input, ilen) == 1;
+    EVP_MD_CTX_free(mctx);
+    if (!ok)
+        return push_ssl_failure(L, "signing failed");
+    if (EVP_PKEY_get_base_id(pkey) == EVP_PKEY_EC) {
+        const unsigned char *p = sig;
+        ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &p, (long)slen);
+        unsigned char raw[64];
+        if (!es || BN_bn2binpad(ECDSA_SIG_get0_r(es), raw, 32) != 32 ||
+            BN_bn2binpad(ECDSA_SIG_get0_s(es), raw + 32, 32) != 32) {
+            ECDSA_SIG_free(es);
+            return push_ssl_failure(L, "signing failed");
+        }
+        ECDSA_SIG_free(es);
+        lua_pushlstring(L, (const char *)raw, sizeof raw);
+        return 1;
+    }
+    lua_pushlstring(L, (const char *)sig, slen);
+    return 1;
+}
+
 int luaopen_freshet_crypto(lua_State *L) {
     static const luaL_Reg fns[] = {{"hmac_sha256", l_crypto_hmac_sha256},
                                    {"sha256", l_crypto_sha256},
@@ -223,6 +541,12 @@ int luaopen_freshet_crypto(lua_State *L) {
                                    {"base64url_decode", l_crypto_base64url_decode},
                                    {"constant_time_equal", l_crypto_constant_time_equal},
                                    {"random_bytes", l_crypto_random_bytes},
+                                   {"key_from_pem", l_crypto_key_from_pem},
+                                   {"key_from_jwk_rsa", l_crypto_key_from_jwk_rsa},
+                                   {"key_from_jwk_ec", l_crypto_key_from_jwk_ec},
+                                   {"key_info", l_crypto_key_info},
+                                   {"verify", l_crypto_verify},
+                                   {"sign", l_crypto_sign},
                                    {NULL, NULL}};
     lua_newtable(L);
     luaL_register(L, NULL, fns);

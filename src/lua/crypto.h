@@ -1,5 +1,7 @@
 /* freshet.crypto: the few primitives that signed tokens need, from libcrypto — HMAC-SHA256,
- * SHA-256, unpadded base64url, a constant-time comparison and random bytes.
+ * SHA-256, unpadded base64url, a constant-time comparison, random bytes, and RS256 / ES256
+ * signatures with keys from PEM or from a JWK's members (a key serves only its own algorithm:
+ * RSA of 2048 bits or more RS256, EC on P-256 ES256).
  *
  * Every function raises for a wrong argument ("freshet.crypto.sha256: bad argument #1 'msg'
  * (string expected, got nil)") and returns nil, err for input that is merely bad (a base64url

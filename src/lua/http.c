@@ -5,9 +5,7 @@
  *   … the answer ──► resume with one light userdata (the answer) ──► http.lua calls
  *   core.http_response(it) at once ──► res table, or nil, err
  *
- * The table is built by the resumed coroutine itself rather than pushed from the callback:
- * building it allocates, and an allocation past the VM's memory limit must fail inside the
- * hook (a Lua error), not in C outside any protected call. */
+ * The table is built by the resumed coroutine itself (fr_task_resume_with). */
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,35 +17,20 @@
 
 #define FR_HTTP_MAX_HEADERS 64
 
-typedef struct {
-    fr_task_t *task;
-    fr_hcall_t *call;
-} lcall_t;
-
 /* What the task is resumed with; valid while the coroutine runs on from the resume. */
 typedef struct {
     const fr_hresponse_t *res;
     const char *err;
 } answer_t;
 
-static __thread const answer_t *current_answer;
-
+/* ctx is the task; the call is what it waits on. */
 static void on_answer(void *ctx, const fr_hresponse_t *res, const char *err) {
-    lcall_t *lc = ctx;
-    fr_task_t *t = lc->task;
-    free(lc);
     answer_t a = {res, err};
-    const answer_t *outer = current_answer;
-    current_answer = &a;
-    lua_pushlightuserdata(fr_task_thread(t), &a);
-    fr_task_resume(t, 1);
-    current_answer = outer;
+    fr_task_resume_with(ctx, &a);
 }
 
-static void cancel(void *op) {
-    lcall_t *lc = op;
-    fr_hcall_cancel(lc->call);
-    free(lc);
+static void cancel(void *call) {
+    fr_hcall_cancel(call);
 }
 
 /* Header table {name = value} at idx → out[]; the strings stay on the coroutine's stack (the
@@ -98,16 +81,14 @@ int fr_lua_http_request(lua_State *L) {
      * which answers 504. */
     uint64_t timeout_ms = timeout > 0 ? (uint64_t)timeout : 0;
     fr_hrequest_t req = {method, url, headers, nheaders, body, body_len, timeout_ms};
-    lcall_t *lc = fr_calloc(1, sizeof *lc);
-    lc->task = t;
+    fr_hcall_t *call;
     const char *err;
-    if (fr_hclient_request(vm->host->backend, &req, on_answer, lc, &lc->call, &err) < 0) {
-        free(lc);
+    if (fr_hclient_request(vm->host->backend, &req, on_answer, t, &call, &err) < 0) {
         lua_pushnil(L);
         lua_pushstring(L, err);
         return 2;
     }
-    fr_task_wait(t, cancel, lc);
+    fr_task_wait(t, cancel, call);
     return lua_yield(L, 0);
 }
 
@@ -115,8 +96,8 @@ int fr_lua_http_request(lua_State *L) {
  * headers are joined with ", " (as HTTP allows for all but Set-Cookie, which keeps the
  * last one). */
 int fr_lua_http_response(lua_State *L) {
-    const answer_t *a = lua_touserdata(L, 1);
-    if (!a || a != current_answer)
+    const answer_t *a = fr_task_answer(L, 1);
+    if (!a)
         return luaL_error(L, "core.http_response: no answer to read here");
     if (a->err) {
         lua_pushnil(L);

@@ -8,6 +8,7 @@
 
 int luaopen_cjson(lua_State *L);
 int luaopen_freshet_presence(lua_State *L);
+int luaopen_freshet_position(lua_State *L);
 
 const fr_lua_module_t fr_lua_modules[] = {
     {"cjson", luaopen_cjson},
@@ -15,5 +16,6 @@ const fr_lua_module_t fr_lua_modules[] = {
     {"freshet.crypto", luaopen_freshet_crypto},
     {"freshet.native", luaopen_freshet_native},
     {"freshet.presence", luaopen_freshet_presence},
+    {"freshet.position", luaopen_freshet_position},
     {NULL, NULL},
 };

@@ -1,4 +1,5 @@
-/* The app's routes: the route table the app file built (app:stream, app:publish, app:static),
+/* The app's routes: the route table the app file built (app:stream, app:publish, app:http,
+ * app:static),
  * and the route scripts it names. Each script is run once, when the VM is built; what it
  * returns is checked field by field (unknown names with a suggestion, hooks of the wrong type,
  * bad policy strings, missing hooks) and its hooks are kept as registry references. Problems
@@ -11,7 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
+#include "base/buf.h"
+#include "codec/http_date.h"
 #include "lua/script_text.h"
 #include "base/log.h"
 #include "base/util.h"
@@ -31,11 +35,21 @@ char *fr_vm_resolve(const char *dir, const char *rel) {
 
 /* The fields each kind of route script may hold, and for each hook the arguments it gets (the
  * messages about a hook of the wrong type show the signature to write). */
-static const char *const stream_keys[] = {"auth",   "topics",  "tier",    "filter",
-                                          "on_gap", "on_slow", "message", NULL};
-static const char *const publish_keys[] = {"auth", "publish", "tier", "body", NULL};
+static const char *const stream_keys[] = {"auth",    "topics",  "tier",       "filter", "on_gap",
+                                          "on_slow", "message", "deprecated", NULL};
+static const char *const publish_keys[] = {"auth", "publish", "tier", "body", "deprecated", NULL};
+static const char *const http_keys[] = {"auth", "handle", "tier", "body", "deprecated", NULL};
 static const char *const hook_args[FR_HOOK_COUNT] = {
-    "req", "req, who[, change]", "req, who", "event, who", "req, body, who", "conn, msg, who"};
+    "req", "req, who[, change]", "req, who", "event, who", "req, body, who", "conn, msg, who",
+    "req, body, who"};
+
+static const char *kind_name(fr_route_kind_t k) {
+    return k == FR_ROUTE_STREAM ? "stream" : k == FR_ROUTE_PUBLISH ? "publish" : "http";
+}
+
+static const char *const *kind_keys(fr_route_kind_t k) {
+    return k == FR_ROUTE_STREAM ? stream_keys : k == FR_ROUTE_PUBLISH ? publish_keys : http_keys;
+}
 
 static int key_allowed(const char *const *keys, const char *k) {
     for (; *keys; keys++) {
@@ -83,16 +97,20 @@ static const char *suggest(const char *const *keys, const char *k) {
 /* Checks one field of a script's table that the route kind does not know. */
 static void report_unknown(const fr_route_t *r, const char *const *keys, const char *k,
                            int is_function, int line, fr_errors_t *errs) {
-    const char *kind = r->kind == FR_ROUTE_STREAM ? "stream" : "publish";
+    const char *kind = kind_name(r->kind);
     const char *what = is_function ? "hook" : "field";
-    const char *const *other = r->kind == FR_ROUTE_STREAM ? publish_keys : stream_keys;
     const char *near = suggest(keys, k);
-    if (key_allowed(other, k))
+    static const fr_route_kind_t kinds[] = {FR_ROUTE_STREAM, FR_ROUTE_PUBLISH, FR_ROUTE_HTTP};
+    const char *belongs = NULL;
+    for (size_t i = 0; i < 3 && !belongs; i++) {
+        if (kinds[i] != r->kind && key_allowed(kind_keys(kinds[i]), k))
+            belongs = kind_name(kinds[i]);
+    }
+    if (belongs)
         fr_errors_add(errs,
                       "%s:%d: unknown %s '%s' in a %s route script (it belongs in a %s "
                       "route script)",
-                      r->path, line, what, k, kind,
-                      r->kind == FR_ROUTE_STREAM ? "publish" : "stream");
+                      r->path, line, what, k, kind, belongs);
     else if (near)
         fr_errors_add(errs, "%s:%d: unknown %s '%s' (did you mean '%s'?)", r->path, line, what, k,
                       near);
@@ -102,8 +120,9 @@ static void report_unknown(const fr_route_t *r, const char *const *keys, const c
                       "may have: %s)",
                       r->path, line, what, k, kind, kind,
                       r->kind == FR_ROUTE_STREAM
-                          ? "auth, topics, tier, filter, message, on_gap, on_slow"
-                          : "auth, publish, tier, body");
+                          ? "auth, topics, tier, filter, message, on_gap, on_slow, deprecated"
+                      : r->kind == FR_ROUTE_PUBLISH ? "auth, publish, tier, body, deprecated"
+                                                    : "auth, handle, tier, body, deprecated");
 }
 
 /* ---- the environment a script loads in --------------------------------------------------- */
@@ -394,6 +413,88 @@ static void read_body(check_t *c) {
     lua_pop(L, 1);
 }
 
+/* One string field of `deprecated`: NULL when absent, else its value, or "" after reporting a
+ * value that is not a string or holds bytes a header cannot. */
+static const char *deprecated_field(check_t *c, const char *k) {
+    lua_State *L = c->vm->L;
+    lua_getfield(L, -1, k);
+    const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    int bad = !lua_isnil(L, -1) && (!v || strpbrk(v, "\r\n<>") || !*v);
+    if (bad) {
+        fr_errors_add(c->errs, "%s:%d: deprecated.%s must be a non-empty string without CR, LF, "
+                      "'<' or '>', got %s", c->r->path, check_line(c, "deprecated"), k,
+                      v ? "an unusable string" : luaL_typename(L, -1));
+        c->ok = -1;
+    }
+    lua_pop(L, 1);
+    return bad ? "" : v;
+}
+
+/* A date field of `deprecated` (an IMF-fixdate): 0 and *t, 1 when absent, -1 when reported. */
+static int deprecated_date(check_t *c, const char *k, int64_t *t) {
+    const char *v = deprecated_field(c, k);
+    if (!v)
+        return 1;
+    if (*v && fr_http_date_parse(v, t) == 0)
+        return 0;
+    if (*v) {
+        fr_errors_add(c->errs, "%s:%d: deprecated.%s must be an HTTP-date such as \"Sun, 06 Nov "
+                      "1994 08:49:37 GMT\", got \"%s\"", c->r->path, check_line(c, "deprecated"),
+                      k, v);
+        c->ok = -1;
+    }
+    return -1;
+}
+
+/* deprecated = {sunset = HTTP-date, link = URL, since = HTTP-date}: the header lines every
+ * answer of the route carries (RFC 9745 Deprecation, RFC 8594 Sunset, Link rel=deprecation).
+ * Without `since` the route counts as deprecated from the moment the script was loaded. */
+static void read_deprecated(check_t *c) {
+    lua_State *L = c->vm->L;
+    fr_route_t *r = c->r;
+    lua_getfield(L, c->t, "deprecated");
+    if (lua_isnil(L, -1) || !key_allowed(c->keys, "deprecated")) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (!lua_istable(L, -1)) {
+        fr_errors_add(c->errs, "%s:%d: deprecated must be a table {sunset = HTTP-date, link = "
+                      "URL, since = HTTP-date}, got %s", r->path, check_line(c, "deprecated"),
+                      luaL_typename(L, -1));
+        c->ok = -1;
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        if (!k || (strcmp(k, "sunset") && strcmp(k, "link") && strcmp(k, "since"))) {
+            fr_errors_add(c->errs, "%s:%d: deprecated: unknown key '%s' (sunset, link, since)",
+                          r->path, check_line(c, "deprecated"), k ? k : "?");
+            c->ok = -1;
+        }
+        lua_pop(L, 1);
+    }
+    int64_t since = (int64_t)time(NULL), sunset = 0;
+    int has_since = deprecated_date(c, "since", &since);
+    int has_sunset = deprecated_date(c, "sunset", &sunset);
+    const char *link = deprecated_field(c, "link");
+    lua_pop(L, 1);
+    if (has_since < 0 || has_sunset < 0 || (link && !*link))
+        return;
+    fr_buf_t b = {0};
+    fr_buf_printf(&b, "Deprecation: @%lld\r\n", (long long)since);
+    if (has_sunset == 0) {
+        char date[FR_HTTP_DATE_LEN + 1];
+        fr_http_date_format(sunset, date);
+        fr_buf_printf(&b, "Sunset: %s\r\n", date);
+    }
+    if (link)
+        fr_buf_printf(&b, "Link: <%s>; rel=\"deprecation\"\r\n", link);
+    size_t len;
+    r->deprecation = fr_buf_take(&b, &len);
+}
+
 /* The hook each kind of route cannot do without. */
 static void check_required_hooks(check_t *c) {
     fr_route_t *r = c->r;
@@ -406,6 +507,11 @@ static void check_required_hooks(check_t *c) {
                       r->path);
         c->ok = -1;
     }
+    if (r->kind == FR_ROUTE_HTTP && r->hooks[FR_HOOK_HANDLE] == LUA_NOREF) {
+        fr_errors_add(c->errs, "%s:1: an http route needs a handle(req, body, who) hook",
+                      r->path);
+        c->ok = -1;
+    }
 }
 
 /* Runs the script and checks what it returned. */
@@ -414,7 +520,7 @@ static int vm_check_route(fr_vm_t *vm, fr_route_t *r, fr_errors_t *errs) {
     check_t c = {.vm = vm,
                  .r = r,
                  .errs = errs,
-                 .keys = r->kind == FR_ROUTE_STREAM ? stream_keys : publish_keys};
+                 .keys = kind_keys(r->kind)};
     if (run_script(&c) < 0)
         return -1;
     check_names(&c);
@@ -422,6 +528,7 @@ static int vm_check_route(fr_vm_t *vm, fr_route_t *r, fr_errors_t *errs) {
     read_on_gap(&c);
     read_on_slow(&c);
     read_body(&c);
+    read_deprecated(&c);
     check_required_hooks(&c);
     free(c.src);
     lua_settop(vm->L, top);
@@ -476,6 +583,14 @@ static int vm_load_route(fr_vm_t *vm, fr_route_t *r, const char *where, fr_error
 static int read_static(fr_vm_t *vm, fr_route_t *r, const char *pattern, const char *target,
                        const char *where, fr_errors_t *errs) {
     r->kind = FR_ROUTE_STATIC;
+    /* app.lua checked the options: max_age a whole number >= 0, immutable a boolean. The
+     * record is below the five fields read_route pushed. */
+    lua_State *L = vm->L;
+    lua_getfield(L, -6, "max_age");
+    r->max_age = lua_isnumber(L, -1) ? (int64_t)lua_tonumber(L, -1) : -1;
+    lua_getfield(L, -7, "immutable");
+    r->immutable = lua_toboolean(L, -1);
+    lua_pop(L, 2);
     size_t pl = strlen(pattern);
     while (pl > 0 && pattern[pl - 1] == '/')
         pl--;
@@ -497,7 +612,9 @@ static int read_static(fr_vm_t *vm, fr_route_t *r, const char *pattern, const ch
 /* A stream or publish route: its pattern compiled, its script loaded. */
 static int read_scripted(fr_vm_t *vm, fr_route_t *r, const char *kind, const char *pattern,
                          const char *where, fr_errors_t *errs) {
-    r->kind = strcmp(kind, "stream") == 0 ? FR_ROUTE_STREAM : FR_ROUTE_PUBLISH;
+    r->kind = strcmp(kind, "stream") == 0    ? FR_ROUTE_STREAM
+              : strcmp(kind, "publish") == 0 ? FR_ROUTE_PUBLISH
+                                             : FR_ROUTE_HTTP;
     const char *perr;
     if (fr_pattern_compile(pattern, &r->pattern, &perr) < 0) {
         fr_errors_add(errs, "%s: app:%s: %s in \"%s\"", where, kind, perr, pattern);
@@ -516,6 +633,11 @@ static int read_route(fr_vm_t *vm, size_t i, fr_errors_t *errs) {
                       luaL_typename(L, -1));
         return -1;
     }
+    lua_getfield(L, -1, "method");
+    const char *method = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+    char method_copy[16];
+    snprintf(method_copy, sizeof method_copy, "%s", method);
+    lua_pop(L, 1);
     lua_getfield(L, -1, "kind");
     lua_getfield(L, -2, "pattern");
     lua_getfield(L, -3, "target");
@@ -525,7 +647,8 @@ static int read_route(fr_vm_t *vm, size_t i, fr_errors_t *errs) {
     const char *pattern = lua_type(L, -4) == LUA_TSTRING ? lua_tostring(L, -4) : NULL;
     const char *target = lua_type(L, -3) == LUA_TSTRING ? lua_tostring(L, -3) : NULL;
     if (!kind || !pattern || !target ||
-        (strcmp(kind, "stream") && strcmp(kind, "publish") && strcmp(kind, "static"))) {
+        (strcmp(kind, "stream") && strcmp(kind, "publish") && strcmp(kind, "static") &&
+         strcmp(kind, "http"))) {
         fr_errors_add(errs, "%s: route %zu lacks its kind, pattern or script", vm->app_path, i);
         lua_pop(L, 5);
         return -1;
@@ -537,7 +660,9 @@ static int read_route(fr_vm_t *vm, size_t i, fr_errors_t *errs) {
     for (int h = 0; h < FR_HOOK_COUNT; h++)
         r->hooks[h] = LUA_NOREF;
     r->slow_ref = LUA_NOREF;
+    r->max_age = -1;
     r->script = fr_strdup(target);
+    memcpy(r->method, method_copy, sizeof r->method);
     int rc = strcmp(kind, "static") == 0 ? read_static(vm, r, pattern, target, where, errs)
                                          : read_scripted(vm, r, kind, pattern, where, errs);
     lua_pop(L, 5);
@@ -571,6 +696,7 @@ void fr_routes_free(fr_vm_t *vm) {
         fr_route_t *r = &vm->routes[i];
         fr_pattern_free(&r->pattern);
         free(r->prefix);
+        free(r->deprecation);
         free(r->script);
         free(r->path);
     }

@@ -51,6 +51,32 @@ static int read_listen(fr_vm_t *vm, int t, fr_errors_t *errs) {
     return 0;
 }
 
+/* admin = "host:port"; access_log = {path, format}. */
+static int read_operations(fr_vm_t *vm, int t, fr_errors_t *errs) {
+    lua_State *L = vm->L;
+    fr_config_t *c = &vm->config;
+    lua_getfield(L, t, "admin");
+    if (lua_isstring(L, -1) && fr_config_parse_listen(lua_tostring(L, -1), c->admin_host,
+                                                      sizeof c->admin_host, &c->admin_port) < 0) {
+        fr_errors_add(errs, "%s: admin: cannot parse \"%s\"", vm->app_path, lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return -1;
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, t, "access_log");
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "path");
+        if (lua_isstring(L, -1))
+            c->access_log = fr_strdup(lua_tostring(L, -1));
+        lua_pop(L, 1);
+        lua_getfield(L, -1, "format");
+        c->access_log_json = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "json") == 0;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
 /* The streams' heartbeat and retry, the hooks' budget, memory and jit, the worker count. */
 static void read_runtime(lua_State *L, int t, fr_config_t *c) {
     c->heartbeat_ms = field_num(L, t, "heartbeat", c->heartbeat_ms, 1000.0);
@@ -73,8 +99,8 @@ static void read_runtime(lua_State *L, int t, fr_config_t *c) {
     lua_pop(L, 1);
 }
 
-/* Sizes and times: replay = {events, seconds}, limits = {body, headers, streams_at},
- * timeouts = {headers, idle}, drain, poll_timeout. */
+/* Sizes and times: replay = {events, seconds}, limits = {body, headers, header_lines,
+ * streams_at}, timeouts = {headers, idle, hook, ack, redis}, drain, poll_timeout. */
 static void read_limits(lua_State *L, int t, fr_config_t *c) {
     lua_getfield(L, t, "replay");
     if (lua_istable(L, -1)) {
@@ -86,6 +112,7 @@ static void read_limits(lua_State *L, int t, fr_config_t *c) {
     if (lua_istable(L, -1)) {
         c->max_body = field_num(L, -1, "body", c->max_body, 1.0);
         c->max_headers = field_num(L, -1, "headers", c->max_headers, 1.0);
+        c->max_header_lines = field_num(L, -1, "header_lines", c->max_header_lines, 1.0);
         c->streams_at = field_double(L, -1, "streams_at", c->streams_at);
         c->backend_response =
             field_num(L, -1, "backend_response", c->backend_response, 1.0);
@@ -94,6 +121,7 @@ static void read_limits(lua_State *L, int t, fr_config_t *c) {
         c->calls_per_hook = field_num(L, -1, "calls_per_hook", c->calls_per_hook, 1.0);
         uint64_t h2s = field_num(L, -1, "h2_streams", c->h2_streams, 1.0);
         c->h2_streams = h2s < 1 ? 1 : h2s > 100000 ? 100000 : (unsigned)h2s;
+        c->redis_calls = field_num(L, -1, "redis_calls", c->redis_calls, 1.0);
     }
     lua_pop(L, 1);
     lua_getfield(L, t, "timeouts");
@@ -101,6 +129,8 @@ static void read_limits(lua_State *L, int t, fr_config_t *c) {
         c->header_timeout_ms = field_num(L, -1, "headers", c->header_timeout_ms, 1000.0);
         c->idle_timeout_ms = field_num(L, -1, "idle", c->idle_timeout_ms, 1000.0);
         c->hook_timeout_ms = field_num(L, -1, "hook", c->hook_timeout_ms, 1000.0);
+        c->ack_timeout_ms = field_num(L, -1, "ack", c->ack_timeout_ms, 1000.0);
+        c->redis_timeout_ms = field_num(L, -1, "redis", c->redis_timeout_ms, 1000.0);
     }
     lua_pop(L, 1);
     c->drain_ms = field_num(L, t, "drain", c->drain_ms, 1000.0);
@@ -216,8 +246,13 @@ int fr_settings_read(fr_vm_t *vm, int t, fr_errors_t *errs) {
     read_runtime(L, t, c);
     read_limits(L, t, c);
     read_log(L, t, c);
+    if (read_operations(vm, t, errs) < 0)
+        return -1;
     lua_getfield(L, t, "broker");
     c->broker = fr_strdup(lua_isstring(L, -1) ? lua_tostring(L, -1) : "memory");
+    lua_pop(L, 1);
+    lua_getfield(L, t, "redis");
+    c->redis = lua_isstring(L, -1) ? fr_strdup(lua_tostring(L, -1)) : NULL;
     lua_pop(L, 1);
     if (read_cors(vm, t, errs) < 0 || read_tls(vm, t, errs) < 0)
         return -1;

@@ -24,7 +24,8 @@ struct fr_task_s {
     void *op;
     uv_timer_t *limit;       /* owned: the wall-clock limit, set at its first wait */
     uint64_t started_ms;     /* the loop's clock when the hook began */
-    fr_list_t link;          /* in vm->tasks while a task nobody owns waits */
+    fr_list_t link;          /* in vm->tasks while a task nobody owns waits; in vm->idle_tasks
+                              * once finished and kept for reuse */
 };
 
 /* The registry maps a coroutine (light userdata key) to its task, so a waiting function finds
@@ -62,17 +63,55 @@ static void on_limit_closed(uv_handle_t *h) {
     free(h);
 }
 
+/* Finished tasks keep their coroutine for the next hook call, up to this many per VM. Making
+ * one per call (a new Lua thread, a registry slot, and a fresh registry key binding it, so the
+ * registry rehashes as keys come and go) cost more than a short hook itself. */
+#define TASK_IDLE_MAX 32
+
+static fr_task_t *task_take(fr_vm_t *vm) {
+    fr_list_t *l = fr_list_first(&vm->idle_tasks);
+    if (l) {
+        fr_list_remove(l);
+        vm->nidle_tasks--;
+        return FR_LIST_ENTRY(l, fr_task_t, link);
+    }
+    lua_State *L = vm->L;
+    fr_task_t *t = fr_calloc(1, sizeof *t);
+    t->co = lua_newthread(L);
+    t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    task_bind(L, t->co, t);
+    return t;
+}
+
 static void task_free(fr_task_t *t) {
-    lua_State *L = t->vm->L;
+    fr_vm_t *vm = t->vm;
+    lua_State *L = vm->L;
     fr_list_remove(&t->link);
-    task_bind(L, t->co, NULL);
-    luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref);
     if (t->limit) {
         uv_timer_stop(t->limit);
         uv_close((uv_handle_t *)t->limit, on_limit_closed);
+        t->limit = NULL;
     }
-    fr_vm_release(t->vm);
-    free(t);
+    /* Only a coroutine that returned can run again: one that failed or was dropped while
+     * parked keeps its dead frames. */
+    if (!vm->retired && lua_status(t->co) == 0 && vm->nidle_tasks < TASK_IDLE_MAX) {
+        lua_settop(t->co, 0);
+        fr_list_insert_head(&vm->idle_tasks, &t->link);
+        vm->nidle_tasks++;
+    } else {
+        task_bind(L, t->co, NULL);
+        luaL_unref(L, LUA_REGISTRYINDEX, t->co_ref);
+        free(t);
+    }
+    fr_vm_release(vm);
+}
+
+void fr_task_free_idle(fr_vm_t *vm) {
+    for (fr_list_t *l; (l = fr_list_first(&vm->idle_tasks));) {
+        fr_list_remove(l);
+        free(FR_LIST_ENTRY(l, fr_task_t, link));
+    }
+    vm->nidle_tasks = 0;
 }
 
 /* Runs the coroutine until it finishes or parks; nargs values are on its stack. */
@@ -114,18 +153,18 @@ static int run(fr_task_t *t, int nargs) {
 int fr_task_start(fr_vm_t *vm, const fr_route_t *route, const char *what, int nargs,
                   int nresults, fr_task_cb cb, void *ctx, fr_task_t **task) {
     lua_State *L = vm->L;
-    fr_task_t *t = fr_calloc(1, sizeof *t);
+    fr_task_t *t = task_take(vm);
     t->vm = vm;
     fr_vm_retain(vm);
     t->route = route;
     t->what = what;
     t->nresults = nresults;
+    t->calls = 0;
+    t->cancel = NULL;
+    t->op = NULL;
     t->started_ms = vm->host ? uv_now(vm->host->loop) : 0;
     t->cb = cb;
     t->ctx = ctx;
-    t->co = lua_newthread(L);
-    t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    task_bind(L, t->co, t);
     lua_xmove(L, t->co, nargs + 1);
     int rc = run(t, nargs);
     if (rc == FR_TASK_WAIT) {
@@ -203,6 +242,21 @@ void fr_task_resume(fr_task_t *t, int nvalues) {
     int rc = run(t, nvalues);
     if (rc != FR_TASK_WAIT)
         finish(t, rc);
+}
+
+static __thread const void *current_answer;
+
+void fr_task_resume_with(fr_task_t *t, const void *answer) {
+    const void *outer = current_answer;
+    current_answer = answer;
+    lua_pushlightuserdata(t->co, (void *)answer);
+    fr_task_resume(t, 1);
+    current_answer = outer;
+}
+
+const void *fr_task_answer(lua_State *L, int idx) {
+    const void *a = lua_touserdata(L, idx);
+    return a && a == current_answer ? a : NULL;
 }
 
 void fr_task_cancel(fr_task_t *t) {

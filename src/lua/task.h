@@ -45,6 +45,9 @@ void fr_task_cancel(fr_task_t *t);
 /* Drops the waiting tasks the VM owns (fr_vm_retire: a reload or a shutdown). */
 void fr_task_cancel_unowned(fr_vm_t *vm);
 
+/* Frees the finished tasks kept for reuse (their coroutines go with the Lua state). */
+void fr_task_free_idle(fr_vm_t *vm);
+
 /* ---- for waiting functions ------------------------------------------------------------ */
 
 /* The task L runs in, or NULL when the code cannot wait there (a filter, the app file). */
@@ -64,6 +67,14 @@ void fr_task_wait(fr_task_t *t, void (*cancel)(void *op), void *op);
  * (they become the waiting function's results). */
 lua_State *fr_task_thread(fr_task_t *t);
 void fr_task_resume(fr_task_t *t, int nvalues);
+
+/* The operation's answer as C data: resumes the task with one light userdata, `answer`, which
+ * the waiting function's Lua half hands straight back to a C function that builds the Lua
+ * values (building allocates: past the VM's memory limit that must fail inside the hook, as
+ * a Lua error, not in the callback). fr_task_answer(L, idx) returns the answer at idx while
+ * the coroutine runs on from this resume, and NULL for anything else. */
+void fr_task_resume_with(fr_task_t *t, const void *answer);
+const void *fr_task_answer(lua_State *L, int idx);
 
 /* The message of a waiting function called where nothing may wait. */
 #define FR_TASK_CANNOT_WAIT                                                                     \

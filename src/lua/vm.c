@@ -21,8 +21,8 @@
 #include "base/log.h"
 #include "base/util.h"
 
-const char *const fr_hook_names[FR_HOOK_COUNT] = {"auth",   "topics",  "tier",
-                                                  "filter", "publish", "message"};
+const char *const fr_hook_names[FR_HOOK_COUNT] = {"auth",   "topics",  "tier",   "filter",
+                                                  "publish", "message", "handle"};
 
 void fr_errors_add(fr_errors_t *e, const char *fmt, ...) {
     char buf[1024];
@@ -312,6 +312,7 @@ static void vm_free(fr_vm_t *vm) {
     fr_vm_retire(vm);
     if (vm->ev_cached)
         fr_event_release(vm->ev_cached);
+    fr_task_free_idle(vm);
     if (vm->L) {
         /* LuaJIT's own allocator again, so that closing releases its arena as a whole. */
         lua_setallocf(vm->L, vm->base_alloc, vm->base_ud);
@@ -397,6 +398,7 @@ fr_vm_t *fr_vm_new(const char *app_path, fr_vm_host_t *host, fr_errors_t *errs) 
     fr_vm_t *vm = fr_calloc(1, sizeof *vm);
     fr_list_init(&vm->timers);
     fr_list_init(&vm->tasks);
+    fr_list_init(&vm->idle_tasks);
     vm->refs = 1;
     vm->host = host;
     vm->app_path = fr_strdup(app_path);

@@ -26,6 +26,7 @@ typedef struct fr_vm_host_s {
     fr_metrics_t *metrics;       /* Lua errors and stops, events published */
     struct fr_broker_s *broker;  /* freshet.publish, freshet.presence */
     struct fr_hclient_s *backend; /* freshet.http.request: the worker's client, or NULL */
+    struct fr_rclient_s *redis;   /* freshet.redis: the worker's client, or NULL: none set */
     const fr_config_t *config;   /* the settings in force */
     unsigned worker;             /* the worker's index (freshet.worker) */
     uint64_t started_ms;         /* monotonic */
@@ -34,7 +35,7 @@ typedef struct fr_vm_host_s {
     void *ctx;
 } fr_vm_host_t;
 
-typedef enum { FR_ROUTE_STREAM, FR_ROUTE_PUBLISH, FR_ROUTE_STATIC } fr_route_kind_t;
+typedef enum { FR_ROUTE_STREAM, FR_ROUTE_PUBLISH, FR_ROUTE_STATIC, FR_ROUTE_HTTP } fr_route_kind_t;
 
 typedef enum {
     FR_HOOK_AUTH,
@@ -43,6 +44,7 @@ typedef enum {
     FR_HOOK_FILTER,
     FR_HOOK_PUBLISH,
     FR_HOOK_MESSAGE,
+    FR_HOOK_HANDLE,
     FR_HOOK_COUNT
 } fr_hook_t;
 
@@ -57,7 +59,15 @@ typedef struct {
     int on_gap_reset;          /* stale Last-Event-ID → `reset` event instead of 416 */
     int slow;                  /* fr_slow_t for every topic, unless slow_ref decides per topic */
     int slow_ref;              /* on_slow(topic, who) → policy name; LUA_NOREF when a string */
-    int body_json;             /* publish bodies are decoded as JSON before the hook */
+    int body_json;             /* publish and http bodies are decoded as JSON before the hook */
+    /* Static routes: Cache-Control max-age in seconds (-1: "no-cache", revalidate each time)
+     * and whether the files never change under their names (immutable). */
+    int64_t max_age;
+    int immutable;
+    /* Stream and publish routes with `deprecated`: owned header lines (Deprecation, Sunset,
+     * Link) added to every answer of the route, or NULL. */
+    char *deprecation;
+    char method[16];           /* http routes: the method they answer (GET also answers HEAD) */
 } fr_route_t;
 
 /* Read-only to other modules: L (on the VM's own thread, through fr_vm_call), config, routes,
@@ -77,6 +87,8 @@ typedef struct fr_vm_s {
     int filtering;              /* a filter hook runs (inside a delivery: no publishing) */
     fr_list_t timers;           /* live timers (fr_ltimer_t), stopped when the VM is retired */
     fr_list_t tasks;            /* waiting tasks nobody owns (a timer's run), likewise */
+    fr_list_t idle_tasks;       /* finished tasks kept with their coroutines for reuse (task.c) */
+    unsigned nidle_tasks;
     int retired;
     /* The Lua table of the event last passed to a filter: fan-out builds it once per VM. */
     fr_event_t *ev_cached;      /* one reference while cached */

@@ -6,7 +6,7 @@
 #include <stddef.h>
 
 
-/* A worker's connections by (route, state) and its streams' queue histograms. With several
+/* A worker's connections by (route, transport, state) and its streams' queue histograms. With several
  * workers each refreshes its census under its own lock once per heartbeat tick, and /metrics
  * merges the others' with a live one of its own: another worker's connection list is never
  * walked from this thread. Route patterns are copied, since a reload frees the old ones. */
@@ -14,7 +14,8 @@
 #define FR_CENSUS_BOUNDS 8u
 typedef struct {
     char route[96];
-    const char *state; /* static string */
+    const char *transport; /* static string: "sse", "ws", "poll", or "http" (no stream) */
+    const char *state;     /* static string */
     unsigned long n;
 } fr_census_group_t;
 

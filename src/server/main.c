@@ -22,12 +22,19 @@ static void usage(FILE *out) {
             "  --check            load the app and every route script, print the routes, exit\n"
             "  --listen HOST:PORT listen here instead of the app's `listen`\n"
             "  --log-level LEVEL  debug, info (default), warn or error\n"
-            "Signals: HUP reloads the scripts (and the TLS certificate and key), TERM and INT\n"
-            "drain and stop.\n");
+            "Options that take a value accept both --name VALUE and --name=VALUE.\n"
+            "Signals: HUP reloads the scripts (and the TLS certificate and key) and reopens the\n"
+            "access log, USR1 only reopens the access log, TERM and INT drain and stop.\n"
+            "Exit codes: 0 after a drain, 1 when the app or a script fails to load, the TLS\n"
+            "certificate or key cannot be loaded or the listener cannot bind, 2 for a bad\n"
+            "command line or an unreadable app file.\n");
 }
 
 static const char *route_kind(fr_route_kind_t k) {
-    return k == FR_ROUTE_STREAM ? "stream" : k == FR_ROUTE_PUBLISH ? "publish" : "static";
+    return k == FR_ROUTE_STREAM    ? "stream"
+           : k == FR_ROUTE_PUBLISH ? "publish"
+           : k == FR_ROUTE_HTTP    ? "http"
+                                   : "static";
 }
 
 static int check_app(const char *app) {
@@ -75,11 +82,36 @@ static int check_app(const char *app) {
     return 0;
 }
 
+/* An option that takes a value, as "--name VALUE" or "--name=VALUE". Returns 1 and sets *val
+ * when argv[*i] is that option (advancing *i past a separate value), 0 when it is not, and -1
+ * (with a message) when the value is missing. */
+static int option_value(int argc, char **argv, int *i, const char *name, const char *what,
+                        const char **val) {
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0 || (a[n] != '\0' && a[n] != '='))
+        return 0;
+    if (a[n] == '=') {
+        *val = a + n + 1;
+    } else if (*i + 1 < argc && argv[*i + 1][0] != '-') {
+        *val = argv[++*i];
+    } else {
+        fprintf(stderr, "freshet: %s needs a value (%s)\n", name, what);
+        return -1;
+    }
+    if (**val == '\0') {
+        fprintf(stderr, "freshet: %s needs a value (%s), got an empty one\n", name, what);
+        return -1;
+    }
+    return 1;
+}
+
 int main(int argc, char **argv) {
-    const char *app = NULL, *listen = NULL;
+    const char *app = NULL, *listen = NULL, *level = NULL;
     int check = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        int got;
         if (strcmp(a, "--version") == 0 || strcmp(a, "-v") == 0) {
             printf("freshet %s\n", FR_VERSION);
             return 0;
@@ -88,16 +120,12 @@ int main(int argc, char **argv) {
             return 0;
         } else if (strcmp(a, "--check") == 0) {
             check = 1;
-        } else if (strcmp(a, "--listen") == 0 && i + 1 < argc) {
-            listen = argv[++i];
-        } else if (strcmp(a, "--log-level") == 0 && i + 1 < argc) {
-            fr_log_level_t level;
-            if (fr_log_parse_level(argv[++i], &level) < 0) {
-                fprintf(stderr, "freshet: --log-level wants debug, info, warn or error\n");
+        } else if ((got = option_value(argc, argv, &i, "--listen", "HOST:PORT", &listen)) != 0 ||
+                   (got = option_value(argc, argv, &i, "--log-level",
+                                       "debug, info, warn or error", &level)) != 0) {
+            if (got < 0)
                 return 2;
-            }
-            fr_log_set_level(level);
-        } else if (a[0] == '-') {
+        } else if (a[0] == '-' && a[1] != '\0') {
             fprintf(stderr, "freshet: unknown option '%s'\n", a);
             usage(stderr);
             return 2;
@@ -107,6 +135,15 @@ int main(int argc, char **argv) {
             fprintf(stderr, "freshet: one app file only (got '%s' and '%s')\n", app, a);
             return 2;
         }
+    }
+    if (level) {
+        fr_log_level_t lv;
+        if (fr_log_parse_level(level, &lv) < 0) {
+            fprintf(stderr, "freshet: --log-level wants debug, info, warn or error, got '%s'\n",
+                    level);
+            return 2;
+        }
+        fr_log_set_level(lv);
     }
     if (!app) {
         usage(stderr);

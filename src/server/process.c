@@ -69,7 +69,7 @@ static size_t raise_nofile(void) {
     return (size_t)rl.rlim_cur;
 }
 
-static size_t count_open_fds(void) {
+size_t fr_process_count_fds(void) {
     size_t n = 0;
     DIR *d = opendir("/proc/self/fd");
     if (!d)
@@ -91,11 +91,15 @@ static size_t cores(void) {
 
 /* Starts the worker threads (worker 0 is this one) and waits for all of them. */
 static void run_workers(fr_process_t *p, const fr_config_t *cfg, size_t fd_limit) {
-    size_t fd_base = count_open_fds();
+    size_t fd_base = fr_process_count_fds();
     for (size_t i = 0; i < p->nworkers; i++) {
         p->workers[i]->fd_base = fd_base;
         p->workers[i]->fd_limit = fd_limit;
     }
+    fr_info("descriptors: %zu open at start; up to %zu streams (%.0f%% of %zu), connections "
+            "accepted up to %zu",
+            fd_base, fr_worker_stream_capacity(p->workers[0]), cfg->streams_at * 100, fd_limit,
+            fr_worker_accept_cap(p->workers[0]));
     fr_info("listening on %s://%s:%d", cfg->tls_cert ? "https" : "http", cfg->host, cfg->port);
     if (p->nworkers > 1)
         fr_info("%zu workers (threads), each with its own listener, loop and Lua VM",
@@ -109,6 +113,47 @@ static void run_workers(fr_process_t *p, const fr_config_t *cfg, size_t fd_limit
     fr_worker_main(p->workers[0]);
     for (size_t i = 1; i < p->nworkers; i++)
         uv_thread_join(&p->workers[i]->thread);
+}
+
+static int open_access_log(fr_process_t *p, const char *path) {
+    char err[512];
+    if (!(p->access = fr_linefile_open(path, err, sizeof err))) {
+        fr_error("access_log: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Sets up the first worker, creates and sets up the others, runs them all until they stop and
+ * frees them; returns the exit code. */
+static int start_and_run(fr_process_t *p, const char *app_path, fr_config_t *cfg,
+                         size_t fd_limit) {
+    size_t started = 0;
+    int failed = 0, code = 0;
+    for (size_t i = 0; i < p->nworkers && !failed; i++) {
+        if (i > 0 && !(p->workers[i] = fr_worker_new(p, (unsigned)i, app_path, NULL))) {
+            failed = 1;
+            break;
+        }
+        started = i + 1;
+        if (fr_worker_setup(p, p->workers[i], cfg) < 0)
+            failed = 1;
+        else if (i == 0)
+            cfg->port = p->workers[0]->config->port; /* a chosen port 0 is now a number */
+    }
+    if (!failed) {
+        run_workers(p, cfg, fd_limit);
+    } else {
+        for (size_t i = 0; i < started; i++)
+            fr_worker_abandon(p->workers[i]);
+        code = 1;
+    }
+    for (size_t i = 0; i < started; i++) {
+        int c = fr_worker_free(p->workers[i]);
+        if (c > code)
+            code = c;
+    }
+    return code;
 }
 
 int fr_server_run(const char *app_path, const char *listen_override) {
@@ -148,36 +193,20 @@ int fr_server_run(const char *app_path, const char *listen_override) {
         p->hub_ready = 1;
     }
     fr_ratelimit_init(&p->limits);
-
-    size_t started = 0;
-    int failed = 0;
-    for (size_t i = 0; i < p->nworkers && !failed; i++) {
-        if (i > 0 && !(p->workers[i] = fr_worker_new(p, (unsigned)i, app_path, NULL))) {
-            failed = 1;
-            break;
-        }
-        started = i + 1;
-        if (fr_worker_setup(p, p->workers[i], &cfg) < 0)
-            failed = 1;
-        else if (i == 0)
-            cfg.port = p->workers[0]->config->port; /* a chosen port 0 is now a number */
-    }
-    if (!failed) {
-        run_workers(p, &cfg, fd_limit);
+    if (cfg.access_log && open_access_log(p, cfg.access_log) < 0) {
+        first->stopping = 1;
+        first->exit_code = 1;
+        fr_worker_abandon(first);
+        code = fr_worker_free(first);
     } else {
-        for (size_t i = 0; i < started; i++)
-            fr_worker_abandon(p->workers[i]);
-        code = 1;
-    }
-    for (size_t i = 0; i < started; i++) {
-        int c = fr_worker_free(p->workers[i]);
-        if (c > code)
-            code = c;
+        code = start_and_run(p, app_path, &cfg, fd_limit);
     }
     free(p->workers);
     if (p->hub_ready)
         fr_hub_close(&p->hub);
     fr_ratelimit_close(&p->limits);
+    if (p->access)
+        fr_linefile_close(p->access);
     fr_config_free(&cfg);
     fr_shared_shutdown();
     fr_log_stop();

@@ -18,9 +18,14 @@ void fr_worker_abandon(fr_worker_t *w);
 /* Frees a worker whose loop has ended; returns its exit code. */
 int fr_worker_free(fr_worker_t *w);
 
+/* Descriptors open now (/proc/self/fd). */
+size_t fr_process_count_fds(void);
+
 /* GET /health and GET /metrics: the whole process, answered on x (ctx is the worker). */
 void fr_server_respond_health(void *ctx, fr_exchange_t *x);
 void fr_server_respond_metrics(void *ctx, fr_exchange_t *x);
+/* GET /readyz: 503 while draining or while the broker cannot take publishes, else 200. */
+void fr_server_respond_ready(void *ctx, fr_exchange_t *x);
 /* Refreshes w->census for other workers to read (w's thread only). */
 void fr_server_share_census(fr_worker_t *w);
 

@@ -24,10 +24,15 @@ static void on_request(void *ctx, fr_exchange_t *x) {
     fr_app_handle(&w->app, x);
 }
 
+static void on_accept_retry(uv_timer_t *h);
+
 static void on_count_conn(void *ctx, int delta) {
     fr_worker_t *w = ctx;
     if (w->proc)
         __atomic_add_fetch(&w->proc->nconns, (size_t)(ssize_t)delta, __ATOMIC_RELAXED);
+    /* A descriptor came back: the connection waiting to be accepted may have room now. */
+    if (delta < 0 && w->accept_paused && !w->stopping)
+        uv_timer_start(&w->accept_timer, on_accept_retry, 0, 20);
 }
 
 size_t fr_worker_fds_used(const fr_worker_t *w) {
@@ -35,9 +40,35 @@ size_t fr_worker_fds_used(const fr_worker_t *w) {
     return w->fd_base + n;
 }
 
-static int host_fds_full(void *ctx) {
+size_t fr_worker_stream_capacity(const fr_worker_t *w) {
+    size_t at = (size_t)((double)w->fd_limit * w->config->streams_at + 1e-9);
+    return at > w->fd_base ? at - w->fd_base : 0;
+}
+
+size_t fr_worker_accept_cap(const fr_worker_t *w) {
+    size_t nworkers = w->proc ? w->proc->nworkers : 1;
+    size_t reserve = 8 + nworkers + w->fd_limit / 128;
+    return w->fd_limit > reserve ? w->fd_limit - reserve : 0;
+}
+
+/* Streams are counted apart from connections: a burst of clients holds many connections that
+ * have not asked for anything yet, and each of them may become a stream. Workers read the
+ * sum without a lock, so two that admit at the same instant may pass the capacity by one each;
+ * the accept reserve has a descriptor per worker for that. */
+static void host_fds(void *ctx, fr_fds_view_t *v) {
     const fr_worker_t *w = ctx;
-    return (double)fr_worker_fds_used(w) >= (double)w->fd_limit * w->config->streams_at;
+    size_t n = w->proc ? w->proc->nworkers : 1;
+    v->streams = 0;
+    for (size_t i = 0; i < n; i++) {
+        const fr_worker_t *x = w->proc ? w->proc->workers[i] : w;
+        if (!x)
+            continue;
+        v->streams += __atomic_load_n(&x->streams.count, __ATOMIC_RELAXED) +
+                      __atomic_load_n(&x->app.opening, __ATOMIC_RELAXED);
+    }
+    v->limit = w->fd_limit;
+    v->in_use = fr_worker_fds_used(w);
+    v->capacity = fr_worker_stream_capacity(w);
 }
 
 static void host_totals(void *ctx, fr_totals_t *t, unsigned long *tier_rejected) {
@@ -45,7 +76,7 @@ static void host_totals(void *ctx, fr_totals_t *t, unsigned long *tier_rejected)
 }
 
 static const fr_app_host_t app_host = {fr_server_respond_health, fr_server_respond_metrics,
-                                       host_fds_full};
+                                       fr_server_respond_ready, host_fds};
 
 /* The 80% warning, once per crossing for the whole process. */
 static int *fd_warned_flag(fr_worker_t *w) {
@@ -53,6 +84,52 @@ static int *fd_warned_flag(fr_worker_t *w) {
 }
 
 /* ---- loop callbacks ----------------------------------------------------------------------- */
+
+/* Accepting pauses near the descriptor limit rather than at it: past the limit the kernel's
+ * accept fails, and libuv then drops waiting connections without a word. Paused, the
+ * connection libuv has taken waits unaccepted (libuv stops watching the listener until it is
+ * accepted) and the rest wait in the kernel's backlog; refused streams close at once, so room
+ * comes back and each of them gets an answer. */
+static int accept_room(const fr_worker_t *w) {
+    return fr_worker_fds_used(w) < fr_worker_accept_cap(w);
+}
+
+static void accept_one(fr_worker_t *w) {
+    fr_conn_accept(&w->http, (uv_stream_t *)&w->listener);
+    size_t used = fr_worker_fds_used(w);
+    if (used * 10 >= w->fd_limit * 8 &&
+        !__atomic_exchange_n(fd_warned_flag(w), 1, __ATOMIC_RELAXED)) {
+        fr_warn("descriptors: %zu of %zu in use (80%%); new streams past %zu are refused, and "
+                "accepting pauses at %zu",
+                used, w->fd_limit, fr_worker_stream_capacity(w), fr_worker_accept_cap(w));
+    }
+}
+
+static void accept_pause(fr_worker_t *w) {
+    w->accept_paused = 1;
+    FR_BUMP(w->metrics.accept_pauses, 1);
+    uint64_t now = fr_mono_ms();
+    if (now - w->accept_paused_logged_ms >= 1000) {
+        fr_warn("descriptors: %zu of %zu in use; accepting paused until connections close "
+                "(new clients wait in the listen backlog)",
+                fr_worker_fds_used(w), w->fd_limit);
+        w->accept_paused_logged_ms = now;
+    }
+    uv_timer_start(&w->accept_timer, on_accept_retry, 20, 20);
+}
+
+static void on_accept_retry(uv_timer_t *h) {
+    fr_worker_t *w = h->data;
+    if (!w->accept_paused || w->stopping) {
+        uv_timer_stop(h);
+        return;
+    }
+    if (!accept_room(w))
+        return;
+    w->accept_paused = 0;
+    uv_timer_stop(h);
+    accept_one(w); /* libuv watches the listener again, and accepts what waits */
+}
 
 static void on_connection(uv_stream_t *listener, int status) {
     fr_worker_t *w = listener->data;
@@ -67,13 +144,11 @@ static void on_connection(uv_stream_t *listener, int status) {
         }
         return;
     }
-    fr_conn_accept(&w->http, listener);
-    size_t used = fr_worker_fds_used(w);
-    if (used * 10 >= w->fd_limit * 8 &&
-        !__atomic_exchange_n(fd_warned_flag(w), 1, __ATOMIC_RELAXED)) {
-        fr_warn("descriptors: %zu of %zu in use (80%%); at %.0f%% new streams get 503", used,
-                w->fd_limit, w->config->streams_at * 100);
+    if (!accept_room(w)) {
+        accept_pause(w);
+        return;
     }
+    accept_one(w);
 }
 
 static void on_more(uv_idle_t *h) {
@@ -84,6 +159,8 @@ void fr_worker_flush(fr_worker_t *w) {
     fr_hub_flush(w->streams.hub, w->streams.slot);
     int more = fr_streams_flush(&w->streams, 2000000);
     fr_http_flush(&w->http);
+    if (w->admin_http)
+        fr_http_flush(w->admin_http); /* h2c reaches the admin listener too */
     if (more && !uv_is_active((uv_handle_t *)&w->more))
         uv_idle_start(&w->more, on_more);
     else if (!more && uv_is_active((uv_handle_t *)&w->more))
@@ -110,6 +187,10 @@ static void on_heartbeat_tick(uv_timer_t *h) {
     fr_worker_t *w = h->data;
     fr_streams_tick(&w->streams);
     fr_http_expire(&w->http);
+    fr_sock_sweep(&w->http);
+    fr_app_refusals_flush(&w->app);
+    if (w->admin_http)
+        fr_http_expire(w->admin_http);
     if (w->proc && w->proc->nworkers > 1)
         fr_server_share_census(w);
     if (fr_worker_fds_used(w) * 4 < w->fd_limit * 3)
@@ -166,12 +247,39 @@ static void worker_reload(fr_worker_t *w) {
 }
 
 static void backend_close(fr_worker_t *w) {
+    fr_rclient_t *r = w->redis;
+    w->redis = NULL;
+    w->vm_host.redis = NULL;
+    fr_rclient_close(r);
     if (!w->backend)
         return;
     fr_hclient_t *c = w->backend;
     w->backend = NULL;
     w->vm_host.backend = NULL;
     fr_hclient_close(c);
+}
+
+/* freshet.redis on a Sentinel-followed broker: the primary the broker follows now. */
+static int redis_where(void *ctx, fr_redis_addr_t *addr) {
+    fr_worker_t *w = ctx;
+    return fr_redis_broker_primary(w->broker, addr);
+}
+
+/* freshet.redis's client: the app's `redis`, else the broker's Redis, else none (a call
+ * then answers nil, "no redis configured"). */
+static int redis_open(fr_worker_t *w, int broker_is_redis) {
+    const fr_config_t *cfg = w->config;
+    const char *url = cfg->redis ? cfg->redis : broker_is_redis ? cfg->broker : NULL;
+    if (!url)
+        return 0;
+    char err[256];
+    w->redis = fr_rclient_new(w->loop, url, redis_where, w, cfg->redis_calls, err, sizeof err);
+    if (!w->redis) {
+        fprintf(stderr, "freshet: redis: %s\n", err);
+        return -1;
+    }
+    w->vm_host.redis = w->redis;
+    return 0;
 }
 
 static void broker_free(fr_worker_t *w) {
@@ -183,9 +291,19 @@ static void broker_free(fr_worker_t *w) {
     b->ops->free(b);
 }
 
+/* The admin listener closes last: through the drain /readyz says 503. */
+static void admin_close(fr_worker_t *w) {
+    if (!w->admin_open)
+        return;
+    w->admin_open = 0;
+    uv_close((uv_handle_t *)&w->admin_listener, NULL);
+    fr_http_close_all(w->admin_http, "shutdown");
+}
+
 /* Everything is gone or the window is over: close what is left, so the loop can end. */
 static void worker_finish(fr_worker_t *w) {
     fr_http_close_all(&w->http, "shutdown");
+    admin_close(w);
     backend_close(w);
     if (!uv_is_closing((uv_handle_t *)&w->drain_timer))
         uv_close((uv_handle_t *)&w->drain_timer, NULL);
@@ -196,6 +314,8 @@ static void worker_finish(fr_worker_t *w) {
         uv_close((uv_handle_t *)&w->wake, NULL);
     }
     if (!uv_is_closing((uv_handle_t *)&w->sig_term)) {
+        if (w->slot == 0)
+            uv_close((uv_handle_t *)&w->sig_usr1, NULL);
         uv_close((uv_handle_t *)&w->sig_term, NULL);
         uv_close((uv_handle_t *)&w->sig_int, NULL);
     }
@@ -221,9 +341,12 @@ static void worker_stop(fr_worker_t *w, const char *why) {
     }
     w->stopping = 1;
     w->http.stopping = 1;
+    if (w->proc)
+        __atomic_store_n(&w->proc->draining, 1, __ATOMIC_RELAXED);
     fr_info("%s: draining %zu streams and %zu connections over %llu ms", why, w->streams.count,
             w->http.nconns, (unsigned long long)w->config->drain_ms);
     uv_close((uv_handle_t *)&w->listener, NULL);
+    uv_close((uv_handle_t *)&w->accept_timer, NULL);
     uv_close((uv_handle_t *)&w->heartbeat_timer, NULL);
     uv_close((uv_handle_t *)&w->sweep_timer, NULL);
     uv_close((uv_handle_t *)&w->sig_hup, NULL);
@@ -240,6 +363,12 @@ static void worker_stop(fr_worker_t *w, const char *why) {
 
 static void on_signal(uv_signal_t *h, int signum) {
     fr_worker_t *w = h->data;
+    if ((signum == SIGHUP || signum == SIGUSR1) && w->slot == 0 && w->proc && w->proc->access) {
+        fr_linefile_reopen(w->proc->access);
+        fr_info("%s: reopening the access log", signum == SIGHUP ? "SIGHUP" : "SIGUSR1");
+    }
+    if (signum == SIGUSR1)
+        return;
     if (signum == SIGHUP)
         worker_reload(w);
     else
@@ -268,35 +397,76 @@ static int listen_socket(const struct sockaddr *addr, int reuseport, uv_os_sock_
     return 0;
 }
 
-static int worker_listen(fr_worker_t *w, int reuseport) {
+/* Opens `tcp` listening on host:port; a port 0 becomes the one the kernel chose. */
+static int open_listener(fr_worker_t *w, uv_tcp_t *tcp, const char *host, int *port,
+                         int reuseport, uv_connection_cb on_conn) {
     struct sockaddr_storage addr;
-    int rc = uv_ip4_addr(w->config->host, w->config->port, (struct sockaddr_in *)&addr);
+    int rc = uv_ip4_addr(host, *port, (struct sockaddr_in *)&addr);
     if (rc != 0)
-        rc = uv_ip6_addr(w->config->host, w->config->port, (struct sockaddr_in6 *)&addr);
+        rc = uv_ip6_addr(host, *port, (struct sockaddr_in6 *)&addr);
     if (rc != 0) {
-        fr_error("listen: '%s' is not an IP address", w->config->host);
+        fr_error("listen: '%s' is not an IP address", host);
         return -1;
     }
-    uv_tcp_init(w->loop, &w->listener);
-    w->listener.data = w;
+    uv_tcp_init(w->loop, tcp);
+    tcp->data = w;
     uv_os_sock_t fd = -1;
     rc = listen_socket((struct sockaddr *)&addr, reuseport, &fd);
-    if (rc == 0 && (rc = uv_tcp_open(&w->listener, fd)) != 0)
+    if (rc == 0 && (rc = uv_tcp_open(tcp, fd)) != 0)
         close(fd);
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&w->listener, 4096, on_connection);
+        rc = uv_listen((uv_stream_t *)tcp, 4096, on_conn);
     if (rc != 0) {
-        fr_error("listen on %s:%d: %s", w->config->host, w->config->port, uv_strerror(rc));
-        uv_close((uv_handle_t *)&w->listener, NULL);
+        fr_error("listen on %s:%d: %s", host, *port, uv_strerror(rc));
+        uv_close((uv_handle_t *)tcp, NULL);
         return -1;
     }
-    if (w->config->port == 0) {
-        /* Port 0: the kernel chose one; the other workers listen on the same. */
+    if (*port == 0) {
         struct sockaddr_storage got;
         int len = sizeof got;
-        if (uv_tcp_getsockname(&w->listener, (struct sockaddr *)&got, &len) == 0)
-            w->config->port = ntohs(((struct sockaddr_in *)&got)->sin_port);
+        if (uv_tcp_getsockname(tcp, (struct sockaddr *)&got, &len) == 0)
+            *port = ntohs(((struct sockaddr_in *)&got)->sin_port);
     }
+    return 0;
+}
+
+/* Port 0: the kernel chooses one for the first worker, and the others listen on the same. */
+static int worker_listen(fr_worker_t *w, int reuseport) {
+    return open_listener(w, &w->listener, w->config->host, &w->config->port, reuseport,
+                         on_connection);
+}
+
+/* The admin listener: one, on the first worker, whatever the number of workers. What it
+ * answers describes the whole process (server/metrics.c sums every worker), so one is enough,
+ * and it needs no SO_REUSEPORT. It stays open through a drain, so /readyz can say 503. */
+static void on_admin_request(void *ctx, fr_exchange_t *x) {
+    fr_worker_t *w = ctx;
+    size_t len = strcspn(x->req.url, "?");
+    if (!fr_app_answer_probe(&app_host, w, x, x->req.url, len))
+        fr_exchange_respond_error(x, 404, "the admin listener answers /health, /readyz and "
+                                          "/metrics only");
+}
+
+static void on_admin_connection(uv_stream_t *listener, int status) {
+    fr_worker_t *w = listener->data;
+    if (status == 0)
+        fr_conn_accept(w->admin_http, listener);
+}
+
+static int admin_listen(fr_worker_t *w) {
+    w->admin_http = fr_calloc(1, sizeof *w->admin_http);
+    fr_http_init(w->admin_http, w->loop, w->config, &w->admin_metrics);
+    w->admin_http->handle = on_admin_request;
+    w->admin_http->count = on_count_conn;
+    w->admin_http->ctx = w;
+    /* Connection ids stay unique over the process: the admin's are numbered from 2^62. */
+    w->admin_http->id_first = (uint64_t)1 << 62;
+    if (open_listener(w, &w->admin_listener, w->config->admin_host, &w->config->admin_port, 0,
+                      on_admin_connection) < 0)
+        return -1;
+    w->admin_open = 1;
+    fr_info("admin listener (/health, /readyz, /metrics) on http://%s:%d", w->config->admin_host,
+            w->config->admin_port);
     return 0;
 }
 
@@ -324,13 +494,16 @@ static int worker_wire(fr_worker_t *w, fr_hub_t *process_hub, size_t nworkers) {
     w->streams.limits = w->limits;
     w->streams.tier_rejected = w->tier_rejected;
     fr_http_init(&w->http, w->loop, cfg, &w->metrics);
+    w->http.access = w->proc ? w->proc->access : NULL;
+    w->streams.access = w->http.access;
     w->http.handle = on_request;
     w->http.count = on_count_conn;
     w->http.ctx = w;
     /* Connection ids are unique over the process: worker k numbers k+1, k+1+N, … */
     w->http.id_step = nworkers;
     w->http.id_first = w->slot + 1;
-    w->app = (fr_app_t){.vm = w->vm,
+    w->app = (fr_app_t){.builtins_elsewhere = cfg->admin_port >= 0,
+                        .vm = w->vm,
                         .config = cfg,
                         .http = &w->http,
                         .streams = &w->streams,
@@ -338,6 +511,7 @@ static int worker_wire(fr_worker_t *w, fr_hub_t *process_hub, size_t nworkers) {
                         .limits = w->limits,
                         .metrics = &w->metrics,
                         .tier_rejected = w->tier_rejected,
+                        .deprecated = &w->deprecated,
                         .host = &app_host,
                         .host_ctx = w};
     w->vm_host.config = cfg;
@@ -353,7 +527,7 @@ static int worker_wire(fr_worker_t *w, fr_hub_t *process_hub, size_t nworkers) {
     uv_prepare_init(w->loop, &w->flush);
     w->flush.data = w;
     uv_prepare_start(&w->flush, on_flush);
-    return 0;
+    return redis_open(w, process_hub == NULL);
 }
 
 /* Everything a worker needs before its loop runs: broker, layers, listener, timers, signals.
@@ -382,10 +556,17 @@ int fr_worker_setup(fr_process_t *p, fr_worker_t *w, const fr_config_t *cfg) {
         w->exit_code = 1;
         return -1;
     }
+    if (w->slot == 0 && w->config->admin_port >= 0 && admin_listen(w) < 0) {
+        uv_close((uv_handle_t *)&w->listener, NULL);
+        w->exit_code = 1;
+        return -1;
+    }
     uint64_t tick = w->config->heartbeat_ms / 4;
     if (tick > w->config->header_timeout_ms / 4)
         tick = w->config->header_timeout_ms / 4;
     tick = tick < 50 ? 50 : tick > 1000 ? 1000 : tick;
+    uv_timer_init(w->loop, &w->accept_timer);
+    w->accept_timer.data = w;
     uv_timer_init(w->loop, &w->heartbeat_timer);
     w->heartbeat_timer.data = w;
     uv_timer_start(&w->heartbeat_timer, on_heartbeat_tick, tick, tick);
@@ -393,9 +574,10 @@ int fr_worker_setup(fr_process_t *p, fr_worker_t *w, const fr_config_t *cfg) {
     w->sweep_timer.data = w;
     uv_timer_start(&w->sweep_timer, on_sweep, 1000, 1000);
     /* Every worker's loop watches the signals: a reload or a drain reaches each of them. */
-    uv_signal_t *sigs[] = {&w->sig_hup, &w->sig_term, &w->sig_int};
-    int signums[] = {SIGHUP, SIGTERM, SIGINT};
-    for (int i = 0; i < 3; i++) {
+    uv_signal_t *sigs[] = {&w->sig_hup, &w->sig_term, &w->sig_int, &w->sig_usr1};
+    int signums[] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1};
+    /* SIGUSR1 (reopen the access log) is the first worker's: one reopen is enough. */
+    for (int i = 0; i < (w->slot == 0 ? 4 : 3); i++) {
         uv_signal_init(w->loop, sigs[i]);
         sigs[i]->data = w;
         uv_signal_start(sigs[i], on_signal, signums[i]);
@@ -418,7 +600,9 @@ fr_worker_t *fr_worker_new(fr_process_t *p, unsigned slot, const char *app_path,
     w->slot = slot;
     w->app_path = fr_strdup(app_path);
     w->started_ms = fr_mono_ms();
+    w->started_unix_ms = fr_now_ms();
     pthread_mutex_init(&w->census_mu, NULL);
+    fr_counts_init(&w->deprecated);
     w->vm_host = (fr_vm_host_t){.loop = w->loop,
                                 .metrics = &w->metrics,
                                 .worker = slot,
@@ -432,6 +616,7 @@ fr_worker_t *fr_worker_new(fr_process_t *p, unsigned slot, const char *app_path,
             fprintf(stderr, "%s\n", errs.items[i]);
         fr_errors_free(&errs);
         pthread_mutex_destroy(&w->census_mu);
+        fr_counts_free(&w->deprecated);
         if (w->loop == &w->loop_storage)
             uv_loop_close(w->loop);
         free(w->app_path);
@@ -457,6 +642,7 @@ void fr_worker_abandon(fr_worker_t *w) {
     if (w->ready) {
         w->stopping = 1;
         uv_close((uv_handle_t *)&w->listener, NULL);
+        uv_close((uv_handle_t *)&w->accept_timer, NULL);
         uv_close((uv_handle_t *)&w->heartbeat_timer, NULL);
         uv_close((uv_handle_t *)&w->sweep_timer, NULL);
         uv_close((uv_handle_t *)&w->sig_hup, NULL);
@@ -484,8 +670,12 @@ int fr_worker_free(fr_worker_t *w) {
         fr_hub_close(&w->own_hub);
     fr_config_free(&w->start_config);
     free(w->tier_rejected);
+    if (w->admin_http)
+        fr_http_free(w->admin_http);
+    free(w->admin_http);
     free(w->app_path);
     pthread_mutex_destroy(&w->census_mu);
+    fr_counts_free(&w->deprecated);
     if (w->loop == &w->loop_storage) {
         int rc = uv_loop_close(w->loop);
         if (rc != 0) {

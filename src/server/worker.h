@@ -9,6 +9,7 @@
  *               ├─ app     (dispatch, opens, publishes: app/app.h)
  *               ├─ vm_host (what the Lua API needs: lua/vm.h)
  *               ├─ backend (freshet.http.request's pooled client: client/http_client.h)
+ *               ├─ redis   (freshet.redis's connection: client/redis_client.h)
  *               └─ broker  (memory: the process's hub; redis: a node with its own hub)
  *
  * `workers = N` (or "auto": one per core) runs N of them; what must be one for the whole
@@ -31,6 +32,7 @@
 #include "app/app.h"
 #include "broker/broker.h"
 #include "client/http_client.h"
+#include "client/redis_client.h"
 #include "core/config.h"
 #include "core/hub.h"
 #include "core/metrics.h"
@@ -58,6 +60,7 @@ typedef struct fr_worker_s {
     fr_vm_host_t vm_host;
     fr_broker_t *broker;      /* owned; NULL before setup and once freed */
     fr_hclient_t *backend;    /* owned: freshet.http.request's client; NULL once closed */
+    fr_rclient_t *redis;      /* owned: freshet.redis's client; NULL: none, or closed */
     fr_hub_t own_hub;         /* a Redis node's hub (the memory broker uses the process's) */
     int own_hub_ready;
     fr_ratelimit_t *limits;   /* the process's buckets */
@@ -67,19 +70,28 @@ typedef struct fr_worker_s {
     fr_app_t app;
 
     uv_tcp_t listener;
+    uv_timer_t accept_timer;    /* while accepting is paused: looks for room again */
+    uv_tcp_t admin_listener;  /* `admin`: worker 0 only */
+    int admin_open;
+    fr_http_t *admin_http;    /* owned: the admin listener's connections, or NULL */
+    fr_metrics_t admin_metrics; /* what the admin's connections count: not the app's */
     uv_timer_t heartbeat_timer; /* one timer for every stream's heartbeat and every deadline */
     uv_timer_t sweep_timer;     /* replay window expiry */
     uv_prepare_t flush;         /* fans out and writes what this iteration queued */
     uv_idle_t more;             /* keeps the loop from sleeping while writes remain */
     uv_signal_t sig_hup, sig_term, sig_int;
+    uv_signal_t sig_usr1;     /* worker 0: reopens the access log */
     uv_timer_t drain_timer;
     uint64_t drain_started;
 
     size_t fd_base;           /* descriptors open before the first connection */
     size_t fd_limit;          /* the soft RLIMIT_NOFILE in force */
     int fd_warned;            /* the 80% warning was logged and use has not dropped since */
+    int accept_paused;        /* a connection waits in libuv, not accepted: no room for it */
     uint64_t accept_error_logged_ms;
+    uint64_t accept_paused_logged_ms;
     uint64_t started_ms;      /* monotonic */
+    uint64_t started_unix_ms; /* wall clock, for process_start_time_seconds */
     int ready;                /* setup completed: every handle is open */
     int stopping;
     int exit_code;
@@ -87,6 +99,7 @@ typedef struct fr_worker_s {
     unsigned long reloads, reload_failures;
     fr_metrics_t metrics;
     pthread_mutex_t census_mu; /* guards census */
+    fr_counts_t deprecated;    /* requests per deprecated route (pattern) */
     fr_census_t census;       /* this worker's connections for other workers' /metrics */
     unsigned long *tier_rejected; /* owned: 429s per tier, indexed like config->tiers */
 } fr_worker_t;
@@ -99,6 +112,8 @@ typedef struct fr_process_s {
     fr_ratelimit_t limits;
     size_t nconns;            /* atomic: connections over every worker */
     int fd_warned;            /* atomic: the 80% warning was logged and use has not dropped */
+    int draining;             /* atomic: SIGTERM or SIGINT came; /readyz answers 503 */
+    fr_linefile_t *access;    /* owned: the access log, or NULL (off) */
 } fr_process_t;
 
 /* Loads the app, listens and runs until SIGTERM/SIGINT. Returns the process exit code. */
@@ -110,6 +125,12 @@ void fr_worker_totals(const fr_worker_t *w, fr_totals_t *t, unsigned long *tier_
 
 /* Descriptors in use: what was open at start plus one per connection. */
 size_t fr_worker_fds_used(const fr_worker_t *w);
+/* Streams admitted at most: the fraction streams_at of the limit, less what was open at
+ * start. */
+size_t fr_worker_stream_capacity(const fr_worker_t *w);
+/* Connections accepted at most before accepting pauses: the limit less a reserve for what
+ * else needs a descriptor (Redis, backend calls, files, libuv's held connection). */
+size_t fr_worker_accept_cap(const fr_worker_t *w);
 
 /* A worker on `loop` (the caller's) that runs the app at app_path without threads, listener
  * or signals: for harnesses that accept connections themselves. NULL when the app fails to

@@ -11,6 +11,7 @@
 #include "base/json.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "codec/access.h"
 
 #define FR_LAG_RETRY_MS 5000
 
@@ -57,6 +58,8 @@ fr_stream_t *fr_stream_new(fr_streams_t *env, fr_stream_init_t *init) {
     s->id = init->id;
     s->remote = init->remote;
     s->opened_ms = init->opened_ms;
+    s->started_us = init->started_us;
+    s->access_target = init->access_target;
     s->pos = fr_calloc(s->ntopics, sizeof *s->pos);
     s->last_seq = fr_calloc(s->ntopics, sizeof *s->last_seq);
     fr_outq_init(&s->out);
@@ -105,6 +108,7 @@ void fr_stream_free(fr_stream_t *s) {
     free(s->slow);
     free(s->last_seq);
     free(s->who_id);
+    free(s->access_target);
     luaL_unref(s->vm->L, LUA_REGISTRYINDEX, s->who_ref);
     if (s->tp->free)
         s->tp->free(s);
@@ -126,9 +130,26 @@ static void log_closed(fr_stream_t *s, const char *reason) {
     fr_log_fields(FR_LOG_INFO, f);
 }
 
+/* One access-log line per stream that started, when it ends. */
+static void log_access(fr_stream_t *s) {
+    fr_access_entry_t e = {.unix_ms = fr_now_ms(),
+                           .remote = s->remote,
+                           .method = "GET",
+                           .target = s->access_target,
+                           .target_len = s->access_target ? strlen(s->access_target) : 0,
+                           /* Gone before its answer (a long-poll): nginx's 499. */
+                           .status = s->status ? s->status : 499,
+                           .bytes = s->bytes,
+                           .duration_us = fr_mono_us() - s->started_us,
+                           .transport = s->tp->name};
+    fr_access_emit(s->env->access, s->env->config->access_log_json, &e);
+}
+
 void fr_stream_finished(fr_stream_t *s, const char *reason) {
     if (s->started && !s->tp->whole)
         log_closed(s, s->end_reason ? s->end_reason : reason ? reason : "client");
+    if (s->started && s->env->access)
+        log_access(s);
     fr_stream_free(s);
 }
 
@@ -444,11 +465,11 @@ void fr_stream_start(fr_stream_t *s, fr_sink_t *sink, int reset) {
     fr_sink_attach(sink, &stream_owner_ops, s);
     s->started = 1;
     FR_BUMP(s->env->metrics->streams, 1);
-    s->tp->begin(s);
     if (reset || !s->resume) {
         for (size_t i = 0; i < s->ntopics; i++)
             s->pos[i] = res->topics[i].last;
     }
+    s->tp->begin(s); /* after the positions: an SSE stream's first frame carries them */
     if (reset) {
         FR_BUMP(s->env->metrics->resume_reset, 1);
         s->tp->reset(s);

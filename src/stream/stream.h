@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "base/linefile.h"
 #include "base/list.h"
 #include "broker/broker.h"
 #include "core/config.h"
@@ -69,6 +70,7 @@ typedef struct fr_streams_s {
     unsigned slot;             /* this worker's slot in hub */
     const fr_config_t *config; /* borrowed: heartbeat, retry, replay window, poll timeout */
     fr_metrics_t *metrics;     /* borrowed: the worker's counters */
+    fr_linefile_t *access;     /* borrowed: the access log, or NULL (off) */
     fr_ratelimit_t *limits;    /* borrowed: inbound WebSocket messages count against a tier */
     unsigned long *tier_rejected; /* borrowed: 429s per tier, indexed like config->tiers */
     char retry_frame[48];      /* "retry: <ms>\n\n", the opening bytes of every SSE stream */
@@ -111,6 +113,9 @@ struct fr_stream_s {
     uint64_t id;               /* the connection's id, for log lines */
     const char *remote;        /* borrowed: the peer address (the connection outlives us) */
     uint64_t opened_ms;        /* monotonic, when the connection opened */
+    uint64_t started_us;       /* monotonic, when its request began (the access log) */
+    char *access_target;       /* owned: the request target for the access log, or NULL */
+    int status;                /* the status its head said (the access log) */
     size_t ntopics;
     char **topics;             /* owned names */
     fr_sub_t *subs;            /* owned, one per topic; NULL until joined */
@@ -156,6 +161,8 @@ typedef struct {
     uint64_t id;
     const char *remote;
     uint64_t opened_ms;
+    uint64_t started_us;
+    char *access_target;       /* taken: the request target when the access log is on */
 } fr_stream_init_t;
 
 fr_stream_t *fr_stream_new(fr_streams_t *env, fr_stream_init_t *init);
@@ -178,6 +185,12 @@ void fr_stream_start(fr_stream_t *s, fr_sink_t *sink, int reset);
 /* Ends a stream cleanly: its last bytes (retry_ms > 0: "come back after"), then the end of
  * the body. */
 void fr_stream_end(fr_stream_t *s, uint64_t retry_ms);
+
+/* For transports: sends the response head through the sink (and keeps its status). */
+static inline void fr_stream_head(fr_stream_t *s, const fr_head_t *head) {
+    s->status = head->status;
+    s->sink->ops->head(s->sink, head);
+}
 
 /* For transports: queue bytes (owned: freed once written) in order with the events. */
 void fr_stream_send(fr_stream_t *s, char *bytes, size_t len);

@@ -37,8 +37,8 @@ static void release_items(fr_item_t *items, size_t n, char *notice) {
  * ring given back when the stream went idle. Returns 1 when there is more to write. */
 static int after_write(fr_stream_t *s, int status, int carried) {
     if (status < 0 && !s->detached) {
-        if (!s->end_reason)
-            s->end_reason = "client";
+        /* The CLOSED line names what the sink says (a peer that stopped acknowledging), or
+         * the client. */
         s->sink->ops->abort(s->sink);
         return 0;
     }
@@ -114,9 +114,16 @@ static void respond_whole(fr_stream_t *s, int status) {
     fr_outq_release_front(&s->out, n);
     s->bytes += total;
     FR_BUMP(s->env->metrics->bytes_written, total);
-    fr_head_t head = {status, status == 200 ? "text/event-stream; charset=utf-8" : NULL,
-                      "Cache-Control: no-cache\r\n", (int64_t)total};
-    s->sink->ops->head(s->sink, &head);
+    /* Where the next poll resumes, even when this answer is empty (204) or holds only
+     * events of other topics: the positions after what it carries. */
+    char *headers = fr_malloc(48 + fr_stream_positions_max(s));
+    memcpy(headers, "Cache-Control: no-cache\r\nLast-Event-ID: ", 40);
+    size_t hn = 40 + fr_stream_positions(s, headers + 40);
+    memcpy(headers + hn, "\r\n", 3);
+    fr_head_t head = {status, status == 200 ? "text/event-stream; charset=utf-8" : NULL, headers,
+                      (int64_t)total};
+    fr_stream_head(s, &head);
+    free(headers);
     uv_buf_t bufs[3] = {{0}, {.base = body, .len = total}, {0}}; /* room around: sink.h */
     int rc = total ? s->sink->ops->write(s->sink, bufs + 1, 1, total, on_written, s)
                    : FR_SINK_DONE;

@@ -9,9 +9,8 @@
 
 static const char heartbeat_frame[] = ":\n\n";
 
-int fr_sse_accepts(const char *accept) {
-    if (!accept)
-        return 1;
+/* 1 when the Accept list names text/event-stream, or (wildcards) a text or any-type range. */
+static int accept_names(const char *accept, int wildcards) {
     const char *p = accept;
     while (*p) {
         while (*p == ' ' || *p == '\t' || *p == ',')
@@ -21,8 +20,8 @@ int fr_sse_accepts(const char *accept) {
             p++;
         size_t n = (size_t)(p - start);
         if ((n == 17 && strncasecmp(start, "text/event-stream", 17) == 0) ||
-            (n == 6 && strncasecmp(start, "text/*", 6) == 0) ||
-            (n == 3 && strncmp(start, "*/*", 3) == 0))
+            (wildcards && n == 6 && strncasecmp(start, "text/*", 6) == 0) ||
+            (wildcards && n == 3 && strncmp(start, "*/*", 3) == 0))
             return 1;
         while (*p && *p != ',')
             p++;
@@ -30,11 +29,30 @@ int fr_sse_accepts(const char *accept) {
     return 0;
 }
 
+int fr_sse_accepts(const char *accept) {
+    return !accept || accept_names(accept, 1);
+}
+
+int fr_sse_asks(const char *accept) {
+    return accept && accept_names(accept, 0);
+}
+
+/* The first frame: "retry: <ms>\nid: <positions>\n\n". An id with no data sets the client's
+ * last event id and dispatches no event (WHATWG HTML, "dispatch the event": the id is taken
+ * before an empty data buffer returns), so a client that drops before its first event still
+ * resumes exactly where its stream started. */
 static void sse_begin(fr_stream_t *s) {
     fr_head_t head = {200, "text/event-stream; charset=utf-8",
                       "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n", -1};
-    s->sink->ops->head(s->sink, &head);
-    fr_stream_send_static(s, s->env->retry_frame, s->env->retry_frame_len);
+    fr_stream_head(s, &head);
+    size_t rlen = s->env->retry_frame_len - 1; /* without its blank line */
+    char *f = fr_malloc(rlen + 6 + fr_stream_positions_max(s));
+    memcpy(f, s->env->retry_frame, rlen);
+    memcpy(f + rlen, "id: ", 4);
+    size_t n = rlen + 4 + fr_stream_positions(s, f + rlen + 4);
+    f[n++] = '\n';
+    f[n++] = '\n';
+    fr_stream_send(s, f, n);
 }
 
 static void poll_begin(fr_stream_t *s) {

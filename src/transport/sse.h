@@ -14,5 +14,8 @@ extern const fr_transport_t fr_transport_poll;
 
 /* 1 when an Accept header lets the client take text/event-stream (or there is none). */
 int fr_sse_accepts(const char *accept);
+/* 1 when an Accept header names text/event-stream itself, as a browser's EventSource does
+ * (curl's default, any type, does not). */
+int fr_sse_asks(const char *accept);
 
 #endif

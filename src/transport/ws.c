@@ -126,7 +126,7 @@ static void ws_begin(fr_stream_t *s) {
              "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s",
              ws->accept, ws->proto ? "Sec-WebSocket-Protocol: freshet.v1\r\n" : "");
     fr_head_t head = {101, NULL, headers, -1};
-    s->sink->ops->head(s->sink, &head);
+    fr_stream_head(s, &head);
 }
 
 /* ---- frames ------------------------------------------------------------------------------- */

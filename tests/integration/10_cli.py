@@ -1,8 +1,11 @@
-"""Command line: --version, --help, --check, missing app file, bad app settings, signals."""
+"""Command line: --version, --help, --check, --name=VALUE and --name VALUE, missing values,
+missing app file, bad app settings, signals."""
 
 import os
 import re
 import signal
+import subprocess
+import time
 
 import frtest as ft
 
@@ -165,6 +168,42 @@ def run():
         ft.check_eq(p.returncode, 1, f"exit code of --check ({out(p)})")
         ft.check(re.search(r"app\.lua:2: .*unknown key 'evnets'", p.stderr.decode()) is not None,
                  "stderr lacks \"app.lua:2: ... unknown key 'evnets'\"", out(p))
+
+    with ft.subtest("--name=VALUE and --name VALUE both work; a missing value exits 2"):
+        app = ft.AppDir(GOOD_APP)
+        for flag in ("--listen", "--log-level"):
+            for args in ([app.app, flag], [app.app, flag, "--check"], [app.app, f"{flag}="]):
+                p = ft.run_cli(args)
+                ft.check_eq(p.returncode, 2, f"exit code of `freshet {' '.join(args[1:])}`")
+                ft.check(f"{flag} needs a value" in p.stderr.decode(),
+                         f"stderr does not say that {flag} needs a value", out(p))
+        p = ft.run_cli([app.app, "--log-level=loud"])
+        ft.check_eq(p.returncode, 2, f"exit code of --log-level=loud ({out(p)})")
+        ft.check("got 'loud'" in p.stderr.decode(), "stderr does not quote the bad level", out(p))
+        # The server answers on the port given as --listen=H:P, and --log-level=warn holds
+        # back the info lines ("listening on").
+        port = ft.free_port()
+        logdir = ft.tempdir()
+        with open(os.path.join(logdir, "log"), "wb") as log:
+            proc = subprocess.Popen([ft.BIN, app.app, f"--listen={ft.HOST}:{port}",
+                                     "--log-level=warn"], stdout=log, stderr=log,
+                                    stdin=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            status = None
+            while time.monotonic() < deadline and status != 200 and proc.poll() is None:
+                try:
+                    status = ft.request(port, "GET", "/health", timeout=1).status
+                except (OSError, ft.Failure):
+                    time.sleep(0.05)
+            ft.check_eq(status, 200, f"GET /health on the port given by --listen={ft.HOST}:{port}")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(timeout=10)
+        ft.check_eq(rc, 0, "exit code after SIGTERM")
+        with open(os.path.join(logdir, "log")) as f:
+            text = f.read()
+        ft.check(" info " not in text, "--log-level=warn still logged info lines", text[:2000])
 
     with ft.subtest("serving logs 'listening on' in the log format; SIGINT exits 0"):
         app = ft.AppDir(GOOD_APP)

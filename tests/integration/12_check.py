@@ -91,7 +91,7 @@ def run():
             route.ratelimit = 5
             return route
         """}, ["routes/post.lua:3: unknown field 'ratelimit' in a publish route script (a publish "
-               "route script may have: auth, publish, tier, body)"], "route.ratelimit")
+               "route script may have: auth, publish, tier, body, deprecated)"], "route.ratelimit")
 
     with ft.subtest("a hook of the other kind of route says where it belongs"):
         expect_errors({"routes/room.lua": """

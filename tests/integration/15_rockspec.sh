@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Checks rockspec/freshet-scm-1.rockspec against lua/freshet/ and src/, installs the modules with
-# LuaRocks into a throw-away tree (building the C modules freshet.crypto and freshet.native),
-# checks that every one landed there, and loads freshet.app and freshet.test from that tree
-# with a plain luajit. Nothing outside the temp dirs is touched: LuaRocks builds in a copy of
+# Checks rockspec/freshet-scm-1.rockspec with `luarocks lint` and against lua/freshet/ and src/,
+# installs the modules with LuaRocks into a throw-away tree (building the C modules
+# freshet.crypto, against OpenSSL, and freshet.native), checks that every one landed there, and
+# loads freshet.app, freshet.jwt and freshet.test from that tree with a plain luajit. The
+# lua-cjson dependency is met by the system's lua-cjson (Debian's package), declared to LuaRocks
+# as provided, so the test needs no network. Nothing outside the temp dirs is touched: LuaRocks builds in a copy of
 # the sources, and HOME points into the temp dir, so it neither reads nor writes the user's
 # config.
 set -euo pipefail
@@ -23,6 +25,11 @@ trap 'rm -rf "$tmp"' EXIT
 tree="$tmp/tree"
 mkdir -p "$tmp/home"
 
+# 0. LuaRocks' own consistency checks (a license, well-formed fields).
+lint="$(cd "$root" && HOME="$tmp/home" luarocks lint "$rockspec" 2>&1)" \
+    || fail "luarocks lint $rockspec:
+$lint"
+
 # 1. The rockspec itself: its fields, a build.modules entry for every lua/freshet/*.lua
 #    (LuaRocks' builtin backend also copies a top-level lua/ directory on its own, so a missing
 #    entry would not show in the installed tree; it is checked here instead), and the C modules:
@@ -41,7 +48,16 @@ expect(spec.rockspec_format == "3.0", "rockspec_format is not \"3.0\"")
 expect(spec.package == "freshet", "package is not \"freshet\"")
 expect(spec.version == "scm-1", "version is not \"scm-1\"")
 expect(type(spec.dependencies) == "table" and spec.dependencies[1] == "lua >= 5.1",
-       "dependencies is not { \"lua >= 5.1\" }")
+       "dependencies[1] is not \"lua >= 5.1\"")
+local cjson_dep = false
+for _, dep in ipairs(spec.dependencies or {}) do
+  cjson_dep = cjson_dep or dep:match("^lua%-cjson[%s>=~]") ~= nil
+end
+expect(cjson_dep, "lua-cjson is not among the dependencies")
+expect((spec.description or {}).license == "MIT", "description.license is not \"MIT\" (see LICENSE)")
+local ssl = (spec.external_dependencies or {}).OPENSSL
+expect(type(ssl) == "table" and ssl.library == "crypto",
+       "external_dependencies.OPENSSL is missing or does not name libcrypto")
 local build = spec.build or {}
 expect(build.type == "builtin", "build.type is not \"builtin\"")
 local modules = build.modules or {}
@@ -71,6 +87,12 @@ for module, entry in pairs(modules) do
       end
     end
     expect(opens, ("build.modules[%q]: no source defines %s"):format(module, opener))
+    if module == "freshet.crypto" and type(entry) == "table" then
+      local inc = table.concat(entry.incdirs or {}, " ")
+      local libdirs = table.concat(entry.libdirs or {}, " ")
+      expect(inc:find("$(OPENSSL_INCDIR)", 1, true) and libdirs:find("$(OPENSSL_LIBDIR)", 1, true),
+             "freshet.crypto does not build against the OPENSSL external dependency")
+    end
   else
     expect(wanted[module], ("build.modules[%q] = %q names no file in lua/freshet/"):format(
            module, tostring(entry)))
@@ -88,11 +110,16 @@ $out"
 # 2. Install. `luarocks make` builds in the directory holding the sources and leaves its object
 #    files there, so it runs on a copy of the files the rockspec names (lua/, src/), not in the
 #    checkout itself.
+#    lua-cjson comes from the system: its version, as the installed module reports it, is given
+#    to LuaRocks as a provided rock, so the declared dependency is checked and met offline.
 mkdir -p "$tmp/checkout"
 cp -R "$root/rockspec" "$root/lua" "$tmp/checkout/"
 [ -d "$root/src" ] && cp -R "$root/src" "$tmp/checkout/"
-if ! (cd "$tmp/checkout" && HOME="$tmp/home" luarocks --lua-version=5.1 make --tree "$tree" "$rockspec") \
-        >"$tmp/make.log" 2>&1; then
+cjson_version="$(luajit -e 'io.write((require "cjson")._VERSION)' 2>/dev/null)" \
+    || fail "lua-cjson is not installed for luajit (Debian: lua-cjson)"
+printf 'rocks_provided = { ["lua-cjson"] = "%s-1" }\n' "$cjson_version" >"$tmp/config.lua"
+if ! (cd "$tmp/checkout" && HOME="$tmp/home" LUAROCKS_CONFIG="$tmp/config.lua" \
+        luarocks --lua-version=5.1 make --tree "$tree" "$rockspec") >"$tmp/make.log" 2>&1; then
     cat "$tmp/make.log" >&2
     fail "luarocks make $rockspec did not succeed (output above)"
 fi
@@ -144,6 +171,18 @@ for _, name in ipairs({ "freshet.crypto", "freshet.native" }) do
   local so = package.searchpath(name, package.cpath)
   expect(so == lib .. "/" .. name:gsub("%.", "/") .. ".so", name .. " resolves to " .. tostring(so))
 end
+-- freshet.jwt with the tree's freshet.crypto (libcrypto) and the system's cjson: a token it
+-- signs verifies, one signed with another secret does not.
+local jwt = require "freshet.jwt"
+expect(package.searchpath("freshet.jwt", package.path) == share .. "/freshet/jwt.lua",
+       "freshet.jwt does not resolve into the tree")
+local token = jwt.sign({ sub = "ann", exp = 4102444800 }, "s3cret")
+expect(type(token) == "string" and select(2, token:gsub("%.", "")) == 2, "jwt.sign: " .. tostring(token))
+local claims, why = jwt.verify(token, "s3cret")
+expect(claims and claims.sub == "ann", "jwt.verify rejected its own token: " .. tostring(why))
+claims, why = jwt.verify(token, "other")
+expect(claims == nil and why, "jwt.verify accepted a token signed with another secret")
+
 local t = require "freshet.test"
 expect(package.searchpath("freshet.test", package.path) == share .. "/freshet/test.lua",
        "freshet.test does not resolve into the tree")

@@ -2,6 +2,7 @@
 heartbeats, shutdown."""
 
 import signal
+import re
 import time
 
 import frtest as ft
@@ -37,10 +38,14 @@ def bench_cases(srv):
             ft.check(r.header("content-encoding") is None, "a stream must not be encoded", r.summary())
             ft.check(r.header("content-length") is None, "a stream has no Content-Length", r.summary())
 
-    with ft.subtest("first frame is 'retry: <ms>\\n\\n'"):
+    with ft.subtest("first frame is 'retry: <ms>\\nid: <position>\\n\\n', no event"):
+        first_id = srv.publish("/pub/first", "before")
         with ft.open_stream(port, "/sub/first") as s:
-            ft.check(s.raw.startswith(b"retry: %d\n\n" % BENCH_RETRY),
-                     "body does not start with the retry frame", s.raw[:200])
+            ft.check_eq(s.raw[:s.raw.index(b"\n\n") + 2],
+                        b"retry: %d\nid: %s\n\n" % (BENCH_RETRY, first_id.encode()),
+                        "the first frame carries the topic's newest id")
+            ft.check_eq(s.parser.last_event_id, first_id, "the client's last event id")
+            ft.check(not s.events(), "the first frame dispatched an event", s.raw)
 
     with ft.subtest("events arrive in order, framed exactly, ids strictly increasing"):
         with ft.open_stream(port, "/sub/order") as s:
@@ -55,7 +60,10 @@ def bench_cases(srv):
                         "events received (id, data, type) vs published")
             ids = [ft.parse_id(e.id) for e in got]
             ft.check(all(a < b for a, b in zip(ids, ids[1:])), "ids not strictly increasing", ids)
-            expected = b"retry: %d\n\n" % BENCH_RETRY + b"".join(frame(*x) for x in sent)
+            first = s.raw[:s.raw.index(b"\n\n") + 2]
+            ft.check(re.fullmatch(rb"retry: %d\nid: [0-9]+-[0-9]+\n\n" % BENCH_RETRY, first),
+                     "the first frame", first)
+            expected = first + b"".join(frame(*x) for x in sent)
             ft.check_eq(s.raw, expected, "exact bytes of the stream body")
 
     with ft.subtest("multi-line data (LF, CR, CRLF) arrives line by line"):
@@ -112,8 +120,8 @@ def heartbeat_cases():
     with ft.Server(app) as srv:
         with ft.subtest("heartbeat=1: ':\\n\\n' about every second on an idle stream"):
             with ft.open_stream(srv.port, "/sub/idle") as s:
-                ft.check(s.raw.startswith(b"retry: 1500\n\n"), "retry frame with retry = 1500",
-                         s.raw[:100])
+                ft.check(re.match(rb"retry: 1500\nid: [0-9]+-[0-9]+\n\n", s.raw),
+                         "retry frame with retry = 1500", s.raw[:100])
                 start = s.retries()[0].t
                 s.drain(5.2)
                 end = time.monotonic()
@@ -126,7 +134,7 @@ def heartbeat_cases():
                 # the silence after the last heartbeat must not be longer either
                 ft.check(end - beats[-1] <= 2.5, "heartbeats stopped",
                          round(end - beats[-1], 3))
-                body = s.raw[len(b"retry: 1500\n\n"):]
+                body = s.raw[s.raw.index(b"\n\n") + 2:]
                 ft.check_eq(body, b":\n\n" * len(beats), "heartbeat bytes")
                 ft.check(not s.events(), "heartbeats must not dispatch events", s.events())
 

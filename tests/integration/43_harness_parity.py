@@ -11,13 +11,15 @@ bad priorities; several faults at once; a few good events as controls) goes thro
   filter  freshet.publish from a filter, during a delivery (POST /poke/<n> to a watched topic)
   stream  a stream whose topics hook names the case's topic (GET /stream/<n>)
 
-plus request targets that do not percent-decode. Both sides' answers are produced at run time
+plus request targets that do not percent-decode, and the answers of an app:http route's handle
+(good and bad shapes: GET /answer/<n>, srv:http in the harness). Both sides' answers are produced at run time
 and compared case by case: the test holds no expected message, so a check that drifts on
 either side (in the C, or in lua/freshet/test.lua's order of checks) fails it.
 """
 
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -91,6 +93,7 @@ FILES = {
         app:publish("/read/:key", "routes/read.lua")
         app:stream("/stream/:n", "routes/stream.lua")
         app:stream("/watch", "routes/watch.lua")
+        app:http("GET", "/answer/:n", "routes/answer.lua")
         return app
     """,
     "cases.lua": CASES,
@@ -143,6 +146,28 @@ FILES = {
         function route.topics(req) return { cases.list[tonumber(req.params.n)].topic } end
         -- A topic that passes gets a 500 here, so no case leaves a stream open.
         function route.tier() error("stop here") end
+        return route
+    """,
+    "routes/answer.lua": """
+        local answers = {
+          function() return 200, "plain" end,
+          function() return 200, { a = 1 } end,
+          function() return 201, "made", { ["X-One"] = "1", ["Content-Type"] = "text/x-made" } end,
+          function() return 204 end,
+          function() return 404, { error = "none here" } end,
+          function() return "200", "x" end,
+          function() return 99, "x" end,
+          function() return 200.5, "x" end,
+          function() return 200, function() end end,
+          function() return 200, "x", "not a table" end,
+          function() return 200, "x", { ["X-Bad"] = "a\\r\\nInjected: 1" } end,
+          function() return 200, "x", { ["Content-Length"] = "9" } end,
+          function() return 200, "x", { ["bad name"] = "v" } end,
+          function() return 200, "x", { [1] = "v" } end,
+          function() return nil end,
+        }
+        local route = {}
+        function route.handle(req) return answers[tonumber(req.params.n)]() end
         return route
     """,
     "routes/watch.lua": """
@@ -200,28 +225,23 @@ for i, target in ipairs(cjson.decode(os.getenv("BAD_TARGETS"))) do
   out.targets[i] = ok and { status = "accepted" }
     or { status = 400, error = (tostring(err):gsub("^freshet%.test%.request: ", "")) }
 end
+out.http = {}
+for n = 1, tonumber(os.getenv("HTTP_CASES")) do
+  local status, body, headers = srv:http("GET", "/answer/" .. n)
+  local reason = srv.errors[#srv.errors]
+  out.http[n] = { status = status, body = body, type = headers["content-type"] or "",
+                  one = headers["x-one"] or "",
+                  reason = status == 500 and reason and reason.message:match("headers%]: (.*)$") or "" }
+end
 io.write(cjson.encode(out))
 """
+
+HTTP_CASES = 15
 
 
 def build_native(tmp):
     """freshet/native.so from the rockspec's source list, as 16_busted.sh builds it."""
-    for tool in ("luajit", "cc", "pkg-config"):
-        ft.check(any(os.access(os.path.join(d, tool), os.X_OK)
-                     for d in os.environ.get("PATH", "").split(os.pathsep)),
-                 f"'{tool}' is not installed (scripts/setup.sh installs it)")
-    args = subprocess.run(["luajit", os.path.join(ft.ROOT, "tests/integration/rock_cmodule.lua"),
-                           ft.ROOT, "freshet.native"], capture_output=True, text=True)
-    ft.check(args.returncode == 0, "cannot read freshet.native's sources from the rockspec",
-             args.stderr)
-    cflags = subprocess.run(["pkg-config", "--cflags", "luajit"], capture_output=True,
-                            text=True, check=True).stdout.split()
-    os.makedirs(os.path.join(tmp, "freshet"), exist_ok=True)
-    cc = subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-g", "-Wall", "-Wextra", "-Werror",
-                         *cflags, *args.stdout.splitlines(), "-o",
-                         os.path.join(tmp, "freshet", "native.so")],
-                        capture_output=True, text=True)
-    ft.check(cc.returncode == 0, "cannot build freshet.native as a Lua module", cc.stderr)
+    ft.build_lua_modules(tmp, ["native"])
 
 
 def run_harness(app, tmp):
@@ -232,7 +252,7 @@ def run_harness(app, tmp):
     env = dict(os.environ,
                LUA_PATH=f"{lua}/?.lua;{lua}/?/init.lua;;",
                LUA_CPATH=f"{tmp}/?.so;;",
-               BAD_TARGETS=json.dumps(BAD_TARGETS))
+               BAD_TARGETS=json.dumps(BAD_TARGETS), HTTP_CASES=str(HTTP_CASES))
     proc = subprocess.run(["luajit", driver, app.app], capture_output=True, env=env, timeout=60)
     ft.check(proc.returncode == 0, "the harness run failed", proc.stderr.decode(errors="replace"))
     return json.loads(proc.stdout)
@@ -269,6 +289,18 @@ def run_server(app, ncases):
                 out["stream"].append(answer(srv.get(f"/stream/{n}")))
         for target in BAD_TARGETS:
             out["targets"].append(answer(srv.post(target)))
+        out["http"] = []
+        for n in range(1, HTTP_CASES + 1):
+            start = srv.log_size()
+            r = srv.get(f"/answer/{n}")
+            reason = ""
+            if r.status == 500:
+                m = srv.wait_log(r"handle must return status, body\[, headers\]: ([^\n]*)",
+                                 start=start)
+                reason = re.sub(r" \(got [a-z]+, [a-z]+\)$", "", m.group(1))
+            out["http"].append({"status": r.status, "body": r.body.decode(),
+                                "type": r.header("content-type") or "",
+                                "one": r.header("x-one") or "", "reason": reason})
     return out
 
 
@@ -279,6 +311,7 @@ def run():
         build_native(tmp)
     harness = run_harness(app, tmp)
     cases = harness.pop("cases")
+    harness_http = harness.pop("http")
     for answers in harness.values():  # JSON has no nil: an answer without error lacks the key
         for a in answers:
             a.setdefault("error", None)
@@ -290,6 +323,13 @@ def run():
             diffs = [f"{c['name']}: server {s}, harness {h}"
                      for c, s, h in zip(cases, server[kind], harness[kind]) if s != h]
             ft.check(not diffs, f"{len(diffs)} case(s) differ", "\n".join(diffs))
+
+    with ft.subtest("app:http: the harness answers every handle result as the server does"):
+        diffs = [f"case {n}: server {s}, harness {h}"
+                 for n, (s, h) in enumerate(zip(server["http"], harness_http), 1) if s != h]
+        ft.check(not diffs, f"{len(diffs)} case(s) differ", "\n".join(diffs))
+        ft.check_eq([a["status"] for a in server["http"]],
+                    [200, 200, 201, 204, 404] + [500] * 10, "statuses (not vacuous)")
 
     with ft.subtest("targets that do not percent-decode: the same words"):
         diffs = [f"{t}: server {s}, harness {h}"

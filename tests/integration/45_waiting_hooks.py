@@ -134,11 +134,15 @@ def run():
         with ft.subtest("a hook past timeouts.hook: 504 and a log line with file:line"):
             mark = srv.log_size()
             started = time.monotonic()
-            resp = srv.get("/stuck", headers={"Accept": "text/event-stream"}, timeout=10)
+            resp = srv.get("/stuck?refusal=status", headers={"Accept": "text/event-stream"},
+                           timeout=10)
             took = time.monotonic() - started
             resp.check_error(504, "auth past its limit")
             ft.check(0.9 <= took < 3, f"answered after {took:.2f}s with timeouts.hook = 1")
             srv.wait_log(r"stuck\.lua:4 .*timeouts\.hook", start=mark)
+            # Asked as a browser's EventSource asks: in the stream, so that it comes back.
+            resp = srv.get("/stuck", headers={"Accept": "text/event-stream"}, timeout=10)
+            resp.check_refused("hook_timeout", 504, "auth past its limit, as an EventSource")
 
         with ft.subtest("a client that leaves while auth waits: the wait is cancelled"):
             before = srv.metrics()

@@ -271,8 +271,8 @@ def checks(srv, backend):
 
     with ft.subtest("no timeout given: the hook's limit ends it with 504"):
         mark = srv.log_size()
-        resp = srv.get("/call?path=/slow%3Fd%3D3", headers={"Accept": "text/event-stream"},
-                       timeout=10)
+        resp = srv.get("/call?path=/slow%3Fd%3D3&refusal=status",
+                       headers={"Accept": "text/event-stream"}, timeout=10)
         resp.check_error(504, "past timeouts.hook")
         srv.wait_log(r"call\.lua:\d+ \(auth\).*timeouts\.hook", start=mark)
 

@@ -44,8 +44,8 @@ def run():
 
         with ft.subtest("a stream requested during the drain is refused"):
             time.sleep(0.1)
-            late.sendall(ft.build_request("GET", "/sub/drain", {"Accept": "text/event-stream"},
-                                          None, srv.port))
+            late.sendall(ft.build_request("GET", "/sub/drain?refusal=status",
+                                          {"Accept": "text/event-stream"}, None, srv.port))
             late.settimeout(3)
             data = b""
             try:
@@ -63,13 +63,14 @@ def run():
                 ft.check(b"retry-after:" in data.lower(), "the 503 has no Retry-After", data[:300])
             print(f"    request on a connection accepted before SIGTERM: "
                   f"{status_line.decode('latin-1') or 'closed without an answer'}", flush=True)
-            # A brand new connection: refused outright (the listener is closed) or 503.
+            # A brand new connection: refused outright (the listener is closed), or, asked as a
+            # browser's EventSource asks, refused in the stream so that it comes back later.
             try:
                 fresh = ft.SSEStream(srv.port, "/sub/drain", timeout=3)
-                status = fresh.status
                 fresh.close()
-                ft.check_eq(status, 503, "a new stream during the drain")
-                print("    a new connection during the drain: 503", flush=True)
+                fresh.response.check_refused("shutting_down", 503, "a new stream during the drain",
+                                             retry_ms=(1000, 1500))
+                print("    a new connection during the drain: 200 + freshet-refused", flush=True)
             except (ConnectionRefusedError, ConnectionResetError) as exc:
                 print(f"    a new connection during the drain: {exc.__class__.__name__}",
                       flush=True)

@@ -219,7 +219,7 @@ def run():
                 text = ft.request(srv.port, "GET", "/metrics").text
                 act = re.search(r'^freshet_connections\{route="/sub/:topics",transport="sse",'
                                 r'state="active"\} (\d+)$', text, re.M)
-                depth = re.search(r"^freshet_stream_queue_depth_count (\d+)$", text, re.M)
+                depth = re.search(r"^freshet_stream_queue_depth_events_count (\d+)$", text, re.M)
                 got = (int(act.group(1)) if act else 0, int(depth.group(1)) if depth else 0)
                 if got == (10, 10) or time.monotonic() > deadline:
                     break

@@ -2,6 +2,7 @@
 curl's output."""
 
 import json
+import re
 import os
 import select
 import shutil
@@ -54,8 +55,10 @@ def run():
             reader = CurlReader(proc)
             with ft.subtest("curl -N receives the retry frame"):
                 reader.wait_for(lambda out: b"retry:" in out, 10, "'retry:'")
-                ft.check(reader.out.startswith(b"retry: 3000\n\n"), "curl output starts with the retry "
-                         "frame", reader.out[:200])
+                reader.wait_for(lambda out: b"\n\n" in out, 10, "the first frame")
+                ft.check(re.match(rb"retry: 3000\nid: [0-9]+-[0-9]+\n\n", reader.out),
+                         "curl output starts with the retry frame and the position",
+                         reader.out[:200])
 
             with ft.subtest("a POSTed message appears in curl's output"):
                 resp = srv.post("/rooms/lobby/messages", json.dumps({"user": "bob", "text": "hi"}),

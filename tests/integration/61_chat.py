@@ -42,11 +42,11 @@ def verify(token, secret=SECRET):
     return json.loads(b64url_decode(parts[1]))
 
 
-def login(srv, name):
-    """Signs in as the page does; returns the reply message."""
-    with ft.ws_connect(srv.port, "/login", protocols="freshet.v1") as ws:
-        ws.send_json({"type": "login", "name": name})
-        return ws.next_json()
+def login(srv, name, room=None):
+    """Signs in as the page does (POST /login, an app:http route); returns (status, answer)."""
+    body = {"name": name} if room is None else {"name": name, "room": room}
+    r = srv.post("/login", json.dumps(body), headers={"Content-Type": "application/json"})
+    return r.status, r.json()
 
 
 def run():
@@ -57,8 +57,8 @@ def run():
         token = None
         with ft.subtest("the demo sign-in hands out a 15-minute HS256 token for the name"):
             before = int(time.time())
-            reply = login(srv, "ann")
-            ft.check_eq(reply.get("type"), "token", f"reply to login ({reply})")
+            status, reply = login(srv, "ann")
+            ft.check_eq(status, 200, f"POST /login ({reply})")
             ft.check_eq((reply.get("name"), reply.get("expires_in")), ("ann", 900), "name, expires_in")
             token = reply["token"]
             claims = verify(token)
@@ -66,14 +66,25 @@ def run():
             ft.check(before - 2 <= claims.get("iat", 0) <= time.time() + 2, "iat is now", claims)
             ft.check_eq(claims.get("exp") - claims.get("iat"), 900, "exp - iat")
 
-        with ft.subtest("sign-in refuses bad names, and plain HTTP"):
-            reply = login(srv, "a b")
-            ft.check_eq(reply, {"type": "error",
-                                "error": "user name may only use letters, digits, '_', '-' and '.'"},
-                        "reply to a login with a space in the name")
-            resp = srv.get("/login")
-            err = resp.check_error(400, "GET /login without an upgrade")
-            ft.check("WebSocket" in err, "the 400 says to use a WebSocket", err)
+        with ft.subtest("sign-in refuses bad names, and GET"):
+            ft.check_eq(login(srv, "a b"),
+                        (400, {"error": "user name may only use letters, digits, '_', '-' and '.'"}),
+                        "a login with a space in the name")
+            srv.get("/login").check_error(405, "GET /login")
+
+        with ft.subtest("sign-in with a room answers its position: the page loses nothing"):
+            first = srv.post("/rooms/gap/messages", json.dumps({"user": "bob", "text": "old"}),
+                             headers={"Content-Type": "application/json"}).json()["id"]
+            status, reply = login(srv, "ann", "gap")
+            ft.check_eq((status, reply.get("room"), reply.get("position")), (200, "gap", first),
+                        "the room's position at sign-in")
+            missed = srv.post("/rooms/gap/messages", json.dumps({"user": "bob", "text": "meanwhile"}),
+                              headers={"Content-Type": "application/json"}).json()["id"]
+            with ft.open_stream(srv.port, f"/rooms/gap/events?token={reply['token']}",
+                                last_event_id=reply["position"]) as s:
+                e = s.next_event()
+                ft.check_eq((e.id, json.loads(e.data)["text"]), (missed, "meanwhile"),
+                            "the message posted between sign-in and stream")
 
         with ft.subtest("a token opens the room and names the sender of a POST"):
             with srv.stream(f"/rooms/lobby/events?token={token}") as ann:

@@ -183,6 +183,8 @@ def run():
         try:
             renv = dict(env, FRESHET_BROKER=f"redis://{ft.HOST}:{redis.port}")
             with ft.Server(APP, env=renv) as one, ft.Server(APP, env=renv) as two:
+                ft.wait_health(one)  # /health answers before a node has reached Redis
+                ft.wait_health(two)
                 with two.stream("/inbox", headers=session("ann")) as ann:
                     time.sleep(0.3)  # the node subscribes to the topic in Redis
                     sent(one, "ann", "from node one")

@@ -119,9 +119,10 @@ def run():
         with ft.subtest("free viewers are rate-limited by their tier (3 at once, then 1 per 5 s)"):
             # Earlier free streams took tokens from the same bucket (the client's address):
             # a 429 comes within four new dashboards.
+            # The page's client reads statuses (refusal=status): 429 with Retry-After.
             refused = None
             for _ in range(4):
-                s = ft.SSEStream(srv.port, "/dashboard/events")
+                s = ft.SSEStream(srv.port, "/dashboard/events?refusal=status")
                 s.close()
                 if s.status == 429:
                     refused = s
@@ -132,6 +133,11 @@ def run():
                      "the 429 says when to retry", refused.response.summary())
             ft.check("too many new streams" in refused.response.text, "the 429 says why",
                      refused.response.summary())
+            # A bare EventSource gets the refusal in the stream, and comes back by itself.
+            s = ft.SSEStream(srv.port, "/dashboard/events")
+            s.close()
+            data = s.response.check_refused("rate_limit", 429, "a bare EventSource past the tier")
+            ft.check(data["retry_ms"] >= 1000, "the refusal says when to retry", data)
             with srv.stream(f"/dashboard/events?token={viewer_token('pro', name='zed')}") as s:
                 ft.check_eq(s.status, 200, "a pro viewer has a bucket of its own")
 

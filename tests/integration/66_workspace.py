@@ -2,7 +2,8 @@
 here on a free port): the backend decides who is signed in (the sid cookie) and who may read or
 post in which project; freshet asks it over HTTP from auth. A member follows the project, an
 editor's post reaches the followers, a viewer may not post, a stranger is refused; with the
-backend stopped, a new stream gets 503 and the log says why; a slow backend (--delay) holds
+backend stopped, a new stream gets 503 (an EventSource: 200 and freshet-refused) and the log
+says why; a slow backend (--delay) holds
 up only the requests that wait on it."""
 
 import json
@@ -81,12 +82,16 @@ def run():
                     .check_error(403, "not a member")
                 post(srv, "apollo", "demo-bob", "me too").check_error(403, "a viewer posts")
 
-            with ft.subtest("the backend stopped: 503 for a new stream, and a log line"):
+            with ft.subtest("the backend stopped: 503 for a new stream (in the stream for an "
+                            "EventSource), and a log line"):
                 backend.stop()
                 mark = srv.log_size()
-                srv.get("/projects/gemini/activity",
+                srv.get("/projects/gemini/activity?refusal=status",
                         headers={"Accept": "text/event-stream", **cookie("demo-ann")}) \
                     .check_error(503, "backend down")
+                srv.get("/projects/gemini/activity",
+                        headers={"Accept": "text/event-stream", **cookie("demo-ann")}) \
+                    .check_refused("route", 503, "backend down, asked as an EventSource")
                 srv.wait_log(r"backend .*connection refused", start=mark)
 
     with BackendProc(delay=0.5) as slow:

@@ -1,7 +1,8 @@
 """Rate-limit tiers: token buckets per (kind, tier, client) that start full (burst) and refill
 at `rate` per second. New streams and non-critical publishes take a token each; past the
 bucket the answer is 429 with a JSON error and Retry-After in whole seconds until a token is
-back. Critical publishes bypass the bucket; clients (auth who.id, else the address) have
+back (a stream request that looks like a browser's EventSource gets 200 with `retry:` and an
+`event: freshet-refused` instead, which it survives). Critical publishes bypass the bucket; clients (auth who.id, else the address) have
 buckets of their own."""
 
 import math
@@ -57,8 +58,10 @@ PUB = COMMON + """
 
 
 def open_status(srv, path):
-    """Opens a stream and closes it at once; returns (status, response)."""
-    s = ft.SSEStream(srv.port, path)
+    """Opens a stream and closes it at once; returns (status, response). The request says
+    refusal=status, as clients that read statuses do (an EventSource gets the refusal in the
+    stream instead: see the last subtests)."""
+    s = ft.SSEStream(srv.port, path + ("&" if "?" in path else "?") + "refusal=status")
     try:
         return s.status, s.response
     finally:
@@ -160,6 +163,41 @@ def run():
                         "429s counted for tier slow")
             ft.check_eq(ft.metric(m, "freshet_rate_limited_total", tier="pro"), 1.0,
                         "429s counted for tier pro")
+
+        with ft.subtest("an EventSource past its bucket: 200, retry: with jitter, freshet-refused, "
+                        "the end; curl and ?refusal=status get the 429"):
+            for _ in range(3):
+                ft.open_stream(srv.port, "/s/a?user=frank").close()
+            # Accept: text/event-stream and no opt-out: what a browser's EventSource sends.
+            s = ft.SSEStream(srv.port, "/s/a?user=frank")
+            s.close()
+            data = s.response.check_refused("rate_limit", 429, "frank's 4th stream",
+                                            retry_ms=(1000, 1500))
+            ft.check("too many new streams" in data["error"], "the refusal says why", data)
+            # curl's default Accept (*/*) and the opt-out get the status.
+            s = ft.SSEStream(srv.port, "/s/a?user=frank", accept="*/*")
+            s.close()
+            check_429(s.response, 1, "a stream asked with Accept: */*")
+            status, resp = open_status(srv, "/s/a?user=frank")
+            check_429(resp, 1, "a stream asked with ?refusal=status")
+            # A crowd refused together does not come back together: the delays differ.
+            delays = set()
+            for _ in range(20):
+                s = ft.SSEStream(srv.port, "/s/a?user=frank")
+                s.close()
+                delays.add(s.response.check_refused("rate_limit", 429, "a refusal in a row",
+                                                    retry_ms=(1000, 1500))["retry_ms"])
+            ft.check(len(delays) >= 8, f"20 refusals carried only {len(delays)} different "
+                                       f"delays", sorted(delays))
+            # Once a token is back, the same request is a stream.
+            time.sleep(1.1)
+            ft.open_stream(srv.port, "/s/a?user=frank").close()
+            m = srv.metrics()
+            ft.check_eq(ft.metric(m, "freshet_streams_refused_in_band_total"), 21.0,
+                        "refusals answered in the stream")
+            ft.check_eq(ft.metric(m, "freshet_rate_limited_total", tier="free"), 8.0 + 23.0,
+                        "429s counted for tier free, in-stream ones included")
+            srv.wait_log(r"warn refused \d+ new streams? \([^)]*rate_limit \d+", timeout=3)
 
 
 ft.main(run, limit=60)

@@ -1,12 +1,12 @@
 """GET /metrics: Prometheus text format, validated by the real parser (`promtool check
 metrics`, Debian package prometheus), and its values match what the test did: events
-published by priority, open streams, deliveries, replays and resumes, Lua errors, reloads,
-heartbeats, descriptors and memory."""
+published by priority, open streams by transport, deliveries, replays and resumes, Lua errors,
+reloads, heartbeats; the standard process_* family (descriptors, memory, CPU, start time) and
+freshet_build_info; no empty label values."""
 
+import os
 import re
-import shutil
 import signal
-import subprocess
 import time
 
 import frtest as ft
@@ -30,22 +30,6 @@ BOOM = """
     end
     return route
 """
-
-
-def promtool_check(text):
-    """Runs `promtool check metrics` on the exposition; fails on any problem it reports."""
-    tool = shutil.which("promtool")
-    ft.check(tool is not None,
-             "promtool not found: install the Debian package prometheus (scripts/setup.sh does); "
-             "this test needs the real parser and is never skipped")
-    try:
-        p = subprocess.run([tool, "check", "metrics"], input=text.encode(), capture_output=True,
-                           timeout=30)
-    except subprocess.TimeoutExpired:
-        ft.fail("promtool check metrics did not finish within 30 s")
-    out = (p.stdout + p.stderr).decode("utf-8", "replace").strip()
-    ft.check(p.returncode == 0 and not out,
-             f"promtool check metrics exited {p.returncode}: {out or '(no output)'}", text[:3000])
 
 
 def family_of(name, types):
@@ -98,10 +82,30 @@ def soft_nofile(pid):
     ft.fail("no 'Max open files' in /proc/PID/limits")
 
 
+# Renamed to Prometheus' conventions (docs/DEPLOY.md lists old and new names).
+RENAMED = ("freshet_open_fds", "freshet_max_fds", "freshet_resident_memory_bytes",
+           "freshet_uptime_seconds", "freshet_stream_queue_depth_count")
+
+
+def proc_status_kb(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    ft.fail(f"no {field} in /proc/PID/status")
+
+
+def proc_cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run():
     app = ft.AppDir({"app.lua": APP, "routes/sub.lua": ft.SUB_ROUTE, "routes/pub.lua": ft.PUB_ROUTE,
                      "routes/boom.lua": BOOM})
     counts = {"critical": 3, "normal": 5, "telemetry": 7}
+    started_at = time.time()
     with ft.Server(app) as srv:
         s = srv.stream("/sub/m")
         try:
@@ -137,7 +141,7 @@ def run():
                          "Content-Type is not the Prometheus text format", resp.summary()[:400])
 
             with ft.subtest("promtool check metrics accepts the exposition"):
-                promtool_check(text)
+                ft.promtool_check(text)
 
             with ft.subtest("each metric family is one group of lines"):
                 check_grouping(text)
@@ -167,18 +171,43 @@ def run():
                 ft.check(ft.metric(m, "freshet_stream_bytes_written_total") >= len(s.raw),
                          f"bytes written is below the {len(s.raw)} bytes one stream received",
                          ft.metric(m, "freshet_stream_bytes_written_total"))
-                ft.check_eq(ft.metric(m, "freshet_stream_queue_depth_count"), 1.0,
+                ft.check_eq(ft.metric(m, "freshet_stream_queue_depth_events_count"), 1.0,
                             "queue depth histogram count (one open stream)")
-                ft.check_eq(ft.metric(m, "freshet_max_fds"), float(soft_nofile(srv.proc.pid)),
-                            "freshet_max_fds (the soft limit in force)")
+
+            with ft.subtest("process_* metrics under their standard names, and build info"):
+                ft.check_eq(ft.metric(m, "process_max_fds"), float(soft_nofile(srv.proc.pid)),
+                            "process_max_fds (the soft limit in force)")
                 real = srv.fd_count()
-                ft.check(abs(ft.metric(m, "freshet_open_fds") - real) <= 4,
-                         f"freshet_open_fds is far from the {real} descriptors open",
-                         ft.metric(m, "freshet_open_fds"))
+                ft.check(abs(ft.metric(m, "process_open_fds") - real) <= 4,
+                         f"process_open_fds is far from the {real} descriptors open",
+                         ft.metric(m, "process_open_fds"))
                 rss = srv.rss_kb() * 1024
-                ft.check(abs(ft.metric(m, "freshet_resident_memory_bytes") - rss) <= rss * 0.25,
-                         f"freshet_resident_memory_bytes is far from VmRSS ({rss} bytes)",
-                         ft.metric(m, "freshet_resident_memory_bytes"))
+                ft.check(abs(ft.metric(m, "process_resident_memory_bytes") - rss) <= rss * 0.25,
+                         f"process_resident_memory_bytes is far from VmRSS ({rss} bytes)",
+                         ft.metric(m, "process_resident_memory_bytes"))
+                vm = proc_status_kb(srv.proc.pid, "VmSize") * 1024
+                ft.check(abs(ft.metric(m, "process_virtual_memory_bytes") - vm) <= vm * 0.25,
+                         f"process_virtual_memory_bytes is far from VmSize ({vm} bytes)",
+                         ft.metric(m, "process_virtual_memory_bytes"))
+                cpu = proc_cpu_seconds(srv.proc.pid)
+                got = ft.metric(m, "process_cpu_seconds_total")
+                ft.check(0 < got <= cpu + 0.05, f"process_cpu_seconds_total {got} is not within "
+                         f"(0, {cpu}] (utime + stime of /proc/PID/stat)")
+                start = ft.metric(m, "process_start_time_seconds")
+                ft.check(started_at - 1 <= start <= time.time(),
+                         f"process_start_time_seconds {start} is not between the launch "
+                         f"({started_at:.3f}) and now")
+                version = ft.run_cli(["--version"]).stdout.decode().split()[1]
+                ft.check_eq(ft.metric(m, "freshet_build_info", version=version), 1.0,
+                            "freshet_build_info{version=<freshet --version>}")
+                for old in RENAMED:
+                    ft.check(not any(k[0] == old for k in m),
+                             f"{old} is still exported (renamed, see docs/DEPLOY.md)")
+
+            with ft.subtest("no label value is empty"):
+                empty = [line for line in text.splitlines()
+                         if not line.startswith("#") and '=""' in line]
+                ft.check(not empty, "samples with an empty label value", empty)
         finally:
             s.close()
 
@@ -188,6 +217,23 @@ def run():
             key = ("freshet_connections", (("route", "/sub/:topics"), ("state", "active"),
                                            ("transport", "sse")))
             ft.check(m.get(key, 0.0) == 0.0, "a closed stream is still counted", m.get(key))
+
+    with ft.subtest("freshet_connections names each stream's transport"):
+        with ft.Server(ft.AppDir({"app.lua": APP.replace("heartbeat = 0.2", "heartbeat = 30"),
+                                  "routes/sub.lua": ft.SUB_ROUTE, "routes/pub.lua": ft.PUB_ROUTE,
+                                  "routes/boom.lua": BOOM})) as srv:
+            ws = ft.ws_connect(srv.port, "/sub/a")
+            s = srv.stream("/sub/b")
+            try:
+                srv.wait_streams(2)
+                m = srv.metrics()
+                for transport in ("ws", "sse"):
+                    ft.check_eq(ft.metric(m, "freshet_connections", route="/sub/:topics",
+                                          transport=transport, state="active"), 1.0,
+                                f"freshet_connections of the {transport} stream")
+            finally:
+                ws.close()
+                s.close()
 
 
 ft.main(run, limit=60)

@@ -35,11 +35,16 @@ def started_before_redis():
         err = r.check_error(503, "publish without Redis")
         ft.check("broker is unavailable" in err, "503 message", err)
         ft.check(r.header("retry-after") is not None, "503 without Retry-After", r.summary())
-        s = ft.SSEStream(srv.port, "/sub/early")
+        s = ft.SSEStream(srv.port, "/sub/early?refusal=status")
         s.close()
         s.response.check_error(503, "stream without Redis")
         ft.check(s.response.header("retry-after") is not None, "stream 503 without Retry-After",
                  s.response.summary())
+        # A browser's EventSource gets it in the stream, and comes back by itself.
+        s = ft.SSEStream(srv.port, "/sub/early")
+        s.close()
+        s.response.check_refused("broker_unavailable", 503, "stream without Redis, as an "
+                                 "EventSource", retry_ms=(2000, 3000))
         redis.start()
         ft.wait_health(srv, "ok", timeout=15)
         with ft.open_stream(srv.port, "/sub/early") as s:
@@ -201,7 +206,8 @@ def outage(appendonly):
                     h = n.health()
                     health[i].append((time.monotonic(), h["status"], h["broker"]["status"]))
                 if len(refused_streams) < 2 and time.monotonic() - t_down > 0.5:
-                    s = ft.SSEStream(nodes[len(refused_streams)].port, "/sub/o0")
+                    s = ft.SSEStream(nodes[len(refused_streams)].port,
+                                     "/sub/o0?refusal=status")
                     s.close()
                     refused_streams.append(s.response)
                 time.sleep(0.1)

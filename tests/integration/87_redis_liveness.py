@@ -9,13 +9,18 @@ servers of its own (88 and 89 test failovers under Sentinels):
   stored but not confirmed (and it is delivered); with a replica in sync, 201;
 - a primary demoted under a redis:// node (REPLICAOF): publishes answer 503, the node drops its
   connections (READONLY) and keeps trying; promoted again, it publishes;
+- redis-sentinel:// with the Sentinel the node listens to stopped (SIGSTOP) while another one
+  fails over: the node never hears +switch-master, yet it leaves the demoted primary, asks the
+  Sentinels that answer, and publishes on the new primary;
 - a subscribe connection killed with CLIENT KILL TYPE pubsub: the node notices, re-subscribes
   and fills the gap; /health and /metrics showed it;
 - a subscribe connection that goes silent while its TCP connection stays up (a proxy that
   stops forwarding): only the probe can notice; it does, the node reconnects and refills."""
 
 import json
+import os
 import select
+import signal
 import socket
 import subprocess
 import threading
@@ -246,7 +251,7 @@ def redis_publisher(redis, topic, stop, out, every=0.005):
     with redis.conn() as c:
         while not stop.is_set():
             data = f"{topic} #{n}"
-            eid = c.command("FCALL", "freshet_publish", "1", topic, data)
+            eid = c.command("FCALL", "freshet_publish", "1", f"fr:{{{topic}}}:s", data)
             out.append((time.monotonic(), 201, eid, data))
             n += 1
             time.sleep(every)
@@ -437,11 +442,59 @@ def silent_subscriber():
         redis.stop()
 
 
+def missed_switch():
+    with ft.subtest("redis-sentinel://: +switch-master missed (the Sentinel the node listens to "
+                    "is stopped): the node still moves to the new primary"):
+        g = ft.SentinelGroup(replicas=1).start()
+        stopped = []
+        node = None
+        try:
+            node = ft.Server(ft.pubsub_app(settings=f'broker = "{g.url()}",')).start()
+            ft.wait_health(node)
+            node.publish("/pub/m", "before")
+            old, new = g.servers[0], g.servers[1]
+            # Every Sentinel the node holds a connection to stops: the one it listens to for
+            # +switch-master, and the one it asks. One of the others fails over.
+            for sn in g.sentinels:
+                if any(n.endswith("-sentinel-sub") or n.endswith("-sentinel")
+                       for n in ft.freshet_clients(sn)):
+                    stopped.append(sn)
+            ft.check(stopped and len(stopped) < len(g.sentinels),
+                     "the node's Sentinel connections should be on some of the Sentinels",
+                     [ft.freshet_clients(sn) for sn in g.sentinels])
+            for sn in stopped:
+                os.kill(sn.proc.pid, signal.SIGSTOP)
+            active = next(sn for sn in g.sentinels if sn not in stopped)
+            t0 = time.monotonic()
+            active.command("SENTINEL", "FAILOVER", g.name)
+            deadline = t0 + 20
+            while True:
+                r = node.post("/pub/m", b"after")
+                primary = json.loads(node.get("/health").text).get("broker", {}).get("primary")
+                if r.status == 201 and primary == f"{ft.HOST}:{new.port}":
+                    break
+                ft.check(time.monotonic() < deadline, "the node did not publish on the new "
+                         "primary within 20 s of the failover", {"publish": r.summary(),
+                                                                 "primary": primary})
+                time.sleep(0.1)
+            print(f"    publishing on the new primary {time.monotonic() - t0:.2f} s after "
+                  "SENTINEL FAILOVER, without +switch-master", flush=True)
+            ft.check_eq(ft.freshet_clients(old), [], "freshet connections on the demoted primary")
+            ft.check(r.json()["id"] in new.stream_ids("m"), "the event is on the new primary")
+        finally:
+            for sn in stopped:
+                os.kill(sn.proc.pid, signal.SIGCONT)
+            if node:
+                node.stop()
+            g.stop()
+
+
 def run():
     urls()
     sentinel_list()
     replicas_wait()
     demoted_primary()
+    missed_switch()
     client_kill_pubsub()
     silent_subscriber()
 

@@ -3,8 +3,7 @@ status (or the exact treatment), and while it happens a stream opened beforehand
 receiving events and /health keeps answering: one bad client never costs the others.
 
 Statuses asserted here are what freshet answers today; where that differs from what the issue
-text suggests (an unknown method is 400, from llhttp, not 405/501) the docstring of the subtest
-says so."""
+text suggests, the docstring of the subtest says so."""
 
 import os
 import socket
@@ -30,28 +29,7 @@ FILES = {
 
 
 def exchange(port, data, timeout=3.0, half_close=False):
-    """Sends raw bytes on a fresh connection; returns (bytes received, closed by the server)."""
-    sock = socket.create_connection((ft.HOST, port), timeout=timeout)
-    try:
-        sock.sendall(data)
-        if half_close:
-            sock.shutdown(socket.SHUT_WR)
-        out = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                chunk = sock.recv(65536)
-            except socket.timeout:
-                return out, False
-            except ConnectionResetError:
-                return out, True
-            if not chunk:
-                return out, True
-            out += chunk
-        return out, False
-    finally:
-        sock.close()
+    return ft.exchange(port, data, timeout, half_close)
 
 
 def responses(raw):
@@ -152,11 +130,9 @@ def run():
                         0.0 + w.n, "events published (only the witness's)")
             w.check("oversize bodies")
 
-        with ft.subtest("unknown method -> 400 (llhttp refuses it); known but wrong -> 405"):
-            # The issue allows 405 or 501; freshet answers 400 because the HTTP parser rejects a
-            # method it does not know before any route is looked at.
+        with ft.subtest("unknown method -> 501 (RFC 9110 §9.1); known but wrong -> 405"):
             raw, closed = exchange(port, b"BREW /health HTTP/1.1\r\n" + host + b"\r\n")
-            _, msg = one_error(raw, 400, "BREW", closed=True)
+            _, msg = one_error(raw, 501, "BREW", closed=True)
             ft.check("method" in msg.lower(), "the 400 does not say the method is the problem", msg)
             raw, _ = exchange(port, b"PUT /sub/x HTTP/1.1\r\n" + host + b"Connection: close\r\n\r\n")
             resp, _ = one_error(raw, 405, "PUT on a stream route")

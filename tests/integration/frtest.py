@@ -159,6 +159,27 @@ def main(fn, limit=60):
     sys.exit(0)
 
 
+def build_lua_modules(tmp, mods):
+    """Builds freshet/<mod>.so under tmp for each of mods ("native", "crypto") from the
+    rockspec's source lists, as tests/integration/16_busted.sh does, so that freshet.test runs
+    under a plain luajit with LUA_CPATH="<tmp>/?.so;;"."""
+    for tool in ("luajit", "cc", "pkg-config"):
+        check(shutil.which(tool), f"'{tool}' is not installed (scripts/setup.sh installs it)")
+    cflags = subprocess.run(["pkg-config", "--cflags", "luajit"], capture_output=True,
+                            text=True, check=True).stdout.split()
+    os.makedirs(os.path.join(tmp, "freshet"), exist_ok=True)
+    for mod in mods:
+        args = subprocess.run(["luajit", os.path.join(ROOT, "tests/integration/rock_cmodule.lua"),
+                               ROOT, f"freshet.{mod}"], capture_output=True, text=True)
+        check(args.returncode == 0, f"cannot read freshet.{mod}'s sources from the rockspec",
+              args.stderr)
+        cc = subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-g", "-Wall", "-Wextra", "-Werror",
+                             *cflags, *args.stdout.splitlines(), "-o",
+                             os.path.join(tmp, "freshet", f"{mod}.so")],
+                            capture_output=True, text=True)
+        check(cc.returncode == 0, f"cannot build freshet.{mod} as a Lua module", cc.stderr)
+
+
 def require_file(path, what):
     check(os.path.isfile(path), f"{what} not found at {path}")
 
@@ -398,7 +419,7 @@ class Server:
     checks it exited 0."""
 
     def __init__(self, app, args=(), env=None, port=None, ready_timeout=10, wrapper=(),
-                 tls=None, cafile=None):
+                 tls=None, cafile=None, health_port=None):
         self.app = app.app if isinstance(app, AppDir) else app
         # tls: True when the app's settings hold tls = {...}; None: as FRESHET_TLS says (the
         # harness then adds its own certificate); False: cleartext. cafile: the clients check
@@ -406,6 +427,8 @@ class Server:
         self.tls = TLS if tls is None else tls
         self._run_app = _harness_tls_app(self.app) if tls is None and TLS else self.app
         self.client_tls = client_tls_context(cafile) if self.tls else None
+        # health_port: where GET /health answers when the app moves it to an admin listener.
+        self.health_port = health_port
         # wrapper: a command the binary runs under that execs it (same PID), e.g.
         # ["prlimit", "--nofile=200:200"].
         self.wrapper = list(wrapper)
@@ -470,7 +493,7 @@ class Server:
             if self.proc.poll() is not None:
                 return False
             try:
-                resp = request(self.port, "GET", "/health", timeout=1)
+                resp = request(self.health_port or self.port, "GET", "/health", timeout=1)
                 if resp.status == 200:
                     return self.proc.poll() is None
             except (OSError, Failure):
@@ -669,6 +692,30 @@ class Response:
     def summary(self):
         return f"{self.head.decode('latin-1')}{_show(self.text, 1500)}"
 
+    def check_refused(self, reason, status, what, retry_ms=None):
+        """A refusal for now in the form a browser's EventSource survives: 200, a whole
+        text/event-stream body (`retry: N`, `event: freshet-refused`, a JSON `data:` naming the
+        reason, no `id:`), Connection: close. Returns the data as a dict."""
+        check_eq(self.status, 200, f"{what}: status of the in-stream refusal")
+        ctype = (self.header("content-type") or "").split(";")[0].strip().lower()
+        check_eq(ctype, "text/event-stream", f"{what}: Content-Type of the in-stream refusal")
+        check(self.header("content-length") is not None,
+              f"{what}: the in-stream refusal has no length (it must end)", self.summary())
+        check_eq((self.header("connection") or "").lower(), "close",
+                 f"{what}: Connection of the in-stream refusal")
+        m = re.fullmatch(r"retry: (\d+)\nevent: freshet-refused\ndata: (\{.*\})\n\n", self.text)
+        check(m is not None, f"{what}: not retry + event: freshet-refused + data", self.summary())
+        data = json.loads(m.group(2))
+        check_eq((data.get("reason"), data.get("status"), data.get("retry_ms")),
+                 (reason, status, int(m.group(1))), f"{what}: reason, status and retry_ms")
+        check(isinstance(data.get("error"), str) and data["error"],
+              f"{what}: the refusal has no error message", data)
+        if retry_ms is not None:
+            lo, hi = retry_ms
+            check(lo <= data["retry_ms"] <= hi,
+                  f"{what}: retry_ms {data['retry_ms']} is not within [{lo}, {hi}]", data)
+        return data
+
     def check_error(self, status, what):
         """Every error is JSON {"error": "..."} with Content-Type application/json."""
         check_eq(self.status, status, f"{what}: status", )
@@ -690,6 +737,31 @@ def _header_items(headers):
 
 def _enc(value):
     return value if isinstance(value, bytes) else str(value).encode("utf-8")
+
+
+def exchange(port, data, timeout=3.0, half_close=False):
+    """Sends raw bytes on a fresh connection; returns (bytes received, closed by the server)."""
+    sock = socket.create_connection((HOST, port), timeout=timeout)
+    try:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        out = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                return out, False
+            except ConnectionResetError:
+                return out, True
+            if not chunk:
+                return out, True
+            out += chunk
+        return out, False
+    finally:
+        sock.close()
 
 
 def build_request(method, path, headers=None, body=None, port=None):
@@ -1047,7 +1119,9 @@ class SSEStream:
         self.closed = False
         self.ended = False  # saw the last chunk or EOF
         self.chunked = "chunked" in (self.response.header("transfer-encoding") or "").lower()
-        if self.status != 200:
+        # An answer with a length is whole: an error, or a refusal in the stream's own form
+        # (Response.check_refused).
+        if self.status != 200 or self.response.header("content-length") is not None:
             self.response.body = self.conn.read_body(self.response)
             self.ended = True
             return
@@ -1081,6 +1155,11 @@ class SSEStream:
     @property
     def items(self):
         return self.parser.items
+
+    @property
+    def refused(self):
+        """An error status, or 200 with the in-stream refusal (Response.check_refused)."""
+        return self.status != 200 or b"event: freshet-refused" in self.response.body
 
     def events(self):
         return [i for i in self.parser.items if isinstance(i, Event)]
@@ -1258,6 +1337,23 @@ class Publisher:
 
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\S+)?$')
 _LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*,?')
+
+
+def promtool_check(text):
+    """Runs `promtool check metrics` on the exposition; fails on any problem it reports."""
+    tool = shutil.which("promtool")
+    check(tool is not None,
+             "promtool not found: install the Debian package prometheus (scripts/setup.sh does); "
+             "this test needs the real parser and is never skipped")
+    try:
+        p = subprocess.run([tool, "check", "metrics"], input=text.encode(), capture_output=True,
+                           timeout=30)
+    except subprocess.TimeoutExpired:
+        fail("promtool check metrics did not finish within 30 s")
+    out = (p.stdout + p.stderr).decode("utf-8", "replace").strip()
+    check(p.returncode == 0 and not out,
+             f"promtool check metrics exited {p.returncode}: {out or '(no output)'}", text[:3000])
+
 
 
 def parse_metrics(text):

@@ -210,7 +210,7 @@ describe("freshet.jwt", function()
       assert.has_error(function() jwt.verify(nil, SECRET) end,
         "freshet.jwt.verify: bad argument #1 'token' (string expected, got nil)")
       assert.has_error(function() jwt.verify("a.b.c", nil) end,
-        "freshet.jwt.verify: bad argument #2 'secret' (string expected, got nil)")
+        "freshet.jwt.verify: bad argument #2 'secret' (string, jwt.key or jwt.jwks expected, got nil)")
       assert.has_error(function() jwt.verify("a.b.c", "") end,
         "freshet.jwt.verify: bad argument #2 'secret' (must not be empty)")
       assert.has_error(function() jwt.verify("a.b.c", SECRET, { audience = "x" }) end,

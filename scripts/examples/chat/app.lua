@@ -3,7 +3,7 @@
 --   scripts/run-example.sh chat          (from the repository root)
 --   build/freshet scripts/examples/chat/app.lua --listen 127.0.0.1:3001
 --
--- Paths given to app:stream / app:publish / app:static are relative to this file.
+-- Paths given to app:stream / app:publish / app:http / app:static are relative to this file.
 local freshet = require "freshet"
 
 local app = freshet.app {
@@ -17,7 +17,7 @@ local app = freshet.app {
 app:stream("/rooms/:room/events", "routes/room.lua")     -- SSE, long-poll or WebSocket
 app:stream("/ws/:room", "routes/room.lua")                -- the same rooms at a /ws path
 app:publish("/rooms/:room/messages", "routes/post.lua")
-app:stream("/login", "routes/login.lua")                  -- WebSocket only: hands out tokens
+app:http("POST", "/login", "routes/login.lua")            -- sign-in: a token and the room's position
 app:static("/", "public")
 
 return app

@@ -14,37 +14,29 @@
 
   var stream = null;   // the freshet client connection, if any
   var me = '', room = '';
-  var token = null;    // the JWT from /login, or null when signing in did not work
+  var token = null;    // the JWT from POST /login, or null when signing in did not work
   var everActive = false;
   var transport = new URLSearchParams(location.search).get('transport');
   if (['auto', 'sse', 'ws', 'poll'].indexOf(transport) < 0) transport = 'auto';
 
-  // Signs in over the demo login route (a WebSocket whose `message` hook replies with a token).
-  // Resolves with the token, or with null when that fails: the page then joins with ?user=,
-  // which the room route also takes.
-  function signIn(name) {
-    return new Promise(function (resolve) {
-      var done = false;
-      var s = freshet.connect('/login', {
-        transport: 'ws',
-        backoff: { base: 500 },
-        onState: function (state) {
-          if (state === 'active') s.send({ type: 'login', name: name }).catch(function () {});
-          if (state === 'closed') finish(null);
-        },
-        onMessage: function (msg) {
-          if (msg.type === 'token') finish(msg.token);
-          else if (msg.type === 'error') finish(null);
-        }
-      });
-      var timer = setTimeout(function () { finish(null); }, 5000);
-      function finish(result) {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        s.close();
-        resolve(result);
-      }
+  // Signs in over the demo login route (POST /login, an app:http route). Resolves with its
+  // answer ({token, position, ...}), or with null when that fails: the page then joins with
+  // ?user=, which the room route also takes.
+  function signIn(name, roomName) {
+    var ctl = typeof AbortController === 'function' ? new AbortController() : null;
+    var timer = setTimeout(function () { if (ctl) ctl.abort(); }, 5000);
+    return fetch('/login', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(roomName ? { name: name, room: roomName } : { name: name }),
+      signal: ctl ? ctl.signal : undefined
+    }).then(function (res) {
+      return res.ok ? res.json() : null;
+    }).catch(function () {
+      return null;
+    }).then(function (answer) {
+      clearTimeout(timer);
+      return answer && answer.token ? answer : null;
     });
   }
 
@@ -107,10 +99,12 @@
     try {
       localStorage.setItem('freshet-chat', JSON.stringify({ name: me, room: room }));
     } catch (e) { /* private mode: not remembering is fine */ }
-    signIn(me).then(function (t) {
+    signIn(me, room).then(function (answer) {
       if (me !== name || room !== roomName) return;  // joined somewhere else meanwhile
-      token = t;
-      follow();
+      token = answer && answer.token;
+      // The room's position at sign-in: the stream starts there, so nothing posted between
+      // the sign-in and the stream is lost (docs/ROUTES.md, "The page-load gap").
+      follow(answer && answer.position);
     });
   }
 
@@ -143,9 +137,9 @@
           // The token ran out (they last 15 minutes): sign in again and carry on, from the
           // last message shown.
           var last = s.lastEventId;
-          signIn(me).then(function (t) {
+          signIn(me).then(function (answer) {
             if (s !== stream) return;
-            token = t;
+            token = answer && answer.token;
             follow(last);
           });
         } else if (state === 'closed' && info.status) {

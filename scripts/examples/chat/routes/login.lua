@@ -1,40 +1,34 @@
--- GET /login, as a WebSocket: send {"type": "login", "name": "ann"} and get back
--- {"type": "token", "name": "ann", "token": "<JWT>", "expires_in": 900}.
+-- POST /login with {"name": "ann", "room": "lobby"} (room optional): answers
+-- {"name": "ann", "token": "<JWT>", "expires_in": 900, "room": "lobby", "position": "<id>"}.
+-- `position` is where the room stands now: the page opens its stream from it (as
+-- Last-Event-ID), so messages posted between the sign-in and the stream are not lost.
 --
--- A DEMO: anyone gets a token for any name (see session.lua). It is a WebSocket because a
--- route's answer to a plain HTTP request is an event stream or a publish receipt: the
--- `message` hook's reply is the one place a route script hands a value straight back to the
--- client that asked.
+-- A DEMO: anyone gets a token for any name (see session.lua).
+local freshet = require "freshet"
 local names = require "names"
 local session = require "session"
 
-local route = {}
+local route = { body = "json" }
 
-function route.auth(req)
-  if (req.headers.upgrade or ""):lower() ~= "websocket" then
-    return nil, 400, "sign in over a WebSocket: connect to /login and send "
-      .. "{\"type\":\"login\",\"name\":\"...\"}"
+function route.handle(req, body, who)
+  if type(body) ~= "table" then
+    return 400, { error = "send a JSON object: {\"name\": \"...\"}" }
   end
-  return {}
-end
-
--- A stream route follows at least one topic; nothing is ever published on this one.
-function route.topics(req, who)
-  return { "login" }
-end
-
-function route.message(conn, msg, who)
-  if msg.type ~= "login" then
-    return { type = "error", error = "unknown message type (send {\"type\":\"login\",\"name\":...})" }
-  end
-  local name = msg.name
+  local name = body.name
   if type(name) ~= "string" or name == "" then
-    return { type = "error", error = "name must be a non-empty string" }
+    return 400, { error = "name must be a non-empty string" }
   end
   local problem = names.problem(name)
-  if problem then return { type = "error", error = "user name " .. problem } end
-  local token, ttl = session.sign(name)
-  return { type = "token", name = name, token = token, expires_in = ttl }
+  if problem then return 400, { error = "user name " .. problem } end
+  local answer = { name = name }
+  answer.token, answer.expires_in = session.sign(name)
+  if body.room ~= nil then
+    problem = type(body.room) ~= "string" and "must be a string" or names.problem(body.room)
+    if problem then return 400, { error = "room name " .. problem } end
+    answer.room = body.room
+    answer.position = freshet.position("room:" .. body.room)
+  end
+  return 200, answer, { ["Cache-Control"] = "no-store" }
 end
 
 return route

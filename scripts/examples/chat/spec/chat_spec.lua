@@ -1,11 +1,11 @@
 -- The chat starter's routes (scripts/examples/chat/routes/room.lua and post.lua), tested with
 -- freshet.test the way an app's own specs would be: run from the repository root with
---   busted --lpath="lua/?.lua;lua/?/init.lua" tests/lua/chat_example_spec.lua
+--   cd scripts/examples/chat && busted        (see .busted for the Lua paths)
 -- The sign-in and tokens are in chat_auth_spec.lua (they need freshet.crypto built as a Lua
 -- module); this file runs with the Lua modules alone.
 local t = require "freshet.test"
 
-local APP = "scripts/examples/chat/app.lua"
+local APP = "app.lua" -- run from this app's directory: busted
 
 describe("chat example", function()
   local srv, room, post

@@ -1,10 +1,10 @@
 -- The workspace starter (scripts/examples/workspace): route scripts that ask the app's backend
 -- over HTTP, run on freshet.test with the backend stubbed by srv:on_http.
---   busted --lpath="lua/?.lua;lua/?/init.lua" tests/lua/workspace_example_spec.lua
+--   cd scripts/examples/workspace && busted        (see .busted for the Lua paths)
 local t = require "freshet.test"
 local cjson = require "cjson"
 
-local APP = "scripts/examples/workspace/app.lua"
+local APP = "app.lua" -- run from this app's directory: busted
 local BASE = "http://127.0.0.1:3001"
 
 -- The backend as backend.py answers, plus a switch to take it down.

@@ -2,10 +2,10 @@
 -- admin-only publish route, private delivery and the demo sign-in, with freshet.test. The
 -- routes use freshet.jwt and freshet.crypto, so freshet.crypto must be built as a Lua module
 -- (docs/LUA_API.md, "Outside the server"):
---   busted --lpath="lua/?.lua;lua/?/init.lua" --cpath="/tmp/lua-c/?.so" tests/lua/notifications_example_spec.lua
+--   cd scripts/examples/notifications && busted        (see .busted for the Lua paths)
 local t = require "freshet.test"
 
-local APP = "scripts/examples/notifications/app.lua"
+local APP = "app.lua" -- run from this app's directory: busted
 local ADMIN = { Authorization = "Bearer demo-admin-token" }
 
 describe("notifications example", function()

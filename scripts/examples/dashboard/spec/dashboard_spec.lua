@@ -2,10 +2,10 @@
 -- freshet.metrics() snapshots, the viewer tokens, the tier hook and the filter that hides what a
 -- free viewer may not see, with freshet.test. freshet.test has no metrics of its own, so the
 -- spec stands in for freshet.metrics(). The tokens need freshet.crypto as a Lua module:
---   busted --lpath="lua/?.lua;lua/?/init.lua" --cpath="/tmp/lua-c/?.so" tests/lua/dashboard_example_spec.lua
+--   cd scripts/examples/dashboard && busted        (see .busted for the Lua paths)
 local t = require "freshet.test"
 
-local APP = "scripts/examples/dashboard/app.lua"
+local APP = "app.lua" -- run from this app's directory: busted
 
 local function fake_metrics(n)
   return {

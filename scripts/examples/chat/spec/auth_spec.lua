@@ -1,11 +1,11 @@
 -- The chat starter's sign-in (routes/login.lua, session.lua) and the tokens it hands out, as
 -- the room and post routes check them. freshet.jwt needs freshet.crypto, built from
 -- src/lua/crypto.c as a Lua module (docs/LUA_API.md, "Outside the server"):
---   busted --lpath="lua/?.lua;lua/?/init.lua" --cpath="/tmp/lua-c/?.so" tests/lua/chat_auth_spec.lua
+--   cd scripts/examples/chat && busted        (see .busted for the Lua paths)
 local t = require "freshet.test"
 local cjson = require "cjson"
 
-local APP = "scripts/examples/chat/app.lua"
+local APP = "app.lua" -- run from this app's directory: busted
 
 describe("chat example sign-in", function()
   local srv, room, post, login
@@ -17,13 +17,12 @@ describe("chat example sign-in", function()
     login = srv:route("/login")
   end)
 
-  -- Signs in over the login route's message hook, as the page does; returns the token.
+  -- Signs in as the page does (POST /login, an app:http route); returns the token.
   local function sign_in(name)
-    local req = login:request { path = "/login", headers = { Upgrade = "websocket" } }
-    local who = assert(login:auth(req))
-    local reply = login:message(t.conn { topics = login:topics(req, who) }, { type = "login", name = name }, who)
-    assert.equal("token", reply.type, cjson.encode(reply))
-    return reply.token, reply
+    local status, body, headers, res = srv:http("POST", "/login", { body = cjson.encode({ name = name }) })
+    assert.equal(200, status, body)
+    assert.equal("application/json", headers["content-type"])
+    return res.json.token, res.json
   end
 
   -- The claims of a token, without checking it (the routes do that).
@@ -36,25 +35,29 @@ describe("chat example sign-in", function()
   describe("login.lua (demo sign-in)", function()
     it("hands out a 15-minute HS256 token for the name asked for", function()
       local token, reply = sign_in("ann")
-      assert.same({ type = "token", name = "ann", token = token, expires_in = 900 }, reply)
+      assert.same({ name = "ann", token = token, expires_in = 900 }, reply)
       local claims = claims_of(token)
       assert.same({ sub = "ann", aud = "chat", iat = 1700000000, exp = 1700000900 }, claims)
     end)
 
-    it("answers WebSocket upgrades only", function()
-      local refused = { login:auth(login:request { path = "/login" }) }
-      assert.same({ nil, 400, "sign in over a WebSocket: connect to /login and send {\"type\":\"login\",\"name\":\"...\"}" },
-        refused)
-      assert.equal(400, login:open(login:request { path = "/login" }).status)
+    it("answers the room's position with a room, and only POST", function()
+      local first = srv:publish("room:lobby", { user = "bob", text = "hi" })
+      local status, _, _, res = srv:http("POST", "/login", { body = '{"name":"ann","room":"lobby"}' })
+      assert.equal(200, status)
+      assert.equal(first, res.json.position)
+      assert.equal(first, srv.freshet.position("room:lobby"))
+      assert.equal(405, (srv:http("GET", "/login")))
+      assert.equal("no-store", select(3, srv:http("POST", "/login", { body = '{"name":"ann"}' }))["cache-control"])
     end)
 
-    it("refuses bad names and other messages", function()
-      local c = t.conn { topics = { "login" } }
-      assert.same({ type = "error", error = "name must be a non-empty string" },
-        login:message(c, { type = "login" }))
-      assert.same({ type = "error", error = "user name may only use letters, digits, '_', '-' and '.'" },
-        login:message(c, '{"type":"login","name":"a b"}'))
-      assert.matches("unknown message type", login:message(c, { type = "hello" }).error, 1, true)
+    it("refuses bad names and bodies", function()
+      assert.same({ 400, { error = "name must be a non-empty string" } },
+        { login:handle(login:request { path = "/login" }, "{}") })
+      local status, body = srv:http("POST", "/login", { body = '{"name":"a b"}' })
+      assert.equal(400, status)
+      assert.same({ error = "user name may only use letters, digits, '_', '-' and '.'" }, cjson.decode(body))
+      assert.equal(400, (srv:http("POST", "/login", { body = "not json" })))
+      assert.equal(400, (srv:http("POST", "/login")))
       assert.same({}, srv.published)
     end)
   end)

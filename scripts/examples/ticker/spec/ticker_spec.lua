@@ -1,9 +1,9 @@
 -- The ticker starter (scripts/examples/ticker): its timer, its market and its stream route,
 -- with freshet.test. From the repository root:
---   busted --lpath="lua/?.lua;lua/?/init.lua" tests/lua/ticker_example_spec.lua
+--   cd scripts/examples/ticker && busted        (see .busted for the Lua paths)
 local t = require "freshet.test"
 
-local APP = "scripts/examples/ticker/app.lua"
+local APP = "app.lua" -- run from this app's directory: busted
 
 describe("ticker example", function()
   local srv, prices

@@ -1,0 +1,662 @@
+#!/usr/bin/env python3
+"""The Redis broker at Redis speed, side by side in one run (issue 13's publish targets):
+
+  (a) Redis CPU per publish through freshet, against redis-benchmark running a pipelined
+      `XADD … MAXLEN ~ 1000` on the same Redis (target: at most 3x);
+  (b) publishes per second through one freshet node on the Redis broker, against the same node
+      on the memory broker (target: at least 0.7x);
+  (c) p99 publish-to-delivery across two freshet nodes on one Redis, 1,000 publishes/s
+      (target: under 5 ms);
+  (d) nginx + nchan with its Redis storage (nchan_redis_pass), measured the same way as the peer.
+
+Each measurement starts its own servers: a redis-server on a free port with its data in a temp
+dir (stopped by its PID), freshet nodes (scripts/bench/app.lua, one worker) or nginx + nchan
+(scripts/bench/peers/nchan.sh). Rounds run every measurement in turn, so all see the same machine
+noise; the section written to docs/BENCHMARKS.md (between <!-- redis:begin --> and
+<!-- redis:end -->) gives each round's value in brackets and the median. Redis CPU is
+used_cpu_user + used_cpu_sys from INFO, before and after the load, divided by the publishes
+(XADD calls for freshet and redis-benchmark, publishes answered 201 for nchan). Every
+measurement also records how much CPU other processes of the machine used meanwhile (all of
+/proc/stat's busy time minus that of the processes measured here), to say how noisy the run was.
+
+Usage: scripts/bench/redis.py [--rounds N] [--duration S] [--latency-duration S] [--quick]
+                              [--no-nchan] [--no-write] [--keep]
+
+  --rounds N              rounds (3; 1 with --quick)
+  --duration S            measured seconds of the flat-out runs (10; 3 with --quick)
+  --latency-duration S    measured seconds of the 1,000/s runs (20; 5 with --quick)
+  --no-nchan              leave nginx + nchan out
+  --no-write              print the section instead of writing docs/BENCHMARKS.md
+  --keep                  keep the work directory (raw JSON, logs)
+
+Everything listens on 127.0.0.1; only the processes this script starts are stopped, by PID.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.path.join(ROOT, "build", "freshet")
+BENCH = os.path.join(ROOT, "build", "freshet-bench")
+APP = os.path.join(ROOT, "scripts", "bench", "app.lua")
+NCHAN = os.path.join(ROOT, "scripts", "bench", "peers", "nchan.sh")
+DOC = os.path.join(ROOT, "docs", "BENCHMARKS.md")
+BEGIN, END = "<!-- redis:begin -->", "<!-- redis:end -->"
+
+PAYLOAD = 128            # bytes per publish, freshet-bench's default
+XADD_N = 300000          # XADDs per redis-benchmark run
+LAT_SUBS, LAT_TOPICS, LAT_RATE = 100, 10, 1000
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def die(msg):
+    print(f"redis.py: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_until(fn, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if fn():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} not ready within {timeout}s")
+
+
+def http_get(port, path):
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return data.decode("utf-8", "replace")
+            data += chunk
+
+
+def proc_cpu(pid):
+    """User + system seconds of a process (all its threads); 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / HZ
+    except OSError:
+        return 0.0
+
+
+def machine_busy():
+    """Busy CPU seconds of the whole machine so far (all cores)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return (sum(v[:8]) - idle) / HZ
+
+
+def children_cpu():
+    r = os.times()
+    return r.children_user + r.children_system
+
+
+class Redis:
+    """A redis-server of our own on a free port, data in a temp dir."""
+
+    def __init__(self, work, name):
+        self.dir = os.path.join(work, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir, "--logfile",
+             os.path.join(self.dir, "redis.log")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: self.command("PING") == "PONG", 10, "redis-server")
+
+    def command(self, *args):
+        out = b"*%d\r\n" % len(args) + b"".join(
+            b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(out)
+            data = b""
+            while True:
+                data += s.recv(1 << 20)
+                if data.startswith((b"+", b"-", b":")) and data.endswith(b"\r\n"):
+                    return data[1:-2].decode()
+                if data.startswith(b"$"):
+                    head, _, rest = data.partition(b"\r\n")
+                    if len(rest) >= int(head[1:]) + 2:
+                        return rest[:int(head[1:])].decode()
+
+    def stats(self):
+        """(CPU seconds, {command: calls})."""
+        info = self.command("INFO", "all")
+        cpu, calls = 0.0, {}
+        for line in info.splitlines():
+            k, _, v = line.partition(":")
+            if k in ("used_cpu_user", "used_cpu_sys"):
+                cpu += float(v)
+            elif k.startswith("cmdstat_"):
+                calls[k[8:]] = int(v.split(",")[0].split("=")[1])
+        return cpu, calls
+
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Server:
+    """A freshet node, or nginx + nchan (its master and workers)."""
+
+    def __init__(self, work, kind, redis=None):
+        self.kind = kind
+        self.port = free_port()
+        self.log = open(os.path.join(work, f"{kind}-{self.port}.log"), "wb")
+        if kind == "freshet":
+            env = dict(os.environ, FRESHET_WORKERS="1")
+            env.pop("FRESHET_BROKER", None)
+            if redis:
+                env["FRESHET_BROKER"] = f"redis://127.0.0.1:{redis.port}"
+            self.proc = subprocess.Popen(
+                [BIN, APP, "--listen", f"127.0.0.1:{self.port}", "--log-level", "warn"],
+                env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+            want = '"status":"ok"'
+        else:
+            d = os.path.join(work, f"nchan-{self.port}")
+            args = [NCHAN, d, str(self.port), "1"] + ([f"127.0.0.1:{redis.port}"] if redis else [])
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.log,
+                                         stderr=self.log)
+            want = "ok"
+        wait_until(lambda: self.proc.poll() is None and want in http_get(self.port, "/health"),
+                   15, f"{kind} on port {self.port}")
+
+    def pids(self):
+        pids = [self.proc.pid]
+        if self.kind == "nchan":
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                    pids += [int(p) for p in f.read().split()]
+            except OSError:
+                pass
+        return pids
+
+    def cpu(self):
+        return sum(proc_cpu(p) for p in self.pids())
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def bench(work, tag, port, args, pub_port=None, server_pids=None):
+    cmd = [BENCH, "-p", str(port), "--json", "-q", "--prefix", tag] + args
+    if pub_port:
+        cmd += ["--pub-port", str(pub_port)]
+    if server_pids:
+        cmd += ["--server-pid", ",".join(str(p) for p in server_pids)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    with open(os.path.join(work, f"{tag}.json"), "w") as f:
+        f.write(out.stdout)
+    try:
+        return json.loads(out.stdout)
+    except ValueError:
+        raise RuntimeError(f"freshet-bench failed: {out.stderr[-500:]}")
+
+
+# Sleeps 1 ms at a time and reports how much longer than asked the longest sleep took: a
+# process that does nothing else sees the machine's own stalls (the CPU taken by everything
+# else, or the virtual machine not running at all).
+STALL_PROBE = """
+import signal, sys, time
+worst, over = 0.0, 0.0
+def done(*_):
+    print(f"{worst:.1f} {over:.1f}", flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, done)
+t = time.monotonic()
+while True:
+    time.sleep(0.001)
+    n = time.monotonic()
+    late = (n - t) * 1000 - 1
+    worst = max(worst, late)
+    if late > 10:
+        over += late
+    t = n
+"""
+
+
+PROBES = []  # stopped by main() whatever happens
+
+
+class Meter:
+    """CPU of the processes measured, of this script's children and of the whole machine, and
+    the longest stall a sleeping probe saw meanwhile."""
+
+    def __init__(self, procs):
+        self.probe = subprocess.Popen([sys.executable, "-c", STALL_PROBE], stdout=subprocess.PIPE,
+                                      text=True)
+        PROBES.append(self.probe)
+        self.procs = procs + [self.probe.pid]  # its own CPU is not the others'
+        self.t0, self.m0, self.c0 = time.monotonic(), machine_busy(), children_cpu()
+        self.p0 = sum(proc_cpu(p) for p in self.procs)
+
+    def others(self):
+        """Cores' worth of CPU used by processes not measured here, over the span."""
+        span = time.monotonic() - self.t0
+        ours = (sum(proc_cpu(p) for p in self.procs) - self.p0) + (children_cpu() - self.c0)
+        return max(0.0, (machine_busy() - self.m0 - ours) / span) if span > 0 else 0.0
+
+    def stalls(self):
+        """(longest stall in ms, ms of stalls over 10 ms) seen by the probe; stops it."""
+        self.probe.send_signal(signal.SIGTERM)
+        out, _ = self.probe.communicate(timeout=10)
+        try:
+            worst, over = (float(x) for x in out.split())
+        except ValueError:
+            worst, over = 0.0, 0.0
+        return worst, over
+
+    def close(self, res):
+        res["others"] = self.others()
+        res["stall_ms"], res["stalls_ms"] = self.stalls()
+        return res
+
+
+def redis_benchmark(work, tag, clients, command, count, library=False, calls=XADD_N):
+    """redis-benchmark -c clients -P 16 running `command` on a fresh Redis: Redis CPU per call of
+    `count` (a commandstats name), and calls per second. With library, a freshet node loads the
+    function library first (and stops)."""
+    r = Redis(work, tag)
+    try:
+        if library:
+            Server(work, "freshet", r).stop()
+        cpu0, calls0 = r.stats()
+        meter = Meter([r.pid()])
+        out = subprocess.run(["redis-benchmark", "-p", str(r.port), "-c", str(clients), "-P", "16",
+                              "-n", str(calls), "-q"] + command, capture_output=True, text=True)
+        cpu1, calls1 = r.stats()
+        n = calls1.get(count, 0) - calls0.get(count, 0)
+        if n <= 0:
+            raise RuntimeError(f"redis-benchmark ran no {count}: {out.stdout[-300:]}"
+                               f"{out.stderr[-300:]}")
+        line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+        rate = float(line.split(":")[-1].split("requests")[0]) if "requests" in line else 0.0
+        return meter.close({"redis_us": (cpu1 - cpu0) * 1e6 / n, "per_s": rate})
+    finally:
+        r.stop()
+
+
+def xadd_baseline(work, tag, clients):
+    return redis_benchmark(work, tag, clients,
+                           ["XADD", "fr:{bench}:s", "MAXLEN", "~", "1000", "*", "d", "x" * PAYLOAD,
+                            "e", "", "p", "normal", "j", "0"], "xadd")
+
+
+def fcall_baseline(work, tag, checked, events=1):
+    """redis-benchmark calling a publish function; `events` per call for the unchecked one
+    (a node sends a loop turn's publishes of one topic in one call)."""
+    data = "x" * PAYLOAD
+    if checked:
+        command = ["FCALL", "freshet_publish", "1", "fr:{bench}:s", data, "", "normal", "0", "1000"]
+    else:
+        command = ["FCALL", "freshet_publish_unchecked", "1", "fr:{bench}:s", "1001"]
+        command += [data, "", "normal", "0", "\n\nnormal\n0\n1700000000000\n"] * events
+    return redis_benchmark(work, tag, 8, command, "xadd", library=True,
+                           calls=XADD_N // events)
+
+
+def flat(work, tag, kind, with_redis, duration, pipeline, subscribers=1):
+    """One node, one subscriber (or none), the publisher flat out (`pipeline` requests in
+    flight)."""
+    r = Redis(work, tag) if with_redis else None
+    s = None
+    try:
+        s = Server(work, kind, r)
+        procs = s.pids() + ([r.pid()] if r else [])
+        meter = Meter(procs)
+        cpu0, calls0 = r.stats() if r else (0, {})
+        j = bench(work, tag, s.port, ["-c", str(subscribers), "-r", "0", "--pipeline",
+                                      str(pipeline), "-d", str(duration), "--warmup", "1",
+                                      "--tail", "5"],
+                  server_pids=s.pids())
+        cpu1, calls1 = r.stats() if r else (0, {})
+        pubs = j["published"] + j["warmup_published"] - j["publish_errors"]
+        res = {
+            "per_s": j["published"] / j["duration_s"],
+            # the server's CPU counts from measure start, like `published`
+            "node_us": j["server"]["cpu_s"] * 1e6 / max(1, j["published"]),
+            "missing": j["missing"], "errors": j["errors"],
+        }
+        meter.close(res)
+        if r:
+            n = calls1.get("xadd", 0) - calls0.get("xadd", 0) if kind == "freshet" else pubs
+            res["redis_us"] = (cpu1 - cpu0) * 1e6 / max(1, n)
+        return res
+    finally:
+        if s:
+            s.stop()
+        if r:
+            r.stop()
+
+
+def latency(work, tag, kind, two_nodes, duration):
+    """Subscribers on node B, the publisher on node A at 1,000 publishes/s (one node: both)."""
+    r = Redis(work, tag) if two_nodes else None
+    nodes = []
+    try:
+        nodes = [Server(work, kind, r) for _ in range(2 if two_nodes else 1)]
+        a, b = nodes[0], nodes[-1]
+        procs = [p for n in nodes for p in n.pids()] + ([r.pid()] if r else [])
+        meter = Meter(procs)
+        cpu0, calls0 = r.stats() if r else (0, {})
+        j = bench(work, tag, b.port, ["-c", str(LAT_SUBS), "-t", str(LAT_TOPICS), "-r",
+                                      str(LAT_RATE), "-d", str(duration), "--warmup", "2",
+                                      "--tail", "5"],
+                  pub_port=a.port if two_nodes else None, server_pids=b.pids())
+        cpu1, calls1 = r.stats() if r else (0, {})
+        pubs = j["published"] + j["warmup_published"] - j["publish_errors"]
+        lat = j["latency_ms"]
+        res = {"p50": lat["p50"], "p99": lat["p99"], "max": lat["max"], "missing": j["missing"],
+               "gaps": j["gaps"], "duplicates": j["duplicates"], "errors": j["errors"],
+               "publisher_lag_ms": j["publisher_lag_max_ms"]}
+        meter.close(res)
+        if r:
+            n = calls1.get("xadd", 0) - calls0.get("xadd", 0) if kind == "freshet" else pubs
+            res["redis_us"] = (cpu1 - cpu0) * 1e6 / max(1, n)
+        return res
+    finally:
+        for n in nodes:
+            n.stop()
+        if r:
+            r.stop()
+
+
+def med(rows, key):
+    vals = [r[key] for r in rows if key in r]
+    return statistics.median(vals) if vals else None
+
+
+def fmt(v, digits=1):
+    if v is None:
+        return "—"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}f}"
+
+
+def cell(rows, key, digits=1):
+    vals = [r.get(key) for r in rows]
+    inside = " / ".join(fmt(v, digits) for v in vals)
+    return f"{fmt(med(rows, key), digits)} ({inside})" if len(rows) > 1 else fmt(med(rows, key), digits)
+
+
+def section(res, opts, started, took, loads):
+    R = res
+    d, ld = opts.duration, opts.latency_duration
+    xadd8, xadd1 = med(R["xadd-c8"], "redis_us"), med(R["xadd-c1"], "redis_us")
+    fr_us = med(R["freshet-redis-flat16"], "redis_us")
+    ratio = lambda a, b: a / b if a is not None and b else None
+    ratio_a = ratio(fr_us, xadd8)
+    rate = lambda key: med(R[key], "per_s")
+    ratio_b16 = ratio(rate("freshet-redis-flat16"), rate("freshet-memory-flat16"))
+    ratio_b64 = ratio(rate("freshet-redis-flat64"), rate("freshet-memory-flat64"))
+    cpu_b = ratio(med(R["freshet-memory-flat16"], "node_us"), med(R["freshet-redis-flat16"], "node_us"))
+    p99 = med(R["freshet-redis-1000"], "p99")
+    runs = {k: v for k, v in R.items() if isinstance(v, list)}
+    others = [r["others"] for rows in runs.values() for r in rows]
+    met = lambda ok: "**met**" if ok else "**not met**"
+    L = ["```sh", "scripts/bench/redis.py" + "".join(
+        f" {a}" for a in sys.argv[1:] if a != "--no-write"), "```", ""]
+    L.append(f"Run of {started:%Y-%m-%d %H:%M} UTC, {opts.rounds} round(s), {took / 60:.0f} min, on "
+             f"this machine ({os.cpu_count()} cores, Linux {platform.release()}); Redis "
+             f"{R['_version']} with default settings, a fresh redis-server per measurement; "
+             "freshet runs `scripts/bench/app.lua` with one worker, nginx+nchan "
+             "`scripts/bench/peers/nchan.conf.in` with one worker (with `nchan_redis_pass` for "
+             f"its Redis storage); the load client, `build/freshet-bench` ({PAYLOAD}-byte "
+             "publishes), and Redis run on the same cores. Medians over the rounds, each round's "
+             "value in brackets.")
+    L.append("")
+    L.append(f"**Noise.** While each measurement ran, processes outside it used "
+             f"{fmt(statistics.median(others), 2)} cores' worth of CPU at the median (from "
+             f"{fmt(min(others), 2)} to {fmt(max(others), 2)}; by round: " +
+             ", ".join(fmt(statistics.median([rows[i]["others"] for rows in runs.values()
+                                               if len(rows) > i]), 2)
+                       for i in range(opts.rounds)) +
+             f"); load average {loads[0]} at the start and {loads[1]} at the end. A probe that "
+             "only sleeps 1 ms at a time saw the machine stall for up to "
+             f"{fmt(max(r['stall_ms'] for rows in runs.values() for r in rows), 0)} ms (the "
+             "longest stall of each measurement: median "
+             f"{fmt(statistics.median(r['stall_ms'] for rows in runs.values() for r in rows), 0)}"
+             " ms). Figures that depend on scheduling (publishes per second, latency) are the "
+             "noisiest; re-run the command on a quiet machine to compare.")
+    L.append("")
+    L.append("**Targets**")
+    L.append("")
+    L.append("| target | result |")
+    L.append("|---|---|")
+    L.append(f"| (a) Redis CPU per publish through freshet at most 3× a pipelined "
+             f"`XADD … MAXLEN ~ 1000` (8 connections × 16) | "
+             f"{met(ratio_a is not None and ratio_a <= 3)}: {fmt(fr_us, 2)} vs {fmt(xadd8, 2)} µs "
+             f"({fmt(ratio_a, 2)}×); against one connection × 16, the shape of one node's "
+             f"traffic: {fmt(xadd1, 2)} µs ({fmt(ratio(fr_us, xadd1), 2)}×) |")
+    L.append(f"| (b) publishes/s through one node on Redis at least 0.7× the memory broker | "
+             f"16 in flight: {met(ratio_b16 is not None and ratio_b16 >= 0.7)}, "
+             f"{fmt(rate('freshet-redis-flat16'))} vs {fmt(rate('freshet-memory-flat16'))} "
+             f"({fmt(ratio_b16, 2)}×); 64 in flight: "
+             f"{met(ratio_b64 is not None and ratio_b64 >= 0.7)}, "
+             f"{fmt(rate('freshet-redis-flat64'))} vs {fmt(rate('freshet-memory-flat64'))} "
+             f"({fmt(ratio_b64, 2)}×); node CPU per publish, memory / Redis: {fmt(cpu_b, 2)} |")
+    L.append(f"| (c) p99 publish-to-delivery across two nodes at 1,000 publishes/s under 5 ms | "
+             f"{met(p99 is not None and p99 < 5)}: p99 {fmt(p99, 2)} ms |")
+    L.append("")
+    L.append("**(a) Redis CPU per publish**: used_cpu_user + used_cpu_sys of the Redis server "
+             "over the run, per publish (freshet and redis-benchmark: XADD calls; nchan: "
+             "publishes answered)")
+    L.append("")
+    L.append("| what | Redis µs per publish | publishes/s |")
+    L.append("|---|---|---|")
+    L.append(f"| `redis-benchmark -c 8 -P 16 XADD fr:{{bench}}:s MAXLEN ~ 1000 * d <{PAYLOAD} B> "
+             f"e \"\" p normal j 0` | {cell(R['xadd-c8'], 'redis_us', 2)} | "
+             f"{cell(R['xadd-c8'], 'per_s', 0)} |")
+    L.append(f"| the same with `-c 1 -P 16` | {cell(R['xadd-c1'], 'redis_us', 2)} | "
+             f"{cell(R['xadd-c1'], 'per_s', 0)} |")
+    L.append(f"| `redis-benchmark -c 8 -P 16 FCALL freshet_publish_unchecked …`, one event per "
+             f"call (what a node sends for a lone publish, without a node) | "
+             f"{cell(R['fcall-unchecked'], 'redis_us', 2)} | "
+             f"{cell(R['fcall-unchecked'], 'per_s', 0)} |")
+    if "fcall-unchecked-8" in R:
+        L.append(f"| the same with 8 events per call (a node's call for 8 publishes of one topic "
+                 f"in one loop turn); publishes/s counts events | "
+                 f"{cell(R['fcall-unchecked-8'], 'redis_us', 2)} | "
+                 f"{cell([dict(r, per_s=r['per_s'] * 8) for r in R['fcall-unchecked-8']], 'per_s', 0)} |")
+    L.append(f"| `redis-benchmark -c 8 -P 16 FCALL freshet_publish …` (an external producer's "
+             f"call, with its checks) | {cell(R['fcall-checked'], 'redis_us', 2)} | "
+             f"{cell(R['fcall-checked'], 'per_s', 0)} |")
+    if "freshet-redis-pub16" in R:
+        L.append(f"| freshet, one node, flat out, 16 in flight, no subscriber (publishing alone) | "
+                 f"{cell(R['freshet-redis-pub16'], 'redis_us', 2)} | "
+                 f"{cell(R['freshet-redis-pub16'], 'per_s', 0)} |")
+    for kind, name in (("freshet", "freshet"), ("nchan", "nginx+nchan, Redis storage")):
+        for pl in (16, 64):
+            key = f"{kind}-redis-flat{pl}"
+            if key in R:
+                L.append(f"| {name}, one node, flat out, {pl} in flight, one subscriber | "
+                         f"{cell(R[key], 'redis_us', 2)} | {cell(R[key], 'per_s', 0)} |")
+        key = f"{kind}-redis-1000"
+        if key in R:
+            L.append(f"| {name}, two nodes, 1,000 publishes/s ({LAT_SUBS} subscribers, "
+                     f"{LAT_TOPICS} topics) | {cell(R[key], 'redis_us', 2)} | 1,000 |")
+    L.append("")
+    L.append(f"**(b) Publishes per second through one node**: `freshet-bench -c 1 -r 0 --pipeline "
+             f"16|64 -d {d}`, one subscriber on the same node; node CPU is the server's user + "
+             "system time per publish")
+    L.append("")
+    L.append("| server | 16 in flight: publishes/s | node CPU µs per publish | 64 in flight: "
+             "publishes/s | node CPU µs per publish |")
+    L.append("|---|---|---|---|---|")
+    for key, name in (("freshet-memory", "freshet, memory broker"),
+                      ("freshet-redis", "freshet, Redis broker"),
+                      ("nchan-memory", "nginx+nchan, memory"),
+                      ("nchan-redis", "nginx+nchan, Redis storage")):
+        if f"{key}-flat16" in R:
+            a, b = R[f"{key}-flat16"], R[f"{key}-flat64"]
+            L.append(f"| {name} | {cell(a, 'per_s', 0)} | {cell(a, 'node_us', 2)} | "
+                     f"{cell(b, 'per_s', 0)} | {cell(b, 'node_us', 2)} |")
+    miss = [(k, r["missing"]) for k, rows in runs.items() if "flat" in k for r in rows
+            if r.get("missing")]
+    if miss:
+        L.append("")
+        L.append("Events not delivered to the subscriber within the tail: " +
+                 ", ".join(f"{k} {m:,}" for k, m in miss) + ".")
+    L.append("")
+    L.append(f"**(c) Publish-to-delivery across two nodes**: `freshet-bench -p B --pub-port A -c "
+             f"{LAT_SUBS} -t {LAT_TOPICS} -r {LAT_RATE} -d {ld}`, subscribers on node B, the "
+             "publisher on node A, so every event crosses Redis; latency counts from the moment "
+             "the publisher was scheduled to send")
+    L.append("")
+    L.append("| server | p50 ms | p99 ms | max ms | missing | gaps | duplicates | publisher "
+             "behind, ms | longest machine stall, ms |")
+    L.append("|---|---|---|---|---|---|---|---|---|")
+    for key, name in (("freshet-memory-1000", "freshet, one node, memory broker (reference)"),
+                      ("freshet-redis-1000", "freshet, two nodes, Redis broker"),
+                      ("nchan-redis-1000", "nginx+nchan, two nginx, Redis storage")):
+        if key in R:
+            L.append(f"| {name} | {cell(R[key], 'p50', 2)} | {cell(R[key], 'p99', 2)} | "
+                     f"{cell(R[key], 'max', 2)} | {cell(R[key], 'missing', 0)} | "
+                     f"{cell(R[key], 'gaps', 0)} | {cell(R[key], 'duplicates', 0)} | "
+                     f"{cell(R[key], 'publisher_lag_ms', 0)} | {cell(R[key], 'stall_ms', 0)} |")
+    L.append("")
+    L.append("*Publisher behind* is how late freshet-bench's publisher (one request at a time) "
+             "fell on its timetable at worst: a stall anywhere on the way (the machine, a node, "
+             "Redis) delays every event after it until the publisher catches up, and counts in "
+             "their latency. *Longest machine stall* is what the sleeping probe saw meanwhile.")
+    return "\n".join(L) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(add_help=True, description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int)
+    ap.add_argument("--duration", type=int)
+    ap.add_argument("--latency-duration", type=int)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-nchan", action="store_true")
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--keep", action="store_true")
+    opts = ap.parse_args()
+    opts.rounds = opts.rounds or (1 if opts.quick else 3)
+    opts.duration = opts.duration or (3 if opts.quick else 10)
+    opts.latency_duration = opts.latency_duration or (5 if opts.quick else 20)
+    for path in (BIN, BENCH):
+        if not os.access(path, os.X_OK):
+            die(f"{path} is missing: build first (scripts/setup.sh)")
+    for prog in ["redis-server", "redis-benchmark"] + ([] if opts.no_nchan else ["nginx"]):
+        if not shutil.which(prog):
+            die(f"{prog} is missing (scripts/setup.sh installs it)")
+    work = tempfile.mkdtemp(prefix="freshet-redis-bench-")
+    started = datetime.datetime.now(datetime.timezone.utc)
+    t0 = time.monotonic()
+    with open("/proc/loadavg") as f:
+        load0 = f.read().split()[0]
+    res = {}
+    version = subprocess.run(["redis-server", "--version"], capture_output=True,
+                             text=True).stdout.split()[2].split("=")[1]
+    plan = [
+        ("xadd-c8", lambda tag: xadd_baseline(work, tag, 8)),
+        ("xadd-c1", lambda tag: xadd_baseline(work, tag, 1)),
+        ("fcall-unchecked", lambda tag: fcall_baseline(work, tag, False)),
+        ("fcall-unchecked-8", lambda tag: fcall_baseline(work, tag, False, 8)),
+        ("fcall-checked", lambda tag: fcall_baseline(work, tag, True)),
+        ("freshet-redis-pub16", lambda tag: flat(work, tag, "freshet", True, opts.duration, 16,
+                                                 subscribers=0)),
+    ]
+    servers = [("freshet", "redis", True), ("freshet", "memory", False)]
+    if not opts.no_nchan:
+        servers += [("nchan", "redis", True), ("nchan", "memory", False)]
+    for pipeline in (16, 64):
+        for kind, store, with_redis in servers:
+            plan.append((f"{kind}-{store}-flat{pipeline}",
+                         lambda tag, k=kind, w=with_redis, p=pipeline:
+                         flat(work, tag, k, w, opts.duration, p)))
+    plan += [
+        ("freshet-redis-1000", lambda tag: latency(work, tag, "freshet", True,
+                                                   opts.latency_duration)),
+        ("freshet-memory-1000", lambda tag: latency(work, tag, "freshet", False,
+                                                    opts.latency_duration)),
+    ]
+    if not opts.no_nchan:
+        plan.append(("nchan-redis-1000", lambda tag: latency(work, tag, "nchan", True,
+                                                             opts.latency_duration)))
+    try:
+        for rnd in range(1, opts.rounds + 1):
+            for name, fn in plan:
+                tag = f"r{rnd}-{name}"
+                print(f"redis.py: round {rnd}/{opts.rounds}: {name}", file=sys.stderr, flush=True)
+                out = fn(tag)
+                res.setdefault(name, []).append(out)
+                print(f"redis.py:   {json.dumps(out)}", file=sys.stderr, flush=True)
+        with open("/proc/loadavg") as f:
+            load1 = f.read().split()[0]
+        res["_version"] = version
+        took = time.monotonic() - t0
+        with open(os.path.join(work, "results.json"), "w") as f:
+            json.dump(res, f, indent=1)
+        text = section(res, opts, started, took, (load0, load1))
+    finally:
+        for probe in PROBES:
+            if probe.poll() is None:
+                probe.kill()
+                probe.wait()
+        if not opts.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"redis.py: kept {work}", file=sys.stderr)
+    if opts.no_write:
+        print(text)
+        return
+    with open(DOC) as f:
+        doc = f.read()
+    if BEGIN not in doc or END not in doc:
+        die(f"{DOC} has no {BEGIN} … {END} markers")
+    head, rest = doc.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    with open(DOC, "w") as f:
+        f.write(head + BEGIN + "\n" + text + END + tail)
+    print(f"redis.py: wrote {DOC} (between the redis markers)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
