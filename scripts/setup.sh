@@ -32,21 +32,23 @@ build="${1:-$root/build}"
 shift || true
 
 # Building and running: a C compiler and CMake, the libraries the binary links (libuv, LuaJIT,
-# lua-cjson's static module, hiredis, the NATS C client, OpenSSL's libcrypto) and llhttp's C
+# lua-cjson's static module, hiredis, the NATS C client, OpenSSL, nghttp2) and llhttp's C
 # sources. (Debian's
 # node-llhttp, the only package with those sources, depends on nodejs.)
 run_packages=(build-essential cmake pkg-config libuv1-dev node-llhttp libluajit-5.1-dev
-              lua-cjson lua-cjson-dev libhiredis-dev libnats-dev libssl-dev)
+              lua-cjson lua-cjson-dev libhiredis-dev libnats-dev libssl-dev
+              libnghttp2-dev)
 # Testing: the servers and clients the tests drive (Redis, NATS with JetStream, nginx with nchan, Prometheus's
 # promtool, Chromium and Node.js for the browser, curl, iproute2's tc, iptables for silent
-# drops, the openssl command for test certificates), Lua tooling (luajit,
+# drops, the openssl command for test certificates, python3-h2 and nghttp2-client's h2load
+# for HTTP/2), Lua tooling (luajit,
 # LuaRocks, busted), clang for the fuzzers, Python for the integration tests, and what the
 # packaging tests use (esbuild and TypeScript for the npm client, man, systemd-analyze).
 test_packages=(luajit luarocks lua5.1 liblua5.1-0-dev lua-busted redis-server nats-server
                python3 curl
                util-linux iproute2 prometheus nginx libnginx-mod-nchan chromium clang
                libclang-rt-14-dev esbuild node-typescript man-db systemd openssl
-               iptables)
+               iptables python3-h2 nghttp2-client)
 # The services that those packages start on a systemd host, by package.
 declare -A services=([redis-server]=redis-server [nginx]=nginx [prometheus]=prometheus)
 

@@ -77,6 +77,9 @@ function checks.retry(v) check_int("retry", v, 0) end
 function checks.budget(v) check_int("budget", v, 1000) end
 function checks.memory(v) check_int("memory", v, 1) end
 function checks.jit(v) check_type("jit", v, "boolean") end
+-- h2c = true: a cleartext listener speaks HTTP/2 to a client that starts with its preface
+-- (prior knowledge: proxies and load balancers that speak it); HTTP/1.1 still works there.
+function checks.h2c(v) check_type("h2c", v, "boolean") end
 
 -- workers: a count of worker threads (each with its own loop and Lua VM), or "auto" for one
 -- per core. Environment variables arrive as strings, so "4" is taken as 4.
@@ -358,7 +361,7 @@ function checks.limits(v)
   check_type("limits", v, "table")
   check_keys("limits", v, { body = true, headers = true, header_lines = true, streams_at = true,
     backend_response = true, backend_calls = true, backend_idle = true, calls_per_hook = true,
-    redis_calls = true })
+    redis_calls = true, h2_streams = true })
   if v.streams_at ~= nil then
     check_type("limits.streams_at", v.streams_at, "number")
     if v.streams_at <= 0 or v.streams_at > 1 then
@@ -372,6 +375,7 @@ function checks.limits(v)
   if v.backend_calls ~= nil then check_int("limits.backend_calls", v.backend_calls, 1) end
   if v.backend_idle ~= nil then check_int("limits.backend_idle", v.backend_idle, 0) end
   if v.calls_per_hook ~= nil then check_int("limits.calls_per_hook", v.calls_per_hook, 1) end
+  if v.h2_streams ~= nil then check_int("limits.h2_streams", v.h2_streams, 1) end
   if v.redis_calls ~= nil then check_int("limits.redis_calls", v.redis_calls, 1) end
 end
 

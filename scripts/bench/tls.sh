@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# HTTP/1.1 in cleartext and over TLS, side by side, in one run: the same freshet binary and app
-# (scripts/bench/app.lua, 1 worker), cleartext or with tls = { cert, key } (FRESHET_TLS_CERT,
-# FRESHET_TLS_KEY: a P-256 certificate made here with openssl), a fresh server per measurement,
-# rounds interleaved so both see the same machine noise:
+# HTTP/1.1 in cleartext, HTTP/1.1 over TLS and HTTP/2 over TLS, side by side, in one run: the
+# same freshet binary and app (scripts/bench/app.lua, 1 worker), cleartext or with
+# tls = { cert, key } (FRESHET_TLS_CERT, FRESHET_TLS_KEY: a P-256 certificate made here with
+# openssl), a fresh server per measurement, rounds interleaved so all see the same machine noise:
 #
-#   round r: idle [clear, tls], fan-out 10,000 x 5/s [clear, tls]
+#   round r: idle [clear, tls], fan-out 10,000 x 5/s [clear, tls]            (freshet-bench)
+#            idle [h1 clear, h1 tls, h2 tls], fan-out 10,000 x 5/s [same]   (h2load)
 #
-# Figures come from build/freshet-bench --json --server-pid (with --tls against the TLS server).
+# Figures come from build/freshet-bench --json --server-pid (with --tls against the TLS server),
+# and from scripts/bench/h2load_run.py, which drives h2load (nghttp2-client: HTTP/2 with
+# 10,000 / --h2-conns streams per connection, or --h1 with one connection per stream) and reads
+# the server's own counters and /proc entry.
 # The medians over the rounds, with each round's value, go into docs/BENCHMARKS.md between
 # <!-- tls:begin --> and <!-- tls:end -->, and what build/tests/unit/test_tls_memory counts of
 # OpenSSL's memory per idle connection between <!-- tlsmem:begin --> and <!-- tlsmem:end -->
@@ -17,24 +21,26 @@
 #   --rounds N     rounds (2)
 #   --streams N    streams of both workloads (10000)
 #   --duration S   measured seconds of the fan-out (30)
+#   --h2-conns N   HTTP/2 connections the streams share (200)
 #   --no-write     print the section on stdout instead of writing docs/BENCHMARKS.md
 #   --keep         keep the work directory (raw JSON of every run, server logs)
 #
-# About 6 minutes with the defaults on 2 cores. Everything listens on 127.0.0.1; only the
+# About 12 minutes with the defaults on 2 cores. Everything listens on 127.0.0.1; only the
 # processes this script starts are stopped, by PID.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 invocation="scripts/bench/tls.sh${*:+ $*}"
 
-rounds=2 streams=10000 duration=30 write=1 keep=0
+rounds=2 streams=10000 duration=30 write=1 keep=0 h2conns=200
 while [ $# -gt 0 ]; do
     case "$1" in
     --rounds) rounds="${2:?--rounds N}"; shift ;;
     --streams) streams="${2:?--streams N}"; shift ;;
     --duration) duration="${2:?--duration S}"; shift ;;
+    --h2-conns) h2conns="${2:?--h2-conns N}"; shift ;;
     --no-write) write=0 ;;
     --keep) keep=1 ;;
-    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "tls.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -43,6 +49,7 @@ done
 bin="$root/build/freshet" bench="$root/build/freshet-bench" app="$root/scripts/bench/app.lua"
 { [ -x "$bin" ] && [ -x "$bench" ]; } || { echo "tls.sh: build first (scripts/setup.sh)" >&2; exit 2; }
 command -v openssl >/dev/null || { echo "tls.sh: openssl is missing (scripts/setup.sh)" >&2; exit 2; }
+command -v h2load >/dev/null || { echo "tls.sh: h2load is missing (scripts/setup.sh: nghttp2-client)" >&2; exit 2; }
 ulimit -n "$(ulimit -Hn)"
 
 work="$(mktemp -d /tmp/freshet-tls-bench-XXXXXX)"
@@ -125,6 +132,28 @@ for round in $(seq 1 "$rounds"); do
             stop_server
         done
     done
+    for w in idle fanout5; do
+        for mode in h1clear h1tls h2tls; do
+            out="$work/$round.$w.$mode.json" log="$work/$round.$w.$mode.log"
+            port=$(free_port)
+            smode=tls
+            [ "$mode" = h1clear ] && smode=clear
+            if ! start_server "$smode" "$port" "$log"; then
+                echo "tls.sh: round $round, $w: the $mode server did not start" >&2
+                stop_server
+                continue
+            fi
+            echo "tls.sh: round $round/$rounds, $w, $mode with h2load (pid $srv_pid, port $port)" >&2
+            args=(--port "$port" --pid "$srv_pid" --streams "$streams" --conns "$h2conns"
+                  --duration "$duration" --rate 5)
+            [ "$w" = idle ] && args+=(--mode idle) || args+=(--mode fanout)
+            [ "$smode" = tls ] && args+=(--tls)
+            [ "$mode" != h2tls ] && args+=(--h1)
+            python3 "$root/scripts/bench/h2load_run.py" "${args[@]}" >"$out" 2>"$out.err" ||
+                echo "tls.sh: h2load_run.py failed: $(tail -n 1 "$out.err")" >&2
+            stop_server
+        done
+    done
 done
 elapsed=$(( $(date +%s) - t0 ))
 
@@ -139,11 +168,12 @@ fi
 section="$work/section.md"
 python3 - "$work" "$rounds" "$streams" "$duration" "$invocation" "$elapsed" "$when" \
     "$("$bin" --version)" "$(openssl version | cut -d' ' -f1-2)" "$(nproc)" "$(uname -r)" \
-    >"$section" <<'PY'
+    "$h2conns" "$(h2load --version | head -n 1)" >"$section" <<'PY'
 import json, os, statistics, sys
 
 (work, rounds, streams, duration, invocation, elapsed, when, v_freshet, v_openssl, cores,
- kernel) = sys.argv[1:]
+ kernel, h2conns, v_h2load) = sys.argv[1:]
+h2conns = int(h2conns)
 rounds, streams, elapsed = int(rounds), int(streams), int(elapsed)
 
 def load(r, w, m):
@@ -255,6 +285,47 @@ if uc and ut and dc and dt:
                  f"cleartext ({ut / uc:.2f}×), {dt:,.0f} against {dc:,.0f} deliveries per "
                  f"CPU-second: TLS costs {(1 - dt / dc) * 100:.0f}% of the deliveries a CPU-second "
                  f"buys")
+if parts:
+    p("In this run " + "; ".join(parts) + ".")
+p("")
+hl = {"h1clear": "HTTP/1.1, cleartext", "h1tls": "HTTP/1.1 over TLS",
+      "h2tls": f"HTTP/2 over TLS ({streams // h2conns} streams per connection)"}
+p(f"**The same with HTTP/2**, the load client {v_h2load} (`h2load -t 1 --h1 -c {streams} -m 1` "
+  f"for HTTP/1.1, one connection per stream; `h2load -t 1 -c {h2conns} -m {streams // h2conns}` "
+  f"for HTTP/2 over TLS, ALPN h2), all {streams:,} streams on one topic; h2load reads the "
+  "streams without parsing them, so the figures are the server's: its memory growth per open "
+  "stream (PSS, RSS), the events it wrote (freshet_events_delivered_total) per second of its "
+  f"CPU while 5 events/s were published for {duration} s, and those it did not write.")
+p("")
+g = lambda k: (lambda j: j[k])
+p("| server | PSS KB/stream | RSS KB/stream | streams | connect s | deliveries/s | "
+  "deliveries per CPU-second | CPU µs per delivery | CPU % | missing |")
+p("|---|---|---|---|---|---|---|---|---|---|")
+for m in ("h1clear", "h1tls", "h2tls"):
+    p(f"| {hl[m]} | {cell('idle', m, g('pss_kb_per_stream'), 2)} | "
+      f"{cell('idle', m, g('rss_kb_per_stream'), 2)} | {cell('idle', m, g('connected'), 0)} | "
+      f"{cell('idle', m, g('connect_s'))} | {cell('fanout5', m, g('deliveries_per_s'))} | "
+      f"{cell('fanout5', m, g('deliveries_per_cpu_s'))} | "
+      f"{cell('fanout5', m, g('cpu_us_per_delivery'), 2)} | {cell('fanout5', m, g('cpu_pct'), 0)} | "
+      f"{cell('fanout5', m, g('missing'), 0)} |")
+p("")
+m1, m2 = med("idle", "h1clear", g("pss_kb_per_stream")), med("idle", "h2tls", g("pss_kb_per_stream"))
+t1 = med("idle", "h1tls", g("pss_kb_per_stream"))
+c1 = med("fanout5", "h1clear", g("deliveries_per_cpu_s"))
+ct, c2 = med("fanout5", "h1tls", g("deliveries_per_cpu_s")), med("fanout5", "h2tls", g("deliveries_per_cpu_s"))
+parts = []
+if m1 is not None and m2 is not None:
+    parts.append(f"an idle HTTP/2 stream over TLS, {streams // h2conns} to a connection, holds "
+                 f"{m2:.2f} KB against {m1:.2f} KB for a cleartext HTTP/1.1 stream, "
+                 f"{m2 - m1:+.2f} KB; the target was at most 1.5 KB above: "
+                 f"**{'met' if m2 - m1 <= 1.5 else 'not met'}**")
+if t1 is not None:
+    parts.append(f"HTTP/1.1 over TLS holds {t1:.2f} KB per stream")
+if c1 and ct and c2:
+    parts.append(f"per CPU-second the server writes {c1:,.0f} deliveries over cleartext "
+                 f"HTTP/1.1, {ct:,.0f} over HTTP/1.1 with TLS ({ct / c1:.2f}×) and {c2:,.0f} over "
+                 f"HTTP/2 with TLS ({c2 / c1:.2f}×): {streams // h2conns} streams share one "
+                 "connection's writes and records")
 if parts:
     p("In this run " + "; ".join(parts) + ".")
 print("\n".join(L))

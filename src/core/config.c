@@ -30,6 +30,7 @@ void fr_config_defaults(fr_config_t *cfg) {
     cfg->backend_calls = 256;
     cfg->backend_idle = 64;
     cfg->calls_per_hook = 8;
+    cfg->h2_streams = 128;
     cfg->redis_calls = 1024;
     cfg->redis_timeout_ms = 1000;
     cfg->drain_ms = 5000;

@@ -77,6 +77,8 @@ typedef struct {
     int log_level;              /* -1: as the command line says */
     char *tls_cert;   /* owned: PEM certificate chain (resolved path); NULL: cleartext HTTP */
     char *tls_key;    /* owned: its PEM private key; set exactly when tls_cert is */
+    int h2c;          /* a cleartext listener also speaks HTTP/2 with prior knowledge */
+    unsigned h2_streams; /* HTTP/2: concurrent streams per connection (SETTINGS) */
 } fr_config_t;
 
 void fr_config_defaults(fr_config_t *cfg);

@@ -41,6 +41,10 @@ typedef struct {
     unsigned long idle_closed;    /* keep-alive connections closed while idle */
     unsigned long tls_handshakes; /* TLS handshakes completed */
     unsigned long tls_failures;   /* TLS handshakes that failed or did not finish in time */
+    unsigned long h2_connections; /* connections that spoke HTTP/2 */
+    unsigned long h2_streams;     /* HTTP/2 streams (requests) opened */
+    unsigned long h2_resets;      /* HTTP/2 streams the client reset (RST_STREAM) */
+    unsigned long h2_abuse;       /* HTTP/2 connections sent away for floods or huge headers */
     unsigned long ack_timeouts;   /* connections whose peer stopped acknowledging (timeouts.ack) */
     unsigned long resets;         /* connections closed abortively (RST, SO_LINGER 0) */
     unsigned long connections;    /* accepted since start */

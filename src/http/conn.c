@@ -19,6 +19,7 @@ static const struct {
     const char *alpn;
     const fr_proto_t *proto;
 } protocols[] = {
+    {"h2", &fr_h2_proto},
     {"http/1.1", &fr_h1_proto},
 };
 
@@ -36,6 +37,7 @@ static fr_tls_t *tls_of(fr_conn_t *c) {
 }
 
 static const fr_proto_t handshake_proto;
+static const fr_proto_t preface_proto;
 
 void fr_http_init(fr_http_t *http, uv_loop_t *loop, const fr_config_t *config,
                   fr_metrics_t *metrics) {
@@ -46,6 +48,7 @@ void fr_http_init(fr_http_t *http, uv_loop_t *loop, const fr_config_t *config,
     http->id_step = 1;
     http->id_first = 1;
     fr_list_init(&http->conns);
+    fr_list_init(&http->h2_dirty);
     for (size_t i = 0; i < FR_ARRAY_LEN(http->waits); i++)
         fr_list_init(&http->waits[i]);
 }
@@ -88,6 +91,12 @@ void fr_http_expire(fr_http_t *h) {
 void fr_http_close_idle(fr_http_t *h, const char *reason) {
     for (fr_list_t *l = fr_list_first(&h->conns); l; l = fr_list_next(&h->conns, l)) {
         fr_conn_t *c = FR_LIST_ENTRY(l, fr_conn_t, link);
+        if (c->proto->drain) {
+            if (!c->close_reason)
+                c->close_reason = reason;
+            c->proto->drain(c);
+            continue;
+        }
         if (c->wait == FR_WAIT_IDLE && !c->pending_writes) {
             c->close_reason = reason;
             fr_conn_close(c);
@@ -208,7 +217,7 @@ void fr_conn_accept(fr_http_t *http, uv_stream_t *listener) {
             uv_ip6_name((struct sockaddr_in6 *)&ss, c->remote, sizeof c->remote);
     }
     /* Unique over the process: each worker numbers its own residue class. */
-    c->x.id = http->next_id++ * http->id_step + http->id_first;
+    c->x.id = fr_http_next_id(http);
     c->x.opened_ms = fr_mono_ms();
     c->x.remote = c->remote;
     FR_BUMP(http->metrics->connections, 1);
@@ -228,7 +237,8 @@ void fr_conn_accept(fr_http_t *http, uv_stream_t *listener) {
             return;
         }
     } else {
-        c->proto = &fr_h1_proto;
+        /* On an h2c listener the first bytes tell HTTP/2's preface from an HTTP/1 request. */
+        c->proto = http->config->h2c ? &preface_proto : &fr_h1_proto;
     }
     c->proto->start(c);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -355,6 +365,52 @@ size_t fr_conn_queued(const fr_conn_t *c) {
     return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
 }
 
+static int queue_write(fr_conn_t *c, char *buf, size_t len, fr_sink_done_cb done, void *ctx);
+
+int fr_conn_send_copy(fr_conn_t *c, const char *bytes, size_t len, fr_sink_done_cb done,
+                      void *ctx) {
+    if (c->closing)
+        return UV_ECANCELED;
+    if (c->tls) {
+        uv_buf_t plain = uv_buf_init((char *)bytes, (unsigned)len);
+        if (tls_encrypt(c, &plain, 1) < 0)
+            return UV_EPROTO;
+        return tls_send(c, done, ctx);
+    }
+    uv_buf_t b = uv_buf_init((char *)bytes, (unsigned)len);
+    ssize_t sent = len ? uv_try_write((uv_stream_t *)&c->tcp, &b, 1) : 0;
+    if (sent == UV_EAGAIN)
+        sent = 0;
+    if (sent < 0)
+        return (int)sent;
+    if ((size_t)sent == len)
+        return FR_SINK_DONE;
+    size_t rest = len - (size_t)sent;
+    char *copy = fr_malloc(rest);
+    memcpy(copy, bytes + sent, rest);
+    return queue_write(c, copy, rest, done, ctx);
+}
+
+void fr_conn_last_words(fr_conn_t *c, const char *bytes, size_t len) {
+    if (fr_conn_queued(c) > 0 || len == 0)
+        return; /* the close cancels what is queued: these must not overtake it */
+    if (c->tls) {
+        uv_buf_t plain = uv_buf_init((char *)bytes, (unsigned)len);
+        if (fr_tls_write(tls_of(c), &plain, 1, &c->http->tls_out) == 0) {
+            uv_buf_t b = uv_buf_init(c->http->tls_out.p, (unsigned)c->http->tls_out.len);
+            (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        }
+        c->http->tls_out.len = 0;
+        return;
+    }
+    uv_buf_t b = uv_buf_init((char *)bytes, (unsigned)len);
+    (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+}
+
+uint64_t fr_http_next_id(fr_http_t *http) {
+    return http->next_id++ * http->id_step + http->id_first;
+}
+
 /* ---- TLS ------------------------------------------------------------------------------------ */
 
 /* The ALPN list of the protocols table in wire format, built once. */
@@ -376,6 +432,11 @@ static void build_alpn(void) {
 fr_tls_ctx_t *fr_http_tls_new(const char *cert, const char *key, char *err, size_t errlen) {
     pthread_once(&alpn_once, build_alpn);
     return fr_tls_ctx_new(cert, key, alpn_wire, alpn_len, err, errlen);
+}
+
+void fr_http_free(fr_http_t *http) {
+    fr_http_set_tls(http, NULL);
+    fr_buf_free(&http->h2_out);
 }
 
 void fr_http_set_tls(fr_http_t *http, fr_tls_ctx_t *ctx) {
@@ -541,4 +602,56 @@ static int hs_closed(fr_conn_t *c) {
     return 0;
 }
 
-static const fr_proto_t handshake_proto = {hs_start, hs_data, hs_timeout, hs_closing, hs_closed};
+static const fr_proto_t handshake_proto = {hs_start, hs_data, hs_timeout, hs_closing, hs_closed,
+                                           NULL};
+
+/* ---- h2c: HTTP/2 with prior knowledge ------------------------------------------------------- */
+
+/* What an HTTP/2 client sends first (RFC 9113, 3.4); no HTTP/1 request starts with "PRI *". */
+static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+#define FR_PREFACE_LEN (sizeof h2_preface - 1)
+
+/* Until the first bytes tell, they are kept (in held_input, HTTP/1's, unused until then). */
+static void pf_start(fr_conn_t *c) {
+    fr_conn_wait(c, FR_WAIT_READING);
+}
+
+static void pf_data(fr_conn_t *c, const char *bytes, size_t len) {
+    size_t have = c->nheld_input;
+    size_t cmp = have + len < FR_PREFACE_LEN ? len : FR_PREFACE_LEN - have;
+    int h2 = memcmp(bytes, h2_preface + have, cmp) == 0;
+    if (h2 && have + len < FR_PREFACE_LEN) {
+        c->held_input = fr_realloc(c->held_input, have + len);
+        memcpy(c->held_input + have, bytes, len);
+        c->nheld_input = have + len;
+        return;
+    }
+    char *held = c->held_input;
+    c->held_input = NULL;
+    c->nheld_input = 0;
+    fr_conn_wait(c, FR_WAIT_NONE);
+    c->proto = h2 ? &fr_h2_proto : &fr_h1_proto;
+    c->proto->start(c);
+    if (have && !c->closing)
+        c->proto->data(c, held, have);
+    free(held);
+    if (!c->closing)
+        c->proto->data(c, bytes, len);
+}
+
+static void pf_timeout(fr_conn_t *c) {
+    fr_conn_close(c);
+}
+
+static void pf_closing(fr_conn_t *c) {
+    (void)c;
+}
+
+static int pf_closed(fr_conn_t *c) {
+    free(c->held_input);
+    c->held_input = NULL;
+    return 0;
+}
+
+static const fr_proto_t preface_proto = {pf_start, pf_data, pf_timeout, pf_closing, pf_closed,
+                                         NULL};

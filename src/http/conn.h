@@ -1,6 +1,7 @@
 /* Connections and what a worker's connections share: accepting, reading, writing, deadlines,
- * closing. A connection speaks a protocol (fr_proto_t: HTTP/1 today, http/h1.c), which turns
- * its bytes into exchanges (http/exchange.h) that the app answers. A connection is never freed
+ * closing. A connection speaks a protocol (fr_proto_t: HTTP/1 in http/h1.c, HTTP/2 in
+ * http/h2.c), which turns its bytes into exchanges (http/exchange.h) that the app answers:
+ * HTTP/1 one at a time, HTTP/2 many at once, one per stream. A connection is never freed
  * inside its own callbacks: closing marks it, and libuv's close callback frees it.
  *
  *   accept ──► read ──proto->data──► exchange ──handle()──► the app answers it whole, or a
@@ -55,6 +56,9 @@ typedef struct fr_http_s {
     uint64_t next_id;
     fr_list_t waits[3];        /* deadline lists by FR_WAIT_*, see fr_conn_t.wait */
     fr_buf_t tls_out;          /* ciphertext on its way to a socket: empty between calls */
+    fr_buf_t h2_out;           /* HTTP/2 frames on their way to a connection: empty between
+                                * calls */
+    fr_list_t h2_dirty;        /* HTTP/2 connections with frames to send (fr_http_flush) */
     char read_buf[65536];      /* every read on this loop lands here and is parsed at once */
     char tls_plain[FR_TLS_RECORD]; /* what a TLS read decrypts, handed to the protocol */
 } fr_http_t;
@@ -88,7 +92,10 @@ struct fr_conn_s {
     const char *err_msg;       /* static: what that callback found, or NULL */
     unsigned holds;            /* pending broker replies that will come back to this */
     unsigned pending_writes;
-    llhttp_t *parser;          /* owned while the connection reads requests */
+    union {
+        llhttp_t *parser;      /* HTTP/1: owned while the connection reads requests */
+        struct fr_h2_s *h2;    /* HTTP/2: owned, the session and its streams (http/h2.c) */
+    };
     char *held_input;          /* owned: bytes that arrived while an answer was pending */
     size_t nheld_input;
     fr_list_t link;            /* in fr_http_t.conns */
@@ -101,8 +108,9 @@ struct fr_conn_s {
     uint64_t acked_ms;
 };
 
-/* The protocol a connection speaks: HTTP/1 (http/h1.c) today; on TLS, what ALPN chose from the
- * table in conn.c. */
+/* The protocol a connection speaks: HTTP/1 (http/h1.c) or HTTP/2 (http/h2.c); on TLS, what ALPN
+ * chose from the table in conn.c, in cleartext HTTP/1 unless the client opens with HTTP/2's
+ * preface on an h2c listener. */
 typedef struct fr_proto_s {
     /* Starts it on a new connection. */
     void (*start)(fr_conn_t *c);
@@ -115,9 +123,13 @@ typedef struct fr_proto_s {
     /* libuv has closed it: writers hear `closed`; the protocol frees what it holds. Returns 1
      * when a writer logged the CLOSED line itself. */
     int (*closed)(fr_conn_t *c);
+    /* The server drains: the connection takes no new requests and closes once its answers
+     * are out (HTTP/2: GOAWAY). NULL: fr_http_close_idle closes it when it idles. */
+    void (*drain)(fr_conn_t *c);
 } fr_proto_t;
 
 extern const fr_proto_t fr_h1_proto;
+extern const fr_proto_t fr_h2_proto;
 
 /* Builds the HTTP parser's callback table; called once before any worker thread starts. */
 void fr_http_init_parser(void);
@@ -131,6 +143,9 @@ fr_tls_ctx_t *fr_http_tls_new(const char *cert, const char *key, char *err, size
 /* New connections speak TLS with ctx (taken; NULL: cleartext). The context it replaces is
  * released: connections opened with it keep it until they close. */
 void fr_http_set_tls(fr_http_t *http, fr_tls_ctx_t *ctx);
+
+/* Frees what the worker's connections shared (after the last has closed). */
+void fr_http_free(fr_http_t *http);
 
 /* Accepts a pending connection from the listener. */
 void fr_conn_accept(fr_http_t *http, uv_stream_t *listener);
@@ -172,8 +187,20 @@ void fr_conn_write(fr_conn_t *c, char *buf, size_t len);
  * chunk head: copied) — or < 0 when it cannot (the connection is closing or the write failed). */
 int fr_conn_send(fr_conn_t *c, const uv_buf_t *bufs, size_t n, int temp_first,
                  fr_sink_done_cb done, void *ctx);
+/* Writes len bytes that the caller keeps no longer: what the socket does not take at once is
+ * copied and queued. FR_SINK_DONE, FR_SINK_PENDING (done(ctx, status) runs once the rest has
+ * left or failed) or < 0. */
+int fr_conn_send_copy(fr_conn_t *c, const char *bytes, size_t len, fr_sink_done_cb done,
+                      void *ctx);
+/* Best effort, for a connection that is closing: what the socket takes at once (a GOAWAY). */
+void fr_conn_last_words(fr_conn_t *c, const char *bytes, size_t len);
 /* Bytes handed to the socket that it has not taken yet. */
 size_t fr_conn_queued(const fr_conn_t *c);
+/* A new id, unique over the process, as connections get (an HTTP/2 stream's). */
+uint64_t fr_http_next_id(fr_http_t *http);
+/* Sends what HTTP/2 connections have ready (once per loop iteration, after the streams'
+ * writes: their frames leave together). */
+void fr_http_flush(fr_http_t *http);
 
 /* An answer will come later: keep the connection's memory until release, even if the socket
  * closes meanwhile (then c->closing is set). */

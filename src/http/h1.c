@@ -475,4 +475,4 @@ static int h1_closed(fr_conn_t *c) {
     return logged;
 }
 
-const fr_proto_t fr_h1_proto = {h1_start, h1_data, h1_timeout, h1_closing, h1_closed};
+const fr_proto_t fr_h1_proto = {h1_start, h1_data, h1_timeout, h1_closing, h1_closed, NULL};

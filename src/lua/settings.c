@@ -85,6 +85,9 @@ static void read_runtime(lua_State *L, int t, fr_config_t *c) {
     c->retry_ms = field_num(L, t, "retry", c->retry_ms, 1.0);
     c->budget = field_num(L, t, "budget", c->budget, 1.0);
     c->memory_kb = field_num(L, t, "memory", c->memory_kb / 1024, 1.0) * 1024;
+    lua_getfield(L, t, "h2c");
+    c->h2c = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     lua_getfield(L, t, "jit");
     c->jit = lua_toboolean(L, -1);
     lua_pop(L, 1);
@@ -116,6 +119,8 @@ static void read_limits(lua_State *L, int t, fr_config_t *c) {
         c->backend_calls = field_num(L, -1, "backend_calls", c->backend_calls, 1.0);
         c->backend_idle = field_num(L, -1, "backend_idle", c->backend_idle, 1.0);
         c->calls_per_hook = field_num(L, -1, "calls_per_hook", c->calls_per_hook, 1.0);
+        uint64_t h2s = field_num(L, -1, "h2_streams", c->h2_streams, 1.0);
+        c->h2_streams = h2s < 1 ? 1 : h2s > 100000 ? 100000 : (unsigned)h2s;
         c->redis_calls = field_num(L, -1, "redis_calls", c->redis_calls, 1.0);
     }
     lua_pop(L, 1);

@@ -259,6 +259,14 @@ static void put_scripts_and_limits(fr_buf_t *o, const fr_worker_t *w, const fr_t
            "TLS handshakes, by outcome (failed: refused, broken or not done in time).");
     fr_buf_printf(o, "freshet_tls_handshakes_total{outcome=\"ok\"} %lu\n", m->tls_handshakes);
     fr_buf_printf(o, "freshet_tls_handshakes_total{outcome=\"failed\"} %lu\n", m->tls_failures);
+    counter(o, "freshet_h2_connections_total", "Connections that spoke HTTP/2.",
+            m->h2_connections);
+    counter(o, "freshet_h2_streams_total", "HTTP/2 streams (requests) opened.", m->h2_streams);
+    counter(o, "freshet_h2_resets_total", "HTTP/2 streams the client reset (RST_STREAM).",
+            m->h2_resets);
+    counter(o, "freshet_h2_goaway_abuse_total",
+            "HTTP/2 connections sent away (GOAWAY) for floods or header blocks past the limit.",
+            m->h2_abuse);
     counter(o, "freshet_ack_timeouts_total",
             "Connections closed because the peer left sent bytes or keep-alive probes "
             "unacknowledged for timeouts.ack (a silent drop).",

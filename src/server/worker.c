@@ -159,6 +159,9 @@ static void on_more(uv_idle_t *h) {
 void fr_worker_flush(fr_worker_t *w) {
     fr_hub_flush(w->streams.hub, w->streams.slot);
     int more = fr_streams_flush(&w->streams, 2000000);
+    fr_http_flush(&w->http);
+    if (w->admin_http)
+        fr_http_flush(w->admin_http); /* h2c reaches the admin listener too */
     if (more && !uv_is_active((uv_handle_t *)&w->more))
         uv_idle_start(&w->more, on_more);
     else if (!more && uv_is_active((uv_handle_t *)&w->more))
@@ -668,11 +671,13 @@ int fr_worker_free(fr_worker_t *w) {
     if (code == 0 && !w->stopping)
         code = 1;
     fr_vm_release(w->vm);
-    fr_http_set_tls(&w->http, NULL);
+    fr_http_free(&w->http);
     if (w->own_hub_ready)
         fr_hub_close(&w->own_hub);
     fr_config_free(&w->start_config);
     free(w->tier_rejected);
+    if (w->admin_http)
+        fr_http_free(w->admin_http);
     free(w->admin_http);
     free(w->app_path);
     pthread_mutex_destroy(&w->census_mu);

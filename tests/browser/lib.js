@@ -137,7 +137,8 @@ class Freshet {
       try {
         await waitFor('freshet to listen on ' + this.port, () => {
           if (proc.exitInfo) throw new Error('freshet exited (' + JSON.stringify(proc.exitInfo) + '):\n' + this.tail());
-          return this.log.includes('listening on http://' + HOST + ':' + this.port);
+          return this.log.includes('listening on http://' + HOST + ':' + this.port) ||
+            this.log.includes('listening on https://' + HOST + ':' + this.port);
         }, 10000);
         return this;
       } catch (e) {
@@ -317,8 +318,8 @@ async function launchBrowser() {
 
 // A page in its own context (its own connection pool: the six-connections-per-host limit of
 // HTTP/1.1 is per context), with the page's console and errors kept for failure reports.
-async function openPage(browser, url) {
-  const context = await browser.newContext();
+async function openPage(browser, url, contextOptions) {
+  const context = await browser.newContext(contextOptions || {});
   onCleanup(() => context.close());
   const page = await context.newPage();
   page.consoleLines = [];

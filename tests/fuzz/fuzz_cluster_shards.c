@@ -64,9 +64,30 @@ static void check_map(const fr_redis_shards_t *m) {
     }
 }
 
+/* hiredis 0.14 allocates an aggregate's declared element count before reading it (it has no
+ * limit until 1.0), so "*454601234" alone asks for gigabytes. The replies come from the Redis
+ * nodes the app names, and this target is about what the map reader makes of them: inputs that
+ * declare more than a million elements or bytes are skipped. */
+static int declares_huge(const uint8_t *data, size_t size) {
+    for (size_t i = 0; i < size; i++) {
+        if (data[i] != '*' && data[i] != '$' && data[i] != '%' && data[i] != '~' &&
+            data[i] != '>')
+            continue;
+        unsigned long long n = 0;
+        size_t j = i + 1;
+        while (j < size && data[j] >= '0' && data[j] <= '9' && n < 100000000ULL)
+            n = n * 10 + (unsigned)(data[j++] - '0');
+        if (n > 1000000)
+            return 1;
+    }
+    return 0;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fz_expect(fr_slot_of((const char *)data, size) == ref_slot(data, size),
               "fr_slot_of disagrees with the reference");
+    if (declares_huge(data, size))
+        return 0;
     redisReader *rd = redisReaderCreate();
     if (redisReaderFeed(rd, (const char *)data, size) == REDIS_OK) {
         for (int i = 0; i < 4; i++) {

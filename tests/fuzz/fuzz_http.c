@@ -44,6 +44,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "fuzz_common.h"
+#include "fuzz_worker.h"
 #include "server/worker.h"
 
 extern const char fr_client_js[];
@@ -221,21 +222,7 @@ static const struct {
 };
 
 static void write_file(const char *rel, const char *text) {
-    char path[512], dir[512];
-    snprintf(path, sizeof path, "%s/%s", app_root, rel);
-    snprintf(dir, sizeof dir, "%s", path);
-    for (char *p = dir + strlen(app_root) + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(dir, 0700);
-            *p = '/';
-        }
-    }
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(text, 1, strlen(text), f) != strlen(text) || fclose(f) != 0) {
-        fprintf(stderr, "fuzz_http: cannot write %s\n", path);
-        abort();
-    }
+    fw_write_file(app_root, rel, text);
 }
 
 /* At exit the VM is freed as the server frees it at shutdown: what Lua modules allocate outside
@@ -248,12 +235,7 @@ static void release_worker(void) {
 }
 
 static void rm_tree(void) {
-    char cmd[600];
-    if (app_root[0] && strncmp(app_root, "/tmp/fr-fuzz-http-", 18) == 0) {
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", app_root);
-        if (system(cmd) != 0)
-            fprintf(stderr, "fuzz_http: could not remove %s\n", app_root);
-    }
+    fw_rm_tree(app_root, "/tmp/fr-fuzz-http-");
 }
 
 /* ---- the worker --------------------------------------------------------------------------- */
@@ -266,10 +248,7 @@ static void on_connection(uv_stream_t *l, int status) {
 /* Each input starts from an empty hub and fresh rate limits: results do not depend on the
  * inputs that ran before, and memory does not grow with the run. */
 static void fresh_state(void) {
-    fr_hub_close(W->streams.hub);
-    fr_ratelimit_close(W->limits);
-    fr_hub_init(W->streams.hub, 1, W->config->replay_events, W->config->replay_ms, fr_now_ms());
-    fr_ratelimit_init(W->limits);
+    fw_fresh_state(W);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -310,16 +289,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     }
     atexit(release_worker);
 
-    struct sockaddr_in addr;
-    uv_ip4_addr("127.0.0.1", 0, &addr);
-    uv_tcp_init(&loop, &listener);
-    if (uv_tcp_bind(&listener, (struct sockaddr *)&addr, 0) != 0 ||
-        uv_listen((uv_stream_t *)&listener, 128, on_connection) != 0)
-        abort();
-    struct sockaddr_in bound;
-    int bl = sizeof bound;
-    uv_tcp_getsockname(&listener, (struct sockaddr *)&bound, &bl);
-    port = ntohs(bound.sin_port);
+    port = fw_listen(&loop, &listener, on_connection);
     return 0;
 }
 
@@ -362,17 +332,7 @@ static void track_requests(client_t *c, const uint8_t *data, size_t len) {
 }
 
 static void client_read(client_t *c) {
-    char buf[65536];
-    while (c->fd >= 0 && !c->eof) {
-        ssize_t n = recv(c->fd, buf, sizeof buf, 0);
-        if (n > 0) {
-            fz_put(&c->in, buf, (size_t)n);
-            continue;
-        }
-        if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
-            c->eof = 1;
-        return;
-    }
+    fw_recv(c->fd, &c->in, &c->eof);
 }
 
 static void pump(client_t *cs, size_t n, int rounds) {
@@ -385,29 +345,7 @@ static void pump(client_t *cs, size_t n, int rounds) {
 
 static int client_open(client_t *c) {
     memset(c, 0, sizeof *c);
-    c->fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (c->fd < 0)
-        abort();
-    struct sockaddr_in a;
-    uv_ip4_addr("127.0.0.1", port, &a);
-    /* The kernel completes the handshake against the listen backlog: a blocking connect
-     * returns before the loop accepts. */
-    if (connect(c->fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        /* libFuzzer's -timeout alarm can interrupt the call; the connection then completes on
-         * its own. */
-        struct pollfd pfd = {c->fd, POLLOUT, 0};
-        int err = errno, soerr = 0;
-        socklen_t sl = sizeof soerr;
-        if (err != EINTR || poll(&pfd, 1, 2000) != 1 ||
-            getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr != 0) {
-            errno = soerr ? soerr : err;
-            perror("fuzz_http: connect to the worker");
-            abort();
-        }
-    }
-    fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->fd = fw_connect(port);
     return 0;
 }
 

@@ -410,10 +410,66 @@ def response_dict():
     return "".join(f'"{w}"\n' for w in words)
 
 
+# ---- HTTP/2 (h2c) -----------------------------------------------------------------------------
+
+
+def h2_frame(ftype, flags, sid, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + sid.to_bytes(4, "big") + payload
+
+
+def hpack_literal(name, value):
+    """A literal header field without indexing, new name, no Huffman (RFC 7541, 6.2.2)."""
+    name, value = name.encode(), value.encode()
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+def h2_request(sid, method, path, extra=(), end=True):
+    block = (b"\x82" if method == "GET" else b"\x83") + b"\x86" + hpack_literal(":path", path)
+    block += hpack_literal(":authority", "fuzz")
+    for name, value in extra:
+        block += hpack_literal(name, value)
+    return h2_frame(1, 0x04 | (0x01 if end else 0), sid, block)
+
+
+def h2_seeds():
+    """[flags][frames after the client preface]; flags as fuzz_h2.c says."""
+    settings = h2_frame(4, 0, 0)
+    ack = h2_frame(4, 0x01, 0)
+    sub = h2_request(1, "GET", "/sub/news", [("accept", "text/event-stream")])
+    pub = h2_request(1, "POST", "/pub/news", end=False) + h2_frame(0, 0x01, 1, b"hello")
+    out = {
+        "health": b"\x00" + settings + h2_request(1, "GET", "/health"),
+        "static": b"\x00" + settings + ack + h2_request(1, "GET", "/files/a.txt")
+                  + h2_request(3, "HEAD", "/files/a.txt"),
+        "sub-and-publish": b"\x00" + settings + sub + b"@@CONN@@" + settings + pub,
+        "sub-reset": b"\x00" + settings + sub + h2_frame(3, 0, 1, (8).to_bytes(4, "big")),
+        "long-poll": b"\x00" + settings + h2_request(1, "GET", "/sub/news?transport=poll"),
+        "slow-tier": b"\x00" + settings + h2_request(1, "GET", "/tier/slow") + b"@@CONN@@"
+                     + settings + b"".join(h2_request(2 * i + 1, "POST", "/pub/slow", end=False)
+                                           + h2_frame(0, 0x01, 2 * i + 1, b"x" * 300)
+                                           for i in range(8)),
+        "ping-window": b"\x00" + settings + h2_frame(6, 0, 0, b"12345678")
+                       + h2_frame(8, 0, 0, (1000).to_bytes(4, "big"))
+                       + h2_frame(8, 0, 1, (0).to_bytes(4, "big")),
+        "continuation": b"\x00" + settings
+                        + h2_frame(1, 0x01, 1, b"\x82\x86" + hpack_literal(":path", "/health"))
+                        + h2_frame(9, 0x04, 1, hpack_literal(":authority", "x")),
+        "body-too-large": b"\x00" + settings + h2_request(1, "POST", "/pub/big", end=False)
+                          + h2_frame(0, 0, 1, b"y" * 5000) + h2_frame(0, 0x01, 1, b"z"),
+        "goaway": b"\x00" + settings + sub + h2_frame(7, 0, 0, (1).to_bytes(4, "big") + bytes(4)),
+        "pieces": b"\x07" + settings + sub,
+        "raw-preface": b"\x40PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + settings + h2_request(1, "GET", "/health"),
+        "raw-http1": b"\x40GET /health HTTP/1.1\r\nHost: x\r\n\r\n",
+        "reset-close": b"\x80" + settings + sub,
+    }
+    return out
+
+
 def main():
     for target, seeds in (("http", http_seeds()), ("ws", ws_seeds()), ("id", id_seeds()),
                           ("sse", sse_seeds()), ("url", url_seeds()), ("app", app_seeds()),
-                          ("tls", tls_seeds()), ("http_response", response_seeds())):
+                          ("tls", tls_seeds()), ("http_response", response_seeds()),
+                          ("h2", h2_seeds())):
         clear(target)
         for name, data in seeds.items():
             write(target, name, data)

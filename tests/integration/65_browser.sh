@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The JavaScript client (client/freshet.js, served at /_freshet/freshet.js) in real headless
 # Chromium: the chat example page, kill-and-restart with the memory and the Redis broker, the
-# fallback to long-polling, WebSocket mode. The scripts are tests/browser/NN_*.test.js.
+# fallback to long-polling, WebSocket mode, twelve EventSources over HTTPS + HTTP/2. The scripts are
+# tests/browser/NN_*.test.js.
 #
 # Installs what is missing (Debian: chromium, nodejs, npm, redis-server; npm: playwright-core
 # as pinned by tests/browser/package-lock.json, into tests/browser/node_modules) and never

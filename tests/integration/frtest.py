@@ -315,6 +315,15 @@ def make_cert(directory=None, cn="localhost", name="cert"):
     return cert, key
 
 
+CURL = shutil.which("curl")
+
+
+def curl(args, timeout=15):
+    """Runs curl -sS with args; fails when curl is missing. Returns the CompletedProcess."""
+    check(CURL is not None, "curl is missing (scripts/setup.sh installs it)")
+    return subprocess.run([CURL, "-sS", *args], capture_output=True, timeout=timeout)
+
+
 _TLS_PORTS = {}      # port -> ssl.SSLContext of the clients that talk to it
 _harness_cert = None  # (cert, key) of FRESHET_TLS=1 runs, made once per test process
 
