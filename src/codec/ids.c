@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "base/b64url.h"
+
 #define MARK "v1"
 #define MARK_LEN 2
 /* Digits of a number: 64 bits in 5-bit groups (13), and a topic's 3 + 5 × 13 bits (14). */
@@ -11,20 +13,10 @@
 #define FLAG_SEQ 2  /* of a topic's head digit, above its 3 delta bits */
 #define FLAG_LO 1
 
-static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+static const char digits[] = FR_B64URL_DIGITS;
 
 static int digit_value(char c) {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
+    return fr_b64url_value((unsigned char)c);
 }
 
 size_t fr_ids_max_len(size_t n) {

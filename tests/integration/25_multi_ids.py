@@ -44,6 +44,26 @@ def view(events):
     return [(e.id, e.data) for e in events]
 
 
+def resume_everywhere(srv, path, last_id, in_query, want, after):
+    """Resuming from last_id (in_query: as written in ?lastEventId=) gets exactly want, as a
+    Last-Event-ID header and a query on SSE, on a WebSocket and on a long-poll, whose
+    Last-Event-ID is then `after`."""
+    port, n = srv.port, len(want)
+    with ft.open_stream(port, path, last_event_id=last_id) as again:
+        ft.check_eq(view(again.take(n)), want, "SSE, Last-Event-ID header")
+        again.expect_no_event(0.2)
+    with ft.open_stream(port, f"{path}?lastEventId={in_query}") as again:
+        ft.check_eq(view(again.take(n)), want, "SSE, ?lastEventId=")
+    ws = ft.ws_connect(port, f"{path}?lastEventId={in_query}")
+    ft.check_eq([(m["id"], m["data"]) for m in ws.events(n)], want, "WebSocket ?lastEventId")
+    ws.expect_no_message(0.2)
+    ws.close()
+    r = srv.get(ft.poll_path(path, last_id), timeout=5)
+    ft.check_eq(r.status, 200, "the poll")
+    ft.check_eq(view(ft.parse_sse(r.body)), want, "long-poll")
+    ft.check_eq(r.header("last-event-id"), after, "the poll's Last-Event-ID")
+
+
 def cases(srv, tag, memory):
     port = srv.port
     topics = [f"{tag}{i}" for i in range(TOPICS)]
@@ -80,36 +100,14 @@ def cases(srv, tag, memory):
         ft.check_eq(r.status, 204, "a poll with nothing new")
         ft.check_eq(r.header("last-event-id"), last, "the 204's Last-Event-ID")
 
+    mid = got[TOPICS // 2 - 1].id
+    want = view(got[TOPICS // 2:])
     with ft.subtest(f"{tag}: resuming from a v1 id: header, raw ?lastEventId, WebSocket, poll"):
-        mid = got[TOPICS // 2 - 1].id
-        want = view(got[TOPICS // 2:])
-        n = len(want)
-        with ft.open_stream(port, path, last_event_id=mid) as again:
-            ft.check_eq(view(again.take(n)), want, "SSE, Last-Event-ID header")
-            again.expect_no_event(0.2)
-        with ft.open_stream(port, f"{path}?lastEventId={mid}") as again:
-            ft.check_eq(view(again.take(n)), want, "SSE, ?lastEventId= with the id unescaped")
-        ws = ft.ws_connect(port, f"/sub/{','.join(topics)}?lastEventId={mid}")
-        ft.check_eq([(m["id"], m["data"]) for m in ws.events(n)], want, "WebSocket ?lastEventId")
-        ws.expect_no_message(0.2)
-        ws.close()
-        r = srv.get(ft.poll_path(path, mid), timeout=5)
-        ft.check_eq(r.status, 200, "the poll")
-        ft.check_eq(view(ft.parse_sse(r.body)), want, "long-poll")
-        ft.check_eq(r.header("last-event-id"), last, "the poll's Last-Event-ID")
+        resume_everywhere(srv, path, mid, mid, want, last)
 
     with ft.subtest(f"{tag}: the comma-joined ids streams sent before resume the same"):
         old = ",".join(ft.ids_text(mid))
-        with ft.open_stream(port, path, last_event_id=old) as again:
-            ft.check_eq(view(again.take(n)), want, "SSE, Last-Event-ID header")
-            again.expect_no_event(0.2)
-        with ft.open_stream(port, f"{path}?lastEventId={quote(old, safe='')}") as again:
-            ft.check_eq(view(again.take(n)), want, "SSE, ?lastEventId=")
-        ws = ft.ws_connect(port, f"/sub/{','.join(topics)}?lastEventId={quote(old, safe='')}")
-        ft.check_eq([(m["id"], m["data"]) for m in ws.events(n)], want, "WebSocket ?lastEventId")
-        ws.close()
-        r = srv.get(ft.poll_path(path, old), timeout=5)
-        ft.check_eq(view(ft.parse_sse(r.body)), want, "long-poll")
+        resume_everywhere(srv, path, old, quote(old, safe=""), want, last)
 
     with ft.subtest(f"{tag}: one topic keeps <ms>-<seq>"):
         one = f"{tag}-one"
