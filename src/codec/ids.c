@@ -10,7 +10,7 @@
 #define NUM_DIGITS 13
 #define TOPIC_DIGITS 14
 
-#define FLAG_SEQ 2  /* of a topic's head digit, above its 3 delta bits */
+#define FLAG_SEQ 2 /* of a topic's head digit, above its 3 delta bits */
 #define FLAG_LO 1
 
 static const char digits[] = FR_B64URL_DIGITS;
@@ -158,9 +158,10 @@ int fr_ids_parse(const char *s, size_t len, fr_id_t *out, size_t max, const char
     if (len >= MARK_LEN && memcmp(s, MARK, MARK_LEN) == 0)
         return parse_v1(s, len, out, max, why);
     int n = fr_id_parse_list(s, len, out, max);
-    if (n < 0)
-        *why = len && s[0] >= '0' && s[0] <= '9'
-                   ? "expected <ms>-<seq>, or one per topic comma-joined (at most one per topic)"
-                   : "expected an id this server sent: <ms>-<seq>, or v1… for several topics";
+    if (n < 0 && len && s[0] >= '0' && s[0] <= '9')
+        *why = "expected <ms>-<seq>, or one per topic comma-joined (no more than the stream's "
+               "topics)";
+    else if (n < 0)
+        *why = "expected an id this server sent: <ms>-<seq>, or v1... for several topics";
     return n;
 }

@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fr_test.h"
 #include "codec/ids.h"
+#include "fr_test.h"
 
 #define MAXN 64
 
@@ -38,13 +38,12 @@ static void test_known_bytes(void) {
         size_t n;
         const char *text;
     } cases[] = {
-        {{{1000, 0}, {1000, 0}}, 2, "v1ofAAA"},           /* span 0, both at hi */
-        {{{1000, 0}, {990, 5}}, 2, "v1ofKAYF"},           /* from lo, with a seq */
-        {{{1000, 0}, {995, 0}, {990, 0}}, 3, "v1ofKAFI"}, /* a tie goes to hi */
+        {{{1000, 0}, {1000, 0}}, 2, "v1ofAAA"},             /* span 0, both at hi */
+        {{{1000, 0}, {990, 5}}, 2, "v1ofKAYF"},             /* from lo, with a seq */
+        {{{1000, 0}, {995, 0}, {990, 0}}, 3, "v1ofKAFI"},   /* a tie goes to hi */
         {{{1000, 0}, {900, 0}, {990, 0}}, 3, "v1ofkDAIiB"}, /* span 100; 10 below hi */
         {{{0, 0}, {0, 0}}, 2, "v1AAAA"},
-        {{{UINT64_MAX, UINT64_MAX}, {0, 0}}, 2,
-         "v1____________P____________PQ____________PI"},
+        {{{UINT64_MAX, UINT64_MAX}, {0, 0}}, 2, "v1____________P____________PQ____________PI"},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const char *got = format(cases[c].ids, cases[c].n);
@@ -80,7 +79,7 @@ static uint64_t rnd(void) {
 /* Positions near each other, far apart, at 0, at the maximum: each formats, parses back to
  * itself, and stays within fr_ids_max_len. */
 static void test_round_trip(void) {
-    static const uint64_t edges[] = {0, 1, 7, 8, 255, 256, 1732176000000ull, UINT64_MAX - 1,
+    static const uint64_t edges[] = {0,         1, 7, 8, 255, 256, 1732176000000ull, UINT64_MAX - 1,
                                      UINT64_MAX};
     for (int round = 0; round < 3000; round++) {
         size_t n = 2 + rnd() % (MAXN - 1);
@@ -88,9 +87,15 @@ static void test_round_trip(void) {
         uint64_t base = rnd() % 3 ? 1732176000000ull + rnd() % 100000 : rnd();
         for (size_t i = 0; i < n; i++) {
             switch (rnd() % 5) {
-            case 0: ids[i].ms = edges[rnd() % (sizeof edges / sizeof edges[0])]; break;
-            case 1: ids[i].ms = rnd(); break;
-            default: ids[i].ms = base - rnd() % 5000; break;
+            case 0:
+                ids[i].ms = edges[rnd() % (sizeof edges / sizeof edges[0])];
+                break;
+            case 1:
+                ids[i].ms = rnd();
+                break;
+            default:
+                ids[i].ms = base - rnd() % 5000;
+                break;
             }
             uint64_t k = rnd() % 6;
             ids[i].seq = k < 3 ? 0 : k == 3 ? rnd() % 40 : k == 4 ? UINT64_MAX : rnd();
@@ -194,18 +199,18 @@ static void test_rejects(void) {
         {"v1ofA%41A", "a character other than"},
         {"v1ofAA=", "a character other than"},
         {"v1ofAA\xc3\xa9", "a character other than"},
-        {"v1oAAAA", "shortest form"},            /* hi 8 with an empty last group */
-        {"v1ofAAgA", "shortest form"},           /* a topic's delta likewise */
-        {"v1ofAQ_A", "shortest form"},           /* and a seq */
-        {"v1_____________AAA", "above 2^64 - 1"}, /* 13 full groups */
-        {"v1____________QAAA", "above 2^64 - 1"}, /* bit 64 */
+        {"v1oAAAA", "shortest form"},                  /* hi 8 with an empty last group */
+        {"v1ofAAgA", "shortest form"},                 /* a topic's delta likewise */
+        {"v1ofAQ_A", "shortest form"},                 /* and a seq */
+        {"v1_____________AAA", "above 2^64 - 1"},      /* 13 full groups */
+        {"v1____________QAAA", "above 2^64 - 1"},      /* bit 64 */
         {"v1ofAAAAi_____________B", "above 2^64 - 1"}, /* a delta */
-        {"v1BCAI", "before 0"},                  /* span 2 > hi 1 */
-        {"v1ofKjBI", "outside the range"},       /* delta 11 > span 10 */
-        {"v1ofKAiB", "farther end"},             /* 990 counted down from hi */
-        {"v1ofKANI", "farther end"},             /* a tie counted from lo */
-        {"v1ofKAA", "newest or oldest"},         /* nothing at lo */
-        {"v1ofKBI", "newest or oldest"},         /* nothing at hi */
+        {"v1BCAI", "before 0"},                        /* span 2 > hi 1 */
+        {"v1ofKjBI", "outside the range"},             /* delta 11 > span 10 */
+        {"v1ofKAiB", "farther end"},                   /* 990 counted down from hi */
+        {"v1ofKANI", "farther end"},                   /* a tie counted from lo */
+        {"v1ofKAA", "newest or oldest"},               /* nothing at lo */
+        {"v1ofKBI", "newest or oldest"},               /* nothing at hi */
         {"v1ofAQAA", "a seq of 0"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
