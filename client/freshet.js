@@ -78,9 +78,57 @@
     return { events: events, lastId: id };
   }
 
-  // "<ms>-<seq>[,<ms>-<seq>…]" → [[ms, seq], …], or null when it is not that shape.
+  // The digits of the server's v1 ids (base64url order).
+  const V1_DIGITS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+  // A number of a v1 id from text[at]: 5-bit groups lowest first, the first holding `head`
+  // bits under its flags, bit 5 of each digit saying another follows. Plain arithmetic (bit
+  // operators are 32-bit); null past 2^53, which no clock reaches.
+  function v1Number(text, at, head) {
+    let value = 0, scale = 1, flags = 0, first = true, d;
+    do {
+      d = at < text.length ? V1_DIGITS.indexOf(text[at]) : -1;
+      if (d < 0) return null;
+      at++;
+      const bits = first ? head : 5;
+      if (first) flags = (d & 31) >> head;
+      value += (d & ((1 << bits) - 1)) * scale;
+      scale *= 1 << bits;
+      first = false;
+      if (value > Number.MAX_SAFE_INTEGER) return null;
+    } while (d & 32);
+    return { value: value, flags: flags, at: at };
+  }
+
+  // An id → [[ms, seq], …], one per topic, or null when it is not an id this client can read.
+  // "<ms>-<seq>" for one topic; "v1…" for several (docs/LUA_API.md: the newest ms, the span
+  // back to the oldest, then per topic its distance to the nearer end and its seq when not 0);
+  // "<ms>-<seq>,<ms>-<seq>…", what servers sent before, still read.
   function parseId(id) {
     if (typeof id !== 'string' || id === '') return null;
+    if (id.slice(0, 2) === 'v1') {
+      const hi = v1Number(id, 2, 5);
+      const span = hi && v1Number(id, hi.at, 5);
+      if (!span || span.value > hi.value) return null;
+      const out = [];
+      let at = span.at;
+      while (at < id.length) {
+        const delta = v1Number(id, at, 3);
+        if (!delta) return null;
+        at = delta.at;
+        let seq = 0;
+        if (delta.flags & 2) {
+          const s = v1Number(id, at, 5);
+          if (!s) return null;
+          seq = s.value;
+          at = s.at;
+        }
+        const ms = delta.flags & 1 ? hi.value - span.value + delta.value : hi.value - delta.value;
+        if (ms < 0) return null;
+        out.push([ms, seq]);
+      }
+      return out.length >= 2 ? out : null;
+    }
     const parts = id.split(',');
     const out = [];
     for (const p of parts) {

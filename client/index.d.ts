@@ -8,7 +8,7 @@ declare namespace freshet {
 
   /** One event, whatever the transport delivered it. */
   interface FreshetEvent {
-    /** `<ms>-<seq>`, or every topic's position joined by commas. */
+    /** `<ms>-<seq>`, or `v1…` holding every topic's position for a stream of several. */
     id: string;
     /** The event name; `"message"` for an unnamed event. */
     event: string;

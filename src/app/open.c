@@ -18,6 +18,7 @@
 #include "app/hookcall.h"
 #include "base/log.h"
 #include "base/util.h"
+#include "codec/ids.h"
 #include "lua/hooks.h"
 #include "transport/sse.h"
 #include "transport/ws.h"
@@ -307,7 +308,7 @@ static stage_result_t stage_slow(open_t *o) {
 }
 
 /* The Last-Event-ID header, else the lastEventId query parameter (EventSource polyfills and
- * clients that cannot set headers): one id per topic. */
+ * clients that cannot set headers): a position per topic (codec/ids.h). */
 static stage_result_t stage_last_id(open_t *o) {
     lua_State *L = o->vm->L;
     const char *last = fr_request_header(&o->x->req, "last-event-id");
@@ -321,15 +322,15 @@ static stage_result_t stage_last_id(open_t *o) {
     stage_result_t rc = STAGE_NEXT;
     if (last && *last) {
         o->after = fr_calloc(o->ntopics, sizeof *o->after);
-        int n = fr_id_parse_list(last, strlen(last), o->after, o->ntopics);
+        const char *why = NULL;
+        int n = fr_ids_parse(last, strlen(last), o->after, o->ntopics, &why);
         if (n < 0 || (size_t)n != o->ntopics) {
-            char msg[160];
+            char msg[192];
             if (n < 0)
-                snprintf(msg, sizeof msg, "malformed Last-Event-ID: expected <ms>-<seq>%s",
-                         o->ntopics > 1 ? " for each topic, comma-separated" : "");
+                snprintf(msg, sizeof msg, "malformed Last-Event-ID: %s", why);
             else
                 snprintf(msg, sizeof msg,
-                         "Last-Event-ID holds %d ids but this stream follows %zu topics", n,
+                         "Last-Event-ID holds %d positions but this stream follows %zu topics", n,
                          o->ntopics);
             rc = refuse(o, 400, msg);
         }

@@ -16,6 +16,8 @@
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 
+#include "base/b64url.h"
+
 /* The largest input the codecs take. libcrypto's block codecs count in int; a token or a key
  * is never near this, so the bound only keeps the size arithmetic below from overflowing. */
 #define CRYPTO_MAX_INPUT (1u << 30)
@@ -112,21 +114,6 @@ static int l_crypto_base64url_encode(lua_State *L) {
     return 1;
 }
 
-/* The value of a base64url digit, or -1. */
-static int b64url_value(unsigned char c) {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
 /* base64url_decode(text) → bytes | nil, err
  *
  * Strict, because it reads signatures and token parts: only the URL-safe alphabet, no
@@ -148,7 +135,7 @@ static int l_crypto_base64url_decode(lua_State *L) {
     if (pad > 0 && (4 - digits % 4) % 4 != pad)
         return push_failure(L, "invalid base64url: misplaced '=' padding");
     for (size_t i = 0; i < digits; i++) {
-        if (b64url_value((unsigned char)in[i]) < 0) {
+        if (fr_b64url_value((unsigned char)in[i]) < 0) {
             lua_pushnil(L);
             if (in[i] == '=')
                 lua_pushstring(L, "invalid base64url: misplaced '=' padding");
@@ -160,7 +147,7 @@ static int l_crypto_base64url_decode(lua_State *L) {
     }
     if (digits % 4 != 0) {
         /* 2 digits carry 1 byte (4 spare bits), 3 digits carry 2 bytes (2 spare bits). */
-        int last = b64url_value((unsigned char)in[digits - 1]);
+        int last = fr_b64url_value((unsigned char)in[digits - 1]);
         int spare = digits % 4 == 2 ? 0x0f : 0x03;
         if (last & spare)
             return push_failure(L, "invalid base64url: non-zero trailing bits");

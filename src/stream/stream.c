@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "codec/access.h"
+#include "codec/ids.h"
 
 #define FR_LAG_RETRY_MS 5000
 
@@ -516,18 +517,11 @@ void fr_stream_send_static(fr_stream_t *s, const char *bytes, size_t len) {
 }
 
 size_t fr_stream_positions_max(const fr_stream_t *s) {
-    return s->ntopics * FR_ID_MAX_LEN + 1;
+    return fr_ids_max_len(s->ntopics);
 }
 
 size_t fr_stream_positions(const fr_stream_t *s, char *buf) {
-    size_t n = 0;
-    for (size_t i = 0; i < s->ntopics; i++) {
-        if (i)
-            buf[n++] = ',';
-        n += fr_id_format(s->pos[i], buf + n);
-    }
-    buf[n] = '\0';
-    return n;
+    return fr_ids_format(s->pos, s->ntopics, buf);
 }
 
 /* ---- changing a live stream (WebSocket subscribe / unsubscribe / resume) ------------------ */
@@ -616,10 +610,11 @@ const char *fr_stream_resume_from(fr_stream_t *s, const char *ids) {
         return "resuming on an open connection needs the memory broker: reconnect with "
                "?lastEventId=<id>";
     fr_id_t *after = fr_calloc(s->ntopics, sizeof *after);
-    int n = fr_id_parse_list(ids, strlen(ids), after, s->ntopics);
+    const char *why = NULL;
+    int n = fr_ids_parse(ids, strlen(ids), after, s->ntopics, &why);
     if (n < 0 || (size_t)n != s->ntopics) {
         free(after);
-        return "resume takes an id per topic, comma-separated, as the envelopes carry them";
+        return "resume takes the id of an event of this stream, as its envelopes carry it";
     }
     fr_join_t *res = NULL;
     size_t max = s->env->config->replay_events ? s->env->config->replay_events : 1;

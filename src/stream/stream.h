@@ -195,8 +195,9 @@ static inline void fr_stream_head(fr_stream_t *s, const fr_head_t *head) {
 /* For transports: queue bytes (owned: freed once written) in order with the events. */
 void fr_stream_send(fr_stream_t *s, char *bytes, size_t len);
 void fr_stream_send_static(fr_stream_t *s, const char *bytes, size_t len);
-/* The positions of every topic, "<id>,<id>,…" (the id a client resumes from), into buf of at
- * least fr_stream_positions_max(s) bytes; returns the length. */
+/* The positions of every topic as one id (codec/ids.h: the plain id for one topic, the v1 form
+ * for several), the id a client resumes from, into buf of at least fr_stream_positions_max(s)
+ * bytes; returns the length. */
 size_t fr_stream_positions(const fr_stream_t *s, char *buf);
 size_t fr_stream_positions_max(const fr_stream_t *s);
 

@@ -10,7 +10,7 @@ exports.timeout = 5000;
 
 exports.run = async function () {
   const freshet = require(path.join(ROOT, 'client', 'freshet.js'));
-  const { parseSSE, backoffDelay, alreadySeen } = freshet._internal;
+  const { parseSSE, backoffDelay, alreadySeen, parseId } = freshet._internal;
 
   // The framing a long-poll answer carries, with every line ending EventSource accepts.
   const body = 'id: 1700000000000-0\nevent: message\ndata: {"a":1}\n\n' +
@@ -48,4 +48,24 @@ exports.run = async function () {
   assert.strictEqual(alreadySeen('5-0,7-3', '5-0,7-2'), false);
   // Another topic list (after subscribe): not comparable, so never dropped.
   assert.strictEqual(alreadySeen('5-0', '5-0,7-2'), false);
+
+  // The v1 ids of streams that follow several topics (src/codec/ids.h; the same vectors as
+  // tests/unit/test_ids.c): the newest ms, the span, each topic from the nearer end.
+  assert.deepStrictEqual(parseId('v1ofAAA'), [[1000, 0], [1000, 0]]);
+  assert.deepStrictEqual(parseId('v1ofKAYF'), [[1000, 0], [990, 5]]);
+  assert.deepStrictEqual(parseId('v1ofKAFI'), [[1000, 0], [995, 0], [990, 0]]);
+  assert.deepStrictEqual(parseId('v1ofkDAIiB'), [[1000, 0], [900, 0], [990, 0]]);
+  assert.deepStrictEqual(parseId('v1jgt47mtyBDAI'),
+                         [[1732176000003, 0], [1732176000000, 0]]);
+  assert.deepStrictEqual(parseId('1732176000000-3'), [[1732176000000, 3]]);
+  for (const bad of ['v1', 'v1of', 'v1ofA', 'v1ofAA', 'v1ofA!A', 'v1ofAQ', 'v1BCAI',
+                     'v1' + '_'.repeat(12) + 'PAAA']) {
+    assert.strictEqual(parseId(bad), null, bad);
+  }
+  // The same positions, in the v1 form the server sends now and comma-joined as before.
+  assert.strictEqual(alreadySeen('v1ofKAYF', '1000-0,990-5'), true);
+  assert.strictEqual(alreadySeen('1000-0,990-5', 'v1ofKAYF'), true);
+  assert.strictEqual(alreadySeen('v1ofKAYF', '1000-0,990-4'), false);
+  assert.strictEqual(alreadySeen('v1ofKAYF', 'v1ofAAA'), true);
+  assert.strictEqual(alreadySeen('v1ofAAA', 'v1ofKAYF'), false);
 };

@@ -211,8 +211,20 @@ def id_seeds():
     ids = ["0-0", "1-0", "1700000000000-0", "1700000000000-18446744073709551615",
            "18446744073709551615-18446744073709551615", "18446744073709551616-0", "01-0", "1-01",
            "-1", "1-", "-", "1--1", " 1-0", "1-0 ", "1-0,2-0", "1-0,,2-0", "1-0,", ",1-0",
-           "1-0;2-0", "+1-0", "1-0x", "1700000000000-0," * 63 + "1-0"]
-    return {f"id{i}": bytes([i * 7 % 64]) + s.encode() for i, s in enumerate(ids)}
+           "1-0;2-0", "+1-0", "1-0x", "1700000000000-0," * 63 + "1-0",
+           # the v1 form of several positions (src/codec/ids.h), and near misses
+           "v1ofAAA", "v1ofKAYF", "v1ofKAFI", "v1ofkDAIiB", "v1AAAA",
+           "v1" + "_" * 12 + "P" + "_" * 12 + "PQ" + "_" * 12 + "PI", "v1ofKAiB", "v1ofKAA",
+           "v1oAAAA", "v1ofAQAA", "v1BCAI", "v1ofAAgA", "v1ofA", "v2ofAAA",
+           "v1mxxsk8yB" + "A" * 20 + "IBkB" + "I" * 40]
+    seeds = {f"id{i}": bytes([i * 7 % 64 | (1 if s.startswith("v1") else 0)]) + s.encode()
+             for i, s in enumerate(ids)}
+    # Positions to format and read back (first byte's bit 7): a base, then per position a
+    # choice byte and its bytes.
+    base = struct.pack(">Q", 1732176000000)
+    seeds["pos-near"] = bytes([0x80 | 7]) + base + bytes([0, 10, 0, 8, 3, 1, 5, 0, 0, 0] * 8)
+    seeds["pos-edges"] = bytes([0x80 | 3]) + base + bytes([3, 7, 0x1f, 2] + [0xff] * 16 + [0x10])
+    return seeds
 
 
 def sse_seed(flags, topic, name, data):

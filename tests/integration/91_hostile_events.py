@@ -54,7 +54,7 @@ FILES = {
 }
 
 # Every line a stream from freshet may hold.
-LINE_OK = re.compile(rb"^(id: [0-9,-]+|event: [^\r\n]*|data: [^\r\n]*|retry: [0-9]+|:[^\r\n]*|)$")
+LINE_OK = re.compile(rb"^(id: (?:[0-9-]+|v1[A-Za-z0-9_-]+)|event: [^\r\n]*|data: [^\r\n]*|retry: [0-9]+|:[^\r\n]*|)$")
 
 NASTY = [
     "plain",

@@ -940,6 +940,78 @@ def parse_id(text):
     return int(ms), int(seq)
 
 
+V1_DIGITS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _v1_number(text, at, head):
+    """One number of a v1 id from text[at:] -> (value, flags, next index)."""
+    value, shift, first = 0, 0, True
+    while True:
+        check(at < len(text), "a v1 id ends inside a number", text)
+        d = V1_DIGITS.find(text[at])
+        check(d >= 0, f"a v1 id holds {text[at]!r}", text)
+        at += 1
+        bits = head if first else 5
+        if first:
+            flags = (d & 31) >> head
+        value |= (d & ((1 << bits) - 1)) << shift
+        shift += bits
+        first = False
+        if not d & 32:
+            return value, flags, at
+
+
+def _v1_digits(value, head, flags=0):
+    out = []
+    low, rest = value & ((1 << head) - 1), value >> head
+    out.append((flags << head) | low | (32 if rest else 0))
+    while rest:
+        group, rest = rest & 31, rest >> 5
+        out.append(group | (32 if rest else 0))
+    return "".join(V1_DIGITS[d] for d in out)
+
+
+def format_ids(positions):
+    """[(ms, seq), ...] -> the id a stream following those topics sends: '<ms>-<seq>' for one,
+    else the v1 form (src/codec/ids.h: hi, span, then each topic's delta to the nearer end and
+    its seq when not 0)."""
+    if len(positions) == 1:
+        return f"{positions[0][0]}-{positions[0][1]}"
+    hi = max(ms for ms, _ in positions)
+    lo = min(ms for ms, _ in positions)
+    out = "v1" + _v1_digits(hi, 5) + _v1_digits(hi - lo, 5)
+    for ms, seq in positions:
+        from_lo = ms - lo < hi - ms
+        out += _v1_digits(ms - lo if from_lo else hi - ms, 3, (2 if seq else 0) | from_lo)
+        if seq:
+            out += _v1_digits(seq, 5)
+    return out
+
+
+def parse_ids(text):
+    """A stream's id -> [(ms, seq), ...], one per topic: '<ms>-<seq>', the v1 form of several
+    topics, or comma-joined ids (what streams sent before the v1 form, still accepted)."""
+    check(isinstance(text, str) and text, "not an id", text)
+    if not text.startswith("v1"):
+        return [parse_id(part) for part in text.split(",")]
+    hi, _, at = _v1_number(text, 2, 5)
+    span, _, at = _v1_number(text, at, 5)
+    out = []
+    while at < len(text):
+        delta, flags, at = _v1_number(text, at, 3)
+        seq = 0
+        if flags & 2:
+            seq, _, at = _v1_number(text, at, 5)
+        out.append((hi - span + delta if flags & 1 else hi - delta, seq))
+    check(len(out) >= 2 and format_ids(out) == text, "not a v1 id as the server writes it", text)
+    return out
+
+
+def ids_text(text):
+    """A stream's id -> ['<ms>-<seq>', ...], one per topic (see parse_ids)."""
+    return [f"{ms}-{seq}" for ms, seq in parse_ids(text)]
+
+
 # ----------------------------------------------------------------------------------------------
 # Chunked transfer coding and Server-Sent Events
 
@@ -1287,11 +1359,15 @@ def raise_nofile():
 # Flow control, metrics and state logs
 
 
-def small_rcvbuf_socket(port, rcvbuf=4096, timeout=5):
+def small_rcvbuf_socket(port, rcvbuf=4096, timeout=5, mss=None):
     """A connected socket whose receive buffer was made small before connecting (so the TCP
-    window stays small): a client that stops reading fills up after a few KB."""
+    window stays small): a client that stops reading fills up after a few KB. With mss, the
+    segment size it offers is that small too: the server's send buffer, which Linux sizes from
+    the segment size (64 KB on loopback), then holds some hundred KB instead of megabytes."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    if mss:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, mss)
     sock.settimeout(timeout)
     sock.connect((HOST, port))
     return wrap(sock, port)
