@@ -361,7 +361,7 @@ function checks.limits(v)
   check_type("limits", v, "table")
   check_keys("limits", v, { body = true, headers = true, header_lines = true, streams_at = true,
     backend_response = true, backend_calls = true, backend_idle = true, calls_per_hook = true,
-    redis_calls = true, h2_streams = true })
+    redis_calls = true, h2_streams = true, h2_streams_per_client = true })
   if v.streams_at ~= nil then
     check_type("limits.streams_at", v.streams_at, "number")
     if v.streams_at <= 0 or v.streams_at > 1 then
@@ -376,6 +376,9 @@ function checks.limits(v)
   if v.backend_idle ~= nil then check_int("limits.backend_idle", v.backend_idle, 0) end
   if v.calls_per_hook ~= nil then check_int("limits.calls_per_hook", v.calls_per_hook, 1) end
   if v.h2_streams ~= nil then check_int("limits.h2_streams", v.h2_streams, 1) end
+  if v.h2_streams_per_client ~= nil then
+    check_int("limits.h2_streams_per_client", v.h2_streams_per_client, 1)
+  end
   if v.redis_calls ~= nil then check_int("limits.redis_calls", v.redis_calls, 1) end
 end
 

@@ -79,6 +79,8 @@ typedef struct {
     char *tls_key;    /* owned: its PEM private key; set exactly when tls_cert is */
     int h2c;          /* a cleartext listener also speaks HTTP/2 with prior knowledge */
     unsigned h2_streams; /* HTTP/2: concurrent streams per connection (SETTINGS) */
+    unsigned h2_streams_per_client; /* HTTP/2: open streams per client address on a worker,
+                                     * over all its connections; 0: 4 × h2_streams */
 } fr_config_t;
 
 void fr_config_defaults(fr_config_t *cfg);

@@ -44,6 +44,7 @@ typedef struct {
     unsigned long h2_connections; /* connections that spoke HTTP/2 */
     unsigned long h2_streams;     /* HTTP/2 streams (requests) opened */
     unsigned long h2_resets;      /* HTTP/2 streams the client reset (RST_STREAM) */
+    unsigned long h2_refused;     /* HTTP/2 streams refused: the client had its total open */
     unsigned long h2_abuse;       /* HTTP/2 connections sent away for floods or huge headers */
     unsigned long ack_timeouts;   /* connections whose peer stopped acknowledging (timeouts.ack) */
     unsigned long resets;         /* connections closed abortively (RST, SO_LINGER 0) */

@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "base/hash.h"
 #include "base/linefile.h"
 #include "base/list.h"
 #include "codec/http.h"
@@ -59,6 +60,7 @@ typedef struct fr_http_s {
     fr_buf_t h2_out;           /* HTTP/2 frames on their way to a connection: empty between
                                 * calls */
     fr_list_t h2_dirty;        /* HTTP/2 connections with frames to send (fr_http_flush) */
+    fr_htable_t h2_clients;    /* client address → its open HTTP/2 streams on this worker */
     char read_buf[65536];      /* every read on this loop lands here and is parsed at once */
     char tls_plain[FR_TLS_RECORD]; /* what a TLS read decrypts, handed to the protocol */
 } fr_http_t;

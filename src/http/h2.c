@@ -69,6 +69,7 @@ struct fr_h2_s {
     fr_list_t waiting;
     fr_list_t dirty_link;  /* in http->h2_dirty */
     size_t nstreams;
+    struct h2_client_s *client; /* its address's count, while nstreams > 0 */
     uint32_t calm;         /* an error code to go away with, set by a callback */
     unsigned sending : 1;  /* a write of frames is on the socket */
     uint64_t sending_ms;   /* since when */
@@ -96,6 +97,65 @@ static void go_away(fr_h2_t *h, uint32_t code, const char *reason) {
         h->calm = code ? code : NGHTTP2_NO_ERROR;
     nghttp2_session_terminate_session(h->ng, code);
     mark_dirty(h);
+}
+
+/* ---- streams per client --------------------------------------------------------------------- */
+
+/* SETTINGS bound the streams of one connection; a client opening many connections is bound
+ * by its address's total on the worker. An entry lives while the address has streams open. */
+typedef struct h2_client_s {
+    fr_hnode_t hnode;
+    unsigned open;
+    char remote[48];
+} h2_client_t;
+
+static unsigned client_limit(const fr_config_t *cfg) {
+    return cfg->h2_streams_per_client ? cfg->h2_streams_per_client : 4 * cfg->h2_streams;
+}
+
+/* Forgets the connection's entry; frees it when no stream of the address is open. */
+static void client_drop(fr_h2_t *h) {
+    h2_client_t *cl = h->client;
+    h->client = NULL;
+    if (cl->open == 0) {
+        fr_htable_remove(&h->c->http->h2_clients, &cl->hnode);
+        free(cl);
+    }
+}
+
+/* Counts a stream for the connection's address; 0 when the address is at its limit. */
+static int client_take(fr_h2_t *h) {
+    fr_http_t *http = h->c->http;
+    if (!h->client) {
+        const char *r = h->c->remote;
+        size_t n = strlen(r);
+        fr_hnode_t *node = fr_htable_find(&http->h2_clients, r, n);
+        if (node) {
+            h->client = FR_HTABLE_ENTRY(node, h2_client_t, hnode);
+        } else {
+            h2_client_t *cl = fr_calloc(1, sizeof *cl);
+            memcpy(cl->remote, r, n < sizeof cl->remote ? n : sizeof cl->remote - 1);
+            fr_htable_insert(&http->h2_clients, &cl->hnode, cl->remote, strlen(cl->remote));
+            h->client = cl;
+        }
+    }
+    if (h->client->open >= client_limit(http->config)) {
+        if (h->nstreams == 0)
+            client_drop(h);
+        return 0;
+    }
+    h->client->open++;
+    return 1;
+}
+
+/* A counted stream closed (h->nstreams already down by one). A connection keeps its entry
+ * only while it has streams counted there, so no connection points at a freed entry. */
+static void client_give(fr_h2_t *h) {
+    if (!h->client)
+        return;
+    h->client->open--;
+    if (h->nstreams == 0)
+        client_drop(h);
 }
 
 /* ---- streams ------------------------------------------------------------------------------ */
@@ -173,7 +233,9 @@ static void stream_closed(h2_stream_t *st, const char *reason) {
     if (h) {
         fr_list_remove(&st->link);
         st->h2 = NULL;
-        if (--h->nstreams == 0 && !h->c->closing) {
+        h->nstreams--;
+        client_give(h);
+        if (h->nstreams == 0 && !h->c->closing) {
             h->c->streamed = 0;
             fr_conn_wait(h->c, FR_WAIT_IDLE);
         }
@@ -458,6 +520,15 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
     fr_h2_t *h = user;
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST || h->calm)
         return 0;
+    if (!client_take(h)) {
+        /* REFUSED_STREAM: nothing of it was processed, the client may retry it later; its
+         * other streams go on. Without user data the rest of its frames are ignored. */
+        FR_BUMP(h->c->http->metrics->h2_refused, 1);
+        nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, f->hd.stream_id,
+                                  NGHTTP2_REFUSED_STREAM);
+        mark_dirty(h);
+        return 0;
+    }
     h2_stream_t *st = stream_new(h, f->hd.stream_id);
     nghttp2_session_set_stream_user_data(h->ng, f->hd.stream_id, st);
     return 0;

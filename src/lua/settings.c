@@ -121,6 +121,8 @@ static void read_limits(lua_State *L, int t, fr_config_t *c) {
         c->calls_per_hook = field_num(L, -1, "calls_per_hook", c->calls_per_hook, 1.0);
         uint64_t h2s = field_num(L, -1, "h2_streams", c->h2_streams, 1.0);
         c->h2_streams = h2s < 1 ? 1 : h2s > 100000 ? 100000 : (unsigned)h2s;
+        uint64_t h2c = field_num(L, -1, "h2_streams_per_client", c->h2_streams_per_client, 1.0);
+        c->h2_streams_per_client = h2c > 1000000 ? 1000000 : (unsigned)h2c;
         c->redis_calls = field_num(L, -1, "redis_calls", c->redis_calls, 1.0);
     }
     lua_pop(L, 1);

@@ -56,7 +56,7 @@ static const char app_lua[] =
     "local freshet = require \"freshet\"\n"
     "local app = freshet.app {\n"
     "  h2c = true,\n"
-    "  limits = { body = 4096, headers = 2048, h2_streams = 16 },\n"
+    "  limits = { body = 4096, headers = 2048, h2_streams = 16, h2_streams_per_client = 20 },\n"
     "  replay = { events = 8, seconds = 60 },\n"
     "  tiers = { slow = { rate = 5, burst = 3, queue = 4, bytes = 4096, lag = 8 } },\n"
     "  cors = { \"http://ok.example\" },\n"
@@ -292,6 +292,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
               W->streams.count);
     fz_expect(fr_list_empty(&W->streams.all), "a stream outlived its connection");
     fz_expect(fr_list_empty(&W->http.h2_dirty), "a closed connection is still to be flushed");
+    fz_expect(W->http.h2_clients.count == 0,
+              "%zu client addresses still count HTTP/2 streams after every client left",
+              W->http.h2_clients.count);
 
     for (size_t k = 0; k < nseg; k++) {
         if (!raw) {

@@ -52,13 +52,13 @@ SLOW_ROUTE = ft.SUB_ROUTE.replace("return route", """function route.tier(req, wh
     return route""")
 
 
-def h2_app(tls=True, extra=""):
+def h2_app(tls=True, extra="", limits="h2_streams = 64, headers = 8192"):
     settings = f"""
         heartbeat = 1,
         retry = 2000,
         drain = 1,
         replay = {{ events = 100, seconds = 600 }},
-        limits = {{ h2_streams = 64, headers = 8192 }},
+        limits = {{ {limits} }},
         tiers = {{ tiny = {{ queue = 4, bytes = 4096, lag = 8 }} }},
         {'tls = { cert = "cert.pem", key = "key.pem" },' if tls else 'h2c = true,'}
         {extra}
@@ -213,7 +213,8 @@ def events_of(data):
 
 def run():
     ft.require_file(ft.BIN, "freshet binary")
-    app = h2_app(tls=True)
+    # The load test opens 2,000 streams from one address.
+    app = h2_app(tls=True, limits="h2_streams = 64, h2_streams_per_client = 2048, headers = 8192")
     with ft.Server(app, tls=True) as srv:
         base = f"https://127.0.0.1:{srv.port}"
 
@@ -487,7 +488,8 @@ def run():
                      "each stream's closing retry: is jittered above retry", retries)
             srv.wait_exit(10)
 
-    app = h2_app(tls=False)
+    # Six streams per client address over all its connections; the load test above is TLS.
+    app = h2_app(tls=False, limits="h2_streams = 64, h2_streams_per_client = 6, headers = 8192")
     with ft.Server(app, tls=False) as srv:
         base = f"http://127.0.0.1:{srv.port}"
         with ft.subtest("h2c with prior knowledge: curl --http2-prior-knowledge, HTTP/1.1 too"):
@@ -507,6 +509,53 @@ def run():
             ft.check_eq(c.headers[pub][":status"], "201", "publish over h2c")
             c.wait(lambda: b"data: posted over h2c" in c.data[sid], what="the posted event")
             c.close()
+
+        with ft.subtest("limits.h2_streams_per_client: two connections from one address over "
+                        "the limit get REFUSED_STREAM, the others flow, another address is "
+                        "unaffected"):
+            refused_before = metric_value(scrape(base), "freshet_h2_streams_refused_total")
+            a = H2Client(srv.port, tls=False)
+            sa = [a.request("/sub/pc") for _ in range(4)]
+            a.flush()
+            a.wait(lambda: all(s in a.headers for s in sa), what="the first connection's 4 heads")
+            b = H2Client(srv.port, tls=False)
+            sb = [b.request("/sub/pc") for _ in range(4)]
+            b.flush()
+            b.wait(lambda: all(s in b.headers or s in b.reset for s in sb),
+                   what="the second connection's answers")
+            ft.check_eq([s for s in sb if s in b.headers], sb[:2], "the streams within the limit")
+            ft.check_eq({s: b.reset.get(s) for s in sb[2:]},
+                        {s: h2.errors.ErrorCodes.REFUSED_STREAM for s in sb[2:]},
+                        "the excess streams are refused (RST_STREAM REFUSED_STREAM)")
+            other_sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            other_sock.bind(("127.0.0.2", 0))
+            other_sock.settimeout(10)
+            other_sock.connect((ft.HOST, srv.port))
+            o = H2Client(srv.port, tls=False, sock=other_sock)
+            so = [o.request("/sub/pc") for _ in range(4)]
+            o.flush()
+            o.wait(lambda: all(s in o.headers for s in so), what="another address's 4 heads")
+            ft.check(not o.reset, "another address: nothing refused", o.reset)
+            srv.wait_streams(10)
+            srv.publish("/pub/pc", "per client")
+            for c, sids in ((a, sa), (b, sb[:2]), (o, so)):
+                c.wait(lambda: all(b"data: per client" in c.data[s] for s in sids),
+                       what="the event on every stream within the limit")
+            ft.check(not a.reset and not a.closed and not b.closed,
+                     "the client's other streams and connections go on")
+            ft.check_eq(metric_value(scrape(base), "freshet_h2_streams_refused_total")
+                        - refused_before, 2.0, "freshet_h2_streams_refused_total")
+            # A stream that ends frees its place: the retry of a refused one is served.
+            a.conn.reset_stream(sa[0])
+            a.flush()
+            srv.wait_streams(9)
+            retry = b.request("/sub/pc")
+            b.flush()
+            b.wait(lambda: retry in b.headers or retry in b.reset, what="the retried stream")
+            ft.check(retry in b.headers and retry not in b.reset, "the retry is served", b.reset)
+            for c in (a, b, o):
+                c.close()
+            srv.wait_streams(0, timeout=15)
 
         with ft.subtest("a client that stops reading altogether: its connection is closed, "
                         "the worker goes on"):

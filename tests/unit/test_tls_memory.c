@@ -145,7 +145,7 @@ static void test_idle_connections(void) {
            "(TLS 1.3, P-256 certificate); the largest:\n",
            per, (double)live_n / NCONN);
     qsort(sites, nsites, sizeof sites[0], by_bytes);
-    for (size_t i = 0; i < nsites && i < 8; i++)
+    for (size_t i = 0; i < nsites && i < 16; i++)
         printf("      %6.0f B in %4.1f allocations  %s:%d\n", (double)sites[i].bytes / NCONN,
                (double)sites[i].n / NCONN, sites[i].file, sites[i].line);
     /* No record buffer (about 17 KB each) is kept by an idle connection. */
