@@ -387,7 +387,7 @@ void fr_http_set_tls(fr_http_t *http, fr_tls_ctx_t *ctx) {
 
 /* Encrypts into http->tls_out, which is empty before and is sent or taken right after. */
 static int tls_encrypt(fr_conn_t *c, const uv_buf_t *bufs, size_t n) {
-    if (fr_tls_write(tls_of(c), bufs, n, &c->http->tls_out) == 0)
+    if (fr_tls_write_bufs(tls_of(c), bufs, n, &c->http->tls_out) == 0)
         return 0;
     c->http->tls_out.len = 0;
     c->close_reason = "tls";

@@ -95,7 +95,7 @@ static void check_final(server_t *s) {
               "a read succeeded after an error");
     uv_buf_t b = uv_buf_init((char *)"x", 1);
     size_t before = s->out.len;
-    fz_expect(fr_tls_write(&s->srv, &b, 1, &s->out) == -1, "a write succeeded after an error");
+    fz_expect(fr_tls_write_bufs(&s->srv, &b, 1, &s->out) == -1, "a write succeeded after an error");
     fr_tls_shutdown(&s->srv, &s->out);
     fz_expect(s->out.len == before, "bytes written after an error");
 }
@@ -230,7 +230,7 @@ static void run_session(fz_reader_t *r, uint8_t mode) {
                 bufs[nb++] = uv_buf_init((char *)p + off, (unsigned)k);
                 off += k;
             }
-            fz_expect(fr_tls_write(&s.srv, bufs, nb, &s.out) == 0, "the server could not write");
+            fz_expect(fr_tls_write_bufs(&s.srv, bufs, nb, &s.out) == 0, "the server could not write");
             to_client(&s, &c);
             fr_buf_t read = {0};
             int e = client_read(&c, &read);
