@@ -32,10 +32,11 @@ build="${1:-$root/build}"
 shift || true
 
 # Building and running: a C compiler and CMake, the libraries the binary links (libuv, LuaJIT,
-# lua-cjson's static module, hiredis, OpenSSL's libcrypto) and llhttp's C sources. (Debian's
-# node-llhttp, the only package with those sources, depends on nodejs.)
+# lua-cjson's static module, hiredis, OpenSSL's libcrypto and libssl), llhttp's C sources, and
+# the system's trusted CAs that freshet.http.request checks https:// backends against.
+# (Debian's node-llhttp, the only package with those sources, depends on nodejs.)
 run_packages=(build-essential cmake pkg-config libuv1-dev node-llhttp libluajit-5.1-dev
-              lua-cjson lua-cjson-dev libhiredis-dev libssl-dev)
+              lua-cjson lua-cjson-dev libhiredis-dev libssl-dev ca-certificates)
 # Testing: the servers and clients the tests drive (Redis, nginx with nchan, Prometheus's
 # promtool, Chromium and Node.js for the browser, curl, iproute2's tc, iptables for silent
 # drops, the openssl command for test certificates), Lua tooling (luajit,
