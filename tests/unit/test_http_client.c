@@ -315,7 +315,8 @@ static void spin(uv_loop_t *loop, uint64_t ms) {
 
 typedef struct {
     int calls;           /* times cb came */
-    const char *err;
+    const char *err;     /* errbuf, or NULL */
+    char errbuf[256];    /* err is borrowed for the callback's duration: a copy */
     int status;
     fr_buf_t body;
     fr_buf_t reply;      /* the X-Reply header */
@@ -327,7 +328,11 @@ typedef struct {
 static void on_result(void *ctx, const fr_hresponse_t *res, const char *err) {
     result_t *r = ctx;
     r->calls++;
-    r->err = err;
+    r->err = NULL;
+    if (err) {
+        snprintf(r->errbuf, sizeof r->errbuf, "%s", err);
+        r->err = r->errbuf;
+    }
     if (res) {
         r->status = res->status;
         fr_buf_put(&r->body, res->body, res->body_len);
