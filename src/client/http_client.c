@@ -184,11 +184,26 @@ static void conn_unidle(hconn_t *k) {
 static void on_conn_closed(uv_handle_t *h) {
     hconn_t *k = FR_CONTAINER_OF((uv_tcp_t *)h, hconn_t, tcp);
     fr_hclient_t *c = k->client;
+    fr_tls_close(&k->tls); /* before the key its session points at */
     free(k->wbuf);
     free(k->key);
-    fr_tls_close(&k->tls);
     free(k);
     client_unhold(c);
+}
+
+/* TLS's close_notify, when the session is up and nothing is queued before it (best effort: a
+ * socket that cannot take it at once does without). Besides telling the server, it keeps the
+ * session resumable: OpenSSL will not resume one that ended without it. */
+static void tls_goodbye(hconn_t *k) {
+    fr_buf_t *out = &k->client->tls_out;
+    if (!k->is_tls || k->writing)
+        return;
+    fr_tls_shutdown(&k->tls, out);
+    if (out->len) {
+        uv_buf_t b = uv_buf_init(out->p, (unsigned)out->len);
+        (void)uv_try_write((uv_stream_t *)&k->tcp, &b, 1);
+    }
+    out->len = 0;
 }
 
 /* A pending connect or write is called back with UV_ECANCELED before the handle closes. */
@@ -196,6 +211,7 @@ static void conn_close(hconn_t *k) {
     if (k->closing)
         return;
     k->closing = 1;
+    tls_goodbye(k);
     k->call = NULL;
     if (k->pool)
         conn_unidle(k);
@@ -394,7 +410,8 @@ static void call_dial(fr_hcall_t *call) {
     call->conn = k;
     k->call = call;
     if (call->tls_ctx) {
-        if (fr_https_open(&k->tls, call->tls_ctx, call->host, call->verify) < 0) {
+        if (fr_https_open(&k->tls, call->client->https, call->tls_ctx, call->host, call->verify,
+                          k->key) < 0) {
             call_fail(call, "tls handshake failed: cannot start a session");
             return;
         }

@@ -139,7 +139,7 @@ static void check_final(side_t *s) {
 static void run_raw(fz_reader_t *r, int verify) {
     side_t c;
     memset(&c, 0, sizeof c);
-    if (fr_https_open(&c.tls, client_ctx, "localhost", verify) < 0)
+    if (fr_https_open(&c.tls, https, client_ctx, "localhost", verify, NULL) < 0)
         fz_fail("fr_https_open");
     side_read(&c, "", 0);
     fz_expect(c.out.len > 0 && c.last == FR_TLS_AGAIN, "no ClientHello");
@@ -157,7 +157,7 @@ static void run_session(fz_reader_t *r) {
     side_t c, s;
     memset(&c, 0, sizeof c);
     memset(&s, 0, sizeof s);
-    if (fr_https_open(&c.tls, client_ctx, "localhost", 1) < 0 || fr_tls_open(&s.tls, server_ctx) < 0)
+    if (fr_https_open(&c.tls, https, client_ctx, "localhost", 1, NULL) < 0 || fr_tls_open(&s.tls, server_ctx) < 0)
         fz_fail("cannot open the sessions");
     side_read(&c, "", 0);
     for (int round = 0; round < 20 && !c.dead && !s.dead && !(c.tls.ready && s.tls.ready);

@@ -48,6 +48,7 @@ struct server_s {
     int stall;         /* set: bytes that arrive are read and never answered */
     int plain_400;     /* set: any bytes get a cleartext 400 and a close */
     int handshakes;    /* TLS handshakes completed */
+    int resumed;       /* of which resumed a session */
 };
 
 typedef struct {
@@ -206,8 +207,10 @@ static void on_sread(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
         if (out.len)
             sraw(c, out.p, out.len, 0);
         fr_buf_free(&out);
-        if (!was_ready && c->tls.ready)
+        if (!was_ready && c->tls.ready) {
             s->handshakes++;
+            s->resumed += SSL_session_reused(c->tls.ssl);
+        }
         if (got < 0) {
             sconn_close(c);
             return;
@@ -1033,6 +1036,37 @@ static void test_https_refused_certificates(void) {
     tworld_close(&t);
 }
 
+/* A connection after the first resumes the session the server gave, for the same key only. */
+static void test_https_resumption(void) {
+    tworld_t t;
+    fr_hclient_limits_t limits = {.max_idle_per_host = 0};
+    world_t *w = &t.w;
+    REQUIRE(tworld_open(&t, "IP:127.0.0.1") == 0);
+    fr_hclient_close(w->client);
+    w->client = fr_hclient_new(&w->loop, &limits);
+    result_t r = {0};
+    for (int i = 0; i < 3; i++) {
+        REQUIRE(tcall(&t, turl(&t, "127.0.0.1", "/cl"), t.files.cert, 0, 2000, &r) == 0);
+        CHECK(r.err == NULL);
+    }
+    CHECK_EQ_INT(w->srv.accepts, 3);
+    CHECK_EQ_INT(w->srv.handshakes, 3);
+    CHECK_EQ_INT(w->srv.resumed, 2);
+    /* Unchecked calls are another key: a full handshake first, then resumption of their own. */
+    REQUIRE(tcall(&t, turl(&t, "127.0.0.1", "/cl"), NULL, 1, 2000, &r) == 0);
+    CHECK(r.err == NULL);
+    CHECK_EQ_INT(w->srv.resumed, 2);
+    REQUIRE(tcall(&t, turl(&t, "127.0.0.1", "/cl"), NULL, 1, 2000, &r) == 0);
+    CHECK_EQ_INT(w->srv.resumed, 3);
+    /* The system's store never trusted this server: its key has no session to resume, and
+     * the check still fails. */
+    REQUIRE(tcall(&t, turl(&t, "127.0.0.1", "/cl"), NULL, 0, 2000, &r) == 0);
+    CHECK_CONTAINS(r.err ? r.err : "", "certificate verify failed");
+    CHECK_EQ_INT(w->srv.resumed, 3);
+    result_free(&r);
+    tworld_close(&t);
+}
+
 /* A server that reads the ClientHello and never answers: the deadline ends the call, and a
  * call cancelled mid-handshake leaves nothing behind. */
 static void test_https_stalled_handshake(void) {
@@ -1100,6 +1134,7 @@ int main(int argc, char **argv) {
     FR_RUN(test_close_with_calls_in_flight);
     FR_RUN(test_https_with_ca);
     FR_RUN(test_https_refused_certificates);
+    FR_RUN(test_https_resumption);
     FR_RUN(test_https_stalled_handshake);
     FR_RUN(test_https_to_cleartext);
     return FR_TEST_END();
