@@ -24,6 +24,7 @@
 
 #include "client/https.h"
 #include "fuzz_common.h"
+#include "fuzz_tls_side.h"
 #include "http/tls.h"
 #include "../unit/tls_fixture.h"
 
@@ -54,112 +55,49 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-typedef struct {
-    fr_tls_t tls;
-    fr_buf_t out;  /* ciphertext this side wrote, not yet given to the other */
-    fr_buf_t got;  /* plaintext this side read */
-    ssize_t last;  /* the last fr_tls_read result */
-    int dead;      /* failed or saw close_notify: no call may succeed */
-    char plain[FR_TLS_RECORD];
-} side_t;
-
-/* One read of n bytes, through as many fr_tls_read calls as it takes. */
-static void side_read(side_t *s, const char *bytes, size_t n) {
-    const char *in = bytes;
-    size_t left = n;
-    for (int calls = 0;; calls++) {
-        fz_expect(calls < 100000, "fr_tls_read does not stop");
-        size_t before = left;
-        ssize_t r = fr_tls_read(&s->tls, &in, &left, s->plain, sizeof s->plain, &s->out);
-        fz_expect(left <= before && in == bytes + (n - left), "input pointer and count disagree");
-        fz_expect(r == FR_TLS_AGAIN || r == FR_TLS_CLOSED || r == FR_TLS_ERROR ||
-                      (r > 0 && (size_t)r <= sizeof s->plain),
-                  "fr_tls_read returned %zd", r);
-        s->last = r;
-        if (r > 0) {
-            fz_expect(s->tls.ready, "plaintext before the handshake finished");
-            fz_expect(!s->dead, "plaintext after the session ended");
-            fr_buf_put(&s->got, s->plain, (size_t)r);
-            continue;
-        }
-        if (r == FR_TLS_AGAIN)
-            fz_expect(left == 0, "FR_TLS_AGAIN with %zu bytes unread", left);
-        if (r == FR_TLS_ERROR) {
-            fz_expect(s->tls.failed, "an error without the failed bit");
-            char why[200];
-            fr_https_why(&s->tls, why, sizeof why);
-            fz_expect(!strncmp(why, "certificate verify failed: ", 27) ||
-                          !strncmp(why, "tls handshake failed: ", 22),
-                      "fr_https_why said %s", why);
-        }
-        if (r < 0)
-            s->dead = 1;
-        return;
-    }
-}
-
-/* Delivers bytes in reads of one length, which the input chooses (one byte). */
-static void side_feed(side_t *s, fz_reader_t *r, const char *bytes, size_t n) {
-    size_t step = (size_t)fz_u8(r) * 8 + 1;
-    while (n > 0 && !s->dead) {
-        size_t k = step < n ? step : n;
-        side_read(s, bytes, k);
-        bytes += k;
-        n -= k;
-    }
+/* Every failed read of the client is named as a script would see it. */
+static void check_why(fr_tls_t *t) {
+    char why[200];
+    fr_https_why(t, why, sizeof why);
+    fz_expect(!strncmp(why, "certificate verify failed: ", 27) ||
+                  !strncmp(why, "tls handshake failed: ", 22),
+              "fr_https_why said %s", why);
 }
 
 /* Gives `to` what `from` wrote, in reads the input cuts. */
-static void pass(side_t *from, side_t *to, fz_reader_t *r) {
+static void pass(fz_side_t *from, fz_side_t *to, fz_reader_t *r) {
     fr_buf_t bytes = from->out;
     memset(&from->out, 0, sizeof from->out);
-    side_feed(to, r, bytes.p, bytes.len);
+    fz_side_feed(to, r, bytes.p, bytes.len);
     fr_buf_free(&bytes);
 }
 
-static void side_free(side_t *s) {
-    fr_tls_close(&s->tls);
-    fr_buf_free(&s->out);
-    fr_buf_free(&s->got);
-}
-
-static void check_final(side_t *s) {
-    if (!s->tls.failed)
-        return;
-    const char *in = "x";
-    size_t n = 1;
-    fz_expect(fr_tls_read(&s->tls, &in, &n, s->plain, sizeof s->plain, &s->out) == FR_TLS_ERROR,
-              "a read succeeded after an error");
-    struct iovec v = {(void *)"x", 1};
-    size_t before = s->out.len;
-    fz_expect(fr_tls_write(&s->tls, &v, 1, &s->out) == -1, "a write succeeded after an error");
-    fz_expect(s->out.len == before, "bytes written after an error");
-}
-
 static void run_raw(fz_reader_t *r, int verify) {
-    side_t c;
+    fz_side_t c;
     memset(&c, 0, sizeof c);
+    c.on_error = check_why;
     if (fr_https_open(&c.tls, https, client_ctx, "localhost", verify, NULL) < 0)
         fz_fail("fr_https_open");
-    side_read(&c, "", 0);
+    fz_side_read(&c, "", 0);
     fz_expect(c.out.len > 0 && c.last == FR_TLS_AGAIN, "no ClientHello");
     while (fz_left(r) > 0 && !c.dead) {
         size_t want = (size_t)fz_u8(r) * 16 + 1, got;
         const uint8_t *p = fz_take(r, want, &got);
-        side_read(&c, (const char *)p, got);
+        fz_side_read(&c, (const char *)p, got);
     }
     fz_expect(!c.tls.ready && c.got.len == 0, "a handshake finished with a server that knows no key");
-    check_final(&c);
-    side_free(&c);
+    fz_side_check_final(&c);
+    fz_side_free(&c);
 }
 
 static void run_session(fz_reader_t *r) {
-    side_t c, s;
+    fz_side_t c, s;
     memset(&c, 0, sizeof c);
     memset(&s, 0, sizeof s);
+    c.on_error = check_why;
     if (fr_https_open(&c.tls, https, client_ctx, "localhost", 1, NULL) < 0 || fr_tls_open(&s.tls, server_ctx) < 0)
         fz_fail("cannot open the sessions");
-    side_read(&c, "", 0);
+    fz_side_read(&c, "", 0);
     for (int round = 0; round < 20 && !c.dead && !s.dead && !(c.tls.ready && s.tls.ready);
          round++) {
         pass(&c, &s, r);
@@ -207,9 +145,9 @@ static void run_session(fz_reader_t *r) {
             break;
         }
     }
-    check_final(&c);
-    side_free(&c);
-    side_free(&s);
+    fz_side_check_final(&c);
+    fz_side_free(&c);
+    fz_side_free(&s);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
