@@ -16,6 +16,7 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # The Lua modules in share/lua/5.1 are for a plain luajit; cjson is built into the server.
-set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "luajit, lua-cjson")
+# freshet.http.request checks https:// backends against the system's CAs.
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "luajit, lua-cjson, ca-certificates")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 include(CPack)

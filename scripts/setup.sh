@@ -32,12 +32,12 @@ build="${1:-$root/build}"
 shift || true
 
 # Building and running: a C compiler and CMake, the libraries the binary links (libuv, LuaJIT,
-# lua-cjson's static module, hiredis, the NATS C client, OpenSSL, nghttp2) and llhttp's C
-# sources. (Debian's
+# lua-cjson's static module, hiredis, the NATS C client, OpenSSL, nghttp2), llhttp's C sources, and
+# the system's trusted CAs that freshet.http.request checks https:// backends against. (Debian's
 # node-llhttp, the only package with those sources, depends on nodejs.)
 run_packages=(build-essential cmake pkg-config libuv1-dev node-llhttp libluajit-5.1-dev
               lua-cjson lua-cjson-dev libhiredis-dev libnats-dev libssl-dev
-              libnghttp2-dev)
+              libnghttp2-dev ca-certificates)
 # Testing: the servers and clients the tests drive (Redis, NATS with JetStream, nginx with nchan, Prometheus's
 # promtool, Chromium and Node.js for the browser, curl, iproute2's tc, iptables for silent
 # drops, the openssl command for test certificates, python3-h2 and nghttp2-client's h2load

@@ -121,8 +121,8 @@ local function new_core(srv)
 
   function core.sleep(ms) srv.clock = srv.clock + ms end
 
-  function core.http_request(method, url, headers, body, timeout)
-    return srv:_http(method, url, headers, body, timeout)
+  function core.http_request(method, url, headers, body, timeout, ca, verify)
+    return srv:_http(method, url, headers, body, timeout, ca, verify)
   end
 
   function core.http_response(res) return res end

@@ -446,7 +446,7 @@ function Server:advance(ms)
 end
 
 --- Answers the scripts' freshet.http.request calls: handler(req) gets { method, url, headers,
---- body, timeout } and returns a response { status = 200, headers = {}, body = "" } (a table
+--- body, timeout, ca, verify } and returns a response { status = 200, headers = {}, body = "" } (a table
 --- body is sent as JSON) or nil, err ("timeout", "connection refused", …). handler may also
 --- be a table of responses keyed by "METHOD url" or by url; a call it has no entry for gets
 --- nil, "connection refused". Every call is recorded in srv.http_calls.
@@ -471,8 +471,9 @@ local function stub_response(res, where)
   return out
 end
 
-function Server:_http(method, url, headers, body, timeout)
-  local req = { method = method, url = url, headers = headers or {}, body = body, timeout = timeout }
+function Server:_http(method, url, headers, body, timeout, ca, verify)
+  local req = { method = method, url = url, headers = headers or {}, body = body, timeout = timeout,
+                ca = ca, verify = verify }
   self.http_calls[#self.http_calls + 1] = req
   local h = self.http_handler
   if h == nil then

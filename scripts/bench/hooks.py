@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Hooks that wait, measured: streams opened per second, and the server's CPU per stream, when
-`auth` makes one HTTP call to a local backend, or one freshet.redis GET on a local redis-server,
-against the same stream route with an `auth` that only computes. The routes are served by one
+`auth` makes one HTTP call to a local backend (over cleartext, or over HTTPS with the
+certificate checked), or one freshet.redis GET on a local redis-server, against the same
+stream route with an `auth` that only computes. The routes are served by one
 freshet process; rounds rotate them, so all see the same machine noise; figures are medians over
 the rounds.
 
     scripts/bench/hooks.py [--streams 4000] [--rounds 5] [--concurrency 500] [--delay 0]
 
 The backend is an asyncio HTTP/1.1 server in a process of its own on 127.0.0.1 (keep-alive),
-answering after --delay seconds. The client opens --streams event streams, at most --concurrency at a time,
+answering after --delay seconds; the HTTPS one is the same server in another process, with
+Python's ssl and a self-signed certificate for 127.0.0.1 that the openssl command makes, which
+the route names as its `ca`. The client opens --streams event streams, at most --concurrency at a time,
 each closed once its head arrived; a round's rate is streams / seconds until the last head. CPU
 is the time the freshet process's threads spent on a CPU over the round (/proc schedstat, ns). The difference between the
 two routes' CPU per stream is the cost of one waiting call: the coroutine, the request, the
@@ -37,6 +40,7 @@ local app = freshet.app { heartbeat = 60, limits = { backend_calls = 4096, redis
                           redis = os.getenv("BENCH_REDIS"), log = { level = "warn" } }
 app:stream("/sync", "sync.lua")
 app:stream("/http", "http.lua")
+app:stream("/https", "https.lua")
 app:stream("/redis", "redis.lua")
 app:stream("/redis8", "redis8.lua")
 return app
@@ -84,6 +88,12 @@ function route.topics() return { "bench" } end
 return route
 """
 
+# The same call over TLS, the certificate checked against the backend's own (its CA file).
+HTTPS = HTTP.replace('os.getenv("BENCH_BACKEND")', 'os.getenv("BENCH_HTTPS_BACKEND")').replace(
+    'headers = { Cookie = req.headers.cookie } }',
+    'headers = { Cookie = req.headers.cookie },\n'
+    '                                          ca = os.getenv("BENCH_CA") }')
+
 # Eight calls in turn: the cost of a call, apart from the stream's own, is a difference eight
 # times as large as with one, so it stands out of the rounds' noise.
 REDIS8 = REDIS.replace('local user, err = freshet.redis("GET", "session:" .. sid)',
@@ -100,8 +110,12 @@ def free_port():
 
 
 BACKEND = r"""
-import asyncio, sys
+import asyncio, ssl, sys
 delay = float(sys.argv[1])
+tls = None
+if len(sys.argv) > 3:
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(sys.argv[2], sys.argv[3])
 body = b'{"id":"bench"}'
 answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
           + str(len(body)).encode() + b"\r\n\r\n" + body)
@@ -116,7 +130,7 @@ async def serve(reader, writer):
         pass
     writer.close()
 async def main():
-    server = await asyncio.start_server(serve, "127.0.0.1", 0, backlog=4096)
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, backlog=4096, ssl=tls)
     print(server.sockets[0].getsockname()[1], flush=True)
     await server.serve_forever()
 asyncio.run(main())
@@ -190,6 +204,15 @@ def main():
                                stdout=subprocess.PIPE)
     backend_port = int(backend.stdout.readline())
     work = tempfile.mkdtemp(prefix="freshet-bench-hooks-")
+    cert, key = os.path.join(work, "backend.pem"), os.path.join(work, "backend-key.pem")
+    subprocess.run([shutil.which("openssl") or "openssl", "req", "-x509", "-newkey", "ec",
+                    "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                    "-keyout", key, "-out", cert, "-subj", "/CN=bench backend",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    tls_backend = subprocess.Popen([sys.executable, "-c", BACKEND, str(args.delay), cert, key],
+                                   stdout=subprocess.PIPE)
+    tls_backend_port = int(tls_backend.stdout.readline())
     redis_port = free_port()
     redis = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port",
                               str(redis_port), "--bind", "127.0.0.1", "--save", "",
@@ -206,11 +229,12 @@ def main():
     else:
         sys.exit("hooks.py: redis-server did not start")
     for name, text in (("app.lua", APP), ("sync.lua", SYNC), ("http.lua", HTTP),
-                       ("redis.lua", REDIS), ("redis8.lua", REDIS8)):
+                       ("https.lua", HTTPS), ("redis.lua", REDIS), ("redis8.lua", REDIS8)):
         with open(os.path.join(work, name), "w") as f:
             f.write(text)
     port = free_port()
     env = dict(os.environ, BENCH_BACKEND=f"http://127.0.0.1:{backend_port}",
+               BENCH_HTTPS_BACKEND=f"https://127.0.0.1:{tls_backend_port}", BENCH_CA=cert,
                BENCH_REDIS=f"redis://127.0.0.1:{redis_port}")
     log = open(os.path.join(work, "server.log"), "wb")
     proc = subprocess.Popen([BIN, os.path.join(work, "app.lua"), "--listen", f"127.0.0.1:{port}"],
@@ -223,13 +247,14 @@ def main():
             except OSError:
                 time.sleep(0.05)
         open_streams(port, "/http", 200, 100)  # warm the pool and the VM
+        open_streams(port, "/https", 200, 100)
         open_streams(port, "/sync", 200, 100)
         open_streams(port, "/redis", 200, 100)
         open_streams(port, "/redis8", 200, 100)
-        paths = ["/sync", "/http", "/redis", "/redis8"]
+        paths = ["/sync", "/http", "/https", "/redis", "/redis8"]
         figures = {p: [] for p in paths}
         for r in range(args.rounds):
-            for path in paths[r % 4:] + paths[:r % 4]:
+            for path in paths[r % len(paths):] + paths[:r % len(paths)]:
                 cpu0 = cpu_seconds(proc.pid)
                 took = open_streams(port, path, args.streams, args.concurrency)
                 time.sleep(0.3)  # the closes are counted in the round that made them
@@ -240,6 +265,8 @@ def main():
         proc.wait(10)
         backend.terminate()
         backend.wait(10)
+        tls_backend.terminate()
+        tls_backend.wait(10)
         redis.terminate()
         redis.wait(10)
         log.close()
@@ -254,6 +281,7 @@ def main():
     print("|---|---|---|")
     for path, label in (("/sync", "computes (no call)"),
                         ("/http", "one freshet.http.request to a local backend"),
+                        ("/https", "the same over https (certificate checked, `ca =`)"),
                         ("/redis", "one freshet.redis GET on a local redis-server"),
                         ("/redis8", "eight freshet.redis GETs in turn")):
         rates = " / ".join(f"{f[0]:,.0f}" for f in figures[path])
@@ -262,6 +290,9 @@ def main():
     extra = med("/http", 1) - med("/sync", 1)
     print(f"\nOne waiting call costs the server {extra:.1f} µs of CPU (the difference of the "
           f"medians); opening is {med('/http', 0) / med('/sync', 0):.2f}× as fast with it.")
+    extra = med("/https", 1) - med("/sync", 1)
+    print(f"Over https a call costs {extra:.1f} µs of CPU, "
+          f"{med('/https', 1) - med('/http', 1):.1f} µs more than in cleartext.")
     extra = med("/redis", 1) - med("/sync", 1)
     per = (med("/redis8", 1) - med("/sync", 1)) / 8
     print(f"One freshet.redis call costs {extra:.1f} µs of CPU ({per:.1f} µs each from eight "

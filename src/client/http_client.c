@@ -24,6 +24,7 @@
 #include "base/list.h"
 #include "base/util.h"
 #include "client/http_response.h"
+#include "client/https.h"
 
 typedef struct hconn_s hconn_t;
 
@@ -38,21 +39,30 @@ typedef struct {
 struct hconn_s {
     uv_tcp_t tcp;                 /* the struct is freed in this handle's close callback */
     uv_connect_t connect;
-    uv_write_t write;
+    uv_write_t write;             /* cleartext: the request */
     fr_hclient_t *client;
     fr_hcall_t *call;             /* the call it serves; NULL while idle or closing */
     char *key;                    /* owned: the pool it may go back to */
     struct sockaddr_storage addr; /* the peer: a retry dials it again */
     char *wbuf;                   /* owned: request bytes a write still reads after its call */
+    fr_tls_t tls;                 /* https: the session (its SSL owned), else empty */
     pool_t *pool;                 /* while idle */
     fr_list_t link;               /* client->conns, until it starts closing */
     fr_list_t pool_link;          /* pool->idle, while idle */
     fr_list_t idle_link;          /* client->idle (longest idle first), while idle */
     uint64_t idle_since;          /* loop time */
-    unsigned writing : 1;         /* a write is in flight */
+    unsigned writing;             /* writes in flight */
     unsigned closing : 1;
     unsigned pooled : 1;          /* it was taken from the pool: the peer may have dropped it */
+    unsigned is_tls : 1;          /* https: every byte goes through tls */
 };
+
+/* Ciphertext the socket did not take at once. */
+typedef struct {
+    uv_write_t req;
+    hconn_t *conn;
+    char *buf; /* owned */
+} twrite_t;
 
 /* A name being looked up. */
 typedef struct {
@@ -78,7 +88,10 @@ struct fr_hcall_s {
     struct sockaddr_storage addr; /* where conn goes */
     fr_hres_t res;                /* the response being read */
     const char *err;              /* a failure met inside fr_hclient_request, told later */
+    fr_tls_ctx_t *tls_ctx;        /* https: the trust store (the client's), else NULL */
+    char why[200];                /* a failure's text when it is made for this call */
     unsigned idempotent : 1;      /* may be sent again after a stale connection */
+    unsigned verify : 1;          /* https: check the server's certificate and name */
     unsigned head : 1;
     unsigned retried : 1;
     unsigned got_bytes : 1;       /* a response byte arrived: it is too late to retry */
@@ -97,12 +110,17 @@ struct fr_hclient_s {
     fr_hclient_stats_t stats;
     unsigned holds;        /* handles not closed yet and lookups not back yet */
     int closing;
+    fr_https_t *https;     /* owned: the trust stores https calls use, made on the first */
+    fr_buf_t tls_out;      /* ciphertext being made; empty between calls into tls */
+    char why[300];         /* fr_hclient_request's -1 text when it is made for the call */
     char read_buf[65536];  /* every read lands here and is parsed at once */
+    char plain[FR_TLS_RECORD]; /* a record's plaintext, parsed at once */
 };
 
 static const char TIMEOUT[] = "timeout";
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void tls_input(hconn_t *k, const char *in, size_t n);
 static void call_fail(fr_hcall_t *call, const char *err);
 static void call_broken(fr_hcall_t *call, const char *err);
 
@@ -127,6 +145,8 @@ static void client_unhold(fr_hclient_t *c) {
     if (--c->holds > 0 || !c->closing)
         return;
     fr_htable_close(&c->pools);
+    fr_https_free(c->https);
+    fr_buf_free(&c->tls_out);
     free(c);
 }
 
@@ -164,10 +184,26 @@ static void conn_unidle(hconn_t *k) {
 static void on_conn_closed(uv_handle_t *h) {
     hconn_t *k = FR_CONTAINER_OF((uv_tcp_t *)h, hconn_t, tcp);
     fr_hclient_t *c = k->client;
+    fr_tls_close(&k->tls); /* before the key its session points at */
     free(k->wbuf);
     free(k->key);
     free(k);
     client_unhold(c);
+}
+
+/* TLS's close_notify, when the session is up and nothing is queued before it (best effort: a
+ * socket that cannot take it at once does without). Besides telling the server, it keeps the
+ * session resumable: OpenSSL will not resume one that ended without it. */
+static void tls_goodbye(hconn_t *k) {
+    fr_buf_t *out = &k->client->tls_out;
+    if (!k->is_tls || k->writing)
+        return;
+    fr_tls_shutdown(&k->tls, out);
+    if (out->len) {
+        uv_buf_t b = uv_buf_init(out->p, (unsigned)out->len);
+        (void)uv_try_write((uv_stream_t *)&k->tcp, &b, 1);
+    }
+    out->len = 0;
 }
 
 /* A pending connect or write is called back with UV_ECANCELED before the handle closes. */
@@ -175,6 +211,7 @@ static void conn_close(hconn_t *k) {
     if (k->closing)
         return;
     k->closing = 1;
+    tls_goodbye(k);
     k->call = NULL;
     if (k->pool)
         conn_unidle(k);
@@ -251,7 +288,7 @@ static void call_drop_conn(fr_hcall_t *call, int again) {
     if (!k)
         return;
     call->conn = NULL;
-    if (k->writing) {
+    if (k->writing && !k->is_tls) {
         k->wbuf = call->req;
         call->req = again ? fr_strndup(k->wbuf, call->req_len) : NULL;
     }
@@ -266,22 +303,86 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 
 static void on_write(uv_write_t *w, int status) {
     hconn_t *k = FR_CONTAINER_OF(w, hconn_t, write);
-    k->writing = 0;
+    k->writing--;
     free(k->wbuf);
     k->wbuf = NULL;
     if (status < 0 && !k->closing && k->call)
         call_broken(k->call, err_text(status));
 }
 
+static void on_twrite(uv_write_t *req, int status) {
+    twrite_t *w = FR_CONTAINER_OF(req, twrite_t, req);
+    hconn_t *k = w->conn;
+    free(w->buf);
+    free(w);
+    k->writing--;
+    if (status < 0 && !k->closing && k->call)
+        call_broken(k->call, err_text(status));
+}
+
+/* Sends the ciphertext in client->tls_out and empties it: what the socket takes at once is
+ * gone, the rest is copied and queued behind the writes in flight (uv_try_write takes nothing
+ * while some are queued, so records keep their order). Returns 0 or a libuv error. */
+static int tls_flush(hconn_t *k) {
+    fr_buf_t *out = &k->client->tls_out;
+    if (out->len == 0)
+        return 0;
+    uv_buf_t b = uv_buf_init(out->p, (unsigned)out->len);
+    ssize_t sent = uv_try_write((uv_stream_t *)&k->tcp, &b, 1);
+    if (sent == UV_EAGAIN)
+        sent = 0;
+    int rc = 0;
+    if (sent < 0) {
+        rc = (int)sent;
+    } else if ((size_t)sent < out->len) {
+        twrite_t *w = fr_calloc(1, sizeof *w);
+        w->conn = k;
+        w->buf = fr_strndup(out->p + sent, out->len - (size_t)sent);
+        b = uv_buf_init(w->buf, (unsigned)(out->len - (size_t)sent));
+        rc = uv_write(&w->req, (uv_stream_t *)&k->tcp, &b, 1, on_twrite);
+        if (rc < 0) {
+            free(w->buf);
+            free(w);
+        } else {
+            k->writing++;
+        }
+    }
+    out->len = 0;
+    if (out->cap > (1u << 20))
+        fr_buf_free(out);
+    return rc;
+}
+
+/* The request as records; before the handshake's end, nothing yet (its end sends it). */
+static void call_send_tls(fr_hcall_t *call) {
+    hconn_t *k = call->conn;
+    if (!k->tls.ready)
+        return;
+    struct iovec v = {call->req, call->req_len};
+    if (fr_tls_write(&k->tls, &v, 1, &call->client->tls_out) < 0) {
+        call->client->tls_out.len = 0;
+        snprintf(call->why, sizeof call->why, "tls error: %s", fr_tls_why());
+        call_fail(call, call->why);
+        return;
+    }
+    int rc = tls_flush(k);
+    if (rc < 0)
+        call_broken(call, err_text(rc));
+}
+
 static void call_send(fr_hcall_t *call) {
     hconn_t *k = call->conn;
+    if (k->is_tls) {
+        call_send_tls(call);
+        return;
+    }
     uv_buf_t b = uv_buf_init(call->req, (unsigned)call->req_len);
     int rc = uv_write(&k->write, (uv_stream_t *)&k->tcp, &b, 1, on_write);
     if (rc < 0) {
         call_broken(call, err_text(rc));
         return;
     }
-    k->writing = 1;
+    k->writing++;
 }
 
 static void on_connect(uv_connect_t *req, int status) {
@@ -298,13 +399,24 @@ static void on_connect(uv_connect_t *req, int status) {
         call_fail(call, err_text(rc));
         return;
     }
-    call_send(call);
+    if (k->is_tls)
+        tls_input(k, NULL, 0); /* the ClientHello */
+    else
+        call_send(call);
 }
 
 static void call_dial(fr_hcall_t *call) {
     hconn_t *k = conn_new(call->client, call->key, &call->addr);
     call->conn = k;
     k->call = call;
+    if (call->tls_ctx) {
+        if (fr_https_open(&k->tls, call->client->https, call->tls_ctx, call->host, call->verify,
+                          k->key) < 0) {
+            call_fail(call, "tls handshake failed: cannot start a session");
+            return;
+        }
+        k->is_tls = 1;
+    }
     int rc = uv_tcp_connect(&k->connect, &k->tcp, (const struct sockaddr *)&call->addr,
                             on_connect);
     if (rc < 0)
@@ -394,30 +506,100 @@ static void call_broken(fr_hcall_t *call, const char *err) {
     call_fail(call, err);
 }
 
+/* The peer closed (a FIN, or TLS's close_notify) while the call waits. */
+static void call_eof(fr_hcall_t *call) {
+    if (fr_hres_eof(&call->res) == FR_HRES_DONE)
+        call_succeed(call);
+    else if (call->conn->is_tls && !call->conn->tls.ready)
+        call_fail(call, "tls handshake failed: the server closed the connection");
+    else
+        call_broken(call, call->res.err);
+}
+
+/* Response bytes for the call; `more`: other bytes follow them. Returns 1 once the call has
+ * ended (its connection may already serve another call). */
+static int call_input(fr_hcall_t *call, const char *p, size_t n, int more) {
+    call->got_bytes = 1;
+    size_t used;
+    fr_hres_state_t st = fr_hres_feed(&call->res, p, n, &used);
+    if (st == FR_HRES_DONE) {
+        /* Records after the response are not its: the connection is in no state to reuse. */
+        if (more)
+            call->res.leftover = 1;
+        call_succeed(call);
+        return 1;
+    }
+    if (st == FR_HRES_FAIL) {
+        call_fail(call, call->res.err);
+        return 1;
+    }
+    return 0;
+}
+
+/* Ciphertext from the socket (none when the connection opens: the ClientHello goes out).
+ * What tls must send meanwhile (its handshake flights, alerts) leaves first; the request goes
+ * once the handshake is done; plaintext is the response, record by record. An idle
+ * connection that receives anything but tls's own messages (a ticket) is closed. */
+static void tls_input(hconn_t *k, const char *in, size_t n) {
+    fr_hclient_t *c = k->client;
+    for (;;) {
+        int was_ready = k->tls.ready;
+        ssize_t got = fr_tls_read(&k->tls, &in, &n, c->plain, sizeof c->plain, &c->tls_out);
+        fr_hcall_t *call = k->call;
+        if (got == FR_TLS_ERROR && call) {
+            if (was_ready)
+                snprintf(call->why, sizeof call->why, "tls error: %s", fr_tls_why());
+            else
+                fr_https_why(&k->tls, call->why, sizeof call->why);
+        }
+        int rc = tls_flush(k);
+        if (!call) {
+            if (rc < 0 || got != FR_TLS_AGAIN)
+                conn_close(k);
+            return;
+        }
+        if (got == FR_TLS_ERROR) {
+            call_fail(call, call->why);
+            return;
+        }
+        if (rc < 0) {
+            call_broken(call, err_text(rc));
+            return;
+        }
+        if (got == FR_TLS_CLOSED) {
+            call_eof(call);
+            return;
+        }
+        if (!was_ready && k->tls.ready) {
+            call_send(call);
+            if (k->closing || k->call != call)
+                return;
+        }
+        if (got == FR_TLS_AGAIN || call_input(call, c->plain, (size_t)got, n > 0))
+            return;
+    }
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     hconn_t *k = FR_CONTAINER_OF((uv_tcp_t *)s, hconn_t, tcp);
     fr_hcall_t *call = k->call;
     if (nread == 0 || k->closing)
         return;
+    if (nread > 0 && k->is_tls) {
+        tls_input(k, buf->base, (size_t)nread);
+        return;
+    }
     if (!call) {
         /* Idle: the server closed it, or sent what nobody asked for. */
         conn_close(k);
         return;
     }
-    if (nread < 0) {
-        if (nread == UV_EOF && fr_hres_eof(&call->res) == FR_HRES_DONE)
-            call_succeed(call);
-        else
-            call_broken(call, nread == UV_EOF ? call->res.err : err_text((int)nread));
-        return;
-    }
-    call->got_bytes = 1;
-    size_t used;
-    fr_hres_state_t st = fr_hres_feed(&call->res, buf->base, (size_t)nread, &used);
-    if (st == FR_HRES_DONE)
-        call_succeed(call);
-    else if (st == FR_HRES_FAIL)
-        call_fail(call, call->res.err);
+    if (nread == UV_EOF)
+        call_eof(call);
+    else if (nread < 0)
+        call_broken(call, err_text((int)nread));
+    else
+        call_input(call, buf->base, (size_t)nread, 0);
 }
 
 /* ---- name lookup ------------------------------------------------------------------------- */
@@ -462,7 +644,7 @@ static void call_lookup(fr_hcall_t *call) {
 
 /* ---- requests ------------------------------------------------------------------------------ */
 
-/* The parts of an http:// URL, pointing into it. */
+/* The parts of an http:// or https:// URL, pointing into it. */
 typedef struct {
     const char *host;   /* without brackets */
     size_t host_len;
@@ -470,6 +652,7 @@ typedef struct {
     size_t target_len;
     int port;
     int ipv6;
+    int tls;            /* https */
 } url_t;
 
 static int is_tchar(unsigned char c) {
@@ -487,9 +670,14 @@ static int all_in(const char *s, size_t n, const char *set) {
     return 1;
 }
 
-/* The port after the host: empty (80) or 1 to 65535. */
+/* The scheme's own port: the URL need not name it. */
+static int default_port(const url_t *u) {
+    return u->tls ? 443 : 80;
+}
+
+/* The port after the host: empty (the scheme's) or 1 to 65535. */
 static const char *url_port(const char *s, const char *end, url_t *u) {
-    u->port = 80;
+    u->port = default_port(u);
     if (s == end)
         return NULL;
     if (*s != ':' || end - s > 6)
@@ -542,17 +730,18 @@ static const char *url_authority(const char *s, size_t n, url_t *u) {
 }
 
 static const char *url_parse(const char *url, url_t *u) {
+    static const char scheme[] = "url must start with http:// or https://";
     memset(u, 0, sizeof *u);
     if (!url)
-        return "url must start with http://";
+        return scheme;
     for (const char *p = url; *p; p++)
         if ((unsigned char)*p <= ' ' || *p == 0x7f)
             return "url has a space or a control character";
     if (strncasecmp(url, "https://", 8) == 0)
-        return "https is not supported yet";
-    if (strncasecmp(url, "http://", 7) != 0)
-        return "url must start with http://";
-    const char *auth = url + 7;
+        u->tls = 1;
+    else if (strncasecmp(url, "http://", 7) != 0)
+        return scheme;
+    const char *auth = url + (u->tls ? 8 : 7);
     size_t alen = strcspn(auth, "/?#");
     const char *err = url_authority(auth, alen, u);
     if (err)
@@ -609,15 +798,15 @@ static const char *check_headers(const fr_hheader_t *hs, size_t n) {
     return NULL;
 }
 
-/* host, bracketed when IPv6, and :port unless 80: the Host header and, lower-cased, the pool's
- * key. */
+/* host, bracketed when IPv6, and :port unless the scheme's: the Host header and, lower-cased,
+ * part of the pool's key. */
 static void put_hostport(fr_buf_t *b, const url_t *u) {
     if (u->ipv6)
         fr_buf_putc(b, '[');
     fr_buf_put(b, u->host, u->host_len);
     if (u->ipv6)
         fr_buf_putc(b, ']');
-    if (u->port != 80)
+    if (u->port != default_port(u))
         fr_buf_printf(b, ":%d", u->port);
 }
 
@@ -654,18 +843,29 @@ static char *request_bytes(const fr_hrequest_t *rq, const url_t *u, size_t *len)
 }
 
 static fr_hcall_t *call_new(fr_hclient_t *c, const fr_hrequest_t *rq, const url_t *u,
-                            fr_hcall_cb cb, void *ctx) {
+                            fr_tls_ctx_t *tls_ctx, fr_hcall_cb cb, void *ctx) {
     fr_hcall_t *call = fr_calloc(1, sizeof *call);
     call->client = c;
     call->cb = cb;
     call->ctx = ctx;
     call->host = fr_strndup(u->host, u->host_len);
     call->port = u->port;
+    call->tls_ctx = tls_ctx;
+    call->verify = !rq->insecure;
+    /* A connection goes back to calls that would have made the same one: same scheme, host and
+     * port, and for https the same trust (one checked against another CA file, or not checked,
+     * must not carry a call that asks for more). */
     fr_buf_t key = {0};
+    fr_buf_puts(&key, u->tls ? "https://" : "http://");
+    size_t from = key.len;
     put_hostport(&key, u);
-    for (size_t i = 0; i < key.len; i++)
+    for (size_t i = from; i < key.len; i++)
         if (key.p[i] >= 'A' && key.p[i] <= 'Z')
             key.p[i] = (char)(key.p[i] - 'A' + 'a');
+    if (u->tls && rq->insecure)
+        fr_buf_puts(&key, " unverified");
+    else if (u->tls && rq->ca_file)
+        fr_buf_printf(&key, " ca=%s", rq->ca_file);
     call->key = fr_buf_take(&key, NULL);
     call->req = request_bytes(rq, u, &call->req_len);
     call->timeout_ms = rq->timeout_ms;
@@ -730,7 +930,16 @@ int fr_hclient_request(fr_hclient_t *c, const fr_hrequest_t *rq, fr_hcall_cb cb,
         return refuse(err, why);
     if (c->stats.in_flight >= c->limits.max_in_flight)
         return refuse(err, "too many calls in flight");
-    fr_hcall_t *call = call_new(c, rq, &u, cb, ctx);
+    fr_tls_ctx_t *tls_ctx = NULL;
+    if (u.tls) {
+        if (!c->https)
+            c->https = fr_https_new();
+        /* Unchecked calls need no store; the system's is as good as any to hold them. */
+        tls_ctx = fr_https_ctx(c->https, rq->insecure ? NULL : rq->ca_file, c->why, sizeof c->why);
+        if (!tls_ctx)
+            return refuse(err, c->why);
+    }
+    fr_hcall_t *call = call_new(c, rq, &u, tls_ctx, cb, ctx);
     if (out)
         *out = call;
     call->starting = 1;

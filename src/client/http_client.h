@@ -2,9 +2,16 @@
  * (freshet.http.request), on the worker's loop, never blocking it.
  *
  *   fr_hclient_request ──► URL ─► DNS (libuv; numeric hosts skip it) ─► a pooled keep-alive
- *        connection to host:port, or a new one ─► request bytes ─► response parsed with llhttp
- *        (client/http_response.h) ─► cb(ctx, res, NULL) ─► the connection back to the pool
+ *        connection to host:port, or a new one ─► (https: a TLS handshake, the certificate
+ *        checked) ─► request bytes ─► response parsed with llhttp (client/http_response.h)
+ *        ─► cb(ctx, res, NULL) ─► the connection back to the pool
  *                                 └─ any failure or the deadline ─► cb(ctx, NULL, "why")
+ *
+ * https:// runs TLS 1.2 or 1.3 (codec/tls_mem.h, contexts in client/https.h) over the same
+ * connections: SNI and ALPN http/1.1, the certificate checked against the system's store or a
+ * CA file, and its name or address against the URL's host, unless the request says not to. A
+ * connection is pooled under its scheme, host, port and trust, so an https connection never
+ * carries a cleartext call, nor a call to another host or with stricter checks.
  *
  * One client per worker (it is bound to its loop), shared by every VM the worker runs, so
  * pooled connections outlive reloads. The callback never runs inside fr_hclient_request. */
@@ -43,15 +50,18 @@ typedef struct {
 
 typedef struct {
     const char *method;           /* GET, POST, …: an HTTP token */
-    const char *url;              /* http://host[:port][/path][?query] */
+    const char *url;              /* http[s]://host[:port][/path][?query] */
     const fr_hheader_t *headers;  /* more header lines; Host, Content-Length, Connection and
                                    * Transfer-Encoding are the client's (User-Agent: freshet
                                    * unless one is given) */
     size_t nheaders;
     const char *body;             /* NULL: none */
     size_t body_len;
-    uint64_t timeout_ms;          /* the whole call: DNS, connect, send and the response;
-                                   * 0: no deadline */
+    uint64_t timeout_ms;          /* the whole call: DNS, connect, the TLS handshake, send and
+                                   * the response; 0: no deadline */
+    const char *ca_file;          /* https: trust the certificates of this PEM file instead of
+                                   * the system's (read once per client); NULL: the system's */
+    int insecure;                 /* https: take any certificate for any name (tests only) */
 } fr_hrequest_t;
 
 /* A response, borrowed for the callback's duration. Header names are lower-case. */
@@ -63,10 +73,11 @@ typedef struct {
     size_t body_len;
 } fr_hresponse_t;
 
-/* err is NULL with a response, else a short static text a script may compare:
- * "timeout", "connection refused", "connection reset", "connection closed",
- * "host not found", "response too large", "invalid response", "shutting down", or
- * another libuv error's text. */
+/* err is NULL with a response, else a short text (borrowed for the callback's duration) a
+ * script may compare: "timeout", "connection refused", "connection reset", "connection closed",
+ * "host not found", "response too large", "invalid response", "shutting down",
+ * "certificate verify failed: <why>" (the chain or the host name did not check out),
+ * "tls handshake failed: <why>", "tls error: <why>", or another libuv error's text. */
 typedef void (*fr_hcall_cb)(void *ctx, const fr_hresponse_t *res, const char *err);
 
 fr_hclient_t *fr_hclient_new(uv_loop_t *loop, const fr_hclient_limits_t *limits);
@@ -80,13 +91,15 @@ void fr_hclient_close(fr_hclient_t *c);
  * method or header with bytes HTTP does not allow, too many calls in flight): cb never
  * comes then. The request is copied: req and what it points to may go once this returns.
  * *call is valid until cb has returned or fr_hcall_cancel was called; call or err may be
- * NULL. The -1 texts are static too:
- *   "https is not supported yet", "url must start with http://",
+ * NULL. The -1 texts are static, or valid until the next call on c:
+ *   "url must start with http:// or https://",
  *   "url has a space or a control character", "url may not have user info",
  *   "url has an invalid host", "url has an invalid port", "invalid method",
  *   "method CONNECT is not supported", "invalid header name", "invalid header value",
  *   "header Host is not allowed" (and Content-Length, Connection, Transfer-Encoding),
- *   "body too large", "too many calls in flight", "shutting down", "invalid request".
+ *   "body too large", "too many calls in flight", "shutting down", "invalid request",
+ *   "cannot read the ca file <path>: <why>", "the ca file <path> holds no certificate …",
+ *   "too many ca files …". 
  * An idempotent call (GET, HEAD, PUT, DELETE, OPTIONS) that finds its pooled connection
  * closed by the server before any response byte goes once more, on a new connection. */
 int fr_hclient_request(fr_hclient_t *c, const fr_hrequest_t *req, fr_hcall_cb cb, void *ctx,

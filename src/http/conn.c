@@ -397,7 +397,7 @@ void fr_conn_last_words(fr_conn_t *c, const char *bytes, size_t len) {
         return; /* the close cancels what is queued: these must not overtake it */
     if (c->tls) {
         uv_buf_t plain = uv_buf_init((char *)bytes, (unsigned)len);
-        if (fr_tls_write(tls_of(c), &plain, 1, &c->http->tls_out) == 0) {
+        if (fr_tls_write_bufs(tls_of(c), &plain, 1, &c->http->tls_out) == 0) {
             uv_buf_t b = uv_buf_init(c->http->tls_out.p, (unsigned)c->http->tls_out.len);
             (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
         }
@@ -451,7 +451,7 @@ void fr_http_set_tls(fr_http_t *http, fr_tls_ctx_t *ctx) {
 
 /* Encrypts into http->tls_out, which is empty before and is sent or taken right after. */
 static int tls_encrypt(fr_conn_t *c, const uv_buf_t *bufs, size_t n) {
-    if (fr_tls_write(tls_of(c), bufs, n, &c->http->tls_out) == 0)
+    if (fr_tls_write_bufs(tls_of(c), bufs, n, &c->http->tls_out) == 0)
         return 0;
     c->http->tls_out.len = 0;
     c->close_reason = "tls";

@@ -14,6 +14,7 @@
 #include "client/http_client.h"
 #include "lua/api.h"
 #include "lua/task.h"
+#include "lua/vm_build.h"
 
 #define FR_HTTP_MAX_HEADERS 64
 
@@ -51,8 +52,9 @@ static int read_headers(lua_State *L, int idx, fr_hheader_t *out, size_t *n) {
     return 0;
 }
 
-/* core.http_request(method, url, headers|nil, body|nil, timeout_ms): the arguments are checked
- * by http.lua; yields, or returns nil, err when the call cannot start. */
+/* core.http_request(method, url, headers|nil, body|nil, timeout_ms, ca|nil, verify): the
+ * arguments are checked by http.lua; yields, or returns nil, err when the call cannot start.
+ * ca is a PEM file, relative to the app file's directory unless absolute. */
 int fr_lua_http_request(lua_State *L) {
     const char *method = luaL_checkstring(L, 1);
     const char *url = luaL_checkstring(L, 2);
@@ -62,6 +64,8 @@ int fr_lua_http_request(lua_State *L) {
     size_t body_len = 0;
     const char *body = lua_isnil(L, 4) ? NULL : luaL_checklstring(L, 4, &body_len);
     double timeout = luaL_checknumber(L, 5);
+    const char *ca = luaL_optstring(L, 6, NULL);
+    int verify = lua_isnone(L, 7) || lua_toboolean(L, 7);
     fr_task_t *t = fr_task_current(L);
     if (!t)
         return luaL_error(L, "%s", FR_TASK_CANNOT_WAIT);
@@ -80,10 +84,13 @@ int fr_lua_http_request(lua_State *L) {
     /* Without a timeout of its own a call has no deadline but the hook's (timeouts.hook),
      * which answers 504. */
     uint64_t timeout_ms = timeout > 0 ? (uint64_t)timeout : 0;
-    fr_hrequest_t req = {method, url, headers, nheaders, body, body_len, timeout_ms};
+    char *ca_path = ca && verify ? fr_vm_resolve(vm->app_dir, ca) : NULL;
+    fr_hrequest_t req = {method, url, headers, nheaders, body, body_len, timeout_ms, ca_path, !verify};
     fr_hcall_t *call;
     const char *err;
-    if (fr_hclient_request(vm->host->backend, &req, on_answer, t, &call, &err) < 0) {
+    int rc = fr_hclient_request(vm->host->backend, &req, on_answer, t, &call, &err);
+    free(ca_path);
+    if (rc < 0) {
         lua_pushnil(L);
         lua_pushstring(L, err);
         return 2;

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "fuzz_common.h"
+#include "fuzz_tls_side.h"
 #include "http/tls.h"
 #include "../unit/tls_fixture.h"
 
@@ -47,89 +48,23 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-typedef struct {
-    fr_tls_t srv;
-    fr_buf_t out;  /* the server's ciphertext not yet given to the client */
-    fr_buf_t got;  /* plaintext the server read */
-    ssize_t last;  /* the last fr_tls_read result */
-    int dead;      /* the server failed or saw close_notify: no call may succeed */
-    char plain[FR_TLS_RECORD];
-} server_t;
-
-/* One read of n bytes, through as many fr_tls_read calls as it takes. */
-static void server_read(server_t *s, const char *bytes, size_t n) {
-    const char *in = bytes;
-    size_t left = n;
-    for (int calls = 0;; calls++) {
-        fz_expect(calls < 100000, "fr_tls_read does not stop");
-        size_t before = left;
-        ssize_t r = fr_tls_read(&s->srv, &in, &left, s->plain, sizeof s->plain, &s->out);
-        fz_expect(left <= before && in == bytes + (n - left), "input pointer and count disagree");
-        fz_expect(r == FR_TLS_AGAIN || r == FR_TLS_CLOSED || r == FR_TLS_ERROR ||
-                      (r > 0 && (size_t)r <= sizeof s->plain),
-                  "fr_tls_read returned %zd", r);
-        s->last = r;
-        if (r > 0) {
-            fz_expect(s->srv.ready, "plaintext before the handshake finished");
-            fz_expect(!s->dead, "plaintext after the session ended");
-            fr_buf_put(&s->got, s->plain, (size_t)r);
-            continue;
-        }
-        if (r == FR_TLS_AGAIN)
-            fz_expect(left == 0, "FR_TLS_AGAIN with %zu bytes unread", left);
-        if (r == FR_TLS_ERROR)
-            fz_expect(s->srv.failed, "an error without the failed bit");
-        if (r < 0)
-            s->dead = 1;
-        return;
-    }
-}
-
-/* Errors are final: nothing works on a session that failed. */
-static void check_final(server_t *s) {
-    if (!s->srv.failed)
-        return;
-    const char *in = "x";
-    size_t n = 1;
-    fz_expect(fr_tls_read(&s->srv, &in, &n, s->plain, sizeof s->plain, &s->out) == FR_TLS_ERROR,
-              "a read succeeded after an error");
-    uv_buf_t b = uv_buf_init((char *)"x", 1);
-    size_t before = s->out.len;
-    fz_expect(fr_tls_write(&s->srv, &b, 1, &s->out) == -1, "a write succeeded after an error");
-    fr_tls_shutdown(&s->srv, &s->out);
-    fz_expect(s->out.len == before, "bytes written after an error");
-}
-
-/* Delivers bytes to the server in reads of one length, which the input chooses (one byte). */
-static void server_feed(server_t *s, fz_reader_t *r, const char *bytes, size_t n) {
-    size_t step = (size_t)fz_u8(r) * 8 + 1;
-    while (n > 0 && !s->dead) {
-        size_t k = step < n ? step : n;
-        server_read(s, bytes, k);
-        bytes += k;
-        n -= k;
-    }
-}
-
 static void run_raw(fz_reader_t *r) {
-    server_t s;
+    fz_side_t s;
     memset(&s, 0, sizeof s);
-    if (fr_tls_open(&s.srv, ctx) < 0)
+    if (fr_tls_open(&s.tls, ctx) < 0)
         fz_fail("fr_tls_open");
     while (fz_left(r) > 0 && !s.dead) {
         size_t want = (size_t)fz_u8(r) * 16 + 1, got;
         const uint8_t *p = fz_take(r, want, &got);
-        server_read(&s, (const char *)p, got);
+        fz_side_read(&s, (const char *)p, got);
     }
-    fz_expect(s.srv.ready || s.got.len == 0, "plaintext without a handshake");
-    check_final(&s);
-    fr_tls_close(&s.srv);
-    fr_buf_free(&s.out);
-    fr_buf_free(&s.got);
+    fz_expect(s.tls.ready || s.got.len == 0, "plaintext without a handshake");
+    fz_side_check_final(&s);
+    fz_side_free(&s);
 }
 
 /* Gives the client what the server wrote. */
-static void to_client(server_t *s, tls_fx_client_t *c) {
+static void to_client(fz_side_t *s, tls_fx_client_t *c) {
     tls_fx_client_input(c, s->out.p, s->out.len);
     s->out.len = 0;
 }
@@ -146,7 +81,7 @@ static int client_read(tls_fx_client_t *c, fr_buf_t *b) {
 
 /* Runs the handshake; the client's flights reach the server in reads of one length, the
  * input's next byte (so the operations after it start at a known place). */
-static int handshake(server_t *s, tls_fx_client_t *c, fz_reader_t *r) {
+static int handshake(fz_side_t *s, tls_fx_client_t *c, fz_reader_t *r) {
     fz_reader_t step = {r->p + r->pos, fz_left(r) ? 1 : 0, 0};
     r->pos += step.len;
     for (int round = 0; round < 20 && !s->dead; round++) {
@@ -155,10 +90,10 @@ static int handshake(server_t *s, tls_fx_client_t *c, fz_reader_t *r) {
         char *bytes = tls_fx_client_output(c, &n);
         step.pos = 0;
         if (bytes)
-            server_feed(s, &step, bytes, n);
+            fz_side_feed(s, &step, bytes, n);
         free(bytes);
         to_client(s, c);
-        if (done && s->srv.ready)
+        if (done && s->tls.ready)
             return 1;
     }
     return 0;
@@ -173,9 +108,9 @@ static void run_session(fz_reader_t *r, uint8_t mode) {
     tls_fx_client_t c;
     if (tls_fx_client_new(&c, (const unsigned char *)offers[which].wire, offers[which].len) != 0)
         fz_fail("tls_fx_client_new");
-    server_t s;
+    fz_side_t s;
     memset(&s, 0, sizeof s);
-    if (fr_tls_open(&s.srv, ctx) < 0)
+    if (fr_tls_open(&s.tls, ctx) < 0)
         fz_fail("fr_tls_open");
     int up = handshake(&s, &c, r);
     if (getenv("FR_FUZZ_SHOW"))
@@ -184,7 +119,7 @@ static void run_session(fz_reader_t *r, uint8_t mode) {
         /* The server offers h2, then http/1.1: its first protocol the client also offers. */
         static const char *const want[] = {NULL, "http/1.1", "h2", "h2"};
         unsigned len;
-        const unsigned char *name = fr_tls_alpn(&s.srv, &len);
+        const unsigned char *name = fr_tls_alpn(&s.tls, &len);
         if (!want[which])
             fz_expect(name == NULL, "ALPN chosen without an offer");
         else
@@ -209,7 +144,7 @@ static void run_session(fz_reader_t *r, uint8_t mode) {
             char *bytes = tls_fx_client_output(&c, &n);
             if (op == 2 && bytes && n)
                 bytes[fz_u8(r) % n] ^= (char)(1u << (fz_u8(r) % 8));
-            server_feed(&s, r, bytes, n);
+            fz_side_feed(&s, r, bytes, n);
             free(bytes);
             size_t read = s.got.len - mark;
             if (op == 0) {
@@ -230,7 +165,7 @@ static void run_session(fz_reader_t *r, uint8_t mode) {
                 bufs[nb++] = uv_buf_init((char *)p + off, (unsigned)k);
                 off += k;
             }
-            fz_expect(fr_tls_write(&s.srv, bufs, nb, &s.out) == 0, "the server could not write");
+            fz_expect(fr_tls_write_bufs(&s.tls, bufs, nb, &s.out) == 0, "the server could not write");
             to_client(&s, &c);
             fr_buf_t read = {0};
             int e = client_read(&c, &read);
@@ -240,18 +175,18 @@ static void run_session(fz_reader_t *r, uint8_t mode) {
             fr_buf_free(&read);
         } else if (op == 3) {
             size_t mark = s.got.len;
-            server_feed(&s, r, (const char *)p, got);
+            fz_side_feed(&s, r, (const char *)p, got);
             fz_expect(s.got.len == mark, "bytes injected into the session came out as plaintext");
             break; /* the stream of records is broken from here */
         } else if (op == 4) {
             SSL_shutdown(c.ssl);
             size_t n;
             char *bytes = tls_fx_client_output(&c, &n);
-            server_feed(&s, r, bytes, n);
+            fz_side_feed(&s, r, bytes, n);
             free(bytes);
             fz_expect(s.last == FR_TLS_CLOSED, "close_notify read as %zd", s.last);
         } else {
-            fr_tls_shutdown(&s.srv, &s.out);
+            fr_tls_shutdown(&s.tls, &s.out);
             to_client(&s, &c);
             fr_buf_t read = {0};
             fz_expect(client_read(&c, &read) == SSL_ERROR_ZERO_RETURN,
@@ -260,10 +195,8 @@ static void run_session(fz_reader_t *r, uint8_t mode) {
             break;
         }
     }
-    check_final(&s);
-    fr_tls_close(&s.srv);
-    fr_buf_free(&s.out);
-    fr_buf_free(&s.got);
+    fz_side_check_final(&s);
+    fz_side_free(&s);
     tls_fx_client_free(&c);
 }
 

@@ -4,6 +4,9 @@ port of 127.0.0.1, in a thread of the test process, keep-alive, many connections
     with Backend(handler) as b:      # handler(req) -> Reply (may be async; may sleep)
         b.url("/session")            # "http://127.0.0.1:<port>/session"
 
+    Backend(handler, tls=ssl_context) serves HTTPS (b.url gives https://…); b.accepted then
+    counts connections whose handshake completed.
+
 req has method, path, headers (lower-case names), body. A Reply may ask for a chunked body,
 for a close without any answer, or for a close right after the answer. b.requests lists
 what arrived; b.accepted counts connections."""
@@ -39,8 +42,9 @@ REASONS = {200: "OK", 201: "Created", 204: "No Content", 401: "Unauthorized", 40
 
 
 class Backend:
-    def __init__(self, handler):
+    def __init__(self, handler, tls=None):
         self.handler = handler
+        self.tls = tls
         self.requests = []
         self.accepted = 0
         self.port = None
@@ -49,8 +53,8 @@ class Backend:
         self._thread = None
         self._ready = threading.Event()
 
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
+    def url(self, path, host="127.0.0.1"):
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}{path}"
 
     def __enter__(self):
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -80,7 +84,8 @@ class Backend:
         asyncio.set_event_loop(self._loop)
         try:
             self._server = self._loop.run_until_complete(
-                asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=4096))
+                asyncio.start_server(self._serve, "127.0.0.1", 0, backlog=4096, ssl=self.tls,
+                                     ssl_handshake_timeout=5 if self.tls else None))
             self.port = self._server.sockets[0].getsockname()[1]
         finally:
             self._ready.set()

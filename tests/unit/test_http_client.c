@@ -2,7 +2,10 @@
  * bodies by length, chunks and close; the request bytes; keep-alive reuse, the pool's limits
  * and idle expiry; the one retry after a stale pooled connection; the deadline; refused
  * connections; the response limit; calls in flight; cancelling; refused input; closing the
- * client with calls in flight. Each test runs on a loop of its own and ends with every handle
+ * client with calls in flight. The same server speaks TLS (http/tls.h) for https://: the
+ * certificate checked against a CA file and the host, or refused without it, or for another
+ * name; verification off; pools kept apart by scheme and trust; a handshake that stalls past
+ * the deadline or is cancelled. Each test runs on a loop of its own and ends with every handle
  * closed (uv_loop_close succeeds), so nothing is left behind. */
 #include <arpa/inet.h>
 #include <signal.h>
@@ -17,6 +20,8 @@
 #include "base/util.h"
 #include "client/http_client.h"
 #include "fr_test.h"
+#include "http/tls.h"
+#include "tls_fixture.h"
 
 /* ---- the server ------------------------------------------------------------------------------ */
 
@@ -28,6 +33,7 @@ typedef struct {
     uv_tcp_t tcp;
     server_t *srv;
     fr_buf_t in;   /* bytes read and not yet answered */
+    fr_tls_t tls;  /* when the server speaks TLS */
     int closing;
 } sconn_t;
 
@@ -38,6 +44,11 @@ struct server_s {
     int accepts, requests, eofs;
     sconn_t *conns[MAX_SCONNS];
     fr_buf_t last;  /* the last request, as it arrived */
+    fr_tls_ctx_t *tls; /* set: connections speak TLS (a reference) */
+    int stall;         /* set: bytes that arrive are read and never answered */
+    int plain_400;     /* set: any bytes get a cleartext 400 and a close */
+    int handshakes;    /* TLS handshakes completed */
+    int resumed;       /* of which resumed a session */
 };
 
 typedef struct {
@@ -53,6 +64,7 @@ static void on_sconn_closed(uv_handle_t *h) {
         if (c->srv->conns[i] == c)
             c->srv->conns[i] = NULL;
     fr_buf_free(&c->in);
+    fr_tls_close(&c->tls);
     free(c);
 }
 
@@ -71,7 +83,8 @@ static void on_swritten(uv_write_t *req, int status) {
     free(w);
 }
 
-static void ssend(sconn_t *c, const char *s, size_t n, int close_after) {
+/* Bytes as they go on the wire: records when the server speaks TLS. */
+static void sraw(sconn_t *c, const char *s, size_t n, int close_after) {
     swrite_t *w = fr_calloc(1, sizeof *w);
     w->buf = fr_strndup(s, n);
     w->conn = c;
@@ -81,6 +94,18 @@ static void ssend(sconn_t *c, const char *s, size_t n, int close_after) {
         free(w->buf);
         free(w);
     }
+}
+
+static void ssend(sconn_t *c, const char *s, size_t n, int close_after) {
+    if (!c->srv->tls) {
+        sraw(c, s, n, close_after);
+        return;
+    }
+    fr_buf_t out = {0};
+    struct iovec v = {(void *)s, n};
+    if (fr_tls_write(&c->tls, &v, 1, &out) == 0)
+        sraw(c, out.p ? out.p : "", out.len, close_after);
+    fr_buf_free(&out);
 }
 
 static void ssend_str(sconn_t *c, const char *s, int close_after) {
@@ -160,8 +185,43 @@ static void on_sread(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
         sconn_close(c);
         return;
     }
-    fr_buf_put(&c->in, buf->base, (size_t)nread);
-    serve(c);
+    server_t *s = c->srv;
+    if (s->stall)
+        return;
+    if (s->plain_400) {
+        sraw(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", 47, 1);
+        return;
+    }
+    if (!s->tls) {
+        fr_buf_put(&c->in, buf->base, (size_t)nread);
+        serve(c);
+        return;
+    }
+    const char *in = buf->base;
+    size_t n = (size_t)nread;
+    static char plain[FR_TLS_RECORD];
+    for (;;) {
+        fr_buf_t out = {0};
+        int was_ready = c->tls.ready;
+        ssize_t got = fr_tls_read(&c->tls, &in, &n, plain, sizeof plain, &out);
+        if (out.len)
+            sraw(c, out.p, out.len, 0);
+        fr_buf_free(&out);
+        if (!was_ready && c->tls.ready) {
+            s->handshakes++;
+            s->resumed += SSL_session_reused(c->tls.ssl);
+        }
+        if (got < 0) {
+            sconn_close(c);
+            return;
+        }
+        if (got == FR_TLS_AGAIN)
+            return;
+        fr_buf_put(&c->in, plain, (size_t)got);
+        serve(c);
+        if (c->closing)
+            return;
+    }
 }
 
 static void on_accept(uv_stream_t *l, int status) {
@@ -174,6 +234,10 @@ static void on_accept(uv_stream_t *l, int status) {
         return;
     }
     s->accepts++;
+    if (s->tls && fr_tls_open(&c->tls, s->tls) != 0) {
+        sconn_close(c);
+        return;
+    }
     for (int i = 0; i < MAX_SCONNS; i++)
         if (!s->conns[i]) {
             s->conns[i] = c;
@@ -254,7 +318,8 @@ static void spin(uv_loop_t *loop, uint64_t ms) {
 
 typedef struct {
     int calls;           /* times cb came */
-    const char *err;
+    const char *err;     /* errbuf, or NULL */
+    char errbuf[256];    /* err is borrowed for the callback's duration: a copy */
     int status;
     fr_buf_t body;
     fr_buf_t reply;      /* the X-Reply header */
@@ -266,7 +331,11 @@ typedef struct {
 static void on_result(void *ctx, const fr_hresponse_t *res, const char *err) {
     result_t *r = ctx;
     r->calls++;
-    r->err = err;
+    r->err = NULL;
+    if (err) {
+        snprintf(r->errbuf, sizeof r->errbuf, "%s", err);
+        r->err = r->errbuf;
+    }
     if (res) {
         r->status = res->status;
         fr_buf_put(&r->body, res->body, res->body_len);
@@ -729,9 +798,11 @@ static void test_refused_input(void) {
     static const struct {
         const char *url, *err;
     } urls[] = {
-        {"https://127.0.0.1/", "https is not supported yet"},
-        {"ftp://127.0.0.1/", "url must start with http://"},
-        {"127.0.0.1/", "url must start with http://"},
+        {"https://127.0.0.1:0/", "url has an invalid port"},
+        {"HTTPS://[::1/", "url has an invalid host"},
+        {"ftp://127.0.0.1/", "url must start with http:// or https://"},
+        {"127.0.0.1/", "url must start with http:// or https://"},
+        {"https:/127.0.0.1/", "url must start with http:// or https://"},
         {"http://user:pw@127.0.0.1/", "url may not have user info"},
         {"http://127.0.0.1/a b", "url has a space or a control character"},
         {"http://127.0.0.1/a\r\nX: y", "url has a space or a control character"},
@@ -744,7 +815,7 @@ static void test_refused_input(void) {
         {"http://127.0.0.1:0/", "url has an invalid port"},
         {"http://127.0.0.1:65536/", "url has an invalid port"},
         {"http://127.0.0.1:8a/", "url has an invalid port"},
-        {NULL, "url must start with http://"},
+        {NULL, "url must start with http:// or https://"},
     };
     result_t r = {0};
     for (size_t i = 0; i < FR_ARRAY_LEN(urls); i++) {
@@ -844,6 +915,203 @@ static void test_close_with_calls_in_flight(void) {
     world_close(&w);
 }
 
+/* ---- https ------------------------------------------------------------------------------------ */
+
+/* The server's certificate, self-signed, for the names in san; it is its own CA file. */
+typedef struct {
+    world_t w;
+    tls_fx_files_t files;
+    char url[160];
+} tworld_t;
+
+static int tworld_open(tworld_t *t, const char *san) {
+    if (world_open(&t->w, NULL) != 0)
+        return -1;
+    snprintf(t->files.dir, sizeof t->files.dir, "/tmp/frhcXXXXXX");
+    if (!mkdtemp(t->files.dir))
+        return -1;
+    snprintf(t->files.cert, sizeof t->files.cert, "%s/cert.pem", t->files.dir);
+    snprintf(t->files.key, sizeof t->files.key, "%s/key.pem", t->files.dir);
+    if (tls_fx_write_pair_alt(t->files.cert, t->files.key, "backend", san) != 0)
+        return -1;
+    static const unsigned char alpn[] = "\x08http/1.1";
+    char err[512];
+    t->w.srv.tls = fr_tls_ctx_new(t->files.cert, t->files.key, alpn, sizeof alpn - 1, err,
+                                  sizeof err);
+    if (!t->w.srv.tls)
+        printf("    fr_tls_ctx_new: %s\n", err);
+    return t->w.srv.tls ? 0 : -1;
+}
+
+static void tworld_close(tworld_t *t) {
+    world_close(&t->w);
+    fr_tls_ctx_free(t->w.srv.tls);
+    tls_fx_files_remove(&t->files, NULL, 0);
+}
+
+static const char *turl(tworld_t *t, const char *host, const char *path) {
+    snprintf(t->url, sizeof t->url, "https://%s:%d%s", host, t->w.srv.port, path);
+    return t->url;
+}
+
+/* A GET on the https world; ca NULL: the system's store. */
+static int tcall(tworld_t *t, const char *u, const char *ca, int insecure, uint64_t timeout_ms,
+                 result_t *r) {
+    fr_hrequest_t rq = {.method = "GET", .url = u, .timeout_ms = timeout_ms, .ca_file = ca,
+                        .insecure = insecure};
+    fr_hcall_t *c;
+    const char *err = NULL;
+    int before = r->calls;
+    if (fr_hclient_request(t->w.client, &rq, on_result, r, &c, &err) != 0) {
+        printf("    refused: %s\n", err);
+        return -1;
+    }
+    return wait_for(&t->w.loop, &r->calls, before + 1) ? 0 : -1;
+}
+
+static void test_https_with_ca(void) {
+    tworld_t t;
+    REQUIRE(tworld_open(&t, "DNS:localhost,IP:127.0.0.1") == 0);
+    result_t r = {0};
+    REQUIRE(tcall(&t, turl(&t, "127.0.0.1", "/cl"), t.files.cert, 0, 2000, &r) == 0);
+    CHECK(r.err == NULL);
+    if (r.err)
+        printf("    err: %s\n", r.err);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK_EQ_INT((int)r.body.len, 5);
+    CHECK(r.body.len == 5 && memcmp(r.body.p, "hello", 5) == 0);
+    /* The request as the server read it, decrypted: the Host header names no port 443. */
+    CHECK(strstr(t.w.srv.last.p, "GET /cl HTTP/1.1\r\nHost: 127.0.0.1:") == t.w.srv.last.p);
+    /* Keep-alive over TLS: the second and third calls ride the first connection. */
+    REQUIRE(tcall(&t, turl(&t, "127.0.0.1", "/chunked"), t.files.cert, 0, 2000, &r) == 0);
+    CHECK(r.err == NULL);
+    REQUIRE(tcall(&t, turl(&t, "127.0.0.1", "/cl"), t.files.cert, 0, 2000, &r) == 0);
+    CHECK(r.err == NULL);
+    CHECK_EQ_INT(t.w.srv.accepts, 1);
+    CHECK_EQ_INT(t.w.srv.handshakes, 1);
+    CHECK_EQ_UINT(stats(&t.w).reused, 2);
+    /* Plain http to the same host and port is another pool: it never takes the TLS one (the
+     * TLS server reads its bytes as a bad record and closes). */
+    snprintf(t.url, sizeof t.url, "http://127.0.0.1:%d/cl", t.w.srv.port);
+    REQUIRE(tcall(&t, t.url, NULL, 0, 2000, &r) == 0);
+    CHECK(r.err != NULL);
+    CHECK_EQ_INT(t.w.srv.accepts, 2);
+    /* A name the certificate carries, resolved. */
+    REQUIRE(tcall(&t, turl(&t, "localhost", "/cl"), t.files.cert, 0, 2000, &r) == 0);
+    if (r.err && strcmp(r.err, "connection refused") != 0) /* localhost may be ::1 first */
+        CHECK_EQ_STR(r.err, "(none)");
+    result_free(&r);
+    tworld_close(&t);
+}
+
+static void test_https_refused_certificates(void) {
+    tworld_t t;
+    REQUIRE(tworld_open(&t, "DNS:other.example") == 0);
+    result_t r = {0};
+    /* The system's store does not know the server's CA. */
+    REQUIRE(tcall(&t, turl(&t, "127.0.0.1", "/cl"), NULL, 0, 2000, &r) == 0);
+    CHECK_CONTAINS(r.err ? r.err : "", "certificate verify failed: ");
+    /* Trusted, but for another name: the address is not in the certificate. */
+    REQUIRE(tcall(&t, turl(&t, "127.0.0.1", "/cl"), t.files.cert, 0, 2000, &r) == 0);
+    CHECK_EQ_STR(r.err ? r.err : "", "certificate verify failed: IP address mismatch");
+    CHECK_EQ_INT(t.w.srv.requests, 0);
+    /* verify off: the call goes through, on a pool of its own. */
+    REQUIRE(tcall(&t, turl(&t, "127.0.0.1", "/cl"), NULL, 1, 2000, &r) == 0);
+    CHECK(r.err == NULL);
+    CHECK_EQ_INT(r.status, 200);
+    int accepts = t.w.srv.accepts;
+    /* A checked call never takes the unchecked call's connection, and still fails. */
+    REQUIRE(tcall(&t, turl(&t, "127.0.0.1", "/cl"), t.files.cert, 0, 2000, &r) == 0);
+    CHECK_CONTAINS(r.err ? r.err : "", "certificate verify failed");
+    CHECK_EQ_INT(t.w.srv.accepts, accepts + 1);
+    CHECK_EQ_INT(t.w.srv.requests, 1);
+    /* A CA file that is not there is refused at once. */
+    fr_hrequest_t rq = {.method = "GET", .url = turl(&t, "127.0.0.1", "/cl"),
+                        .ca_file = "/nonexistent/ca.pem"};
+    fr_hcall_t *c;
+    const char *err = NULL;
+    CHECK_EQ_INT(fr_hclient_request(t.w.client, &rq, on_result, &r, &c, &err), -1);
+    CHECK_EQ_STR(err, "cannot read the ca file /nonexistent/ca.pem: No such file or directory");
+    result_free(&r);
+    tworld_close(&t);
+}
+
+/* A connection after the first resumes the session the server gave, for the same key only. */
+static void test_https_resumption(void) {
+    tworld_t t;
+    fr_hclient_limits_t limits = {.max_idle_per_host = 0};
+    world_t *w = &t.w;
+    REQUIRE(tworld_open(&t, "IP:127.0.0.1") == 0);
+    fr_hclient_close(w->client);
+    w->client = fr_hclient_new(&w->loop, &limits);
+    result_t r = {0};
+    for (int i = 0; i < 3; i++) {
+        REQUIRE(tcall(&t, turl(&t, "127.0.0.1", "/cl"), t.files.cert, 0, 2000, &r) == 0);
+        CHECK(r.err == NULL);
+    }
+    CHECK_EQ_INT(w->srv.accepts, 3);
+    CHECK_EQ_INT(w->srv.handshakes, 3);
+    CHECK_EQ_INT(w->srv.resumed, 2);
+    /* Unchecked calls are another key: a full handshake first, then resumption of their own. */
+    REQUIRE(tcall(&t, turl(&t, "127.0.0.1", "/cl"), NULL, 1, 2000, &r) == 0);
+    CHECK(r.err == NULL);
+    CHECK_EQ_INT(w->srv.resumed, 2);
+    REQUIRE(tcall(&t, turl(&t, "127.0.0.1", "/cl"), NULL, 1, 2000, &r) == 0);
+    CHECK_EQ_INT(w->srv.resumed, 3);
+    /* The system's store never trusted this server: its key has no session to resume, and
+     * the check still fails. */
+    REQUIRE(tcall(&t, turl(&t, "127.0.0.1", "/cl"), NULL, 0, 2000, &r) == 0);
+    CHECK_CONTAINS(r.err ? r.err : "", "certificate verify failed");
+    CHECK_EQ_INT(w->srv.resumed, 3);
+    result_free(&r);
+    tworld_close(&t);
+}
+
+/* A server that reads the ClientHello and never answers: the deadline ends the call, and a
+ * call cancelled mid-handshake leaves nothing behind. */
+static void test_https_stalled_handshake(void) {
+    tworld_t t;
+    REQUIRE(tworld_open(&t, "IP:127.0.0.1") == 0);
+    t.w.srv.stall = 1;
+    result_t r = {0};
+    uint64_t start = uv_hrtime();
+    REQUIRE(tcall(&t, turl(&t, "127.0.0.1", "/cl"), t.files.cert, 0, 150, &r) == 0);
+    CHECK_EQ_STR(r.err ? r.err : "", "timeout");
+    CHECK((uv_hrtime() - start) / 1000000 < 1000);
+    CHECK_EQ_UINT(stats(&t.w).timeouts, 1);
+    fr_hrequest_t rq = {.method = "GET", .url = turl(&t, "127.0.0.1", "/cl"),
+                        .ca_file = t.files.cert};
+    fr_hcall_t *c;
+    REQUIRE(fr_hclient_request(t.w.client, &rq, on_result, &r, &c, NULL) == 0);
+    int accepts = t.w.srv.accepts;
+    wait_for(&t.w.loop, &t.w.srv.accepts, accepts + 1);
+    spin(&t.w.loop, 20);
+    fr_hcall_cancel(c);
+    spin(&t.w.loop, 20);
+    CHECK_EQ_INT(r.calls, 1);
+    CHECK_EQ_UINT(stats(&t.w).in_flight, 0);
+    result_free(&r);
+    tworld_close(&t);
+}
+
+/* https to a server that speaks cleartext: the handshake fails with OpenSSL's reason. */
+static void test_https_to_cleartext(void) {
+    world_t w;
+    REQUIRE(world_open(&w, NULL) == 0);
+    w.srv.plain_400 = 1;
+    result_t r = {0};
+    char u[96];
+    snprintf(u, sizeof u, "https://127.0.0.1:%d/cl", w.srv.port);
+    fr_hrequest_t rq = {.method = "GET", .url = u, .timeout_ms = 2000, .insecure = 1};
+    fr_hcall_t *c;
+    REQUIRE(fr_hclient_request(w.client, &rq, on_result, &r, &c, NULL) == 0);
+    REQUIRE(wait_for(&w.loop, &r.calls, 1));
+    CHECK_CONTAINS(r.err ? r.err : "", "tls handshake failed: ");
+    CHECK_EQ_INT(r.status, 0);
+    result_free(&r);
+    world_close(&w);
+}
+
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     FR_TEST_BEGIN(argc, argv);
@@ -864,5 +1132,10 @@ int main(int argc, char **argv) {
     FR_RUN(test_refused_input);
     FR_RUN(test_ipv6_literal);
     FR_RUN(test_close_with_calls_in_flight);
+    FR_RUN(test_https_with_ca);
+    FR_RUN(test_https_refused_certificates);
+    FR_RUN(test_https_resumption);
+    FR_RUN(test_https_stalled_handshake);
+    FR_RUN(test_https_to_cleartext);
     return FR_TEST_END();
 }

@@ -174,7 +174,7 @@ static void test_records_both_ways(void) {
         bufs[i] = uv_buf_init(small[i], sizeof small[i]);
     }
     fr_buf_t out = {0};
-    CHECK_EQ_INT(fr_tls_write(&p.srv, bufs, 100, &out), 0);
+    CHECK_EQ_INT(fr_tls_write_bufs(&p.srv, bufs, 100, &out), 0);
     CHECK_EQ_UINT(out.len, 3000 + 22);
     tls_fx_client_input(&p.cli, out.p, out.len);
     fr_buf_t read = {0};
@@ -192,7 +192,7 @@ static void test_records_both_ways(void) {
                          uv_buf_init(small[1], 30)};
     out.len = 0;
     read.len = 0;
-    CHECK_EQ_INT(fr_tls_write(&p.srv, mixed, 3, &out), 0);
+    CHECK_EQ_INT(fr_tls_write_bufs(&p.srv, mixed, 3, &out), 0);
     tls_fx_client_input(&p.cli, out.p, out.len);
     client_read(&p, &read);
     REQUIRE(read.len == big_len + 60);
@@ -244,7 +244,7 @@ static void test_garbage_and_alerts(void) {
     size_t n = 1;
     CHECK_EQ_INT(fr_tls_read(&p.srv, &in, &n, p.plain, sizeof p.plain, &p.out), FR_TLS_ERROR);
     uv_buf_t b = uv_buf_init((char *)"x", 1);
-    CHECK_EQ_INT(fr_tls_write(&p.srv, &b, 1, &p.out), -1);
+    CHECK_EQ_INT(fr_tls_write_bufs(&p.srv, &b, 1, &p.out), -1);
     size_t before = p.out.len;
     fr_tls_shutdown(&p.srv, &p.out);
     CHECK_EQ_UINT(p.out.len, before);

@@ -132,7 +132,7 @@ static void test_idle_connections(void) {
                                    "Transfer-Encoding: chunked\r\n\r\nf\r\nretry: 3000\n\n\r\n";
         uv_buf_t b = uv_buf_init((char *)head, sizeof head - 1);
         counting = 1;
-        if (srv[i].ready && fr_tls_write(&srv[i], &b, 1, &out) == 0)
+        if (srv[i].ready && fr_tls_write_bufs(&srv[i], &b, 1, &out) == 0)
             ready++;
         counting = 0;
         out.len = 0;

@@ -5,7 +5,7 @@
  *   client SSL ──wbio──► bytes ──fr_tls_read──► server        (split as the caller likes)
  *   client SSL ◄──rbio── bytes ◄──out (fr_buf_t)── server
  *
- * Header-only and static, like the other test helpers. */
+ * Header-only and static inline (a test uses what it needs), like the other test helpers. */
 #ifndef FR_TLS_FIXTURE_H
 #define FR_TLS_FIXTURE_H
 
@@ -21,6 +21,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 /* A P-256 key and a certificate for "localhost" signed by it, written as PEM files cert_path
  * and key_path (each at most 256 bytes) in a new temp dir. Returns 0 or -1. */
@@ -30,7 +31,9 @@ typedef struct {
     char key[256];
 } tls_fx_files_t;
 
-static int tls_fx_write_pair(const char *cert_path, const char *key_path, const char *cn) {
+/* As tls_fx_write_pair, with subjectAltName san ("DNS:localhost,IP:127.0.0.1") unless NULL. */
+static inline int tls_fx_write_pair_alt(const char *cert_path, const char *key_path, const char *cn,
+                                 const char *san) {
     int rc = -1;
     EVP_PKEY *pkey = EVP_EC_gen("P-256");
     X509 *x = X509_new();
@@ -45,6 +48,13 @@ static int tls_fx_write_pair(const char *cert_path, const char *key_path, const 
     X509_NAME *name = X509_get_subject_name(x);
     X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
     X509_set_issuer_name(x, name);
+    if (san) {
+        X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_alt_name, san);
+        int added = ext && X509_add_ext(x, ext, -1);
+        X509_EXTENSION_free(ext);
+        if (!added)
+            goto done;
+    }
     if (!X509_sign(x, pkey, EVP_sha256()))
         goto done;
     fc = fopen(cert_path, "w");
@@ -63,7 +73,11 @@ done:
     return rc;
 }
 
-static int tls_fx_files_make(tls_fx_files_t *f) {
+static inline int tls_fx_write_pair(const char *cert_path, const char *key_path, const char *cn) {
+    return tls_fx_write_pair_alt(cert_path, key_path, cn, NULL);
+}
+
+static inline int tls_fx_files_make(tls_fx_files_t *f) {
     snprintf(f->dir, sizeof f->dir, "/tmp/frtlsXXXXXX");
     if (!mkdtemp(f->dir))
         return -1;
@@ -73,7 +87,7 @@ static int tls_fx_files_make(tls_fx_files_t *f) {
 }
 
 /* Removes what tls_fx_files_make and the test wrote into the dir (plain files only). */
-static void tls_fx_files_remove(tls_fx_files_t *f, const char *const *more, size_t nmore) {
+static inline void tls_fx_files_remove(tls_fx_files_t *f, const char *const *more, size_t nmore) {
     unlink(f->cert);
     unlink(f->key);
     for (size_t i = 0; i < nmore; i++) {
@@ -94,7 +108,7 @@ typedef struct {
 } tls_fx_client_t;
 
 /* alpn: wire format or NULL for none. The client does not check the certificate. */
-static int tls_fx_client_new(tls_fx_client_t *c, const unsigned char *alpn, unsigned alpn_len) {
+static inline int tls_fx_client_new(tls_fx_client_t *c, const unsigned char *alpn, unsigned alpn_len) {
     memset(c, 0, sizeof *c);
     c->ctx = SSL_CTX_new(TLS_client_method());
     if (!c->ctx)
@@ -112,14 +126,14 @@ static int tls_fx_client_new(tls_fx_client_t *c, const unsigned char *alpn, unsi
     return 0;
 }
 
-static void tls_fx_client_free(tls_fx_client_t *c) {
+static inline void tls_fx_client_free(tls_fx_client_t *c) {
     SSL_free(c->ssl); /* frees both BIOs */
     SSL_CTX_free(c->ctx);
     memset(c, 0, sizeof *c);
 }
 
 /* Takes what the client has written so far (malloc'd; *n bytes; NULL when none). */
-static char *tls_fx_client_output(tls_fx_client_t *c, size_t *n) {
+static inline char *tls_fx_client_output(tls_fx_client_t *c, size_t *n) {
     size_t pending = BIO_ctrl_pending(c->to_server);
     *n = pending;
     if (!pending)
@@ -132,7 +146,7 @@ static char *tls_fx_client_output(tls_fx_client_t *c, size_t *n) {
 }
 
 /* Hands the client what the server wrote. */
-static void tls_fx_client_input(tls_fx_client_t *c, const char *p, size_t n) {
+static inline void tls_fx_client_input(tls_fx_client_t *c, const char *p, size_t n) {
     if (n)
         BIO_write(c->from_server, p, (int)n);
 }
