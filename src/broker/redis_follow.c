@@ -322,21 +322,23 @@ void fr_redis_follow_refill_pending(fr_redis_t *r) {
 
 /* ---- what the subscriber hears ------------------------------------------------------------ */
 
-static void on_message(fr_redis_t *r, const char *topic, const char *p, size_t len) {
-    /* "<id>\n<event>\n<priority>\n<json>\n<ms>\n<data>" */
-    const char *parts[5];
-    size_t lens[5];
-    const char *end = p + len;
-    for (int i = 0; i < 5; i++) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl) {
-            fr_warn("redis: malformed message on the channel of '%s'", topic);
-            return;
-        }
-        parts[i] = p;
-        lens[i] = (size_t)(nl - p);
-        p = nl + 1;
+/* n lines from *p (each up to a '\n', which *p then follows); -1 when there are fewer. */
+static int split_lines(const char **p, const char *end, const char **parts, size_t *lens, int n) {
+    for (int i = 0; i < n; i++) {
+        const char *nl = memchr(*p, '\n', (size_t)(end - *p));
+        if (!nl)
+            return -1;
+        parts[i] = *p;
+        lens[i] = (size_t)(nl - *p);
+        *p = nl + 1;
     }
+    return 0;
+}
+
+/* One event of a channel message, from its id, event name, priority and json lines, to the hub
+ * (or held behind a fill of its topic). */
+static void take_event(fr_redis_t *r, follow_t *f, const char *topic, const char **parts,
+                       const size_t *lens, uint64_t ms, const char *data, size_t dlen) {
     fr_id_t id;
     fr_priority_t prio;
     char name[256], pname[16];
@@ -352,9 +354,8 @@ static void on_message(fr_redis_t *r, const char *topic, const char *p, size_t l
     if (fr_priority_parse(pname, &prio) < 0)
         prio = FR_PRIO_NORMAL;
     const char *err;
-    fr_event_t *ev = fr_event_new(topic, id, name[0] ? name : NULL, p, (size_t)(end - p), prio,
-                                  lens[3] == 1 && parts[3][0] == '1',
-                                  strtoull(parts[4], NULL, 10), &err);
+    fr_event_t *ev = fr_event_new(topic, id, name[0] ? name : NULL, data, dlen, prio,
+                                  lens[3] == 1 && parts[3][0] == '1', ms, &err);
     if (!ev) {
         fr_warn("redis: dropping an event of '%s' from another producer: %s", topic, err);
         return;
@@ -362,7 +363,6 @@ static void on_message(fr_redis_t *r, const char *topic, const char *p, size_t l
     /* While a fill of this topic is in flight, live events wait: delivering one first would
      * make the hub skip the older events the fill brings. While a fill waits for the command
      * connection, they are dropped: it will read them from the Stream. */
-    follow_t *f = follow_find(r, topic);
     if (f && f->refill && !f->refilling) {
         fr_event_release(ev);
         return;
@@ -374,6 +374,37 @@ static void on_message(fr_redis_t *r, const char *topic, const char *p, size_t l
     }
     fr_hub_deliver(r->base.hub, ev);
     fr_event_release(ev);
+}
+
+/* A channel message: one event, "<id>\n<event>\n<priority>\n<json>\n<ms>\n<data>" (the data is
+ * the rest), or a node's batch, "*<ms>\n" then "<id>\n<event>\n<priority>\n<json>\n<len>\n<data>"
+ * per event (<len> bytes of data). A batch is one message for all the events of one call, so
+ * Redis writes, and this node parses, one message per call instead of one per event. */
+static void on_message(fr_redis_t *r, const char *topic, const char *p, size_t len) {
+    const char *end = p + len;
+    const char *parts[5];
+    size_t lens[5];
+    uint64_t ms, dlen;
+    follow_t *f = follow_find(r, topic);
+    if (len && p[0] == '*') {
+        p++;
+        if (split_lines(&p, end, parts, lens, 1) < 0 || fr_u64_parse(parts[0], lens[0], &ms) < 0)
+            goto malformed;
+        while (p < end) {
+            if (split_lines(&p, end, parts, lens, 5) < 0 ||
+                fr_u64_parse(parts[4], lens[4], &dlen) < 0 || dlen > (uint64_t)(end - p))
+                goto malformed;
+            take_event(r, f, topic, parts, lens, ms, p, (size_t)dlen);
+            p += dlen;
+        }
+        return;
+    }
+    if (split_lines(&p, end, parts, lens, 5) < 0)
+        goto malformed;
+    take_event(r, f, topic, parts, lens, strtoull(parts[4], NULL, 10), p, (size_t)(end - p));
+    return;
+malformed:
+    fr_warn("redis: malformed message on the channel of '%s'", topic);
 }
 
 static void on_sub_reply(redisAsyncContext *ac, void *reply, void *priv) {
