@@ -443,21 +443,18 @@ def base_table(R, opts):
     L.append(f"| (a) the first row against `XADD` ({fmt(xadd, 2)} µs) | "
              f"{fmt(ratio(med(R['freshet-redis-flat16'], 'redis_us'), xadd), 2)}× | "
              f"{fmt(ratio(med(R['base-redis-flat16'], 'redis_us'), xadd), 2)}× |")
-    for pl in (16, 64):
-        cells = []
-        for pre in ("freshet", "base"):
-            red, mem = R[f"{pre}-redis-flat{pl}"], R[f"{pre}-memory-flat{pl}"]
-            cells.append(f"{fmt(ratio(med(red, 'per_s'), med(mem, 'per_s')), 2)}× "
-                         f"({fmt(med(red, 'per_s'), 0)} / {fmt(med(mem, 'per_s'), 0)})")
-        L.append(f"| (b) publishes/s Redis / memory, {pl} in flight | {cells[0]} | {cells[1]} |")
-    for pl in (16, 64):
-        cells = []
-        for pre in ("freshet", "base"):
-            red, mem = R[f"{pre}-redis-flat{pl}"], R[f"{pre}-memory-flat{pl}"]
-            cells.append(f"{fmt(ratio(med(mem, 'node_us'), med(red, 'node_us')), 2)} "
-                         f"({fmt(med(mem, 'node_us'), 2)} / {fmt(med(red, 'node_us'), 2)} µs)")
-        L.append(f"| (b) node CPU per publish, memory / Redis, {pl} in flight | {cells[0]} | "
-                 f"{cells[1]} |")
+    # (what, measure, whether Redis is the numerator): the ratios of target (b)
+    for what, key, redis_over, digits in (("publishes/s Redis / memory", "per_s", True, 0),
+                                          ("node CPU µs per publish, memory / Redis", "node_us",
+                                           False, 2)):
+        for pl in (16, 64):
+            cells = []
+            for pre in ("freshet", "base"):
+                red = med(R[f"{pre}-redis-flat{pl}"], key)
+                mem = med(R[f"{pre}-memory-flat{pl}"], key)
+                a, b = (red, mem) if redis_over else (mem, red)
+                cells.append(f"{fmt(ratio(a, b), 2)} ({fmt(a, digits)} / {fmt(b, digits)})")
+            L.append(f"| (b) {what}, {pl} in flight | {cells[0]} | {cells[1]} |")
     return L
 
 
