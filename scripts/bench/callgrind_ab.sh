@@ -81,7 +81,7 @@ measure() {
     kill "$server"; wait "$server" 2>/dev/null || true; server=""
     if [ -n "$redis" ]; then kill "$redis"; wait "$redis" 2>/dev/null || true; redis=""; fi
     local ir
-    ir=$(cat "$out".* 2>/dev/null | awk '/^summary:/ {s += $2} END {printf "%d\n", s}')
+    ir=$(cat "$out".* 2>/dev/null | awk '/^summary:/ {s += $2} END {printf "%.0f\n", s}')
     echo "$ir $((d1 - d0))"
 }
 
