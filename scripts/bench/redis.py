@@ -20,7 +20,7 @@ measurement also records how much CPU other processes of the machine used meanwh
 /proc/stat's busy time minus that of the processes measured here), to say how noisy the run was.
 
 Usage: scripts/bench/redis.py [--rounds N] [--duration S] [--latency-duration S] [--quick]
-                              [--no-nchan] [--no-write] [--keep]
+                              [--no-nchan] [--no-write] [--keep] [--base BINARY]
 
   --rounds N              rounds (3; 1 with --quick)
   --duration S            measured seconds of the flat-out runs (10; 3 with --quick)
@@ -28,6 +28,9 @@ Usage: scripts/bench/redis.py [--rounds N] [--duration S] [--latency-duration S]
   --no-nchan              leave nginx + nchan out
   --no-write              print the section instead of writing docs/BENCHMARKS.md
   --keep                  keep the work directory (raw JSON, logs)
+  --base BINARY           also measure another freshet build (e.g. one of the commit before a
+                          change) in the same rounds: its one-node runs follow this build's, and
+                          the section gets a before/after table
 
 Everything listens on 127.0.0.1; only the processes this script starts are stopped, by PID.
 """
@@ -176,7 +179,7 @@ class Redis:
 class Server:
     """A freshet node, or nginx + nchan (its master and workers)."""
 
-    def __init__(self, work, kind, redis=None):
+    def __init__(self, work, kind, redis=None, binary=BIN):
         self.kind = kind
         self.port = free_port()
         self.log = open(os.path.join(work, f"{kind}-{self.port}.log"), "wb")
@@ -186,7 +189,7 @@ class Server:
             if redis:
                 env["FRESHET_BROKER"] = f"redis://127.0.0.1:{redis.port}"
             self.proc = subprocess.Popen(
-                [BIN, APP, "--listen", f"127.0.0.1:{self.port}", "--log-level", "warn"],
+                [binary, APP, "--listen", f"127.0.0.1:{self.port}", "--log-level", "warn"],
                 env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
             want = '"status":"ok"'
         else:
@@ -333,19 +336,20 @@ def fcall_baseline(work, tag, checked, events=1):
     if checked:
         command = ["FCALL", "freshet_publish", "1", "fr:{bench}:s", data, "", "normal", "0", "1000"]
     else:
-        command = ["FCALL", "freshet_publish_unchecked", "1", "fr:{bench}:s", "1001"]
-        command += [data, "", "normal", "0", "\n\nnormal\n0\n1700000000000\n"] * events
+        command = ["FCALL", "freshet_publish_unchecked", "1", "fr:{bench}:s", "1001",
+                   "*1700000000000\n"]
+        command += [f"\n\nnormal\n0\n{PAYLOAD}\n", data] * events
     return redis_benchmark(work, tag, 8, command, "xadd", library=True,
                            calls=XADD_N // events)
 
 
-def flat(work, tag, kind, with_redis, duration, pipeline, subscribers=1):
+def flat(work, tag, kind, with_redis, duration, pipeline, subscribers=1, binary=BIN):
     """One node, one subscriber (or none), the publisher flat out (`pipeline` requests in
     flight)."""
     r = Redis(work, tag) if with_redis else None
     s = None
     try:
-        s = Server(work, kind, r)
+        s = Server(work, kind, r, binary)
         procs = s.pids() + ([r.pid()] if r else [])
         meter = Meter(procs)
         cpu0, calls0 = r.stats() if r else (0, {})
@@ -424,6 +428,36 @@ def cell(rows, key, digits=1):
     return f"{fmt(med(rows, key), digits)} ({inside})" if len(rows) > 1 else fmt(med(rows, key), digits)
 
 
+def base_table(R, opts):
+    """This build against --base, from the same rounds."""
+    ratio = lambda a, b: a / b if a is not None and b else None
+    L = ["", f"**This build and the one before** (`--base {opts.base}`, commit "
+         f"{R.get('_base_commit', '?')}), measured in the same rounds, one after the other:", "",
+         "| | this build | the build before |", "|---|---|---|"]
+    for key, what in (("redis-flat16", "Redis µs per publish, one node, 16 in flight, one subscriber"),
+                      ("redis-flat64", "the same, 64 in flight"),
+                      ("redis-pub16", "the same, 16 in flight, no subscriber")):
+        L.append(f"| {what} | {cell(R['freshet-' + key], 'redis_us', 2)} | "
+                 f"{cell(R['base-' + key], 'redis_us', 2)} |")
+    xadd = med(R["xadd-c8"], "redis_us")
+    L.append(f"| (a) the first row against `XADD` ({fmt(xadd, 2)} µs) | "
+             f"{fmt(ratio(med(R['freshet-redis-flat16'], 'redis_us'), xadd), 2)}× | "
+             f"{fmt(ratio(med(R['base-redis-flat16'], 'redis_us'), xadd), 2)}× |")
+    # (what, measure, whether Redis is the numerator): the ratios of target (b)
+    for what, key, redis_over, digits in (("publishes/s Redis / memory", "per_s", True, 0),
+                                          ("node CPU µs per publish, memory / Redis", "node_us",
+                                           False, 2)):
+        for pl in (16, 64):
+            cells = []
+            for pre in ("freshet", "base"):
+                red = med(R[f"{pre}-redis-flat{pl}"], key)
+                mem = med(R[f"{pre}-memory-flat{pl}"], key)
+                a, b = (red, mem) if redis_over else (mem, red)
+                cells.append(f"{fmt(ratio(a, b), 2)} ({fmt(a, digits)} / {fmt(b, digits)})")
+            L.append(f"| (b) {what}, {pl} in flight | {cells[0]} | {cells[1]} |")
+    return L
+
+
 def section(res, opts, started, took, loads):
     R = res
     d, ld = opts.duration, opts.latency_duration
@@ -482,6 +516,8 @@ def section(res, opts, started, took, loads):
              f"({fmt(ratio_b64, 2)}×); node CPU per publish, memory / Redis: {fmt(cpu_b, 2)} |")
     L.append(f"| (c) p99 publish-to-delivery across two nodes at 1,000 publishes/s under 5 ms | "
              f"{met(p99 is not None and p99 < 5)}: p99 {fmt(p99, 2)} ms |")
+    if opts.base:
+        L += base_table(R, opts)
     L.append("")
     L.append("**(a) Redis CPU per publish**: used_cpu_user + used_cpu_sys of the Redis server "
              "over the run, per publish (freshet and redis-benchmark: XADD calls; nchan: "
@@ -576,11 +612,12 @@ def main():
     ap.add_argument("--no-nchan", action="store_true")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--base")
     opts = ap.parse_args()
     opts.rounds = opts.rounds or (1 if opts.quick else 3)
     opts.duration = opts.duration or (3 if opts.quick else 10)
     opts.latency_duration = opts.latency_duration or (5 if opts.quick else 20)
-    for path in (BIN, BENCH):
+    for path in (BIN, BENCH) + ((opts.base,) if opts.base else ()):
         if not os.access(path, os.X_OK):
             die(f"{path} is missing: build first (scripts/setup.sh)")
     for prog in ["redis-server", "redis-benchmark"] + ([] if opts.no_nchan else ["nginx"]):
@@ -606,11 +643,18 @@ def main():
     servers = [("freshet", "redis", True), ("freshet", "memory", False)]
     if not opts.no_nchan:
         servers += [("nchan", "redis", True), ("nchan", "memory", False)]
+    if opts.base:
+        plan.append(("base-redis-pub16", lambda tag: flat(work, tag, "freshet", True, opts.duration,
+                                                           16, subscribers=0, binary=opts.base)))
     for pipeline in (16, 64):
         for kind, store, with_redis in servers:
             plan.append((f"{kind}-{store}-flat{pipeline}",
                          lambda tag, k=kind, w=with_redis, p=pipeline:
                          flat(work, tag, k, w, opts.duration, p)))
+            if opts.base and kind == "freshet":
+                plan.append((f"base-{store}-flat{pipeline}",
+                             lambda tag, w=with_redis, p=pipeline:
+                             flat(work, tag, "freshet", w, opts.duration, p, binary=opts.base)))
     plan += [
         ("freshet-redis-1000", lambda tag: latency(work, tag, "freshet", True,
                                                    opts.latency_duration)),
@@ -631,6 +675,10 @@ def main():
         with open("/proc/loadavg") as f:
             load1 = f.read().split()[0]
         res["_version"] = version
+        if opts.base:
+            commit = os.path.join(os.path.dirname(os.path.abspath(opts.base)), "COMMIT")
+            res["_base_commit"] = (open(commit).read().strip()[:7] if os.path.exists(commit)
+                                   else "?")
         took = time.monotonic() - t0
         with open(os.path.join(work, "results.json"), "w") as f:
             json.dump(res, f, indent=1)

@@ -71,3 +71,20 @@ size_t fr_u64_format(char *out, uint64_t v) {
         out[i] = tmp[n - 1 - i];
     return n;
 }
+
+int fr_u64_parse(const char *s, size_t len, uint64_t *out) {
+    if (len == 0 || len > 20 || (len > 1 && s[0] == '0'))
+        return -1;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned d = (unsigned char)s[i] - (unsigned)'0';
+        if (d > 9)
+            return -1;
+        /* 19 digits cannot overflow; only the 20th needs the check. */
+        if (i == 19 && v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}

@@ -29,6 +29,9 @@ uint64_t fr_mono_us(void);
 /* v in decimal at out (room for 20 bytes; no NUL); returns the length. For hot paths that
  * format numbers (ids, Redis commands) without printf. */
 size_t fr_u64_format(char *out, uint64_t v);
+/* Parses exactly len decimal digits (no sign, no spaces, no leading zero, no overflow) into
+ * *out; 0, or -1 when s is not that. */
+int fr_u64_parse(const char *s, size_t len, uint64_t *out);
 
 #define FR_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define FR_CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr) - offsetof(type, field)))

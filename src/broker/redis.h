@@ -3,7 +3,7 @@
  * node sees the same ids and the same order, and any node can replay any topic.
  *
  *   publish ── FCALL freshet_publish_unchecked ──► XADD fr:{topic}:s MAXLEN ~ …
- *                                                 + PUBLISH fr:{topic}:c
+ *                                                 + PUBLISH fr:{topic}:c (one per call)
  *   node ◄── SUBSCRIBE fr:{topic}:c (only while a local stream follows the topic)
  *   resume ── FCALL freshet_resume ──► per topic: ok | stale | invalid, last id, events after
  *   sweep ── FCALL freshet_trim ──► drops what is older than the time window (followed topics)

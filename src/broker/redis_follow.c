@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "broker/redis_io.h"
+#include "codec/chanmsg.h"
 
 #define UNFOLLOW_AFTER_MS 5000
 
@@ -332,47 +333,41 @@ void fr_redis_follow_refill_pending(fr_redis_t *r) {
 
 /* ---- what the subscriber hears ------------------------------------------------------------ */
 
-static void on_message(fr_redis_t *r, const char *topic, const char *p, size_t len) {
-    /* "<id>\n<event>\n<priority>\n<json>\n<ms>\n<data>" */
-    const char *parts[5];
-    size_t lens[5];
-    const char *end = p + len;
-    for (int i = 0; i < 5; i++) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl) {
-            fr_warn("redis: malformed message on the channel of '%s'", topic);
-            return;
-        }
-        parts[i] = p;
-        lens[i] = (size_t)(nl - p);
-        p = nl + 1;
-    }
+typedef struct {
+    fr_redis_t *r;
+    follow_t *f;
+    const char *topic;
+} msg_ctx_t;
+
+/* One event of a channel message to the hub (or held behind a fill of its topic). */
+static void take_event(void *ctx, const fr_chanmsg_event_t *m) {
+    msg_ctx_t *c = ctx;
+    fr_redis_t *r = c->r;
+    follow_t *f = c->f;
     fr_id_t id;
     fr_priority_t prio;
     char name[256], pname[16];
-    if (fr_id_parse(parts[0], lens[0], &id) < 0 || lens[1] >= sizeof name ||
-        lens[2] >= sizeof pname) {
-        fr_warn("redis: malformed message on the channel of '%s'", topic);
+    if (fr_id_parse(m->id, m->id_len, &id) < 0 || m->name_len >= sizeof name ||
+        m->prio_len >= sizeof pname) {
+        fr_warn("redis: malformed message on the channel of '%s'", c->topic);
         return;
     }
-    memcpy(name, parts[1], lens[1]);
-    name[lens[1]] = '\0';
-    memcpy(pname, parts[2], lens[2]);
-    pname[lens[2]] = '\0';
+    memcpy(name, m->name, m->name_len);
+    name[m->name_len] = '\0';
+    memcpy(pname, m->prio, m->prio_len);
+    pname[m->prio_len] = '\0';
     if (fr_priority_parse(pname, &prio) < 0)
         prio = FR_PRIO_NORMAL;
     const char *err;
-    fr_event_t *ev = fr_event_new(topic, id, name[0] ? name : NULL, p, (size_t)(end - p), prio,
-                                  lens[3] == 1 && parts[3][0] == '1',
-                                  strtoull(parts[4], NULL, 10), &err);
+    fr_event_t *ev = fr_event_new(c->topic, id, name[0] ? name : NULL, m->data, m->data_len, prio,
+                                  m->json_len == 1 && m->json[0] == '1', m->ms, &err);
     if (!ev) {
-        fr_warn("redis: dropping an event of '%s' from another producer: %s", topic, err);
+        fr_warn("redis: dropping an event of '%s' from another producer: %s", c->topic, err);
         return;
     }
     /* While a fill of this topic is in flight, live events wait: delivering one first would
      * make the hub skip the older events the fill brings. While a fill waits for the command
      * connection, they are dropped: it will read them from the Stream. */
-    follow_t *f = follow_find(r, topic);
     if (f && f->refill && !f->refilling) {
         fr_event_release(ev);
         return;
@@ -384,6 +379,15 @@ static void on_message(fr_redis_t *r, const char *topic, const char *p, size_t l
     }
     fr_hub_deliver(r->base.hub, ev);
     fr_event_release(ev);
+}
+
+/* A channel message: one event, or a node's batch (codec/chanmsg.h). A batch is one message for
+ * all the events of one publish call, so Redis writes, and this node parses, one message per
+ * call instead of one per event. */
+static void on_message(fr_redis_t *r, const char *topic, const char *p, size_t len) {
+    msg_ctx_t c = {r, follow_find(r, topic), topic};
+    if (fr_chanmsg_parse(p, len, take_event, &c) < 0)
+        fr_warn("redis: malformed message on the channel of '%s'", topic);
 }
 
 void fr_redis_follow_on_reply(redisAsyncContext *ac, void *reply, void *priv) {

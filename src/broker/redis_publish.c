@@ -1,14 +1,15 @@
 /* Publishing on the Redis broker. The publishes a worker makes during one loop iteration (HTTP,
  * Lua, WebSocket) are gathered, and each run of one topic's publishes becomes one call,
  *
- *   FCALL freshet_publish_unchecked 1 fr:{<topic>}:s <maxlen>
- *         <data> <event> <priority> <json> <head>   (per event, in publish order)
+ *   FCALL freshet_publish_unchecked 1 fr:{<topic>}:s <maxlen> *<ms>\n
+ *         <head> <data>   (per event, in publish order; head "\n<event>\n<priority>\n<json>\n<len>\n")
  *
  * written right after the loop's poll with every other command of that iteration (the adapter's
  * check, broker/redis_conn.c, calls fr_redis_publish_flush before it writes). An FCALL has a
  * fixed cost in Redis larger than the XADD it runs, so one per run of a topic's publishes
- * instead of one per event is most of what Redis spends on a burst of publishes. The reply is
- * an array with each event's id (or its error) in order.
+ * instead of one per event is most of what Redis spends on a burst of publishes. Redis announces
+ * the call's events in one channel message (broker/redis_follow.c reads it). The reply is an
+ * array with each event's id (or its error) in order.
  *
  * Only consecutive publishes of one topic share a call (a, a, b, a is three calls): the
  * answers then come in exactly the order the publishes were made, as the callers expect (the
@@ -17,7 +18,7 @@
  *
  * A batch's bytes are the command itself, built as events arrive:
  *
- *   [ room for "*<argc>\r\n" ][ FCALL freshet_publish_unchecked 1 <key> <maxlen> ][ events… ]
+ *   [ room for "*<argc>\r\n" ][ FCALL freshet_publish_unchecked 1 <key> <maxlen> *<ms>\n ][ events… ]
  *
  * so that flushing only writes the argument count in front. */
 #include "broker/redis_private.h"
@@ -70,11 +71,15 @@ static size_t put(char *at, const char *s, size_t n) {
 }
 
 static void batch_start(fr_redis_t *r, fr_redis_batch_t *b, const char *topic, size_t tlen) {
-    char maxlen[20];
+    char maxlen[20], ms[22];
     size_t mlen = fr_u64_format(maxlen, r->replay_events + 1);
+    /* The channel message's first line: one publish time for the events of a loop turn. */
+    size_t mslen = 1 + fr_u64_format(ms + 1, fr_now_ms()) + 1;
+    ms[0] = '*';
+    ms[mslen - 1] = '\n';
     b->len = ARGC_ROOM;
     b->n = 0;
-    reserve(b, 4 * FR_RESP_BULK_EXTRA + 32 + tlen + 7 + FR_RESP_BULK_EXTRA + mlen);
+    reserve(b, 6 * FR_RESP_BULK_EXTRA + 32 + tlen + 7 + mlen + mslen);
     char *p = b->buf;
     size_t k = b->len;
     k += fr_resp_bulk(p + k, "FCALL", 5);
@@ -88,6 +93,7 @@ static void batch_start(fr_redis_t *r, fr_redis_batch_t *b, const char *topic, s
     k += put(p + k, topic, tlen);
     k += put(p + k, "}:s\r\n", 5);
     k += fr_resp_bulk(p + k, maxlen, mlen);
+    k += fr_resp_bulk(p + k, ms, mslen);
     b->len = k;
 }
 
@@ -111,33 +117,27 @@ static fr_redis_batch_t *batch_for(fr_redis_t *r, const char *topic) {
     return b;
 }
 
-/* Appends an event's five arguments: data, event name, priority, json flag and the channel
- * message's head, "\n<event>\n<priority>\n<json>\n<ms>\n" (the function only joins id, head
- * and data: string work in Redis' Lua costs Redis CPU). */
+/* Appends an event's two arguments: its head, "\n<event>\n<priority>\n<json>\n<len>\n", and its
+ * data. The head is the event's part of the channel message as well as its fields: the function
+ * only joins ids, heads and data (string work in Redis' Lua costs Redis CPU). */
 static void batch_add(fr_redis_batch_t *b, const fr_pub_t *ev) {
     const char *name = ev->name ? ev->name : "", *prio = fr_priority_name(ev->prio);
-    const char *json = ev->json ? "1" : "0";
     size_t nlen = strlen(name), plen = strlen(prio);
-    char ms[20];
-    size_t mslen = fr_u64_format(ms, fr_now_ms());
-    size_t hlen = 1 + nlen + 1 + plen + 1 + 1 + 1 + mslen + 1;
-    reserve(b, ev->len + nlen + plen + 1 + hlen + 5 * FR_RESP_BULK_EXTRA);
+    char dlen[20];
+    size_t dlen_len = fr_u64_format(dlen, ev->len);
+    size_t hlen = 1 + nlen + 1 + plen + 1 + 1 + 1 + dlen_len + 1;
+    reserve(b, hlen + ev->len + 2 * FR_RESP_BULK_EXTRA);
     char *p = b->buf;
     size_t k = b->len;
-    k += fr_resp_bulk(p + k, ev->data, ev->len);
-    k += fr_resp_bulk(p + k, name, nlen);
-    k += fr_resp_bulk(p + k, prio, plen);
-    k += fr_resp_bulk(p + k, json, 1);
     k += fr_resp_prefix(p + k, '$', hlen);
     k += put(p + k, "\n", 1);
     k += put(p + k, name, nlen);
     k += put(p + k, "\n", 1);
     k += put(p + k, prio, plen);
-    k += put(p + k, "\n", 1);
-    k += put(p + k, json, 1);
-    k += put(p + k, "\n", 1);
-    k += put(p + k, ms, mslen);
+    k += put(p + k, ev->json ? "\n1\n" : "\n0\n", 3);
+    k += put(p + k, dlen, dlen_len);
     k += put(p + k, "\n\r\n", 3);
+    k += fr_resp_bulk(p + k, ev->data, ev->len);
     b->len = k;
 }
 
@@ -244,9 +244,9 @@ void fr_redis_publish_flush(fr_redis_t *r) {
     sent_t *failed = NULL;
     for (size_t i = 0; i < n; i++) {
         fr_redis_batch_t *b = &r->batches[i];
-        /* "*<argc>\r\n" right before the fixed part: 5 fixed arguments, 5 per event. */
+        /* "*<argc>\r\n" right before the fixed part: 6 fixed arguments, 2 per event. */
         char argc[FR_RESP_PREFIX_MAX];
-        size_t alen = fr_resp_prefix(argc, '*', 5 + 5 * b->n);
+        size_t alen = fr_resp_prefix(argc, '*', 6 + 2 * b->n);
         char *cmd = b->buf + ARGC_ROOM - alen;
         memcpy(cmd, argc, alen);
         size_t len = b->len - (ARGC_ROOM - alen);

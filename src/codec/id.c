@@ -4,22 +4,6 @@
 
 #include "base/util.h"
 
-static int parse_u64(const char *s, size_t len, uint64_t *out) {
-    if (len == 0 || len > 20 || (len > 1 && s[0] == '0'))
-        return -1;
-    uint64_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        uint64_t d = (uint64_t)(s[i] - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
-}
-
 int fr_id_parse(const char *s, size_t len, fr_id_t *out) {
     size_t dash = 0;
     while (dash < len && s[dash] != '-')
@@ -27,7 +11,7 @@ int fr_id_parse(const char *s, size_t len, fr_id_t *out) {
     if (dash == len)
         return -1;
     fr_id_t id;
-    if (parse_u64(s, dash, &id.ms) < 0 || parse_u64(s + dash + 1, len - dash - 1, &id.seq) < 0)
+    if (fr_u64_parse(s, dash, &id.ms) < 0 || fr_u64_parse(s + dash + 1, len - dash - 1, &id.seq) < 0)
         return -1;
     *out = id;
     return 0;

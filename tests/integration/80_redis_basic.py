@@ -51,18 +51,17 @@ def ids_and_stream(redis, srv):
         ft.check_eq(got[2].type, "note", "event name of the third event")
         ft.check_eq(redis.stream_ids("basic"), ids, "redis-cli XRANGE fr:{basic}:s - +")
 
-    with ft.subtest("Stream entries hold the documented fields d, e, p, j; no other keys"):
+    with ft.subtest("Stream entries hold d, and e, p, j only when not the defaults; no other keys"):
         # The contract that external consumers and producers rely on (docs/REDIS.md). The
         # publish time is the entry id's time: no field of its own, no metadata hash, no global
-        # configuration key.
+        # configuration key. A field at its default is left out (a reader takes it as default).
         sent = srv.publish("/pub/fields", "payload", headers={"X-Event": "upd",
                                                               "X-Priority": "critical"})
+        plain = srv.publish("/pub/fields", "plain")
         entries = redis.command("XRANGE", "fr:{fields}:s", "-", "+")
-        ft.check_eq(len(entries), 1, "entries in fr:{fields}:s")
-        eid, flat = entries[0]
-        fields = dict(zip(flat[::2], flat[1::2]))
-        ft.check_eq(eid, sent, "entry id")
-        ft.check_eq(fields, {"d": "payload", "e": "upd", "p": "critical", "j": "0"},
+        ft.check_eq([e[0] for e in entries], [sent, plain], "entry ids in fr:{fields}:s")
+        ft.check_eq([dict(zip(e[1][::2], e[1][1::2])) for e in entries],
+                    [{"d": "payload", "e": "upd", "p": "critical"}, {"d": "plain"}],
                     "entry fields")
         keys = set(redis.command("KEYS", "*fields*")) | set(redis.command("KEYS", "fr:config*"))
         ft.check_eq(keys, {"fr:{fields}:s"}, "keys written for topic 'fields'")
@@ -366,9 +365,10 @@ def external_producer(redis, srv):
 
 
 def channel_format(redis, srv):
-    with ft.subtest("the channel message: <id>\\n<event>\\n<priority>\\n<json>\\n<ms>\\n<data>"):
-        # What an external subscriber of fr:{<topic>}:c reads (docs/REDIS.md), from a node's
-        # publish and from an external producer's FCALL alike.
+    with ft.subtest("the channel: a node's batch (*<ms>, then <id> <event> <priority> <json> "
+                    "<len> <data> per event) and an external producer's single event"):
+        # What an external subscriber of fr:{<topic>}:c reads (docs/REDIS.md): a node's publish
+        # arrives as a batch of one, an external producer's FCALL as one event.
         with ft.RedisConn(redis.port) as c:
             ft.check_eq(c.command("SUBSCRIBE", "fr:{chan}:c"), ["subscribe", "fr:{chan}:c", 1],
                         "SUBSCRIBE reply")
@@ -379,15 +379,55 @@ def channel_format(redis, srv):
                               "telemetry", "1")
             after = int(time.time() * 1000)
             got = [c._reply() for _ in range(2)]
-        for (kind, ch, msg), (eid, event, prio, json_flag, data) in zip(
-                got, [(a, "upd", "critical", "0", "line 1\nline 2"),
-                      (b, "", "telemetry", "1", '{"k":1}')]):
-            ft.check_eq((kind, ch), ("message", "fr:{chan}:c"), "message kind and channel")
-            parts = msg.split("\n", 5)
-            ft.check_eq([parts[0], parts[1], parts[2], parts[3], parts[5]],
-                        [eid, event, prio, json_flag, data], f"message of {eid}")
-            ft.check(parts[4].isdigit() and before - 1000 <= int(parts[4]) <= after + 1000,
-                     "the <ms> line is not the publish time", parts[4])
+        ft.check_eq([g[:2] for g in got], [["message", "fr:{chan}:c"]] * 2,
+                    "message kinds and channels")
+        head, rest = got[0][2].split("\n", 1)
+        ft.check(head[:1] == "*" and head[1:].isdigit() and
+                 before - 1000 <= int(head[1:]) <= after + 1000,
+                 "a node's message starts with *<ms>, the publish time", head)
+        ft.check_eq(rest, f"{a}\nupd\ncritical\n0\n13\nline 1\nline 2",
+                    "the one event of the node's batch")
+        parts = got[1][2].split("\n", 5)
+        ft.check_eq([parts[0], parts[1], parts[2], parts[3], parts[5]],
+                    [b, "", "telemetry", "1", '{"k":1}'], "the external producer's message")
+        ft.check(parts[4].isdigit() and before - 1000 <= int(parts[4]) <= after + 1000,
+                 "the <ms> line is not the publish time", parts[4])
+
+    with ft.subtest("a batch of several events reaches streams in order with their fields"):
+        # freshet_publish_unchecked as a node calls it, with events a node would batch: the
+        # channel carries one message for the call, the node splits it back into events.
+        key, ms = "fr:{chan2}:s", str(int(time.time() * 1000))
+        events = [("", "normal", "0", "a\nb"), ("upd", "critical", "0", "c"),
+                  ("", "telemetry", "1", '{"x":2}'), ("", "normal", "0", "")]
+        args = []
+        for e, p, j, d in events:
+            args += [f"\n{e}\n{p}\n{j}\n{len(d.encode())}\n", d]
+        with ft.open_stream(srv.port, "/sub/chan2") as s, ft.RedisConn(redis.port) as c:
+            c.command("SUBSCRIBE", "fr:{chan2}:c")
+            ids = redis.command("FCALL", "freshet_publish_unchecked", "1", key, "1001",
+                                f"*{ms}\n", *args)
+            ft.check(len(ids) == 4 and all(ft.ID_RE.match(i) for i in ids),
+                     "freshet_publish_unchecked answers 4 ids", ids)
+            msg = c._reply()
+            ft.check_eq(msg[2], f"*{ms}\n" + "".join(
+                i + a for i, a in zip(ids, ["".join(args[k:k + 2]) for k in range(0, 8, 2)])),
+                        "one channel message for the call")
+            got = s.take(4)
+            ft.check_eq([(e.id, e.type, e.data) for e in got],
+                        [(ids[0], "message", "a\nb"), (ids[1], "upd", "c"),
+                         (ids[2], "message", '{"x":2}'), (ids[3], "message", "")],
+                        "the batch's events on the stream")
+            s.expect_no_event(0.3)
+        entries = redis.command("XRANGE", key, "-", "+")
+        ft.check_eq([dict(zip(e[1][::2], e[1][1::2])) for e in entries],
+                    [{"d": "a\nb"}, {"d": "c", "e": "upd", "p": "critical"},
+                     {"d": '{"x":2}', "p": "telemetry", "j": "1"}, {"d": ""}],
+                    "Stream fields of the batch (defaults left out)")
+        with resume_ok(srv.port, "/sub/chan2", ids[0]) as s:
+            got = s.take(3)
+            ft.check_eq([(e.id, e.type, e.data) for e in got],
+                        [(ids[1], "upd", "c"), (ids[2], "message", '{"x":2}'),
+                         (ids[3], "message", "")], "the batch resumed from the Stream")
 
 
 def external_bad_utf8(redis, srv):

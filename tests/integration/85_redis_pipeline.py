@@ -12,7 +12,7 @@ stall):
 - a publish route whose events go to two topics, a a a b b a.
 
 Consecutive events of one topic in one loop iteration travel in one call (FCALL
-freshet_publish_unchecked with five arguments per event), whose reply holds their ids in order;
+freshet_publish_unchecked with two arguments per event), whose reply holds their ids in order;
 another topic's event starts another call, so answers keep the order of the publishes.
 
 The node's count of write system calls (/proc/PID/io syscw) confirms one write per batch,
@@ -179,14 +179,14 @@ class FakeRedis:
             return b"-ERR the fake does not know " + name + b"\r\n"
         fn = argv[1]
         if fn == PUB_FN:
-            # 1 <key> <maxlen> then <data> <event> <priority> <json> <head> per event
-            if argv[2] != b"1" or (len(argv) - 5) % 5 or len(argv) < 10:
+            # 1 <key> <maxlen> *<ms>\n then <head> <data> per event
+            if argv[2] != b"1" or (len(argv) - 6) % 2 or len(argv) < 8:
                 return b"-ERR malformed " + PUB_FN + b"\r\n"
             with self.lock:
                 first = len(self.published)
-                for data in argv[5::5]:
+                for data in argv[7::2]:
                     self.published.append([data.decode(), None])
-                self.calls.append((argv[3].decode(), [d.decode() for d in argv[5::5]]))
+                self.calls.append((argv[3].decode(), [d.decode() for d in argv[7::2]]))
                 return ("pub", first, len(self.published))
         if fn == b"freshet_resume":
             n = int(argv[2])
@@ -285,7 +285,7 @@ class FakeRedis:
             out = []
             for num, size, cmds in self.recvs[since:]:
                 k = sum(1 for a in cmds if a[0].upper() == b"FCALL" and a[1] == PUB_FN
-                        for d in a[5::5] if d.decode().startswith(prefix))
+                        for d in a[7::2] if d.decode().startswith(prefix))
                 if k:
                     out.append(k)
             return out

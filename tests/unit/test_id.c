@@ -45,6 +45,8 @@ static void test_parse_rejects(void) {
         "1--1",
         "1-1-1",
         "0x1-1",
+        "1/-1", /* the characters right before '0' and after '9' */
+        "1-1:",
         "123456789012345678901-0", /* 21 digits */
         "0-123456789012345678901",
         "18446744073709551616-0", /* UINT64_MAX + 1 */
