@@ -45,12 +45,23 @@ typedef struct nq_item_s {
     natsMsg *msg; /* owned, or NULL */
 } nq_item_t;
 
+/* The first attach of a connection to the loop, asked by the thread that connects: the
+ * adapter makes it only on the loop's thread. */
+typedef struct {
+    void **user;       /* the adapter's state for the connection */
+    natsConnection *nc;
+    natsSock sock;
+    natsStatus status; /* set by the loop */
+    uv_sem_t done;     /* posted by the loop */
+} nattach_t;
+
 /* The only memory both the loop and library threads touch. Lives until the loop has closed
  * `async` after the library released its last reference (closed connection, completed
  * subscriptions). */
 typedef struct {
     uv_mutex_t mu;
     nq_item_t *head, *tail; /* under mu */
+    nattach_t *attach;      /* under mu: a connecting thread waits for the loop to attach */
     unsigned lib_refs;      /* under mu: the connection (until closed) + each subscription */
     uv_async_t async;       /* on the worker's loop; sent under mu */
     fr_nats_t *n;           /* loop only; NULL once the broker is gone */
@@ -77,7 +88,7 @@ typedef struct nfollow_s {
 } nfollow_t;
 
 /* A JetStream job on the thread pool. The work function reads only what is copied here. */
-typedef enum { JOB_ENSURE, JOB_READ, JOB_LOCATE } job_kind_t;
+typedef enum { JOB_CONNECT, JOB_ENSURE, JOB_READ, JOB_LOCATE } job_kind_t;
 
 typedef struct njob_s {
     uv_work_t req;
@@ -85,6 +96,9 @@ typedef struct njob_s {
     fr_nats_t *n;             /* loop only (after-callback) */
     jsCtx *js;                /* borrowed: thread-safe */
     jsStreamConfig *cfg;      /* JOB_ENSURE: owned copy of what to create */
+    natsOptions *opts;        /* JOB_CONNECT: borrowed (the library copies it) */
+    natsConnection *nc;       /* JOB_CONNECT out: owned until the loop takes it */
+    natsStatus status;        /* JOB_CONNECT out */
     char stream[65];
     uint64_t created_ms;      /* JOB_READ/LOCATE in; JOB_ENSURE out */
     size_t n_topics;
@@ -147,6 +161,7 @@ struct fr_nats_s {
     int need_ensure;         /* reconnected: check the stream (and fill) once it answers */
     unsigned ensure_failures;
     uint64_t created_ms;     /* the stream's creation time: every id's ms part */
+    int connecting;          /* a JOB_CONNECT is in flight */
     unsigned connect_failures;
     uint64_t next_connect;   /* monotonic ms */
     uv_timer_t tick;
@@ -175,6 +190,9 @@ void fr_nats_unsubscribe(natsSubscription **sub);
 int fr_nats_usable(const fr_nats_t *n);
 /* The broker is closing: frees it if nothing can call into it any more. */
 void fr_nats_finish_check(fr_nats_t *n);
+/* JOB_CONNECT's work, on a pool thread: the first connection (it blocks up to the timeout per
+ * server). */
+void fr_nats_connect_work(njob_t *j);
 
 /* ---- nats_read.c ---- */
 /* Queues a job on the thread pool (j->done runs on the loop, then j is freed). */

@@ -330,7 +330,9 @@ static void work_read(njob_t *j) {
 
 static void on_work(uv_work_t *req) {
     njob_t *j = req->data;
-    if (j->kind == JOB_ENSURE)
+    if (j->kind == JOB_CONNECT)
+        fr_nats_connect_work(j);
+    else if (j->kind == JOB_ENSURE)
         work_ensure(j);
     else
         work_read(j);
