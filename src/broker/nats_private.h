@@ -79,6 +79,7 @@ typedef struct nfollow_s {
     int known;               /* `last` holds: a join or a fill has read the topic's position */
     uint64_t last;           /* the sequence of the newest event this node delivered (or read
                               * as the topic's position) */
+    uint64_t chain_from;     /* the hub got every event of the topic after this one */
     int filling;             /* a fill is in flight: live events wait in `held` */
     int fill_again;          /* held events were dropped (too many): fill again after */
     unsigned fill_gen;       /* the fill in flight; the answer of an older one is ignored */
@@ -219,8 +220,10 @@ void fr_nats_on_follow(void *ctx, const char *topic, int follow);
 void fr_nats_follow_live(fr_nats_t *n, natsMsg *msg);
 /* Another node asks for this node's presence part. Takes msg. */
 void fr_nats_follow_presence_ask(fr_nats_t *n, natsMsg *msg);
-/* A join read the topics' positions: follows without one take them. */
-void fr_nats_follow_joined(fr_nats_t *n, const njob_t *j, const fr_join_t *res);
+/* A join read the topics' positions: follows without one take them; a join whose position
+ * is older than what the hub got every event after is moved up to it (a fresh stream) or
+ * told the events are gone (a resume). */
+void fr_nats_follow_joined(fr_nats_t *n, const njob_t *j, fr_join_t *res);
 /* After a reconnect (and the stream checked): every followed topic is filled from the stream. */
 void fr_nats_follow_refill_all(fr_nats_t *n);
 /* Once a second: rechecks, and unsubscribes from topics nobody followed for a while. */

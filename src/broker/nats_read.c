@@ -106,6 +106,13 @@ static uint64_t msg_seq(natsMsg *m) {
     return s ? s : natsMsg_GetSequence(m);
 }
 
+static const char *msg_subject(natsMsg *m) {
+    const char *v = NULL;
+    if (natsMsgHeader_Get(m, "Nats-Subject", &v) == NATS_OK && v)
+        return v;
+    return natsMsg_GetSubject(m);
+}
+
 /* ---- jobs ------------------------------------------------------------------------------- */
 
 njob_t *fr_nats_job_new(fr_nats_t *n, job_kind_t kind) {
@@ -248,12 +255,13 @@ static int read_topic(njob_t *j, size_t i, fr_join_topic_t *t) {
     if (j->refill && x.seq > last)
         return 0; /* nothing of the topic after what this node delivered */
     uint64_t cutoff = j->replay_ms ? fr_now_ms() - j->replay_ms : 0;
-    int held = 0;
+    int held = 0, mine = 0;
     if (x.seq > 0) {
         got = direct_get(j, x.seq, NULL, NULL, &m);
         if (got < 0)
             return -1;
         held = got;
+        mine = got && strcmp(msg_subject(m), j->subjects[i]) == 0;
         natsMsg_Destroy(m);
     }
     if (x.seq > last) {
@@ -275,7 +283,7 @@ static int read_topic(njob_t *j, size_t i, fr_join_topic_t *t) {
     }
     size_t cap = 16;
     t->events = fr_calloc(cap, sizeof *t->events);
-    uint64_t at = x.seq;
+    uint64_t at = x.seq, first = 0;
     while (at < last) {
         got = direct_get(j, at + 1, j->subjects[i], NULL, &m);
         if (got < 0)
@@ -288,6 +296,8 @@ static int read_topic(njob_t *j, size_t i, fr_join_topic_t *t) {
             break;
         }
         at = seq;
+        if (!first)
+            first = seq;
         fr_event_t *ev = fr_nats_event_from(m, j->topics[i], j->created_ms, seq);
         natsMsg_Destroy(m);
         if (!ev)
@@ -307,6 +317,20 @@ static int read_topic(njob_t *j, size_t i, fr_join_topic_t *t) {
             t->events = fr_realloc(t->events, cap * sizeof *t->events);
         }
         t->events[t->nevents++] = ev;
+    }
+    if (t->status == FR_JOIN_OK && at < last)
+        t->status = FR_JOIN_STALE; /* the topic's events ended before its last one: not exact */
+    if (t->status == FR_JOIN_OK && first) {
+        /* The walk reads one event at a time while the count limit may drop the topic's
+         * oldest: next-by-subject would then step over what went. What the walk started from
+         * (the id's own event, or the first of the topic after a position) still held
+         * afterwards means nothing after it was dropped. */
+        got = direct_get(j, mine ? x.seq : first, NULL, NULL, &m);
+        if (got < 0)
+            return -1;
+        natsMsg_Destroy(m);
+        if (!got)
+            t->status = FR_JOIN_STALE;
     }
     if (at > t->last.seq)
         t->last.seq = at;

@@ -6,6 +6,9 @@
   restarts (same store) while one node still cannot reach it (a proxy in between is cut) and
   the other publishes: once the first reconnects its open streams get every event published
   meanwhile, in order, none twice, then the live ones;
+- 20 streams opened at once on a topic the node does not follow yet while another node
+  publishes: each gets every event after the position its first frame names (joins complete in
+  any order; the first to finish must not skip events an earlier-read position still needs);
 - presence (86_presence.py's app and helpers) merged across two nodes; a killed node drops out;
 - an external producer's JetStream publish with the Fr-* headers (docs/NATS.md) is delivered and
   replayed like a freshet publish, with the id <stream ms>-<PubAck seq>."""
@@ -288,10 +291,70 @@ def external_producer(nats):
             srv.kill()
 
 
+def fresh_joins_while_publishing(nats):
+    with ft.subtest("20 streams opened at once on a topic the node does not follow yet, while "
+                    "another node publishes: each gets every event after its opening position"):
+        a = ft.Server(nats_app(nats.url)).start()
+        b = ft.Server(nats_app(nats.url)).start()
+        try:
+            for n in (a, b):
+                ft.wait_health(n, "ok", timeout=20)
+            stop, ids = threading.Event(), []
+
+            def publisher():
+                with ft.Publisher(a.port) as p:
+                    k = 0
+                    while not stop.is_set():
+                        rs = p.publish_many([("/pub/busy", f"e{k + i}".encode(), None)
+                                             for i in range(16)], window=16)
+                        ids.extend(r.json()["id"] for r in rs if r.status == 201)
+                        k += 16
+
+            pub = threading.Thread(target=publisher, daemon=True)
+            pub.start()
+            time.sleep(0.5)
+            streams, opened = [None] * 20, [None] * 20
+
+            def open_one(i):
+                s = ft.SSEStream(b.port, "/sub/busy")
+                s.wait_retry()
+                # The first frame (retry and id) names the stream's position.
+                head = s.raw.split(b"\n\n")[0].decode()
+                pos = [ln[3:].strip() for ln in head.splitlines() if ln.startswith("id:")]
+                streams[i], opened[i] = s, pos[0] if pos else None
+
+            openers = [threading.Thread(target=open_one, args=(i,)) for i in range(20)]
+            for t in openers:
+                t.start()
+            for t in openers:
+                t.join(timeout=15)
+            readers = [ft.StreamReader(s) for s in streams if s is not None]
+            ft.check_eq(len(readers), 20, "streams opened")
+            time.sleep(1.0)
+            stop.set()
+            pub.join(timeout=10)
+            published = list(ids)
+            time.sleep(1.0)
+            for k, (r, start) in enumerate(zip(readers, opened)):
+                ft.check(start, f"stream {k}: no position in its first frame")
+                want = [i for i in published if ft.parse_id(i) > ft.parse_id(start)]
+                got = [e.id for e in r.events()]
+                missing = sorted(set(want) - set(got), key=ft.parse_id)
+                ft.check(not missing, f"stream {k} (opened at {start}) misses {len(missing)} "
+                         f"of {len(want)} events after its position", missing[:10])
+                ft.check_eq(got, want, f"stream {k}: the events after its position, in order")
+            for r in readers:
+                r.stop()
+        finally:
+            a.stop()
+            b.stop()
+
+
 def run():
     unreachable_at_start()
     outage_and_refill()
     nats = ft.NatsServer().start()
+    fresh_joins_while_publishing(nats)
     presence_across_nodes(nats)
     external_producer(nats)
     nats.stop()
