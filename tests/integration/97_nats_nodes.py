@@ -32,10 +32,7 @@ class CutProxy:
 
     def __init__(self, target_port):
         self.target = target_port
-        self.lsock = socket.socket()
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind((ft.HOST, 0))
-        self.lsock.listen(16)
+        self.lsock = ft.listener()
         self.port = self.lsock.getsockname()[1]
         self.pairs = []
         self.is_cut = False
@@ -111,10 +108,7 @@ def unreachable_at_start():
                     "at once, degraded; publishes 503; the node connects once NATS is there"):
         # Accepts TCP (the kernel's backlog) and never sends INFO: each connect attempt waits
         # for the client library's 1 s timeout.
-        mute = socket.socket()
-        mute.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        mute.bind((ft.HOST, 0))
-        mute.listen(128)
+        mute = ft.listener(128)
         port = mute.getsockname()[1]
         srv = ft.Server(nats_app(f"nats://{ft.HOST}:{port}")).start()
         try:

@@ -215,6 +215,16 @@ def _ephemeral_range():
         return 32768, 60999
 
 
+def listener(backlog=16):
+    """A TCP socket listening on a free port of HOST (for test-side proxies and fake servers);
+    its port is listener.getsockname()[1]."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((HOST, 0))
+    sock.listen(backlog)
+    return sock
+
+
 def free_port():
     """A port nobody listens on, chosen below the ephemeral range so that client sockets of
     other tests running in parallel cannot be holding it."""
