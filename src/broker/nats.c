@@ -239,6 +239,8 @@ static void watch_free(nwatch_t *w) {
 /* Asks every node following the topic for its part; the answers of one round become the
  * cached answer when the next round starts (a second later). */
 static void watch_ask(fr_nats_t *n, nwatch_t *w) {
+    /* A new id per round: a late answer to the round before is not counted twice. */
+    w->id = ++n->next_watch;
     char reply[112];
     snprintf(reply, sizeof reply, "%s.p.%llu", n->inbox, (unsigned long long)w->id);
     char *subject = fr_nats_subject(n, 'p', w->topic);
@@ -269,9 +271,9 @@ static void on_presence_part(fr_nats_t *n, uint64_t id, natsMsg *msg) {
     for (fr_list_t *l = fr_list_first(&n->watches); l; l = fr_list_next(&n->watches, l)) {
         nwatch_t *w = FR_LIST_ENTRY(l, nwatch_t, link);
         if (w->id == id) {
-            if (fr_presence_merge(&w->collect, natsMsg_GetData(msg),
-                                  (size_t)natsMsg_GetDataLength(msg)) == 0)
-                w->collect.nodes++;
+            /* Counts the node too. */
+            fr_presence_merge(&w->collect, natsMsg_GetData(msg),
+                              (size_t)natsMsg_GetDataLength(msg));
             return;
         }
     }
@@ -283,7 +285,6 @@ static void nats_presence(fr_broker_t *b, const char *topic, fr_presence_t *out)
     if (!w) {
         w = fr_calloc(1, sizeof *w);
         w->topic = fr_strdup(topic);
-        w->id = ++n->next_watch;
         fr_list_insert_head(&n->watches, &w->link);
         if (fr_nats_usable(n))
             watch_ask(n, w);
@@ -335,7 +336,15 @@ static void on_bridge(uv_async_t *h) {
     nq_item_t *items = br->head;
     br->head = br->tail = NULL;
     unsigned refs = br->lib_refs;
+    nattach_t *attach = br->attach;
+    br->attach = NULL;
     uv_mutex_unlock(&br->mu);
+    if (attach) {
+        /* A pool thread waits inside natsConnection_Connect for this, even when the broker is
+         * closing (the connection is closed once the connect returns). */
+        attach->status = natsLibuv_Attach(attach->user, h->loop, attach->nc, attach->sock);
+        uv_sem_post(&attach->done);
+    }
     fr_nats_t *n = br->n;
     for (nq_item_t *it = items, *next; it; it = next) {
         next = it->next;
@@ -358,6 +367,8 @@ static void on_bridge(uv_async_t *h) {
                 n->connected = 0;
                 break;
             case NQ_RECONNECTED: {
+                if (!n->nc)
+                    break; /* the first connect's answer is still on its way (on_connected) */
                 char url[256] = "";
                 natsConnection_GetConnectedUrl(n->nc, url, sizeof url);
                 fr_info("nats: reconnected to %s", url);
@@ -422,24 +433,63 @@ static void ensure_stream(fr_nats_t *n) {
     fr_nats_job_start(n, j);
 }
 
-static void connect_now(fr_nats_t *n) {
-    natsConnection *nc = NULL;
-    /* The adapter must know which thread runs this loop before its first attach. */
-    natsLibuv_SetThreadLocalLoop(n->loop);
-    natsStatus s = natsConnection_Connect(&nc, n->opts);
-    if (s != NATS_OK) {
+/* The first connection is made on a pool thread: natsConnection_Connect blocks until the
+ * server answered (up to the 1 s timeout per server of the list), which the worker's loop must
+ * not. (The library's retry-on-failed-connect option would not help: its first attempt blocks
+ * the same way.) The adapter attaches a connection's socket to the loop, and its first attach
+ * must run on the loop's thread: on_attach asks the loop through the bridge and waits. Later
+ * attaches (reconnects) are scheduled by the adapter itself. */
+static _Thread_local fr_nats_bridge_t *connecting;
+
+static natsStatus on_attach(void **user, void *loop, natsConnection *nc, natsSock sock) {
+    fr_nats_bridge_t *br = connecting;
+    if (*user || !br)
+        return natsLibuv_Attach(user, loop, nc, sock);
+    nattach_t a = {.user = user, .nc = nc, .sock = sock, .status = NATS_ERR};
+    if (uv_sem_init(&a.done, 0) != 0)
+        return NATS_ERR;
+    uv_mutex_lock(&br->mu);
+    br->attach = &a;
+    uv_async_send(&br->async);
+    uv_mutex_unlock(&br->mu);
+    uv_sem_wait(&a.done);
+    uv_sem_destroy(&a.done);
+    return a.status;
+}
+
+void fr_nats_connect_work(njob_t *j) {
+    fr_nats_bridge_t *br = j->ctx;
+    connecting = br;
+    j->status = natsConnection_Connect(&j->nc, j->opts);
+    connecting = NULL;
+    if (j->status == NATS_OK) {
+        uv_mutex_lock(&br->mu);
+        br->lib_refs++; /* given back by the closed callback */
+        uv_mutex_unlock(&br->mu);
+    }
+}
+
+static void on_connected(njob_t *j) {
+    fr_nats_t *n = j->n;
+    n->connecting = 0;
+    if (j->status != NATS_OK) {
         unsigned f = n->connect_failures < 5 ? n->connect_failures : 5;
         n->connect_failures++;
         n->next_connect = fr_mono_ms() + (200u << f);
         if (n->connect_failures == 1 || n->connect_failures % 30 == 0)
-            fr_warn("nats: cannot connect to %s: %s", n->url.servers[0], natsStatus_GetText(s));
+            fr_warn("nats: cannot connect to %s: %s", n->url.servers[0],
+                    natsStatus_GetText(j->status));
         return;
     }
-    uv_mutex_lock(&n->bridge->mu);
-    n->bridge->lib_refs++; /* given back by the closed callback */
-    uv_mutex_unlock(&n->bridge->mu);
+    natsConnection *nc = j->nc;
+    j->nc = NULL;
     n->nc = nc;
-    n->connected = 1;
+    if (n->closing) {
+        natsConnection_Close(nc); /* freed once its closed callback came (maybe_finish) */
+        return;
+    }
+    /* It may have dropped already: then the reconnected callback follows. */
+    n->connected = natsConnection_Status(nc) == NATS_CONN_STATUS_CONNECTED;
     n->connect_failures = 0;
     char url[256] = "";
     natsConnection_GetConnectedUrl(nc, url, sizeof url);
@@ -458,11 +508,22 @@ static void connect_now(fr_nats_t *n) {
     ensure_stream(n);
 }
 
+static void connect_start(fr_nats_t *n) {
+    /* The adapter must know which thread runs this loop before the first attach. */
+    natsLibuv_SetThreadLocalLoop(n->loop);
+    n->connecting = 1;
+    njob_t *j = fr_nats_job_new(n, JOB_CONNECT);
+    j->opts = n->opts;
+    j->ctx = n->bridge;
+    j->done = on_connected;
+    fr_nats_job_start(n, j);
+}
+
 static void on_tick(uv_timer_t *t) {
     fr_nats_t *n = t->data;
     uint64_t now = fr_mono_ms();
-    if (!n->nc && now >= n->next_connect)
-        connect_now(n);
+    if (!n->nc && !n->connecting && now >= n->next_connect)
+        connect_start(n);
     if (n->nc && n->connected && (!n->stream_ready || n->need_ensure))
         ensure_stream(n);
     pubs_expire(n, now, 0);
@@ -520,7 +581,7 @@ fr_broker_t *fr_nats_broker_new(uv_loop_t *loop, fr_hub_t *hub, const char *url,
     natsOptions *o = n->opts;
     natsOptions_SetServers(o, (const char **)n->url.servers, (int)n->url.nservers);
     natsOptions_SetName(o, name);
-    natsOptions_SetEventLoop(o, loop, natsLibuv_Attach, natsLibuv_Read, natsLibuv_Write,
+    natsOptions_SetEventLoop(o, loop, on_attach, natsLibuv_Read, natsLibuv_Write,
                              natsLibuv_Detach);
     natsOptions_UseGlobalMessageDelivery(o, true);
     natsOptions_SetMaxReconnect(o, -1);
@@ -537,8 +598,8 @@ fr_broker_t *fr_nats_broker_new(uv_loop_t *loop, fr_hub_t *hub, const char *url,
     uv_timer_init(loop, &n->tick);
     n->tick.data = n;
     n->tick_open = 1;
-    /* The first connect runs on the worker's thread, once its loop runs (the adapter attaches
-     * there); then once a second the tick keeps things going. */
+    /* The first connect starts once the worker's loop runs (on_tick: the adapter must learn
+     * the loop's thread first); then once a second the tick keeps things going. */
     uv_timer_start(&n->tick, on_tick, 0, 1000);
     hub->on_follow = fr_nats_on_follow;
     hub->follow_ctx = n;
@@ -594,8 +655,8 @@ static void nats_free(fr_broker_t *b) {
      * callers may be gone by the time the thread pool hands the jobs back. */
     for (fr_list_t *l = fr_list_first(&n->job_list); l; l = fr_list_next(&n->job_list, l)) {
         njob_t *j = FR_LIST_ENTRY(l, njob_t, link);
-        if (j->orphaned)
-            continue;
+        if (j->orphaned || j->kind == JOB_CONNECT)
+            continue; /* a connect's answer is needed: its connection must be closed */
         j->orphaned = 1;
         if (j->cb) {
             fr_join_t *res = fr_calloc(1, sizeof *res);

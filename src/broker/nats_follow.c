@@ -206,6 +206,8 @@ static void on_filled(njob_t *j) {
     }
     if (t->last.seq > f->last || t->status != FR_JOIN_OK)
         f->last = t->last.seq;
+    if (t->status != FR_JOIN_OK)
+        f->chain_from = f->last;
     f->known = 1;
     release_held(n, f);
 }
@@ -227,13 +229,39 @@ static void fill(fr_nats_t *n, nfollow_t *f) {
     fr_nats_job_start(n, j);
 }
 
-void fr_nats_follow_joined(fr_nats_t *n, const njob_t *j, const fr_join_t *res) {
+void fr_nats_follow_joined(fr_nats_t *n, const njob_t *j, fr_join_t *res) {
     for (size_t i = 0; i < j->n_topics; i++) {
         nfollow_t *f = follow_find(n, j->topics[i]);
-        if (!f || f->known)
+        fr_join_topic_t *t = &res->topics[i];
+        if (!f)
             continue;
+        if (f->known) {
+            /* Another join made the follow known from a later position: the events between
+             * this one's and it never reached the hub. */
+            if (t->status != FR_JOIN_OK || t->last.seq >= f->chain_from)
+                continue;
+            if (!j->after) {
+                t->last.seq = f->chain_from; /* a fresh stream starts there: before it opens */
+            } else {
+                fr_warn("nats: a resume of '%s' raced another join; it is told to start over",
+                        f->topic);
+                t->status = FR_JOIN_STALE;
+                for (size_t k = 0; k < t->nevents; k++)
+                    fr_event_release(t->events[k]);
+                t->nevents = 0;
+            }
+            continue;
+        }
         f->known = 1;
-        f->last = res->topics[i].last.seq;
+        f->last = t->last.seq;
+        /* Other joins of the topic may still be in flight with earlier positions: their
+         * streams need the live events held since the subscription, not just those after this
+         * join's position. They go to the hub from the first held one on (a stream drops what
+         * is not after its own position); its previous event starts the chain. */
+        uint64_t prev = f->nheld ? fr_nats_header_u64(f->held[0], "Nats-Last-Sequence") : 0;
+        if (f->nheld && prev < f->last)
+            f->last = prev;
+        f->chain_from = f->last;
         if (!f->filling)
             release_held(n, f);
     }

@@ -45,12 +45,23 @@ typedef struct nq_item_s {
     natsMsg *msg; /* owned, or NULL */
 } nq_item_t;
 
+/* The first attach of a connection to the loop, asked by the thread that connects: the
+ * adapter makes it only on the loop's thread. */
+typedef struct {
+    void **user;       /* the adapter's state for the connection */
+    natsConnection *nc;
+    natsSock sock;
+    natsStatus status; /* set by the loop */
+    uv_sem_t done;     /* posted by the loop */
+} nattach_t;
+
 /* The only memory both the loop and library threads touch. Lives until the loop has closed
  * `async` after the library released its last reference (closed connection, completed
  * subscriptions). */
 typedef struct {
     uv_mutex_t mu;
     nq_item_t *head, *tail; /* under mu */
+    nattach_t *attach;      /* under mu: a connecting thread waits for the loop to attach */
     unsigned lib_refs;      /* under mu: the connection (until closed) + each subscription */
     uv_async_t async;       /* on the worker's loop; sent under mu */
     fr_nats_t *n;           /* loop only; NULL once the broker is gone */
@@ -68,6 +79,7 @@ typedef struct nfollow_s {
     int known;               /* `last` holds: a join or a fill has read the topic's position */
     uint64_t last;           /* the sequence of the newest event this node delivered (or read
                               * as the topic's position) */
+    uint64_t chain_from;     /* the hub got every event of the topic after this one */
     int filling;             /* a fill is in flight: live events wait in `held` */
     int fill_again;          /* held events were dropped (too many): fill again after */
     unsigned fill_gen;       /* the fill in flight; the answer of an older one is ignored */
@@ -77,7 +89,7 @@ typedef struct nfollow_s {
 } nfollow_t;
 
 /* A JetStream job on the thread pool. The work function reads only what is copied here. */
-typedef enum { JOB_ENSURE, JOB_READ, JOB_LOCATE } job_kind_t;
+typedef enum { JOB_CONNECT, JOB_ENSURE, JOB_READ, JOB_LOCATE } job_kind_t;
 
 typedef struct njob_s {
     uv_work_t req;
@@ -85,6 +97,9 @@ typedef struct njob_s {
     fr_nats_t *n;             /* loop only (after-callback) */
     jsCtx *js;                /* borrowed: thread-safe */
     jsStreamConfig *cfg;      /* JOB_ENSURE: owned copy of what to create */
+    natsOptions *opts;        /* JOB_CONNECT: borrowed (the library copies it) */
+    natsConnection *nc;       /* JOB_CONNECT out: owned until the loop takes it */
+    natsStatus status;        /* JOB_CONNECT out */
     char stream[65];
     uint64_t created_ms;      /* JOB_READ/LOCATE in; JOB_ENSURE out */
     size_t n_topics;
@@ -147,6 +162,7 @@ struct fr_nats_s {
     int need_ensure;         /* reconnected: check the stream (and fill) once it answers */
     unsigned ensure_failures;
     uint64_t created_ms;     /* the stream's creation time: every id's ms part */
+    int connecting;          /* a JOB_CONNECT is in flight */
     unsigned connect_failures;
     uint64_t next_connect;   /* monotonic ms */
     uv_timer_t tick;
@@ -175,6 +191,9 @@ void fr_nats_unsubscribe(natsSubscription **sub);
 int fr_nats_usable(const fr_nats_t *n);
 /* The broker is closing: frees it if nothing can call into it any more. */
 void fr_nats_finish_check(fr_nats_t *n);
+/* JOB_CONNECT's work, on a pool thread: the first connection (it blocks up to the timeout per
+ * server). */
+void fr_nats_connect_work(njob_t *j);
 
 /* ---- nats_read.c ---- */
 /* Queues a job on the thread pool (j->done runs on the loop, then j is freed). */
@@ -201,8 +220,10 @@ void fr_nats_on_follow(void *ctx, const char *topic, int follow);
 void fr_nats_follow_live(fr_nats_t *n, natsMsg *msg);
 /* Another node asks for this node's presence part. Takes msg. */
 void fr_nats_follow_presence_ask(fr_nats_t *n, natsMsg *msg);
-/* A join read the topics' positions: follows without one take them. */
-void fr_nats_follow_joined(fr_nats_t *n, const njob_t *j, const fr_join_t *res);
+/* A join read the topics' positions: follows without one take them; a join whose position
+ * is older than what the hub got every event after is moved up to it (a fresh stream) or
+ * told the events are gone (a resume). */
+void fr_nats_follow_joined(fr_nats_t *n, const njob_t *j, fr_join_t *res);
 /* After a reconnect (and the stream checked): every followed topic is filled from the stream. */
 void fr_nats_follow_refill_all(fr_nats_t *n);
 /* Once a second: rechecks, and unsubscribes from topics nobody followed for a while. */

@@ -51,7 +51,11 @@ jsStreamConfig *fr_nats_stream_config(const fr_nats_t *n) {
     /* One more than the window: the event just before the window stays as the boundary, so
      * a resume from it is still known to be exact (as on the other brokers). */
     c->cfg.MaxMsgsPerSubject = (int64_t)n->replay_events + 1;
-    c->cfg.MaxAge = (int64_t)n->replay_ms * 1000000; /* 0: no limit */
+    /* No max age: it would drop a quiet topic's last event too, and with it the only record of
+     * the topic's newest id, so a resume from that id could not be told exact (the other
+     * brokers answer it 200; JetStream 2.9 forgets a subject with its last message). Resumes
+     * check the time window themselves, as Redis resumes do. */
+    c->cfg.MaxAge = 0;
     c->cfg.Discard = js_DiscardOld;
     c->cfg.AllowDirect = true;
     c->rp.Source = c->source;
@@ -191,21 +195,14 @@ static int direct_get(njob_t *j, uint64_t seq, const char *next_by, const char *
     return s == NATS_NOT_FOUND ? 0 : -1;
 }
 
-/* The stream's last sequence over every topic; 0 when JetStream did not answer. */
-static uint64_t stream_last(njob_t *j) {
+/* The stream's last sequence over every topic; -1 when JetStream did not answer. */
+static int stream_last(njob_t *j, uint64_t *last) {
     jsStreamInfo *si = NULL;
     if (js_GetStreamInfo(&si, j->js, j->stream, NULL, NULL) != NATS_OK || !si)
-        return 0;
-    uint64_t last = si->State.LastSeq;
+        return -1;
+    *last = si->State.LastSeq;
     jsStreamInfo_Destroy(si);
-    return last;
-}
-
-/* When a message was published: the publishing node's Fr-Ms, else JetStream's time. */
-static uint64_t msg_ms(natsMsg *m) {
-    uint64_t ms = fr_nats_header_u64(m, "Fr-Ms");
-    int64_t t = natsMsg_GetTime(m);
-    return ms ? ms : t > 0 ? (uint64_t)t / 1000000 : 0;
+    return 0;
 }
 
 /* One topic: its position and, with an id, whether a resume from it is exact and what follows
@@ -213,10 +210,13 @@ static uint64_t msg_ms(natsMsg *m) {
  *
  * An id is <created>-<S>, S a stream sequence. Event ids have S on their own topic; the
  * position of a topic nothing was published on yet is the stream's last sequence then (on
- * another topic, or 0 in an empty stream). A resume from S is exact when nothing of the topic
- * after S can have been dropped: S itself is still held (the count and age limits drop the
- * oldest first) and was published within the time window (events after it are younger, so none
- * aged out), or S is the topic's own last event. */
+ * another topic, or 0 in an empty stream). The stream has no max age, only a count limit per
+ * topic, which drops the oldest first: the topic's last event is always held. A resume from S
+ * is exact when S is that last event or later (nothing of the topic followed it: a quiet topic
+ * resumes from its last id however long ago it was), or when S is held (then so is everything
+ * of the topic after it) and the first event after it is within the time window (the window is
+ * checked here, as the memory broker's ring would have expired it). An id past the stream's
+ * last sequence was never issued. */
 static int read_topic(njob_t *j, size_t i, fr_join_topic_t *t) {
     natsMsg *m = NULL;
     int got = direct_get(j, 0, NULL, j->subjects[i], &m);
@@ -230,7 +230,8 @@ static int read_topic(njob_t *j, size_t i, fr_join_topic_t *t) {
         /* Nothing held of this topic: its position is the stream's, so a resume from it knows
          * that everything after it is on hand. Read before looking at the topic again, so an
          * event of the topic stored in between is not taken as older than the position. */
-        pos = stream_last(j);
+        if (stream_last(j, &pos) < 0)
+            return -1;
         got = direct_get(j, 0, NULL, j->subjects[i], &m);
         if (got < 0)
             return -1;
@@ -255,35 +256,34 @@ static int read_topic(njob_t *j, size_t i, fr_join_topic_t *t) {
         return 0; /* nothing of the topic after what this node delivered */
     uint64_t cutoff = j->replay_ms ? fr_now_ms() - j->replay_ms : 0;
     int held = 0, mine = 0;
-    uint64_t x_ms = 0;
     if (x.seq > 0) {
         got = direct_get(j, x.seq, NULL, NULL, &m);
         if (got < 0)
             return -1;
-        if (got) {
-            held = 1;
-            mine = strcmp(msg_subject(m), j->subjects[i]) == 0;
-            x_ms = msg_ms(m);
-            natsMsg_Destroy(m);
-        }
+        held = got;
+        mine = got && strcmp(msg_subject(m), j->subjects[i]) == 0;
+        natsMsg_Destroy(m);
     }
-    if (!held) {
-        /* Dropped, or never issued: an id past the stream's last sequence never was. */
-        uint64_t sl = x.seq > last ? stream_last(j) : 0;
-        t->status = sl && x.seq > sl ? FR_JOIN_INVALID : FR_JOIN_STALE;
+    if (x.seq > last) {
+        /* Nothing of the topic after x: its last event is always held (the count limit drops
+         * the oldest first), so this is a position, exact, unless the stream never reached x. */
+        if (!held) {
+            uint64_t sl;
+            if (stream_last(j, &sl) < 0)
+                return -1;
+            if (x.seq > sl)
+                t->status = FR_JOIN_INVALID;
+        }
         return 0;
     }
-    if (!mine && cutoff && x_ms < cutoff) {
-        /* A position on another topic, from before the time window: events of this topic after
-         * it may have aged out. */
+    if (!held) {
+        /* Dropped (events of the topic after it may have gone too), or never issued. */
         t->status = FR_JOIN_STALE;
         return 0;
     }
-    if (x.seq > last)
-        return 0; /* a position: nothing of the topic came after it */
     size_t cap = 16;
     t->events = fr_calloc(cap, sizeof *t->events);
-    uint64_t at = x.seq;
+    uint64_t at = x.seq, first = 0;
     while (at < last) {
         got = direct_get(j, at + 1, j->subjects[i], NULL, &m);
         if (got < 0)
@@ -296,6 +296,8 @@ static int read_topic(njob_t *j, size_t i, fr_join_topic_t *t) {
             break;
         }
         at = seq;
+        if (!first)
+            first = seq;
         fr_event_t *ev = fr_nats_event_from(m, j->topics[i], j->created_ms, seq);
         natsMsg_Destroy(m);
         if (!ev)
@@ -315,6 +317,20 @@ static int read_topic(njob_t *j, size_t i, fr_join_topic_t *t) {
             t->events = fr_realloc(t->events, cap * sizeof *t->events);
         }
         t->events[t->nevents++] = ev;
+    }
+    if (t->status == FR_JOIN_OK && at < last)
+        t->status = FR_JOIN_STALE; /* the topic's events ended before its last one: not exact */
+    if (t->status == FR_JOIN_OK && first) {
+        /* The walk reads one event at a time while the count limit may drop the topic's
+         * oldest: next-by-subject would then step over what went. What the walk started from
+         * (the id's own event, or the first of the topic after a position) still held
+         * afterwards means nothing after it was dropped. */
+        got = direct_get(j, mine ? x.seq : first, NULL, NULL, &m);
+        if (got < 0)
+            return -1;
+        natsMsg_Destroy(m);
+        if (!got)
+            t->status = FR_JOIN_STALE;
     }
     if (at > t->last.seq)
         t->last.seq = at;
@@ -338,7 +354,9 @@ static void work_read(njob_t *j) {
 
 static void on_work(uv_work_t *req) {
     njob_t *j = req->data;
-    if (j->kind == JOB_ENSURE)
+    if (j->kind == JOB_CONNECT)
+        fr_nats_connect_work(j);
+    else if (j->kind == JOB_ENSURE)
         work_ensure(j);
     else
         work_read(j);

@@ -477,11 +477,34 @@ def h2_seeds():
     return out
 
 
+def nats_seeds():
+    """fuzz_nats: an even first byte, a subject token; odd, a PubAck (JetStream's JSON)."""
+    tokens = {"plain": b"news", "colon": b"room=3A42", "dot_space": b"a=2Eb=20c",
+              "utf8": b"caf=C3=A9", "lower_hex": b"room=3a42", "bad_hex": b"x=G1",
+              "cut_escape": b"x=3", "escaped_plain": b"=41", "nul": b"a=00b", "dot": b"a.b"}
+    acks = {"ok": b'{"stream":"freshet","seq":12}',
+            "ok_dup": b'{"stream":"freshet","seq":12,"duplicate":true}',
+            "ok_domain": b'{"stream":"freshet","domain":"hub","seq":18446744073709551615}',
+            "seq_zero": b'{"stream":"freshet","seq":0}',
+            "seq_neg": b'{"stream":"freshet","seq":-1}',
+            "seq_big": b'{"stream":"freshet","seq":184467440737095516160}',
+            "seq_str": b'{"stream":"freshet","seq":"12"}',
+            "err": b'{"error":{"code":503,"err_code":10077,"description":"maximum messages '
+                   b'exceeded"}}',
+            "err_escapes": b'{"error":{"code":400,"description":"a \\"quoted\\" \\u00e9 '
+                           b'\\n"}}',
+            "nested": b'{"x":{"seq":3,"y":[1,{"seq":4}]},"seq":5}',
+            "not_json": b"+OK", "empty": b""}
+    seeds = {f"token_{k}": b"\x00" + v for k, v in tokens.items()}
+    seeds.update({f"puback_{k}": b"\x01" + v for k, v in acks.items()})
+    return seeds
+
+
 def main():
     for target, seeds in (("http", http_seeds()), ("ws", ws_seeds()), ("id", id_seeds()),
                           ("sse", sse_seeds()), ("url", url_seeds()), ("app", app_seeds()),
                           ("tls", tls_seeds()), ("http_response", response_seeds()),
-                          ("h2", h2_seeds())):
+                          ("h2", h2_seeds()), ("nats", nats_seeds())):
         clear(target)
         for name, data in seeds.items():
             write(target, name, data)

@@ -258,6 +258,19 @@ def window_cases():
                 ft.check_eq([e.id for e in got], ids[1:], "replay inside the window")
             time.sleep(2.5)
             expect_resume_error(port, "/sub/win", ids[0], 416, "events older than replay.seconds")
+        with ft.subtest("replay.seconds = 1: a topic quiet for longer resumes exactly from its "
+                        "last id (200, nothing missed); an id before an aged-out event -> 416"):
+            # Every event of the topic is older than the window now, but nothing came after the
+            # last one: a resume from it misses nothing. Another topic moves on meanwhile (on
+            # NATS both share one stream and its sequence).
+            srv.publish("/pub/win-other", "elsewhere")
+            with resume_ok(port, "/sub/win", ids[-1]) as s:
+                live = srv.publish("/pub/win", "after the quiet")
+                e = s.next_event()
+                ft.check_eq((e.id, e.data), (live, "after the quiet"),
+                            "the first event after the quiet, live")
+            expect_resume_error(port, "/sub/win", ids[1], 416,
+                                "the event after this id aged out")
 
 
 def run():

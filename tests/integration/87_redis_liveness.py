@@ -333,10 +333,7 @@ class FreezingProxy:
 
     def __init__(self, target_port):
         self.target = target_port
-        self.lsock = socket.socket()
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind((ft.HOST, 0))
-        self.lsock.listen(16)
+        self.lsock = ft.listener()
         self.port = self.lsock.getsockname()[1]
         self.pairs = []          # [client, upstream, is a subscriber, frozen]
         self.stop = threading.Event()

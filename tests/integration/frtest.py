@@ -159,6 +159,24 @@ def main(fn, limit=60):
     sys.exit(0)
 
 
+def load_script(filename):
+    """Imports another test script of this folder without running it (its module-level main()
+    is a no-op while it loads), so a test can reuse its cases and helpers."""
+    import importlib.util
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.spec_from_file_location(
+        "script_" + filename.split(".")[0], os.path.join(here, filename))
+    module = importlib.util.module_from_spec(spec)
+    global main
+    real_main = main
+    main = lambda *a, **k: None  # noqa: E731
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        main = real_main
+    return module
+
+
 def build_lua_modules(tmp, mods):
     """Builds freshet/<mod>.so under tmp for each of mods ("native", "crypto") from the
     rockspec's source lists, as tests/integration/16_busted.sh does, so that freshet.test runs
@@ -195,6 +213,16 @@ def _ephemeral_range():
             return lo, hi
     except (OSError, ValueError):
         return 32768, 60999
+
+
+def listener(backlog=16):
+    """A TCP socket listening on a free port of HOST (for test-side proxies and fake servers);
+    its port is listener.getsockname()[1]."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((HOST, 0))
+    sock.listen(backlog)
+    return sock
 
 
 def free_port():
