@@ -128,6 +128,12 @@ static void tls_read(fr_conn_t *c, const char *in, size_t n);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     fr_conn_t *c = FR_CONTAINER_OF((uv_tcp_t *)s, fr_conn_t, tcp);
     if (nread < 0) {
+        /* A client that shut its side after asking still reads the answer it asked for. */
+        if (nread == UV_EOF && c->body_out && !c->closing) {
+            uv_read_stop(s);
+            c->x.last = 1;
+            return;
+        }
         fr_sock_failed(c, (int)nread);
         fr_conn_close(c);
         return;

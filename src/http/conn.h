@@ -90,6 +90,8 @@ struct fr_conn_s {
     unsigned wait : 2;         /* FR_WAIT_*: which deadline list it is on */
     unsigned tls : 1;          /* TLS state follows the struct (conn.c's tls_conn_t) */
     unsigned abortive : 1;     /* close with a reset, not a FIN (http/sockopt.c) */
+    unsigned body_out : 1;     /* a whole answer's head is out, its body follows in pieces
+                                * (a file): a client's EOF then waits for the last piece */
     uint16_t err_status;       /* set by a callback that rejects the request (413, 431) */
     const char *err_msg;       /* static: what that callback found, or NULL */
     unsigned holds;            /* pending broker replies that will come back to this */

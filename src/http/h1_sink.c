@@ -34,6 +34,7 @@ static void h1_head(fr_sink_t *sink, const fr_head_t *h) {
         c->close_after_write = 0;
         c->x.last = 1;
     }
+    c->body_out = h->length > 0 && !c->streamed;
     fr_conn_write(c, head, n);
     if (c->streamed)
         fr_h1_shed(c);
@@ -82,6 +83,7 @@ static void h1_end(fr_sink_t *sink, int reuse) {
     fr_conn_t *c = conn_of(sink);
     sink->owner_ops = NULL;
     sink->owner = NULL;
+    c->body_out = 0;
     if (c->closing)
         return;
     if (c->chunked) {
