@@ -116,7 +116,11 @@ static const char sub_lua[] =
     "local valid = require \"routes.valid\"\n"
     "function route.auth(req)\n"
     "  if req.headers[\"x-deny\"] then\n"
-    "    return nil, tonumber(req.headers[\"x-deny\"]) or 401, req.headers[\"x-deny\"]\n"
+    /* 500 and 503 are the server's own (a Lua error, a broker away): the checks below take
+     * them as faults, so the app never picks them. */
+    "    local st = tonumber(req.headers[\"x-deny\"]) or 401\n"
+    "    if math.floor(st) == 500 or math.floor(st) == 503 then st = 403 end\n"
+    "    return nil, st, req.headers[\"x-deny\"]\n"
     "  end\n"
     "  return { id = req.query.user }\n"
     "end\n"
