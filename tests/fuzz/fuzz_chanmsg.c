@@ -30,6 +30,8 @@ static void put(seen_t *s, const char *p, size_t n) {
         if (!s->out)
             abort();
     }
+    if (n == 0)
+        return; /* nothing to copy, and out may still be NULL */
     memcpy(s->out + s->out_len, p, n);
     s->out_len += n;
 }
