@@ -171,6 +171,13 @@ static void sub_set_ready(fr_redis_t *r) {
     fr_redis_follow_resubscribe(r);
 }
 
+/* A connection's ROLE named a replica: a failover happened under this node. */
+static void role_failover(fr_redis_t *r) {
+    char buf[300], why[400];
+    snprintf(why, sizeof why, "%s is not the primary (ROLE)", where(r, buf, sizeof buf));
+    fr_redis_conn_failover(r, why);
+}
+
 static void on_sub_role(redisAsyncContext *ac, void *reply, void *priv) {
     (void)priv;
     fr_redis_t *r = ac->data;
@@ -179,9 +186,7 @@ static void on_sub_role(redisAsyncContext *ac, void *reply, void *priv) {
     r->sub_role = 0;
     int master = role_is_master(reply);
     if (master == 0) {
-        char buf[300], why[400];
-        snprintf(why, sizeof why, "%s is not the primary (ROLE)", where(r, buf, sizeof buf));
-        fr_redis_conn_failover(r, why);
+        role_failover(r);
         return;
     }
     sub_set_ready(r);
@@ -355,9 +360,7 @@ static void on_cmd_role(redisAsyncContext *ac, void *reply, void *priv) {
     r->cmd_role = 0;
     int master = role_is_master(reply);
     if (master == 0) {
-        char buf[300], why[400];
-        snprintf(why, sizeof why, "%s is not the primary (ROLE)", where(r, buf, sizeof buf));
-        fr_redis_conn_failover(r, why);
+        role_failover(r);
         return;
     }
     if (master < 0)
