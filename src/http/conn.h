@@ -92,6 +92,7 @@ struct fr_conn_s {
     unsigned abortive : 1;     /* close with a reset, not a FIN (http/sockopt.c) */
     unsigned body_out : 1;     /* a whole answer's head is out, its body follows in pieces
                                 * (a file): a client's EOF then waits for the last piece */
+    unsigned answered : 1;     /* the request being handled has had its whole answer */
     uint16_t err_status;       /* set by a callback that rejects the request (413, 431) */
     const char *err_msg;       /* static: what that callback found, or NULL */
     unsigned holds;            /* pending broker replies that will come back to this */

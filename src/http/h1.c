@@ -50,6 +50,7 @@ static int on_message_begin(llhttp_t *p) {
     c->x.last = 0;
     c->x.route_headers = NULL;
     c->x.started_us = fr_mono_us();
+    c->answered = 0;
     if (c->wait != FR_WAIT_READING)
         fr_conn_wait(c, FR_WAIT_READING);
     return 0;
@@ -127,13 +128,17 @@ static int on_message_complete(llhttp_t *p) {
     FR_BUMP(c->http->requests, 1);
     fr_conn_wait(c, FR_WAIT_NONE);
     c->http->handle(c->http->ctx, &c->x);
-    if (!taken(c) && !c->streamed && !c->closing && !c->close_after_write)
+    /* An answer that waits on the broker (a publish to Redis or NATS) holds the exchange
+     * without taking its sink. */
+    int waiting = !c->answered && !c->streamed && !c->closing;
+    if (!taken(c) && !waiting && !c->close_after_write)
         fr_conn_wait(c, FR_WAIT_IDLE);
     /* A stream owns the connection from here, and a closing connection reads no more:
-     * either way, stop parsing what else the client sent. So does an answer that waits with
-     * the sink taken (a hook that waits): the next request is read once it is out. */
-    if (taken(c) || c->streamed || c->closing || c->close_after_write) {
-        c->paused = taken(c) && !c->streamed;
+     * either way, stop parsing what else the client sent. So does an answer that waits, with
+     * the sink taken (a hook that waits) or for the broker: HTTP/1.1 answers go out in the
+     * order of their requests (RFC 9112 §9.3.2), so the next request is read once it is out. */
+    if (taken(c) || waiting || c->streamed || c->closing || c->close_after_write) {
+        c->paused = (taken(c) || waiting) && !c->streamed;
         return HPE_PAUSED;
     }
     return 0;
@@ -395,6 +400,7 @@ void fr_h1_respond(fr_conn_t *c, int status, const char *content_type,
     if (body_len)
         memcpy(resp + hl, body, body_len);
     fr_conn_write(c, resp, hl + body_len);
+    c->answered = 1;
     if (c->http->access) {
         fr_access_entry_t e = {.unix_ms = fr_now_ms(),
                                .remote = c->remote,

@@ -1,8 +1,10 @@
 """The Redis broker on one node: ids are the Stream entry ids, resume replays exactly from the
 Stream, the replay window gives 416 (or `reset`), never-issued ids give 400, composite ids of
 multi-topic streams, the external-producer contract through redis-cli (FCALL freshet_publish),
-and the broker URL forms (password, ACL user, database number, unix socket)."""
+the broker URL forms (password, ACL user, database number, unix socket), and pipelined HTTP/1.1
+requests answered in their order while a publish waits on Redis."""
 
+import json
 import os
 import threading
 import time
@@ -470,6 +472,24 @@ def external_utf8_cases(redis):
         ft.check_eq(len(redis.stream_ids("utf8")), len(good), "entries stored")
 
 
+def pipelined_in_order(srv):
+    """A publish waits on Redis for its id, a /health or a 404 is answered at once: pipelined on
+    one connection, the answers must still come in the requests' order (RFC 9112 §9.3.2)."""
+    with ft.subtest("pipelined requests behind a waiting publish are answered in order"):
+        with ft.Conn(srv.port) as c:
+            c.send(ft.build_request("POST", "/pub/pipe", None, b"one", srv.port)
+                   + ft.build_request("GET", "/health", None, None, srv.port)
+                   + ft.build_request("POST", "/pub/pipe", None, b"three", srv.port)
+                   + ft.build_request("GET", "/no/such", None, None, srv.port)
+                   + ft.build_request("POST", "/pub/pipe", None, b"five", srv.port))
+            answers = [c.read_response() for _ in range(5)]
+            ft.check_eq([r.status for r in answers], [201, 200, 201, 404, 201],
+                        "statuses of 5 pipelined requests")
+            ids = [ft.parse_id(json.loads(answers[i].body)["id"]) for i in (0, 2, 4)]
+            ft.check(ids == sorted(ids) and len(set(ids)) == 3,
+                     "the publishes' ids follow the requests' order", ids)
+
+
 def url_forms():
     with ft.subtest("broker URL with a password and a database number: keys live in that db"):
         redis = ft.RedisServer(extra_args=["--requirepass", "s3cret"]).start()
@@ -545,6 +565,7 @@ def run():
     channel_format(redis, srv)
     external_utf8_cases(redis)
     joins_during_traffic(redis, srv)
+    pipelined_in_order(srv)
     srv.stop()
     redis.stop()
     window_cases()
