@@ -1,33 +1,87 @@
 #!/usr/bin/env bash
 # The brokers side by side in one run. Memory: one node serves subscribers and publisher.
-# Redis, NATS JetStream with one server (nats1, stream R1) and with a cluster of three (nats3,
+# Redis (one server), Redis Cluster (three primaries, no replicas, made with redis-cli --cluster
+# create), NATS JetStream with one server (nats1, stream R1) and with a cluster of three (nats3,
 # stream R3): subscribers on node B, publisher on node A, so every event crosses the broker.
 # Each round and broker runs two loads on the same nodes:
 #   fan-out:    N subscribers on one topic, a publisher at R msg/s;
-#   throughput: 100 subscribers on one topic, publishes as fast as P requests in flight on one
-#               keep-alive connection allow (-r 0 --pipeline P): publishes answered per second,
-#               and publish-to-delivery latency at that rate.
-# Rounds alternate (memory, redis, nats1, nats3, memory…) so all see the same machine noise;
-# the tables give each round and the medians.
-# Usage: scripts/bench/brokers.sh [subscribers=10000] [rate=5] [seconds=15] [rounds=2] [pipeline=16]
+#   throughput: 100 subscribers on one topic, publishes as fast as C keep-alive connections with
+#               P requests in flight on each allow (-r 0 --pub-conns C --pipeline P; default
+#               16 x 1): publishes answered per second, and publish-to-delivery latency at that
+#               rate. Several connections, not one pipelined one, because a node answers one
+#               connection's pipelined requests in order: one connection would hold one publish
+#               at a time in the broker, whatever --pipeline says.
+# One topic lives in one hash slot, so on Redis Cluster both loads go to one primary through
+# the cluster client (scripts/bench/redis_cluster.py measures how the shards share the load).
+# Rounds alternate (memory, redis, redis-cluster, nats1, nats3, memory…) so all see the same
+# machine noise; the tables give each round and the medians, and the load average before and
+# after.
+# Usage: scripts/bench/brokers.sh [subscribers=10000] [rate=5] [seconds=15] [rounds=2]
+#                                 [pub-conns=16] [pipeline=1]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
-subs="${1:-10000}" rate="${2:-5}" secs="${3:-15}" rounds="${4:-2}" pipeline="${5:-16}"
+subs="${1:-10000}" rate="${2:-5}" secs="${3:-15}" rounds="${4:-2}" conns="${5:-16}"
+pipeline="${6:-1}"
 bin="$root/build/freshet" bench="$root/build/freshet-bench" app="$root/scripts/bench/app.lua"
+kinds=(memory redis redis-cluster nats1 nats3)
 [ -x "$bin" ] && [ -x "$bench" ] || { echo "build first: scripts/setup.sh" >&2; exit 2; }
-command -v redis-server >/dev/null || { echo "redis-server is missing" >&2; exit 2; }
-command -v nats-server >/dev/null || { echo "nats-server is missing" >&2; exit 2; }
+for tool in redis-server redis-cli nats-server; do
+    command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 2; }
+done
 work="$(mktemp -d)"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# A Redis Cluster node also listens on its port + 10000 (the cluster bus): both must be free.
+free_bus_port() {
+    python3 - <<'PY'
+import random, socket
+def free(p):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", p))
+            return True
+        except OSError:
+            return False
+while True:
+    p = random.randrange(10000, 30000)
+    if free(p) and free(p + 10000):
+        print(p)
+        break
+PY
+}
 wait_http() { for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1/health" >/dev/null && return 0; sleep 0.1; done; return 1; }
 
+echo "started $(date -u '+%Y-%m-%d %H:%M:%S') UTC; load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
 rport=$(free_port)
-redis-server --port "$rport" --save '' --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
+redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
+    >"$work/redis.log" 2>&1 &
 pids+=($!)
+# Redis Cluster: three primaries, the slots split by redis-cli.
+rc=()
+for i in 0 1 2; do
+    p=$(free_bus_port); rc+=("127.0.0.1:$p")
+    mkdir -p "$work/rc$i"
+    redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no --dir "$work/rc$i" \
+        --cluster-enabled yes --cluster-config-file nodes.conf >"$work/rc$i.log" 2>&1 &
+    pids+=($!)
+done
+for hp in "${rc[@]}"; do
+    for _ in $(seq 100); do redis-cli -p "${hp#*:}" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+done
+redis-cli --cluster create "${rc[@]}" --cluster-yes >"$work/rc-create.log" 2>&1 ||
+    { cat "$work/rc-create.log" >&2; exit 1; }
+for hp in "${rc[@]}"; do
+    for _ in $(seq 200); do
+        redis-cli -p "${hp#*:}" cluster info 2>/dev/null | grep -q 'cluster_state:ok' && break
+        sleep 0.1
+    done
+    redis-cli -p "${hp#*:}" cluster info | grep -q 'cluster_state:ok' ||
+        { echo "Redis Cluster node $hp never reached cluster_state:ok" >&2; exit 1; }
+done
 # NATS: one server for R1, three routed into a cluster for R3.
 n1=$(free_port)
 nats-server -a 127.0.0.1 -p "$n1" -js -sd "$work/n1" >"$work/nats1.log" 2>&1 &
@@ -42,11 +96,13 @@ for i in 0 1 2; do
     pids+=($!)
 done
 sleep 3
-declare -A url=([redis]="redis://127.0.0.1:$rport" [nats1]="nats://127.0.0.1:$n1"
+declare -A url=([redis]="redis://127.0.0.1:$rport"
+                [redis-cluster]="redis-cluster://$(IFS=,; echo "${rc[*]}")"
+                [nats1]="nats://127.0.0.1:$n1"
                 [nats3]="nats://$(IFS=,; echo "${n3[*]}")?replicas=3")
 
 run_one() { # kind round
-    local kind=$1 round=$2 a b pa pb
+    local kind=$1 round=$2 a b pa pb tag=${1//-/}
     a=$(free_port)
     if [ "$kind" = memory ]; then
         "$bin" "$app" --listen "127.0.0.1:$a" --log-level warn 2>>"$work/node.log" & pa=$!
@@ -61,11 +117,11 @@ run_one() { # kind round
     wait_http "$a"; wait_http "$b"
     for _ in $(seq 100); do curl -sf "http://127.0.0.1:$a/health" | grep -q '"status":"ok"' &&
         curl -sf "http://127.0.0.1:$b/health" | grep -q '"status":"ok"' && break; sleep 0.1; done
-    "$bench" -p "$b" --pub-port "$a" -c "$subs" -t 1 -r "$rate" -d "$secs" --prefix "r$round$kind" \
+    "$bench" -p "$b" --pub-port "$a" -c "$subs" -t 1 -r "$rate" -d "$secs" --prefix "r$round$tag" \
         --server-pid "$pb" --json -q >"$work/$kind.$round.json" || true
-    "$bench" -p "$b" --pub-port "$a" -c 100 -t 1 -r 0 --pipeline "$pipeline" -d "$secs" \
-        --prefix "x$round$kind" --server-pid "$pa,$pb" --json -q \
-        >"$work/$kind.$round.max.json" || true
+    "$bench" -p "$b" --pub-port "$a" -c 100 -t 1 -r 0 --pub-conns "$conns" \
+        --pipeline "$pipeline" -d "$secs" --prefix "x$round$tag" --server-pid "$pa,$pb" \
+        --json -q >"$work/$kind.$round.max.json" || true
     kill "$pa" 2>/dev/null || true
     wait "$pa" 2>/dev/null || true
     if [ "$pb" != "$pa" ]; then
@@ -75,59 +131,83 @@ run_one() { # kind round
 }
 
 for round in $(seq 1 "$rounds"); do
-    for kind in memory redis nats1 nats3; do run_one "$kind" "$round"; done
+    for kind in "${kinds[@]}"; do run_one "$kind" "$round"; done
 done
 
-python3 - "$work" "$subs" "$rate" "$secs" "$rounds" "$pipeline" <<'PY'
+echo "finished $(date -u '+%Y-%m-%d %H:%M:%S') UTC; load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+
+python3 - "$work" "$subs" "$rate" "$secs" "$rounds" "$conns" "$pipeline" "${kinds[@]}" <<'PY'
 import json, statistics, sys, os
 work, subs, rate, secs, rounds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
-pipeline = sys.argv[6]
-rows = {"memory": [], "redis": [], "nats1": [], "nats3": []}
-maxrows = {k: [] for k in rows}
-for kind in rows:
-    for r in range(1, rounds + 1):
-        with open(os.path.join(work, f"{kind}.{r}.json")) as f:
-            rows[kind].append(json.load(f))
-        with open(os.path.join(work, f"{kind}.{r}.max.json")) as f:
-            maxrows[kind].append(json.load(f))
-print(f"{subs} subscribers on one topic, {rate} msg/s for {secs} s; Redis and NATS: subscribers "
+conns, pipeline, kinds = sys.argv[6], sys.argv[7], sys.argv[8:]
+names = {"memory": "memory", "redis": "redis", "redis-cluster": "redis cluster",
+         "nats1": "nats R1", "nats3": "nats R3"}
+medname = {"memory": "memory (one node)", "redis": "Redis", "redis-cluster": "Redis Cluster (3)",
+           "nats1": "NATS R1", "nats3": "NATS R3"}
+
+def load(path):
+    """A run's JSON report, or None when the run printed none (it failed to start)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+rows = {k: [load(os.path.join(work, f"{k}.{r}.json")) for r in range(1, rounds + 1)] for k in kinds}
+maxrows = {k: [load(os.path.join(work, f"{k}.{r}.max.json")) for r in range(1, rounds + 1)]
+           for k in kinds}
+
+def med(values):
+    values = list(values)
+    return statistics.median(values) if values else float("nan")
+
+def pubs_per_s(j):
+    return j["published"] / j["measured_s"] if j.get("measured_s") else 0.0
+
+def cpu(j):
+    return (j.get("server") or {}).get("cpu_pct", 0)
+
+print(f"Throughput: 100 subscribers on one topic, publishes as fast as {conns} connections x "
+      f"{pipeline} in flight allow (-r 0 --pub-conns {conns} --pipeline {pipeline}), {secs} s")
+print()
+print("| broker | round | publishes/s (201) | errors | ack p99 ms | delivery p50 ms | delivery p99 ms | delivered / expected | gaps | dups | CPU % (both nodes) |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for kind, rs in maxrows.items():
+    for i, j in enumerate(rs, 1):
+        if j is None:
+            print(f"| {names[kind]} | {i} | no report | | | | | | | | |")
+            continue
+        lat, ack = j["latency_ms"], j["publish_ack_ms"]
+        print(f"| {names[kind]} | {i} | {pubs_per_s(j):.0f} | {j['publish_errors']} | "
+              f"{ack['p99']:.1f} | {lat['p50']:.1f} | {lat['p99']:.1f} | "
+              f"{j['delivered']} / {j['expected']} | {j['gaps']} | {j['duplicates']} | "
+              f"{cpu(j):.0f} |")
+print()
+print(f"{subs} subscribers on one topic, {rate} msg/s for {secs} s; all but memory: subscribers "
       f"on node B, publisher on node A")
 print()
 print("| broker | round | delivered / expected | deliveries/s | p50 ms | p99 ms | max ms | gaps | dups | sub-node CPU % |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 for kind, rs in rows.items():
     for i, j in enumerate(rs, 1):
+        if j is None:
+            print(f"| {names[kind]} | {i} | no report | | | | | | | |")
+            continue
         lat = j["latency_ms"]
-        print(f"| {kind} | {i} | {j['delivered']} / {j['expected']} | {j['deliveries_per_s']:.0f} | "
-              f"{lat['p50']:.1f} | {lat['p99']:.1f} | {lat['max']:.1f} | {j['gaps']} | "
-              f"{j['duplicates']} | {j.get('server', {}).get('cpu_pct', 0):.0f} |")
+        print(f"| {names[kind]} | {i} | {j['delivered']} / {j['expected']} | "
+              f"{j['deliveries_per_s']:.0f} | {lat['p50']:.1f} | {lat['p99']:.1f} | "
+              f"{lat['max']:.1f} | {j['gaps']} | {j['duplicates']} | {cpu(j):.0f} |")
 print()
-for kind, rs in rows.items():
-    p50 = statistics.median(j["latency_ms"]["p50"] for j in rs)
-    p99 = statistics.median(j["latency_ms"]["p99"] for j in rs)
-    dps = statistics.median(j["deliveries_per_s"] for j in rs)
-    print(f"median {kind}: p50 {p50:.1f} ms, p99 {p99:.1f} ms, {dps:.0f} deliveries/s")
-m = statistics.median(j["latency_ms"]["p99"] for j in rows["memory"])
-for kind in ("redis", "nats1", "nats3"):
-    r = statistics.median(j["latency_ms"]["p99"] for j in rows[kind])
-    print(f"{kind}/memory p99 ratio: {r / m:.2f}" if m else "")
+print("Medians over the rounds")
 print()
-print(f"Throughput: 100 subscribers on one topic, publishes as fast as {pipeline} requests in "
-      f"flight allow, {secs} s")
-print()
-print("| broker | round | publishes/s (201) | errors | ack p99 ms | delivery p50 ms | delivery p99 ms | delivered / expected | gaps | dups | CPU % (both nodes) |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
-def pubs_per_s(j):
-    return j["published"] / j["measured_s"] if j.get("measured_s") else 0.0
-for kind, rs in maxrows.items():
-    for i, j in enumerate(rs, 1):
-        lat, ack = j["latency_ms"], j["publish_ack_ms"]
-        print(f"| {kind} | {i} | {pubs_per_s(j):.0f} | {j['publish_errors']} | {ack['p99']:.1f} | "
-              f"{lat['p50']:.1f} | {lat['p99']:.1f} | {j['delivered']} / {j['expected']} | "
-              f"{j['gaps']} | {j['duplicates']} | {(j.get('server') or {}).get('cpu_pct', 0):.0f} |")
-print()
-for kind, rs in maxrows.items():
-    pps = statistics.median(pubs_per_s(j) for j in rs)
-    p99 = statistics.median(j["latency_ms"]["p99"] for j in rs)
-    print(f"median {kind}: {pps:.0f} publishes/s, delivery p99 {p99:.1f} ms at that rate")
+print("| broker | publishes/s | delivery p99 ms at that rate | fan-out p50 ms | fan-out p99 ms | fan-out deliveries/s |")
+print("|---|---|---|---|---|---|")
+for kind in kinds:
+    mx = [j for j in maxrows[kind] if j]
+    fo = [j for j in rows[kind] if j]
+    print(f"| {medname[kind]} | {med(pubs_per_s(j) for j in mx):,.0f} | "
+          f"{med(j['latency_ms']['p99'] for j in mx):.1f} | "
+          f"{med(j['latency_ms']['p50'] for j in fo):.1f} | "
+          f"{med(j['latency_ms']['p99'] for j in fo):.1f} | "
+          f"{med(j['deliveries_per_s'] for j in fo):,.0f} |")
 PY

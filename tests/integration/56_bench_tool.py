@@ -1,6 +1,8 @@
 """freshet-bench against a real freshet: every published event reaches every subscriber once and
-in order, over SSE and over WebSocket, in cleartext and over TLS (--tls, --cacert), the JSON
-report is complete and consistent, and hosts outside 127.0.0.0/8 are refused."""
+in order, over SSE and over WebSocket, in cleartext and over TLS (--tls, --cacert), with one
+publishing connection or several (--pub-conns, on the memory broker and across two nodes on
+Redis), the JSON report is complete and consistent, and hosts outside 127.0.0.0/8 are
+refused."""
 
 import json
 import os
@@ -36,6 +38,77 @@ def check_clean(r, what):
     for field in ("gaps", "duplicates", "out_of_order", "errors", "missing"):
         ft.check_eq(r[field], 0, f"{what}: {field}")
     ft.check(r["first_error"] is None, f"{what}: an error was recorded", r["first_error"])
+
+
+def check_pub_conns(r, conns, what):
+    """A --pub-conns run: every publish answered 2xx and counted once, every event delivered."""
+    ft.check_eq(r["pub_conns"], conns, f"{what}: pub_conns")
+    sent = r["published"] + r["warmup_published"]
+    ft.check(r["published"] > 0, f"{what}: something was published", r)
+    ft.check_eq(r["publish_ok"], sent, f"{what}: answers counted = publishes sent")
+    ft.check_eq(r["publish_errors"], 0, f"{what}: publish errors")
+    ft.check_eq(r["delivered"], r["expected"], f"{what}: delivered = expected")
+    check_clean(r, what)
+    ft.check_eq(r["other_events"], 0, f"{what}: events the checker could not place")
+
+
+def pub_conns_cases(srv):
+    with ft.subtest("--pub-conns 4 flat out on the memory broker: n x k in flight, every event "
+                    "once and in order per connection, every answer counted"):
+        code, r, err = bench(srv.port, "-c", 60, "-t", 3, "-r", 0, "-d", 2, "--warmup", 0.5,
+                             "--pub-conns", 4, "--pipeline", 4, "--procs", 2, "--prefix", "pc")
+        ft.check_eq(code, 0, f"exit code (stderr: {err})")
+        check_pub_conns(r, 4, "memory, flat out")
+        ft.check_eq(r["pipeline"], 4, "pipeline")
+        # Event g goes to topic g % 3; 20 subscribers read each topic.
+        g0, g1 = r["warmup_published"], r["warmup_published"] + r["published"]
+        per_topic = [sum(1 for g in range(g0, g1) if g % 3 == k) for k in range(3)]
+        ft.check_eq(r["expected"], 20 * sum(per_topic), "expected over the topics")
+
+    with ft.subtest("--pub-conns 4 at a rate: -r is the total, and a --storm resume is exact"):
+        code, r, err = bench(srv.port, "--ws", "-c", 40, "-t", 2, "-r", 200, "-d", 2,
+                             "--warmup", 0.5, "--pub-conns", 4, "--prefix", "pcs", "--storm")
+        ft.check_eq(code, 0, f"exit code (stderr: {err})")
+        check_pub_conns(r, 4, "memory, 200/s")
+        ft.check(395 <= r["published"] <= 401, "200/s for 2 s in total", r["published"])
+        ft.check_eq((r["storm"]["live"], r["storm"]["caught_up"]), (40, 40),
+                    "streams live again and caught up after the storm")
+
+    with ft.subtest("--pub-conns: a count out of range is a usage error; a body too small for "
+                    "the connection field is raised to the minimum"):
+        for bad in ("0", "1025", "x"):
+            proc = subprocess.run([BENCH, "-p", str(srv.port), "-d", "1", "--pub-conns", bad],
+                                  capture_output=True, text=True, timeout=10)
+            ft.check_eq(proc.returncode, 2, f"exit code for --pub-conns {bad}")
+            ft.check("--pub-conns" in proc.stderr, f"error for --pub-conns {bad}", proc.stderr)
+        code, r, err = bench(srv.port, "-c", 5, "-r", 50, "-d", 0.5, "--warmup", 0,
+                             "--pub-conns", 2, "-s", 90, "--prefix", "pcsmall")
+        ft.check_eq(code, 0, f"exit code (stderr: {err})")
+        ft.check_eq(r["payload_bytes"], 120, "payload raised to the minimum with --pub-conns")
+        ft.check("using 120" in err, "the raise is announced", err)
+        check_pub_conns(r, 2, "small body")
+
+
+def redis_case():
+    redis = ft.RedisServer().start()
+    try:
+        a, b = ft.redis_node(redis), ft.redis_node(redis)
+        try:
+            with ft.subtest("--pub-conns 4 across two nodes on Redis: publishes on node A, "
+                            "subscribers on node B, every event once and in order per "
+                            "connection"):
+                code, r, err = bench(b.port, "--pub-port", a.port, "-c", 50, "-t", 2, "-r", 0,
+                                     "-d", 2, "--warmup", 0.5, "--pub-conns", 4, "--pipeline", 2,
+                                     "--prefix", "pcr", "--server-pid", f"{a.proc.pid},{b.proc.pid}")
+                ft.check_eq(code, 0, f"exit code (stderr: {err})")
+                check_pub_conns(r, 4, "redis, flat out")
+                ft.check(r["published"] >= 100, "Redis took publishes from 4 connections",
+                         r["published"])
+        finally:
+            a.stop()
+            b.stop()
+    finally:
+        redis.stop()
 
 
 def run():
@@ -125,6 +198,9 @@ def run():
                          proc.stderr)
                 ft.check_eq(proc.stdout, "", f"no report for -h {host}")
 
+        pub_conns_cases(srv)
+
+    redis_case()
     tls_cases()
 
 
@@ -144,13 +220,14 @@ def tls_cases():
             ft.check_eq(r["storm"]["live"], 100, "streams live again after the storm")
             ft.check_eq(r["storm"]["caught_up"], 100, "streams caught up after the storm")
 
-        with ft.subtest("--cacert: WebSockets over TLS with the certificate checked"):
-            code, r, err = bench(srv.port, "--cacert", cert, "--ws", "-c", 50, "-r", 20, "-d", 1,
-                                 "--warmup", 0.5, "--prefix", "wss")
+        with ft.subtest("--cacert: WebSockets over TLS with the certificate checked, "
+                        "publishing over 3 TLS connections"):
+            code, r, err = bench(srv.port, "--cacert", cert, "--ws", "-c", 50, "-r", 60, "-d", 1,
+                                 "--warmup", 0.5, "--prefix", "wss", "--pub-conns", 3)
             ft.check_eq(code, 0, f"exit code (stderr: {err})")
             ft.check_eq((r["tls"], r["transport"], r["connected"]), (True, "ws", 50),
                         "tls, transport, connected")
-            check_clean(r, "run")
+            check_pub_conns(r, 3, "TLS")
 
         with ft.subtest("--cacert with another certificate: every connect fails, and says why"):
             other, _ = ft.make_cert(cn="someone else", name="other")
@@ -161,4 +238,4 @@ def tls_cases():
             ft.check("certificate verify failed" in err + json.dumps(r), "the reason", err)
 
 
-ft.main(run, limit=110)
+ft.main(run, limit=115)

@@ -17,6 +17,11 @@
 /* Processes --server-pid may name (a master and its workers). */
 #define FR_MAX_SERVER_PIDS 64
 
+/* --pub-conns: at most this many publishing connections (the payload's "c" field is sized for
+ * it), and at most FR_MAX_PUB_TABLE connection-topic sequence counters. */
+#define FR_MAX_PUB_CONNS 1024
+#define FR_MAX_PUB_TABLE (16u << 20)
+
 typedef struct fr_opts_s {
     char host[64];             /* as given, for the Host header and messages */
     struct sockaddr_in server; /* resolved; always inside 127.0.0.0/8 */
@@ -32,7 +37,8 @@ typedef struct fr_opts_s {
     uint32_t procs;            /* --procs; 0 until main() settles it */
     uint32_t src_first;        /* --sources: first source address, host byte order; 0 = none */
     uint32_t src_count;        /* how many consecutive source addresses */
-    uint32_t pipeline;         /* --pipeline: publishes in flight on the keep-alive connection */
+    uint32_t pipeline;         /* --pipeline: publishes in flight on each publishing connection */
+    uint32_t pub_conns;        /* --pub-conns: the publisher's keep-alive connections */
     uint32_t connect_burst;    /* --connect-burst: connects in flight per process */
     int server_pid;            /* --server-pid: the first PID; 0 = no server figures */
     int server_pids[FR_MAX_SERVER_PIDS]; /* every PID given: figures are their sums */

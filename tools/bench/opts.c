@@ -42,7 +42,11 @@ void fr_opts_usage(FILE *out) {
             " --sources <a>[-<b>]  Bind subscribers round-robin to source addresses a..b,\n"
             "                      e.g. 127.0.0.1-127.0.0.8 (default: one per 2,000 subscribers\n"
             "                      from 127.0.0.1 when there are more than 2,000)\n"
-            " --pipeline <k>       Publish requests in flight on the keep-alive connection (1)\n"
+            " --pipeline <k>       Publish requests in flight on each publishing connection (1)\n"
+            " --pub-conns <n>      Keep-alive connections the publisher spreads its requests\n"
+            "                      over, round-robin as the timetable allows: n x k in flight\n"
+            "                      (-r stays the total rate); order is checked per connection,\n"
+            "                      whose events may be stored interleaved with another's (1)\n"
             " --server-pid <pid>[,<pid>...]\n"
             "                      Report the server's RSS and CPU from /proc, summed over the\n"
             "                      PIDs given (e.g. an nginx master and its workers)\n"
@@ -64,6 +68,7 @@ void fr_opts_usage(FILE *out) {
             "Examples:\n"
             "  freshet-bench -p 3000 -c 10000 -r 20 -d 30 --server-pid $(pidof freshet)\n"
             "  freshet-bench -p 3000 -c 1000 -r 0 --pipeline 16 -d 20 --json\n"
+            "  freshet-bench -p 3000 -c 100 -r 0 --pub-conns 16 -d 20 --json\n"
             "  freshet-bench -p 3000 -c 2000 -r 20 -d 10 --ws\n"
             "  freshet-bench -p 3443 -c 10000 -r 5 -d 30 --tls --server-pid $(pidof freshet)\n",
             FR_PAYLOAD_MIN);
@@ -171,6 +176,7 @@ enum {
     OPT_PROCS = 256,
     OPT_SOURCES,
     OPT_PIPELINE,
+    OPT_PUB_CONNS,
     OPT_SERVER_PID,
     OPT_JSON,
     OPT_WARMUP,
@@ -193,6 +199,7 @@ static const struct option longopts[] = {
     {"procs", required_argument, NULL, OPT_PROCS},
     {"sources", required_argument, NULL, OPT_SOURCES},
     {"pipeline", required_argument, NULL, OPT_PIPELINE},
+    {"pub-conns", required_argument, NULL, OPT_PUB_CONNS},
     {"server-pid", required_argument, NULL, OPT_SERVER_PID},
     {"json", no_argument, NULL, OPT_JSON},
     {"warmup", required_argument, NULL, OPT_WARMUP},
@@ -224,6 +231,7 @@ static void defaults(fr_opts_t *o) {
     o->connect_timeout = 30;
     o->payload = 128;
     o->pipeline = 1;
+    o->pub_conns = 1;
     o->connect_burst = 256;
     snprintf(o->prefix, sizeof o->prefix, "t");
     snprintf(o->sub_path, sizeof o->sub_path, "/sub/");
@@ -271,6 +279,9 @@ int fr_opts_parse(fr_opts_t *o, int argc, char **argv) {
             break;
         case OPT_PIPELINE:
             bad = count("--pipeline", optarg, 1, 4096, &o->pipeline) < 0;
+            break;
+        case OPT_PUB_CONNS:
+            bad = count("--pub-conns", optarg, 1, FR_MAX_PUB_CONNS, &o->pub_conns) < 0;
             break;
         case OPT_SERVER_PID:
             bad = pid_list(optarg, o) < 0;
@@ -336,12 +347,20 @@ int fr_opts_parse(fr_opts_t *o, int argc, char **argv) {
     }
     if (bad)
         return 2;
-    if (o->payload < FR_PAYLOAD_MIN) {
+    uint32_t min = o->pub_conns > 1 ? FR_PAYLOAD_MIN_CONNS : FR_PAYLOAD_MIN;
+    if (o->payload < min) {
         fprintf(stderr,
-                "freshet-bench: -s %u is below the %d bytes the payload's fields need; "
-                "using %d\n",
-                o->payload, FR_PAYLOAD_MIN, FR_PAYLOAD_MIN);
-        o->payload = FR_PAYLOAD_MIN;
+                "freshet-bench: -s %u is below the %u bytes the payload's fields need%s; "
+                "using %u\n",
+                o->payload, min, o->pub_conns > 1 ? " with --pub-conns" : "", min);
+        o->payload = min;
+    }
+    /* The publisher numbers each topic's events per connection, and each stream checks each
+     * connection's order: both keep a table of pub_conns entries per topic or per stream. */
+    if (o->pub_conns > 1 && (uint64_t)o->pub_conns * o->topics > FR_MAX_PUB_TABLE) {
+        fprintf(stderr, "freshet-bench: --pub-conns %u x -t %u exceeds %u sequence counters\n",
+                o->pub_conns, o->topics, FR_MAX_PUB_TABLE);
+        return 2;
     }
     if (o->storm && o->subscribers == 0) {
         fprintf(stderr, "freshet-bench: --storm needs subscribers (-c)\n");

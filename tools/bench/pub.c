@@ -46,19 +46,28 @@ static void finish_sending(fr_pub_t *p) {
         p->_on_done(p);
 }
 
-/* The connection is unusable: what was in flight is lost, and the run goes on without more
- * publishes (the report shows the errors and the shortfall). */
-static void fail(fr_pub_t *p, const char *why) {
+/* A connection is unusable: what was in flight on it is lost, and the run goes on without more
+ * publishes (the report shows the errors and the shortfall); the other connections' answers
+ * still count. Before every connection is up, the connect phase fails instead. */
+static void fail(fr_pub_conn_t *c, const char *why) {
+    fr_pub_t *p = c->pub;
+    if (c->failed)
+        return;
+    c->failed = 1;
+    uint64_t lost = c->sent - c->answered;
+    p->errors += 1 + lost; /* the connection, and the requests lost with it */
+    p->answered += lost;
+    c->answered = c->sent;
+    set_error(p, "publisher: %s", why);
+    uv_read_stop((uv_stream_t *)&c->tcp);
     if (p->_failed)
         return;
     p->_failed = 1;
-    p->errors += 1 + fr_pub_inflight(p); /* the connection, and the requests lost with it */
-    p->answered = p->next;
-    set_error(p, "publisher: %s", why);
-    uv_read_stop((uv_stream_t *)&p->_tcp);
     if (!p->_connected && p->_on_connect) {
+        fr_pub_cb cb = p->_on_connect;
+        p->_on_connect = NULL; /* once, however many connections fail */
         p->done = 1;
-        p->_on_connect(p);
+        cb(p);
         return;
     }
     finish_sending(p);
@@ -66,22 +75,30 @@ static void fail(fr_pub_t *p, const char *why) {
 
 static void on_write(uv_write_t *req, int status) {
     fr_pub_slot_t *s = FR_CONTAINER_OF(req, fr_pub_slot_t, req);
-    fr_pub_t *p = req->data;
+    fr_pub_conn_t *c = req->data;
     s->writing = 0;
     if (status == UV_ECANCELED)
         return;
     if (status < 0)
-        fail(p, uv_strerror(status));
+        fail(c, uv_strerror(status));
     else
-        pump(p);
+        pump(c->pub);
 }
 
-static void send_event(fr_pub_t *p, fr_pub_slot_t *s, uint64_t due) {
+static void send_event(fr_pub_t *p, fr_pub_conn_t *c, fr_pub_slot_t *s, uint64_t due) {
     const fr_opts_t *o = p->_opts;
     fr_payload_t pl;
+    memset(&pl, 0, sizeof pl);
     pl.t = due;
     pl.topic = (uint32_t)(p->next % o->topics);
-    pl.seq = p->next / o->topics;
+    if (c->seq) {
+        pl.seq = c->seq[pl.topic]++;
+        pl.conns = 1;
+        pl.conn = c->index;
+        pl.g = p->next;
+    } else {
+        pl.seq = p->next / o->topics;
+    }
     pl.warmup = due < p->measure_rt;
     if (!pl.warmup && p->g0 == UINT64_MAX)
         p->g0 = p->next;
@@ -94,11 +111,11 @@ static void send_event(fr_pub_t *p, fr_pub_slot_t *s, uint64_t due) {
                       o->pub_path, o->prefix, pl.topic, o->host, ntohs(o->pub_server.sin_port), blen);
     memcpy(body - hl, head, (size_t)hl);
     uv_buf_t b = uv_buf_init(body - hl, (unsigned)((size_t)hl + blen));
-    if (p->_ssl) {
+    if (c->ssl) {
         /* The slot's records replace the request: the write sends them. */
         size_t n = 0, got;
-        if (fr_btls_write(p->_ssl, b.base, b.len) < 0) {
-            fail(p, "TLS: cannot encrypt a request");
+        if (fr_btls_write(c->ssl, b.base, b.len) < 0) {
+            fail(c, "TLS: cannot encrypt a request");
             return;
         }
         for (;;) {
@@ -108,7 +125,7 @@ static void send_event(fr_pub_t *p, fr_pub_slot_t *s, uint64_t due) {
                 if (!s->cbuf)
                     abort();
             }
-            if (!(got = fr_btls_take(p->_ssl, s->cbuf + n, s->ccap - n)))
+            if (!(got = fr_btls_take(c->ssl, s->cbuf + n, s->ccap - n)))
                 break;
             n += got;
         }
@@ -117,16 +134,32 @@ static void send_event(fr_pub_t *p, fr_pub_slot_t *s, uint64_t due) {
     s->writing = 1;
     s->waiting = 1;
     s->sent = fr_now_mono();
-    s->req.data = p;
+    s->req.data = c;
     p->next++;
-    int rc = uv_write(&s->req, (uv_stream_t *)&p->_tcp, &b, 1, on_write);
+    c->sent++;
+    int rc = uv_write(&s->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
     if (rc < 0) {
         s->writing = 0;
-        fail(p, uv_strerror(rc));
+        fail(c, uv_strerror(rc));
     }
 }
 
-/* Sends every event that is due, as far as the pipeline allows. Called on each tick, each
+/* The next connection in turn whose next slot is free (its write done, its answer in), or
+ * NULL when every pipeline is full. */
+static fr_pub_conn_t *next_conn(fr_pub_t *p) {
+    for (uint32_t i = 0; i < p->_nconns; i++) {
+        uint32_t k = (p->_rr + i) % p->_nconns;
+        fr_pub_conn_t *c = &p->_conns[k];
+        const fr_pub_slot_t *s = &c->slots[c->sent % p->_nslots];
+        if (!c->failed && !s->writing && !s->waiting) {
+            p->_rr = (k + 1) % p->_nconns;
+            return c;
+        }
+    }
+    return NULL;
+}
+
+/* Sends every event that is due, as far as the pipelines allow. Called on each tick, each
  * answer and each completed write. */
 static void pump(fr_pub_t *p) {
     if (p->done || p->_failed || !p->_connected || !p->_origin_rt)
@@ -150,8 +183,8 @@ static void pump(fr_pub_t *p) {
                 return;
             }
         }
-        fr_pub_slot_t *s = &p->_slots[p->next % p->_nslots];
-        if (s->writing || s->waiting) { /* pipeline full: the timetable waits, the clock not */
+        fr_pub_conn_t *c = next_conn(p);
+        if (!c) { /* pipelines full: the timetable waits, the clock not */
             if (p->_period > 0) {
                 p->lag_now = now - due;
                 if (p->lag_now > p->lag_max)
@@ -160,7 +193,7 @@ static void pump(fr_pub_t *p) {
             arm(p, p->end_rt); /* answers resume the pump; this ends it if they never come */
             return;
         }
-        send_event(p, s, due);
+        send_event(p, c, &c->slots[c->sent % p->_nslots], due);
         if (p->_failed)
             return;
     }
@@ -175,79 +208,82 @@ static void on_tick(uv_poll_t *h, int status, int events) {
     pump(p);
 }
 
-/* One complete answer: it belongs to the oldest request in flight (HTTP/1.1 answers in order). */
-static void answered(fr_pub_t *p) {
-    fr_pub_slot_t *s = &p->_slots[p->answered % p->_nslots];
-    if (p->answered >= p->next || !s->waiting) {
-        fail(p, "an answer arrived with no request in flight");
+/* One complete answer: it belongs to the connection's oldest request in flight (HTTP/1.1
+ * answers in order). */
+static void answered(fr_pub_conn_t *c) {
+    fr_pub_t *p = c->pub;
+    fr_pub_slot_t *s = &c->slots[c->answered % p->_nslots];
+    if (c->answered >= c->sent || !s->waiting) {
+        fail(c, "an answer arrived with no request in flight");
         return;
     }
     s->waiting = 0;
+    c->answered++;
     p->answered++;
     fr_hist_record(&p->ack, fr_now_mono() - s->sent);
-    if (p->_rstatus >= 200 && p->_rstatus < 300) {
+    if (c->rstatus >= 200 && c->rstatus < 300) {
         p->ok++;
     } else {
         char code[8];
-        snprintf(code, sizeof code, "%u", p->_rstatus);
+        snprintf(code, sizeof code, "%u", c->rstatus);
         p->errors++;
         set_error(p, "publish answered HTTP %s", code);
     }
 }
 
 /* The status line or a header line of an answer is in _rline. */
-static int answer_line(fr_pub_t *p) {
-    char *l = p->_rline;
-    l[p->_rllen] = '\0';
-    if (p->_rstate == RS_STATUS) {
-        if (p->_rllen < 12 || memcmp(l, "HTTP/1.", 7) != 0)
+static int answer_line(fr_pub_conn_t *c) {
+    char *l = c->rline;
+    l[c->rllen] = '\0';
+    if (c->rstate == RS_STATUS) {
+        if (c->rllen < 12 || memcmp(l, "HTTP/1.", 7) != 0)
             return -1;
-        p->_rstatus = (uint16_t)atoi(l + 9);
-        p->_rbody = 0;
-        p->_rstate = RS_HEADER;
-    } else if (p->_rllen == 0) {
-        p->_rstate = RS_BODY;
+        c->rstatus = (uint16_t)atoi(l + 9);
+        c->rbody = 0;
+        c->rstate = RS_HEADER;
+    } else if (c->rllen == 0) {
+        c->rstate = RS_BODY;
     } else if (strncasecmp(l, "content-length:", 15) == 0) {
-        p->_rbody = strtoull(l + 15, NULL, 10);
+        c->rbody = strtoull(l + 15, NULL, 10);
     } else if (strncasecmp(l, "transfer-encoding:", 18) == 0) {
         return -1; /* publish answers are short and carry Content-Length */
     }
-    p->_rllen = 0;
+    c->rllen = 0;
     return 0;
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-    fr_pub_t *p = h->data;
-    *buf = uv_buf_init(p->_rbuf, sizeof p->_rbuf);
+    fr_pub_conn_t *c = h->data;
+    *buf = uv_buf_init(c->pub->_rbuf, sizeof c->pub->_rbuf);
 }
 
 /* Answers, as they arrive (plaintext): status lines, headers, bodies skipped. */
-static void parse_answers(fr_pub_t *p, const char *c, const char *end) {
-    while (c < end && !p->_failed) {
-        if (p->_rstate == RS_BODY) {
-            size_t n = (size_t)(end - c);
-            if (n > p->_rbody)
-                n = (size_t)p->_rbody;
-            c += n;
-            p->_rbody -= n;
-            if (p->_rbody == 0) {
-                p->_rstate = RS_STATUS;
-                answered(p);
+static void parse_answers(fr_pub_conn_t *c, const char *b, const char *end) {
+    while (b < end && !c->failed) {
+        if (c->rstate == RS_BODY) {
+            size_t n = (size_t)(end - b);
+            if (n > c->rbody)
+                n = (size_t)c->rbody;
+            b += n;
+            c->rbody -= n;
+            if (c->rbody == 0) {
+                c->rstate = RS_STATUS;
+                answered(c);
             }
             continue;
         }
-        char ch = *c++;
+        char ch = *b++;
         if (ch == '\n') {
-            if (answer_line(p) < 0) {
-                fail(p, "malformed or chunked publish answer");
+            if (answer_line(c) < 0) {
+                fail(c, "malformed or chunked publish answer");
                 return;
             }
-            if (p->_rstate == RS_BODY && p->_rbody == 0) {
-                p->_rstate = RS_STATUS;
-                answered(p);
+            if (c->rstate == RS_BODY && c->rbody == 0) {
+                c->rstate = RS_STATUS;
+                answered(c);
             }
-        } else if (ch != '\r' && p->_rllen < sizeof p->_rline - 1) {
-            p->_rline[p->_rllen++] = ch;
+        } else if (ch != '\r' && c->rllen < sizeof c->rline - 1) {
+            c->rline[c->rllen++] = ch;
         }
     }
 }
@@ -257,94 +293,102 @@ static void on_control_write(uv_write_t *req, int status) {
 }
 
 /* --tls: sends the records that are not a request (handshake flights, a key update's answer). */
-static void tls_flush(fr_pub_t *p) {
+static void tls_flush(fr_pub_conn_t *c) {
     char buf[16384 + 1024];
     size_t n;
-    while ((n = fr_btls_take(p->_ssl, buf, sizeof buf)) > 0) {
+    while ((n = fr_btls_take(c->ssl, buf, sizeof buf)) > 0) {
         uv_write_t *req = fr_malloc(sizeof *req + n);
         memcpy(req + 1, buf, n);
         uv_buf_t b = uv_buf_init((char *)(req + 1), (unsigned)n);
-        if (uv_write(req, (uv_stream_t *)&p->_tcp, &b, 1, on_control_write) < 0) {
+        if (uv_write(req, (uv_stream_t *)&c->tcp, &b, 1, on_control_write) < 0) {
             free(req);
-            fail(p, "TLS: cannot write");
+            fail(c, "TLS: cannot write");
             return;
         }
     }
 }
 
-/* The connection is up (with --tls: its handshake is done). */
-static void up(fr_pub_t *p) {
+/* A connection is up (with --tls: its handshake is done); the publisher is once all are. */
+static void up(fr_pub_conn_t *c) {
+    fr_pub_t *p = c->pub;
+    c->connected = 1;
+    if (++p->_nup < p->_nconns || p->_failed)
+        return;
     p->_connected = 1;
-    p->_on_connect(p);
+    fr_pub_cb cb = p->_on_connect;
+    p->_on_connect = NULL;
+    if (cb)
+        cb(p);
 }
 
 /* --tls: the handshake first, then each record's plaintext to parse_answers. */
-static void tls_read(fr_pub_t *p, const char *c, size_t n) {
-    fr_btls_input(p->_ssl, c, n);
-    if (!p->_tls_up) {
+static void tls_read(fr_pub_conn_t *c, const char *b, size_t n) {
+    fr_pub_t *p = c->pub;
+    fr_btls_input(c->ssl, b, n);
+    if (!c->tls_up) {
         const char *why = NULL;
-        int hs = fr_btls_handshake(p->_ssl, &why);
-        tls_flush(p);
+        int hs = fr_btls_handshake(c->ssl, &why);
+        tls_flush(c);
         if (hs < 0)
-            fail(p, why ? why : "TLS handshake failed");
-        if (hs <= 0)
+            fail(c, why ? why : "TLS handshake failed");
+        if (hs <= 0 || c->failed)
             return;
-        p->_tls_up = 1;
-        up(p);
+        c->tls_up = 1;
+        up(c);
     }
     ssize_t got = 0;
-    while (!p->_failed && (got = fr_btls_read(p->_ssl, p->_tbuf, sizeof p->_tbuf)) > 0)
-        parse_answers(p, p->_tbuf, p->_tbuf + got);
-    if (!p->_failed && got < 0)
-        fail(p, "the server closed the TLS session");
-    if (!p->_failed)
-        tls_flush(p);
+    while (!c->failed && (got = fr_btls_read(c->ssl, p->_tbuf, sizeof p->_tbuf)) > 0)
+        parse_answers(c, p->_tbuf, p->_tbuf + got);
+    if (!c->failed && got < 0)
+        fail(c, "the server closed the TLS session");
+    if (!c->failed)
+        tls_flush(c);
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-    fr_pub_t *p = stream->data;
+    fr_pub_conn_t *c = stream->data;
     if (nread == 0)
         return;
     if (nread < 0) {
-        fail(p, nread == UV_EOF ? "the server closed the keep-alive connection"
+        fail(c, nread == UV_EOF ? "the server closed the keep-alive connection"
                                 : uv_strerror((int)nread));
         return;
     }
-    if (p->_ssl)
-        tls_read(p, buf->base, (size_t)nread);
+    if (c->ssl)
+        tls_read(c, buf->base, (size_t)nread);
     else
-        parse_answers(p, buf->base, buf->base + nread);
-    if (p->_connected)
-        pump(p);
+        parse_answers(c, buf->base, buf->base + nread);
+    if (c->pub->_connected)
+        pump(c->pub);
 }
 
 static void on_connect(uv_connect_t *req, int status) {
-    fr_pub_t *p = req->data;
+    fr_pub_conn_t *c = req->data;
     if (status == UV_ECANCELED)
         return;
     if (status < 0) {
-        fail(p, uv_strerror(status));
+        fail(c, uv_strerror(status));
         return;
     }
     /* Pipelined small requests must not wait for Nagle. */
-    uv_tcp_nodelay(&p->_tcp, 1);
-    int rc = uv_read_start((uv_stream_t *)&p->_tcp, on_alloc, on_read);
+    uv_tcp_nodelay(&c->tcp, 1);
+    int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     if (rc < 0) {
-        fail(p, uv_strerror(rc));
+        fail(c, uv_strerror(rc));
         return;
     }
-    if (p->_opts->tls) {
+    if (c->pub->_opts->tls) {
         /* The ClientHello; the connection is up once the handshake is done (tls_read). */
         const char *why = NULL;
-        p->_ssl = fr_btls_new(p->_opts);
-        if (!p->_ssl || fr_btls_handshake(p->_ssl, &why) < 0) {
-            fail(p, "TLS: cannot start a client");
+        c->ssl = fr_btls_new(c->pub->_opts);
+        if (!c->ssl || fr_btls_handshake(c->ssl, &why) < 0) {
+            fail(c, "TLS: cannot start a client");
             return;
         }
-        tls_flush(p);
+        tls_flush(c);
         return;
     }
-    up(p);
+    up(c);
 }
 
 void fr_pub_init(fr_pub_t *p, uv_loop_t *loop, const fr_opts_t *opts) {
@@ -353,29 +397,42 @@ void fr_pub_init(fr_pub_t *p, uv_loop_t *loop, const fr_opts_t *opts) {
     p->_opts = opts;
     p->g0 = UINT64_MAX;
     p->_nslots = opts->pipeline ? opts->pipeline : 1;
-    p->_bufcap = HEADROOM + (opts->payload > FR_PAYLOAD_MIN ? opts->payload : FR_PAYLOAD_MIN);
-    p->_slots = fr_calloc(p->_nslots, sizeof *p->_slots);
-    for (uint32_t i = 0; i < p->_nslots; i++)
-        p->_slots[i].buf = fr_malloc(p->_bufcap);
-    uv_tcp_init(loop, &p->_tcp);
+    p->_nconns = opts->pub_conns ? opts->pub_conns : 1;
+    p->_bufcap =
+        HEADROOM + (opts->payload > FR_PAYLOAD_MIN_CONNS ? opts->payload : FR_PAYLOAD_MIN_CONNS);
+    p->_conns = fr_calloc(p->_nconns, sizeof *p->_conns);
+    for (uint32_t k = 0; k < p->_nconns; k++) {
+        fr_pub_conn_t *c = &p->_conns[k];
+        c->pub = p;
+        c->index = k;
+        c->slots = fr_calloc(p->_nslots, sizeof *c->slots);
+        for (uint32_t i = 0; i < p->_nslots; i++)
+            c->slots[i].buf = fr_malloc(p->_bufcap);
+        if (p->_nconns > 1)
+            c->seq = fr_calloc(opts->topics, sizeof *c->seq);
+        uv_tcp_init(loop, &c->tcp);
+        c->tcp.data = c;
+        c->connect.data = c;
+    }
     p->_timerfd = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
     if (p->_timerfd < 0) {
         perror("freshet-bench: timerfd_create");
         abort();
     }
     uv_poll_init(loop, &p->_tick, p->_timerfd);
-    p->_tcp.data = p;
     p->_tick.data = p;
-    p->_connect.data = p;
-    p->_open = 2;
+    p->_open = p->_nconns + 1;
 }
 
 void fr_pub_connect(fr_pub_t *p, fr_pub_cb cb) {
     p->_on_connect = cb;
-    int rc = uv_tcp_connect(&p->_connect, &p->_tcp, (const struct sockaddr *)&p->_opts->pub_server,
-                            on_connect);
-    if (rc < 0)
-        fail(p, uv_strerror(rc));
+    for (uint32_t k = 0; k < p->_nconns && !p->_failed; k++) {
+        fr_pub_conn_t *c = &p->_conns[k];
+        int rc = uv_tcp_connect(&c->connect, &c->tcp,
+                                (const struct sockaddr *)&p->_opts->pub_server, on_connect);
+        if (rc < 0)
+            fail(c, uv_strerror(rc));
+    }
 }
 
 void fr_pub_start(fr_pub_t *p, fr_pub_cb on_done) {
@@ -417,27 +474,39 @@ uint64_t fr_pub_unsent(const fr_pub_t *p) {
     return due > p->next ? due - p->next : 0;
 }
 
-static void on_close(uv_handle_t *h) {
-    fr_pub_t *p = h->data;
+static void pub_closed(fr_pub_t *p) {
     if (--p->_open > 0)
         return;
-    for (uint32_t i = 0; i < p->_nslots; i++) {
-        free(p->_slots[i].buf);
-        free(p->_slots[i].cbuf);
+    for (uint32_t k = 0; k < p->_nconns; k++) {
+        fr_pub_conn_t *c = &p->_conns[k];
+        for (uint32_t i = 0; i < p->_nslots; i++) {
+            free(c->slots[i].buf);
+            free(c->slots[i].cbuf);
+        }
+        free(c->slots);
+        free(c->seq);
+        fr_btls_free(c->ssl);
     }
-    free(p->_slots);
-    fr_btls_free(p->_ssl);
-    p->_ssl = NULL;
-    p->_slots = NULL;
+    free(p->_conns);
+    p->_conns = NULL;
     close(p->_timerfd);
     p->_timerfd = -1;
     if (p->_on_closed)
         p->_on_closed(p);
 }
 
+static void on_conn_close(uv_handle_t *h) {
+    pub_closed(((fr_pub_conn_t *)h->data)->pub);
+}
+
+static void on_tick_close(uv_handle_t *h) {
+    pub_closed(h->data);
+}
+
 void fr_pub_close(fr_pub_t *p, fr_pub_cb on_closed) {
     p->_on_closed = on_closed;
     p->done = 1;
-    uv_close((uv_handle_t *)&p->_tcp, on_close);
-    uv_close((uv_handle_t *)&p->_tick, on_close);
+    for (uint32_t k = 0; k < p->_nconns; k++)
+        uv_close((uv_handle_t *)&p->_conns[k].tcp, on_conn_close);
+    uv_close((uv_handle_t *)&p->_tick, on_tick_close);
 }

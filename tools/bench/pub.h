@@ -1,18 +1,23 @@
-/* The publisher: one HTTP/1.1 keep-alive connection posting to <pub-path><prefix>K, topics
- * round-robin, up to --pipeline requests in flight (over TLS with --tls: a handshake first,
- * and each request leaves as records from its slot).
+/* The publisher: --pub-conns HTTP/1.1 keep-alive connections posting to <pub-path><prefix>K,
+ * topics round-robin, up to --pipeline requests in flight on each (over TLS with --tls: a
+ * handshake first, and each request leaves as records from its slot).
  *
  * With a rate, event g is due at origin + g / rate on a fixed timetable and carries that time
  * in its payload; when the server answers slowly the publisher sends late, and the latency of
  * the late events shows it (the clock started when they were due, not when they left). With
- * rate 0 each event carries the time it was sent and the pipeline is kept full.
+ * rate 0 each event carries the time it was sent and the pipelines are kept full.
  *
  * The wake-up for the next due event is a timerfd on CLOCK_REALTIME: libuv's timers count
  * whole milliseconds, and up to a millisecond of the publisher's own lateness would otherwise
  * be charged to the server on every event.
  *
- * Event g goes to topic g % topics with sequence number g / topics, so the topic's sequence
- * numbers are contiguous and a subscriber can compute how many events it should see. */
+ * Event g goes to topic g % topics. With one connection its sequence number is g / topics, so
+ * the topic's sequence numbers are contiguous and a subscriber can compute how many events it
+ * should see. With several, a due event goes to the next connection in turn that has a free
+ * slot, and is numbered within its topic and that connection: a server may store two
+ * connections' publishes in either order, but each connection's in the order it sent them
+ * (HTTP/1.1 answers a connection's requests in order), so that is the order a subscriber can
+ * check. The payload then also carries the connection and g (payload.h). */
 #ifndef FR_PUB_H
 #define FR_PUB_H
 
@@ -35,11 +40,33 @@ typedef struct fr_pub_slot_s {
     size_t ccap;
 } fr_pub_slot_t;
 
+/* One keep-alive connection and its pipeline. */
+typedef struct fr_pub_conn_s {
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    struct fr_pub_s *pub;
+    struct ssl_st *ssl;   /* --tls: the connection's client (tls.h) */
+    fr_pub_slot_t *slots; /* --pipeline of them; request i uses slot i % pipeline */
+    uint64_t *seq;        /* --pub-conns above 1: the next sequence number of each topic */
+    uint64_t sent;        /* requests written on this connection */
+    uint64_t answered;    /* answers received on it */
+    uint32_t index;
+    uint8_t tls_up; /* the handshake is done */
+    uint8_t connected;
+    uint8_t failed;
+    /* answer parser */
+    uint8_t rstate;
+    uint16_t rstatus;
+    uint32_t rllen;
+    uint64_t rbody; /* body bytes still to skip */
+    char rline[64];
+} fr_pub_conn_t;
+
 struct fr_pub_s {
     /* read-only for the owner */
     uint64_t next;       /* events issued so far (the next event's global index) */
     uint64_t g0;         /* index of the first event published after warmup */
-    uint64_t answered;   /* answers received */
+    uint64_t answered;   /* answers received, on every connection */
     uint64_t ok;         /* 2xx answers */
     uint64_t errors;     /* other answers; a lost connection and the requests lost with it */
     uint64_t lag_now;    /* how far the publisher is behind its timetable now, ns */
@@ -54,14 +81,13 @@ struct fr_pub_s {
     /* private */
     uv_loop_t *_loop;
     const fr_opts_t *_opts;
-    uv_tcp_t _tcp;
-    uv_connect_t _connect;
-    struct ssl_st *_ssl; /* --tls: the connection's client (tls.h) */
-    int _tls_up;         /* the handshake is done */
+    fr_pub_conn_t *_conns;
+    uint32_t _nconns;
+    uint32_t _rr;    /* the connection whose turn it is */
+    uint32_t _nup;   /* connections up */
     uv_poll_t _tick; /* readable when the timerfd below expires */
     int _timerfd;    /* CLOCK_REALTIME timer armed for the next due event, ns precise */
-    fr_pub_slot_t *_slots;
-    uint32_t _nslots;
+    uint32_t _nslots; /* per connection */
     size_t _bufcap;
     uint64_t _origin_rt; /* event g is due at _origin_rt + g * _period */
     double _period;      /* ns between events; 0 = as fast as possible */
@@ -71,19 +97,14 @@ struct fr_pub_s {
     fr_pub_cb _on_connect;
     fr_pub_cb _on_done;
     fr_pub_cb _on_closed;
-    /* answer parser */
-    uint8_t _rstate;
-    uint16_t _rstatus;
-    uint64_t _rbody; /* body bytes still to skip */
-    uint32_t _rllen;
-    char _rline[64];
-    char _rbuf[16384];
+    char _rbuf[16384]; /* reads are handled one at a time, whichever connection */
     char _tbuf[16384]; /* --tls: what a record decrypts to */
 };
 
 void fr_pub_init(fr_pub_t *pub, uv_loop_t *loop, const fr_opts_t *opts);
-/* Opens the keep-alive connection; `cb` runs when it is up or failed (then pub->first_error
- * says why and pub->done is set), before this returns if the connect cannot even start. */
+/* Opens the keep-alive connections; `cb` runs once, when all are up or one failed (then
+ * pub->first_error says why and pub->done is set), before this returns if a connect cannot even
+ * start. */
 void fr_pub_connect(fr_pub_t *pub, fr_pub_cb cb);
 /* Starts the timetable now: warmup, then --duration measured. `on_done` runs once no more
  * events will be sent; answers may still be in flight (fr_pub_inflight). */

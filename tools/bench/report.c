@@ -133,12 +133,12 @@ void fr_report_text(FILE *out, const fr_result_t *r) {
             ms(fr_hist_quantile(&r->connect, 0.5)), ms(fr_hist_quantile(&r->connect, 0.99)),
             ms(r->connect.max));
     fprintf(out,
-            "  publish       %" PRIu64 " measured (+%" PRIu64 " warmup), %" PRIu64
-            " errors, %" PRIu64 " never sent; answered p50 %.3f ms, p99 %.3f ms, "
-            "max %.3f ms; at most %.1f ms behind schedule\n",
-            r->published, r->warmup_published, r->publish_errors, r->publish_unsent,
-            ms(fr_hist_quantile(&r->ack, 0.5)), ms(fr_hist_quantile(&r->ack, 0.99)), ms(r->ack.max),
-            ms(r->lag_max_ns));
+            "  publish       %" PRIu64 " measured (+%" PRIu64 " warmup) over %u connection%s x %u "
+            "in flight, %" PRIu64 " errors, %" PRIu64 " never sent; answered p50 %.3f ms, "
+            "p99 %.3f ms, max %.3f ms; at most %.1f ms behind schedule\n",
+            r->published, r->warmup_published, o->pub_conns, o->pub_conns == 1 ? "" : "s",
+            o->pipeline, r->publish_errors, r->publish_unsent, ms(fr_hist_quantile(&r->ack, 0.5)),
+            ms(fr_hist_quantile(&r->ack, 0.99)), ms(r->ack.max), ms(r->lag_max_ns));
     fprintf(out,
             "  deliveries    %" PRIu64 " of %" PRIu64 " expected (%" PRIu64
             " missing), %.0f/s over %.2f s, %.2f events per read\n",
@@ -209,17 +209,19 @@ void fr_report_json(FILE *out, const fr_result_t *r) {
     fprintf(out,
             "\"transport\":\"%s\",\"tls\":%s,\"subscribers\":%u,\"topics\":%u,\"procs\":%u,"
             "\"rate\":%g,\"duration_s\":%g,\"warmup_s\":%g,\"payload_bytes\":%u,\"pipeline\":%u,"
-            "\"sources\":%u,",
-            o->ws ? "ws" : "sse", o->tls ? "true" : "false", o->subscribers, o->topics, r->procs, o->rate, o->duration,
-            o->warmup, o->payload, o->pipeline, o->src_count ? o->src_count : 1);
+            "\"pub_conns\":%u,\"sources\":%u,",
+            o->ws ? "ws" : "sse", o->tls ? "true" : "false", o->subscribers, o->topics, r->procs,
+            o->rate, o->duration, o->warmup, o->payload, o->pipeline, o->pub_conns,
+            o->src_count ? o->src_count : 1);
     fprintf(out, "\"connected\":%" PRIu64 ",\"connect_failed\":%" PRIu64 ",\"connect_s\":%.3f,",
             r->c.ready, r->c.connect_failed, r->connect_s);
     fprintf(out, "\"connect_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f},",
             ms(fr_hist_quantile(c, 0.5)), ms(fr_hist_quantile(c, 0.99)), ms(c->max));
     fprintf(out,
-            "\"published\":%" PRIu64 ",\"warmup_published\":%" PRIu64 ",\"publish_errors\":%" PRIu64
-            ",\"publish_unsent\":%" PRIu64 ",\"publisher_lag_max_ms\":%.3f,",
-            r->published, r->warmup_published, r->publish_errors, r->publish_unsent,
+            "\"published\":%" PRIu64 ",\"warmup_published\":%" PRIu64 ",\"publish_ok\":%" PRIu64
+            ",\"publish_errors\":%" PRIu64 ",\"publish_unsent\":%" PRIu64
+            ",\"publisher_lag_max_ms\":%.3f,",
+            r->published, r->warmup_published, r->publish_ok, r->publish_errors, r->publish_unsent,
             ms(r->lag_max_ns));
     fprintf(out, "\"publish_ack_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f},",
             ms(fr_hist_quantile(a, 0.5)), ms(fr_hist_quantile(a, 0.99)), ms(a->max));

@@ -52,8 +52,10 @@ static void handle_closed(fr_subs_t *g) {
     if (--g->_open == 0 && g->_closing) {
         free(g->_subs);
         free(g->_ws);
+        free(g->_seqs);
         g->_subs = NULL;
         g->_ws = NULL;
+        g->_seqs = NULL;
         if (g->_on_closed)
             g->_on_closed(g);
     }
@@ -197,7 +199,15 @@ static void on_comment(void *ud) {
     become_ready(sub); /* for servers that open a stream with a comment, not retry: */
 }
 
-/* One event: check its order on the stream's topic, then measure it. A duplicate is not a
+/* Whether a resumed stream's event was published after the storm's drop. */
+static int after_drop(const fr_subs_t *g, const fr_sub_t *sub, const fr_payload_t *p) {
+    if (p->conns)
+        return p->g >= g->_storm_g;
+    return p->seq >= topic_share(g->_storm_g, sub->topic, g->_opts->topics);
+}
+
+/* One event: check its order on the stream's topic (and publishing connection: two
+ * connections' publishes may be stored in either order), then measure it. A duplicate is not a
  * delivery; an out-of-order event is (it arrived, late), and the gap it left was counted. */
 static void on_event(void *ud, const char *event, size_t elen, const char *data, size_t dlen) {
     fr_sub_t *sub = ud;
@@ -218,14 +228,22 @@ static void on_event(void *ud, const char *event, size_t elen, const char *data,
                           sub->topic);
         return;
     }
-    if (p.seq == sub->next_seq) {
-        sub->next_seq++;
-    } else if (p.seq > sub->next_seq) {
-        g->c.gaps += p.seq - sub->next_seq;
+    uint32_t npc = g->_opts->pub_conns;
+    if (p.conns != (npc > 1) || p.conn >= npc) {
+        g->c.other_events++;
+        fr_counters_error(&g->c, "an event of publishing connection %u%s, with --pub-conns %u",
+                          p.conn, p.conns ? "" : " (no \"c\" field)", npc);
+        return;
+    }
+    uint64_t *next = &sub->next_seq[p.conn];
+    if (p.seq == *next) {
+        (*next)++;
+    } else if (p.seq > *next) {
+        g->c.gaps += p.seq - *next;
         if (sub->resumed)
-            g->c.storm_gaps += p.seq - sub->next_seq;
-        sub->next_seq = p.seq + 1;
-    } else if (p.seq + 1 == sub->next_seq) {
+            g->c.storm_gaps += p.seq - *next;
+        *next = p.seq + 1;
+    } else if (p.seq + 1 == *next) {
         g->c.duplicates++;
         if (sub->resumed)
             g->c.storm_duplicates++;
@@ -237,8 +255,7 @@ static void on_event(void *ud, const char *event, size_t elen, const char *data,
     }
     /* Caught up: the first event published after the drop arrived, every earlier one either
      * before the drop or through the resume (the order check above counts what was not). */
-    if (sub->resumed && !sub->caught_up &&
-        p.seq >= topic_share(g->_storm_g, sub->topic, g->_opts->topics)) {
+    if (sub->resumed && !sub->caught_up && after_drop(g, sub, &p)) {
         uint64_t dt = fr_now_mono() - g->_storm_at;
         sub->caught_up = 1;
         g->c.storm_caught_up++;
@@ -619,6 +636,9 @@ void fr_subs_init(fr_subs_t *g, uv_loop_t *loop, const fr_opts_t *opts, uint32_t
     g->_first = first;
     g->_count = count;
     g->_subs = fr_calloc(count, sizeof *g->_subs);
+    g->_seqs = fr_calloc(count ? count : 1, (size_t)opts->pub_conns * sizeof *g->_seqs);
+    for (uint32_t i = 0; i < count; i++)
+        g->_subs[i].next_seq = g->_seqs + (size_t)i * opts->pub_conns;
     if (opts->ws)
         g->_ws = fr_calloc(count ? count : 1, sizeof *g->_ws);
     g->c.conns = count;

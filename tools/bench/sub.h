@@ -40,7 +40,8 @@ typedef struct fr_sub_s {
     fr_subs_t *group;
     struct ssl_st *ssl; /* --tls: the connection's client (tls.h); NULL before it connects */
     uint64_t started;  /* monotonic ns when the connect began */
-    uint64_t next_seq; /* the sequence number this stream expects next on its topic */
+    uint64_t *next_seq; /* the sequence number this stream expects next on its topic, one per
+                           publishing connection (in the group's _seqs) */
     uint32_t topic;    /* topic index */
     uint8_t state;     /* SUB_* in sub.c */
     uint8_t was_ready; /* the stream started, so it counts towards `expected` */
@@ -68,6 +69,7 @@ struct fr_subs_s {
     fr_sub_t *_subs;
     fr_ws_reader_t *_ws; /* --ws: the reader of _subs[i] is _ws[i]; NULL for SSE, whose readers
                             are embedded (and smaller) */
+    uint64_t *_seqs;     /* every stream's next_seq: --pub-conns entries each */
     uint32_t _first;     /* global index of _subs[0]: decides topic and source address */
     uint32_t _count;
     uint32_t _next;       /* next local index to connect */

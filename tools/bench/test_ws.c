@@ -1,10 +1,12 @@
 /* Unit tests of freshet-bench's WebSocket codecs: SHA-1 and the handshake's accept value, the
- * client's masked control frames, the server-frame reader and the envelope reader. Every input
- * is fed whole and then one byte at a time, since a read may end anywhere. */
+ * client's masked control frames, the server-frame reader, the envelope reader and the
+ * payload's two forms. Every input is fed whole and then one byte at a time, since a read may
+ * end anywhere. */
 #include "fr_test.h"
 
 #include <stdlib.h>
 
+#include "bench.h"
 #include "envelope.h"
 #include "payload.h"
 #include "ws_codec.h"
@@ -314,6 +316,46 @@ static void test_envelope(void) {
     CHECK_EQ_INT(e.idlen, FR_SSE_ID_MAX - 1);
 }
 
+/* Both payload forms: the longest fields fit the minimum body and the head a reader keeps, and
+ * parse back; "c" without "g" is not a payload. */
+static void test_payload_forms(void) {
+    char buf[FR_PAYLOAD_MIN_CONNS + 64];
+    fr_payload_t in, out;
+    memset(&in, 0, sizeof in);
+    in.t = UINT64_MAX;
+    in.seq = UINT64_MAX;
+    in.topic = UINT32_MAX;
+    in.warmup = 1;
+    size_t n = fr_payload_format(buf, &in, 0);
+    CHECK(n <= FR_PAYLOAD_MIN);
+    CHECK_EQ_INT(fr_payload_parse(buf, n, &out), 0);
+    CHECK_EQ_INT(out.conns, 0);
+    CHECK(out.seq == UINT64_MAX && out.topic == UINT32_MAX && out.warmup == 1);
+
+    in.conns = 1;
+    in.conn = FR_MAX_PUB_CONNS - 1;
+    in.g = UINT64_MAX;
+    n = fr_payload_format(buf, &in, 0);
+    CHECK(n <= FR_PAYLOAD_MIN_CONNS);
+    CHECK((size_t)(strstr(buf, "\"p\":") - buf) < FR_PAYLOAD_HEAD);
+    CHECK_EQ_INT(fr_payload_parse(buf, FR_PAYLOAD_HEAD < n ? FR_PAYLOAD_HEAD : n, &out), 0);
+    CHECK_EQ_INT(out.conns, 1);
+    CHECK_EQ_INT(out.conn, FR_MAX_PUB_CONNS - 1);
+    CHECK(out.g == UINT64_MAX && out.seq == UINT64_MAX && out.warmup == 1);
+
+    in.t = 5, in.seq = 7, in.topic = 2, in.conn = 3, in.g = 29, in.warmup = 0;
+    n = fr_payload_format(buf, &in, 150);
+    CHECK_EQ_INT(n, 150);
+    buf[n] = '\0';
+    const char *head = "{\"t\":5,\"s\":7,\"k\":2,\"c\":3,\"g\":29,\"w\":0,\"p\":\"xx";
+    CHECK(strncmp(buf, head, strlen(head)) == 0);
+    CHECK_EQ_INT(fr_payload_parse(buf, n, &out), 0);
+    CHECK(out.seq == 7 && out.topic == 2 && out.conn == 3 && out.g == 29 && !out.warmup);
+
+    const char *no_g = "{\"t\":5,\"s\":7,\"k\":2,\"c\":3,\"w\":0,\"p\":\"\"}";
+    CHECK_EQ_INT(fr_payload_parse(no_g, strlen(no_g), &out), -1);
+}
+
 int main(int argc, char **argv) {
     FR_TEST_BEGIN(argc, argv);
     FR_RUN(test_sha1);
@@ -323,5 +365,6 @@ int main(int argc, char **argv) {
     FR_RUN(test_reader_long_and_notice);
     FR_RUN(test_reader_refusals);
     FR_RUN(test_envelope);
+    FR_RUN(test_payload_forms);
     return FR_TEST_END();
 }
