@@ -32,6 +32,11 @@ Usage: scripts/bench/redis.py [--rounds N] [--duration S] [--latency-duration S]
                           change) in the same rounds: its one-node runs follow this build's, and
                           the section gets a before/after table
 
+The flat-out runs publish over 16 or 64 keep-alive connections with one request in flight on
+each (`--pub-conns N --pipeline 1`): HTTP/1.1 answers come in request order, so requests
+pipelined on one connection behind a publish that waits on Redis are only read once it is
+answered, and one connection would carry one publish at a time.
+
 Everything listens on 127.0.0.1; only the processes this script starts are stopped, by PID.
 """
 
@@ -165,6 +170,15 @@ class Redis:
 
     def pid(self):
         return self.proc.pid
+
+    def wakeups(self):
+        """How often Redis has gone to sleep waiting for work and been woken (voluntary
+        context switches): each costs it a return from epoll_wait."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    return int(line.split()[1])
+        return 0
 
     def stop(self):
         if self.proc.poll() is None:
@@ -308,17 +322,20 @@ def redis_benchmark(work, tag, clients, command, count, library=False, calls=XAD
         if library:
             Server(work, "freshet", r).stop()
         cpu0, calls0 = r.stats()
+        wake0 = r.wakeups()
         meter = Meter([r.pid()])
         out = subprocess.run(["redis-benchmark", "-p", str(r.port), "-c", str(clients), "-P", "16",
                               "-n", str(calls), "-q"] + command, capture_output=True, text=True)
         cpu1, calls1 = r.stats()
+        wake1 = r.wakeups()
         n = calls1.get(count, 0) - calls0.get(count, 0)
         if n <= 0:
             raise RuntimeError(f"redis-benchmark ran no {count}: {out.stdout[-300:]}"
                                f"{out.stderr[-300:]}")
         line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
         rate = float(line.split(":")[-1].split("requests")[0]) if "requests" in line else 0.0
-        return meter.close({"redis_us": (cpu1 - cpu0) * 1e6 / n, "per_s": rate})
+        return meter.close({"redis_us": (cpu1 - cpu0) * 1e6 / n, "per_s": rate,
+                            "wakeups": (wake1 - wake0) / n})
     finally:
         r.stop()
 
@@ -343,9 +360,9 @@ def fcall_baseline(work, tag, checked, events=1):
                            calls=XADD_N // events)
 
 
-def flat(work, tag, kind, with_redis, duration, pipeline, subscribers=1, binary=BIN):
-    """One node, one subscriber (or none), the publisher flat out (`pipeline` requests in
-    flight)."""
+def flat(work, tag, kind, with_redis, duration, conns, subscribers=1, binary=BIN):
+    """One node, one subscriber (or none), the publisher flat out over `conns` keep-alive
+    connections, one request in flight on each."""
     r = Redis(work, tag) if with_redis else None
     s = None
     try:
@@ -353,11 +370,14 @@ def flat(work, tag, kind, with_redis, duration, pipeline, subscribers=1, binary=
         procs = s.pids() + ([r.pid()] if r else [])
         meter = Meter(procs)
         cpu0, calls0 = r.stats() if r else (0, {})
-        j = bench(work, tag, s.port, ["-c", str(subscribers), "-r", "0", "--pipeline",
-                                      str(pipeline), "-d", str(duration), "--warmup", "1",
+        wake0 = r.wakeups() if r else 0
+        j = bench(work, tag, s.port, ["-c", str(subscribers), "-r", "0", "--pub-conns",
+                                      str(conns), "--pipeline", "1",
+                                      "-d", str(duration), "--warmup", "1",
                                       "--tail", "5"],
                   server_pids=s.pids())
         cpu1, calls1 = r.stats() if r else (0, {})
+        wake1 = r.wakeups() if r else 0
         pubs = j["published"] + j["warmup_published"] - j["publish_errors"]
         res = {
             "per_s": j["published"] / j["duration_s"],
@@ -369,6 +389,9 @@ def flat(work, tag, kind, with_redis, duration, pipeline, subscribers=1, binary=
         if r:
             n = calls1.get("xadd", 0) - calls0.get("xadd", 0) if kind == "freshet" else pubs
             res["redis_us"] = (cpu1 - cpu0) * 1e6 / max(1, n)
+            res["wakeups"] = (wake1 - wake0) / max(1, n)
+            if kind == "freshet":
+                res["per_call"] = n / max(1, calls1.get("fcall", 0) - calls0.get("fcall", 0))
         return res
     finally:
         if s:
@@ -434,9 +457,9 @@ def base_table(R, opts):
     L = ["", f"**This build and the one before** (`--base {opts.base}`, commit "
          f"{R.get('_base_commit', '?')}), measured in the same rounds, one after the other:", "",
          "| | this build | the build before |", "|---|---|---|"]
-    for key, what in (("redis-flat16", "Redis µs per publish, one node, 16 in flight, one subscriber"),
-                      ("redis-flat64", "the same, 64 in flight"),
-                      ("redis-pub16", "the same, 16 in flight, no subscriber")):
+    for key, what in (("redis-flat16", "Redis µs per publish, one node, 16 connections, one subscriber"),
+                      ("redis-flat64", "the same, 64 connections"),
+                      ("redis-pub16", "the same, 16 connections, no subscriber")):
         L.append(f"| {what} | {cell(R['freshet-' + key], 'redis_us', 2)} | "
                  f"{cell(R['base-' + key], 'redis_us', 2)} |")
     xadd = med(R["xadd-c8"], "redis_us")
@@ -454,7 +477,7 @@ def base_table(R, opts):
                 mem = med(R[f"{pre}-memory-flat{pl}"], key)
                 a, b = (red, mem) if redis_over else (mem, red)
                 cells.append(f"{fmt(ratio(a, b), 2)} ({fmt(a, digits)} / {fmt(b, digits)})")
-            L.append(f"| (b) {what}, {pl} in flight | {cells[0]} | {cells[1]} |")
+            L.append(f"| (b) {what}, {pl} connections | {cells[0]} | {cells[1]} |")
     return L
 
 
@@ -508,9 +531,9 @@ def section(res, opts, started, took, loads):
              f"({fmt(ratio_a, 2)}×); against one connection × 16, the shape of one node's "
              f"traffic: {fmt(xadd1, 2)} µs ({fmt(ratio(fr_us, xadd1), 2)}×) |")
     L.append(f"| (b) publishes/s through one node on Redis at least 0.7× the memory broker | "
-             f"16 in flight: {met(ratio_b16 is not None and ratio_b16 >= 0.7)}, "
+             f"16 connections: {met(ratio_b16 is not None and ratio_b16 >= 0.7)}, "
              f"{fmt(rate('freshet-redis-flat16'))} vs {fmt(rate('freshet-memory-flat16'))} "
-             f"({fmt(ratio_b16, 2)}×); 64 in flight: "
+             f"({fmt(ratio_b16, 2)}×); 64 connections: "
              f"{met(ratio_b64 is not None and ratio_b64 >= 0.7)}, "
              f"{fmt(rate('freshet-redis-flat64'))} vs {fmt(rate('freshet-memory-flat64'))} "
              f"({fmt(ratio_b64, 2)}×); node CPU per publish, memory / Redis: {fmt(cpu_b, 2)} |")
@@ -523,45 +546,45 @@ def section(res, opts, started, took, loads):
              "over the run, per publish (freshet and redis-benchmark: XADD calls; nchan: "
              "publishes answered)")
     L.append("")
-    L.append("| what | Redis µs per publish | publishes/s |")
-    L.append("|---|---|---|")
+    L.append("| what | Redis µs per publish | publishes/s | Redis wake-ups per publish | events per call |")
+    L.append("|---|---|---|---|---|")
     L.append(f"| `redis-benchmark -c 8 -P 16 XADD fr:{{bench}}:s MAXLEN ~ 1000 * d <{PAYLOAD} B> "
              f"e \"\" p normal j 0` | {cell(R['xadd-c8'], 'redis_us', 2)} | "
-             f"{cell(R['xadd-c8'], 'per_s', 0)} |")
+             f"{cell(R['xadd-c8'], 'per_s', 0)} | {cell(R['xadd-c8'], 'wakeups', 2)} | {cell(R['xadd-c8'], 'per_call', 1)} |")
     L.append(f"| the same with `-c 1 -P 16` | {cell(R['xadd-c1'], 'redis_us', 2)} | "
-             f"{cell(R['xadd-c1'], 'per_s', 0)} |")
+             f"{cell(R['xadd-c1'], 'per_s', 0)} | {cell(R['xadd-c1'], 'wakeups', 2)} | {cell(R['xadd-c1'], 'per_call', 1)} |")
     L.append(f"| `redis-benchmark -c 8 -P 16 FCALL freshet_publish_unchecked …`, one event per "
              f"call (what a node sends for a lone publish, without a node) | "
              f"{cell(R['fcall-unchecked'], 'redis_us', 2)} | "
-             f"{cell(R['fcall-unchecked'], 'per_s', 0)} |")
+             f"{cell(R['fcall-unchecked'], 'per_s', 0)} | {cell(R['fcall-unchecked'], 'wakeups', 2)} | {cell(R['fcall-unchecked'], 'per_call', 1)} |")
     if "fcall-unchecked-8" in R:
         L.append(f"| the same with 8 events per call (a node's call for 8 publishes of one topic "
                  f"in one loop turn); publishes/s counts events | "
                  f"{cell(R['fcall-unchecked-8'], 'redis_us', 2)} | "
-                 f"{cell([dict(r, per_s=r['per_s'] * 8) for r in R['fcall-unchecked-8']], 'per_s', 0)} |")
+                 f"{cell([dict(r, per_s=r['per_s'] * 8) for r in R['fcall-unchecked-8']], 'per_s', 0)} | {cell(R['fcall-unchecked-8'], 'wakeups', 2)} | {cell(R['fcall-unchecked-8'], 'per_call', 1)} |")
     L.append(f"| `redis-benchmark -c 8 -P 16 FCALL freshet_publish …` (an external producer's "
              f"call, with its checks) | {cell(R['fcall-checked'], 'redis_us', 2)} | "
-             f"{cell(R['fcall-checked'], 'per_s', 0)} |")
+             f"{cell(R['fcall-checked'], 'per_s', 0)} | {cell(R['fcall-checked'], 'wakeups', 2)} | {cell(R['fcall-checked'], 'per_call', 1)} |")
     if "freshet-redis-pub16" in R:
-        L.append(f"| freshet, one node, flat out, 16 in flight, no subscriber (publishing alone) | "
+        L.append(f"| freshet, one node, flat out, 16 connections, no subscriber (publishing alone) | "
                  f"{cell(R['freshet-redis-pub16'], 'redis_us', 2)} | "
-                 f"{cell(R['freshet-redis-pub16'], 'per_s', 0)} |")
+                 f"{cell(R['freshet-redis-pub16'], 'per_s', 0)} | {cell(R['freshet-redis-pub16'], 'wakeups', 2)} | {cell(R['freshet-redis-pub16'], 'per_call', 1)} |")
     for kind, name in (("freshet", "freshet"), ("nchan", "nginx+nchan, Redis storage")):
         for pl in (16, 64):
             key = f"{kind}-redis-flat{pl}"
             if key in R:
-                L.append(f"| {name}, one node, flat out, {pl} in flight, one subscriber | "
-                         f"{cell(R[key], 'redis_us', 2)} | {cell(R[key], 'per_s', 0)} |")
+                L.append(f"| {name}, one node, flat out, {pl} connections, one subscriber | "
+                         f"{cell(R[key], 'redis_us', 2)} | {cell(R[key], 'per_s', 0)} | {cell(R[key], 'wakeups', 2)} | {cell(R[key], 'per_call', 1)} |")
         key = f"{kind}-redis-1000"
         if key in R:
             L.append(f"| {name}, two nodes, 1,000 publishes/s ({LAT_SUBS} subscribers, "
-                     f"{LAT_TOPICS} topics) | {cell(R[key], 'redis_us', 2)} | 1,000 |")
+                     f"{LAT_TOPICS} topics) | {cell(R[key], 'redis_us', 2)} | 1,000 | — | — |")
     L.append("")
-    L.append(f"**(b) Publishes per second through one node**: `freshet-bench -c 1 -r 0 --pipeline "
-             f"16|64 -d {d}`, one subscriber on the same node; node CPU is the server's user + "
-             "system time per publish")
+    L.append(f"**(b) Publishes per second through one node**: `freshet-bench -c 1 -r 0 --pub-conns "
+             f"16|64 --pipeline 1 -d {d}`, one subscriber on the same node; node CPU is the "
+             "server's user + system time per publish")
     L.append("")
-    L.append("| server | 16 in flight: publishes/s | node CPU µs per publish | 64 in flight: "
+    L.append("| server | 16 connections: publishes/s | node CPU µs per publish | 64 connections: "
              "publishes/s | node CPU µs per publish |")
     L.append("|---|---|---|---|---|")
     for key, name in (("freshet-memory", "freshet, memory broker"),
