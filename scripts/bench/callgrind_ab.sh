@@ -101,8 +101,8 @@ A=$1 B=$2
 echo "| workload | A: instructions per delivery (Ir / deliveries) | B: the same | A / B |"
 echo "|---|---|---|---|"
 if [ $publish = 1 ]; then
-    row "publish, memory broker, 1 stream, flat out" memory -c 1 -r 0 --pipeline 16 -d 40
-    row "publish, Redis broker, 1 stream, flat out" redis -c 1 -r 0 --pipeline 16 -d 40
+    row "publish, memory broker, 1 stream, flat out" memory -c 1 -r 0 --pub-conns 16 -d 40
+    row "publish, Redis broker, 1 stream, flat out" redis -c 1 -r 0 --pub-conns 16 -d 40
 else
     row "fan-out, 1,000 streams x 20/s" memory -c 1000 -t 1 -r 20 -d 60
     row "many topics, 2,000 x 1, flat out" memory -c 2000 -t 2000 -r 0 --pipeline 16 -d 60

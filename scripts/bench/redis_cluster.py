@@ -6,7 +6,8 @@ Each round and each size starts its own cluster: `redis-server --cluster-enabled
 ports with data in temp dirs, the slots split evenly (CLUSTER ADDSLOTSRANGE, CLUSTER MEET; a
 one-primary cluster cannot be made with redis-cli --cluster create), and two freshet nodes
 (scripts/bench/app.lua, one worker each). freshet-bench publishes flat out to node a over 64
-topics (--pipeline 32, 128-byte data) while 64 subscribers, one per topic, read node b. Redis
+topics (32 connections, one publish in flight on each: --pub-conns 32; 128-byte data) while
+64 subscribers, one per topic, read node b. Redis
 CPU is used_cpu_user + used_cpu_sys from INFO of every primary before and after, divided by the
 publishes Redis ran (cmdstat_fcall); "busiest shard" is the largest share of one core a single
 primary used during the measured seconds: with N shards the load of the busiest one is what
@@ -165,7 +166,7 @@ def measure(work, shards, duration, tag):
         s0, t0 = c.stats(), time.monotonic()
         out = subprocess.run([BENCH, "-p", str(b.port), "--pub-port", str(a.port), "--json",
                               "-q", "--prefix", tag, "-c", str(TOPICS), "-t", str(TOPICS),
-                              "-r", "0", "--pipeline", "32", "-d", str(duration),
+                              "-r", "0", "--pub-conns", "32", "--pipeline", "1", "-d", str(duration),
                               "--warmup", "1", "--tail", "5"], capture_output=True, text=True)
         s1, t1 = c.stats(), time.monotonic()
         j = json.loads(out.stdout)
@@ -213,7 +214,7 @@ def main():
              f"{opts.rounds} --duration {opts.duration:g}` on {platform.machine()}, "
              f"{os.cpu_count()} CPUs (Redis {command_version()}); medians, each round in "
              "brackets. Two freshet nodes (one worker each), 64 topics, publisher flat out on "
-             "node a (32 requests in flight), a subscriber per topic on node b; Redis, the "
+             "node a (32 connections, one publish in flight on each), a subscriber per topic on node b; Redis, the "
              "nodes and the load tool share the machine's CPUs.", "",
              "| | 1 shard | 3 shards |", "|---|---|---|",
              f"| publishes/s | {cell(res[1], 'per_s', 0)} | {cell(res[3], 'per_s', 0)} |",
