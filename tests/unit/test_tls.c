@@ -377,7 +377,8 @@ static void test_resume_across_contexts(void) {
     SSL_set_session(p.cli.ssl, sess);
     pump(&p, 0);
     CHECK(p.srv.ready);
-    CHECK_EQ_INT(SSL_session_reused(p.srv.ssl), 1);
+    /* The server side may have left OpenSSL by now (codec/tls_records.h): the client says. */
+    CHECK_EQ_INT(SSL_session_reused(p.cli.ssl), 1);
     pair_close(&p);
     SSL_SESSION_free(sess);
     fr_tls_ctx_free(a);
