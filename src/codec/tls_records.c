@@ -111,7 +111,8 @@ const char *fr_tls_rec_why(void) {
 int fr_tls_rec_set_alpn(fr_tls_rec_t *r, const unsigned char *p, unsigned len) {
     if (len > sizeof r->alpn)
         return -1;
-    memcpy(r->alpn, p, len);
+    if (len)
+        memcpy(r->alpn, p, len);
     r->alpn_len = (unsigned char)len;
     return 0;
 }
@@ -310,6 +311,15 @@ int fr_tls_rec_write(fr_tls_rec_t *r, const struct iovec *bufs, size_t nbufs, fr
     return 0;
 }
 
+int fr_tls_rec_key_update(fr_tls_rec_t *r, int request, fr_buf_t *out) {
+    if (r->failed)
+        return -1;
+    const unsigned char ku[5] = {HS_KEY_UPDATE, 0, 0, 1, request ? 1 : 0};
+    if (seal(r, T_HANDSHAKE, NULL, ku, sizeof ku, out) < 0 || update_dir(r, &r->wr, 1) < 0)
+        return fail_with(r, "cannot update the write key");
+    return 0;
+}
+
 static void send_alert(fr_tls_rec_t *r, unsigned char level, unsigned char desc, fr_buf_t *out) {
     const unsigned char a[2] = {level, desc};
     (void)seal(r, T_ALERT, NULL, a, sizeof a, out);
@@ -360,14 +370,9 @@ static ssize_t on_handshake(fr_tls_rec_t *r, const unsigned char *p, size_t len,
         return refuse(r, A_ILLEGAL_PARAMETER, "bad key update request", out);
     if (update_dir(r, &r->rd, 0) < 0)
         return refuse(r, 80, "cannot derive the next read key", out);
-    if (p[4] == 1) {
-        /* Asked for: ours goes under the old key, then ours changes (§4.6.3). */
-        static const unsigned char ku[5] = {HS_KEY_UPDATE, 0, 0, 1, 0};
-        if (seal(r, T_HANDSHAKE, NULL, ku, sizeof ku, out) < 0 || update_dir(r, &r->wr, 1) < 0) {
-            fail_with(r, "cannot answer a key update");
-            return FR_TLS_ERROR;
-        }
-    }
+    /* Asked for: ours goes under the old key, then ours changes (§4.6.3). */
+    if (p[4] == 1 && fr_tls_rec_key_update(r, 0, out) < 0)
+        return FR_TLS_ERROR;
     return FR_TLS_AGAIN;
 }
 

@@ -54,6 +54,9 @@ ssize_t fr_tls_rec_read(fr_tls_rec_t *r, const char **in, size_t *n, char *buf, 
                         fr_buf_t *out);
 /* Encrypts bufs[0..nbufs) into records appended to out. Returns 0, or -1 (failed session). */
 int fr_tls_rec_write(fr_tls_rec_t *r, const struct iovec *bufs, size_t nbufs, fr_buf_t *out);
+/* Appends a KeyUpdate to out and moves the writing side to the next traffic secret (§4.6.3);
+ * request: the peer is asked to update its own. Returns 0, or -1 (failed session). */
+int fr_tls_rec_key_update(fr_tls_rec_t *r, int request, fr_buf_t *out);
 /* Appends a close_notify alert to out, unless the session failed. */
 void fr_tls_rec_close_notify(fr_tls_rec_t *r, fr_buf_t *out);
 
