@@ -124,7 +124,7 @@ static ssize_t deliver(way_t *w, way_t *back, size_t step, size_t cap, int whole
         fz_fail("a record of the layer failed to read back: %s", fr_tls_rec_why());
     if (last == FR_TLS_CLOSED)
         w->closed = 1;
-    if (w->got.len > w->sent.len || memcmp(w->got.p, w->sent.p, w->got.len) != 0 ||
+    if (w->got.len > w->sent.len || (w->got.len && memcmp(w->got.p, w->sent.p, w->got.len)) ||
         (whole && w->got.len != w->sent.len)) {
         fz_dump("sent", w->sent.p, w->sent.len);
         fz_dump("read", w->got.p, w->got.len);
@@ -193,7 +193,8 @@ static void run_session(fz_reader_t *r, fr_tls_suite_t suite) {
                                     &ab.got, &ba.wire);
             if (last != FR_TLS_ERROR && last != FR_TLS_AGAIN)
                 fz_fail("a changed record read as %zd", last);
-            if (ab.got.len > ab.sent.len || memcmp(ab.got.p, ab.sent.p, ab.got.len) != 0)
+            if (ab.got.len > ab.sent.len ||
+                (ab.got.len && memcmp(ab.got.p, ab.sent.p, ab.got.len) != 0))
                 fz_fail("a changed record yielded what was not sent");
             over = 1;
             break;
