@@ -103,16 +103,6 @@ static void init_once(void) {
 
 /* ---- what the switch needs, seen during the handshake ------------------------------------- */
 
-static int hex_value(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* "CLIENT_TRAFFIC_SECRET_0 <client random> <secret>", both in hex: the secret into out. */
 static unsigned char parse_secret(const char *line, unsigned char *out, size_t cap) {
     const char *p = strrchr(line, ' ');
@@ -123,7 +113,7 @@ static unsigned char parse_secret(const char *line, unsigned char *out, size_t c
     if (hex % 2 || hex / 2 > cap)
         return 0;
     for (size_t i = 0; i < hex / 2; i++) {
-        int hi = hex_value(p[2 * i]), lo = hex_value(p[2 * i + 1]);
+        int hi = fr_hex_value(p[2 * i]), lo = fr_hex_value(p[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return 0;
         out[i] = (unsigned char)(hi << 4 | lo);
