@@ -362,9 +362,12 @@ static ssize_t open_record(fr_tls_rec_t *r, const unsigned char *hdr, const unsi
 
 /* A handshake record after the handshake: only a whole KeyUpdate, alone (§4.6.3, §5.1). */
 static ssize_t on_handshake(fr_tls_rec_t *r, const unsigned char *p, size_t len, fr_buf_t *out) {
-    if (len < 4 || p[0] != HS_KEY_UPDATE)
+    if (len < 4 || ((size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3]) > len - 4)
+        return refuse(r, A_UNEXPECTED_MESSAGE,
+                      "handshake message split across records (not supported)", out);
+    if (p[0] != HS_KEY_UPDATE)
         return refuse(r, A_UNEXPECTED_MESSAGE, "unexpected handshake message", out);
-    if (len != 5 || p[1] != 0 || p[2] != 0 || p[3] != 1)
+    if (len != 5 || p[3] != 1)
         return refuse(r, A_DECODE_ERROR, "bad key update (not alone in its record)", out);
     if (p[4] > 1)
         return refuse(r, A_ILLEGAL_PARAMETER, "bad key update request", out);

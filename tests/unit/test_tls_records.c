@@ -1,10 +1,16 @@
 /* The TLS 1.3 record layer of our own (src/codec/tls_records.c) against itself: two layers with
  * mirrored secrets, as a server and its client would hold them. Records both ways for each
  * suite, input cut anywhere, a reader's buffer smaller than a record, KeyUpdate asked and
- * answered, close_notify, and what must fail (a bad tag, a wrong sequence number, bad headers).
+ * answered, close_notify, and what must fail (a bad tag, a wrong sequence number, bad headers,
+ * and inner plaintexts the layer never writes: those are sealed here with keys derived by
+ * OpenSSL's own TLS 1.3 KDF, which also checks the layer's key schedule).
  * test_tls.c checks the same layer against OpenSSL's client. */
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
 
 #include "codec/tls_records.h"
 #include "fr_test.h"
@@ -229,6 +235,113 @@ static void test_refused(void) {
     fr_buf_free(&answer);
 }
 
+/* ---- records the layer never writes, sealed here ----------------------------------------- */
+
+/* HKDF-Expand-Label(secret, label, "", len) with SHA-256, by OpenSSL's TLS13-KDF. */
+static int expand(const unsigned char *secret, const char *label, unsigned char *out, size_t len) {
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_TLS1_3_KDF, NULL);
+    EVP_KDF_CTX *k = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+    int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode),
+        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)secret, 32),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PREFIX, (void *)"tls13 ", 6),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_LABEL, (void *)label, strlen(label)),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_DATA, (void *)"", 0),
+        OSSL_PARAM_construct_end(),
+    };
+    int rc = k && EVP_KDF_derive(k, out, len, params) == 1 ? 0 : -1;
+    EVP_KDF_CTX_free(k);
+    EVP_KDF_free(kdf);
+    return rc;
+}
+
+/* Appends to wire an AES-128-GCM record with inner plaintext `inner` (content, type, padding:
+ * as given) under secret at sequence seq. */
+static int forge(fr_buf_t *wire, const unsigned char *secret, uint64_t seq,
+                 const unsigned char *inner, size_t len) {
+    unsigned char key[16], iv[12], hdr[5] = {23, 3, 3, (unsigned char)((len + 16) >> 8),
+                                              (unsigned char)(len + 16)};
+    if (expand(secret, "key", key, 16) < 0 || expand(secret, "iv", iv, 12) < 0)
+        return -1;
+    for (int i = 0; i < 8; i++)
+        iv[11 - i] ^= (unsigned char)(seq >> (8 * i));
+    unsigned char *out = malloc(len + 16);
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int k, rc = -1;
+    if (c && EVP_EncryptInit_ex(c, EVP_aes_128_gcm(), NULL, key, iv) == 1 &&
+        EVP_EncryptUpdate(c, NULL, &k, hdr, 5) == 1 &&
+        EVP_EncryptUpdate(c, out, &k, inner, (int)len) == 1 &&
+        EVP_EncryptFinal_ex(c, out + k, &k) == 1 &&
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, 16, out + len) == 1) {
+        fr_buf_put(wire, hdr, 5);
+        fr_buf_put(wire, out, len + 16);
+        rc = 0;
+    }
+    EVP_CIPHER_CTX_free(c);
+    free(out);
+    return rc;
+}
+
+/* What duo_open gives b to read with: secret x from sequence 1. */
+static const unsigned char *x_secret(void) {
+    static unsigned char x[48];
+    for (int i = 0; i < 48; i++)
+        x[i] = (unsigned char)(i * 3 + 1);
+    return x;
+}
+
+/* Padding and empty data records are read through; what the layer must refuse is refused. */
+static void test_forged_inner(void) {
+    fr_buf_t answer = {0};
+    duo_t d;
+    /* "hi", then padding; an empty data record; "!" : the reader sees "hi!". */
+    REQUIRE(duo_open(&d, FR_TLS_AES_128_GCM_SHA256, 0) == 0);
+    static const unsigned char hi[] = {'h', 'i', 23, 0, 0, 0, 0, 0, 0};
+    static const unsigned char empty[] = {23, 0, 0};
+    static const unsigned char bang[] = {'!', 23};
+    REQUIRE(forge(&d.wire, x_secret(), 1, hi, sizeof hi) == 0);
+    REQUIRE(forge(&d.wire, x_secret(), 2, empty, sizeof empty) == 0);
+    REQUIRE(forge(&d.wire, x_secret(), 3, bang, sizeof bang) == 0);
+    deliver(&d, d.b, 0, FR_TLS_RECORD, &answer);
+    CHECK_EQ_INT(d.last, FR_TLS_AGAIN);
+    CHECK_MEM(d.got.p, d.got.len, "hi!", 3);
+    duo_close(&d);
+
+    static unsigned char big[16384 + 2];
+    memset(big, 'a', sizeof big);
+    big[16385] = 23; /* 16,385 bytes of content: one too many */
+    static const struct {
+        const unsigned char *inner;
+        size_t len;
+        const char *why;
+    } bad[] = {
+        {(const unsigned char *)"\0\0\0\0", 4, "record without a content type"},
+        {big, sizeof big, "record overflow"},
+        {(const unsigned char *)"\x02\x28\x15", 3, "the peer sent alert 40"},
+        {(const unsigned char *)"\x01\x00\x00\x15", 4, "bad alert"},
+        {(const unsigned char *)"\x04\x00\x00\x04\x00\x00\x00\x00\x16", 9,
+         "unexpected handshake message"},
+        {(const unsigned char *)"\x18\x00\x00\x01\x00\x18\x00\x00\x01\x00\x16", 11,
+         "bad key update (not alone in its record)"},
+        {(const unsigned char *)"\x18\x00\x00\x16", 4,
+         "handshake message split across records (not supported)"},
+        {(const unsigned char *)"\x18\x00\x00\x02\x00\x16", 6,
+         "handshake message split across records (not supported)"},
+        {(const unsigned char *)"\x18\x00\x00\x00\x16", 5, "bad key update (not alone in its record)"},
+        {(const unsigned char *)"\x18\x00\x00\x01\x02\x16", 6, "bad key update request"},
+        {(const unsigned char *)"x\x14", 2, "unexpected record type"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        REQUIRE(duo_open(&d, FR_TLS_AES_128_GCM_SHA256, 0) == 0);
+        REQUIRE(forge(&d.wire, x_secret(), 1, bad[i].inner, bad[i].len) == 0);
+        CHECK_EQ_STR(refused(&d, &answer), bad[i].why);
+        duo_close(&d);
+    }
+    fr_buf_free(&answer);
+}
+
 /* An idle layer holds no buffer: the struct is all (the memory test counts OpenSSL's part). */
 static void test_small(void) {
     CHECK(fr_tls_rec_size() <= 256);
@@ -244,6 +357,7 @@ int main(int argc, char **argv) {
     FR_RUN(test_key_update);
     FR_RUN(test_close_notify);
     FR_RUN(test_refused);
+    FR_RUN(test_forged_inner);
     FR_RUN(test_small);
     return FR_TEST_END();
 }
