@@ -494,6 +494,26 @@ static void test_switch_failures(void) {
     fr_tls_ctx_free(ctx);
 }
 
+/* A HelloRetryRequest (the client's key share is for a group the server does not take) adds
+ * a round trip and a second ClientHello to the handshake: the counts still start at Finished. */
+static void test_switch_after_hello_retry(void) {
+    fr_tls_ctx_t *ctx = ctx_new();
+    REQUIRE(ctx != NULL);
+    REQUIRE(SSL_CTX_set1_groups_list(ctx, "P-256") == 1);
+    pair_t p;
+    REQUIRE(pair_open(&p, ctx, NULL, 0) == 0);
+    REQUIRE(SSL_set1_groups_list(p.cli.ssl, "X25519:P-256") == 1);
+    pump(&p, 0);
+    REQUIRE(p.srv.ready);
+    /* The client's first share was X25519: P-256 means the retry happened. */
+    CHECK_EQ_INT(SSL_get_negotiated_group(p.cli.ssl), NID_X9_62_prime256v1);
+    CHECK(switched(&p));
+    check_upstream(&p, "GET / HTTP/1.1\r\n\r\n", 18, 0);
+    check_downstream(&p, 20000, 9);
+    pair_close(&p);
+    fr_tls_ctx_free(ctx);
+}
+
 /* The client's Finished, a request and a KeyUpdate in one flight, in the first or second
  * position: the request is read; the server answers before it is idle (through OpenSSL, whose
  * records must then be counted); a KeyUpdate seen by OpenSSL keeps the session there. */
@@ -592,6 +612,7 @@ int main(int argc, char **argv) {
     FR_RUN(test_switch_key_update);
     FR_RUN(test_switch_failures);
     FR_RUN(test_switch_pipelined);
+    FR_RUN(test_switch_after_hello_retry);
     FR_RUN(test_resume_across_contexts);
     static const char *const more[] = {"missing.pem", "junk.pem", "other-cert.pem",
                                        "other-key.pem", "locked.pem"};
