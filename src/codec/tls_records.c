@@ -36,8 +36,9 @@ enum {
     A_UNEXPECTED_MESSAGE = 10,
     A_BAD_RECORD_MAC = 20,
     A_RECORD_OVERFLOW = 22,
-    A_DECODE_ERROR = 50,
     A_ILLEGAL_PARAMETER = 47,
+    A_DECODE_ERROR = 50,
+    A_INTERNAL_ERROR = 80,
 };
 
 /* One direction: its AEAD context (keyed), its secret (for KeyUpdate), IV and sequence. */
@@ -372,7 +373,7 @@ static ssize_t on_handshake(fr_tls_rec_t *r, const unsigned char *p, size_t len,
     if (p[4] > 1)
         return refuse(r, A_ILLEGAL_PARAMETER, "bad key update request", out);
     if (update_dir(r, &r->rd, 0) < 0)
-        return refuse(r, 80, "cannot derive the next read key", out);
+        return refuse(r, A_INTERNAL_ERROR, "cannot derive the next read key", out);
     /* Asked for: ours goes under the old key, then ours changes (§4.6.3). */
     if (p[4] == 1 && fr_tls_rec_key_update(r, 0, out) < 0)
         return FR_TLS_ERROR;
