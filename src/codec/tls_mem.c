@@ -13,8 +13,12 @@
 #include <string.h>
 
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+
+#include "base/util.h"
+#include "codec/tls_records.h"
 
 /* What a BIO call sees: the ciphertext left to read, and where written ciphertext goes. */
 typedef struct {
@@ -23,9 +27,23 @@ typedef struct {
     fr_buf_t *out;
 } io_t;
 
-/* The BIO method, made once per process. */
+/* What a TLS 1.3 server session gathers during its handshake to leave OpenSSL afterwards: the
+ * application traffic secrets (from the key log) and, per direction, how many records have
+ * been protected under them (OpenSSL 3.0 has no call that tells the sequence numbers). */
+struct fr_tls_keys {
+    unsigned char client[48], server[48]; /* CLIENT_ / SERVER_TRAFFIC_SECRET_0 */
+    uint64_t rseq, wseq;                  /* records read / written under them */
+    unsigned char client_len, server_len;
+    unsigned rfin : 1;      /* the client's Finished was read: its records now count */
+    unsigned wfin : 1;      /* ours was written */
+    unsigned key_update : 1; /* a KeyUpdate went by before the switch: it is not done */
+};
+
+/* The BIO method and the ex_data slot that leads from an SSL to its fr_tls_t, made once per
+ * process. */
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static BIO_METHOD *bio_method;
+static int tls_index = -1;
 
 /* ---- the BIO ------------------------------------------------------------------------------- */
 
@@ -80,6 +98,83 @@ static void init_once(void) {
         fprintf(stderr, "freshet: cannot set up OpenSSL (BIO method)\n");
         abort();
     }
+    tls_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+/* ---- what the switch needs, seen during the handshake ------------------------------------- */
+
+/* "CLIENT_TRAFFIC_SECRET_0 <client random> <secret>", both in hex: the secret into out. */
+static unsigned char parse_secret(const char *line, unsigned char *out, size_t cap) {
+    const char *p = strrchr(line, ' ');
+    if (!p)
+        return 0;
+    p++;
+    size_t hex = strlen(p);
+    if (hex % 2 || hex / 2 > cap)
+        return 0;
+    for (size_t i = 0; i < hex / 2; i++) {
+        int hi = fr_hex_value(p[2 * i]), lo = fr_hex_value(p[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return 0;
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    return (unsigned char)(hex / 2);
+}
+
+/* OpenSSL logs each secret as it derives it; only the first application secrets are kept. */
+static void on_keylog(const SSL *ssl, const char *line) {
+    fr_tls_t *t = tls_index >= 0 ? SSL_get_ex_data(ssl, tls_index) : NULL;
+    struct fr_tls_keys *k = t ? t->keys : NULL;
+    if (!k)
+        return;
+    static const char client[] = "CLIENT_TRAFFIC_SECRET_0 ", server[] = "SERVER_TRAFFIC_SECRET_0 ";
+    if (strncmp(line, client, sizeof client - 1) == 0)
+        k->client_len = parse_secret(line, k->client, sizeof k->client);
+    else if (strncmp(line, server, sizeof server - 1) == 0)
+        k->server_len = parse_secret(line, k->server, sizeof k->server);
+}
+
+/* Counts the records each way after each side's Finished: OpenSSL reports every record's
+ * header (write_p: ours) and every handshake message, a record's header before the messages
+ * in it. The records after a Finished are the first under that side's application keys. */
+static void on_message(int write_p, int version, int content_type, const void *buf, size_t len,
+                       SSL *ssl, void *arg) {
+    (void)version;
+    (void)ssl;
+    struct fr_tls_keys *k = ((fr_tls_t *)arg)->keys;
+    if (!k)
+        return;
+    if (content_type == SSL3_RT_HEADER) {
+        if (write_p && k->wfin)
+            k->wseq++;
+        else if (!write_p && k->rfin)
+            k->rseq++;
+    } else if (content_type == SSL3_RT_HANDSHAKE && len > 0) {
+        unsigned char type = *(const unsigned char *)buf;
+        if (type == SSL3_MT_FINISHED && write_p) {
+            k->wfin = 1;
+            k->wseq = 0;
+        } else if (type == SSL3_MT_FINISHED) {
+            k->rfin = 1;
+            k->rseq = 0;
+        } else if (type == SSL3_MT_KEY_UPDATE) {
+            k->key_update = 1;
+        }
+    }
+}
+
+void fr_tls_ctx_server(fr_tls_ctx_t *ctx) {
+    SSL_CTX_set_keylog_callback(ctx, on_keylog);
+}
+
+static void drop_keys(fr_tls_t *t) {
+    if (!t->keys)
+        return;
+    if (t->ssl)
+        SSL_set_msg_callback(t->ssl, NULL);
+    OPENSSL_cleanse(t->keys, sizeof *t->keys);
+    free(t->keys);
+    t->keys = NULL;
 }
 
 /* ---- sessions ------------------------------------------------------------------------------ */
@@ -95,11 +190,19 @@ static int open_side(fr_tls_t *t, fr_tls_ctx_t *ctx, int server) {
         return -1;
     }
     SSL_set_bio(ssl, bio, bio); /* one BIO both ways: the SSL takes its one reference */
-    if (server)
-        SSL_set_accept_state(ssl);
-    else
-        SSL_set_connect_state(ssl);
     t->ssl = ssl;
+    if (server) {
+        SSL_set_accept_state(ssl);
+        /* Only a context prepared by fr_tls_ctx_server logs the secrets the switch needs. */
+        if (SSL_CTX_get_keylog_callback(ctx) == on_keylog &&
+            SSL_set_ex_data(ssl, tls_index, t) == 1) {
+            t->keys = fr_calloc(1, sizeof *t->keys);
+            SSL_set_msg_callback(ssl, on_message);
+            SSL_set_msg_callback_arg(ssl, t);
+        }
+    } else {
+        SSL_set_connect_state(ssl);
+    }
     return 0;
 }
 
@@ -112,8 +215,11 @@ int fr_tls_connect(fr_tls_t *t, fr_tls_ctx_t *ctx) {
 }
 
 void fr_tls_close(fr_tls_t *t) {
+    drop_keys(t);
     SSL_free(t->ssl);
     t->ssl = NULL;
+    fr_tls_rec_free(t->rec);
+    t->rec = NULL;
 }
 
 /* Points the connection's BIO at io for one call (NULL ends it). */
@@ -134,10 +240,48 @@ static ssize_t outcome(fr_tls_t *t, int r) {
     }
 }
 
+/* Moves an idle TLS 1.3 server session to its own record layer and frees the SSL. Called when
+ * a read has taken every input byte and OpenSSL holds none: no record is half read, and the
+ * counts in t->keys are the sequence numbers of the next records each way. A session that
+ * cannot switch (TLS 1.2, a KeyUpdate already, an unknown suite, a long ALPN name) gives up
+ * its keys and stays on OpenSSL. */
+static void try_switch(fr_tls_t *t) {
+    struct fr_tls_keys *k = t->keys;
+    SSL *ssl = t->ssl;
+    if (!k || !t->ready || SSL_has_pending(ssl) || SSL_get_shutdown(ssl) != 0)
+        return;
+    const SSL_CIPHER *cipher = SSL_get_current_cipher(ssl);
+    int suite = cipher ? fr_tls_suite_of(SSL_CIPHER_get_id(cipher)) : -1;
+    const unsigned char *alpn = NULL;
+    unsigned alpn_len = 0;
+    SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+    fr_tls_rec_t *rec = NULL;
+    if (SSL_version(ssl) == TLS1_3_VERSION && !k->key_update && k->rfin && k->wfin &&
+        suite >= 0 && k->client_len == fr_tls_suite_secret_len(suite) &&
+        k->server_len == k->client_len)
+        rec = fr_tls_rec_new(suite, k->client, k->rseq, k->server, k->wseq);
+    if (rec && fr_tls_rec_set_alpn(rec, alpn, alpn_len) < 0) {
+        fr_tls_rec_free(rec);
+        rec = NULL;
+    }
+    drop_keys(t);
+    if (!rec)
+        return;
+    SSL_free(ssl);
+    t->ssl = NULL;
+    t->rec = rec;
+}
+
 ssize_t fr_tls_read(fr_tls_t *t, const char **in, size_t *n, char *buf, size_t cap,
                     fr_buf_t *out) {
     if (t->failed)
         return FR_TLS_ERROR;
+    if (t->rec) {
+        ssize_t got = fr_tls_rec_read(t->rec, in, n, buf, cap, out);
+        if (got == FR_TLS_ERROR)
+            t->failed = 1;
+        return got;
+    }
     io_t io = {*in, *n, out};
     bind_io(t, &io);
     /* SSL_get_error reads this thread's error queue: it must hold only this call's errors. */
@@ -159,6 +303,8 @@ ssize_t fr_tls_read(fr_tls_t *t, const char **in, size_t *n, char *buf, size_t c
     bind_io(t, NULL);
     *in = io.in;
     *n = io.n;
+    if (t->keys && t->ready && rc == FR_TLS_AGAIN && io.n == 0)
+        try_switch(t);
     return rc;
 }
 
@@ -174,6 +320,12 @@ static int write_all(fr_tls_t *t, const char *p, size_t len) {
 int fr_tls_write(fr_tls_t *t, const struct iovec *bufs, size_t nbufs, fr_buf_t *out) {
     if (!t->ready || t->failed)
         return -1;
+    if (t->rec) {
+        if (fr_tls_rec_write(t->rec, bufs, nbufs, out) == 0)
+            return 0;
+        t->failed = 1;
+        return -1;
+    }
     io_t io = {NULL, 0, out};
     bind_io(t, &io);
     ERR_clear_error();
@@ -211,7 +363,13 @@ int fr_tls_write(fr_tls_t *t, const struct iovec *bufs, size_t nbufs, fr_buf_t *
 }
 
 void fr_tls_shutdown(fr_tls_t *t, fr_buf_t *out) {
-    if (!t->ssl || !t->ready || t->failed)
+    if (!t->ready || t->failed)
+        return;
+    if (t->rec) {
+        fr_tls_rec_close_notify(t->rec, out);
+        return;
+    }
+    if (!t->ssl)
         return;
     io_t io = {NULL, 0, out};
     bind_io(t, &io);
@@ -222,6 +380,8 @@ void fr_tls_shutdown(fr_tls_t *t, fr_buf_t *out) {
 }
 
 const unsigned char *fr_tls_alpn(const fr_tls_t *t, unsigned *len) {
+    if (t->rec)
+        return fr_tls_rec_alpn(t->rec, len);
     const unsigned char *p = NULL;
     *len = 0;
     SSL_get0_alpn_selected(t->ssl, &p, len);
@@ -229,15 +389,19 @@ const unsigned char *fr_tls_alpn(const fr_tls_t *t, unsigned *len) {
 }
 
 const char *fr_tls_version(const fr_tls_t *t) {
-    return SSL_get_version(t->ssl);
+    return t->rec ? "TLSv1.3" : SSL_get_version(t->ssl);
 }
 
 const char *fr_tls_cipher(const fr_tls_t *t) {
-    return SSL_get_cipher_name(t->ssl);
+    return t->rec ? fr_tls_rec_cipher(t->rec) : SSL_get_cipher_name(t->ssl);
 }
 
+/* OpenSSL's queue first: a switched session's failure clears it, and a failure of OpenSSL's
+ * own leaves its reason there, whatever a record layer said earlier on this thread. */
 const char *fr_tls_why(void) {
     unsigned long e = ERR_peek_error();
     const char *r = e ? ERR_reason_error_string(e) : NULL;
+    if (!r)
+        r = fr_tls_rec_why();
     return r ? r : "unknown error";
 }

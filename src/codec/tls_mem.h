@@ -11,8 +11,16 @@
  * set), and the BIO keeps no bytes: reads are served from the caller's buffer during the call,
  * writes land in the caller's `out`. An idle session holds only what OpenSSL needs for it.
  *
- * The contexts (SSL_CTX) are the callers': the server's certificate and tickets in http/tls.c,
- * the client's trust store in client/https.c. */
+ * A TLS 1.3 server session goes further once its handshake is done and it is idle (no input
+ * left, nothing buffered): its traffic secrets and record counts, kept during the handshake,
+ * move to a record layer of our own (codec/tls_records.h) and the SSL is freed, so an idle
+ * session keeps two keyed AEAD contexts instead of OpenSSL's session state (about 14 KB). The
+ * session tickets are written within the handshake, so resumption is unaffected. TLS 1.2
+ * sessions, a session that saw a KeyUpdate during the handshake, an unknown suite and the
+ * client side keep their SSL.
+ *
+ * The contexts (SSL_CTX) are the callers': the server's certificate and tickets in http/tls.c
+ * (fr_tls_ctx_server prepares it for the switch), the client's trust store in client/https.c. */
 #ifndef FR_TLS_MEM_H
 #define FR_TLS_MEM_H
 
@@ -28,13 +36,19 @@
 typedef struct ssl_ctx_st fr_tls_ctx_t;
 
 typedef struct {
-    struct ssl_st *ssl;  /* owned */
-    unsigned ready : 1;  /* the handshake is complete */
-    unsigned failed : 1; /* a fatal error: the session must not be used (nor shut down) */
+    struct ssl_st *ssl;       /* owned; NULL once the session runs on rec */
+    struct fr_tls_rec *rec;   /* owned: the record layer of a switched session, else NULL */
+    struct fr_tls_keys *keys; /* owned: what the switch needs, gathered until it happens */
+    unsigned ready : 1;       /* the handshake is complete */
+    unsigned failed : 1;      /* a fatal error: the session must not be used (nor shut down) */
 } fr_tls_t;
 
 /* fr_tls_read results besides a byte count. */
 enum { FR_TLS_AGAIN = 0, FR_TLS_CLOSED = -1, FR_TLS_ERROR = -2 };
+
+/* Sets up a server context so that its sessions can leave OpenSSL after the handshake (it
+ * installs the context's key log callback). Contexts not set up keep their SSLs. */
+void fr_tls_ctx_server(fr_tls_ctx_t *ctx);
 
 /* Starts the server side of a session on ctx. Returns 0, or -1 (out of memory). */
 int fr_tls_open(fr_tls_t *t, fr_tls_ctx_t *ctx);

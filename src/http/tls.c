@@ -109,6 +109,8 @@ static int configure(SSL_CTX *ctx, const unsigned char *alpn, size_t alpn_len) {
         return -1;
     }
     SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
+    /* An idle TLS 1.3 session leaves OpenSSL for a record layer of its own (codec/tls_mem.h). */
+    fr_tls_ctx_server(ctx);
     SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
     return 0;
 }

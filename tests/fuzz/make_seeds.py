@@ -381,6 +381,29 @@ def tls_seeds():
 # ---- responses (the backend client's reader) ---------------------------------------------------
 
 
+def tls_records_op(op, data=b""):
+    """One operation of fuzz_tls_records's session mode: [op][length][bytes]."""
+    return bytes([op, len(data)]) + data
+
+
+def tls_records_seeds():
+    out = {}
+    for suite, name in enumerate(("aes128", "aes256", "chacha")):
+        out[f"session-{name}"] = (bytes([suite]) + tls_records_op(0, b"GET /sub/a HTTP/1.1\r\n\r\n")
+                                  + tls_records_op(3) + tls_records_op(1, b"HTTP/1.1 200 OK\r\n\r\n")
+                                  + tls_records_op(4, b"\x02\x05") + tls_records_op(2, b"x")
+                                  + tls_records_op(0, b"after") + tls_records_op(3, b"\x00\x01")
+                                  + tls_records_op(4) + tls_records_op(1, b"data: 1\n\n")
+                                  + tls_records_op(4, b"\x01\x00"))
+    out["session-large"] = b"\x00" + tls_records_op(1, b"ab\xff" + b"z" * 40) + tls_records_op(4, b"\x30\x02")
+    out["session-flip"] = b"\x01" + tls_records_op(0, b"hello") + tls_records_op(5, b"\x00\x07\x01")
+    out["session-close"] = b"\x02" + tls_records_op(0, b"bye") + tls_records_op(6)
+    out["raw-records"] = (b"\x04" + b"\x00\x00" + b"\x17\x03\x03\x00\x20" + b"A" * 32
+                          + b"\x00\x00" + b"\x15\x03\x03\x00\x02\x01\x00")
+    out["raw-overflow"] = b"\x05\x01\x00\x17\x03\x03\x41\x01" + b"B" * 10
+    return out
+
+
 def response_seeds():
     """[flags][limit][bytes]: flags bit 0 HEAD, bits 1-5 piece size - 1, bit 6 close at the end;
     limit 255 is 1 MiB."""
@@ -503,7 +526,8 @@ def nats_seeds():
 def main():
     for target, seeds in (("http", http_seeds()), ("ws", ws_seeds()), ("id", id_seeds()),
                           ("sse", sse_seeds()), ("url", url_seeds()), ("app", app_seeds()),
-                          ("tls", tls_seeds()), ("http_response", response_seeds()),
+                          ("tls", tls_seeds()), ("tls_records", tls_records_seeds()),
+                          ("http_response", response_seeds()),
                           ("h2", h2_seeds()), ("nats", nats_seeds())):
         clear(target)
         for name, data in seeds.items():

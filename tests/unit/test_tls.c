@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "fr_test.h"
+#include "codec/tls_records.h"
 #include "http/tls.h"
 #include "tls_fixture.h"
 
@@ -94,6 +95,46 @@ static int client_read(pair_t *p, fr_buf_t *b) {
     return SSL_get_error(p->cli.ssl, 0);
 }
 
+/* A pair with its handshake done (no ALPN). Returns 0, or -1 when either failed. */
+static int pair_up(pair_t *p, fr_tls_ctx_t *ctx) {
+    if (pair_open(p, ctx, NULL, 0) < 0)
+        return -1;
+    pump(p, 0);
+    return p->srv.ready ? 0 : -1;
+}
+
+/* The server side runs on its own records: no SSL any more. */
+static int switched(const pair_t *p) {
+    return p->srv.ssl == NULL && p->srv.rec != NULL && p->srv.keys == NULL;
+}
+
+/* The client sends msg (cut into pieces of `step` bytes on the way); the server must read it. */
+static void check_upstream(pair_t *p, const char *msg, size_t len, size_t step) {
+    p->got.len = 0;
+    size_t w;
+    REQUIRE(SSL_write_ex(p->cli.ssl, msg, len, &w) == 1);
+    pump(p, step);
+    CHECK_EQ_INT(p->last, FR_TLS_AGAIN);
+    CHECK_MEM(p->got.p, p->got.len, msg, len);
+}
+
+/* The server writes len bytes of a pattern in one buffer; the client must read them all. */
+static void check_downstream(pair_t *p, size_t len, unsigned seed) {
+    char *data = malloc(len);
+    for (size_t i = 0; i < len; i++)
+        data[i] = (char)(i * 31 + seed);
+    uv_buf_t b = uv_buf_init(data, (unsigned)len);
+    CHECK_EQ_INT(fr_tls_write_bufs(&p->srv, &b, 1, &p->out), 0);
+    tls_fx_client_input(&p->cli, p->out.p, p->out.len);
+    p->out.len = 0;
+    fr_buf_t read = {0};
+    CHECK_EQ_INT(client_read(p, &read), SSL_ERROR_WANT_READ);
+    CHECK_EQ_UINT(read.len, len);
+    CHECK(read.len == len && memcmp(read.p, data, len) == 0);
+    fr_buf_free(&read);
+    free(data);
+}
+
 static void test_handshake_and_alpn(void) {
     fr_tls_ctx_t *ctx = ctx_new();
     REQUIRE(ctx != NULL);
@@ -138,6 +179,10 @@ static void test_tls12(void) {
     CHECK(p.srv.ready);
     CHECK_EQ_STR(fr_tls_version(&p.srv), "TLSv1.2");
     CHECK_CONTAINS(fr_tls_cipher(&p.srv), "ECDHE");
+    /* A TLS 1.2 session keeps its SSL (only TLS 1.3 ones leave OpenSSL), and works. */
+    CHECK(p.srv.ssl != NULL && p.srv.rec == NULL && p.srv.keys == NULL);
+    check_upstream(&p, "GET / HTTP/1.1\r\n\r\n", 18, 1);
+    check_downstream(&p, 40000, 1);
     pair_close(&p);
 
     /* TLS 1.1 is refused. */
@@ -156,9 +201,7 @@ static void test_records_both_ways(void) {
     fr_tls_ctx_t *ctx = ctx_new();
     REQUIRE(ctx != NULL);
     pair_t p;
-    REQUIRE(pair_open(&p, ctx, NULL, 0) == 0);
-    pump(&p, 0);
-    REQUIRE(p.srv.ready);
+    REQUIRE(pair_up(&p, ctx) == 0);
 
     static const char req[] = "GET /sub/a HTTP/1.1\r\nHost: x\r\n\r\n";
     size_t w;
@@ -251,9 +294,7 @@ static void test_garbage_and_alerts(void) {
     pair_close(&p);
 
     /* A record whose bytes were changed after the handshake fails its authentication. */
-    REQUIRE(pair_open(&p, ctx, NULL, 0) == 0);
-    pump(&p, 0);
-    REQUIRE(p.srv.ready);
+    REQUIRE(pair_up(&p, ctx) == 0);
     size_t w;
     REQUIRE(SSL_write_ex(p.cli.ssl, "hello", 5, &w) == 1);
     char *bytes = tls_fx_client_output(&p.cli, &n);
@@ -273,9 +314,7 @@ static void test_close_notify(void) {
     fr_tls_ctx_t *ctx = ctx_new();
     REQUIRE(ctx != NULL);
     pair_t p;
-    REQUIRE(pair_open(&p, ctx, NULL, 0) == 0);
-    pump(&p, 0);
-    REQUIRE(p.srv.ready);
+    REQUIRE(pair_up(&p, ctx) == 0);
     /* The client says goodbye: the server reads FR_TLS_CLOSED. */
     SSL_shutdown(p.cli.ssl);
     pump(&p, 0);
@@ -283,9 +322,7 @@ static void test_close_notify(void) {
     pair_close(&p);
 
     /* The server says goodbye: the client reads a clean end. */
-    REQUIRE(pair_open(&p, ctx, NULL, 0) == 0);
-    pump(&p, 0);
-    REQUIRE(p.srv.ready);
+    REQUIRE(pair_up(&p, ctx) == 0);
     fr_tls_shutdown(&p.srv, &p.out);
     CHECK(p.out.len > 0);
     tls_fx_client_input(&p.cli, p.out.p, p.out.len);
@@ -356,6 +393,174 @@ static void test_ctx_outlived(void) {
     pair_close(&p);
 }
 
+/* ---- the switch to the record layer of our own (codec/tls_records.h) ----------------------- */
+
+/* Each TLS 1.3 suite: after the handshake the server has switched, and records go both ways:
+ * a request fed one byte per read, one padded by the client, 100 KB written at once. */
+static void test_switch_each_suite(void) {
+    fr_tls_ctx_t *ctx = ctx_new();
+    REQUIRE(ctx != NULL);
+    static const char *const suites[] = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+                                         "TLS_CHACHA20_POLY1305_SHA256"};
+    static const char req[] = "GET /sub/a HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (size_t i = 0; i < 3; i++) {
+        pair_t p;
+        REQUIRE(pair_open(&p, ctx, (const unsigned char *)"\x02h2\x08http/1.1", 12) == 0);
+        REQUIRE(SSL_set_ciphersuites(p.cli.ssl, suites[i]) == 1);
+        pump(&p, 0);
+        REQUIRE(p.srv.ready);
+        CHECK(switched(&p));
+        CHECK_EQ_STR(fr_tls_cipher(&p.srv), suites[i]);
+        CHECK_EQ_STR(fr_tls_version(&p.srv), "TLSv1.3");
+        unsigned len;
+        const unsigned char *name = fr_tls_alpn(&p.srv, &len);
+        CHECK_MEM(name, len, "http/1.1", 8);
+        check_upstream(&p, req, sizeof req - 1, 1);
+        check_downstream(&p, 100 * 1024, (unsigned)i);
+        SSL_set_block_padding(p.cli.ssl, 512);
+        check_upstream(&p, req, sizeof req - 1, 0);
+        check_upstream(&p, "x", 1, 0);
+        check_downstream(&p, 1, 7);
+        pair_close(&p);
+    }
+    fr_tls_ctx_free(ctx);
+}
+
+/* The client updates its keys and asks for ours: the server answers with its own KeyUpdate and
+ * both ways keep working, twice over. */
+static void test_switch_key_update(void) {
+    fr_tls_ctx_t *ctx = ctx_new();
+    REQUIRE(ctx != NULL);
+    pair_t p;
+    REQUIRE(pair_up(&p, ctx) == 0 && switched(&p));
+    for (int round = 0; round < 2; round++) {
+        REQUIRE(SSL_key_update(p.cli.ssl, SSL_KEY_UPDATE_REQUESTED) == 1);
+        check_upstream(&p, "after the update", 16, round ? 3 : 0);
+        check_downstream(&p, 20000, 3);
+        /* Not asked this time: the client changes its sending keys alone. */
+        REQUIRE(SSL_key_update(p.cli.ssl, SSL_KEY_UPDATE_NOT_REQUESTED) == 1);
+        check_upstream(&p, "again", 5, 0);
+        check_downstream(&p, 10, 4);
+    }
+    pair_close(&p);
+    fr_tls_ctx_free(ctx);
+}
+
+/* What a switched session refuses, and why it says it did. */
+static void test_switch_failures(void) {
+    fr_tls_ctx_t *ctx = ctx_new();
+    REQUIRE(ctx != NULL);
+    pair_t p;
+    REQUIRE(pair_up(&p, ctx) == 0 && switched(&p));
+    size_t w, n;
+    REQUIRE(SSL_write_ex(p.cli.ssl, "hello", 5, &w) == 1);
+    char *bytes = tls_fx_client_output(&p.cli, &n);
+    REQUIRE(bytes != NULL && n == 5 + 5 + 1 + 16);
+    bytes[7] ^= 0x40; /* a ciphertext byte */
+    server_feed(&p, bytes, n, 0);
+    free(bytes);
+    CHECK_EQ_INT(p.last, FR_TLS_ERROR);
+    CHECK_EQ_STR(fr_tls_why(), "bad record mac");
+    CHECK_EQ_UINT(p.got.len, 0);
+    /* A bad_record_mac alert went out, which the client reads as such. */
+    tls_fx_client_input(&p.cli, p.out.p, p.out.len);
+    fr_buf_t read = {0};
+    CHECK_EQ_INT(client_read(&p, &read), SSL_ERROR_SSL);
+    CHECK_CONTAINS(ERR_reason_error_string(ERR_peek_last_error()), "bad record mac");
+    ERR_clear_error();
+    pair_close(&p);
+
+    /* A ChangeCipherSpec after the handshake, and a record longer than TLS allows. */
+    static const char *const bad[] = {"\x14\x03\x03\x00\x01\x01", "\x17\x03\x03\x41\x01"};
+    static const char *const why[] = {"change cipher spec after the handshake",
+                                      "record overflow"};
+    for (int i = 0; i < 2; i++) {
+        REQUIRE(pair_up(&p, ctx) == 0 && switched(&p));
+        server_feed(&p, bad[i], i ? 5 : 6, 0);
+        CHECK_EQ_INT(p.last, FR_TLS_ERROR);
+        CHECK_EQ_STR(fr_tls_why(), why[i]);
+        pair_close(&p);
+    }
+
+    /* close_notify, then nothing more: FR_TLS_CLOSED again. */
+    REQUIRE(pair_up(&p, ctx) == 0 && switched(&p));
+    SSL_shutdown(p.cli.ssl);
+    pump(&p, 0);
+    CHECK_EQ_INT(p.last, FR_TLS_CLOSED);
+    const char *in = "";
+    n = 0;
+    CHECK_EQ_INT(fr_tls_read(&p.srv, &in, &n, p.plain, sizeof p.plain, &p.out), FR_TLS_CLOSED);
+    pair_close(&p);
+    fr_tls_ctx_free(ctx);
+}
+
+/* A HelloRetryRequest (the client's key share is for a group the server does not take) adds
+ * a round trip and a second ClientHello to the handshake: the counts still start at Finished. */
+static void test_switch_after_hello_retry(void) {
+    fr_tls_ctx_t *ctx = ctx_new();
+    REQUIRE(ctx != NULL);
+    REQUIRE(SSL_CTX_set1_groups_list(ctx, "P-256") == 1);
+    pair_t p;
+    REQUIRE(pair_open(&p, ctx, NULL, 0) == 0);
+    REQUIRE(SSL_set1_groups_list(p.cli.ssl, "X25519:P-256") == 1);
+    pump(&p, 0);
+    REQUIRE(p.srv.ready);
+    /* The client's first share was X25519: P-256 means the retry happened. */
+    CHECK_EQ_INT(SSL_get_negotiated_group(p.cli.ssl), NID_X9_62_prime256v1);
+    CHECK(switched(&p));
+    check_upstream(&p, "GET / HTTP/1.1\r\n\r\n", 18, 0);
+    check_downstream(&p, 20000, 9);
+    pair_close(&p);
+    fr_tls_ctx_free(ctx);
+}
+
+/* The client's Finished, a request and a KeyUpdate in one flight, in the first or second
+ * position: the request is read; the server answers before it is idle (through OpenSSL, whose
+ * records must then be counted); a KeyUpdate seen by OpenSSL keeps the session there. */
+static void test_switch_pipelined(void) {
+    fr_tls_ctx_t *ctx = ctx_new();
+    REQUIRE(ctx != NULL);
+    static const char req[] = "GET /sub/a HTTP/1.1\r\n\r\n";
+    for (int key_update = 0; key_update < 2; key_update++) {
+        pair_t p;
+        REQUIRE(pair_open(&p, ctx, NULL, 0) == 0);
+        /* ClientHello → the server's flight → the client's Finished, not yet delivered. */
+        size_t n, w;
+        (void)SSL_do_handshake(p.cli.ssl);
+        char *bytes = tls_fx_client_output(&p.cli, &n);
+        server_feed(&p, bytes, n, 0);
+        free(bytes);
+        tls_fx_client_input(&p.cli, p.out.p, p.out.len);
+        p.out.len = 0;
+        REQUIRE(SSL_do_handshake(p.cli.ssl) == 1);
+        if (key_update)
+            REQUIRE(SSL_key_update(p.cli.ssl, SSL_KEY_UPDATE_NOT_REQUESTED) == 1);
+        REQUIRE(SSL_write_ex(p.cli.ssl, req, sizeof req - 1, &w) == 1);
+        bytes = tls_fx_client_output(&p.cli, &n);
+        const char *in = bytes;
+        ssize_t got = fr_tls_read(&p.srv, &in, &n, p.plain, sizeof p.plain, &p.out);
+        CHECK(p.srv.ready);
+        CHECK_MEM(p.plain, got > 0 ? (size_t)got : 0, req, sizeof req - 1);
+        CHECK(p.srv.ssl != NULL); /* not idle yet: the request was just read */
+        /* The answer's head goes out through OpenSSL, then the session is idle. */
+        uv_buf_t b = uv_buf_init((char *)"HTTP/1.1 200 OK\r\n\r\n", 19);
+        CHECK_EQ_INT(fr_tls_write_bufs(&p.srv, &b, 1, &p.out), 0);
+        CHECK_EQ_INT(fr_tls_read(&p.srv, &in, &n, p.plain, sizeof p.plain, &p.out), FR_TLS_AGAIN);
+        free(bytes);
+        CHECK(key_update ? p.srv.ssl != NULL : switched(&p));
+        tls_fx_client_input(&p.cli, p.out.p, p.out.len);
+        p.out.len = 0;
+        fr_buf_t read = {0};
+        client_read(&p, &read);
+        CHECK_MEM(read.p, read.len, "HTTP/1.1 200 OK\r\n\r\n", 19);
+        fr_buf_free(&read);
+        check_downstream(&p, 5000, 2);
+        check_upstream(&p, req, sizeof req - 1, 0);
+        pair_close(&p);
+    }
+    fr_tls_ctx_free(ctx);
+}
+
 /* A client resumes with the ticket one worker's context gave it on another worker's context. */
 static void test_resume_across_contexts(void) {
     fr_tls_ctx_t *a = ctx_new(), *b = ctx_new();
@@ -364,6 +569,7 @@ static void test_resume_across_contexts(void) {
     REQUIRE(pair_open(&p, a, NULL, 0) == 0);
     pump(&p, 0);
     REQUIRE(p.srv.ready);
+    CHECK(switched(&p)); /* the ticket was written before the SSL went */
     fr_buf_t read = {0};
     client_read(&p, &read); /* takes the ticket the server sent after the handshake */
     fr_buf_free(&read);
@@ -377,7 +583,11 @@ static void test_resume_across_contexts(void) {
     SSL_set_session(p.cli.ssl, sess);
     pump(&p, 0);
     CHECK(p.srv.ready);
-    CHECK_EQ_INT(SSL_session_reused(p.srv.ssl), 1);
+    /* The server side may have left OpenSSL by now (codec/tls_records.h): the client says. */
+    CHECK_EQ_INT(SSL_session_reused(p.cli.ssl), 1);
+    CHECK(switched(&p));
+    check_upstream(&p, "resumed", 7, 0);
+    check_downstream(&p, 300, 5);
     pair_close(&p);
     SSL_SESSION_free(sess);
     fr_tls_ctx_free(a);
@@ -398,6 +608,11 @@ int main(int argc, char **argv) {
     FR_RUN(test_close_notify);
     FR_RUN(test_ctx_errors);
     FR_RUN(test_ctx_outlived);
+    FR_RUN(test_switch_each_suite);
+    FR_RUN(test_switch_key_update);
+    FR_RUN(test_switch_failures);
+    FR_RUN(test_switch_pipelined);
+    FR_RUN(test_switch_after_hello_retry);
     FR_RUN(test_resume_across_contexts);
     static const char *const more[] = {"missing.pem", "junk.pem", "other-cert.pem",
                                        "other-key.pem", "locked.pem"};
