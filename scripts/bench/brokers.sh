@@ -16,8 +16,12 @@
 # Rounds alternate (memory, redis, redis-cluster, nats1, nats3, memory…) so all see the same
 # machine noise; the tables give each round and the medians, and the load average before and
 # after.
+# "ooo" counts events that arrived after a later one of the same publishing connection, "drop
+# notices" the `event: dropped` notices of the server's flow control (a stream over its queue
+# budget drops events and says so): with either, gaps are not a broker losing events.
 # Usage: scripts/bench/brokers.sh [subscribers=10000] [rate=5] [seconds=15] [rounds=2]
 #                                 [pub-conns=16] [pipeline=1]
+# BROKERS_KEEP=<dir> keeps every run's JSON report and the processes' logs there.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 subs="${1:-10000}" rate="${2:-5}" secs="${3:-15}" rounds="${4:-2}" conns="${5:-16}"
@@ -30,27 +34,20 @@ for tool in redis-server redis-cli nats-server; do
 done
 work="$(mktemp -d)"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    if [ -n "${BROKERS_KEEP:-}" ]; then
+        mkdir -p "$BROKERS_KEEP" && cp "$work"/*.json "$work"/*.log "$BROKERS_KEEP"/ 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # A Redis Cluster node also listens on its port + 10000 (the cluster bus): both must be free.
 free_bus_port() {
-    python3 - <<'PY'
-import random, socket
-def free(p):
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", p))
-            return True
-        except OSError:
-            return False
-while True:
-    p = random.randrange(10000, 30000)
-    if free(p) and free(p + 10000):
-        print(p)
-        break
-PY
+    python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import redis_cluster as rc; print(rc.free_port(bus=True))' \
+        "$root/scripts/bench"
 }
 wait_http() { for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1/health" >/dev/null && return 0; sleep 0.1; done; return 1; }
 
@@ -167,37 +164,36 @@ def pubs_per_s(j):
 def cpu(j):
     return (j.get("server") or {}).get("cpu_pct", 0)
 
+def table(header, runs, cells):
+    """One markdown table: a row per broker and round, "no report" for a run that printed none."""
+    print("| broker | round | " + " | ".join(header) + " |")
+    print("|---|---|" + "---|" * len(header))
+    for kind, rs in runs.items():
+        for i, j in enumerate(rs, 1):
+            row = cells(j) if j else ["no report"] + [""] * (len(header) - 1)
+            print(f"| {names[kind]} | {i} | " + " | ".join(row) + " |")
+    print()
+
 print(f"Throughput: 100 subscribers on one topic, publishes as fast as {conns} connections x "
       f"{pipeline} in flight allow (-r 0 --pub-conns {conns} --pipeline {pipeline}), {secs} s")
 print()
-print("| broker | round | publishes/s (201) | errors | ack p99 ms | delivery p50 ms | delivery p99 ms | delivered / expected | gaps | dups | CPU % (both nodes) |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
-for kind, rs in maxrows.items():
-    for i, j in enumerate(rs, 1):
-        if j is None:
-            print(f"| {names[kind]} | {i} | no report | | | | | | | | |")
-            continue
-        lat, ack = j["latency_ms"], j["publish_ack_ms"]
-        print(f"| {names[kind]} | {i} | {pubs_per_s(j):.0f} | {j['publish_errors']} | "
-              f"{ack['p99']:.1f} | {lat['p50']:.1f} | {lat['p99']:.1f} | "
-              f"{j['delivered']} / {j['expected']} | {j['gaps']} | {j['duplicates']} | "
-              f"{cpu(j):.0f} |")
-print()
+table(["publishes/s (201)", "errors", "ack p99 ms", "delivery p50 ms", "delivery p99 ms",
+       "delivered / expected", "gaps", "dups", "ooo", "drop notices", "CPU % (both nodes)"],
+      maxrows,
+      lambda j: [f"{pubs_per_s(j):.0f}", f"{j['publish_errors']}",
+                 f"{j['publish_ack_ms']['p99']:.1f}", f"{j['latency_ms']['p50']:.1f}",
+                 f"{j['latency_ms']['p99']:.1f}", f"{j['delivered']} / {j['expected']}",
+                 f"{j['gaps']}", f"{j['duplicates']}", f"{j['out_of_order']}",
+                 f"{j['dropped_notices']}", f"{cpu(j):.0f}"])
 print(f"{subs} subscribers on one topic, {rate} msg/s for {secs} s; all but memory: subscribers "
       f"on node B, publisher on node A")
 print()
-print("| broker | round | delivered / expected | deliveries/s | p50 ms | p99 ms | max ms | gaps | dups | sub-node CPU % |")
-print("|---|---|---|---|---|---|---|---|---|---|")
-for kind, rs in rows.items():
-    for i, j in enumerate(rs, 1):
-        if j is None:
-            print(f"| {names[kind]} | {i} | no report | | | | | | | |")
-            continue
-        lat = j["latency_ms"]
-        print(f"| {names[kind]} | {i} | {j['delivered']} / {j['expected']} | "
-              f"{j['deliveries_per_s']:.0f} | {lat['p50']:.1f} | {lat['p99']:.1f} | "
-              f"{lat['max']:.1f} | {j['gaps']} | {j['duplicates']} | {cpu(j):.0f} |")
-print()
+table(["delivered / expected", "deliveries/s", "p50 ms", "p99 ms", "max ms", "gaps", "dups",
+       "ooo", "drop notices", "sub-node CPU %"], rows,
+      lambda j: [f"{j['delivered']} / {j['expected']}", f"{j['deliveries_per_s']:.0f}",
+                 f"{j['latency_ms']['p50']:.1f}", f"{j['latency_ms']['p99']:.1f}",
+                 f"{j['latency_ms']['max']:.1f}", f"{j['gaps']}", f"{j['duplicates']}",
+                 f"{j['out_of_order']}", f"{j['dropped_notices']}", f"{cpu(j):.0f}"])
 print("Medians over the rounds")
 print()
 print("| broker | publishes/s | delivery p99 ms at that rate | fan-out p50 ms | fan-out p99 ms | fan-out deliveries/s |")
