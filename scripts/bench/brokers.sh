@@ -24,14 +24,15 @@
 # events.
 # Usage: scripts/bench/brokers.sh [subscribers=10000] [rate=5] [seconds=15] [rounds=2]
 #                                 [pub-conns=16] [pipeline=1]
-# BROKERS_KEEP=<dir> keeps every run's JSON report and the processes' logs there;
+# BROKERS_KINDS="nats1 nats3" runs only those kinds. BROKERS_KEEP=<dir> keeps every run's JSON
+# report, node B's /health after both loads and the processes' logs there;
 # BROKERS_REPORT=<dir> prints the tables again from such a directory, running nothing.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 subs="${1:-10000}" rate="${2:-5}" secs="${3:-15}" rounds="${4:-2}" conns="${5:-16}"
 pipeline="${6:-1}"
 bin="$root/build/freshet" bench="$root/build/freshet-bench" app="$root/scripts/bench/app.lua"
-kinds=(memory redis redis-cluster nats1 nats3)
+read -r -a kinds <<<"${BROKERS_KINDS:-memory redis redis-cluster nats1 nats3}"
 # The tables, from the JSON reports in directory $1 (<kind>.<round>.json and .max.json).
 report() {
     python3 - "$1" "$subs" "$rate" "$secs" "$rounds" "$conns" "$pipeline" "${kinds[@]}" <<'PY'
@@ -86,6 +87,15 @@ table(["publishes/s (201)", "errors", "ack p99 ms", "delivery p50 ms", "delivery
                  f"{j['latency_ms']['p99']:.1f}", f"{j['delivered']} / {j['expected']}",
                  f"{j['gaps']}", f"{j['duplicates']}", f"{j['out_of_order']}",
                  f"{j['dropped_notices']}", f"{cpu(j):.0f}"])
+nats = {k: [load(os.path.join(work, f"{k}.{r}.health.json")) for r in range(1, rounds + 1)]
+        for k in kinds if k.startswith("nats")}
+if any(h for hs in nats.values() for h in hs):
+    print("Node B's NATS broker after both loads (/health): live events that showed a gap, fills "
+          "read from the stream, topics lost, reconnects")
+    print()
+    table(["gaps", "fills", "lost", "reconnects"], nats,
+          lambda h: [str((h.get("broker") or {}).get(f, "")) for f in
+                     ("gaps", "fills", "lost", "reconnects")])
 print(f"{subs} subscribers on one topic, {rate} msg/s for {secs} s; all but memory: subscribers "
       f"on node B, publisher on node A")
 print()
@@ -207,6 +217,8 @@ run_one() { # kind round
     "$bench" -p "$b" --pub-port "$a" -c 100 -t 1 -r 0 --pub-conns "$conns" \
         --pipeline "$pipeline" -d "$secs" --prefix "x$round$tag" --server-pid "$both" \
         --json -q >"$work/$kind.$round.max.json" || true
+    # The broker's own counters on node B (NATS: live gaps seen, fills read from the stream).
+    curl -sf "http://127.0.0.1:$b/health" >"$work/$kind.$round.health.json" || true
     kill "$pa" 2>/dev/null || true
     wait "$pa" 2>/dev/null || true
     if [ "$pb" != "$pa" ]; then
