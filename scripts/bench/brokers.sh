@@ -16,41 +16,133 @@
 # Rounds alternate (memory, redis, redis-cluster, nats1, nats3, memory…) so all see the same
 # machine noise; the tables give each round and the medians, and the load average before and
 # after.
+# "errors" counts every error class of a run (publishes not answered 2xx, streams the server
+# closed, failed connects: freshet-bench's "errors"); "ooo" counts events that arrived after a
+# later one of the same publishing connection; "drop notices" counts the `event: dropped`
+# notices of the server's flow control (a stream over its queue budget drops events and says
+# so, and one too far behind is closed): gaps that come with them are not a broker losing
+# events.
 # Usage: scripts/bench/brokers.sh [subscribers=10000] [rate=5] [seconds=15] [rounds=2]
 #                                 [pub-conns=16] [pipeline=1]
+# BROKERS_KINDS="nats1 nats3" runs only those kinds. BROKERS_KEEP=<dir> keeps every run's JSON
+# report, node B's /health after both loads and the processes' logs there;
+# BROKERS_REPORT=<dir> prints the tables again from such a directory, running nothing.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 subs="${1:-10000}" rate="${2:-5}" secs="${3:-15}" rounds="${4:-2}" conns="${5:-16}"
 pipeline="${6:-1}"
 bin="$root/build/freshet" bench="$root/build/freshet-bench" app="$root/scripts/bench/app.lua"
-kinds=(memory redis redis-cluster nats1 nats3)
+read -r -a kinds <<<"${BROKERS_KINDS:-memory redis redis-cluster nats1 nats3}"
+# The tables, from the JSON reports in directory $1 (<kind>.<round>.json and .max.json).
+report() {
+    python3 - "$1" "$subs" "$rate" "$secs" "$rounds" "$conns" "$pipeline" "${kinds[@]}" <<'PY'
+import json, statistics, sys, os
+work, subs, rate, secs, rounds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+conns, pipeline, kinds = sys.argv[6], sys.argv[7], sys.argv[8:]
+names = {"memory": "memory", "redis": "redis", "redis-cluster": "redis cluster",
+         "nats1": "nats R1", "nats3": "nats R3"}
+medname = {"memory": "memory (one node)", "redis": "Redis", "redis-cluster": "Redis Cluster (3)",
+           "nats1": "NATS R1", "nats3": "NATS R3"}
+
+def load(path):
+    """A run's JSON report, or None when the run printed none (it failed to start)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+rows = {k: [load(os.path.join(work, f"{k}.{r}.json")) for r in range(1, rounds + 1)] for k in kinds}
+maxrows = {k: [load(os.path.join(work, f"{k}.{r}.max.json")) for r in range(1, rounds + 1)]
+           for k in kinds}
+
+def med(values):
+    values = list(values)
+    return statistics.median(values) if values else float("nan")
+
+def pubs_per_s(j):
+    return j["published"] / j["measured_s"] if j.get("measured_s") else 0.0
+
+def cpu(j):
+    return (j.get("server") or {}).get("cpu_pct", 0)
+
+def table(header, runs, cells):
+    """One markdown table: a row per broker and round, "no report" for a run that printed none."""
+    print("| broker | round | " + " | ".join(header) + " |")
+    print("|---|---|" + "---|" * len(header))
+    for kind, rs in runs.items():
+        for i, j in enumerate(rs, 1):
+            row = cells(j) if j else ["no report"] + [""] * (len(header) - 1)
+            print(f"| {names[kind]} | {i} | " + " | ".join(row) + " |")
+    print()
+
+print(f"Throughput: 100 subscribers on one topic, publishes as fast as {conns} connections x "
+      f"{pipeline} in flight allow (-r 0 --pub-conns {conns} --pipeline {pipeline}), {secs} s")
+print()
+table(["publishes/s (201)", "errors", "ack p99 ms", "delivery p50 ms", "delivery p99 ms",
+       "delivered / expected", "gaps", "dups", "ooo", "drop notices", "CPU % (both nodes)"],
+      maxrows,
+      lambda j: [f"{pubs_per_s(j):.0f}", f"{j['errors']}",
+                 f"{j['publish_ack_ms']['p99']:.1f}", f"{j['latency_ms']['p50']:.1f}",
+                 f"{j['latency_ms']['p99']:.1f}", f"{j['delivered']} / {j['expected']}",
+                 f"{j['gaps']}", f"{j['duplicates']}", f"{j['out_of_order']}",
+                 f"{j['dropped_notices']}", f"{cpu(j):.0f}"])
+nats = {k: [load(os.path.join(work, f"{k}.{r}.health.json")) for r in range(1, rounds + 1)]
+        for k in kinds if k.startswith("nats")}
+if any(h for hs in nats.values() for h in hs):
+    print("Node B's NATS broker after both loads (/health): live events that showed a gap, fills "
+          "read from the stream, topics lost, reconnects")
+    print()
+    table(["gaps", "fills", "lost", "reconnects"], nats,
+          lambda h: [str((h.get("broker") or {}).get(f, "")) for f in
+                     ("gaps", "fills", "lost", "reconnects")])
+print(f"{subs} subscribers on one topic, {rate} msg/s for {secs} s; all but memory: subscribers "
+      f"on node B, publisher on node A")
+print()
+table(["delivered / expected", "errors", "deliveries/s", "p50 ms", "p99 ms", "max ms", "gaps",
+       "dups", "ooo", "drop notices", "sub-node CPU %"], rows,
+      lambda j: [f"{j['delivered']} / {j['expected']}", f"{j['errors']}",
+                 f"{j['deliveries_per_s']:.0f}",
+                 f"{j['latency_ms']['p50']:.1f}", f"{j['latency_ms']['p99']:.1f}",
+                 f"{j['latency_ms']['max']:.1f}", f"{j['gaps']}", f"{j['duplicates']}",
+                 f"{j['out_of_order']}", f"{j['dropped_notices']}", f"{cpu(j):.0f}"])
+print("Medians over the rounds")
+print()
+print("| broker | publishes/s | delivery p99 ms at that rate | fan-out p50 ms | fan-out p99 ms | fan-out deliveries/s |")
+print("|---|---|---|---|---|---|")
+for kind in kinds:
+    mx = [j for j in maxrows[kind] if j]
+    fo = [j for j in rows[kind] if j]
+    print(f"| {medname[kind]} | {med(pubs_per_s(j) for j in mx):,.0f} | "
+          f"{med(j['latency_ms']['p99'] for j in mx):.1f} | "
+          f"{med(j['latency_ms']['p50'] for j in fo):.1f} | "
+          f"{med(j['latency_ms']['p99'] for j in fo):.1f} | "
+          f"{med(j['deliveries_per_s'] for j in fo):,.0f} |")
+PY
+}
+
+# BROKERS_REPORT=<dir>: only the tables, from reports BROKERS_KEEP kept there (same arguments).
+if [ -n "${BROKERS_REPORT:-}" ]; then report "$BROKERS_REPORT"; exit; fi
 [ -x "$bin" ] && [ -x "$bench" ] || { echo "build first: scripts/setup.sh" >&2; exit 2; }
 for tool in redis-server redis-cli nats-server; do
     command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 2; }
 done
 work="$(mktemp -d)"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    if [ -n "${BROKERS_KEEP:-}" ]; then
+        mkdir -p "$BROKERS_KEEP" && cp "$work"/*.json "$work"/*.log "$BROKERS_KEEP"/ 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # A Redis Cluster node also listens on its port + 10000 (the cluster bus): both must be free.
 free_bus_port() {
-    python3 - <<'PY'
-import random, socket
-def free(p):
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", p))
-            return True
-        except OSError:
-            return False
-while True:
-    p = random.randrange(10000, 30000)
-    if free(p) and free(p + 10000):
-        print(p)
-        break
-PY
+    python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import redis_cluster as rc; print(rc.free_port(bus=True))' \
+        "$root/scripts/bench"
 }
 wait_http() { for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1/health" >/dev/null && return 0; sleep 0.1; done; return 1; }
 
@@ -119,9 +211,14 @@ run_one() { # kind round
         curl -sf "http://127.0.0.1:$b/health" | grep -q '"status":"ok"' && break; sleep 0.1; done
     "$bench" -p "$b" --pub-port "$a" -c "$subs" -t 1 -r "$rate" -d "$secs" --prefix "r$round$tag" \
         --server-pid "$pb" --json -q >"$work/$kind.$round.json" || true
+    # Memory has one node: naming its PID twice would count its CPU twice.
+    local both="$pa,$pb"
+    [ "$pb" != "$pa" ] || both=$pa
     "$bench" -p "$b" --pub-port "$a" -c 100 -t 1 -r 0 --pub-conns "$conns" \
-        --pipeline "$pipeline" -d "$secs" --prefix "x$round$tag" --server-pid "$pa,$pb" \
+        --pipeline "$pipeline" -d "$secs" --prefix "x$round$tag" --server-pid "$both" \
         --json -q >"$work/$kind.$round.max.json" || true
+    # The broker's own counters on node B (NATS: live gaps seen, fills read from the stream).
+    curl -sf "http://127.0.0.1:$b/health" >"$work/$kind.$round.health.json" || true
     kill "$pa" 2>/dev/null || true
     wait "$pa" 2>/dev/null || true
     if [ "$pb" != "$pa" ]; then
@@ -135,79 +232,4 @@ for round in $(seq 1 "$rounds"); do
 done
 
 echo "finished $(date -u '+%Y-%m-%d %H:%M:%S') UTC; load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-
-python3 - "$work" "$subs" "$rate" "$secs" "$rounds" "$conns" "$pipeline" "${kinds[@]}" <<'PY'
-import json, statistics, sys, os
-work, subs, rate, secs, rounds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
-conns, pipeline, kinds = sys.argv[6], sys.argv[7], sys.argv[8:]
-names = {"memory": "memory", "redis": "redis", "redis-cluster": "redis cluster",
-         "nats1": "nats R1", "nats3": "nats R3"}
-medname = {"memory": "memory (one node)", "redis": "Redis", "redis-cluster": "Redis Cluster (3)",
-           "nats1": "NATS R1", "nats3": "NATS R3"}
-
-def load(path):
-    """A run's JSON report, or None when the run printed none (it failed to start)."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-rows = {k: [load(os.path.join(work, f"{k}.{r}.json")) for r in range(1, rounds + 1)] for k in kinds}
-maxrows = {k: [load(os.path.join(work, f"{k}.{r}.max.json")) for r in range(1, rounds + 1)]
-           for k in kinds}
-
-def med(values):
-    values = list(values)
-    return statistics.median(values) if values else float("nan")
-
-def pubs_per_s(j):
-    return j["published"] / j["measured_s"] if j.get("measured_s") else 0.0
-
-def cpu(j):
-    return (j.get("server") or {}).get("cpu_pct", 0)
-
-print(f"Throughput: 100 subscribers on one topic, publishes as fast as {conns} connections x "
-      f"{pipeline} in flight allow (-r 0 --pub-conns {conns} --pipeline {pipeline}), {secs} s")
-print()
-print("| broker | round | publishes/s (201) | errors | ack p99 ms | delivery p50 ms | delivery p99 ms | delivered / expected | gaps | dups | CPU % (both nodes) |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
-for kind, rs in maxrows.items():
-    for i, j in enumerate(rs, 1):
-        if j is None:
-            print(f"| {names[kind]} | {i} | no report | | | | | | | | |")
-            continue
-        lat, ack = j["latency_ms"], j["publish_ack_ms"]
-        print(f"| {names[kind]} | {i} | {pubs_per_s(j):.0f} | {j['publish_errors']} | "
-              f"{ack['p99']:.1f} | {lat['p50']:.1f} | {lat['p99']:.1f} | "
-              f"{j['delivered']} / {j['expected']} | {j['gaps']} | {j['duplicates']} | "
-              f"{cpu(j):.0f} |")
-print()
-print(f"{subs} subscribers on one topic, {rate} msg/s for {secs} s; all but memory: subscribers "
-      f"on node B, publisher on node A")
-print()
-print("| broker | round | delivered / expected | deliveries/s | p50 ms | p99 ms | max ms | gaps | dups | sub-node CPU % |")
-print("|---|---|---|---|---|---|---|---|---|---|")
-for kind, rs in rows.items():
-    for i, j in enumerate(rs, 1):
-        if j is None:
-            print(f"| {names[kind]} | {i} | no report | | | | | | | |")
-            continue
-        lat = j["latency_ms"]
-        print(f"| {names[kind]} | {i} | {j['delivered']} / {j['expected']} | "
-              f"{j['deliveries_per_s']:.0f} | {lat['p50']:.1f} | {lat['p99']:.1f} | "
-              f"{lat['max']:.1f} | {j['gaps']} | {j['duplicates']} | {cpu(j):.0f} |")
-print()
-print("Medians over the rounds")
-print()
-print("| broker | publishes/s | delivery p99 ms at that rate | fan-out p50 ms | fan-out p99 ms | fan-out deliveries/s |")
-print("|---|---|---|---|---|---|")
-for kind in kinds:
-    mx = [j for j in maxrows[kind] if j]
-    fo = [j for j in rows[kind] if j]
-    print(f"| {medname[kind]} | {med(pubs_per_s(j) for j in mx):,.0f} | "
-          f"{med(j['latency_ms']['p99'] for j in mx):.1f} | "
-          f"{med(j['latency_ms']['p50'] for j in fo):.1f} | "
-          f"{med(j['latency_ms']['p99'] for j in fo):.1f} | "
-          f"{med(j['deliveries_per_s'] for j in fo):,.0f} |")
-PY
+report "$work"
