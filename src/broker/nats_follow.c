@@ -9,7 +9,8 @@
  * delivered: when one names a previous event this node never delivered, the gap is read from
  * the stream (a fill) and the live events wait behind it. A fill also runs after every
  * reconnect, and once shortly after a topic is first followed (the cluster may route its
- * subject here a little after the subscription). When the stream no longer holds the events
+ * subject here a little after the subscription) unless a live event arrived first. When the
+ * stream no longer holds the events
  * of a gap, the hub is told the topic was lost (fr_hub_lose): its streams come back through
  * Last-Event-ID and get 416 or reset. */
 #include "broker/nats_private.h"
@@ -119,6 +120,11 @@ static int deliver_live(fr_nats_t *n, nfollow_t *f, natsMsg *m) {
     fr_event_t *ev = fr_nats_event_from(m, f->topic, n->created_ms, seq);
     natsMsg_Destroy(m);
     f->last = seq;
+    /* A live event in an unbroken chain shows the subject reaches this node: the recheck is not
+     * needed. Skipping it matters under load, since a fill holds every live event of the topic
+     * until it answers, and the held ones then reach the streams in one burst that can exceed
+     * their queues (limits: the tier's queue) and cut streams that were keeping up. */
+    f->recheck_at = 0;
     if (!ev) {
         fr_warn("nats: dropping an event of '%s' that freshet cannot deliver", f->topic);
         return 0;

@@ -344,11 +344,41 @@ def fresh_joins_while_publishing(nats):
             b.stop()
 
 
+def live_from_the_start(nats):
+    with ft.subtest("a topic whose live events flow from its first stream on is not read back "
+                    "from JetStream (no recheck fill holding its live events), and every event "
+                    "arrives in order"):
+        a = ft.Server(nats_app(nats.url)).start()
+        b = ft.Server(nats_app(nats.url)).start()
+        try:
+            for n in (a, b):
+                ft.wait_health(n, "ok", timeout=20)
+            fills0 = b.health().get("broker", {}).get("fills")
+            ft.check(fills0 is not None, "node B's /health reports its fills", b.health())
+            s = ft.SSEStream(b.port, "/sub/flowing")
+            s.wait_retry()
+            reader = ft.StreamReader(s)
+            ids = []
+            # Past the recheck's second after the first follow, one event every 50 ms.
+            for k in range(50):
+                ids.append(ft.publish(a.port, "/pub/flowing", f"f{k}"))
+                time.sleep(0.05)
+            time.sleep(0.5)
+            ft.check_eq([e.id for e in reader.events()], ids, "the events, in order")
+            reader.stop()
+            fills = b.health().get("broker", {}).get("fills")
+            ft.check_eq(fills, fills0, "fills on node B while live events flowed")
+        finally:
+            a.stop()
+            b.stop()
+
+
 def run():
     unreachable_at_start()
     outage_and_refill()
     nats = ft.NatsServer().start()
     fresh_joins_while_publishing(nats)
+    live_from_the_start(nats)
     presence_across_nodes(nats)
     external_producer(nats)
     nats.stop()
