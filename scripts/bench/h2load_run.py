@@ -6,7 +6,7 @@ given. h2load reads the streams and gives the windows back; it does not parse ev
 is counted is the server's: its /metrics (streams open, events written) and its /proc entry
 (memory, CPU time).
 
-  idle     the server's memory growth (PSS and RSS) from before connecting to 2 s after the
+  idle     the server's memory growth (PSS and RSS) from before connecting to 5 s after the
            last stream opened, per stream
   fanout   R events/s for D seconds on the streams' topic (one keep-alive publisher): events the
            server wrote per second of its CPU, and how many it did not write
@@ -124,7 +124,7 @@ def main():
             time.sleep(0.2)
         out["connected"] = open_
         out["connect_s"] = round(time.monotonic() - t0, 2)
-        time.sleep(2)
+        time.sleep(5)  # the worker trims the heap within ~2 s of a burst of handshakes
         pss1, rss1 = proc_mem_kb(a.pid)
         if open_:
             out["pss_kb_per_stream"] = (pss1 - pss0) / open_ if pss0 and pss1 else None

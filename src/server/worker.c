@@ -3,6 +3,7 @@
 #include "server/worker.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -198,8 +199,30 @@ static void on_heartbeat_tick(uv_timer_t *h) {
         __atomic_store_n(fd_warned_flag(w), 0, __ATOMIC_RELAXED);
 }
 
+/* A TLS handshake holds some tens of KB while it runs (OpenSSL's record and handshake buffers)
+ * and frees them when it ends. After a burst of thousands at once (every client of a node
+ * reconnecting) the heap keeps that memory: glibc returns freed memory inside the heap to the
+ * system only when asked. Once a burst is over, the worker asks; an idle TLS stream then costs
+ * what it holds, not what its handshake once needed. */
+#define TRIM_AFTER_HANDSHAKES 1000 /* handshakes since the last trim */
+#define TRIM_QUIET 100             /* handshakes in the last second below which a burst is over */
+
+static void trim_after_handshakes(fr_worker_t *w) {
+    unsigned long done = w->metrics.tls_handshakes;
+    unsigned long last_second = done - w->handshakes_seen;
+    w->handshakes_seen = done;
+    if (done - w->handshakes_trimmed < TRIM_AFTER_HANDSHAKES || last_second >= TRIM_QUIET)
+        return;
+    w->handshakes_trimmed = done;
+    uint64_t t0 = fr_mono_us();
+    malloc_trim(0);
+    fr_debug("heap trimmed after %lu TLS handshakes in %llu us", done,
+             (unsigned long long)(fr_mono_us() - t0));
+}
+
 static void on_sweep(uv_timer_t *h) {
     fr_worker_t *w = h->data;
+    trim_after_handshakes(w);
     w->broker->ops->sweep(w->broker);
     /* Shared buckets need one sweeper; the first worker's timer does it. */
     if (w->slot == 0)

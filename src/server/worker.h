@@ -97,6 +97,8 @@ typedef struct fr_worker_s {
     int exit_code;
 
     unsigned long reloads, reload_failures;
+    unsigned long handshakes_seen;    /* metrics.tls_handshakes at the last sweep */
+    unsigned long handshakes_trimmed; /* metrics.tls_handshakes when the heap was last trimmed */
     fr_metrics_t metrics;
     pthread_mutex_t census_mu; /* guards census */
     fr_counts_t deprecated;    /* requests per deprecated route (pattern) */
