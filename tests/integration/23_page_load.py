@@ -6,9 +6,12 @@ memory broker and on Redis:
 - events published between the render and the subscribe arrive, once;
 - a client that drops before its first event resumes with the first frame's id and gets
   exactly what was published meanwhile (no loss, no duplicate), on one topic and on several;
-- a long-poll's empty answer (204) says where to resume, and resuming from it loses nothing."""
+- a long-poll's empty answer (204) says where to resume, and resuming from it loses nothing;
+- freshet.position with a bad topic (not a string, a NUL in it, an empty one) is the script's
+  error: 500, a log line with the script's file:line and what was wrong, the worker serving on."""
 
 import os
+import time
 
 import frtest as ft
 
@@ -19,6 +22,16 @@ STATE = """
       local pos, err = freshet.position(req.params.topic)
       if not pos then return 503, { error = err } end
       return 200, { position = pos }
+    end
+    return route
+"""
+
+BAD_POSITION = """
+    local freshet = require "freshet"
+    local route = {}
+    local bad = { number = 42, nul = "a\\0b", empty = "" }
+    function route.handle(req, body, who)
+      return 200, { position = freshet.position(bad[req.params.kind]) }
     end
     return route
 """
@@ -86,11 +99,31 @@ def cases(srv, tag):
         ft.check_eq(r.header("last-event-id"), eid, "the 200's Last-Event-ID")
 
 
+def bad_arguments(srv):
+    with ft.subtest("freshet.position with a bad topic: 500, the error logged with file:line"):
+        for kind, why in (("number", "bad argument #1 'topic' (string expected, got number)"),
+                          ("nul", "bad argument #1 'topic' (a topic holds no NUL)"),
+                          ("empty", "bad argument #1 'topic' (")):
+            r = srv.get(f"/badpos/{kind}", timeout=5)
+            ft.check_eq(r.status, 500, f"{kind}: status")
+            deadline = time.monotonic() + 5
+            while f"freshet.position: {why}" not in srv.log_tail() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            ft.check(f"freshet.position: {why}" in srv.log_tail(),
+                     f"{kind}: a log line with freshet.position: {why}", srv.log_tail())
+            ft.check("badpos.lua:" in srv.log_tail(), f"{kind}: the log names badpos.lua:<line>",
+                     srv.log_tail())
+        ft.check_eq(srv.get("/health", timeout=5).status, 200, "the worker still serves")
+
+
 def run():
-    app = ft.pubsub_app(settings=SETTINGS, routes='app:http("GET", "/state/:topic", "routes/state.lua")\n',
-                        files={"routes/state.lua": STATE})
+    app = ft.pubsub_app(settings=SETTINGS,
+                        routes='app:http("GET", "/state/:topic", "routes/state.lua")\n'
+                               'app:http("GET", "/badpos/:kind", "routes/badpos.lua")\n',
+                        files={"routes/state.lua": STATE, "routes/badpos.lua": BAD_POSITION})
     with ft.Server(app) as srv:
         cases(srv, "memory")
+        bad_arguments(srv)
     redis = ft.RedisServer().start()
     try:
         srv = ft.redis_node(redis, app)

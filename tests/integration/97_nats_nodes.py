@@ -13,6 +13,7 @@
 - an external producer's JetStream publish with the Fr-* headers (docs/NATS.md) is delivered and
   replayed like a freshet publish, with the id <stream ms>-<PubAck seq>."""
 
+import contextlib
 import json
 import select
 import socket
@@ -96,6 +97,20 @@ class CutProxy:
         for p in list(self.pairs):
             self._drop(p)
         self.lsock.close()
+
+
+@contextlib.contextmanager
+def two_nodes(nats):
+    """Two nodes on one nats-server, both healthy; stopped at the end."""
+    a = ft.Server(nats_app(nats.url)).start()
+    b = ft.Server(nats_app(nats.url)).start()
+    try:
+        for n in (a, b):
+            ft.wait_health(n, "ok", timeout=20)
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
 
 
 def broker_status(srv):
@@ -288,11 +303,7 @@ def external_producer(nats):
 def fresh_joins_while_publishing(nats):
     with ft.subtest("20 streams opened at once on a topic the node does not follow yet, while "
                     "another node publishes: each gets every event after its opening position"):
-        a = ft.Server(nats_app(nats.url)).start()
-        b = ft.Server(nats_app(nats.url)).start()
-        try:
-            for n in (a, b):
-                ft.wait_health(n, "ok", timeout=20)
+        with two_nodes(nats) as (a, b):
             stop, ids = threading.Event(), []
 
             def publisher():
@@ -339,20 +350,13 @@ def fresh_joins_while_publishing(nats):
                 ft.check_eq(got, want, f"stream {k}: the events after its position, in order")
             for r in readers:
                 r.stop()
-        finally:
-            a.stop()
-            b.stop()
 
 
 def live_from_the_start(nats):
     with ft.subtest("a topic whose live events flow from its first stream on is not read back "
                     "from JetStream (no recheck fill holding its live events), and every event "
                     "arrives in order"):
-        a = ft.Server(nats_app(nats.url)).start()
-        b = ft.Server(nats_app(nats.url)).start()
-        try:
-            for n in (a, b):
-                ft.wait_health(n, "ok", timeout=20)
+        with two_nodes(nats) as (a, b):
             fills0 = b.health().get("broker", {}).get("fills")
             ft.check(fills0 is not None, "node B's /health reports its fills", b.health())
             s = ft.SSEStream(b.port, "/sub/flowing")
@@ -368,9 +372,6 @@ def live_from_the_start(nats):
             reader.stop()
             fills = b.health().get("broker", {}).get("fills")
             ft.check_eq(fills, fills0, "fills on node B while live events flowed")
-        finally:
-            a.stop()
-            b.stop()
 
 
 def run():
