@@ -1805,7 +1805,55 @@ class RedisConn:
         return [self._reply() for _ in commands]
 
 
-class RedisServer:
+class _ServerProcess:
+    """What the test servers of other programs (redis-server, redis-sentinel, nats-server)
+    share: the process started by a subclass's start() (self.proc, its log at self.log_path),
+    killed by its PID, listed in _live_redis while it may run (the failure report names it)."""
+
+    proc = None
+    log_path = None
+    _out = None  # the process's stdout file, when a subclass keeps one
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def _drop_conn(self):
+        """A subclass's kept client connection goes (none here)."""
+
+    def kill(self):
+        self._drop_conn()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        self._forget()
+
+    def _forget(self):
+        if self in _live_redis:
+            _live_redis.remove(self)
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+    def log_tail(self, n=30):
+        try:
+            with open(self.log_path, "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except (OSError, TypeError):
+            return "(no log)"
+        return "\n".join(lines[-n:]) if lines else "(empty)"
+
+
+class RedisServer(_ServerProcess):
     """A redis-server on a free port of 127.0.0.1 with its data in a temp dir, without RDB
     snapshots (and without the append-only file unless appendonly=True). Fails loudly when
     redis-server is missing or does not start: the Redis tests never skip. stop() and kill()
@@ -1822,13 +1870,6 @@ class RedisServer:
         self._out = None
         self.starts = 0
         self._conn = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
 
     @property
     def url(self):
@@ -1890,9 +1931,6 @@ class RedisServer:
             time.sleep(0.05)
         return False
 
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
     def stop(self, sig=signal.SIGTERM, timeout=10):
         """Signals the process (SIGTERM: a clean shutdown) and waits for it to exit."""
         self._drop_conn()
@@ -1911,23 +1949,6 @@ class RedisServer:
         self._forget()
         return self.proc.returncode
 
-    def kill(self):
-        self._drop_conn()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        self._forget()
-
-    def _forget(self):
-        if self in _live_redis:
-            _live_redis.remove(self)
-        if self._out is not None:
-            self._out.close()
-            self._out = None
-
     def _drop_conn(self):
         if self._conn is not None:
             self._conn.close()
@@ -1936,14 +1957,6 @@ class RedisServer:
     def describe(self):
         pid = self.proc.pid if self.proc else "-"
         return f"redis-server pid {pid}, port {self.port}"
-
-    def log_tail(self, n=30):
-        try:
-            with open(self.log_path, "rb") as f:
-                lines = f.read().decode("utf-8", "replace").splitlines()
-        except (OSError, TypeError):
-            return "(no log)"
-        return "\n".join(lines[-n:]) if lines else "(empty)"
 
     # -- talking to it
 
@@ -2575,7 +2588,7 @@ def poll_path(path, last_id=None):
 NATS_SERVER_BIN = os.environ.get("FRESHET_NATS_SERVER") or shutil.which("nats-server")
 
 
-class NatsServer:
+class NatsServer(_ServerProcess):
     """A nats-server with JetStream on a free port of 127.0.0.1, its store in a temp dir, and
     its monitoring port (for /healthz and /jsz). With `routes` (the cluster ports of its peers)
     and `cluster_port` it is one node of a cluster named `cluster`. Fails loudly when
@@ -2594,13 +2607,6 @@ class NatsServer:
         self.proc = None
         self.log_path = None
         self.starts = 0
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
 
     @property
     def url(self):
@@ -2661,9 +2667,6 @@ class NatsServer:
             time.sleep(0.1)
         return False
 
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
     def stop(self, sig=signal.SIGTERM, timeout=15):
         if self.proc is None:
             return None
@@ -2677,30 +2680,9 @@ class NatsServer:
         self._forget()
         return self.proc.returncode
 
-    def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        self._forget()
-
-    def _forget(self):
-        if self in _live_redis:
-            _live_redis.remove(self)
-
     def describe(self):
         pid = self.proc.pid if self.proc else "-"
         return f"nats-server {self.name} pid {pid}, port {self.port}"
-
-    def log_tail(self, n=30):
-        try:
-            with open(self.log_path, "rb") as f:
-                lines = f.read().decode("utf-8", "replace").splitlines()
-        except (OSError, TypeError):
-            return "(no log)"
-        return "\n".join(lines[-n:]) if lines else "(empty)"
 
     def stream_info(self, stream="freshet"):
         """The stream's details from /jsz (config, state, cluster leader), or None."""
