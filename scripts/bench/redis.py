@@ -68,6 +68,17 @@ LAT_SUBS, LAT_TOPICS, LAT_RATE = 100, 10, 1000
 HZ = os.sysconf("SC_CLK_TCK")
 
 
+def stop_process(proc, timeout):
+    """SIGTERM to a process this script started, SIGKILL if it has not exited in time."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def die(msg):
     print(f"redis.py: {msg}", file=sys.stderr)
     sys.exit(2)
@@ -181,13 +192,7 @@ class Redis:
         return 0
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10)
 
 
 class Server:
@@ -229,13 +234,7 @@ class Server:
         return sum(proc_cpu(p) for p in self.pids())
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 15)
         self.log.close()
 
 
