@@ -298,10 +298,27 @@ void fr_conn_write(fr_conn_t *c, char *buf, size_t len) {
         }
         buf = fr_buf_take(&c->http->tls_out, &len);
     }
+    /* Most answers fit the socket at once: written here, they cost no write request, and
+     * libuv does not re-arm the socket's poll for the finished request (an epoll_ctl per
+     * answer). A connection's last answer keeps the request, whose callback closes it once
+     * the bytes are out; try_write takes nothing while earlier writes are queued, so the
+     * order holds. */
+    size_t sent = 0;
+    if (!c->close_after_write) {
+        uv_buf_t now = uv_buf_init(buf, (unsigned)len);
+        ssize_t n = uv_try_write((uv_stream_t *)&c->tcp, &now, 1);
+        /* A failed socket: the request below meets the error too, and its callback
+         * closes the connection as for any failed write. */
+        sent = n > 0 ? (size_t)n : 0;
+        if (sent == len) {
+            free(buf);
+            return;
+        }
+    }
     write_req_t *wr = fr_calloc(1, sizeof *wr);
     wr->conn = c;
     wr->buf = buf;
-    uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+    uv_buf_t b = uv_buf_init(buf + sent, (unsigned)(len - sent));
     c->pending_writes++;
     if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, on_write_done) != 0) {
         c->pending_writes--;
