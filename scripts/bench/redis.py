@@ -32,10 +32,12 @@ Usage: scripts/bench/redis.py [--rounds N] [--duration S] [--latency-duration S]
                           change) in the same rounds: its one-node runs follow this build's, and
                           the section gets a before/after table
 
-The flat-out runs publish over 16 or 64 keep-alive connections with one request in flight on
-each (`--pub-conns N --pipeline 1`): HTTP/1.1 answers come in request order, so requests
+The flat-out runs publish over 16, 64 or 128 keep-alive connections with one request in flight
+on each (`--pub-conns N --pipeline 1`): HTTP/1.1 answers come in request order, so requests
 pipelined on one connection behind a publish that waits on Redis are only read once it is
-answered, and one connection would carry one publish at a time.
+answered, and one connection would carry one publish at a time. 128 in flight is what the
+XADD baseline (redis-benchmark -c 8 -P 16) keeps; with fewer, the Redis broker's rate is bound by
+in flight / round trip, and a node's calls to Redis carry fewer events each.
 
 Everything listens on 127.0.0.1; only the processes this script starts are stopped, by PID.
 """
@@ -65,6 +67,9 @@ BEGIN, END = "<!-- redis:begin -->", "<!-- redis:end -->"
 PAYLOAD = 128            # bytes per publish, freshet-bench's default
 XADD_N = 300000          # XADDs per redis-benchmark run
 LAT_SUBS, LAT_TOPICS, LAT_RATE = 100, 10, 1000
+# Publishing connections of the flat-out runs, one publish in flight on each. The baseline,
+# redis-benchmark -c 8 -P 16, keeps 128 XADDs in flight: the last level is its own.
+CONNS = (16, 64, 128)
 HZ = os.sysconf("SC_CLK_TCK")
 
 
@@ -458,6 +463,7 @@ def base_table(R, opts):
          "| | this build | the build before |", "|---|---|---|"]
     for key, what in (("redis-flat16", "Redis µs per publish, one node, 16 connections, one subscriber"),
                       ("redis-flat64", "the same, 64 connections"),
+                      ("redis-flat128", "the same, 128 connections"),
                       ("redis-pub16", "the same, 16 connections, no subscriber")):
         L.append(f"| {what} | {cell(R['freshet-' + key], 'redis_us', 2)} | "
                  f"{cell(R['base-' + key], 'redis_us', 2)} |")
@@ -469,7 +475,7 @@ def base_table(R, opts):
     for what, key, redis_over, digits in (("publishes/s Redis / memory", "per_s", True, 0),
                                           ("node CPU µs per publish, memory / Redis", "node_us",
                                            False, 2)):
-        for pl in (16, 64):
+        for pl in CONNS:
             cells = []
             for pre in ("freshet", "base"):
                 red = med(R[f"{pre}-redis-flat{pl}"], key)
@@ -488,9 +494,6 @@ def section(res, opts, started, took, loads):
     ratio = lambda a, b: a / b if a is not None and b else None
     ratio_a = ratio(fr_us, xadd8)
     rate = lambda key: med(R[key], "per_s")
-    ratio_b16 = ratio(rate("freshet-redis-flat16"), rate("freshet-memory-flat16"))
-    ratio_b64 = ratio(rate("freshet-redis-flat64"), rate("freshet-memory-flat64"))
-    cpu_b = ratio(med(R["freshet-memory-flat16"], "node_us"), med(R["freshet-redis-flat16"], "node_us"))
     p99 = med(R["freshet-redis-1000"], "p99")
     runs = {k: v for k, v in R.items() if isinstance(v, list)}
     others = [r["others"] for rows in runs.values() for r in rows]
@@ -524,18 +527,25 @@ def section(res, opts, started, took, loads):
     L.append("")
     L.append("| target | result |")
     L.append("|---|---|")
+    levels = [pl for pl in CONNS if f"freshet-redis-flat{pl}" in R]
+    a_cells, b_cells = [], []
+    for pl in levels:
+        us = med(R[f"freshet-redis-flat{pl}"], "redis_us")
+        ra = ratio(us, xadd8)
+        a_cells.append(f"{pl} in flight: {met(ra is not None and ra <= 3)}, {fmt(us, 2)} µs "
+                       f"({fmt(ra, 2)}×)")
+        red, mem = rate(f"freshet-redis-flat{pl}"), rate(f"freshet-memory-flat{pl}")
+        rb = ratio(red, mem)
+        cpu = ratio(med(R[f"freshet-memory-flat{pl}"], "node_us"),
+                    med(R[f"freshet-redis-flat{pl}"], "node_us"))
+        b_cells.append(f"{pl} in flight: {met(rb is not None and rb >= 0.7)}, {fmt(red)} vs "
+                       f"{fmt(mem)} ({fmt(rb, 2)}×; node CPU per publish, memory / Redis: "
+                       f"{fmt(cpu, 2)})")
     L.append(f"| (a) Redis CPU per publish through freshet at most 3× a pipelined "
-             f"`XADD … MAXLEN ~ 1000` (8 connections × 16) | "
-             f"{met(ratio_a is not None and ratio_a <= 3)}: {fmt(fr_us, 2)} vs {fmt(xadd8, 2)} µs "
-             f"({fmt(ratio_a, 2)}×); against one connection × 16, the shape of one node's "
-             f"traffic: {fmt(xadd1, 2)} µs ({fmt(ratio(fr_us, xadd1), 2)}×) |")
-    L.append(f"| (b) publishes/s through one node on Redis at least 0.7× the memory broker | "
-             f"16 connections: {met(ratio_b16 is not None and ratio_b16 >= 0.7)}, "
-             f"{fmt(rate('freshet-redis-flat16'))} vs {fmt(rate('freshet-memory-flat16'))} "
-             f"({fmt(ratio_b16, 2)}×); 64 connections: "
-             f"{met(ratio_b64 is not None and ratio_b64 >= 0.7)}, "
-             f"{fmt(rate('freshet-redis-flat64'))} vs {fmt(rate('freshet-memory-flat64'))} "
-             f"({fmt(ratio_b64, 2)}×); node CPU per publish, memory / Redis: {fmt(cpu_b, 2)} |")
+             f"`XADD … MAXLEN ~ 1000` ({fmt(xadd8, 2)} µs with 8 connections × 16, 128 in "
+             f"flight; {fmt(xadd1, 2)} µs with 1 × 16) | " + "; ".join(a_cells) + " |")
+    L.append("| (b) publishes/s through one node on Redis at least 0.7× the memory broker | " +
+             "; ".join(b_cells) + " |")
     L.append(f"| (c) p99 publish-to-delivery across two nodes at 1,000 publishes/s under 5 ms | "
              f"{met(p99 is not None and p99 < 5)}: p99 {fmt(p99, 2)} ms |")
     if opts.base:
@@ -569,7 +579,7 @@ def section(res, opts, started, took, loads):
                  f"{cell(R['freshet-redis-pub16'], 'redis_us', 2)} | "
                  f"{cell(R['freshet-redis-pub16'], 'per_s', 0)} | {cell(R['freshet-redis-pub16'], 'wakeups', 2)} | {cell(R['freshet-redis-pub16'], 'per_call', 1)} |")
     for kind, name in (("freshet", "freshet"), ("nchan", "nginx+nchan, Redis storage")):
-        for pl in (16, 64):
+        for pl in CONNS:
             key = f"{kind}-redis-flat{pl}"
             if key in R:
                 L.append(f"| {name}, one node, flat out, {pl} connections, one subscriber | "
@@ -580,20 +590,20 @@ def section(res, opts, started, took, loads):
                      f"{LAT_TOPICS} topics) | {cell(R[key], 'redis_us', 2)} | 1,000 | — | — |")
     L.append("")
     L.append(f"**(b) Publishes per second through one node**: `freshet-bench -c 1 -r 0 --pub-conns "
-             f"16|64 --pipeline 1 -d {d}`, one subscriber on the same node; node CPU is the "
-             "server's user + system time per publish")
+             f"{'|'.join(str(pl) for pl in CONNS)} --pipeline 1 -d {d}`, one subscriber on the "
+             "same node; node CPU is the server's user + system time per publish")
     L.append("")
-    L.append("| server | 16 connections: publishes/s | node CPU µs per publish | 64 connections: "
-             "publishes/s | node CPU µs per publish |")
-    L.append("|---|---|---|---|---|")
+    L.append("| server | " + " | ".join(f"{pl} connections: publishes/s | node CPU µs per publish"
+                                         for pl in CONNS) + " |")
+    L.append("|---" * (1 + 2 * len(CONNS)) + "|")
     for key, name in (("freshet-memory", "freshet, memory broker"),
                       ("freshet-redis", "freshet, Redis broker"),
                       ("nchan-memory", "nginx+nchan, memory"),
                       ("nchan-redis", "nginx+nchan, Redis storage")):
-        if f"{key}-flat16" in R:
-            a, b = R[f"{key}-flat16"], R[f"{key}-flat64"]
-            L.append(f"| {name} | {cell(a, 'per_s', 0)} | {cell(a, 'node_us', 2)} | "
-                     f"{cell(b, 'per_s', 0)} | {cell(b, 'node_us', 2)} |")
+        if all(f"{key}-flat{pl}" in R for pl in CONNS):
+            rows = [R[f"{key}-flat{pl}"] for pl in CONNS]
+            L.append(f"| {name} | " + " | ".join(f"{cell(r, 'per_s', 0)} | {cell(r, 'node_us', 2)}"
+                                                 for r in rows) + " |")
     miss = [(k, r["missing"]) for k, rows in runs.items() if "flat" in k for r in rows
             if r.get("missing")]
     if miss:
@@ -668,7 +678,7 @@ def main():
     if opts.base:
         plan.append(("base-redis-pub16", lambda tag: flat(work, tag, "freshet", True, opts.duration,
                                                            16, subscribers=0, binary=opts.base)))
-    for pipeline in (16, 64):
+    for pipeline in CONNS:
         for kind, store, with_redis in servers:
             plan.append((f"{kind}-{store}-flat{pipeline}",
                          lambda tag, k=kind, w=with_redis, p=pipeline:
