@@ -10,9 +10,8 @@
  * the stream (a fill) and the live events wait behind it. A fill also runs after every
  * reconnect, and once shortly after a topic is first followed (the cluster may route its
  * subject here a little after the subscription) unless a live event arrived first. When the
- * stream no longer holds the events
- * of a gap, the hub is told the topic was lost (fr_hub_lose): its streams come back through
- * Last-Event-ID and get 416 or reset. */
+ * stream no longer holds the events of a gap, the hub is told the topic was lost
+ * (fr_hub_lose): its streams come back through Last-Event-ID and get 416 or reset. */
 #include "broker/nats_private.h"
 
 #include <stdio.h>

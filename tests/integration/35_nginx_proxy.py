@@ -202,12 +202,7 @@ class Nginx:
             ft.fail("nginx did not exit within 10 s of SIGTERM; killed it", self.log_tail())
 
     def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
+        ft.kill_process(self.proc)
 
 
 # ---- a minimal HTTP/2 client (cleartext, prior knowledge) -----------------------------------

@@ -432,6 +432,16 @@ def _die_with_parent():
         pass
 
 
+def kill_process(proc, timeout=10):
+    """SIGKILL to a process this test started, if it still runs, and a bounded wait for it."""
+    if proc is not None and proc.poll() is None:
+        proc.kill()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+
 def run_cli(args, timeout=15, env=None):
     """Runs the binary to completion (for --check, --version...): CompletedProcess, text."""
     try:
@@ -575,12 +585,7 @@ class Server:
 
     def kill(self):
         """Last resort for a server a failed test left behind."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
+        kill_process(self.proc)
         self._forget()
 
     @property
@@ -1829,12 +1834,7 @@ class _ServerProcess:
 
     def kill(self):
         self._drop_conn()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
+        kill_process(self.proc)
         self._forget()
 
     def _forget(self):
