@@ -25,8 +25,12 @@ static void set_error(fr_pub_t *p, const char *fmt, const char *arg) {
         snprintf(p->first_error, sizeof p->first_error, fmt, arg);
 }
 
-/* Wakes the loop at realtime `at` (ns); 0 disarms. */
+/* Wakes the loop at realtime `at` (ns); 0 disarms. Flat out, every pump with the pipelines full
+ * asks for the same end time again: that costs no system call. */
 static void arm(fr_pub_t *p, uint64_t at) {
+    if (at == p->_armed)
+        return;
+    p->_armed = at;
     struct itimerspec its;
     memset(&its, 0, sizeof its);
     its.it_value.tv_sec = (time_t)(at / 1000000000u);
@@ -73,16 +77,34 @@ static void fail(fr_pub_conn_t *c, const char *why) {
     finish_sending(p);
 }
 
+/* 1 when the connection's next slot can take a request. */
+static int conn_free(const fr_pub_t *p, const fr_pub_conn_t *c) {
+    const fr_pub_slot_t *s = &c->slots[c->sent % p->_nslots];
+    return !c->failed && !s->writing && !s->waiting;
+}
+
+/* Queues the connection behind the others that can take a request, if it can: finding the next
+ * one is then one step, not a scan of every connection per publish. */
+static void ready(fr_pub_conn_t *c) {
+    fr_pub_t *p = c->pub;
+    if (c->queued || !conn_free(p, c))
+        return;
+    c->queued = 1;
+    p->_ready[(p->_ready_head + p->_ready_len++) % p->_nconns] = c->index;
+}
+
 static void on_write(uv_write_t *req, int status) {
     fr_pub_slot_t *s = FR_CONTAINER_OF(req, fr_pub_slot_t, req);
     fr_pub_conn_t *c = req->data;
     s->writing = 0;
     if (status == UV_ECANCELED)
         return;
-    if (status < 0)
+    if (status < 0) {
         fail(c, uv_strerror(status));
-    else
-        pump(c->pub);
+        return;
+    }
+    ready(c);
+    pump(c->pub);
 }
 
 static void send_event(fr_pub_t *p, fr_pub_conn_t *c, fr_pub_slot_t *s, uint64_t due) {
@@ -131,12 +153,26 @@ static void send_event(fr_pub_t *p, fr_pub_conn_t *c, fr_pub_slot_t *s, uint64_t
         }
         b = uv_buf_init(s->cbuf, (unsigned)n);
     }
-    s->writing = 1;
     s->waiting = 1;
     s->sent = fr_now_mono();
-    s->req.data = c;
     p->next++;
     c->sent++;
+    /* What the socket takes at once needs no write request: libuv re-arms the socket's poll
+     * each time one completes, a system call per publish that would be the client's, not the
+     * server's. The rest, if any, is queued (libuv refuses try_write while writes wait). */
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n == (int)b.len)
+        return;
+    if (n < 0 && n != UV_EAGAIN) {
+        fail(c, uv_strerror(n));
+        return;
+    }
+    if (n > 0) {
+        b.base += n;
+        b.len -= (unsigned)n;
+    }
+    s->writing = 1;
+    s->req.data = c;
     int rc = uv_write(&s->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
     if (rc < 0) {
         s->writing = 0;
@@ -144,17 +180,16 @@ static void send_event(fr_pub_t *p, fr_pub_conn_t *c, fr_pub_slot_t *s, uint64_t
     }
 }
 
-/* The next connection in turn whose next slot is free (its write done, its answer in), or
- * NULL when every pipeline is full. */
+/* The connection that has waited longest with its next slot free (its write done, its answer
+ * in), or NULL when every pipeline is full. */
 static fr_pub_conn_t *next_conn(fr_pub_t *p) {
-    for (uint32_t i = 0; i < p->_nconns; i++) {
-        uint32_t k = (p->_rr + i) % p->_nconns;
-        fr_pub_conn_t *c = &p->_conns[k];
-        const fr_pub_slot_t *s = &c->slots[c->sent % p->_nslots];
-        if (!c->failed && !s->writing && !s->waiting) {
-            p->_rr = (k + 1) % p->_nconns;
+    while (p->_ready_len) {
+        fr_pub_conn_t *c = &p->_conns[p->_ready[p->_ready_head]];
+        p->_ready_head = (p->_ready_head + 1) % p->_nconns;
+        p->_ready_len--;
+        c->queued = 0;
+        if (conn_free(p, c))
             return c;
-        }
     }
     return NULL;
 }
@@ -196,12 +231,14 @@ static void pump(fr_pub_t *p) {
         send_event(p, c, &c->slots[c->sent % p->_nslots], due);
         if (p->_failed)
             return;
+        ready(c); /* its pipeline's next slot, after the other connections' turns */
     }
 }
 
 static void on_tick(uv_poll_t *h, int status, int events) {
     fr_pub_t *p = h->data;
     uint64_t expirations;
+    p->_armed = 0; /* a timerfd armed once is disarmed when it expires */
     if (read(p->_timerfd, &expirations, sizeof expirations) < 0) {
         /* EAGAIN: already consumed; the pump below is harmless either way */
     }
@@ -219,6 +256,7 @@ static void answered(fr_pub_conn_t *c) {
     }
     s->waiting = 0;
     c->answered++;
+    ready(c);
     p->answered++;
     fr_hist_record(&p->ack, fr_now_mono() - s->sent);
     if (c->rstatus >= 200 && c->rstatus < 300) {
@@ -312,6 +350,7 @@ static void tls_flush(fr_pub_conn_t *c) {
 static void up(fr_pub_conn_t *c) {
     fr_pub_t *p = c->pub;
     c->connected = 1;
+    ready(c);
     if (++p->_nup < p->_nconns || p->_failed)
         return;
     p->_connected = 1;
@@ -401,6 +440,7 @@ void fr_pub_init(fr_pub_t *p, uv_loop_t *loop, const fr_opts_t *opts) {
     p->_bufcap =
         HEADROOM + (opts->payload > FR_PAYLOAD_MIN_CONNS ? opts->payload : FR_PAYLOAD_MIN_CONNS);
     p->_conns = fr_calloc(p->_nconns, sizeof *p->_conns);
+    p->_ready = fr_calloc(p->_nconns, sizeof *p->_ready);
     for (uint32_t k = 0; k < p->_nconns; k++) {
         fr_pub_conn_t *c = &p->_conns[k];
         c->pub = p;
@@ -489,6 +529,8 @@ static void pub_closed(fr_pub_t *p) {
     }
     free(p->_conns);
     p->_conns = NULL;
+    free(p->_ready);
+    p->_ready = NULL;
     close(p->_timerfd);
     p->_timerfd = -1;
     if (p->_on_closed)

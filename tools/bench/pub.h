@@ -54,6 +54,7 @@ typedef struct fr_pub_conn_s {
     uint8_t tls_up; /* the handshake is done */
     uint8_t connected;
     uint8_t failed;
+    uint8_t queued; /* in the publisher's queue of connections that can take a request */
     /* answer parser */
     uint8_t rstate;
     uint16_t rstatus;
@@ -83,10 +84,13 @@ struct fr_pub_s {
     const fr_opts_t *_opts;
     fr_pub_conn_t *_conns;
     uint32_t _nconns;
-    uint32_t _rr;    /* the connection whose turn it is */
+    uint32_t *_ready; /* owned: ring of connection indices that may take a request, oldest first */
+    uint32_t _ready_head, _ready_len;
     uint32_t _nup;   /* connections up */
     uv_poll_t _tick; /* readable when the timerfd below expires */
     int _timerfd;    /* CLOCK_REALTIME timer armed for the next due event, ns precise */
+    uint64_t _armed; /* what the timer is armed for (0: nothing), so re-arming for the same
+                      * time costs no system call */
     uint32_t _nslots; /* per connection */
     size_t _bufcap;
     uint64_t _origin_rt; /* event g is due at _origin_rt + g * _period */
