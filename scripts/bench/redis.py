@@ -31,6 +31,8 @@ Usage: scripts/bench/redis.py [--rounds N] [--duration S] [--latency-duration S]
   --base BINARY           also measure another freshet build (e.g. one of the commit before a
                           change) in the same rounds: its one-node runs follow this build's, and
                           the section gets a before/after table
+  --base-bench BINARY     the same for another freshet-bench (the load client): freshet's
+                          flat-out runs again with it, and a table of both clients' figures
 
 The flat-out runs publish over 16, 64 or 128 keep-alive connections with one request in flight
 on each (`--pub-conns N --pipeline 1`): HTTP/1.1 answers come in request order, so requests
@@ -243,19 +245,25 @@ class Server:
         self.log.close()
 
 
-def bench(work, tag, port, args, pub_port=None, server_pids=None):
-    cmd = [BENCH, "-p", str(port), "--json", "-q", "--prefix", tag] + args
+def bench(work, tag, port, args, pub_port=None, server_pids=None, client=BENCH):
+    """freshet-bench's JSON, with "client_cpu_s": the load client's own user + system time over
+    the whole run (connecting, warmup and tail included)."""
+    cmd = [client, "-p", str(port), "--json", "-q", "--prefix", tag] + args
     if pub_port:
         cmd += ["--pub-port", str(pub_port)]
     if server_pids:
         cmd += ["--server-pid", ",".join(str(p) for p in server_pids)]
+    cpu0 = children_cpu()
     out = subprocess.run(cmd, capture_output=True, text=True)
+    cpu = children_cpu() - cpu0
     with open(os.path.join(work, f"{tag}.json"), "w") as f:
         f.write(out.stdout)
     try:
-        return json.loads(out.stdout)
+        j = json.loads(out.stdout)
     except ValueError:
         raise RuntimeError(f"freshet-bench failed: {out.stderr[-500:]}")
+    j["client_cpu_s"] = cpu
+    return j
 
 
 # Sleeps 1 ms at a time and reports how much longer than asked the longest sleep took: a
@@ -364,7 +372,7 @@ def fcall_baseline(work, tag, checked, events=1):
                            calls=XADD_N // events)
 
 
-def flat(work, tag, kind, with_redis, duration, conns, subscribers=1, binary=BIN):
+def flat(work, tag, kind, with_redis, duration, conns, subscribers=1, binary=BIN, client=BENCH):
     """One node, one subscriber (or none), the publisher flat out over `conns` keep-alive
     connections, one request in flight on each."""
     r = Redis(work, tag) if with_redis else None
@@ -379,7 +387,7 @@ def flat(work, tag, kind, with_redis, duration, conns, subscribers=1, binary=BIN
                                       str(conns), "--pipeline", "1",
                                       "-d", str(duration), "--warmup", "1",
                                       "--tail", "5"],
-                  server_pids=s.pids())
+                  server_pids=s.pids(), client=client)
         cpu1, calls1 = r.stats() if r else (0, {})
         wake1 = r.wakeups() if r else 0
         pubs = j["published"] + j["warmup_published"] - j["publish_errors"]
@@ -387,6 +395,8 @@ def flat(work, tag, kind, with_redis, duration, conns, subscribers=1, binary=BIN
             "per_s": j["published"] / j["duration_s"],
             # the server's CPU counts from measure start, like `published`
             "node_us": j["server"]["cpu_s"] * 1e6 / max(1, j["published"]),
+            # the whole run's, over every publish answered 2xx in it
+            "client_us": j["client_cpu_s"] * 1e6 / max(1, j["publish_ok"]),
             "missing": j["missing"], "errors": j["errors"],
         }
         meter.close(res)
@@ -486,6 +496,31 @@ def base_table(R, opts):
     return L
 
 
+def base_bench_table(R, opts):
+    """freshet's flat-out runs with this load client and with --base-bench, same rounds."""
+    ratio = lambda a, b: a / b if a is not None and b else None
+    L = ["", f"**This load client and another** (`--base-bench {opts.base_bench}`, commit "
+         f"{R.get('_base_bench_commit', '?')}): freshet's flat-out runs once with each "
+         "freshet-bench, in the same rounds; the client's CPU is its user + system time over "
+         "the whole run per publish answered:", "",
+         "| | this client | the other client |", "|---|---|---|"]
+    for pl in CONNS:
+        for store in ("memory", "redis"):
+            cells = []
+            for pre in ("freshet", "bbench"):
+                rows = R[f"{pre}-{store}-flat{pl}"]
+                cells.append(f"{cell(rows, 'per_s', 0)}; node {fmt(med(rows, 'node_us'), 2)} µs, "
+                             f"client {fmt(med(rows, 'client_us'), 2)} µs")
+            L.append(f"| {pl} connections, {'Redis' if store == 'redis' else 'memory'} broker: "
+                     f"publishes/s; CPU per publish | {cells[0]} | {cells[1]} |")
+        cells = []
+        for pre in ("freshet", "bbench"):
+            red, mem = (med(R[f"{pre}-{st}-flat{pl}"], "per_s") for st in ("redis", "memory"))
+            cells.append(f"{fmt(ratio(red, mem), 2)}")
+        L.append(f"| {pl} connections: (b) publishes/s Redis / memory | {cells[0]} | {cells[1]} |")
+    return L
+
+
 def section(res, opts, started, took, loads):
     R = res
     d, ld = opts.duration, opts.latency_duration
@@ -550,6 +585,8 @@ def section(res, opts, started, took, loads):
              f"{met(p99 is not None and p99 < 5)}: p99 {fmt(p99, 2)} ms |")
     if opts.base:
         L += base_table(R, opts)
+    if opts.base_bench:
+        L += base_bench_table(R, opts)
     L.append("")
     L.append("**(a) Redis CPU per publish**: used_cpu_user + used_cpu_sys of the Redis server "
              "over the run, per publish (freshet and redis-benchmark: XADD calls; nchan: "
@@ -645,11 +682,13 @@ def main():
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--base")
+    ap.add_argument("--base-bench")
     opts = ap.parse_args()
     opts.rounds = opts.rounds or (1 if opts.quick else 3)
     opts.duration = opts.duration or (3 if opts.quick else 10)
     opts.latency_duration = opts.latency_duration or (5 if opts.quick else 20)
-    for path in (BIN, BENCH) + ((opts.base,) if opts.base else ()):
+    for path in ((BIN, BENCH) + ((opts.base,) if opts.base else ())
+                 + ((opts.base_bench,) if opts.base_bench else ())):
         if not os.access(path, os.X_OK):
             die(f"{path} is missing: build first (scripts/setup.sh)")
     for prog in ["redis-server", "redis-benchmark"] + ([] if opts.no_nchan else ["nginx"]):
@@ -687,6 +726,11 @@ def main():
                 plan.append((f"base-{store}-flat{pipeline}",
                              lambda tag, w=with_redis, p=pipeline:
                              flat(work, tag, "freshet", w, opts.duration, p, binary=opts.base)))
+            if opts.base_bench and kind == "freshet":
+                plan.append((f"bbench-{store}-flat{pipeline}",
+                             lambda tag, w=with_redis, p=pipeline:
+                             flat(work, tag, "freshet", w, opts.duration, p,
+                                  client=opts.base_bench)))
     plan += [
         ("freshet-redis-1000", lambda tag: latency(work, tag, "freshet", True,
                                                    opts.latency_duration)),
@@ -707,10 +751,10 @@ def main():
         with open("/proc/loadavg") as f:
             load1 = f.read().split()[0]
         res["_version"] = version
-        if opts.base:
-            commit = os.path.join(os.path.dirname(os.path.abspath(opts.base)), "COMMIT")
-            res["_base_commit"] = (open(commit).read().strip()[:7] if os.path.exists(commit)
-                                   else "?")
+        for opt, key in ((opts.base, "_base_commit"), (opts.base_bench, "_base_bench_commit")):
+            if opt:
+                commit = os.path.join(os.path.dirname(os.path.abspath(opt)), "COMMIT")
+                res[key] = (open(commit).read().strip()[:7] if os.path.exists(commit) else "?")
         took = time.monotonic() - t0
         with open(os.path.join(work, "results.json"), "w") as f:
             json.dump(res, f, indent=1)
