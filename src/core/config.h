@@ -79,7 +79,7 @@ typedef struct {
     char *tls_key;    /* owned: its PEM private key; set exactly when tls_cert is */
     int h2c;          /* a cleartext listener also speaks HTTP/2 with prior knowledge */
     unsigned h2_streams; /* HTTP/2: concurrent streams per connection (SETTINGS) */
-    unsigned h2_streams_per_client; /* HTTP/2: open streams per client address on a worker,
+    unsigned h2_streams_per_client; /* HTTP/2: open streams per client address (process),
                                      * over all its connections; 0: 4 × h2_streams */
 } fr_config_t;
 

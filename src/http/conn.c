@@ -49,7 +49,8 @@ void fr_http_init(fr_http_t *http, uv_loop_t *loop, const fr_config_t *config,
     http->id_first = 1;
     fr_list_init(&http->conns);
     fr_list_init(&http->h2_dirty);
-    fr_htable_init(&http->h2_clients);
+    fr_h2_clients_init(&http->own_h2_clients);
+    http->h2_clients = &http->own_h2_clients;
     for (size_t i = 0; i < FR_ARRAY_LEN(http->waits); i++)
         fr_list_init(&http->waits[i]);
 }
@@ -461,8 +462,7 @@ fr_tls_ctx_t *fr_http_tls_new(const char *cert, const char *key, char *err, size
 void fr_http_free(fr_http_t *http) {
     fr_http_set_tls(http, NULL);
     fr_buf_free(&http->h2_out);
-    /* Empty by now: an entry lives only while its client has a stream open. */
-    fr_htable_close(&http->h2_clients);
+    fr_h2_clients_close(&http->own_h2_clients);
 }
 
 void fr_http_set_tls(fr_http_t *http, fr_tls_ctx_t *ctx) {

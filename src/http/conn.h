@@ -29,6 +29,7 @@
 #include "core/config.h"
 #include "core/metrics.h"
 #include "http/exchange.h"
+#include "http/h2_clients.h"
 #include "http/tls.h"
 #include "stream/sink.h"
 
@@ -60,7 +61,9 @@ typedef struct fr_http_s {
     fr_buf_t h2_out;           /* HTTP/2 frames on their way to a connection: empty between
                                 * calls */
     fr_list_t h2_dirty;        /* HTTP/2 connections with frames to send (fr_http_flush) */
-    fr_htable_t h2_clients;    /* client address → its open HTTP/2 streams on this worker */
+    fr_h2_clients_t *h2_clients; /* borrowed: open HTTP/2 streams per client address; its
+                                  * own below unless the owner points it at its process's */
+    fr_h2_clients_t own_h2_clients; /* owned: for an fr_http_t that shares none */
     char read_buf[65536];      /* every read on this loop lands here and is parsed at once */
     char tls_plain[FR_TLS_RECORD]; /* what a TLS read decrypts, handed to the protocol */
 } fr_http_t;

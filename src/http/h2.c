@@ -69,7 +69,6 @@ struct fr_h2_s {
     fr_list_t waiting;
     fr_list_t dirty_link;  /* in http->h2_dirty */
     size_t nstreams;
-    struct h2_client_s *client; /* its address's count, while nstreams > 0 */
     uint32_t calm;         /* an error code to go away with, set by a callback */
     unsigned sending : 1;  /* a write of frames is on the socket */
     uint64_t sending_ms;   /* since when */
@@ -101,61 +100,17 @@ static void go_away(fr_h2_t *h, uint32_t code, const char *reason) {
 
 /* ---- streams per client --------------------------------------------------------------------- */
 
-/* SETTINGS bound the streams of one connection; a client opening many connections is bound
- * by its address's total on the worker. An entry lives while the address has streams open. */
-typedef struct h2_client_s {
-    fr_hnode_t hnode;
-    unsigned open;
-    char remote[48];
-} h2_client_t;
-
-static unsigned client_limit(const fr_config_t *cfg) {
-    return cfg->h2_streams_per_client ? cfg->h2_streams_per_client : 4 * cfg->h2_streams;
-}
-
-/* Forgets the connection's entry; frees it when no stream of the address is open. */
-static void client_drop(fr_h2_t *h) {
-    h2_client_t *cl = h->client;
-    h->client = NULL;
-    if (cl->open == 0) {
-        fr_htable_remove(&h->c->http->h2_clients, &cl->hnode);
-        free(cl);
-    }
-}
-
-/* Counts a stream for the connection's address; 0 when the address is at its limit. */
+/* Every stream of a connection is counted for its address (http/h2_clients.h), from its
+ * HEADERS until it closes. */
 static int client_take(fr_h2_t *h) {
-    fr_http_t *http = h->c->http;
-    if (!h->client) {
-        const char *r = h->c->remote;
-        size_t n = strlen(r);
-        fr_hnode_t *node = fr_htable_find(&http->h2_clients, r, n);
-        if (node) {
-            h->client = FR_HTABLE_ENTRY(node, h2_client_t, hnode);
-        } else {
-            h2_client_t *cl = fr_calloc(1, sizeof *cl);
-            memcpy(cl->remote, r, n < sizeof cl->remote ? n : sizeof cl->remote - 1);
-            fr_htable_insert(&http->h2_clients, &cl->hnode, cl->remote, strlen(cl->remote));
-            h->client = cl;
-        }
-    }
-    if (h->client->open >= client_limit(http->config)) {
-        if (h->nstreams == 0)
-            client_drop(h);
-        return 0;
-    }
-    h->client->open++;
-    return 1;
+    const fr_config_t *cfg = h->c->http->config;
+    unsigned limit = cfg->h2_streams_per_client ? cfg->h2_streams_per_client
+                                                : 4 * cfg->h2_streams;
+    return fr_h2_clients_take(h->c->http->h2_clients, h->c->remote, limit);
 }
 
-/* A counted stream closed (h->nstreams already down by one). A connection keeps its entry
- * only while it has streams counted there, so no connection points at a freed entry. */
 static void client_give(fr_h2_t *h) {
-    if (!h->client)
-        return;
-    h->client->open--;
-    if (h->nstreams == 0)
-        client_drop(h);
+    fr_h2_clients_give(h->c->http->h2_clients, h->c->remote);
 }
 
 /* ---- streams ------------------------------------------------------------------------------ */

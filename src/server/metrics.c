@@ -266,7 +266,7 @@ static void put_scripts_and_limits(fr_buf_t *o, const fr_worker_t *w, const fr_t
             m->h2_resets);
     counter(o, "freshet_h2_streams_refused_total",
             "HTTP/2 streams refused (RST_STREAM REFUSED_STREAM): the client already had "
-            "limits.h2_streams_per_client open on this worker.",
+            "limits.h2_streams_per_client open over all its connections.",
             m->h2_refused);
     counter(o, "freshet_h2_goaway_abuse_total",
             "HTTP/2 connections sent away (GOAWAY) for floods or header blocks past the limit.",

@@ -193,6 +193,7 @@ int fr_server_run(const char *app_path, const char *listen_override) {
         p->hub_ready = 1;
     }
     fr_ratelimit_init(&p->limits);
+    fr_h2_clients_init(&p->h2_clients);
     if (cfg.access_log && open_access_log(p, cfg.access_log) < 0) {
         first->stopping = 1;
         first->exit_code = 1;
@@ -205,6 +206,7 @@ int fr_server_run(const char *app_path, const char *listen_override) {
     if (p->hub_ready)
         fr_hub_close(&p->hub);
     fr_ratelimit_close(&p->limits);
+    fr_h2_clients_close(&p->h2_clients);
     if (p->access)
         fr_linefile_close(p->access);
     fr_config_free(&cfg);

@@ -523,6 +523,8 @@ static int worker_wire(fr_worker_t *w, fr_hub_t *process_hub, size_t nworkers) {
     w->streams.limits = w->limits;
     w->streams.tier_rejected = w->tier_rejected;
     fr_http_init(&w->http, w->loop, cfg, &w->metrics);
+    if (w->proc)
+        w->http.h2_clients = &w->proc->h2_clients;
     w->http.access = w->proc ? w->proc->access : NULL;
     w->streams.access = w->http.access;
     w->http.handle = on_request;

@@ -112,6 +112,7 @@ typedef struct fr_process_s {
     fr_hub_t hub;             /* the memory broker, one slot per worker */
     int hub_ready;
     fr_ratelimit_t limits;
+    fr_h2_clients_t h2_clients; /* HTTP/2 streams per client address, over every worker */
     size_t nconns;            /* atomic: connections over every worker */
     int fd_warned;            /* atomic: the 80% warning was logged and use has not dropped */
     int draining;             /* atomic: SIGTERM or SIGINT came; /readyz answers 503 */

@@ -292,9 +292,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
               W->streams.count);
     fz_expect(fr_list_empty(&W->streams.all), "a stream outlived its connection");
     fz_expect(fr_list_empty(&W->http.h2_dirty), "a closed connection is still to be flushed");
-    fz_expect(W->http.h2_clients.count == 0,
+    fz_expect(W->http.h2_clients->table.count == 0,
               "%zu client addresses still count HTTP/2 streams after every client left",
-              W->http.h2_clients.count);
+              W->http.h2_clients->table.count);
 
     for (size_t k = 0; k < nseg; k++) {
         if (!raw) {

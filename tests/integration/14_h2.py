@@ -583,6 +583,52 @@ def run():
             ft.check(r.stdout.endswith(b" 200"), "/health after the stalled client", r.stdout)
             c.close()
 
+    # The kernel spreads one client's connections over the workers' listeners (SO_REUSEPORT):
+    # the count per client address is the process's, not a worker's.
+    app = h2_app(tls=False, extra="workers = 2,",
+                 limits="h2_streams = 64, h2_streams_per_client = 6, headers = 8192")
+    with ft.Server(app, tls=False) as srv:
+        with ft.subtest("limits.h2_streams_per_client with workers = 2: one count over the "
+                        "connections of both workers"):
+            srv.wait_log(r"2 workers \(threads\)")
+            conns, before = [], len(ft.conn_ids(srv))
+            # Connection ids are k+1, k+1+2, … on worker k: both parities = both workers.
+            while len(conns) < 4 or len(ft.workers_of(srv, before)) < 2:
+                ft.check(len(conns) < 40, "40 connections all on one worker",
+                         ft.workers_of(srv, before))
+                conns.append(H2Client(srv.port, tls=False))
+                conns[-1].wait(lambda: len(ft.conn_ids(srv)) == before + len(conns),
+                               what="the connection's log line")
+            served, refused = [], []
+            for c in conns:  # one connection at a time, so which ones are served is known
+                sids = [c.request("/sub/pcw") for _ in range(2)]
+                c.flush()
+                c.wait(lambda: all(s in c.headers or s in c.reset for s in sids),
+                       what="the answers to a connection's 2 streams")
+                served += [(c, s) for s in sids if s in c.headers]
+                refused += [(c, s) for s in sids if c.reset.get(s) ==
+                            h2.errors.ErrorCodes.REFUSED_STREAM]
+            ft.check_eq(len(served), 6, f"streams served over {len(conns)} connections on both "
+                        "workers (2 asked on each)")
+            ft.check_eq(len(refused), 2 * len(conns) - 6, "streams refused with REFUSED_STREAM")
+            ft.check_eq([c for c, _ in served], [c for c in conns[:3] for _ in range(2)],
+                        "the first three connections' streams are the ones served")
+            srv.wait_streams(6)
+            # A stream that ends, on whichever worker, frees its place for the others.
+            last = conns[-1]
+            conns[0].conn.reset_stream(served[0][1])
+            conns[0].flush()
+            srv.wait_streams(5)
+            retry = last.request("/sub/pcw")
+            last.flush()
+            last.wait(lambda: retry in last.headers or retry in last.reset,
+                      what="the retried stream")
+            ft.check(retry in last.headers, "the retry on the last connection is served",
+                     last.reset)
+            for c in conns:
+                c.close()
+            srv.wait_streams(0, timeout=15)
+
 
 if __name__ == "__main__":
     ft.main(run, limit=115)
