@@ -52,7 +52,8 @@ SLOW_ROUTE = ft.SUB_ROUTE.replace("return route", """function route.tier(req, wh
     return route""")
 
 
-def h2_app(tls=True, extra="", limits="h2_streams = 64, headers = 8192"):
+def h2_app(tls=True, extra="", limits="h2_streams = 64, headers = 8192", routes_extra="",
+           files_extra=None):
     settings = f"""
         heartbeat = 1,
         retry = 2000,
@@ -66,9 +67,10 @@ def h2_app(tls=True, extra="", limits="h2_streams = 64, headers = 8192"):
     routes = """
         app:stream("/slow/:topics", "routes/slow.lua")
         app:static("/files", "public")
-    """
+    """ + routes_extra
     app = ft.pubsub_app(settings, routes, files={"public/hello.txt": b"hello over h2\n",
-                                                 "routes/slow.lua": ft.lua(SLOW_ROUTE).encode()})
+                                                 "routes/slow.lua": ft.lua(SLOW_ROUTE).encode(),
+                                                 **(files_extra or {})})
     if tls:
         cert, key = ft.make_cert(app.path)
         os.replace(cert, app.file("cert.pem"))
@@ -585,20 +587,27 @@ def run():
 
     # The kernel spreads one client's connections over the workers' listeners (SO_REUSEPORT):
     # the count per client address is the process's, not a worker's.
+    wk = 'local freshet = require "freshet"\n' \
+         'return { handle = function() return 200, tostring(freshet.worker) end }\n'
     app = h2_app(tls=False, extra="workers = 2,",
-                 limits="h2_streams = 64, h2_streams_per_client = 6, headers = 8192")
+                 limits="h2_streams = 64, h2_streams_per_client = 6, headers = 8192",
+                 routes_extra='app:http("GET", "/wk", "routes/wk.lua")\n',
+                 files_extra={"routes/wk.lua": wk.encode()})
     with ft.Server(app, tls=False) as srv:
         with ft.subtest("limits.h2_streams_per_client with workers = 2: one count over the "
                         "connections of both workers"):
             srv.wait_log(r"2 workers \(threads\)")
-            conns, before = [], len(ft.conn_ids(srv))
-            # Connection ids are k+1, k+1+2, … on worker k: both parities = both workers.
-            while len(conns) < 4 or len(ft.workers_of(srv, before)) < 2:
-                ft.check(len(conns) < 40, "40 connections all on one worker",
-                         ft.workers_of(srv, before))
-                conns.append(H2Client(srv.port, tls=False))
-                conns[-1].wait(lambda: len(ft.conn_ids(srv)) == before + len(conns),
-                               what="the connection's log line")
+            conns, workers = [], []
+            # Each connection asks which worker it is on, until both are.
+            while len(conns) < 4 or len(set(workers)) < 2:
+                ft.check(len(conns) < 40, "40 connections all on one worker", workers)
+                c = H2Client(srv.port, tls=False)
+                sid = c.request("/wk")
+                c.flush()
+                c.wait(lambda: sid in c.ended, what="/wk's answer")
+                ft.check_eq(c.headers[sid][":status"], "200", "/wk's status")
+                conns.append(c)
+                workers.append(c.data[sid].decode())
             served, refused = [], []
             for c in conns:  # one connection at a time, so which ones are served is known
                 sids = [c.request("/sub/pcw") for _ in range(2)]
