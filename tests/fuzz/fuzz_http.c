@@ -689,7 +689,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             shutdown(cs[k].fd, SHUT_WR);
         }
     }
-    for (int r = 0; r < 2000 && (W->http.nconns > 0 || W->streams.count > 0); r++)
+    uint64_t leave_ns = fw_now_ns();
+    for (int r = 0; fw_still_busy(W, r, leave_ns); r++)
         pump(cs, nseg, 1);
     pump(cs, nseg, 2);
     fz_expect(W->http.nconns == 0, "%zu connections still open after every client left",
