@@ -525,9 +525,7 @@ def section(res, opts, started, took, loads):
     R = res
     d, ld = opts.duration, opts.latency_duration
     xadd8, xadd1 = med(R["xadd-c8"], "redis_us"), med(R["xadd-c1"], "redis_us")
-    fr_us = med(R["freshet-redis-flat16"], "redis_us")
     ratio = lambda a, b: a / b if a is not None and b else None
-    ratio_a = ratio(fr_us, xadd8)
     rate = lambda key: med(R[key], "per_s")
     p99 = med(R["freshet-redis-1000"], "p99")
     runs = {k: v for k, v in R.items() if isinstance(v, list)}

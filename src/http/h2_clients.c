@@ -57,7 +57,7 @@ void fr_h2_clients_give(fr_h2_clients_t *cs, const char *remote) {
     pthread_mutex_lock(&cs->mu);
     fr_hnode_t *node = fr_htable_find(&cs->table, remote, n);
     client_t *cl = node ? FR_HTABLE_ENTRY(node, client_t, hnode) : NULL;
-    if (cl && cl->open > 0 && --cl->open == 0) {
+    if (cl && --cl->open == 0) {
         fr_htable_remove(&cs->table, &cl->hnode);
         free(cl);
     }

@@ -432,17 +432,6 @@ def _die_with_parent():
         pass
 
 
-def conn_ids(srv):
-    """The ids of the connections the server's log says it accepted, in order."""
-    return [int(m) for m in re.findall(r'"event":"CONNECTING","conn":(\d+)', srv.log())]
-
-
-def workers_of(srv, after=0):
-    """With two workers connection ids are k+1, k+1+2, … on worker k: the parities (the
-    workers) of the connections accepted after the first `after`."""
-    return {i % 2 for i in conn_ids(srv)[after:]}
-
-
 def kill_process(proc, timeout=10):
     """SIGKILL to a process this test started, if it still runs, and a bounded wait for it."""
     if proc is not None and proc.poll() is None:
